@@ -1,0 +1,51 @@
+"""The ``armlens`` command line: one entry point, one module per command group.
+
+Each module in this package exposes ``add_parser(subparsers)``; it registers its subcommand(s) and sets
+``func`` on the parser so that ``main`` can dispatch. Heavy imports (torch, transformers) happen inside the
+command functions, so ``armlens --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Command modules, in the order they appear in --help.
+_COMMAND_MODULES = [
+    "armlens.cli.info",
+    "armlens.cli.data",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="armlens",
+        description="armlens: a workbench for Activation Reward Models (few-shot reward models from attention heads).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # user-facing errors: one clear line
+        if args.verbose:
+            raise
+        print(f"armlens {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""``armlens info``: a model's shape and which judge answer words are single tokens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="print a model's layers, heads, d_head, key/value heads, context and answer tokens")
+    p.add_argument("--model", default=None, help="model name, local folder, .gguf file or Hub id (default: embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from armlens.model import load_model, model_info
+
+    info = model_info(load_model(args.model, device=args.device))
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return 0
+    rows = [
+        ("model", info.model_id),
+        ("layers", info.n_layers),
+        ("heads per layer", info.n_heads),
+        ("d_head", info.d_head),
+        ("key/value heads", info.n_key_value_heads),
+        ("d_model", info.d_model),
+        ("context length", info.n_ctx),
+        ("vocabulary", info.d_vocab),
+    ]
+    for word, ids in info.answer_tokens.items():
+        status = "single token" if len(ids) == 1 else f"{len(ids)} tokens (unusable as a judge answer)"
+        rows.append((f"answer {word!r}", f"ids {ids}: {status}"))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0

@@ -1,0 +1,72 @@
+"""The one record every armlens dataset loader produces: a preference pair.
+
+Context
+-------
+Everything armlens measures is measured on preference pairs: one prompt, a preferred (``chosen``) response and a
+dispreferred (``rejected``) one. Loaders for RewardBench, LLMBar, HHH, TruthfulQA, HH-RLHF, XSTest, PreferenceHack and
+generic files all return ``list[PreferencePair]``, so judges, the evaluation protocol and the bias suite never see a
+source-specific format.
+
+A prompt is either plain text or a list of chat messages (``{"role": ..., "content": ...}``); multi-turn prompts keep
+their turns so the judge can render them through the model's chat template.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+Message = dict[str, str]
+Prompt = Union[str, list[Message]]
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One preference judgement: ``chosen`` is better than ``rejected`` for ``prompt``."""
+
+    id: str
+    """Stable identifier, unique within a dataset (e.g. ``"llmbar-natural/17"``)."""
+    source: str
+    """Loader name that produced it (``"llmbar"``, ``"hhh"``, ...)."""
+    subset: str
+    """RewardBench-style subset name (``"llmbar-adver-neighbor"``, ``"hhh-harmless"``, ...)."""
+    prompt: Prompt
+    """The user request: text, or chat messages for multi-turn prompts (the last one is the user's turn)."""
+    chosen: str
+    """The preferred response."""
+    rejected: str
+    """The dispreferred response."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Optional extras: ``chosen_model``, ``rejected_model``, annotations, ``bias`` type, transform record, ..."""
+
+    def prompt_text(self) -> str:
+        """The prompt flattened to text (chat turns joined as ``Role: content``), for grouping and display."""
+        if isinstance(self.prompt, str):
+            return self.prompt
+        return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in self.prompt)
+
+    def prompt_key(self) -> str:
+        """A hash of the prompt; pairs sharing it must stay on one side of any split."""
+        return hashlib.sha256(json.dumps(self.prompt, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreferencePair:
+        missing = [k for k in ("id", "source", "subset", "prompt", "chosen", "rejected") if k not in d]
+        if missing:
+            raise KeyError(f"PreferencePair record is missing field(s) {missing}: {sorted(d)}")
+        return cls(**{k: d[k] for k in ("id", "source", "subset", "prompt", "chosen", "rejected")},
+                   metadata=dict(d.get("metadata") or {}))
+
+
+def pairs_hash(pairs: list[PreferencePair]) -> str:
+    """SHA-256 over the pairs' content (ids, prompts and both responses), recorded beside every result."""
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(json.dumps([p.id, p.prompt, p.chosen, p.rejected], sort_keys=True).encode())
+    return h.hexdigest()

