@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import importlib.util
 import json
@@ -242,7 +243,7 @@ def tiny_tokenizer() -> Any:
     )
     tok.chat_template = CHATML_TEMPLATE
     tok.padding_side = "left"
-    tok.model_max_length = 512
+    tok.model_max_length = 2048
     return tok
 
 
@@ -252,7 +253,7 @@ def tiny_model(
     n_key_value_heads: int | None = None,
     d_head: int = 16,
     d_mlp: int = 64,
-    n_ctx: int = 512,
+    n_ctx: int = 2048,
     seed: int = 0,
 ) -> Any:
     """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests.
@@ -276,7 +277,7 @@ def tiny_hf_model(
     n_key_value_heads: int | None = None,
     d_head: int = 16,
     d_mlp: int = 64,
-    n_ctx: int = 512,
+    n_ctx: int = 2048,
     seed: int = 0,
 ) -> tuple[Any, Any]:
     """The plain Hugging Face model and tokenizer behind :func:`tiny_model` (same seed, same weights)."""
@@ -364,7 +365,7 @@ def model_info(model: Any) -> ModelInfo:
 def model_fingerprint(model: Any) -> dict[str, Any]:
     """What a saved ARM records to refuse loading on another model: id, shape, and a weight checksum."""
     emb = model.original_model.get_input_embeddings().weight
-    checksum = float(emb[: min(64, emb.shape[0])].double().sum())
+    checksum = float(emb[: min(64, emb.shape[0])].detach().double().sum())
     info = model_info(model)
     return {
         "model_id": info.model_id,
@@ -550,25 +551,24 @@ def hook_z_name(layer: int) -> str:
     return get_act_name("z", layer)
 
 
-def capture_hook_z(
+def capture_hook_z_and_logits(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
-) -> Float[Tensor, "batch n_layers n_heads d_head"]:
-    """hook_z of every layer at the last position (last real token), read inside the hooks: no full cache kept."""
+) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
+    """hook_z of every layer at the last position (read inside the hooks: no cache of other positions is kept),
+    and the last-position logits, from one forward pass. ``fwd_hooks`` run before the reads (e.g. a patch)."""
     n_layers = model.cfg.n_layers
     out: list[Tensor | None] = [None] * n_layers
 
     def grab(z: Tensor, hook: Any, layer: int) -> None:
         out[layer] = z[:, -1].detach().float().clone()
 
-    import functools
-
     grab_hooks = [(hook_z_name(layer), functools.partial(grab, layer=layer)) for layer in range(n_layers)]
     with torch.inference_mode():
-        model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + grab_hooks, attention_mask=attention_mask)
-    return torch.stack(out, dim=1)  # type: ignore[arg-type]
+        logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + grab_hooks, attention_mask=attention_mask)
+    return torch.stack(out, dim=1), logits[:, -1, :].float()  # type: ignore[arg-type]
 
 
 def info_json(model: Any) -> str:

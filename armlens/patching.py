@@ -1,0 +1,151 @@
+"""Capture and overwrite ``blocks.{l}.attn.hook_z`` at the last token: where heads are patched.
+
+Context
+-------
+``hook_z`` is each head's output before the output projection W_O, shape ``[batch, pos, n_heads, d_head]`` (per
+*query* head, also on grouped-query models). An ARM stores one mean vector per head, ``means[l, h]``, and at scoring
+time overwrites ``hook_z[l][:, -1, h]`` with it for the heads in a boolean mask. Batches are left-padded, so
+position -1 is every row's last real token.
+
+Intuition
+---------
+Overwriting a head's output at the read position replaces what that head "says" about the current prompt with what
+it said, on average, while the model judged labelled examples. Heads that carry the task's "format and criterion"
+signal are exactly those whose average helps; REINFORCE (``armlens.selection``) finds them.
+
+Everything here builds hook functions (small pure functions bound with ``functools.partial``, as in TransformerLens'
+``patching.py``) and hands them to :mod:`armlens.model`, which runs them; hooks never outlive a call unless the caller
+holds the explicit handle from :func:`patch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from armlens import model as M
+
+HeadMask = Bool[Tensor, "n_layers n_heads"]
+RowMasks = Bool[Tensor, "batch n_layers n_heads"]
+Means = Float[Tensor, "n_layers n_heads d_head"]
+
+
+def head_label(layer: int, head: int) -> str:
+    """``L{layer}H{head}``, the TransformerLens demos' head label."""
+    return f"L{layer}H{head}"
+
+
+def parse_heads(spec: str | list[str] | list[tuple[int, int]], n_layers: int, n_heads: int) -> HeadMask:
+    """A head mask from ``"L3H1,L10H4"``, ``["L3H1"]`` or ``[(3, 1)]``; bad labels are a clear error."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    mask = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+    for item in items:
+        if isinstance(item, tuple):
+            layer, head = item
+        else:
+            s = item.strip().upper()
+            if not s:
+                continue
+            try:
+                layer_s, head_s = s[1:].split("H")
+                if not s.startswith("L"):
+                    raise ValueError
+                layer, head = int(layer_s), int(head_s)
+            except ValueError:
+                raise ValueError(f"bad head label {item!r}; expected L{{layer}}H{{head}}, e.g. L3H1") from None
+        if not (0 <= layer < n_layers and 0 <= head < n_heads):
+            raise ValueError(f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads")
+        mask[layer, head] = True
+    return mask
+
+
+def mask_labels(mask: HeadMask) -> list[str]:
+    return [head_label(int(layer), int(head)) for layer, head in mask.nonzero().tolist()]
+
+
+def _check(model: Any, means: Means, mask: Tensor) -> None:
+    cfg = model.cfg
+    want = (cfg.n_layers, cfg.n_heads, cfg.d_head)
+    if tuple(means.shape) != want:
+        raise ValueError(f"means have shape {tuple(means.shape)}, the model needs {want} [n_layers, n_heads, d_head]")
+    if tuple(mask.shape[-2:]) != want[:2] or mask.dtype != torch.bool:
+        raise ValueError(f"head mask must be bool [..., {want[0]}, {want[1]}], got {mask.dtype} {tuple(mask.shape)}")
+
+
+def patch_z_hook(
+    z: Float[Tensor, "batch pos head_index d_head"],
+    hook: Any,
+    *,
+    means: Float[Tensor, "head_index d_head"],
+    mask: Bool[Tensor, "head_index"] | Bool[Tensor, "batch head_index"],
+    pos: int = -1,
+) -> Float[Tensor, "batch pos head_index d_head"]:
+    """Overwrite ``z[:, pos, h]`` with ``means[h]`` where ``mask`` (one mask, or one per batch row) is True."""
+    z = z.clone()
+    sel = mask if mask.ndim == 2 else mask.unsqueeze(0).expand(z.shape[0], -1)
+    z[:, pos] = torch.where(sel.unsqueeze(-1), means.to(z.dtype), z[:, pos])
+    return z
+
+
+def patch_hooks(model: Any, means: Means, mask: HeadMask | RowMasks, pos: int = -1) -> list[M.Hook]:
+    """One hook per layer that has any selected head; ``mask`` may carry one mask per batch row."""
+    _check(model, means, mask)
+    device = model.cfg.device
+    means = means.to(device)
+    mask = mask.to(device)
+    per_layer = mask.any(0) if mask.ndim == 3 else mask
+    out = []
+    for layer in range(model.cfg.n_layers):
+        if not bool(per_layer[layer].any()):
+            continue
+        layer_mask = mask[:, layer] if mask.ndim == 3 else mask[layer]
+        fn = functools.partial(patch_z_hook, means=means[layer], mask=layer_mask, pos=pos)
+        out.append((M.hook_z_name(layer), fn))
+    return out
+
+
+@contextlib.contextmanager
+def patched(model: Any, means: Means, mask: HeadMask | RowMasks) -> Iterator[Any]:
+    """``with patched(model, means, mask): model(...)``: the heads are patched inside, never after."""
+    with M.hooks(model, patch_hooks(model, means, mask)):
+        yield model
+
+
+class PatchHandle:
+    """An explicit patch that stays on the model until :meth:`remove` (steering-vectors' handle style)."""
+
+    def __init__(self, model: Any, means: Means, mask: HeadMask | RowMasks):
+        self.heads = mask_labels(mask) if mask.ndim == 2 else None
+        self._remove = M.add_hooks(model, patch_hooks(model, means, mask))
+
+    def remove(self) -> None:
+        self._remove()
+
+    def __enter__(self) -> PatchHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def patch(model: Any, means: Means, mask: HeadMask | RowMasks) -> PatchHandle:
+    """Patch until ``handle.remove()``. Prefer :func:`patched` unless the patch must span several calls."""
+    return PatchHandle(model, means, mask)
+
+
+def capture_last_z(
+    model: Any, texts: list[str], mask: HeadMask | None = None, means: Means | None = None
+) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
+    """hook_z of every head at each text's last token, and the last-token logits, in one forward pass.
+
+    With ``mask``/``means`` the given heads are patched during the pass (to read activations under a patch).
+    """
+    tokens, attn = M.tokenize(model, texts)
+    extra = patch_hooks(model, means, mask) if mask is not None and means is not None else []
+    return M.capture_hook_z_and_logits(model, tokens, attn, extra)

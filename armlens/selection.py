@@ -1,0 +1,323 @@
+"""Stage 2: which heads to patch. REINFORCE over Bernoulli head masks, and the alternatives it is compared with.
+
+Context
+-------
+Patching every head makes every score tie; patching random heads falls to chance; the heads must be chosen. The
+reference (MTV) learns an independent Bernoulli per head, ``p = clamp(sigmoid(theta), 1e-3, 1 - 1e-3)``, ``theta``
+initialised to -1. Each step draws one training example (zero-shot judge prompt + gold answer), samples K masks,
+runs the model once per mask with the masked heads' last-token hook_z overwritten by the means, and takes
+``loss_k = CE(last-token logits, gold answer token)``. With the advantage ``(loss_k - mean) / (std + 1e-3)`` it
+minimises ``sum_k advantage_k * log pi(mask_k)`` with Adam (lr 0.1). The final head set is the best of 10 masks
+sampled from the learned probabilities, judged by mean loss on up to 50 training examples.
+
+The fast path
+-------------
+Only the last position changes under any mask, so each example's prefix (all tokens but the last) is run once and
+its key/value cache is shared by the K masks, which then cost a single batched one-token forward
+(:func:`mask_losses`). :func:`mask_losses_reference` is the reference-style loop (one full forward per mask, batch
+1), kept for the exactness tests and ``armlens bench``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from armlens import model as M
+from armlens.patching import HeadMask, Means, patch_hooks
+from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
+from armlens.scoring import answer_loss, score_from_logits
+
+logger = logging.getLogger(__name__)
+
+SelectorName = Literal["reinforce", "all", "none", "random", "topk_prob", "topk_attribution"]
+Masks = Bool[Tensor, "k n_layers n_heads"]
+
+
+@dataclass
+class ReinforceConfig:
+    """REINFORCE head selection; defaults are the reference's (MTV; the reward-scoring variant's 200 steps)."""
+
+    steps: int = 200
+    """Optimisation steps (MTV used 600; the reward-scoring variant 200)."""
+    k_masks: int = 32
+    """Masks sampled per step."""
+    lr: float = 0.1
+    """Adam learning rate on the logits theta."""
+    init_logit: float = -1.0
+    """Initial theta for every head (sigmoid(-1) = 0.27)."""
+    n_final_samples: int = 10
+    """Masks sampled from the learned probabilities for the final choice."""
+    n_final_eval: int = 50
+    """Training examples (at most) the final candidates are judged on."""
+    prefix_cache_size: int = 32
+    """Prefix key/value caches kept in memory (LRU); each is ~45 KB per prompt token on the default model."""
+    mask_chunk: int = 64
+    """Masks evaluated per batched one-token forward (bounds memory of the widened cache)."""
+    seed: int = 0
+    """Seed for example draws and mask sampling."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SelectionResult:
+    """A chosen head set and, for REINFORCE, the history that produced it (kept for analysis)."""
+
+    mask: HeadMask
+    """The selected heads ``[n_layers, n_heads]``."""
+    method: str
+    """Selector name."""
+    probs: Float[Tensor, "n_layers n_heads"] | None = None
+    """Final selection probabilities (REINFORCE) or the scores ranked (top-k selectors)."""
+    prob_trajectory: Float[Tensor, "steps n_layers n_heads"] | None = None
+    """Selection probabilities after each step."""
+    losses: list[float] = field(default_factory=list)
+    """Mean loss over the K masks of each step."""
+    expected_heads: list[float] = field(default_factory=list)
+    """Expected number of selected heads (sum of probabilities) after each step."""
+    final_candidate_losses: list[float] = field(default_factory=list)
+    """Mean training loss of each final candidate mask (the lowest was kept)."""
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.mask.sum())
+
+
+# ---------------------------------------------------------------------------------------------------- policy
+
+
+def policy_probs(theta: Float[Tensor, "n_layers n_heads"]) -> Float[Tensor, "n_layers n_heads"]:
+    return torch.sigmoid(theta).clamp(1e-3, 1 - 1e-3)
+
+
+def log_prob(masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Float[Tensor, "k"]:
+    """log pi(mask) under independent Bernoullis."""
+    m = masks.float()
+    return (m * probs.log() + (1 - m) * (1 - probs).log()).sum((-2, -1))
+
+
+def reinforce_loss(losses: Float[Tensor, "k"], masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Tensor:
+    """``sum_k advantage_k * log pi(mask_k)``, advantage = normalised loss (lower loss -> pushed up)."""
+    adv = (losses - losses.mean()) / (losses.std(unbiased=False) + 1e-3)
+    return (adv.detach() * log_prob(masks, probs)).sum()
+
+
+# ---------------------------------------------------------------------------------------------------- losses per mask
+
+
+def mask_logits(
+    model: Any, cache: M.PrefixCache, means: Means, masks: Masks, chunk: int = 64
+) -> Float[Tensor, "batch k d_vocab"]:
+    """Last-token logits of every prompt in ``cache`` under every mask (fast path: one-token forwards)."""
+    out = []
+    for start in range(0, masks.shape[0], chunk):
+        part = masks[start : start + chunk]
+        k = part.shape[0]
+        rows = part.repeat(cache.batch, 1, 1)  # row b*k + r carries mask r (prompt-major, as in the cache)
+        logits = M.run_cached_last_logits(model, cache, patch_hooks(model, means, rows), repeat=k)
+        out.append(logits.view(cache.batch, k, -1))
+    return torch.cat(out, dim=1)
+
+
+def mask_losses(
+    model: Any, cache: M.PrefixCache, means: Means, masks: Masks, gold_ids: Int[Tensor, "batch"], chunk: int = 64
+) -> Float[Tensor, "batch k"]:
+    """CE loss of each prompt's gold answer under each mask, over a shared prefix cache."""
+    logits = mask_logits(model, cache, means, masks, chunk)
+    b, k, v = logits.shape
+    return answer_loss(logits.reshape(b * k, v), gold_ids.repeat_interleave(k)).view(b, k)
+
+
+def mask_losses_reference(
+    model: Any, text: str, means: Means, masks: Masks, gold_id: int
+) -> Float[Tensor, "k"]:
+    """Reference-style loop: one full forward per mask, batch 1 (slow; for tests and benchmarks)."""
+    tokens, attn = M.tokenize(model, [text])
+    out = []
+    for mask in masks:
+        hooks = patch_hooks(model, means, mask) if bool(mask.any()) else []
+        logits = M.run_last_logits(model, tokens, attn, hooks)
+        out.append(answer_loss(logits, torch.tensor([gold_id]))[0])
+    return torch.stack(out)
+
+
+class PrefixPool:
+    """Prefix caches of the training prompts, computed on first use and kept in a small LRU."""
+
+    def __init__(self, model: Any, texts: Sequence[str], size: int = 32):
+        self.model, self.texts, self.size = model, list(texts), size
+        self._cache: OrderedDict[int, M.PrefixCache] = OrderedDict()
+
+    def __getitem__(self, i: int) -> M.PrefixCache:
+        if i in self._cache:
+            self._cache.move_to_end(i)
+            return self._cache[i]
+        cache = M.prefix_cache(self.model, *M.tokenize(self.model, [self.texts[i]]))
+        if self.size > 0:
+            self._cache[i] = cache
+            while len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        return cache
+
+
+# ---------------------------------------------------------------------------------------------------- REINFORCE
+
+
+def reinforce(
+    model: Any,
+    means: Means,
+    examples: Sequence[Example],
+    config: ReinforceConfig = ReinforceConfig(),
+    *,
+    template: JudgeTemplate = JudgeTemplate(),
+    show_progress: bool = True,
+    callback: Callable[[int, Float[Tensor, "n_layers n_heads"], float], None] | None = None,
+) -> SelectionResult:
+    """Learn which heads to patch with REINFORCE; returns the best of ``n_final_samples`` sampled masks."""
+    if not examples:
+        raise ValueError("REINFORCE needs at least one labelled training example")
+    if any(e.label is None for e in examples):
+        raise ValueError("REINFORCE training examples must be labelled")
+    ids = AnswerIds.of(model, template)
+    texts = [scalar_prompt(model, e, template) for e in examples]
+    gold = torch.tensor([ids.yes if e.label else ids.no for e in examples])
+    pool = PrefixPool(model, texts, config.prefix_cache_size)
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(config.seed)
+    theta = torch.full((cfg.n_layers, cfg.n_heads), float(config.init_logit), requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=config.lr)
+    result = SelectionResult(mask=torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool), method="reinforce")
+    trajectory = []
+    bar = tqdm(range(config.steps), desc="REINFORCE", disable=not show_progress, leave=False)
+    for step in bar:
+        i = int(torch.randint(len(examples), (1,), generator=gen))
+        probs = policy_probs(theta)
+        masks = torch.bernoulli(probs.detach().expand(config.k_masks, -1, -1), generator=gen).bool()
+        losses = mask_losses(model, pool[i], means, masks, gold[i : i + 1], config.mask_chunk)[0]
+        opt.zero_grad()
+        reinforce_loss(losses, masks, probs).backward()
+        opt.step()
+        new_probs = policy_probs(theta).detach()
+        trajectory.append(new_probs.clone())
+        result.losses.append(float(losses.mean()))
+        result.expected_heads.append(float(new_probs.sum()))
+        bar.set_postfix(loss=f"{result.losses[-1]:.3f}", heads=f"{result.expected_heads[-1]:.1f}")
+        if callback is not None:
+            callback(step, new_probs, result.losses[-1])
+    probs = policy_probs(theta).detach()
+    result.probs = probs
+    result.prob_trajectory = torch.stack(trajectory) if trajectory else probs.unsqueeze(0)
+    candidates = torch.bernoulli(probs.expand(config.n_final_samples, -1, -1), generator=gen).bool()
+    eval_idx = torch.randperm(len(examples), generator=gen)[: config.n_final_eval].tolist()
+    totals = torch.zeros(config.n_final_samples)
+    for i in tqdm(eval_idx, desc="choosing final mask", disable=not show_progress, leave=False):
+        totals += mask_losses(model, pool[i], means, candidates, gold[i : i + 1], config.mask_chunk)[0]
+    mean_losses = totals / len(eval_idx)
+    result.final_candidate_losses = mean_losses.tolist()
+    result.mask = candidates[int(mean_losses.argmin())].clone()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- attribution
+
+
+def single_head_effects(
+    model: Any,
+    means: Means,
+    examples: Sequence[Example],
+    *,
+    template: JudgeTemplate = JudgeTemplate(),
+    chunk: int = 64,
+    show_progress: bool = True,
+) -> Float[Tensor, "n_layers n_heads"]:
+    """Patching effect of each head alone on the judge's Yes-No logit margin, signed towards the gold answer.
+
+    ``effect[l, h] = mean over examples of s_i * (margin with only L{l}H{h} patched - unpatched margin)``, with
+    ``s_i = +1`` for Yes-labelled and -1 for No-labelled examples (unlabelled: +1): positive = the head's mean moves
+    the judge towards the right answer. Fast path: one prefix per example, all heads as one-hot masks.
+    """
+    if not examples:
+        raise ValueError("no examples for the patching sweep")
+    ids = AnswerIds.of(model, template)
+    cfg = model.cfg
+    n = cfg.n_layers * cfg.n_heads
+    masks = torch.eye(n, dtype=torch.bool).view(n, cfg.n_layers, cfg.n_heads)
+    masks = torch.cat([torch.zeros(1, cfg.n_layers, cfg.n_heads, dtype=torch.bool), masks])
+    total = torch.zeros(n)
+    for ex in tqdm(examples, desc="single-head sweep", disable=not show_progress, leave=False):
+        text = scalar_prompt(model, ex, template)
+        cache = M.prefix_cache(model, *M.tokenize(model, [text]))
+        logits = mask_logits(model, cache, means, masks, chunk)[0]
+        margin = score_from_logits(logits, ids.yes, ids.no, "logit_diff")
+        sign = -1.0 if ex.label is False else 1.0
+        total += sign * (margin[1:] - margin[0]).cpu()
+    return (total / len(examples)).view(cfg.n_layers, cfg.n_heads)
+
+
+# ---------------------------------------------------------------------------------------------------- selectors
+
+
+def top_k_mask(scores: Float[Tensor, "n_layers n_heads"], k: int) -> HeadMask:
+    """The ``k`` heads with the highest scores."""
+    flat = scores.flatten()
+    if not 0 <= k <= flat.numel():
+        raise ValueError(f"top-k needs 0 <= k <= {flat.numel()}, got {k}")
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[flat.topk(k).indices] = True
+    return mask.view_as(scores)
+
+
+def random_mask(n_layers: int, n_heads: int, k: int, seed: int = 0) -> HeadMask:
+    """``k`` heads drawn uniformly without replacement."""
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(n_layers * n_heads, dtype=torch.bool)
+    mask[torch.randperm(n_layers * n_heads, generator=gen)[:k]] = True
+    return mask.view(n_layers, n_heads)
+
+
+def select_heads(
+    model: Any,
+    means: Means,
+    examples: Sequence[Example],
+    method: SelectorName = "reinforce",
+    *,
+    k: int | None = None,
+    config: ReinforceConfig = ReinforceConfig(),
+    template: JudgeTemplate = JudgeTemplate(),
+    reinforce_result: SelectionResult | None = None,
+    show_progress: bool = True,
+) -> SelectionResult:
+    """Choose heads by ``method``: reinforce, all, none, random (k), topk_prob (k, from REINFORCE's probabilities)
+    or topk_attribution (k, by single-head patching effect)."""
+    cfg = model.cfg
+    shape = (cfg.n_layers, cfg.n_heads)
+    if method == "reinforce":
+        return reinforce(model, means, examples, config, template=template, show_progress=show_progress)
+    if method == "all":
+        return SelectionResult(mask=torch.ones(shape, dtype=torch.bool), method=method)
+    if method == "none":
+        return SelectionResult(mask=torch.zeros(shape, dtype=torch.bool), method=method)
+    if k is None:
+        raise ValueError(f"selector {method!r} needs k (the number of heads)")
+    if method == "random":
+        return SelectionResult(mask=random_mask(*shape, k, seed=config.seed), method=method)
+    if method == "topk_prob":
+        base = reinforce_result or reinforce(model, means, examples, config, template=template, show_progress=show_progress)
+        assert base.probs is not None
+        return SelectionResult(mask=top_k_mask(base.probs, k), method=method, probs=base.probs,
+                               prob_trajectory=base.prob_trajectory, losses=base.losses,
+                               expected_heads=base.expected_heads)
+    if method == "topk_attribution":
+        effects = single_head_effects(model, means, examples, template=template, show_progress=show_progress)
+        return SelectionResult(mask=top_k_mask(effects, k), method=method, probs=effects)
+    raise ValueError(f"unknown selector {method!r}; choose reinforce, all, none, random, topk_prob, topk_attribution")

@@ -1,0 +1,350 @@
+"""The ARM core, tested by invariants on tiny random models (multi-head and grouped-query)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from armlens import model as M
+from armlens.activations import (
+    MeanEstimator,
+    WeightedPCAEstimator,
+    extract_means,
+    extraction_prompts,
+    make_estimator,
+)
+from armlens.data.records import PreferencePair
+from armlens.patching import capture_last_z, parse_heads, patch, patch_hooks, patched
+from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
+from armlens.rm import ActivationRM, ARMConfig
+from armlens.scoring import score_from_logits, score_texts
+from armlens.selection import (
+    ReinforceConfig,
+    mask_losses,
+    mask_losses_reference,
+    reinforce,
+    select_heads,
+    single_head_effects,
+)
+
+SHORT = JudgeTemplate(max_field_tokens=24)
+FAST_PATH_ATOL = 1e-4
+
+
+def make_pairs(n: int = 8) -> list[PreferencePair]:
+    topics = ["the sea", "bread", "a cat", "rain", "music", "trains", "tea", "chess", "snow", "maps"]
+    return [
+        PreferencePair(
+            id=f"toy/{i}", source="toy", subset="toy", prompt=f"Tell me about {topics[i % len(topics)]}.",
+            chosen=f"Here is a short, accurate note about {topics[i % len(topics)]}.", rejected="No." * (1 + i % 3),
+        )
+        for i in range(n)
+    ]
+
+
+def texts_for(model, n=3):
+    exs = [Example(p.prompt, p.chosen if i % 2 else p.rejected, None) for i, p in enumerate(make_pairs(n))]
+    return [scalar_prompt(model, e, SHORT) for e in exs]
+
+
+def random_means(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head, generator=g)
+
+
+def test_empty_mask_gives_unpatched_scores(tiny_any):
+    texts = texts_for(tiny_any)
+    plain = score_texts(tiny_any, texts)
+    empty = torch.zeros(tiny_any.cfg.n_layers, tiny_any.cfg.n_heads, dtype=torch.bool)
+    tokens, attn = M.tokenize(tiny_any, texts)
+    ids = AnswerIds.of(tiny_any)
+    hooked = M.run_last_logits(tiny_any, tokens, attn, patch_hooks(tiny_any, random_means(tiny_any), empty))
+    torch.testing.assert_close(score_from_logits(hooked, ids.yes, ids.no), plain)
+    torch.testing.assert_close(score_texts(tiny_any, texts, means=random_means(tiny_any), mask=empty), plain)
+
+
+def test_patching_own_activations_is_a_noop(tiny_any):
+    text = texts_for(tiny_any, 1)[0]
+    z, logits = capture_last_z(tiny_any, [text])
+    full = torch.ones(tiny_any.cfg.n_layers, tiny_any.cfg.n_heads, dtype=torch.bool)
+    tokens, attn = M.tokenize(tiny_any, [text])
+    again = M.run_last_logits(tiny_any, tokens, attn, patch_hooks(tiny_any, z[0], full))
+    torch.testing.assert_close(again, logits, atol=1e-5, rtol=1e-5)
+    # ...while patching other activations does change the output (the check can fail)
+    other = M.run_last_logits(tiny_any, tokens, attn, patch_hooks(tiny_any, random_means(tiny_any), full))
+    assert not torch.allclose(other, logits, atol=1e-3)
+
+
+def test_mean_of_one_example_is_that_example(tiny_any):
+    ex = Example("Say hi.", "Hi!", True)
+    text = scalar_prompt(tiny_any, ex, SHORT)
+    z, _ = capture_last_z(tiny_any, [text])
+    ext = extract_means(tiny_any, [ex], mode="per_example", template=SHORT, show_progress=False)
+    torch.testing.assert_close(ext.means, z[0])
+    assert ext.n_prompts == 1
+
+
+def test_batched_equals_one_by_one_under_padding(tiny_any):
+    texts = texts_for(tiny_any, 5)
+    means = random_means(tiny_any)
+    mask = torch.rand(tiny_any.cfg.n_layers, tiny_any.cfg.n_heads, generator=torch.Generator().manual_seed(1)) < 0.5
+    batched = score_texts(tiny_any, texts, means=means, mask=mask, batch_size=5, kind="logit_diff")
+    single = score_texts(tiny_any, texts, means=means, mask=mask, batch_size=1, kind="logit_diff")
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+    # running means are batch-size independent too
+    exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(5)]
+    a = extract_means(tiny_any, exs, mode="per_example", template=SHORT, batch_size=5, show_progress=False).means
+    b = extract_means(tiny_any, exs, mode="per_example", template=SHORT, batch_size=1, show_progress=False).means
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_per_row_masks_equal_separate_runs(tiny_gqa):
+    text = texts_for(tiny_gqa, 1)[0]
+    means = random_means(tiny_gqa)
+    masks = torch.rand(3, tiny_gqa.cfg.n_layers, tiny_gqa.cfg.n_heads, generator=torch.Generator().manual_seed(2)) < 0.4
+    tokens, attn = M.tokenize(tiny_gqa, [text] * 3)
+    rows = M.run_last_logits(tiny_gqa, tokens, attn, patch_hooks(tiny_gqa, means, masks))
+    for r in range(3):
+        one = M.run_last_logits(tiny_gqa, tokens[:1], attn[:1], patch_hooks(tiny_gqa, means, masks[r]))
+        torch.testing.assert_close(rows[r : r + 1], one, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_path_equals_full_recomputation(tiny_any):
+    """Losses of K masks over a shared prefix cache equal one full forward per mask, with padded batches."""
+    texts = texts_for(tiny_any, 2)
+    means = random_means(tiny_any)
+    g = torch.Generator().manual_seed(3)
+    masks = torch.rand(6, tiny_any.cfg.n_layers, tiny_any.cfg.n_heads, generator=g) < 0.5
+    masks[0] = False
+    ids = AnswerIds.of(tiny_any)
+    gold = torch.tensor([ids.yes, ids.no])
+    cache = M.prefix_cache(tiny_any, *M.tokenize(tiny_any, texts))  # two prompts of different lengths: padded
+    fast = mask_losses(tiny_any, cache, means, masks, gold, chunk=4)
+    for b, text in enumerate(texts):
+        ref = mask_losses_reference(tiny_any, text, means, masks, int(gold[b]))
+        torch.testing.assert_close(fast[b], ref, atol=FAST_PATH_ATOL, rtol=FAST_PATH_ATOL)
+
+
+def test_hooks_never_outlive_the_call(tiny):
+    texts = texts_for(tiny, 2)
+    base = score_texts(tiny, texts)
+    means = random_means(tiny)
+    mask = torch.ones(tiny.cfg.n_layers, tiny.cfg.n_heads, dtype=torch.bool)
+    with patched(tiny, means, mask):
+        inside = score_texts(tiny, texts)
+    assert not torch.allclose(inside, base)
+    torch.testing.assert_close(score_texts(tiny, texts), base)
+    with pytest.raises(RuntimeError, match="boom"):
+        with patched(tiny, means, mask):
+            raise RuntimeError("boom")
+    torch.testing.assert_close(score_texts(tiny, texts), base)
+    handle = patch(tiny, means, mask)
+    torch.testing.assert_close(score_texts(tiny, texts), inside)
+    handle.remove()
+    handle.remove()  # idempotent
+    torch.testing.assert_close(score_texts(tiny, texts), base)
+
+
+def test_parse_heads():
+    mask = parse_heads("L1H2, L0H0", 2, 4)
+    assert mask.sum() == 2 and mask[1, 2] and mask[0, 0]
+    assert parse_heads([(1, 3)], 2, 4)[1, 3]
+    with pytest.raises(ValueError, match="outside"):
+        parse_heads("L5H0", 2, 4)
+    with pytest.raises(ValueError, match="bad head label"):
+        parse_heads("head3", 2, 4)
+
+
+def test_bad_means_shape_is_refused(tiny):
+    with pytest.raises(ValueError, match="n_layers, n_heads, d_head"):
+        patch_hooks(tiny, torch.zeros(3, 3, 3), torch.ones(3, 3, dtype=torch.bool))
+
+
+def test_score_kinds():
+    logits = torch.tensor([[2.0, 0.0, 1.0, -1.0]])
+    p = logits.softmax(-1)[0]
+    torch.testing.assert_close(score_from_logits(logits, 0, 2, "prob"), p[0:1])
+    torch.testing.assert_close(score_from_logits(logits, 0, 2, "normalized"), (p[0] / (p[0] + p[2])).view(1))
+    torch.testing.assert_close(score_from_logits(logits, 0, 2, "logit_diff"), torch.tensor([1.0]))
+    with pytest.raises((ValueError, TypeError)):  # TypeError: the runtime type checker catches it first
+        score_from_logits(logits, 0, 2, "bogus")
+
+
+# ------------------------------------------------------------------------------------------------- estimators
+
+
+def test_wpca_recovers_the_mean_along_a_dominant_direction():
+    g = torch.Generator().manual_seed(0)
+    direction = torch.nn.functional.normalize(torch.randn(8, generator=g), dim=0)
+    coef = 2 + torch.rand(50, generator=g)
+    noise = 0.01 * torch.randn(50, 8, generator=g)
+    z = (coef[:, None] * direction + noise).view(50, 1, 1, 8)
+    labels, conf = torch.ones(50, dtype=torch.bool), torch.ones(50)
+    mean, wpca, full_rank = MeanEstimator(), WeightedPCAEstimator(rank=1), WeightedPCAEstimator(rank=8)
+    for est in (mean, wpca, full_rank):
+        est.update(z, labels, conf)
+    torch.testing.assert_close(full_rank.result(), mean.result(), atol=1e-5, rtol=1e-5)  # rank = d_head: the mean
+    denoised = wpca.result()[0, 0]
+    # the rank-1 estimate lies on the direction and keeps the mean's projection on it
+    torch.testing.assert_close(denoised, (mean.result()[0, 0] @ direction) * direction, atol=1e-2, rtol=0)
+    assert (denoised - mean.result()[0, 0]).norm() > 0  # the noise component was removed
+
+
+def test_wpca_confidence_weighting_weights_examples():
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).view(2, 1, 1, 2)
+    labels = torch.ones(2, dtype=torch.bool)
+    est = WeightedPCAEstimator(rank=2, weighting="confidence")
+    est.update(z, labels, torch.tensor([0.75, 0.25]))
+    torch.testing.assert_close(est.result()[0, 0], torch.tensor([0.75, 0.25]))
+
+
+def test_stacked_estimators():
+    z = torch.tensor([0.0, 1.0, 2.0, 100.0]).view(4, 1, 1, 1)
+    labels = torch.tensor([True, True, False, False])
+    conf = torch.ones(4)
+    med, diff = make_estimator("median"), make_estimator("class_diff")
+    trim = make_estimator("trimmed_mean", trim=0.25)
+    for est in (med, diff, trim):
+        est.update(z, labels, conf)
+    assert float(med.result()) == 1.0  # torch's lower median
+    assert float(trim.result()) == 1.5
+    assert float(diff.result()) == pytest.approx(25.75 + 0.5 - 51.0)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        make_estimator("nope")
+
+
+def test_icl_extraction_prompts_are_balanced_and_seeded(tiny):
+    exs = [Example(f"q{i}", f"a{i}", i % 2 == 0) for i in range(10)]
+    texts, gold = extraction_prompts(tiny, exs, "icl", shots=4, n_trials=6, template=SHORT, seed=5)
+    again, _ = extraction_prompts(tiny, exs, "icl", shots=4, n_trials=6, template=SHORT, seed=5)
+    assert texts == again and len(texts) == 6
+    for t in texts:  # 2 Yes and 2 No demonstrations answered, one query left open
+        assert t.count("<|im_start|>assistant\nYes<|im_end|>") == 2
+        assert t.count("<|im_start|>assistant\nNo<|im_end|>") == 2
+        assert t.endswith("<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="labelled"):
+        extraction_prompts(tiny, [Example("q", "a", None)], "per_example")
+    with pytest.raises(ValueError, match="no labelled examples"):
+        extraction_prompts(tiny, [], "icl")
+
+
+# ------------------------------------------------------------------------------------------------- REINFORCE
+
+
+def planted_model(target=(1, 2)):
+    """A tiny model in which head ``target`` alone decides Yes vs No when its last-token output is patched.
+
+    Last-layer o_proj keeps only the target head's columns, writing along one residual direction v; the unembedding
+    gives Yes +v and No -v. Patching the target head with ``+e`` pushes every answer to Yes; other heads cannot.
+    """
+    model = M.tiny_model(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=16, seed=7)
+    hf = model.original_model
+    layer, head = target
+    d_head, d_model = model.cfg.d_head, model.cfg.d_model
+    g = torch.Generator().manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(d_model, generator=g), dim=0)
+    e = torch.nn.functional.normalize(torch.randn(d_head, generator=g), dim=0)
+    ids = AnswerIds.of(model)
+    with torch.no_grad():
+        o = hf.model.layers[layer].self_attn.o_proj.weight
+        o.zero_()
+        o[:, head * d_head : (head + 1) * d_head] = torch.outer(v, e) * 3.0
+        w = hf.lm_head.weight
+        w[ids.yes] += 40.0 * v
+        w[ids.no] -= 40.0 * v
+    means = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, d_head)
+    means[layer, head] = 4.0 * e
+    return model, means
+
+
+def test_reinforce_finds_the_planted_head():
+    model, means = planted_model(target=(1, 2))
+    exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(6)]
+    cfg = ReinforceConfig(steps=60, k_masks=16, n_final_samples=6, n_final_eval=6, seed=0)
+    result = reinforce(model, means, exs, cfg, template=SHORT, show_progress=False)
+    assert result.mask[1, 2], f"planted head not selected: {result.mask}"
+    assert result.probs[1, 2] > 0.9 and int(result.probs.flatten().argmax()) == 1 * 4 + 2
+    assert result.losses[-1] < result.losses[0]
+    assert result.prob_trajectory.shape == (60, 2, 4) and len(result.expected_heads) == 60
+    # ...and the single-head attribution sweep agrees
+    effects = single_head_effects(model, means, exs, template=SHORT, show_progress=False)
+    assert int(effects.flatten().argmax()) == 1 * 4 + 2 and effects[1, 2] > 1.0
+
+
+def test_reinforce_is_seeded(tiny):
+    exs = [Example(p.prompt, p.chosen, i % 2 == 0) for i, p in enumerate(make_pairs(4))]
+    means = random_means(tiny)
+    cfg = ReinforceConfig(steps=4, k_masks=8, n_final_samples=3, n_final_eval=2, seed=11)
+    a = reinforce(tiny, means, exs, cfg, template=SHORT, show_progress=False)
+    b = reinforce(tiny, means, exs, cfg, template=SHORT, show_progress=False)
+    torch.testing.assert_close(a.prob_trajectory, b.prob_trajectory)
+    assert torch.equal(a.mask, b.mask) and a.losses == b.losses
+
+
+def test_selectors(tiny):
+    exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(3)]
+    means = random_means(tiny)
+    n = tiny.cfg.n_layers * tiny.cfg.n_heads
+    assert int(select_heads(tiny, means, exs, "all").mask.sum()) == n
+    assert int(select_heads(tiny, means, exs, "none").mask.sum()) == 0
+    assert int(select_heads(tiny, means, exs, "random", k=3).mask.sum()) == 3
+    top = select_heads(tiny, means, exs, "topk_attribution", k=2, template=SHORT, show_progress=False)
+    assert int(top.mask.sum()) == 2 and top.probs[top.mask].min() >= top.probs[~top.mask].max()
+    with pytest.raises(ValueError, match="needs k"):
+        select_heads(tiny, means, exs, "random")
+
+
+# ------------------------------------------------------------------------------------------------- ActivationRM
+
+
+def small_config(**kw):
+    base = dict(n_trials=6, shots=2, template=SHORT,
+                reinforce=ReinforceConfig(steps=3, k_masks=8, n_final_samples=3, n_final_eval=3))
+    base.update(kw)
+    return ARMConfig(**base)
+
+
+def test_activation_rm_fit_score_save_load_roundtrip(tiny_gqa, tmp_path):
+    pairs = make_pairs(6)
+    rm = ActivationRM(tiny_gqa, small_config()).fit(pairs[:4], show_progress=False)
+    assert rm.mask is not None and rm.means.shape == (3, 4, 16)
+    assert "ActivationRM(model='tiny-llama" in repr(rm) and "seed=0" in repr(rm)
+    chosen, rejected = rm.score_pairs(pairs[4:], show_progress=False)
+    assert chosen.shape == (2,) and ((chosen >= 0) & (chosen <= 1)).all()
+    single = rm.score(pairs[4].prompt, pairs[4].chosen, criterion=rm._criterion(pairs[4]))
+    assert single == pytest.approx(float(chosen[0]), abs=1e-6)
+    path = rm.save(tmp_path / "toy.arm")
+    loaded = ActivationRM.load(path, tiny_gqa)
+    assert torch.equal(loaded.means, rm.means) and torch.equal(loaded.mask, rm.mask)
+    assert torch.equal(loaded.selection.prob_trajectory, rm.selection.prob_trajectory)
+    assert loaded.config == rm.config and loaded.heads == rm.heads
+    c2, r2 = loaded.score_pairs(pairs[4:], show_progress=False)
+    assert torch.equal(c2, chosen) and torch.equal(r2, rejected)
+
+
+def test_load_on_wrong_model_is_refused(tiny, tiny_gqa, tmp_path):
+    rm = ActivationRM(tiny, small_config(selector="all")).fit(make_pairs(3), show_progress=False)
+    path = rm.save(tmp_path / "a.arm")
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        ActivationRM.load(path, tiny_gqa)
+    other_weights = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=99)  # same shape, other weights
+    with pytest.raises(ValueError, match="embedding_checksum"):
+        ActivationRM.load(path, other_weights)
+    (tmp_path / "junk.arm").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="not a readable"):
+        ActivationRM.load(tmp_path / "junk.arm", tiny)
+    with pytest.raises(FileNotFoundError):
+        ActivationRM.load(tmp_path / "missing.arm", tiny)
+
+
+def test_unfitted_and_empty_inputs_are_clear_errors(tiny):
+    rm = ActivationRM(tiny, small_config())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        rm.score("hi", "there")
+    with pytest.raises(ValueError, match="at least one"):
+        rm.fit([], show_progress=False)
+
+
+def test_yes_must_be_a_single_token(tiny):
+    with pytest.raises(ValueError, match="not a single token"):
+        ActivationRM(tiny, small_config(template=JudgeTemplate(yes="Absolutely")))
