@@ -105,7 +105,7 @@ class Estimator:
 
     name: str = "base"
 
-    def update(self, z: Z, labels: Bool[Tensor, "batch"], confidence: Float[Tensor, "batch"]) -> None:
+    def update(self, z: Z, labels: Bool[Tensor, " batch"], confidence: Float[Tensor, " batch"]) -> None:
         raise NotImplementedError
 
     def result(self) -> Means:
@@ -121,7 +121,7 @@ class MeanEstimator(Estimator):
         self.total: Tensor | None = None
         self.n = 0
 
-    def update(self, z: Z, labels: Bool[Tensor, "batch"], confidence: Float[Tensor, "batch"]) -> None:
+    def update(self, z: Z, labels: Bool[Tensor, " batch"], confidence: Float[Tensor, " batch"]) -> None:
         s = z.double().sum(0)
         self.total = s if self.total is None else self.total + s
         self.n += z.shape[0]
@@ -147,7 +147,7 @@ class WeightedPCAEstimator(Estimator):
         self.first: Tensor | None = None
         self.weight = 0.0
 
-    def update(self, z: Z, labels: Bool[Tensor, "batch"], confidence: Float[Tensor, "batch"]) -> None:
+    def update(self, z: Z, labels: Bool[Tensor, " batch"], confidence: Float[Tensor, " batch"]) -> None:
         w = confidence.double() if self.weighting == "confidence" else torch.ones(z.shape[0], dtype=torch.float64)
         zd = z.double()
         second = torch.einsum("b,blhd,blhe->lhde", w, zd, zd)
@@ -177,7 +177,7 @@ class StackEstimator(Estimator):
         self.zs: list[Tensor] = []
         self.labels: list[Tensor] = []
 
-    def update(self, z: Z, labels: Bool[Tensor, "batch"], confidence: Float[Tensor, "batch"]) -> None:
+    def update(self, z: Z, labels: Bool[Tensor, " batch"], confidence: Float[Tensor, " batch"]) -> None:
         self.zs.append(z.float().cpu())
         self.labels.append(labels.cpu())
 

@@ -83,7 +83,7 @@ def patch_z_hook(
     hook: Any,
     *,
     means: Float[Tensor, "head_index d_head"],
-    mask: Bool[Tensor, "head_index"] | Bool[Tensor, "batch head_index"],
+    mask: Bool[Tensor, " head_index"] | Bool[Tensor, "batch head_index"],
     pos: int = -1,
 ) -> Float[Tensor, "batch pos head_index d_head"]:
     """Overwrite ``z[:, pos, h]`` with ``means[h]`` where ``mask`` (one mask, or one per batch row) is True."""

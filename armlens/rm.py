@@ -194,7 +194,7 @@ class ActivationRM:
             return self.config.criterion
         return criterion_for(pair) if pair is not None else DEFAULT_CRITERION
 
-    def score_texts(self, texts: Sequence[str], *, show_progress: bool = False) -> Float[Tensor, "batch"]:
+    def score_texts(self, texts: Sequence[str], *, show_progress: bool = False) -> Float[Tensor, " batch"]:
         """Rewards for already-rendered judge prompts (the heads patched)."""
         means, mask = self._require_fit()
         return score_texts(self.model, texts, means=means, mask=mask, answer_ids=self.answer_ids,
@@ -210,7 +210,7 @@ class ActivationRM:
 
     def score_pairs(
         self, pairs: Sequence[PreferencePair], *, show_progress: bool = True
-    ) -> tuple[Float[Tensor, "n_pairs"], Float[Tensor, "n_pairs"]]:
+    ) -> tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]:
         """Rewards of (chosen, rejected) for each pair."""
         if not pairs:
             raise ValueError("score_pairs() got no pairs")

@@ -29,7 +29,7 @@ SCORE_KINDS: tuple[str, ...] = ("prob", "normalized", "logit_diff")
 
 def score_from_logits(
     logits: Float[Tensor, "batch d_vocab"], yes_id: int, no_id: int, kind: ScoreKind = "prob"
-) -> Float[Tensor, "batch"]:
+) -> Float[Tensor, " batch"]:
     """The reward from last-token logits."""
     logits = logits.float()
     if kind == "prob":
@@ -41,7 +41,7 @@ def score_from_logits(
     raise ValueError(f"unknown score kind {kind!r}; choose one of {SCORE_KINDS}")
 
 
-def answer_loss(logits: Float[Tensor, "batch d_vocab"], gold_ids: Tensor) -> Float[Tensor, "batch"]:
+def answer_loss(logits: Float[Tensor, "batch d_vocab"], gold_ids: Tensor) -> Float[Tensor, " batch"]:
     """Cross-entropy of the last-token logits against the gold answer token (REINFORCE's loss)."""
     return torch.nn.functional.cross_entropy(logits.float(), gold_ids.to(logits.device), reduction="none")
 
@@ -57,7 +57,7 @@ def score_texts(
     batch_size: int = 8,
     show_progress: bool = False,
     desc: str = "scoring",
-) -> Float[Tensor, "batch"]:
+) -> Float[Tensor, " batch"]:
     """Judge scores for chat-templated prompts, with ``mask``'s heads patched to ``means`` (none: the plain judge)."""
     if not texts:
         raise ValueError("no texts to score")

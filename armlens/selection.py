@@ -100,13 +100,13 @@ def policy_probs(theta: Float[Tensor, "n_layers n_heads"]) -> Float[Tensor, "n_l
     return torch.sigmoid(theta).clamp(1e-3, 1 - 1e-3)
 
 
-def log_prob(masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Float[Tensor, "k"]:
+def log_prob(masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Float[Tensor, " k"]:
     """log pi(mask) under independent Bernoullis."""
     m = masks.float()
     return (m * probs.log() + (1 - m) * (1 - probs).log()).sum((-2, -1))
 
 
-def reinforce_loss(losses: Float[Tensor, "k"], masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Tensor:
+def reinforce_loss(losses: Float[Tensor, " k"], masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Tensor:
     """``sum_k advantage_k * log pi(mask_k)``, advantage = normalised loss (lower loss -> pushed up)."""
     adv = (losses - losses.mean()) / (losses.std(unbiased=False) + 1e-3)
     return (adv.detach() * log_prob(masks, probs)).sum()
@@ -130,7 +130,7 @@ def mask_logits(
 
 
 def mask_losses(
-    model: Any, cache: M.PrefixCache, means: Means, masks: Masks, gold_ids: Int[Tensor, "batch"], chunk: int = 64
+    model: Any, cache: M.PrefixCache, means: Means, masks: Masks, gold_ids: Int[Tensor, " batch"], chunk: int = 64
 ) -> Float[Tensor, "batch k"]:
     """CE loss of each prompt's gold answer under each mask, over a shared prefix cache."""
     logits = mask_logits(model, cache, means, masks, chunk)
@@ -140,7 +140,7 @@ def mask_losses(
 
 def mask_losses_reference(
     model: Any, text: str, means: Means, masks: Masks, gold_id: int
-) -> Float[Tensor, "k"]:
+) -> Float[Tensor, " k"]:
     """Reference-style loop: one full forward per mask, batch 1 (slow; for tests and benchmarks)."""
     tokens, attn = M.tokenize(model, [text])
     out = []

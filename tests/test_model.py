@@ -57,7 +57,7 @@ def _check_z_parity(model, hf_model):
     hf_logits, o_in = _o_proj_inputs(hf_model, tokens, mask)
     zs = _bridge_z(model, tokens, mask)
     cfg = model.cfg
-    for layer, (z, o) in enumerate(zip(zs, o_in)):
+    for layer, (z, o) in enumerate(zip(zs, o_in, strict=True)):
         assert z.shape == (tokens.shape[0], tokens.shape[1], cfg.n_heads, cfg.d_head), layer
         flat = z.reshape(*z.shape[:2], -1)
         real = mask.bool()
