@@ -235,8 +235,12 @@ def collect(
     batch_size: int = 4,
     show_progress: bool = True,
     desc: str = "extracting activations",
+    pool: M.PrefixPool | None = None,
 ) -> float:
     """Run the texts in left-padded batches and fold their last-token hook_z into every estimator.
+
+    With a :class:`armlens.model.PrefixPool`, each text runs one by one through the pool, leaving its prefix cache
+    there for later head-mask runs on the same prompt (REINFORCE on ``per_example`` prompts).
 
     Returns the share of prompts where the unpatched model preferred the gold answer (Yes vs No logit).
     """
@@ -246,10 +250,14 @@ def collect(
         raise ValueError("no extraction prompts")
     ids = answer_ids or AnswerIds.of(model)
     right = 0
+    step = 1 if pool is not None else batch_size
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths per batch: less padding
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + batch_size]
-        z, logits = M.capture_hook_z_and_logits(model, *M.tokenize(model, [texts[i] for i in idx]))
+    for start in tqdm(range(0, len(order), step), desc=desc, disable=not show_progress, leave=False):
+        idx = order[start : start + step]
+        if pool is not None:  # keep the prefix: the same prompt will be run again under head masks
+            z, logits = M.capture_cached_hook_z_and_logits(model, pool.get(texts[idx[0]]))
+        else:
+            z, logits = M.capture_hook_z_and_logits(model, *M.tokenize(model, [texts[i] for i in idx]))
         labels = torch.tensor([gold[i] for i in idx])
         yes_no = logits[:, [ids.yes, ids.no]].softmax(-1)
         confidence = torch.where(labels, yes_no[:, 0], yes_no[:, 1]).cpu()
@@ -271,10 +279,11 @@ def extract_means(
     batch_size: int = 4,
     seed: int = 0,
     show_progress: bool = True,
+    pool: M.PrefixPool | None = None,
 ) -> Extraction:
     """Stage 1 (+1b): build extraction prompts from labelled examples and estimate the activations to patch."""
     texts, gold = extraction_prompts(model, examples, mode, shots=shots, n_trials=n_trials, template=template, seed=seed)
     est = make_estimator(estimator) if isinstance(estimator, str) else estimator
     acc = collect(model, texts, gold, [est], answer_ids=AnswerIds.of(model, template), batch_size=batch_size,
-                  show_progress=show_progress)
+                  show_progress=show_progress, pool=pool if mode == "per_example" else None)
     return Extraction(means=est.result(), n_prompts=len(texts), gold_accuracy=acc)

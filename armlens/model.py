@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -503,6 +504,50 @@ def prefix_cache(
     return PrefixCache(past=past, last_tokens=tokens[:, -1:], attention_mask=attention_mask)
 
 
+class PrefixPool:
+    """Prefix caches of single prompts, keyed by text, computed on first use, kept in an LRU bounded in megabytes.
+
+    Shared by extraction (``per_example`` prompts are REINFORCE's training prompts) and head selection, so each
+    training prompt's prefix is run once per fit. On the default model a cache costs ~46 KB per prompt token.
+    """
+
+    def __init__(self, model: Any, max_mb: float | int = 1500.0):
+        self.model, self.max_bytes = model, int(max_mb * 2**20)
+        self._cache: OrderedDict[str, tuple[PrefixCache, int]] = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+
+    def get(self, text: str) -> PrefixCache:
+        if text in self._cache:
+            self._cache.move_to_end(text)
+            self.hits += 1
+            return self._cache[text][0]
+        self.misses += 1
+        cache = prefix_cache(self.model, *tokenize(self.model, [text]))
+        size = _cache_bytes(cache.past)
+        if size <= self.max_bytes:
+            self._cache[text] = (cache, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._cache.popitem(last=False)
+                self.bytes -= dropped
+        return cache
+
+    __getitem__ = get
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def _cache_bytes(past: Any) -> int:
+    total = 0
+    for layer in getattr(past, "layers", []):
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if isinstance(t, Tensor):
+                total += t.numel() * t.element_size()
+    return total
+
+
 def run_cached_last_logits(
     model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = (), repeat: int = 1
 ) -> Float[Tensor, "rows d_vocab"]:
@@ -520,6 +565,33 @@ def run_cached_last_logits(
     with torch.inference_mode():
         logits = model.run_with_hooks(last, fwd_hooks=list(fwd_hooks), attention_mask=mask, past_key_values=past)
     return logits[:, -1, :].float()
+
+
+def run_cached_branches(
+    model: Any, cache: PrefixCache, n_branches: int, fwd_hooks: Sequence[Hook] = ()
+) -> Float[Tensor, "batch branch d_vocab"]:
+    """Last-token logits for ``n_branches`` copies of each prompt's last token, in one forward over the prefix cache.
+
+    The copies sit side by side as extra positions that share one position id and attend to the prefix and to
+    themselves only (a block-diagonal 4D mask), so K head masks cost one forward with K new positions and *no* copy
+    of the prefix cache per mask (the ``repeat`` form of :func:`run_cached_last_logits` widens the cache K times).
+    Hooks see hook_z of shape ``[batch, n_branches, n_heads, d_head]``: position i is branch i
+    (:func:`armlens.patching.patch_branch_hooks` patches branch i with mask i).
+    """
+    batch, k = cache.batch, n_branches
+    prefix_mask = cache.attention_mask[:, :-1].bool()
+    p = prefix_mask.shape[1]
+    keep = torch.zeros(batch, 1, k, p + k, dtype=torch.bool, device=prefix_mask.device)
+    keep[:, 0, :, :p] = prefix_mask[:, None, :]
+    keep[:, 0, :, p:] = torch.eye(k, dtype=torch.bool, device=prefix_mask.device)
+    positions = prefix_mask.sum(-1, keepdim=True).expand(batch, k)
+    tokens = cache.last_tokens.expand(batch, k)
+    past = copy.deepcopy(cache.past)
+    with torch.inference_mode():
+        logits = model.run_with_hooks(
+            tokens, fwd_hooks=list(fwd_hooks), attention_mask=keep, position_ids=positions, past_key_values=past
+        )
+    return logits.float()
 
 
 @contextlib.contextmanager
@@ -569,6 +641,21 @@ def capture_hook_z_and_logits(
     with torch.inference_mode():
         logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + grab_hooks, attention_mask=attention_mask)
     return torch.stack(out, dim=1), logits[:, -1, :].float()  # type: ignore[arg-type]
+
+
+def capture_cached_hook_z_and_logits(
+    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
+) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
+    """:func:`capture_hook_z_and_logits` over a prefix cache: only the last token is run."""
+    n_layers = model.cfg.n_layers
+    out: list[Tensor | None] = [None] * n_layers
+
+    def grab(z: Tensor, hook: Any, layer: int) -> None:
+        out[layer] = z[:, -1].detach().float().clone()
+
+    grab_hooks = [(hook_z_name(layer), functools.partial(grab, layer=layer)) for layer in range(n_layers)]
+    logits = run_cached_last_logits(model, cache, list(fwd_hooks) + grab_hooks)
+    return torch.stack(out, dim=1), logits  # type: ignore[arg-type]
 
 
 def info_json(model: Any) -> str:

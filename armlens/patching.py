@@ -110,6 +110,29 @@ def patch_hooks(model: Any, means: Means, mask: HeadMask | RowMasks, pos: int = 
     return out
 
 
+def patch_branch_z_hook(
+    z: Float[Tensor, "batch branch head_index d_head"],
+    hook: Any,
+    *,
+    means: Float[Tensor, "head_index d_head"],
+    mask: Bool[Tensor, "branch head_index"],
+) -> Float[Tensor, "batch branch head_index d_head"]:
+    """Branch form: position i of every row is one copy of the last token; patch it with mask row i."""
+    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None, None], z)
+
+
+def patch_branch_hooks(model: Any, means: Means, masks: Bool[Tensor, "branch n_layers n_heads"]) -> list[M.Hook]:
+    """Hooks for :func:`armlens.model.run_cached_branches`: branch i carries head mask ``masks[i]``."""
+    _check(model, means, masks)
+    means, masks = means.to(model.cfg.device), masks.to(model.cfg.device)
+    per_layer = masks.any(0)
+    return [
+        (M.hook_z_name(layer), functools.partial(patch_branch_z_hook, means=means[layer], mask=masks[:, layer]))
+        for layer in range(model.cfg.n_layers)
+        if bool(per_layer[layer].any())
+    ]
+
+
 @contextlib.contextmanager
 def patched(model: Any, means: Means, mask: HeadMask | RowMasks) -> Iterator[Any]:
     """``with patched(model, means, mask): model(...)``: the heads are patched inside, never after."""

@@ -57,8 +57,9 @@ FORMAT_VERSION = 1
 class ARMConfig:
     """Everything that decides what an ARM computes. Saved with every fitted ARM and every result."""
 
-    mode: ExtractionMode = "icl"
-    """Extraction reading: ``icl`` (answered demonstrations + a query, MTV) or ``per_example`` (zero-shot prompts)."""
+    mode: ExtractionMode = "per_example"
+    """Extraction reading: ``per_example`` (one zero-shot prompt per labelled example; armlens' CPU default, its
+    prompts double as REINFORCE's) or ``icl`` (MTV's: ``shots`` answered demonstrations + a query, ~5x longer)."""
     shots: int = 4
     """Demonstrations per ``icl`` extraction prompt (class-balanced)."""
     n_trials: int = 100
@@ -142,9 +143,10 @@ class ActivationRM:
         if not sel_examples:
             raise ValueError("the head-selection set is empty")
         estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
+        pool = M.PrefixPool(self.model, cfg.reinforce.prefix_cache_mb)  # shared by extraction and REINFORCE
         extraction = extract_means(
             self.model, fs_examples, mode=cfg.mode, shots=cfg.shots, n_trials=cfg.n_trials, estimator=estimator,
-            template=cfg.template, batch_size=cfg.batch_size, seed=cfg.seed, show_progress=show_progress,
+            template=cfg.template, batch_size=cfg.batch_size, seed=cfg.seed, show_progress=show_progress, pool=pool,
         )
         self.means = extraction.means
         rng = random.Random(cfg.seed)
@@ -154,7 +156,7 @@ class ActivationRM:
         self.selection = select_heads(
             self.model, self.means, train, cfg.selector, k=cfg.top_k,
             config=dataclasses.replace(cfg.reinforce, seed=cfg.seed), template=cfg.template,
-            show_progress=show_progress,
+            show_progress=show_progress, pool=pool,
         )
         self.mask = self.selection.mask
         self.fit_info = {

@@ -21,7 +21,6 @@ its key/value cache is shared by the K masks, which then cost a single batched o
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
-from armlens.patching import HeadMask, Means, patch_hooks
+from armlens.patching import HeadMask, Means, patch_branch_hooks, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
 from armlens.scoring import answer_loss, score_from_logits
 
@@ -58,8 +57,8 @@ class ReinforceConfig:
     """Masks sampled from the learned probabilities for the final choice."""
     n_final_eval: int = 50
     """Training examples (at most) the final candidates are judged on."""
-    prefix_cache_size: int = 32
-    """Prefix key/value caches kept in memory (LRU); each is ~45 KB per prompt token on the default model."""
+    prefix_cache_mb: float = 1500.0
+    """Memory for the training prompts' prefix key/value caches (LRU; ~46 KB per token on the default model)."""
     mask_chunk: int = 64
     """Masks evaluated per batched one-token forward (bounds memory of the widened cache)."""
     seed: int = 0
@@ -122,10 +121,7 @@ def mask_logits(
     out = []
     for start in range(0, masks.shape[0], chunk):
         part = masks[start : start + chunk]
-        k = part.shape[0]
-        rows = part.repeat(cache.batch, 1, 1)  # row b*k + r carries mask r (prompt-major, as in the cache)
-        logits = M.run_cached_last_logits(model, cache, patch_hooks(model, means, rows), repeat=k)
-        out.append(logits.view(cache.batch, k, -1))
+        out.append(M.run_cached_branches(model, cache, part.shape[0], patch_branch_hooks(model, means, part)))
     return torch.cat(out, dim=1)
 
 
@@ -151,25 +147,6 @@ def mask_losses_reference(
     return torch.stack(out)
 
 
-class PrefixPool:
-    """Prefix caches of the training prompts, computed on first use and kept in a small LRU."""
-
-    def __init__(self, model: Any, texts: Sequence[str], size: int = 32):
-        self.model, self.texts, self.size = model, list(texts), size
-        self._cache: OrderedDict[int, M.PrefixCache] = OrderedDict()
-
-    def __getitem__(self, i: int) -> M.PrefixCache:
-        if i in self._cache:
-            self._cache.move_to_end(i)
-            return self._cache[i]
-        cache = M.prefix_cache(self.model, *M.tokenize(self.model, [self.texts[i]]))
-        if self.size > 0:
-            self._cache[i] = cache
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        return cache
-
-
 # ---------------------------------------------------------------------------------------------------- REINFORCE
 
 
@@ -182,6 +159,7 @@ def reinforce(
     template: JudgeTemplate = JudgeTemplate(),
     show_progress: bool = True,
     callback: Callable[[int, Float[Tensor, "n_layers n_heads"], float], None] | None = None,
+    pool: M.PrefixPool | None = None,
 ) -> SelectionResult:
     """Learn which heads to patch with REINFORCE; returns the best of ``n_final_samples`` sampled masks."""
     if not examples:
@@ -191,7 +169,7 @@ def reinforce(
     ids = AnswerIds.of(model, template)
     texts = [scalar_prompt(model, e, template) for e in examples]
     gold = torch.tensor([ids.yes if e.label else ids.no for e in examples])
-    pool = PrefixPool(model, texts, config.prefix_cache_size)
+    pool = pool if pool is not None else M.PrefixPool(model, config.prefix_cache_mb)
     cfg = model.cfg
     gen = torch.Generator().manual_seed(config.seed)
     theta = torch.full((cfg.n_layers, cfg.n_heads), float(config.init_logit), requires_grad=True)
@@ -203,7 +181,7 @@ def reinforce(
         i = int(torch.randint(len(examples), (1,), generator=gen))
         probs = policy_probs(theta)
         masks = torch.bernoulli(probs.detach().expand(config.k_masks, -1, -1), generator=gen).bool()
-        losses = mask_losses(model, pool[i], means, masks, gold[i : i + 1], config.mask_chunk)[0]
+        losses = mask_losses(model, pool[texts[i]], means, masks, gold[i : i + 1], config.mask_chunk)[0]
         opt.zero_grad()
         reinforce_loss(losses, masks, probs).backward()
         opt.step()
@@ -221,7 +199,7 @@ def reinforce(
     eval_idx = torch.randperm(len(examples), generator=gen)[: config.n_final_eval].tolist()
     totals = torch.zeros(config.n_final_samples)
     for i in tqdm(eval_idx, desc="choosing final mask", disable=not show_progress, leave=False):
-        totals += mask_losses(model, pool[i], means, candidates, gold[i : i + 1], config.mask_chunk)[0]
+        totals += mask_losses(model, pool[texts[i]], means, candidates, gold[i : i + 1], config.mask_chunk)[0]
     mean_losses = totals / len(eval_idx)
     result.final_candidate_losses = mean_losses.tolist()
     result.mask = candidates[int(mean_losses.argmin())].clone()
@@ -239,6 +217,7 @@ def single_head_effects(
     template: JudgeTemplate = JudgeTemplate(),
     chunk: int = 64,
     show_progress: bool = True,
+    pool: M.PrefixPool | None = None,
 ) -> Float[Tensor, "n_layers n_heads"]:
     """Patching effect of each head alone on the judge's Yes-No logit margin, signed towards the gold answer.
 
@@ -256,7 +235,7 @@ def single_head_effects(
     total = torch.zeros(n)
     for ex in tqdm(examples, desc="single-head sweep", disable=not show_progress, leave=False):
         text = scalar_prompt(model, ex, template)
-        cache = M.prefix_cache(model, *M.tokenize(model, [text]))
+        cache = pool.get(text) if pool is not None else M.prefix_cache(model, *M.tokenize(model, [text]))
         logits = mask_logits(model, cache, means, masks, chunk)[0]
         margin = score_from_logits(logits, ids.yes, ids.no, "logit_diff")
         sign = -1.0 if ex.label is False else 1.0
@@ -296,13 +275,14 @@ def select_heads(
     template: JudgeTemplate = JudgeTemplate(),
     reinforce_result: SelectionResult | None = None,
     show_progress: bool = True,
+    pool: M.PrefixPool | None = None,
 ) -> SelectionResult:
     """Choose heads by ``method``: reinforce, all, none, random (k), topk_prob (k, from REINFORCE's probabilities)
     or topk_attribution (k, by single-head patching effect)."""
     cfg = model.cfg
     shape = (cfg.n_layers, cfg.n_heads)
     if method == "reinforce":
-        return reinforce(model, means, examples, config, template=template, show_progress=show_progress)
+        return reinforce(model, means, examples, config, template=template, show_progress=show_progress, pool=pool)
     if method == "all":
         return SelectionResult(mask=torch.ones(shape, dtype=torch.bool), method=method)
     if method == "none":
@@ -312,12 +292,14 @@ def select_heads(
     if method == "random":
         return SelectionResult(mask=random_mask(*shape, k, seed=config.seed), method=method)
     if method == "topk_prob":
-        base = reinforce_result or reinforce(model, means, examples, config, template=template, show_progress=show_progress)
+        base = reinforce_result or reinforce(
+            model, means, examples, config, template=template, show_progress=show_progress, pool=pool
+        )
         assert base.probs is not None
         return SelectionResult(mask=top_k_mask(base.probs, k), method=method, probs=base.probs,
                                prob_trajectory=base.prob_trajectory, losses=base.losses,
                                expected_heads=base.expected_heads)
     if method == "topk_attribution":
-        effects = single_head_effects(model, means, examples, template=template, show_progress=show_progress)
+        effects = single_head_effects(model, means, examples, template=template, show_progress=show_progress, pool=pool)
         return SelectionResult(mask=top_k_mask(effects, k), method=method, probs=effects)
     raise ValueError(f"unknown selector {method!r}; choose reinforce, all, none, random, topk_prob, topk_attribution")

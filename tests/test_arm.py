@@ -348,3 +348,45 @@ def test_unfitted_and_empty_inputs_are_clear_errors(tiny):
 def test_yes_must_be_a_single_token(tiny):
     with pytest.raises(ValueError, match="not a single token"):
         ActivationRM(tiny, small_config(template=JudgeTemplate(yes="Absolutely")))
+
+
+def test_pooled_extraction_equals_batched(tiny_gqa):
+    exs = [Example(p.prompt, p.chosen, i % 2 == 0) for i, p in enumerate(make_pairs(4))]
+    pool = M.PrefixPool(tiny_gqa, max_mb=10)
+    pooled = extract_means(tiny_gqa, exs, mode="per_example", template=SHORT, show_progress=False, pool=pool).means
+    plain = extract_means(tiny_gqa, exs, mode="per_example", template=SHORT, show_progress=False).means
+    torch.testing.assert_close(pooled, plain, atol=1e-4, rtol=1e-4)
+    assert len(pool) == 4 and pool.misses == 4
+    pool.get(scalar_prompt(tiny_gqa, exs[0], SHORT))
+    assert pool.hits == 1
+
+
+def test_prefix_pool_is_bounded_in_memory(tiny):
+    texts = texts_for(tiny, 4)
+    one = M.PrefixPool(tiny, max_mb=100)
+    one.get(texts[0])
+    size_mb = one.bytes / 2**20
+    pool = M.PrefixPool(tiny, max_mb=size_mb * 2.5)
+    for t in texts:
+        pool.get(t)
+    assert len(pool) <= 3 and pool.bytes <= pool.max_bytes
+
+
+def test_branches_equal_widened_cache(tiny_any):
+    """The block-diagonal branch form equals the repeat form (and hence full forwards) on padded batches."""
+    texts = texts_for(tiny_any, 2)
+    cache = M.prefix_cache(tiny_any, *M.tokenize(tiny_any, texts))
+    means = random_means(tiny_any)
+    masks = torch.rand(5, tiny_any.cfg.n_layers, tiny_any.cfg.n_heads, generator=torch.Generator().manual_seed(4)) < 0.5
+    from armlens.patching import patch_branch_hooks
+
+    branches = M.run_cached_branches(tiny_any, cache, 5, patch_branch_hooks(tiny_any, means, masks))
+    widened = M.run_cached_last_logits(tiny_any, cache, patch_hooks(tiny_any, means, masks.repeat(2, 1, 1)), repeat=5)
+    torch.testing.assert_close(branches.reshape(10, -1), widened, atol=FAST_PATH_ATOL, rtol=FAST_PATH_ATOL)
+
+
+@pytest.mark.parametrize("mode", ["icl", "per_example"])
+def test_both_extraction_modes_fit(tiny, mode):
+    rm = ActivationRM(tiny, small_config(mode=mode, estimator="wpca")).fit(make_pairs(4), show_progress=False)
+    assert rm.fit_info["n_extraction_prompts"] == (6 if mode == "icl" else 8)
+    assert torch.isfinite(rm.means).all()
