@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,11 +145,13 @@ class ActivationRM:
             raise ValueError("the head-selection set is empty")
         estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
         pool = M.PrefixPool(self.model, cfg.reinforce.prefix_cache_mb)  # shared by extraction and REINFORCE
+        t0 = time.perf_counter()
         extraction = extract_means(
             self.model, fs_examples, mode=cfg.mode, shots=cfg.shots, n_trials=cfg.n_trials, estimator=estimator,
             template=cfg.template, batch_size=cfg.batch_size, seed=cfg.seed, show_progress=show_progress, pool=pool,
         )
         self.means = extraction.means
+        t_extract = time.perf_counter() - t0
         rng = random.Random(cfg.seed)
         train = list(sel_examples)
         if len(train) > cfg.n_train:
@@ -164,6 +167,7 @@ class ActivationRM:
             "n_selection_examples": len(train),
             "n_extraction_prompts": extraction.n_prompts,
             "extraction_gold_accuracy": extraction.gold_accuracy,
+            "timings_s": {"extraction": t_extract, **self.selection.timings},
         }
         for name, data in (("few_shot", few_shot), ("select", select)):
             if data and isinstance(data[0], PreferencePair):

@@ -21,6 +21,7 @@ its key/value cache is shared by the K masks, which then cost a single batched o
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -86,6 +87,8 @@ class SelectionResult:
     """Expected number of selected heads (sum of probabilities) after each step."""
     final_candidate_losses: list[float] = field(default_factory=list)
     """Mean training loss of each final candidate mask (the lowest was kept)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Wall seconds per phase (``steps``, ``final_choice``), for profiles."""
 
     @property
     def n_heads(self) -> int:
@@ -176,6 +179,7 @@ def reinforce(
     opt = torch.optim.Adam([theta], lr=config.lr)
     result = SelectionResult(mask=torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool), method="reinforce")
     trajectory = []
+    t0 = time.perf_counter()
     bar = tqdm(range(config.steps), desc="REINFORCE", disable=not show_progress, leave=False)
     for step in bar:
         i = int(torch.randint(len(examples), (1,), generator=gen))
@@ -192,6 +196,8 @@ def reinforce(
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", heads=f"{result.expected_heads[-1]:.1f}")
         if callback is not None:
             callback(step, new_probs, result.losses[-1])
+    result.timings["steps"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     probs = policy_probs(theta).detach()
     result.probs = probs
     result.prob_trajectory = torch.stack(trajectory) if trajectory else probs.unsqueeze(0)
@@ -203,6 +209,8 @@ def reinforce(
     mean_losses = totals / len(eval_idx)
     result.final_candidate_losses = mean_losses.tolist()
     result.mask = candidates[int(mean_losses.argmin())].clone()
+    result.timings["final_choice"] = time.perf_counter() - t0
+    result.timings["prefix_pool_misses"] = float(pool.misses)
     return result
 
 
