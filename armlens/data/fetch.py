@@ -1,0 +1,276 @@
+"""``armlens data fetch bigbench``: HHH and TruthfulQA from the ``bigbench==1.0.0`` sdist on PyPI, hash-verified.
+
+Context
+-------
+Anthropic's HHH alignment eval and TruthfulQA ship inside BIG-bench's source distribution. Fetching them from PyPI
+gives users the real data without the Hugging Face Hub. The steps:
+
+1. download ``bigbench-1.0.0.tar.gz`` with ``python -m pip download --no-deps --no-binary :all: bigbench==1.0.0``
+   (the running interpreter's pip), or take a local copy (``--sdist FILE``);
+2. check its SHA-256 against :data:`BIGBENCH_SDIST_SHA256`;
+3. stream only the needed members out of the 358 MB archive (no other file is written, no code from it runs);
+4. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those in the project's
+   ``../shared/data/preference/SHA256SUMS`` (checked by downloading the sdist once: the files are identical);
+5. lay them out as a data root (``hhh_alignment/<category>.json``, ``truthfulqa_bigbench/{questions,task_mc}.json``)
+   under ``$ARMLENS_CACHE/bigbench`` (default ``~/.cache/armlens/bigbench``) with a ``MANIFEST.json`` recording
+   every file's SHA-256, so the ``hhh`` and ``truthfulqa`` loaders find them with no option at all.
+
+pip 26 refuses to download this sdist ("Distributions from PyPI cannot declare direct URL dependencies": bigbench
+1.0.0 declares ``bleurt @ file://...``), even with ``--no-deps``. When pip fails with that message, the same file
+is fetched from the URL that PyPI's simple index (the JSON form of the API pip itself reads, PEP 691) lists for it,
+and accepted only if its SHA-256 matches both the index's hash and the pinned one. Neither path runs code from the
+archive except pip's own metadata build.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from armlens.data.loaders import sha256_file
+from armlens.data.roots import bigbench_cache_dir
+
+log = logging.getLogger(__name__)
+
+BIGBENCH_VERSION = "1.0.0"
+"""The BIG-bench release the files come from."""
+BIGBENCH_SDIST = f"bigbench-{BIGBENCH_VERSION}.tar.gz"
+"""Its source distribution on PyPI."""
+BIGBENCH_SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
+"""SHA-256 of ``bigbench-1.0.0.tar.gz`` as downloaded from PyPI."""
+_TASKS = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks"
+BIGBENCH_FILES: dict[str, tuple[str, str]] = {
+    f"{_TASKS}/hhh_alignment/harmless/task.json":
+        ("hhh_alignment/harmless.json", "4720acbc916cc18413e48c6bb55c19af73400436a6304c7e110b8bb40f8952a1"),
+    f"{_TASKS}/hhh_alignment/helpful/task.json":
+        ("hhh_alignment/helpful.json", "1bd2a58d9bb17b26af4806e8302374cea60671dc387fbfc2c5aa5c23e0901628"),
+    f"{_TASKS}/hhh_alignment/honest/task.json":
+        ("hhh_alignment/honest.json", "69ba96e5bff121327ad1366e3772b7b45c50e96e7f995b2cef62c350380f1b14"),
+    f"{_TASKS}/hhh_alignment/other/task.json":
+        ("hhh_alignment/other.json", "4d6b041d79e5bf2705a9f81994efb95274179faaba9270f6dc83bd0cd17c227e"),
+    f"{_TASKS}/truthful_qa/questions.json":
+        ("truthfulqa_bigbench/questions.json", "e4f3f864512c0d72f873fb8d3df6aa27bf62c118f7b61150166f270f6b00e4f6"),
+    f"{_TASKS}/truthful_qa/task_mc.json":
+        ("truthfulqa_bigbench/task_mc.json", "89a0402a23d5873b0c2f427e851fca7ac420f8d08731e61be52e6cbf1a18a281"),
+}
+"""sdist member -> (path under the cache, pinned SHA-256). The hashes equal ``shared/data/preference/SHA256SUMS``."""
+MANIFEST = "MANIFEST.json"
+"""Name of the manifest written beside the extracted files."""
+PYPI_SIMPLE = "https://pypi.org/simple/bigbench/"
+"""PyPI's simple index page for bigbench (read as PEP 691 JSON, only when pip refuses the download)."""
+_PIP_REFUSAL = "cannot declare direct URL dependencies"
+
+
+@dataclass
+class FetchResult:
+    """What ``fetch_bigbench`` did."""
+
+    dest: Path
+    """The cache folder, usable as a data root."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Path under ``dest`` -> SHA-256."""
+    sdist_sha256: str = ""
+    """SHA-256 of the sdist the files came from."""
+    method: str = ""
+    """``pip``, ``pypi-simple`` (pip refused), ``local-sdist`` or ``cached`` (already present and verified)."""
+    verified: bool = True
+    """Whether the sdist and every file matched the pinned hashes."""
+
+
+def pip_download_command(dest: Path) -> list[str]:
+    """The pip command that downloads the sdist into ``dest`` (the running interpreter's pip)."""
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            f"bigbench=={BIGBENCH_VERSION}", "-d", str(dest)]
+
+
+def _pip_download(dest: Path) -> tuple[Path | None, str]:
+    """Run pip; the sdist path, or None and pip's output when pip failed."""
+    cmd = pip_download_command(dest)
+    log.info("downloading %s with: %s", BIGBENCH_SDIST, " ".join(cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    out = (proc.stdout or "") + (proc.stderr or "")
+    path = dest / BIGBENCH_SDIST
+    if proc.returncode == 0 and path.is_file():
+        return path, out
+    return None, out
+
+
+_urlopen: Callable[..., Any] = urllib.request.urlopen
+"""The HTTP opener of the simple-index fallback (a seam for tests)."""
+
+
+def _pypi_download(dest: Path, opener: Callable[..., Any] | None = None) -> Path:
+    """Download the sdist from the URL PyPI's simple index lists, checking the index's SHA-256."""
+    opener = opener or _urlopen
+    log.info("fetching %s via %s", BIGBENCH_SDIST, PYPI_SIMPLE)
+    request = urllib.request.Request(PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with opener(request, timeout=60) as r:
+        info = json.load(r)
+    files = [u for u in info.get("files", []) if u.get("filename") == BIGBENCH_SDIST]
+    if not files:
+        raise RuntimeError(f"PyPI's simple index lists no {BIGBENCH_SDIST}")
+    url, digest = files[0]["url"], files[0].get("hashes", {}).get("sha256")
+    part = dest / (BIGBENCH_SDIST + ".part")
+    h = hashlib.sha256()
+    with opener(url, timeout=600) as r, open(part, "wb") as f:
+        for chunk in iter(lambda: r.read(1 << 20), b""):
+            h.update(chunk)
+            f.write(chunk)
+    if digest and h.hexdigest() != digest:
+        part.unlink(missing_ok=True)
+        raise ValueError(f"{url}: SHA-256 {h.hexdigest()} differs from the index's {digest}")
+    path = dest / BIGBENCH_SDIST
+    os.replace(part, path)
+    return path
+
+
+def _cached(dest: Path, verify: bool) -> dict[str, str] | None:
+    """The manifest's files if every one is present with its recorded hash (and, with ``verify``, the pinned
+    hash), else None."""
+    mpath = dest / MANIFEST
+    if not mpath.is_file():
+        return None
+    try:
+        files = {k: v["sha256"] for k, v in json.loads(mpath.read_text())["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    pinned = dict(BIGBENCH_FILES.values())
+    if set(files) != set(pinned) or (verify and files != pinned):
+        return None
+    for rel, sha in files.items():
+        if not (dest / rel).is_file() or sha256_file(dest / rel) != sha:
+            return None
+    return files
+
+
+def extract_members(sdist: Path, dest: Path, verify: bool = True) -> dict[str, str]:
+    """Stream the :data:`BIGBENCH_FILES` members of ``sdist`` into ``dest``; returns layout path -> SHA-256.
+
+    Files are written to a staging folder first and moved into place only once all are present (and, with
+    ``verify``, all match their pinned hashes), so a failed fetch never leaves a half-written data root.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+    try:
+        found: dict[str, str] = {}
+        try:
+            with tarfile.open(sdist, "r:gz") as tar:
+                for member in tar:
+                    if member.name not in BIGBENCH_FILES or not member.isfile():
+                        continue
+                    layout, _ = BIGBENCH_FILES[member.name]
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    data = src.read()
+                    out = staging / layout
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(data)
+                    found[layout] = hashlib.sha256(data).hexdigest()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ValueError(f"{sdist}: not a readable .tar.gz ({type(e).__name__}: {e})") from e
+        missing = [m for m, (layout, _) in BIGBENCH_FILES.items() if layout not in found]
+        if missing:
+            raise ValueError(f"{sdist}: members missing from the archive: {missing}")
+        if verify:
+            bad = [f"{layout} (got {found[layout][:12]}..., expected {sha[:12]}...)"
+                   for layout, sha in BIGBENCH_FILES.values() if found[layout] != sha]
+            if bad:
+                raise ValueError(f"{sdist}: extracted files do not match the pinned SHA-256: {bad}")
+        for layout in found:
+            target = dest / layout
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / layout, target)
+        return found
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def fetch_bigbench(
+    cache: str | Path | None = None,
+    sdist: str | Path | None = None,
+    keep_sdist: bool = False,
+    force: bool = False,
+    verify: bool = True,
+) -> FetchResult:
+    """Fetch HHH and TruthfulQA from the ``bigbench==1.0.0`` sdist into ``cache`` (a data root).
+
+    Args:
+        cache: destination (default ``$ARMLENS_CACHE/bigbench``, i.e. ``~/.cache/armlens/bigbench``).
+        sdist: use this local ``bigbench-1.0.0.tar.gz`` instead of downloading (never deleted).
+        keep_sdist: keep the downloaded 358 MB archive in ``<cache>/sdist/`` (default: delete it after extraction).
+        force: fetch again even when the cache already holds verified files.
+        verify: require the pinned SHA-256 of the sdist and of every extracted file (turn off only for a
+            different, trusted build of the archive; the manifest then records ``"verified": false``).
+
+    Returns:
+        A :class:`FetchResult`. Raises ValueError on a hash mismatch or a broken archive, RuntimeError when the
+        download fails.
+    """
+    dest = Path(cache).expanduser() if cache is not None else bigbench_cache_dir()
+    if not force and sdist is None:
+        files = _cached(dest, verify)
+        if files is not None:
+            log.info("%s already holds verified BIG-bench files", dest)
+            return FetchResult(dest, files, json.loads((dest / MANIFEST).read_text()).get("sdist_sha256", ""),
+                               "cached")
+    dest.mkdir(parents=True, exist_ok=True)
+    downloaded = sdist is None
+    if sdist is not None:
+        path, method = Path(sdist).expanduser(), "local-sdist"
+        if not path.is_file():
+            raise FileNotFoundError(f"no such sdist: {path}")
+    else:
+        sdir = dest / "sdist"
+        sdir.mkdir(exist_ok=True)
+        got, out = _pip_download(sdir)
+        if got is not None:
+            path, method = got, "pip"
+        elif _PIP_REFUSAL in out:
+            log.warning("pip refused to download %s (%s); fetching the same file from PyPI's simple index",
+                        BIGBENCH_SDIST, _PIP_REFUSAL)
+            try:
+                path, method = _pypi_download(sdir), "pypi-simple"
+            except OSError as e:
+                raise RuntimeError(f"could not download {BIGBENCH_SDIST} from PyPI ({e})") from e
+        else:
+            tail = "\n".join(out.strip().splitlines()[-5:])
+            raise RuntimeError(f"pip could not download bigbench=={BIGBENCH_VERSION} (offline? pass --sdist FILE "
+                               f"with a copy of {BIGBENCH_SDIST}):\n{tail}")
+    sdist_sha = sha256_file(path)
+    if verify and sdist_sha != BIGBENCH_SDIST_SHA256:
+        raise ValueError(f"{path}: SHA-256 {sdist_sha} differs from the pinned {BIGBENCH_SDIST_SHA256}")
+    files = extract_members(path, dest, verify=verify)
+    manifest = {
+        "source": f"PyPI bigbench=={BIGBENCH_VERSION} sdist ({BIGBENCH_SDIST})",
+        "sdist_sha256": sdist_sha,
+        "method": method,
+        "verified": verify,
+        "fetched_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "license": "Apache-2.0 (BIG-bench)",
+        "files": {layout: {"member": member, "sha256": files[layout], "bytes": (dest / layout).stat().st_size}
+                  for member, (layout, _) in BIGBENCH_FILES.items()},
+    }
+    tmp = dest / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, dest / MANIFEST)
+    if downloaded and not keep_sdist:
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
+    log.info("BIG-bench HHH and TruthfulQA are in %s (%s)", dest, method)
+    return FetchResult(dest, files, sdist_sha, method, verify)

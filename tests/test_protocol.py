@@ -1,0 +1,171 @@
+"""The RewardBench protocol against hand-computed answers; bootstrap; atomic writers."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from armlens.data import PreferencePair, split_pairs
+from armlens.evaluation.protocol import (
+    EXAMPLE_COUNTS,
+    SUBSET_MAPPING,
+    accuracy_by_subset,
+    bootstrap_ci,
+    environment_versions,
+    group_accuracy,
+    paired_bootstrap,
+    pairwise_correct,
+    rewardbench_overall,
+    section_scores,
+    summarize,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_results,
+)
+
+
+def test_pairwise_correct_is_strict_and_counts_ties():
+    correct, ties = pairwise_correct([1.0, 2.0, 3.0, 4.0, -1.0], [0.0, 2.0, 5.0, 1.0, -1.0])
+    assert correct.tolist() == [True, False, False, True, False]
+    assert ties == 2
+    with pytest.raises(ValueError, match="NaN"):
+        pairwise_correct([1.0, float("nan")], [0.0, 0.0])
+    with pytest.raises(ValueError, match="differ in length"):
+        pairwise_correct([1.0], [0.0, 1.0])
+
+
+def test_accuracy_by_subset():
+    acc = accuracy_by_subset([True, False, True, True, False], ["a", "a", "b", "b", "b"],
+                             ties=[False, True, False, False, False])
+    assert acc == {"a": {"accuracy": 0.5, "n": 2, "correct": 1, "ties": 1},
+                   "b": {"accuracy": pytest.approx(2 / 3), "n": 3, "correct": 2, "ties": 0}}
+    with pytest.raises(ValueError, match="5 entries but subsets has 4"):
+        accuracy_by_subset([True] * 5, ["a"] * 4)
+
+
+def test_rewardbench_constants():
+    assert EXAMPLE_COUNTS["math-prm"] == sum(EXAMPLE_COUNTS[s] for s in SUBSET_MAPPING["Reasoning"][1:]) == 984
+    assert sum(EXAMPLE_COUNTS[s] for s in SUBSET_MAPPING["Chat Hard"]) == 37 + 100 + 134 + 92 + 47 + 46
+    assert sorted(s for subs in SUBSET_MAPPING.values() for s in subs) == sorted(EXAMPLE_COUNTS)
+
+
+def test_section_scores_hand_computed():
+    metrics = {
+        "llmbar-natural": 0.5, "llmbar-adver-neighbor": 1.0,  # Chat Hard: (100*.5 + 134*1) / 234
+        "math-prm": 0.6, **{h: 0.9 for h in SUBSET_MAPPING["Reasoning"][1:]},  # Reasoning: (.6 + .9) / 2
+        "xstest-should-refuse": 1.0, "xstest-should-respond": 0.0,  # Safety: 250 / (250 + 154)
+        "alpacaeval-easy": 0.8,  # Chat: one subset
+    }
+    s = section_scores(metrics)
+    assert list(s) == ["Chat", "Chat Hard", "Safety", "Reasoning"]
+    assert s["Chat Hard"] == pytest.approx(184 / 234)
+    assert s["Reasoning"] == pytest.approx(0.75)
+    assert s["Safety"] == pytest.approx(250 / 404)
+    assert s["Chat"] == pytest.approx(0.8)
+    assert rewardbench_overall(s) == pytest.approx((0.8 + 184 / 234 + 250 / 404 + 0.75) / 4)
+    assert rewardbench_overall({"Chat": 1.0}) is None
+    # reasoning with two code subsets: math still weighs 984 against 2 x 164
+    r = section_scores({"math-prm": 0.6, "hep-python": 0.8, "hep-go": 0.4})["Reasoning"]
+    assert r == pytest.approx((984 * 0.6 + 164 * 0.8 + 164 * 0.4) / (984 + 328))
+
+
+def test_other_datasets_get_a_section_per_source():
+    acc = accuracy_by_subset([True, False] * 2 + [True] * 3,
+                             ["hhh-harmless"] * 4 + ["hhh-helpful"] * 3)  # 2/4 and 3/3
+    s = section_scores(acc, sources={"hhh-harmless": "hhh", "hhh-helpful": "hhh"})
+    assert s == {"hhh": pytest.approx(5 / 7)}
+    with pytest.raises(KeyError, match="no size for subset 'custom'"):
+        section_scores({"custom": 0.5})
+    assert section_scores({"custom": 0.5}, counts={"custom": 10}) == {"custom": 0.5}
+
+
+def test_observed_weights_keep_math_equal_to_code():
+    acc = {"math-prm": {"accuracy": 0.2, "n": 10}, "hep-go": {"accuracy": 1.0, "n": 30},
+           "hep-js": {"accuracy": 0.0, "n": 10}, "llmbar-natural": {"accuracy": 0.5, "n": 7}}
+    s = section_scores(acc, weights="observed")
+    assert s["Reasoning"] == pytest.approx((40 * 0.2 + 30 * 1.0 + 10 * 0.0) / 80)
+    assert s["Chat Hard"] == 0.5
+
+
+def test_group_accuracy_best_of_n():
+    assert group_accuracy([True, True, False, True], ["q1", "q1", "q2", "q2"]) == 0.5
+
+
+def test_bootstrap_ci_hand_computed():
+    # two items: resampled means are 0, .5, 1 with probabilities 1/4, 1/2, 1/4 -> 95% interval [0, 1]
+    ci = bootstrap_ci([0.0, 1.0], n=4000, seed=0)
+    assert ci == (0.5, 0.0, 1.0)
+    assert bootstrap_ci([0.7] * 10, n=100, seed=1) == pytest.approx((0.7, 0.7, 0.7))
+    values = np.random.default_rng(0).random(400) < 0.7
+    a = bootstrap_ci(values, n=2000, seed=3)
+    assert a == bootstrap_ci(values, n=2000, seed=3)  # seeded
+    assert a != bootstrap_ci(values, n=2000, seed=4)
+    width = a.high - a.low  # normal approximation: 2 * 1.96 * sqrt(.21 / 400) = 0.0898
+    assert 0.075 < width < 0.105 and a.low < a.estimate < a.high
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_ci([])
+
+
+def test_paired_bootstrap():
+    x = np.array([1, 0, 1, 1, 0, 1], dtype=float)
+    same = paired_bootstrap(x, x, n=500, seed=0)
+    assert same == (0.0, 0.0, 0.0, 1.0)
+    allwin = paired_bootstrap(np.ones(20), np.zeros(20), n=999, seed=0)
+    assert allwin.diff == 1.0 and (allwin.low, allwin.high) == (1.0, 1.0) and allwin.p_value == pytest.approx(1e-3)
+    # a = [1, 0], b = [0, 0]: d = .5; resampled d* in {0, .5, 1} w.p. 1/4, 1/2, 1/4; |d* - d| >= d w.p. 1/2
+    half = paired_bootstrap([1, 0], [0, 0], n=20000, seed=0)
+    assert half.diff == 0.5 and (half.low, half.high) == (0.0, 1.0)
+    assert half.p_value == pytest.approx(0.5, abs=0.02)
+    # the pairing matters: same marginal accuracies, perfectly correlated -> tiny interval
+    a = np.array([1.0] * 60 + [0.0] * 40)
+    b = np.array([1.0] * 50 + [0.0] * 50)
+    paired = paired_bootstrap(a, b, n=2000, seed=0)
+    assert paired.diff == pytest.approx(0.1) and paired.low > 0.04 and paired.p_value < 0.01
+    with pytest.raises(ValueError, match="equal length"):
+        paired_bootstrap([1, 0], [1])
+
+
+def test_atomic_writers(tmp_path):
+    path = tmp_path / "out" / "summary.json"
+    write_json_atomic(path, {"a": np.float32(0.5), "b": np.arange(3), "nan": float("nan"), "p": tmp_path})
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": [0, 1, 2], "nan": None, "p": str(tmp_path)}
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"bad": object()})
+    assert json.loads(path.read_text())["a"] == 0.5  # the old file survives a failed write
+    assert sorted(p.name for p in path.parent.iterdir()) == ["summary.json"]  # no temp file left
+    items = write_jsonl_atomic(tmp_path / "items.jsonl", [{"id": "x", "s": np.int64(2)}, {"id": "y", "s": 3}])
+    assert [json.loads(line) for line in items.read_text().splitlines()] == [{"id": "x", "s": 2},
+                                                                             {"id": "y", "s": 3}]
+
+
+def test_environment_versions():
+    v = environment_versions()
+    assert v["python"] == sys.version.split()[0]
+    assert {"armlens", "torch", "transformers", "transformer_lens", "numpy"} <= set(v)
+    assert v["armlens"] is not None and v["numpy"] == np.__version__
+
+
+def test_write_results_records_provenance(tmp_path):
+    pairs = [PreferencePair(id=f"t/{i}", source="toy", subset="llmbar-natural" if i < 4 else "toy-extra",
+                            prompt=f"q{i}", chosen="good", rejected="bad") for i in range(6)]
+    split = split_pairs(pairs, seed=0, n_fewshot=1, n_select=1)
+    chosen = [1.0, 1.0, 0.0, 2.0, 0.5, 0.1]
+    rejected = [0.0, 1.0, 1.0, 1.0, 0.0, 0.2]
+    paths = write_results(tmp_path, pairs, chosen, rejected, seed=7, config={"method": "toy"},
+                          split=split.to_dict(), data={"name": "toy"}, n_bootstrap=200)
+    rows = [json.loads(line) for line in paths["items"].read_text().splitlines()]
+    assert [r["correct"] for r in rows] == [True, False, False, True, True, False]
+    assert rows[1]["tie"] and not rows[0]["tie"]
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["accuracy"] == 0.5 and summary["ties"] == 1 and summary["n"] == 6
+    assert summary["subsets"]["llmbar-natural"] == {"accuracy": 0.5, "n": 4, "correct": 2, "ties": 1}
+    assert summary["sections"] == {"Chat Hard": 0.5, "toy": 0.5}
+    assert summary["data"]["ids"] == [p.id for p in pairs] and len(summary["data"]["pairs_sha256"]) == 64
+    assert summary["split"]["seed"] == 0 and summary["seed"] == 7 and summary["config"] == {"method": "toy"}
+    assert summary["versions"]["python"] and "RewardBench" in summary["protocol"]
+    assert summary == json.loads(json.dumps(summarize(pairs, chosen, rejected, seed=7, config={"method": "toy"},
+                                                      split=split.to_dict(), data={"name": "toy"},
+                                                      n_bootstrap=200)))
