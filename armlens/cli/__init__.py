@@ -16,6 +16,9 @@ import sys
 _COMMAND_MODULES = [
     "armlens.cli.info",
     "armlens.cli.data",
+    "armlens.cli.arm",
+    "armlens.cli.bench",
+    "armlens.cli.eval",
 ]
 
 
