@@ -15,3 +15,25 @@ Layers, lowest first (a lower layer never imports a higher one):
 """
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "ActivationRM": "armlens.rm",
+    "ARMConfig": "armlens.rm",
+    "ReinforceConfig": "armlens.selection",
+    "JudgeTemplate": "armlens.prompts",
+    "load_model": "armlens.model",
+    "tiny_model": "armlens.model",
+    "model_info": "armlens.model",
+    "load_pairs": "armlens.data",
+    "split_pairs": "armlens.data",
+    "PreferencePair": "armlens.data",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):  # lazy: `armlens --help` must not import torch
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'armlens' has no attribute {name!r}")
