@@ -1,0 +1,292 @@
+"""The baseline judges: shapes, exact semantics on hand-made pairs, and invariants (tiny random models)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from armlens import model as M
+from armlens.data.records import PreferencePair
+from armlens.evaluation.baselines import (
+    METHODS,
+    Judge,
+    JudgeConfig,
+    balanced_demos,
+    generate_answers,
+    make_judge,
+    parse_answer,
+    parse_methods,
+    response_logprobs,
+    votes_to_scores,
+)
+from armlens.prompts import AnswerIds, JudgeTemplate, examples_from_pairs
+from armlens.rm import ActivationRM, ARMConfig
+from armlens.selection import ReinforceConfig
+
+SHORT = JudgeTemplate(max_field_tokens=24)
+
+
+def make_pairs(n: int = 8, offset: int = 0) -> list[PreferencePair]:
+    topics = ["the sea", "bread", "a cat", "rain", "music", "trains", "tea", "chess", "snow", "maps", "owls", "ink"]
+    return [
+        PreferencePair(
+            id=f"toy/{i}", source="toy", subset="toy", prompt=f"Tell me about {topics[i % len(topics)]}.",
+            chosen=f"Here is a short, accurate note about {topics[i % len(topics)]}.", rejected="No." * (1 + i % 3),
+        )
+        for i in range(offset, offset + n)
+    ]
+
+
+def fast_config(**kw) -> JudgeConfig:
+    arm = ARMConfig(mode="per_example", reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
+    base = dict(template=SHORT, arm=arm, icl_shots=2, gen_max_new_tokens=3, voting_n=3, savs_top_k=5)
+    base.update(kw)
+    return JudgeConfig(**base)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_scores_pairs(tiny, method):
+    pairs = make_pairs(7)
+    judge = make_judge(method, tiny, fast_config())
+    if judge.trains:
+        with pytest.raises(RuntimeError, match="not fitted"):
+            judge.score_pairs(pairs[5:])
+    judge.fit(pairs[:3], pairs[3:5])
+    chosen, rejected = judge.score_pairs(pairs[5:])
+    assert chosen.shape == rejected.shape == (2,)
+    assert chosen.dtype == torch.float32 and torch.isfinite(chosen).all() and torch.isfinite(rejected).all()
+    info = judge.info()
+    assert info["method"] == method and info["reads"]
+    # pointwise: a response's score does not depend on the other response of its pair
+    again = judge.score_responses([(pairs[6], pairs[6].rejected), (pairs[5], pairs[5].chosen)])
+    if method != "voting":  # sampled: the draw depends on the batch
+        torch.testing.assert_close(again, torch.stack([rejected[1], chosen[0]]), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="no pairs"):
+        judge.score_pairs([])
+
+
+def test_grouped_query_model_runs_the_activation_methods(tiny_gqa):
+    pairs = make_pairs(6)
+    for method in ("probe", "steering", "savs", "implicit"):
+        judge = make_judge(method, tiny_gqa, fast_config(probe_features="hook_z")).fit(pairs[:3], pairs[3:4])
+        c, r = judge.score_pairs(pairs[4:])
+        assert c.shape == (2,) and torch.isfinite(r).all()
+
+
+def test_length_baselines_give_known_accuracy(tiny):
+    def pair(i, chosen, rejected):
+        return PreferencePair(id=f"len/{i}", source="toy", subset="toy", prompt="q", chosen=chosen, rejected=rejected)
+
+    pairs = [pair(0, "long answer", "short"), pair(1, "a much longer one", "tiny"), pair(2, "abcdef", "abc"),
+             pair(3, "ab", "abcdefgh"), pair(4, "same", "SAME")]  # 3 longer-chosen, 1 shorter-chosen, 1 tie
+    for method, expected in (("longer", 3 / 5), ("shorter", 1 / 5)):
+        c, r = make_judge(method, tiny).fit([]).score_pairs(pairs)
+        assert float((c > r).float().mean()) == pytest.approx(expected)
+        assert int((c == r).sum()) == 1
+    c, _ = make_judge("longer", tiny).score_pairs(pairs)
+    assert c.tolist() == [11.0, 17.0, 6.0, 2.0, 4.0]
+
+
+def test_parse_answer():
+    assert parse_answer("Yes") == "yes"
+    assert parse_answer(" no.") == "no"
+    assert parse_answer("I think YES, it does") == "yes"
+    assert parse_answer("No, yes") == "no"  # the first answer word counts
+    assert parse_answer("Yesterday") is None and parse_answer("Nothing") is None
+    assert parse_answer("") is None and parse_answer("maybe") is None
+    scores, counts = votes_to_scores([["Yes"], ["no"], ["hmm"], ["yes", "no", "???", "yes"]])
+    torch.testing.assert_close(scores, torch.tensor([1.0, 0.0, 0.5, (1 + 0 + 0.5 + 1) / 4]))
+    assert counts == {"yes": 3, "no": 2, "unparseable": 2}
+
+
+def scripted_logits(model):
+    """Fake last-token logits: after the prompt, answer Yes if the response holds GOOD, No for BAD, a fair coin for
+    COIN and junk ("x") otherwise; once an answer has started, end the turn."""
+    ids = AnswerIds.of(model)
+    eos, junk = model.tokenizer.eos_token_id, M.encode(model, "x")[0]
+
+    def fake(model_, tokens, attention_mask, fwd_hooks=()):
+        out = torch.full((tokens.shape[0], model.cfg.d_vocab), -20.0)
+        for i in range(tokens.shape[0]):
+            text = model.tokenizer.decode(tokens[i][attention_mask[i].bool()])
+            head, _, generated = text.rpartition("<|im_start|>assistant\n")
+            response = head.rsplit("Response:", 1)[-1]
+            if generated:
+                out[i, eos if "x" not in generated else junk] = 0.0
+            elif "GOOD" in response:
+                out[i, ids.yes] = 0.0
+            elif "BAD" in response:
+                out[i, ids.no] = 0.0
+            elif "COIN" in response:
+                out[i, ids.yes] = out[i, ids.no] = 0.0
+            else:
+                out[i, junk] = 0.0
+        return out
+
+    return fake
+
+
+def scripted_pairs():
+    return [PreferencePair(id="s/0", source="s", subset="s", prompt="q0", chosen="GOOD", rejected="BAD"),
+            PreferencePair(id="s/1", source="s", subset="s", prompt="q1", chosen="GOOD", rejected="nonsense"),
+            PreferencePair(id="s/2", source="s", subset="s", prompt="q2", chosen="nonsense", rejected="BAD")]
+
+
+def test_generative_judge_parses_and_counts_unparseable(tiny, monkeypatch):
+    monkeypatch.setattr(M, "run_last_logits", scripted_logits(tiny))
+    judge = make_judge("generative", tiny, fast_config(gen_max_new_tokens=4))
+    c, r = judge.score_pairs(scripted_pairs())
+    assert c.tolist() == [1.0, 1.0, 0.5] and r.tolist() == [0.0, 0.5, 0.0]
+    stats = judge.last_stats
+    assert stats["unparseable"] == 2 and stats["n_answers"] == 6 and stats["answers"] == {"yes": 2, "no": 2, "unparseable": 2}
+    # junk runs to max_new_tokens; a Yes/No token settles the answer at once
+    texts = ["<|im_start|>user\nResponse:\nnonsense<|im_end|>\n<|im_start|>assistant\n",
+             "<|im_start|>user\nResponse:\nGOOD<|im_end|>\n<|im_start|>assistant\n"]
+    assert generate_answers(tiny, texts, max_new_tokens=4) == [["xxxx"], ["Yes"]]
+
+
+def test_voting_is_seeded(tiny, monkeypatch):
+    monkeypatch.setattr(M, "run_last_logits", scripted_logits(tiny))
+    coin = [PreferencePair(id=f"c/{i}", source="c", subset="c", prompt=f"q{i}", chosen="COIN", rejected="COIN")
+            for i in range(6)]
+    cfg = fast_config(voting_n=5, voting_temperature=1.0, seed=3)
+    a = make_judge("voting", tiny, cfg).score_pairs(coin)
+    b = make_judge("voting", tiny, cfg).score_pairs(coin)
+    other = make_judge("voting", tiny, dataclasses.replace(cfg, seed=4)).score_pairs(coin)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not (torch.equal(a[0], other[0]) and torch.equal(a[1], other[1]))
+    scores = torch.cat(a)
+    assert ((scores * 5).round() == scores * 5).all() and 0 < float(scores.mean()) < 1  # shares of 5 votes, mixed
+    judge = make_judge("voting", tiny, cfg)
+    judge.score_pairs(scripted_pairs())  # deterministic answers stay deterministic under sampling
+    assert judge.last_stats["answers"] == {"yes": 10, "no": 10, "unparseable": 10}
+
+
+def separable_pairs(n: int, offset: int = 0) -> list[PreferencePair]:
+    return [PreferencePair(id=f"sep/{i}", source="sep", subset="sep", prompt=f"Question {i}?",
+                           chosen="Yes yes yes", rejected="zzzz qqqq") for i in range(offset, offset + n)]
+
+
+@pytest.mark.parametrize("features", ["resid", "hook_z"])
+def test_probe_learns_a_separable_toy(tiny, features):
+    judge = make_judge("probe", tiny, fast_config(probe_features=features)).fit(separable_pairs(6), [])
+    assert judge.info()["train_accuracy"] == 1.0
+    c, r = judge.score_pairs(separable_pairs(4, offset=20))  # unseen prompts
+    assert (c > r).all()
+    assert ((c >= 0) & (c <= 1)).all() and ((r >= 0) & (r <= 1)).all()
+
+
+def test_steering_with_coefficient_zero_is_the_zero_shot_judge(tiny_any):
+    pairs = make_pairs(6)
+    zero_shot = make_judge("zero-shot", tiny_any, fast_config()).score_pairs(pairs[4:])
+    still = make_judge("steering", tiny_any, fast_config(steering_coefs=(0.0,))).fit(pairs[:4])
+    assert still.info()["coef"] == 0.0 and still.info()["vector_norm"] > 0
+    steered = still.score_pairs(pairs[4:])
+    torch.testing.assert_close(steered[0], zero_shot[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(steered[1], zero_shot[1], atol=1e-6, rtol=1e-5)
+    pushed = make_judge("steering", tiny_any, fast_config(steering_coefs=(8.0,), steering_positions="all"))
+    moved = pushed.fit(pairs[:4]).score_pairs(pairs[4:])
+    assert not torch.allclose(moved[0], zero_shot[0], atol=1e-4)
+
+
+def test_steering_picks_layer_and_coefficient_on_the_selection_pairs(tiny):
+    pairs = make_pairs(3)
+    grid = make_judge("steering", tiny, fast_config(steering_layers=(0, 1), steering_coefs=(0.0, 4.0)))
+    info = grid.fit(pairs[:2], pairs[2:3]).info()
+    assert len(info["grid"]) == 4
+    best = max(info["grid"], key=lambda g: (g["accuracy"], g["margin"]))
+    assert (info["layer"], info["coef"]) == (best["layer"], best["coef"])
+    with pytest.raises(ValueError, match="layers"):
+        make_judge("steering", tiny, fast_config(steering_layers=(99,))).fit(pairs[:2])
+
+
+def test_savs_votes_of_the_top_heads(tiny):
+    pairs = make_pairs(8)
+    judge = make_judge("savs", tiny, fast_config(savs_top_k=100)).fit(pairs[:4], pairs[4:6])
+    n_heads = tiny.cfg.n_layers * tiny.cfg.n_heads
+    info = judge.info()
+    assert len(info["heads"]) == n_heads == int(judge.mask.sum())  # k is capped at the number of heads
+    assert info["head_accuracy"] == sorted(info["head_accuracy"], reverse=True)
+    c, r = judge.score_pairs(pairs[6:])
+    votes = torch.cat([c, r]) * n_heads
+    assert torch.allclose(votes, votes.round(), atol=1e-5)  # shares of head votes
+    top3 = make_judge("savs", tiny, fast_config(savs_top_k=3)).fit(pairs[:4], pairs[4:6])
+    assert top3.info()["heads"] == info["heads"][:3]
+    margin = make_judge("savs", tiny, fast_config(savs_top_k=3, savs_score="margin")).fit(pairs[:4], pairs[4:6])
+    mc, _ = margin.score_pairs(pairs[6:])
+    assert ((mc >= -2) & (mc <= 2)).all()
+
+
+def test_implicit_reward_is_the_mean_response_logprob(tiny_any):
+    prompts = ["Tell me about tea.", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                                      {"role": "user", "content": "And rain?"}]]
+    responses = ["Tea is a drink.", "Rain is water falling."]
+    batched = response_logprobs(tiny_any, prompts, responses, batch_size=2)
+    single = torch.cat([response_logprobs(tiny_any, [p], [r], batch_size=1) for p, r in zip(prompts, responses, strict=True)])
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+    # by hand, for the first one
+    prefix = M.apply_chat_template(tiny_any, [{"role": "user", "content": prompts[0]}])
+    n_prefix = len(M.encode(tiny_any, prefix))
+    tokens, attn = M.tokenize(tiny_any, [prefix + responses[0]])
+    logp = M.run_with_hooks(tiny_any, tokens, attn).log_softmax(-1)[0]
+    target = tokens[0, n_prefix:]
+    manual = logp[n_prefix - 1 : -1].gather(-1, target.unsqueeze(-1)).mean()
+    torch.testing.assert_close(batched[0], manual, atol=1e-5, rtol=1e-5)
+
+
+def test_icl_judge_without_demonstrations_is_the_zero_shot_judge(tiny):
+    pairs = make_pairs(6)
+    zero = make_judge("zero-shot", tiny, fast_config()).score_pairs(pairs[4:])
+    icl0 = make_judge("few-shot-icl", tiny, fast_config(icl_shots=0)).fit(pairs[:4]).score_pairs(pairs[4:])
+    torch.testing.assert_close(icl0[0], zero[0])
+    icl = make_judge("few-shot-icl", tiny, fast_config(icl_shots=3)).fit(pairs[:4])
+    assert icl.info()["n_demos"] == 3 and not torch.allclose(icl.score_pairs(pairs[4:])[0], zero[0])
+    examples = examples_from_pairs(pairs[:4])
+    demos = balanced_demos(examples, 4, seed=1)
+    assert sum(d.label for d in demos) == 2 and demos == balanced_demos(examples, 4, seed=1)
+
+
+def test_arm_judge_is_the_activation_rm(tiny_gqa):
+    pairs = make_pairs(6)
+    judge = make_judge("arm", tiny_gqa, fast_config(seed=2, score="logit_diff")).fit(pairs[:2], pairs[2:4])
+    rm = judge.rm
+    assert isinstance(rm, ActivationRM) and judge.info()["heads"] == rm.heads
+    assert rm.config.seed == 2 and rm.config.score == "logit_diff" and rm.config.template == SHORT
+    c, r = judge.score_pairs(pairs[4:])
+    c2, r2 = rm.score_pairs(pairs[4:], show_progress=False)
+    torch.testing.assert_close(c, c2)
+    torch.testing.assert_close(r, r2)
+
+
+def test_method_names_and_configs():
+    assert parse_methods("arm, zero-shot,arm") == ["arm", "zero-shot"]
+    assert parse_methods("all") == list(METHODS) and len(METHODS) == 11
+    with pytest.raises(ValueError, match="unknown method"):
+        parse_methods("arm,gpt4")
+    with pytest.raises(ValueError, match="no methods"):
+        parse_methods("")
+    with pytest.raises(ValueError, match="unknown method"):
+        make_judge("nope", None)
+    cfg = fast_config(steering_layers=(1, 2))
+    assert JudgeConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown judge config"):
+        JudgeConfig.from_dict({"bogus": 1})
+    assert issubclass(type(make_judge("longer", None)), Judge)
+
+
+@pytest.mark.slow
+def test_baselines_on_the_default_model_with_real_pairs(default_model, data_root):
+    from armlens.data import load_pairs
+
+    pairs = load_pairs("hhh", root=data_root, subsets=["hhh-helpful"], limit=4)
+    cfg = JudgeConfig(template=JudgeTemplate(max_field_tokens=48), gen_max_new_tokens=2)
+    zero = make_judge("zero-shot", default_model, cfg).score_pairs(pairs)
+    assert zero[0].shape == (4,) and ((zero[0] > 0) & (zero[0] < 1)).all()
+    implicit = make_judge("implicit", default_model, cfg).score_pairs(pairs)
+    assert (implicit[0] < 0).all() and torch.isfinite(implicit[1]).all()  # mean log-probabilities
+    gen = make_judge("generative", default_model, cfg)
+    gen.score_pairs(pairs)
+    assert gen.last_stats["n_answers"] == 8
+    assert gen.last_stats["unparseable"] < gen.last_stats["n_answers"]  # the instruct model answers Yes/No

@@ -1,0 +1,210 @@
+"""``armlens eval`` end to end on a tiny model: files, statistics, the bias suite, resuming, and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from armlens import model as M
+from armlens.cli import main
+from armlens.evaluation import baselines
+from armlens.evaluation.baselines import JudgeConfig
+from armlens.evaluation.runner import EvalConfig, dataset_slug, results_markdown, run_eval, sample_test
+from armlens.rm import ARMConfig
+from armlens.selection import ReinforceConfig
+
+TOPICS = ["the sea", "bread", "a cat", "rain", "music", "trains", "tea", "chess", "snow", "maps", "owls", "kites",
+          "rice", "ink"]
+
+
+@pytest.fixture()
+def toy_file(tmp_path) -> Path:
+    rows = [{"id": f"r{i}", "subset": "toy-a" if i % 2 else "toy-b", "prompt": f"Tell me about {t}.",
+             "chosen": f"A short, accurate note about {t}.", "rejected": "No." * (1 + i % 3)}
+            for i, t in enumerate(TOPICS)]
+    for row in rows[:5]:  # format-real and length-real members: a longer rejected response, as a list
+        row["rejected"] = "- one thing to say\n- another thing to say\n- a third thing to say"
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def tiny_config(toy_file: Path, out: Path, **kw) -> EvalConfig:
+    arm = ARMConfig(mode="per_example", reinforce=ReinforceConfig(k_masks=4, n_final_samples=2, n_final_eval=2))
+    base = dict(data=[f"path:{toy_file}"], out=str(out), methods=["arm", "zero-shot", "longer", "shorter"], seeds=2,
+                limit=6, n_fewshot=3, n_select=2, shots=2, steps=2, max_field_tokens=24, n_bootstrap=200,
+                bias_kinds=["length", "format-real", "length-real"], judge=JudgeConfig(arm=arm), show_progress=False)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+_ORIGINAL_FIT = baselines.Judge.fit
+
+
+class FitCounter:
+    """Counts Judge.fit calls per method (monkeypatched), optionally failing for one method."""
+
+    def __init__(self, monkeypatch, fail: str | None = None):
+        self.calls: list[str] = []
+
+        def fit(judge, few_shot, select=None):
+            self.calls.append(judge.name)
+            if judge.name == fail:
+                raise RuntimeError("interrupted")
+            return _ORIGINAL_FIT(judge, few_shot, select)
+
+        monkeypatch.setattr(baselines.Judge, "fit", fit)
+
+
+def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
+    out = tmp_path / "out"
+    summary = run_eval(tiny_config(toy_file, out), model=tiny)
+    res = summary["results"][f"path:{toy_file}"]
+    assert res["seeds"] == [0, 1] and res["n_test_per_seed"] == [6, 6]
+    methods = res["methods"]
+    assert list(methods) == ["arm", "zero-shot", "longer", "shorter"]
+    for name, e in methods.items():
+        assert 0 <= e["accuracy_mean"] <= 1 and e["accuracy_std"] >= 0 and e["n_items"] == 12
+        assert e["ci95"][0] <= e["accuracy_mean"] <= e["ci95"][1]
+        assert set(e["subsets"]) == {"toy-a", "toy-b"} and e["sections"]
+        assert len(e["per_seed"]) == 2 and e["reads"]
+        assert set(e["bias"]) == {"length", "format-real", "length-real"}
+        assert (name == "arm") == ("vs_arm" not in e)
+    # exact numbers for the length judges: padding the rejected response always fools `longer`, never `shorter`;
+    # on the real slices (chosen shorter / only rejected a list, here longer) `longer` always prefers the rejected
+    longer, shorter = methods["longer"]["bias"], methods["shorter"]["bias"]
+    assert longer["length"]["hack_rate_mean"] == 1.0 and shorter["length"]["hack_rate_mean"] == 0.0
+    assert longer["length"]["n"] == 12 and longer["length"]["accuracy_clean_mean"] == methods["longer"]["accuracy_mean"]
+    assert longer["length-real"]["n"] > 0 and longer["length-real"]["hack_rate_mean"] == 1.0
+    assert shorter["length-real"]["hack_rate_mean"] == 0.0 and longer["format-real"]["hack_rate_mean"] == 1.0
+    vs = methods["longer"]["vs_arm"]
+    assert vs["n"] == 12 and vs["ci95"][0] <= vs["arm_minus_method"] <= vs["ci95"][1] and 0 < vs["p_value"] <= 1
+    # files
+    for f in ("summary.json", "results.md", "items.jsonl", "config.json"):
+        assert (out / f).is_file()
+    slug = dataset_slug(f"path:{toy_file}")
+    unit = out / slug / "seed0" / "arm"
+    assert (unit / "result.json").is_file() and (unit / "items.jsonl").is_file()
+    split = json.loads((out / slug / "seed0" / "split.json").read_text())
+    assert split["sizes"] == {"fewshot": 3, "select": 2, "test": 9} and len(split["test_sample"]["ids"]) == 6
+    items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    test_rows = [r for r in items if r["split"] == "test"]
+    assert len(test_rows) == 4 * 2 * 6
+    assert {r["split"] for r in items} >= {"test", "bias-length"}
+    assert all(r["correct"] == (r["chosen_score"] > r["rejected_score"]) for r in items)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["versions"]["torch"] and saved["datasets"][f"path:{toy_file}"]["pairs_sha256"]
+    assert set(saved["datasets"][f"path:{toy_file}"]["splits"]) == {"0", "1"}
+    assert "strict" in saved["protocol"]["accuracy"] and saved["config"]["methods"] == ["arm", "zero-shot", "longer", "shorter"]
+    md = (out / "results.md").read_text()
+    assert "| arm |" in md and "ARM − method" in md and "length (n=" in md
+    assert md == results_markdown(saved)
+
+
+def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    cfg = tiny_config(toy_file, out, methods=["zero-shot", "probe", "longer"], seeds=2, limit=4, bias_kinds=["length"])
+    counter = FitCounter(monkeypatch, fail="probe")
+    with pytest.raises(RuntimeError, match="interrupted"):  # dies at seed 0's probe, after zero-shot finished
+        run_eval(cfg, model=tiny)
+    assert counter.calls == ["zero-shot", "probe"]
+    assert not (out / "summary.json").exists()
+
+    counter = FitCounter(monkeypatch)
+    first = run_eval(cfg, model=tiny)
+    assert counter.calls == ["probe", "longer", "zero-shot", "probe", "longer"]  # seed 0 zero-shot was kept
+    assert first["run"] == {"units": 6, "computed": 5, "reused": 1}
+
+    (out / "summary.json").unlink()
+    (out / "results.md").unlink()
+    counter = FitCounter(monkeypatch)
+    monkeypatch.setattr(M, "load_model", lambda *a, **k: pytest.fail("the model was loaded with nothing to compute"))
+    second = run_eval(dataclasses.replace(cfg, model=M.model_id(tiny)), model=None)  # units are keyed by model id
+    assert counter.calls == [] and second["run"]["computed"] == 0
+    assert second["results"] == first["results"]
+    assert (out / "summary.json").is_file() and (out / "results.md").is_file()
+
+    # a changed setting makes exactly the affected units stale
+    counter = FitCounter(monkeypatch)
+    third = run_eval(dataclasses.replace(cfg, judge=JudgeConfig(probe_c=0.1)), model=tiny)
+    assert counter.calls == ["probe", "probe"] and third["run"]["computed"] == 2
+
+
+def test_bad_input_gives_clear_errors(tiny, toy_file, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="unknown method"):
+        run_eval(tiny_config(toy_file, out, methods=["arm", "gpt-4o"]), model=tiny)
+    with pytest.raises(ValueError, match="no datasets"):
+        run_eval(tiny_config(toy_file, out, data=[]), model=tiny)
+    with pytest.raises(ValueError, match="unknown bias kind"):
+        run_eval(tiny_config(toy_file, out, bias_kinds=["sarcasm"]), model=tiny)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="no preference pairs"):
+        run_eval(tiny_config(empty, out), model=tiny)
+    with pytest.raises(ValueError, match="only 14 are available"):
+        run_eval(tiny_config(toy_file, out, n_fewshot=10, n_select=10), model=tiny)
+    with pytest.raises(ValueError, match="no test pairs left"):
+        run_eval(tiny_config(toy_file, out, n_fewshot=7, n_select=7), model=tiny)
+    # the CLI turns them into one line and exit status 2, before any model is loaded
+    assert main(["eval", "--data", f"path:{toy_file}", "--methods", "arm,bogus", "--out", str(out), "--quiet"]) == 2
+
+
+def test_cli_builds_the_config():
+    from armlens.cli import build_parser
+    from armlens.cli.eval import config_from_args
+
+    args = build_parser().parse_args(
+        ["eval", "--data", "hhh,llmbar", "--methods", "arm,zero-shot", "--seeds", "2", "--limit", "all",
+         "--bias", "none", "--steering-layers", "3,5", "--steering-coefs", "0,2", "--arm-mode", "per_example",
+         "--max-field-tokens", "none", "--quiet"])
+    cfg = config_from_args(args)
+    assert cfg.data == ["hhh", "llmbar"] and cfg.methods == ["arm", "zero-shot"] and cfg.seeds == 2
+    assert cfg.limit is None and cfg.bias_kinds == [] and cfg.max_field_tokens is None and not cfg.show_progress
+    assert cfg.judge.steering_layers == (3, 5) and cfg.judge.steering_coefs == (0.0, 2.0)
+    assert cfg.judge.arm.mode == "per_example"
+    seeded = cfg.judge_config(1)
+    assert seeded.seed == 1 and seeded.arm.reinforce.steps == cfg.steps and seeded.template.max_field_tokens is None
+    assert EvalConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_sample_test_is_seeded_and_keeps_order():
+    from armlens.data.records import PreferencePair
+
+    items = [PreferencePair(id=str(i), source="s", subset="s", prompt=str(i), chosen="a", rejected="b") for i in range(20)]
+    a = sample_test(items, 5, seed=3)
+    assert a == sample_test(items, 5, seed=3) == sorted(a, key=lambda p: int(p.id)) and len(a) == 5
+    assert sample_test(items, 5, seed=4) != a
+    assert sample_test(items, None, seed=0) == items == sample_test(items, 50, seed=0)
+
+
+def test_real_data_with_a_limit(tiny, data_root, tmp_path):
+    cfg = EvalConfig(data=["hhh"], root=str(data_root), out=str(tmp_path / "out"), methods=["zero-shot", "longer"],
+                     seeds=1, limit=5, n_fewshot=2, n_select=2, max_field_tokens=24, bias_kinds=["positivity"],
+                     n_bootstrap=100, show_progress=False)
+    summary = run_eval(cfg, model=tiny)
+    res = summary["results"]["hhh"]
+    assert res["n_test_per_seed"] == [5]
+    assert summary["datasets"]["hhh"]["report"]["file_sha256"]  # the files read, hashed
+    assert res["methods"]["longer"]["bias"]["positivity"]["n"] == 5
+
+
+def test_cli_end_to_end_and_resume(toy_file, tmp_path, capsys):
+    folder = tmp_path / "tiny-model"
+    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, d_head=16, seed=3)
+    hf.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "out"
+    argv = ["eval", "--data", f"path:{toy_file}", "--model", str(folder), "--methods", "zero-shot,longer",
+            "--seeds", "1", "--limit", "3", "--n-fewshot", "2", "--n-select", "2", "--bias", "length",
+            "--max-field-tokens", "24", "--n-bootstrap", "100", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| zero-shot |" in printed and "| longer |" in printed and "2 unit(s) computed, 0 reused" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == str(folder) and summary["model_fingerprint"]["n_layers"] == 2
+    assert main(argv) == 0
+    assert "0 unit(s) computed, 2 reused" in capsys.readouterr().out
