@@ -1,0 +1,209 @@
+"""``armlens ablate`` (the stage-ablation grid, resumable) and ``armlens figures`` (every figure from saved results).
+
+``armlens figures`` reads result files only: it never loads a model or runs a forward pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+AXES = ("selection", "estimator", "mode", "scoring", "shots", "heads", "flip", "criteria")
+"""The ablation axes (``armlens.analysis.ablations.AXES``, repeated here so ``--help`` imports no torch)."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ablate", help="run the stage-ablation grid (resumable) and save tidy results per cell and seed",
+                       description="Each axis varies one ARM stage and holds the others at the reference "
+                                   "(per_example extraction, plain mean, REINFORCE heads, P(Yes)). Finished cells are "
+                                   "skipped on a rerun.")
+    p.add_argument("--data", required=True, help="dataset name for armlens.data.load_pairs (e.g. hhh, llmbar)")
+    p.add_argument("--root", default=None, help="data root folder (default: armlens' data root search)")
+    p.add_argument("--subsets", default=None, help="comma-separated subsets to load (default: all)")
+    p.add_argument("--model", default=None, help="model name, folder, .gguf or Hub id (default: embedded SmolLM2-135M)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--out", required=True, help="results folder (created; reruns resume it)")
+    p.add_argument("--grid", default=",".join(AXES), help=f"axes to run, comma-separated (default: {','.join(AXES)})")
+    p.add_argument("--limit", type=int, default=40, help="test pairs per seed (default 40; 0 = all)")
+    p.add_argument("--fewshot", type=int, default=12, help="few-shot pairs per seed (default 12)")
+    p.add_argument("--steps", type=int, default=40, help="REINFORCE steps (default 40)")
+    p.add_argument("--k-masks", type=int, default=32, help="REINFORCE masks per step (default 32)")
+    p.add_argument("--max-field-tokens", type=int, default=96, help="cut prompt and responses to this many tokens")
+    p.add_argument("--icl-trials", type=int, default=8, help="icl extraction prompts (default 8)")
+    p.add_argument("--attribution-examples", type=int, default=8, help="examples in the single-head sweep (default 8)")
+    p.add_argument("--criteria", default=None, help="subsets that get their own ARM (default: every subset)")
+    p.add_argument("--criteria-fewshot", type=int, default=8, help="few-shot pairs per criterion ARM (default 8)")
+    p.add_argument("--shots", default="1,2,4,8", help="shot counts for the shots axis (default 1,2,4,8)")
+    p.add_argument("--heads", default="1,2,4,8,16,32,64", help="head counts for the heads axis")
+    p.add_argument("--flips", default="0,0.25,0.5", help="flipped label shares for the flip axis (default 0,0.25,0.5)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_ablate)
+
+    f = sub.add_parser("figures", help="write every analysis figure (PNG + interactive HTML) from saved ablation results",
+                       description="Reads an `armlens ablate` results folder only (no model, no forward passes).")
+    f.add_argument("--results", required=True, help="results folder written by `armlens ablate`")
+    f.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    f.add_argument("--formats", default="png,html", help="png and/or html (default: png,html; PNG needs Chromium)")
+    f.add_argument("--seed", type=int, default=None, help="seed shown in single-seed figures (default: the lowest)")
+    f.set_defaults(func=run_figures)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    import torch
+
+    from armlens.analysis.ablations import AblationConfig, run_ablations, summarize
+    from armlens.data import load_pairs
+    from armlens.model import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
+    pairs = load_pairs(args.data, root=args.root, subsets=subsets)
+    config = AblationConfig(
+        data=args.data, subsets=subsets, model=args.model, seeds=list(range(args.seeds)),
+        grid=[g.strip() for g in args.grid.split(",") if g.strip()], n_fewshot=args.fewshot,
+        limit=args.limit or None, max_field_tokens=args.max_field_tokens, steps=args.steps, k_masks=args.k_masks,
+        icl_trials=args.icl_trials, attribution_examples=args.attribution_examples,
+        criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
+        criteria_fewshot=args.criteria_fewshot, shots=_ints(args.shots), heads=_ints(args.heads),
+        flips=[float(x) for x in args.flips.split(",") if x.strip()],
+    )
+    model = load_model(args.model, device=args.device)
+    t0 = time.perf_counter()
+    cells = run_ablations(model, pairs, config, args.out, show_progress=not args.quiet,
+                          on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))
+    summary = summarize(cells)
+    print(f"{len(cells)} cells in {args.out} ({time.perf_counter() - t0:.0f} s this run)")
+    cols = ["axis", "series", "setting", "n_seeds", "accuracy", "std", "ci_low", "ci_high", "ties", "n_heads"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+
+
+def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every figure the saved results allow: ``(figures, html_overrides)`` keyed by file name (no extension)."""
+    import torch
+
+    from armlens import plots
+    from armlens.analysis.ablations import AXES, criteria_transfer, summarize, zero_shot_reference
+    from armlens.analysis.heads import (
+        expected_random_jaccard,
+        jaccard_matrix,
+        pairwise_jaccard,
+        rank_agreement,
+        selection_frequency,
+        trajectory_steps,
+    )
+
+    figs: dict[str, Any] = {}
+    html: dict[str, Any] = {}
+    data = results.run.get("data", {})
+    data_name = data.get("name", "") + (f" ({', '.join(data['subsets'])})" if data.get("subsets") else "")
+    cfg = results.run.get("config", {})
+    ref = results.selections("reference")
+    if ref:
+        seeds = sorted(ref)
+        s0 = seed if seed in ref else seeds[0]
+        probs = {s: r.probs for s, r in ref.items() if r.probs is not None}
+        masks = {s: r.mask for s, r in ref.items()}
+        sizes = f"{cfg.get('n_fewshot', '?')} few-shot pairs, {cfg.get('steps', '?')} steps x {cfg.get('k_masks', '?')} masks"
+        if probs:
+            figs["heads_selection_probability"] = plots.plot_selection_probability(
+                probs, masks, subtitle=f"{data_name}; {sizes}; crosses: heads in the final mask (best of 10 samples)")
+        traj = ref[s0].prob_trajectory
+        if traj is not None:
+            steps = trajectory_steps(traj.shape[0], 6)
+            figs["heads_trajectory"] = plots.plot_trajectory(traj, steps, seed=s0, subtitle=f"{data_name}; {sizes}")
+            html["heads_trajectory"] = plots.plot_trajectory_slider(traj, seed=s0, subtitle=f"{data_name}; {sizes}")
+        if all(r.losses for r in ref.values()):
+            figs["heads_training_curves"] = plots.plot_training_curves(
+                {s: r.losses for s, r in ref.items()}, {s: r.expected_heads for s, r in ref.items()},
+                subtitle=f"{data_name}; {sizes}")
+        stack = torch.stack([masks[s] for s in seeds])
+        pj = pairwise_jaccard(stack)
+        off = pj[~torch.eye(len(seeds), dtype=torch.bool)]
+        n_total = stack.shape[1] * stack.shape[2]
+        mean_k = float(stack.float().sum((1, 2)).mean())
+        sub = (f"{data_name}; mean head-set size {mean_k:.1f} of {n_total}"
+               + (f"; mean Jaccard between seeds {float(off.mean()):.2f} (random sets of that size: "
+                  f"{expected_random_jaccard(mean_k, mean_k, n_total):.2f})" if len(seeds) > 1 else ""))
+        figs["heads_stability"] = plots.plot_stability(selection_frequency(stack), len(seeds), subtitle=sub)
+        effects = {s: a.effects for s, a in results.seeds.items() if a.effects is not None and s in probs}
+        if effects:
+            eff = torch.stack([effects[s] for s in sorted(effects)]).mean(0)
+            pr = torch.stack([probs[s] for s in sorted(effects)]).mean(0)
+            majority = torch.stack([masks[s] for s in sorted(effects)]).float().mean(0) > 0.5
+            n = len(effects)
+            sub = (f"{data_name}; mean over {n} seed{'s' if n > 1 else ''} ({cfg.get('attribution_examples', '?')} "
+                   "few-shot examples each); crosses: heads chosen in a majority of seeds; Δ margin = change of "
+                   "logit(Yes)-logit(No) towards the gold answer with only that head patched")
+            figs["heads_attribution"] = plots.plot_attribution(
+                eff, pr, majority, rho=rank_agreement(eff, pr), subtitle=sub,
+                mask_name=f"head in REINFORCE's final mask in a majority of {n} seeds" if n > 1
+                else "head in REINFORCE's final mask")
+        att = results.seeds[s0].attention if s0 in results.seeds else None
+        if att is not None:
+            extra = att.extra or {}
+            sub = (f"seed {s0}; {att.note}; head chosen as the highest-probability selected head "
+                   f"(P(select) {extra.get('prob', float('nan')):.2f})")
+            figs["heads_attention"] = plots.plot_attention(att.tokens, att.weights, head=att.label,
+                                                           patched_weights=att.patched_weights, subtitle=sub)
+    crit = results.criteria()
+    common = sorted(set.intersection(*(set(v) for v in crit.values()))) if crit else []
+    if len(crit) >= 2 and common:
+        sets = {c: [v[seed_].mask for seed_ in common] for c, v in crit.items()}
+        matrix = jaccard_matrix(sets)
+        all_masks = [m for v in sets.values() for m in v]
+        k = sum(float(m.sum()) for m in all_masks) / len(all_masks)
+        n_total = all_masks[0].numel()
+        n_runs = min(len(v) for v in sets.values())
+        figs["heads_criteria_jaccard"] = plots.plot_jaccard(
+            matrix, chance=expected_random_jaccard(k, k, n_total),
+            subtitle=f"{n_runs} seed(s) per criterion, {cfg.get('criteria_fewshot', '?')} few-shot pairs each, "
+                     f"mean head-set size {k:.1f}; every cell averages pairs of different seeds (same-seed runs share "
+                     "REINFORCE's random draws); diagonal: one criterion across seeds")
+    if not results.cells.empty:
+        summary = summarize(results.cells)
+        zs = zero_shot_reference(results.cells)
+        for axis in AXES:
+            if (summary["axis"] == axis).any():
+                figs[f"ablation_{axis}"] = plots.plot_ablation(summary, results.cells, axis=axis, zero_shot=zs,
+                                                               data_name=data_name)
+        gain = criteria_transfer(results.cells)
+        if gain is not None:
+            n = int(results.cells.loc[results.cells["axis"] == "criteria", "seed"].nunique())
+            figs["ablation_criteria_transfer"] = plots.plot_transfer(
+                gain, subtitle=f"mean over {n} seed(s); each test subset holds only a few pairs per seed, so single "
+                               "cells are noisy; zero-shot judge: the unpatched model on the same pairs")
+        if summary["axis"].isin(["selection", "estimator", "mode", "scoring"]).any():
+            figs["ablation_overview"] = plots.plot_ablation_overview(summary, zero_shot=zs, data_name=data_name)
+    return figs, html
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    from armlens.analysis.ablations import load_results
+    from armlens.plots import write_figures
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    results = load_results(args.results)
+    figs, html = build_figures(results, seed=args.seed)
+    if not figs:
+        raise ValueError(f"{args.results} holds no results to draw (run `armlens ablate --out {args.results}` first)")
+    written = write_figures(figs, Path(args.out), formats=formats, html_figures=html)
+    for path in written:
+        print(path)
+    return 0

@@ -1,0 +1,324 @@
+"""Head analysis and the stage-ablation runner, on hand-made inputs and tiny random models."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from armlens import model as M
+from armlens.analysis import ablations as A
+from armlens.analysis.heads import (
+    attention_from_last,
+    expected_random_jaccard,
+    head_frame,
+    jaccard,
+    jaccard_matrix,
+    pairwise_jaccard,
+    rank_agreement,
+    selection_frequency,
+    top_heads,
+    trajectory_frame,
+    trajectory_steps,
+)
+from armlens.data.records import PreferencePair
+from armlens.prompts import AnswerIds, Example, JudgeTemplate, examples_from_pairs, scalar_prompt
+from armlens.scoring import score_texts
+
+SHORT = JudgeTemplate(max_field_tokens=24)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and a busy 2-core machine makes two threads far slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def toy_pairs(n: int = 24) -> list[PreferencePair]:
+    topics = ["the sea", "bread", "a cat", "rain", "music", "trains", "tea", "chess", "snow", "maps", "ink", "jam"]
+    return [
+        PreferencePair(
+            id=f"toy/{i}", source="toy", subset=f"toy-{'ab'[i % 2]}", prompt=f"Tell me about {topics[i % 12]} ({i}).",
+            chosen=f"Here is a short, accurate note about {topics[i % 12]}.", rejected="No." * (1 + i % 3),
+        )
+        for i in range(n)
+    ]
+
+
+def mask_of(n_layers: int, n_heads: int, heads: list[tuple[int, int]]) -> torch.Tensor:
+    m = torch.zeros(n_layers, n_heads, dtype=torch.bool)
+    for layer, head in heads:
+        m[layer, head] = True
+    return m
+
+
+# ---------------------------------------------------------------------------------------------------- head analysis
+
+
+def test_jaccard_known_values():
+    a = mask_of(2, 3, [(0, 0), (0, 1), (1, 2)])
+    b = mask_of(2, 3, [(0, 1), (1, 2), (1, 0), (1, 1)])
+    assert jaccard(a, b) == pytest.approx(2 / 5)
+    assert jaccard(a, a) == 1.0
+    empty = torch.zeros(2, 3, dtype=torch.bool)
+    assert jaccard(empty, empty) == 1.0
+    assert jaccard(a, empty) == 0.0
+    pj = pairwise_jaccard(torch.stack([a, b, a]))
+    assert pj.shape == (3, 3)
+    assert torch.allclose(pj.diagonal(), torch.ones(3))
+    assert pj[0, 1] == pytest.approx(0.4) and pj[0, 2] == pytest.approx(1.0) and pj[1, 0] == pj[0, 1]
+
+
+def test_jaccard_matrix_compares_different_seeds_only():
+    a1, a2 = mask_of(2, 2, [(0, 0), (0, 1)]), mask_of(2, 2, [(0, 0)])
+    b1, b2 = mask_of(2, 2, [(1, 1)]), mask_of(2, 2, [(0, 0), (1, 1)])
+    m = jaccard_matrix({"helpful": [a1, a2], "harmless": [b1, b2], "single": [a1]})
+    assert list(m.index) == ["helpful", "harmless", "single"] == list(m.columns)
+    assert m.loc["helpful", "helpful"] == pytest.approx(0.5)  # J(a1, a2) (both orders)
+    assert m.loc["harmless", "harmless"] == pytest.approx(0.5)
+    # off-diagonal: seed 0 of one criterion against seed 1 of the other, never the same seed
+    assert m.loc["helpful", "harmless"] == pytest.approx((jaccard(a1, b2) + jaccard(a2, b1)) / 2) == pytest.approx(1 / 6)
+    assert m.loc["helpful", "single"] == pytest.approx(jaccard(a2, a1))  # only run 1 of "helpful" pairs with run 0
+    assert math.isnan(m.loc["single", "single"])  # one run: no seed-to-seed agreement
+    every = jaccard_matrix({"helpful": [a1, a2], "harmless": [b1, b2]}, skip_same_run=False)
+    assert every.loc["helpful", "harmless"] == pytest.approx((0 + 1 / 3 + 0 + 1 / 2) / 4)
+    assert every.loc["helpful", "helpful"] == pytest.approx(0.5)  # the diagonal never pairs a run with itself
+    with pytest.raises(ValueError):
+        jaccard_matrix({"x": []})
+
+
+def test_expected_random_jaccard():
+    assert expected_random_jaccard(10, 10, 10) == pytest.approx(1.0)
+    assert expected_random_jaccard(0, 5, 10) == pytest.approx(0.0)
+    assert expected_random_jaccard(5, 5, 100) == pytest.approx(0.25 / 9.75)
+
+
+def test_selection_frequency_and_frames():
+    masks = torch.stack([mask_of(3, 2, [(0, 0), (2, 1)]), mask_of(3, 2, [(0, 0)]), mask_of(3, 2, [(1, 1)])])
+    freq = selection_frequency(masks)
+    assert freq.shape == (3, 2)
+    assert freq[0, 0] == pytest.approx(2 / 3) and freq[2, 1] == pytest.approx(1 / 3) and freq[1, 0] == 0.0
+    frame = head_frame({"freq": freq, "other": -freq})
+    assert list(frame.columns) == ["layer", "head", "label", "freq", "other"]
+    assert len(frame) == 6 and frame.loc[5, "label"] == "L2H1" and frame.loc[5, "freq"] == pytest.approx(1 / 3)
+    top = top_heads(freq, k=2)
+    assert top["label"].tolist() == ["L0H0", "L1H1"]
+    assert top_heads(freq, k=5, mask=mask_of(3, 2, [(2, 1)]))["label"].tolist() == ["L2H1"]
+    with pytest.raises(ValueError):
+        head_frame({"a": torch.zeros(2, 2), "b": torch.zeros(3, 2)})
+
+
+def test_trajectory_helpers_and_rank_agreement():
+    assert trajectory_steps(40, 6) == [0, 8, 16, 23, 31, 39]
+    assert trajectory_steps(3, 6) == [0, 1, 2]
+    assert trajectory_steps(1, 6) == [0]
+    traj = torch.rand(5, 2, 3)
+    frame = trajectory_frame(traj, ["L1H2"])
+    assert frame["step"].tolist() == [1, 2, 3, 4, 5] and frame["prob"].tolist() == pytest.approx(traj[:, 1, 2].tolist())
+    x = torch.arange(6.0).view(2, 3)
+    assert rank_agreement(x, x * 10 + 1) == pytest.approx(1.0)
+    assert rank_agreement(x, -x) == pytest.approx(-1.0)
+    assert math.isnan(rank_agreement(x, torch.zeros(2, 3)))
+
+
+def test_attention_from_last_reads_hook_pattern(tiny_gqa):
+    model = tiny_gqa
+    text = scalar_prompt(model, Example("Say hi.", "Hi!", None), SHORT)
+    n_tokens = M.tokenize(model, [text])[0].shape[1]
+    means = torch.randn(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head, generator=torch.Generator().manual_seed(0))
+    mask = mask_of(model.cfg.n_layers, model.cfg.n_heads, [(0, 0), (0, 1), (0, 2), (0, 3)])
+    row = attention_from_last(model, text, 2, 1, means=means, mask=mask)
+    assert row.label == "L2H1" and len(row.tokens) == len(row.weights) == n_tokens
+    assert sum(row.weights) == pytest.approx(1.0, abs=1e-4) and min(row.weights) >= 0
+    assert row.patched_weights is not None and sum(row.patched_weights) == pytest.approx(1.0, abs=1e-4)
+    assert max(abs(a - b) for a, b in zip(row.weights, row.patched_weights, strict=True)) > 1e-6  # layer 0 patched
+    same = attention_from_last(model, text, 0, 1, means=means, mask=mask)  # a same-layer patch comes after the pattern
+    assert same.patched_weights == pytest.approx(same.weights, abs=1e-6)
+    assert "".join(row.tokens) == text
+    assert len(row.frame()) == n_tokens
+    with pytest.raises(ValueError):
+        attention_from_last(model, text, 9, 0)
+
+
+# ---------------------------------------------------------------------------------------------------- ablation pieces
+
+
+def test_flip_pairs_flips_exactly_that_share():
+    pairs = toy_pairs(8)
+    for share, n in ((0.0, 0), (0.25, 2), (0.5, 4), (1.0, 8)):
+        flipped, ids = A.flip_pairs(pairs, share, seed=3)
+        assert len(ids) == n and len(flipped) == len(pairs)
+        before, after = examples_from_pairs(pairs), examples_from_pairs(flipped)
+        label_after = {(i // 2, e.response): e.label for i, e in enumerate(after)}
+        wrong = [label_after[(i // 2, e.response)] != e.label for i, e in enumerate(before)]
+        assert sum(wrong) == 2 * n  # both examples of a flipped pair get the other label: exactly that share
+        assert sum(e.label for e in after) == len(pairs)  # class balance kept
+        assert {p.id for p, q in zip(pairs, flipped, strict=True) if p.chosen != q.chosen} == set(ids)
+    assert A.flip_pairs(pairs, 0.25, seed=3)[1] == A.flip_pairs(pairs, 0.25, seed=3)[1]  # seeded
+    rows = A.flip_rows(4, [1, 3])
+    assert rows.tolist() == [False, False, True, True, False, False, True, True]
+    with pytest.raises(ValueError):
+        A.flip_pairs(pairs, 0.6 + 0.5, seed=0)
+
+
+def test_t_interval_and_summary():
+    mean, sd, lo, hi = A.t_interval([0.5, 0.6, 0.7])
+    assert mean == pytest.approx(0.6) and sd == pytest.approx(0.1)
+    assert (hi - lo) / 2 == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
+    one = A.t_interval([0.5])
+    assert one[0] == 0.5 and math.isnan(one[2])
+
+
+def test_score_rows_equals_score_texts(tiny_any):
+    """The batched many-cells path (branches over one prefix, each row its own means and heads) equals scoring
+    each (means, mask) separately with armlens.scoring.score_texts."""
+    model = tiny_any
+    cfg = model.cfg
+    texts = [scalar_prompt(model, e, SHORT) for e in examples_from_pairs(toy_pairs(2))]
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(3, cfg.n_layers, cfg.n_heads, cfg.d_head, generator=g)
+    masks = torch.zeros(3, cfg.n_layers, cfg.n_heads, dtype=torch.bool)
+    masks[1, 0, 1] = masks[1, 1, 2] = True
+    masks[2] = True
+    ids = AnswerIds.of(model)
+    rows = A.score_rows(model, texts, means, masks, answer_ids=ids, chunk=2)
+    for r in range(3):
+        want = score_texts(model, texts, means=means[r], mask=masks[r], answer_ids=ids)
+        torch.testing.assert_close(rows.read("prob")[:, r], want, atol=1e-4, rtol=1e-3)
+        want_ld = score_texts(model, texts, means=means[r], mask=masks[r], answer_ids=ids, kind="logit_diff")
+        torch.testing.assert_close(rows.read("logit_diff")[:, r], want_ld, atol=1e-3, rtol=1e-3)
+    assert rows.argmax.shape == (4, 3)
+
+
+def test_captured_stack_mean_equals_extract_means(tiny):
+    from armlens.activations import extract_means
+
+    examples = examples_from_pairs(toy_pairs(3))
+    stack = A.capture_stack(tiny, examples, SHORT, answer_ids=AnswerIds.of(tiny))
+    assert stack["z"].shape == (6, tiny.cfg.n_layers, tiny.cfg.n_heads, tiny.cfg.d_head)
+    assert stack["labels"].tolist() == [True, False] * 3
+    assert ((stack["confidence"] >= 0) & (stack["confidence"] <= 1)).all()
+    ref = extract_means(tiny, examples, mode="per_example", template=SHORT, show_progress=False)
+    torch.testing.assert_close(stack["z"].mean(0), ref.means, atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------- the runner
+
+
+def tiny_config(**kw) -> A.AblationConfig:
+    base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, max_field_tokens=24, steps=3, k_masks=4,
+                n_final_eval=4, icl_shots=2, icl_trials=2, attribution_examples=2, shots=[1, 2], heads=[1, 2, 4],
+                flips=[0.0, 0.5], criteria_fewshot=3, bootstrap=50, gen_max_new_tokens=2)
+    base.update(kw)
+    return A.AblationConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory, tiny):
+    out = tmp_path_factory.mktemp("ablate")
+    cells = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
+    return out, cells
+
+
+def test_runner_writes_every_cell(tiny_results, tiny):
+    out, cells = tiny_results
+    cfg = tiny_config()
+    planned = A.plan_cells(cfg, tiny.cfg.n_layers, tiny.cfg.n_heads, ["toy-a", "toy-b"])
+    assert {c.axis for c in planned} == set(A.AXES)
+    for c in planned:
+        for seed in cfg.seeds:
+            assert c.path(out, seed).is_file(), (c, seed)
+    assert len(cells) == len(planned) * len(cfg.seeds)
+    assert set(cells.columns) >= set(A.CELL_COLUMNS)
+    assert cells["accuracy"].between(0, 1).all() and (cells["n_pairs"] == 5).all()
+    rec = json.loads(planned[0].path(out, 0).read_text())
+    assert len(rec["correct"]) == len(rec["chosen_scores"]) == 5 and rec["test_sha256"]
+    # invariants: "none" patches nothing and equals the zero-shot judge; "all" makes every score tie
+    none = cells[(cells.axis == "selection") & (cells.setting == "none")].set_index("seed")["accuracy"]
+    zs = cells[(cells.axis == "scoring") & (cells.series == "zero-shot") & (cells.setting == "prob")]
+    assert zs.set_index("seed")["accuracy"].to_dict() == none.to_dict()
+    every = cells[(cells.axis == "selection") & (cells.setting == "all")]
+    assert (every["ties"] == 5).all() and (every["accuracy"] == 0).all() and (every["n_heads"] == 8).all()
+    ref = cells[(cells.axis == "selection") & (cells.setting == "reinforce")].set_index("seed")
+    same = cells[(cells.axis == "estimator") & (cells.setting == "mean")].set_index("seed")
+    assert ref["accuracy"].to_dict() == same["accuracy"].to_dict()  # the shared reference cell
+    gen = json.loads(A.Cell("scoring", "ARM", "generative", reading="generative").path(out, 0).read_text())
+    assert sum(v for k, v in gen["answers"].items() if k != "decoded_further") == 10
+    # the per-seed head artifacts are there
+    run = json.loads((out / "run.json").read_text())
+    assert run["seeds_done"] == [0, 1] and run["data"]["sha256"] and run["versions"]["torch"]
+    res = A.load_results(out)
+    assert set(res.seeds) == {0, 1}
+    sel = res.seeds[0].selections["reference"]
+    assert sel.prob_trajectory is not None and sel.prob_trajectory.shape == (3, 2, 4)
+    assert res.seeds[0].effects is not None and res.seeds[0].effects.shape == (2, 4)
+    assert res.seeds[0].attention is not None and sum(res.seeds[0].attention.weights) == pytest.approx(1, abs=1e-3)
+    assert set(res.criteria()) == {"toy-a", "toy-b"} and set(res.selections("flip-0.5")) == {0, 1}
+    summary = A.summarize(res.cells)
+    assert (summary["n_seeds"] == 2).all()
+    sel_rows = summary[summary.axis == "selection"]["setting"].tolist()
+    assert sel_rows == list(A.SELECTIONS)
+
+
+def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
+    out, cells = tiny_results
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json") if p.name != "run.json"}
+
+    def boom(*a, **k):
+        raise AssertionError("a finished result was recomputed")
+
+    for name in ("reinforce", "single_head_effects", "score_rows", "capture_stack", "attention_from_last"):
+        monkeypatch.setattr(A, name, boom)
+    again = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
+    assert len(again) == len(cells)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_runner_resume_adds_only_missing_cells(tiny_results, tiny, monkeypatch):
+    out, _ = tiny_results
+    victim = A.Cell("estimator", "ARM", "median").path(out, 1)
+    victim.unlink()
+    monkeypatch.setattr(A, "reinforce", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-ran REINFORCE")))
+    A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
+    assert victim.is_file()
+
+
+def test_runner_refuses_a_different_run(tiny_results, tiny):
+    out, _ = tiny_results
+    with pytest.raises(ValueError, match="different run"):
+        A.run_ablations(tiny, toy_pairs(), tiny_config(steps=4), out, show_progress=False)
+
+
+def test_criteria_transfer_known_values():
+    import pandas as pd
+
+    rows = [
+        {"axis": "selection", "series": "ARM", "setting": "none", "seed": 0, "per_subset": {"a": 0.5, "b": 0.5}},
+        {"axis": "selection", "series": "ARM", "setting": "none", "seed": 1, "per_subset": {"a": 0.4, "b": 0.6}},
+        {"axis": "criteria", "series": "ARM", "setting": "a", "seed": 0, "per_subset": {"a": 0.7, "b": 0.5}},
+        {"axis": "criteria", "series": "ARM", "setting": "a", "seed": 1, "per_subset": {"a": 0.6, "b": 0.4}},
+        {"axis": "criteria", "series": "ARM", "setting": "b", "seed": 0, "per_subset": {"a": 0.5, "b": 0.9}},
+    ]
+    gain = A.criteria_transfer(pd.DataFrame(rows))
+    assert list(gain.index) == ["a", "b"] and list(gain.columns) == ["a", "b"]
+    assert gain.loc["a", "a"] == pytest.approx(20.0) and gain.loc["a", "b"] == pytest.approx(-10.0)
+    assert gain.loc["b", "b"] == pytest.approx(40.0) and gain.loc["b", "a"] == pytest.approx(0.0)
+    assert A.criteria_transfer(pd.DataFrame(rows[:2])) is None
+
+
+def test_plan_cells_rejects_unknown_axes():
+    with pytest.raises(ValueError, match="unknown ablation axis"):
+        A.plan_cells(tiny_config(grid=["selection", "bogus"]), 2, 4)
+    cells = A.plan_cells(tiny_config(grid=["heads"], heads=[1, 2, 100]), 2, 4)
+    assert sorted({c.x for c in cells}) == [1.0, 2.0]  # k beyond the model's 8 heads is dropped
+
+
+def test_cli_axes_match_the_library():
+    from armlens.cli import analysis as cli
+
+    assert cli.AXES == A.AXES

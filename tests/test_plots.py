@@ -1,0 +1,189 @@
+"""Figures: every plot is titled, has labelled axes and the right colour scale; ``armlens figures`` rebuilds them
+from a saved (tiny) results folder, HTML always and PNG when a Chrome-family browser is available."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from armlens import plots
+from armlens.analysis import ablations as A
+from armlens.cli import main as cli_main
+from armlens.cli.analysis import build_figures
+from armlens.data.records import PreferencePair
+
+
+def toy_pairs(n: int = 20) -> list[PreferencePair]:
+    topics = ["the sea", "bread", "a cat", "rain", "music", "trains", "tea", "chess", "snow", "maps"]
+    return [
+        PreferencePair(
+            id=f"toy/{i}", source="toy", subset=f"toy-{'ab'[i % 2]}", prompt=f"Tell me about {topics[i % 10]} ({i}).",
+            chosen=f"Here is a short, accurate note about {topics[i % 10]}.", rejected="No." * (1 + i % 3),
+        )
+        for i in range(n)
+    ]
+
+
+def tiny_config() -> A.AblationConfig:
+    return A.AblationConfig(data="toy", seeds=[0, 1], n_fewshot=4, limit=4, max_field_tokens=24, steps=3, k_masks=4,
+                            n_final_eval=4, icl_shots=2, icl_trials=2, attribution_examples=2, shots=[1, 2],
+                            heads=[1, 2, 4], flips=[0.0, 0.5], criteria_fewshot=3, bootstrap=50, gen_max_new_tokens=2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory, tiny):
+    out = tmp_path_factory.mktemp("results")
+    A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
+    return out
+
+
+def titles(fig) -> list[str]:
+    out = []
+    for key in ("xaxis", "yaxis", "xaxis2", "yaxis2"):
+        ax = getattr(fig.layout, key, None)
+        if ax is not None and ax.title.text:
+            out.append(ax.title.text)
+    return out
+
+
+def check_labelled(fig, x: str | None = None, y: str | None = None) -> None:
+    assert fig.layout.title.text, "figure without a title"
+    assert fig.layout.xaxis.title.text, "x axis without a title"
+    assert fig.layout.yaxis.title.text, "y axis without a title"
+    if x:
+        assert fig.layout.xaxis.title.text == x
+    if y:
+        assert fig.layout.yaxis.title.text == y
+
+
+def test_head_maps_are_labelled_and_scaled():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(3, 4, generator=g)
+    mask = probs > 0.5
+    fig = plots.plot_selection_probability({0: probs, 1: probs.flip(0)}, {0: mask, 1: mask.flip(0)})
+    check_labelled(fig, "Head", "Layer")
+    assert fig.layout.coloraxis.cmin == 0 and fig.layout.coloraxis.cmax == 1
+    heat = [t for t in fig.data if t.type == "heatmap"][0]
+    assert heat.customdata[2][3] == "L2H3" and "%{customdata}" in heat.hovertemplate
+    assert fig.layout.yaxis.range[0] > fig.layout.yaxis.range[1]  # layer 0 at the top, as TransformerLens' imshow
+
+    effects = torch.randn(3, 4, generator=g)
+    fig = plots.plot_attribution(effects, probs, mask, rho=0.3)
+    check_labelled(fig, "Head", "Layer")
+    assert fig.layout.coloraxis.colorscale[0][1] == plots.go.Figure(
+        plots.go.Heatmap(colorscale="RdBu")).data[0].colorscale[0][1]
+    assert fig.layout.coloraxis.cmid == 0 and fig.layout.coloraxis.cmin == -fig.layout.coloraxis.cmax
+    assert "+0.30" in fig.layout.title.text
+
+    fig = plots.plot_head_map(effects, title="effects", colorbar_title="Δ (logits)", signed=True)
+    assert fig.data[0].zmid == 0 and fig.data[0].zmin == -fig.data[0].zmax
+    fig = plots.plot_stability(probs, 3)
+    check_labelled(fig, "Head", "Layer")
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1
+
+    traj = torch.rand(10, 3, 4, generator=g)
+    fig = plots.plot_trajectory(traj, [0, 4, 9], seed=0)
+    check_labelled(fig, "Head", "Layer")
+    assert [a.text for a in fig.layout.annotations][:3] == ["after step 1", "after step 5", "after step 10"]
+    slider = plots.plot_trajectory_slider(traj)
+    assert len(slider.frames) == 10 and len(slider.layout.sliders[0].steps) == 10
+    fig = plots.plot_training_curves({0: [1.0, 0.5]}, {0: [3.0, 2.5]})
+    assert fig.layout.title.text and "REINFORCE step" in titles(fig)
+
+
+def test_transfer_plot_is_signed():
+    gain = pd.DataFrame({"a": {"x": 10.0, "y": -5.0}, "b": {"x": float("nan"), "y": 2.0}})
+    fig = plots.plot_transfer(gain)
+    check_labelled(fig)
+    assert fig.data[0].zmid == 0 and fig.data[0].zmin == -10 and fig.data[0].zmax == 10
+    assert fig.data[0].text[0] == ["+10", "n/a"]
+
+
+def test_jaccard_and_attention_plots():
+    m = pd.DataFrame([[0.8, 0.1], [0.1, float("nan")]], index=["helpful", "harmless"], columns=["helpful", "harmless"])
+    fig = plots.plot_jaccard(m, chance=0.05)
+    check_labelled(fig)
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1 and fig.data[0].text[1][1] == "n/a"
+    assert "0.05" in fig.layout.title.text
+    fig = plots.plot_attention(["a", "b", "c"], [0.2, 0.7, 0.1], head="L3H1", patched_weights=[0.3, 0.3, 0.4])
+    check_labelled(fig)
+    assert "L3H1" in fig.layout.title.text and len(fig.data) == 2
+
+
+def test_ablation_plot_has_intervals_and_references():
+    cells = pd.DataFrame([
+        {"axis": "selection", "series": "ARM", "setting": s, "x": None, "reading": "prob", "seed": seed,
+         "accuracy": acc + 0.05 * seed, "ci_low": 0.0, "ci_high": 1.0, "ties": 0, "n_pairs": 10, "n_heads": 3}
+        for s, acc in (("reinforce", 0.6), ("none", 0.5)) for seed in range(3)
+    ] + [
+        {"axis": "heads", "series": "random", "setting": str(k), "x": float(k), "reading": "prob", "seed": seed,
+         "accuracy": 0.5, "ci_low": 0.0, "ci_high": 1.0, "ties": 0, "n_pairs": 10, "n_heads": k}
+        for k in (1, 2, 4) for seed in range(3)
+    ])
+    summary = A.summarize(cells)
+    zs = A.zero_shot_reference(cells)
+    assert zs is not None and zs[0] == pytest.approx(0.55)
+    fig = plots.plot_ablation(summary, cells, axis="selection", zero_shot=zs, data_name="toy")
+    check_labelled(fig, y=plots.ACC_TITLE)
+    main = fig.data[0]
+    assert main.error_y.array is not None and all(v is not None and v > 0 for v in main.error_y.array)
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert {round(s.y0, 3) for s in lines} >= {55.0, 50.0}  # zero-shot and chance
+    assert "3 seeds" in fig.layout.title.text and "95%" in fig.layout.title.text
+    fig = plots.plot_ablation(summary, cells, axis="heads", zero_shot=zs)
+    assert fig.layout.xaxis.type == "log"
+    fig = plots.plot_ablation_overview(summary, zero_shot=zs)
+    assert fig.layout.title.text and fig.layout.yaxis.title.text == plots.ACC_TITLE
+    with pytest.raises(ValueError):
+        plots.plot_ablation(summary, axis="flip")
+
+
+def test_figures_from_saved_results_html(results_dir, tmp_path):
+    res = A.load_results(results_dir)
+    figs, html = build_figures(res)
+    expected = {"heads_selection_probability", "heads_trajectory", "heads_training_curves", "heads_stability",
+                "heads_attribution", "heads_attention", "heads_criteria_jaccard", "ablation_overview",
+                "ablation_criteria_transfer",
+                *(f"ablation_{a}" for a in A.AXES)}
+    assert set(figs) == expected and set(html) == {"heads_trajectory"}
+    for name, fig in figs.items():
+        assert fig.layout.title.text, name
+    out = tmp_path / "figs"
+    assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "html"]) == 0
+    written = {p.stem for p in out.glob("*.html")}
+    assert written == expected
+    text = (out / "heads_trajectory.html").read_text()
+    assert "cdn.plot.ly" in text and "sliders" in text  # small file, interactive slider in the HTML
+
+
+def test_png_needs_a_browser(results_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(plots, "find_browser", lambda: None)
+    with pytest.raises(plots.BrowserNotFoundError, match="Chrome-family browser"):
+        plots.write_figures({"x": plots.go.Figure()}, tmp_path, formats=("png",))
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    rc = cli_main(["figures", "--results", str(results_dir), "--out", str(tmp_path / "f")])
+    assert rc == 2 and "apt-get install -y chromium" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(plots.find_browser() is None, reason="no Chrome-family browser for kaleido")
+def test_figures_png(results_dir, tmp_path):
+    out = tmp_path / "png"
+    assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "png"]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 7 + 2 + len(A.AXES)
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 300_000
+
+
+def test_figures_without_results_is_a_clear_error(tmp_path, capsys):
+    assert cli_main(["figures", "--results", str(tmp_path), "--out", str(tmp_path / "f")]) == 2
+    assert "no run.json" in capsys.readouterr().err
