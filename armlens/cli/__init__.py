@@ -19,6 +19,8 @@ _COMMAND_MODULES = [
     "armlens.cli.arm",
     "armlens.cli.bench",
     "armlens.cli.eval",
+    "armlens.cli.analysis",
+    "armlens.cli.demo",
 ]
 
 

@@ -1,0 +1,71 @@
+"""``armlens demo``: the main job, end to end on the embedded default model, with no flags.
+
+1. Get HHH (the BIG-bench ``hhh_alignment`` task): from the data root when present (``../shared/data/preference``
+   beside a checkout, ``ARMLENS_DATA_ROOT``), else from the armlens cache, fetching it with
+   ``armlens data fetch bigbench`` (a ``pip download`` of the ``bigbench==1.0.0`` sdist) when not cached.
+2. Draw a seeded few-shot set, fit an ARM (per-example means + REINFORCE head selection on the fast path).
+3. Score the remaining pairs (a seeded sample) with the ARM, the zero-shot judge (the same judge unpatched) and the
+   few-shot in-context judge, under the RewardBench protocol with bootstrap intervals and paired tests.
+4. Print the table and write ``summary.json``, ``results.md`` and a figure under ``--out``.
+
+Sized for a 2-core CPU: a few minutes. The full-size comparison (more seeds, datasets and baselines) is
+``armlens eval``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_hhh(root: str | None = None, log: Any = logger.info) -> str | None:
+    """A data root that holds HHH: the given / default root if it has it, else the bigbench cache (fetched once)."""
+    from armlens.data import load_pairs
+
+    try:
+        load_pairs("hhh", root=root, limit=1)
+        return root
+    except FileNotFoundError:
+        if root is not None:
+            raise
+    from armlens.data.fetch import fetch_bigbench
+
+    log("HHH not found locally: fetching the bigbench==1.0.0 sdist from PyPI (armlens data fetch bigbench)")
+    fetch_bigbench()
+    load_pairs("hhh", limit=1)  # now found in the cache; raises a clear error if not
+    return None
+
+
+def run_demo(
+    out: str = "results/demo",
+    *,
+    root: str | None = None,
+    seed: int = 0,
+    limit: int = 48,
+    n_fewshot: int = 16,
+    steps: int = 100,
+    show_progress: bool = True,
+    figure: bool = True,
+    log: Any = logger.info,
+) -> dict[str, Any]:
+    """Run the demo; returns the evaluation summary."""
+    from armlens.evaluation.runner import EvalConfig, run_eval
+
+    root = ensure_hhh(root, log)
+    config = EvalConfig(
+        data=["hhh"], out=out, methods=["arm", "zero-shot", "few-shot-icl"], seeds=1, first_seed=seed, root=root,
+        limit=limit, n_fewshot=n_fewshot, n_select=0, steps=steps, shots=2, max_field_tokens=128, bias_kinds=[],
+        show_progress=show_progress,
+    )
+    summary = run_eval(config)
+    if figure:
+        from armlens.plots import find_browser, plot_method_accuracy, write_figures
+
+        fig = plot_method_accuracy(summary, "hhh")
+        formats = ("png", "html") if find_browser() else ("html",)
+        if "png" not in formats:
+            log("no Chrome-family browser found: writing the figure as HTML only (install chromium for PNG)")
+        summary["figure"] = [str(p) for p in write_figures({"demo_accuracy": fig}, out, formats=formats)]
+    return summary
