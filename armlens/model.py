@@ -616,11 +616,26 @@ def add_hooks(model: Any, fwd_hooks: Sequence[Hook]) -> Callable[[], None]:
     return remove
 
 
-def hook_z_name(layer: int) -> str:
-    """``blocks.{layer}.attn.hook_z``, through TransformerLens' own helper."""
+def act_name(name: str, layer: int) -> str:
+    """A TransformerLens hook name (``get_act_name``): ``act_name("z", 3) == "blocks.3.attn.hook_z"``."""
     from transformer_lens.utilities import get_act_name
 
-    return get_act_name("z", layer)
+    return get_act_name(name, layer)
+
+
+def hook_z_name(layer: int) -> str:
+    """``blocks.{layer}.attn.hook_z``: each head's output before W_O."""
+    return act_name("z", layer)
+
+
+def resid_post_name(layer: int) -> str:
+    """``blocks.{layer}.hook_resid_post``: the residual stream after the block."""
+    return act_name("resid_post", layer)
+
+
+def pattern_name(layer: int) -> str:
+    """``blocks.{layer}.attn.hook_pattern``: attention weights ``[batch, head, query, key]``."""
+    return act_name("pattern", layer)
 
 
 def capture_hook_z_and_logits(

@@ -101,13 +101,14 @@ def examples_from_pairs(pairs: Sequence[PreferencePair], criterion: str | None =
     return out
 
 
-def _cut(model: Any, text: str, max_tokens: int | None) -> str:
+def cut_to_tokens(model: Any, text: str, max_tokens: int | None, marker: str = " [...]") -> str:
+    """``text`` cut to its first ``max_tokens`` tokens, ``marker`` appended when cut (``None``: never cut)."""
     if max_tokens is None:
         return text
     ids = model.tokenizer.encode(text, add_special_tokens=False)
     if len(ids) <= max_tokens:
         return text
-    return model.tokenizer.decode(ids[:max_tokens]) + " [...]"
+    return model.tokenizer.decode(ids[:max_tokens]) + marker
 
 
 def _prompt_text(prompt: Prompt) -> str:
@@ -121,8 +122,8 @@ def scalar_question(model: Any, ex: Example, template: JudgeTemplate = JudgeTemp
     cut = template.max_field_tokens
     return (
         f"Criterion: {ex.criterion}\n\n"
-        f"Prompt:\n{_cut(model, _prompt_text(ex.prompt), cut)}\n\n"
-        f"Response:\n{_cut(model, ex.response, cut)}\n\n"
+        f"Prompt:\n{cut_to_tokens(model, _prompt_text(ex.prompt), cut)}\n\n"
+        f"Response:\n{cut_to_tokens(model, ex.response, cut)}\n\n"
         f"{template.question}"
     )
 
@@ -153,9 +154,9 @@ def ranked_prompt(
     cut = template.max_field_tokens
     text = (
         f"Criterion: {criterion}\n\n"
-        f"Prompt:\n{_cut(model, _prompt_text(prompt), cut)}\n\n"
-        f"Response A:\n{_cut(model, first, cut)}\n\n"
-        f"Response B:\n{_cut(model, second, cut)}\n\n"
+        f"Prompt:\n{cut_to_tokens(model, _prompt_text(prompt), cut)}\n\n"
+        f"Response A:\n{cut_to_tokens(model, first, cut)}\n\n"
+        f"Response B:\n{cut_to_tokens(model, second, cut)}\n\n"
         f"{template.ranked_question}"
     )
     return apply_chat_template(model, [{"role": "user", "content": text}])

@@ -208,10 +208,8 @@ class AttentionRow:
 
 
 def pattern_name(layer: int) -> str:
-    """``blocks.{layer}.attn.hook_pattern``, through TransformerLens' own helper."""
-    from transformer_lens.utilities import get_act_name
-
-    return get_act_name("pattern", layer)
+    """``blocks.{layer}.attn.hook_pattern``."""
+    return M.pattern_name(layer)
 
 
 def grab_last_query_hook(

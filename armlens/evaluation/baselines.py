@@ -65,6 +65,7 @@ from armlens.prompts import (
     Example,
     JudgeTemplate,
     criterion_for,
+    cut_to_tokens,
     examples_from_pairs,
     icl_prompt,
     scalar_prompt,
@@ -441,10 +442,8 @@ class ShorterJudge(LongerJudge):
 
 
 def resid_name(layer: int) -> str:
-    """``blocks.{layer}.hook_resid_post``, through TransformerLens' helper."""
-    from transformer_lens.utilities import get_act_name
-
-    return get_act_name("resid_post", layer)
+    """``blocks.{layer}.hook_resid_post``."""
+    return M.resid_post_name(layer)
 
 
 def _check_hook(model: Any, name: str) -> None:
@@ -689,13 +688,6 @@ class SAVsJudge(Judge):
 # ---------------------------------------------------------------------------------------------------- implicit reward
 
 
-def _cut_text(model: Any, text: str, max_tokens: int | None) -> str:
-    if max_tokens is None:
-        return text
-    ids = M.encode(model, text)
-    return text if len(ids) <= max_tokens else model.tokenizer.decode(ids[:max_tokens])
-
-
 def _messages(prompt: Prompt) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
 
@@ -712,7 +704,7 @@ def response_logprobs(
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
     prefixes = [M.apply_chat_template(model, _messages(p)) for p in prompts]
-    bodies = [_cut_text(model, r, max_response_tokens) for r in responses]
+    bodies = [cut_to_tokens(model, r, max_response_tokens, marker="") for r in responses]
     n_prefix = [len(M.encode(model, p)) for p in prefixes]
     out = torch.empty(len(prompts))
     order = sorted(range(len(prompts)), key=lambda i: len(prefixes[i]) + len(bodies[i]))
