@@ -49,8 +49,9 @@ def run_demo(
     show_progress: bool = True,
     figure: bool = True,
     log: Any = logger.info,
+    model: Any | None = None,
 ) -> dict[str, Any]:
-    """Run the demo; returns the evaluation summary."""
+    """Run the demo; returns the evaluation summary. ``model``: a loaded bridge (default: the embedded model)."""
     from armlens.evaluation.runner import EvalConfig, run_eval
 
     root = ensure_hhh(root, log)
@@ -59,7 +60,7 @@ def run_demo(
         limit=limit, n_fewshot=n_fewshot, n_select=0, steps=steps, shots=2, max_field_tokens=128, bias_kinds=[],
         show_progress=show_progress,
     )
-    summary = run_eval(config)
+    summary = run_eval(config, model=model)
     if figure:
         from armlens.plots import find_browser, plot_method_accuracy, write_figures
 
