@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The README's results: ARM against the baselines on LLMBar, HHH, XSTest pairs and HH-RLHF harmless, with the bias
 # suite, 2 seeds (each a new few-shot draw and head selection), bootstrap intervals and paired tests.
-# Resumable: rerun the same command to finish an interrupted run. ~40 min on an idle 2-core CPU.
+# Resumable: rerun the same command to finish an interrupted run. ~20 min on an idle 2-core CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-results/readme-eval}
 .venv/bin/armlens eval --data llmbar,hhh,xstest,hh-rlhf \
-  --methods arm,zero-shot,few-shot-icl,longer,shorter \
-  --seeds 2 --limit 24 --n-fewshot 16 --n-select 0 --shots 2 --steps 100 --max-field-tokens 128 \
-  --bias length,format,positivity,length-real,format-real --out "$OUT" "${@:2}"
+  --methods arm,zero-shot,longer,shorter \
+  --seeds 2 --limit 16 --n-fewshot 12 --n-select 0 --steps 60 --max-field-tokens 96 \
+  --bias length,format,positivity,length-real --out "$OUT" "${@:2}"
 .venv/bin/python - "$OUT" <<'PY'
 import json, sys
 from armlens.plots import find_browser, plot_method_accuracy, write_figures
