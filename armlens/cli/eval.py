@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reading of the judge's answer logits for the token-probability methods (default prob)")
     p.add_argument("--max-field-tokens", type=_limit, default=128,
                    help="cut prompts and responses to this many tokens in judge prompts ('none': never; default 128)")
-    p.add_argument("--batch-size", type=int, default=4, help="prompts per forward pass (default 4)")
+    p.add_argument("--batch-size", type=int, default=1, help="prompts per forward pass (default 1: fastest on CPUs, see armlens bench)")
     p.add_argument("--bias", default=None,
                    help="comma-separated bias kinds, or 'none' (default: all of length, format, positivity, "
                         "length-real, format-real)")

@@ -88,8 +88,8 @@ class JudgeConfig:
     """Criterion text for every pair; ``None``: per dataset/subset (``armlens.prompts.CRITERIA``)."""
     score: ScoreKind = "prob"
     """Reading of the answer logits for the token-probability judges (ARM included): prob, normalized, logit_diff."""
-    batch_size: int = 4
-    """Prompts per forward pass."""
+    batch_size: int = 1
+    """Prompts per forward pass (1 on CPUs: see ``ARMConfig.batch_size``; raise it on a GPU)."""
     seed: int = 0
     """Seed of every random choice (demonstration draw, sampling, probe, ARM)."""
     show_progress: bool = False

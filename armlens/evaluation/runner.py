@@ -118,8 +118,8 @@ class EvalConfig:
     """ARM ``icl`` extraction prompts averaged (reference: 100)."""
     max_field_tokens: int | None = 128
     """Cut the prompt and each response to this many tokens in every judge prompt (``None``: never)."""
-    batch_size: int = 4
-    """Prompts per forward pass."""
+    batch_size: int = 1
+    """Prompts per forward pass (1 on CPUs: see ``ARMConfig.batch_size``; raise it on a GPU)."""
     bias_kinds: list[str] = field(default_factory=lambda: list(BIAS_KINDS))
     """Bias-suite kinds (``armlens.data.BIAS_KINDS``) built from each seed's test pairs; empty: no bias suite."""
     n_bootstrap: int = 2000
