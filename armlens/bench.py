@@ -37,7 +37,6 @@ from typing import Any
 import torch
 
 from armlens import model as M
-from armlens.patching import patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, criterion_for, scalar_prompt
 from armlens.scoring import score_texts
 from armlens.selection import mask_losses, mask_losses_reference
@@ -134,13 +133,7 @@ def run_bench(
     log(f"single-head sweep: {n_heads} heads")
     eye = torch.eye(n_heads, dtype=torch.bool).view(n_heads, cfg.n_layers, cfg.n_heads)
     sweep = torch.cat([torch.zeros(1, cfg.n_layers, cfg.n_heads, dtype=torch.bool), eye])
-    tokens, attn = M.tokenize(model, [text])
-
-    def reference_sweep() -> None:
-        for m in sweep:
-            M.run_last_logits(model, tokens, attn, patch_hooks(model, means, m) if bool(m.any()) else [])
-
-    t_ref_sweep, _ = _timed(reference_sweep)
+    t_ref_sweep, _ = _timed(lambda: mask_losses_reference(model, text, means, sweep, ids.yes))
     t_fast_sweep, _ = _timed(lambda: (pool.get(text), mask_losses(model, pool.get(text), means, sweep, gold)))
     rows.append(BenchRow(f"single_head_sweep_{n_heads}", t_ref_sweep, t_fast_sweep, "s", "prefix cached"))
 

@@ -28,7 +28,6 @@ import copy
 import functools
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import tempfile
@@ -638,6 +637,16 @@ def pattern_name(layer: int) -> str:
     return act_name("pattern", layer)
 
 
+def _last_z_readers(n_layers: int) -> tuple[list[Tensor | None], list[Hook]]:
+    """Hooks that store every layer's hook_z at the last position into the returned list (read, not cached)."""
+    out: list[Tensor | None] = [None] * n_layers
+
+    def grab(z: Tensor, hook: Any, layer: int) -> None:
+        out[layer] = z[:, -1].detach().float().clone()
+
+    return out, [(hook_z_name(layer), functools.partial(grab, layer=layer)) for layer in range(n_layers)]
+
+
 def capture_hook_z_and_logits(
     model: Any,
     tokens: Int[Tensor, "batch pos"],
@@ -646,32 +655,15 @@ def capture_hook_z_and_logits(
 ) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
     """hook_z of every layer at the last position (read inside the hooks: no cache of other positions is kept),
     and the last-position logits, from one forward pass. ``fwd_hooks`` run before the reads (e.g. a patch)."""
-    n_layers = model.cfg.n_layers
-    out: list[Tensor | None] = [None] * n_layers
-
-    def grab(z: Tensor, hook: Any, layer: int) -> None:
-        out[layer] = z[:, -1].detach().float().clone()
-
-    grab_hooks = [(hook_z_name(layer), functools.partial(grab, layer=layer)) for layer in range(n_layers)]
-    with torch.inference_mode():
-        logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks) + grab_hooks, attention_mask=attention_mask)
-    return torch.stack(out, dim=1), logits[:, -1, :].float()  # type: ignore[arg-type]
+    out, readers = _last_z_readers(model.cfg.n_layers)
+    logits = run_last_logits(model, tokens, attention_mask, list(fwd_hooks) + readers)
+    return torch.stack(out, dim=1), logits  # type: ignore[arg-type]
 
 
 def capture_cached_hook_z_and_logits(
     model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
 ) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
     """:func:`capture_hook_z_and_logits` over a prefix cache: only the last token is run."""
-    n_layers = model.cfg.n_layers
-    out: list[Tensor | None] = [None] * n_layers
-
-    def grab(z: Tensor, hook: Any, layer: int) -> None:
-        out[layer] = z[:, -1].detach().float().clone()
-
-    grab_hooks = [(hook_z_name(layer), functools.partial(grab, layer=layer)) for layer in range(n_layers)]
-    logits = run_cached_last_logits(model, cache, list(fwd_hooks) + grab_hooks)
+    out, readers = _last_z_readers(model.cfg.n_layers)
+    logits = run_cached_last_logits(model, cache, list(fwd_hooks) + readers)
     return torch.stack(out, dim=1), logits  # type: ignore[arg-type]
-
-
-def info_json(model: Any) -> str:
-    return json.dumps(model_info(model).to_dict(), indent=2)

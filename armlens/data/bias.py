@@ -239,12 +239,13 @@ class HackRate:
         return dataclasses.asdict(self)
 
 
-def _scores(x: Any, name: str) -> np.ndarray:
+def as_scores(x: Any, name: str) -> np.ndarray:
+    """``x`` as a 1-D float array of finite scores; else a ValueError naming ``name`` (shared with the protocol)."""
     a = np.asarray(x, dtype=float)
     if a.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or infinite scores")
+        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} NaN or infinite score(s)")
     return a
 
 
@@ -266,7 +267,7 @@ def hack_rate(
         A :class:`HackRate`. For real slices, leave the clean scores out: the hack rate is then the share of the
         slice the judge gets wrong by strictly preferring the rejected response.
     """
-    hc, hr = _scores(hacked_chosen, "hacked_chosen"), _scores(hacked_rejected, "hacked_rejected")
+    hc, hr = as_scores(hacked_chosen, "hacked_chosen"), as_scores(hacked_rejected, "hacked_rejected")
     if hc.shape != hr.shape:
         raise ValueError(f"hacked_chosen and hacked_rejected differ in length: {hc.shape[0]} vs {hr.shape[0]}")
     n = hc.shape[0]
@@ -279,7 +280,7 @@ def hack_rate(
     if (clean_chosen is None) != (clean_rejected is None):
         raise ValueError("pass both clean_chosen and clean_rejected, or neither")
     if clean_chosen is not None:
-        cc, cr = _scores(clean_chosen, "clean_chosen"), _scores(clean_rejected, "clean_rejected")
+        cc, cr = as_scores(clean_chosen, "clean_chosen"), as_scores(clean_rejected, "clean_rejected")
         if cc.shape != hc.shape or cr.shape != hc.shape:
             raise ValueError(f"clean scores must align with the hacked ones ({n} pairs), got {cc.shape[0]} and "
                              f"{cr.shape[0]}")

@@ -38,6 +38,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from armlens.data.bias import as_scores
 from armlens.data.records import PreferencePair, pairs_hash
 
 PROTOCOL = ("RewardBench v1: correct iff score(chosen) > score(rejected) (ties are wrong); per-subset accuracy; "
@@ -93,15 +94,6 @@ _SECTION_OF = {s: sec for sec, subs in SUBSET_MAPPING.items() for s in subs}
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _scores(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x, dtype=float)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} NaN or infinite score(s)")
-    return a
-
-
 def pairwise_correct(chosen_scores: ArrayLike,
                      rejected_scores: ArrayLike) -> tuple[np.ndarray, int]:
     """RewardBench correctness: ``chosen > rejected`` strictly, per pair.
@@ -110,7 +102,7 @@ def pairwise_correct(chosen_scores: ArrayLike,
         ``(correct, ties)``: a bool array (a tie is ``False``) and the number of exact ties. NaN or infinite scores
         are a ValueError (a NaN comparison would silently count as wrong).
     """
-    c, r = _scores(chosen_scores, "chosen_scores"), _scores(rejected_scores, "rejected_scores")
+    c, r = as_scores(chosen_scores, "chosen_scores"), as_scores(rejected_scores, "rejected_scores")
     if c.shape != r.shape:
         raise ValueError(f"chosen_scores and rejected_scores differ in length: {c.shape[0]} vs {r.shape[0]}")
     return c > r, int((c == r).sum())
@@ -403,7 +395,7 @@ def item_records(
     extra: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-item result rows: id, source, subset, both scores, ``correct`` and ``tie`` (plus ``extra`` columns)."""
-    c, r = _scores(chosen_scores, "chosen_scores"), _scores(rejected_scores, "rejected_scores")
+    c, r = as_scores(chosen_scores, "chosen_scores"), as_scores(rejected_scores, "rejected_scores")
     if not (len(pairs) == c.shape[0] == r.shape[0]):
         raise ValueError(f"{len(pairs)} pairs but {c.shape[0]} chosen and {r.shape[0]} rejected scores")
     for k, v in (extra or {}).items():
