@@ -192,6 +192,11 @@ class ActivationRM:
             raise RuntimeError("this ActivationRM is not fitted: call fit() or ActivationRM.load()")
         return self.means, self.mask
 
+    def patch_for(self, pair: PreferencePair | None = None) -> tuple[Means, HeadMask]:
+        """The ``(means, mask)`` this ARM writes into hook_z when it scores ``pair`` (routing point: an ARM that holds
+        one fit per criterion returns that criterion's; ``None``: the ARM's default)."""
+        return self._require_fit()
+
     @property
     def heads(self) -> list[str]:
         """Selected heads as ``L{l}H{h}`` labels."""
