@@ -2,15 +2,22 @@
 
 Context
 -------
-``mu[l, h] = mean over extraction prompts x of hook_z[l](x)[last token, h]``: a tensor ``[n_layers, n_heads, d_head]``.
-Extraction prompts come in two readings (``../shared/docs/method.md``):
+``mu[l, h] = mean over extraction prompts x of hook_z[l](x)[read position, h]``: a tensor ``[n_layers, n_heads,
+d_head]``. The paper defines it as the activation *while the model evaluates the correct preference*
+(``mu = 1/n sum_i E[z | p_i, r_i, y_i]``), so the label must reach the activations (``docs/method.md``). Readings:
 
-- ``icl`` (MTV default): each prompt holds ``shots`` answered, class-balanced demonstrations and one unanswered
-  query; ``n_trials`` such prompts are averaged.
-- ``per_example``: one zero-shot judge prompt per labelled example.
+- ``icl`` (the default; MTV's reading): each extraction prompt holds ``shots`` answered demonstrations *per class*
+  and one unanswered query drawn from another prompt (never a sibling or duplicate of a demonstration), read at the
+  last token; ``n_trials`` prompts are averaged, their queries alternating Yes/No. The label enters through the
+  answered demonstrations. Layout ``lines`` (the reference: one user turn of ``question answer`` blocks) or
+  ``turns`` (each demonstration a user turn answered by an assistant turn).
+- ``answered``: one prompt per labelled example, its zero-shot judge prompt followed by the gold answer word, read
+  at that answer token, where the model is giving the label.
+- ``mean_ablation``: one zero-shot judge prompt per example, *no answer*: the unconditional mean. Patching it is
+  mean-ablation of the selected heads, an ablation baseline, not an ARM.
 
 Activations are reduced the moment they are read: each forward pass yields only ``[batch, n_layers, n_heads,
-d_head]`` at the last token, which is folded into the estimator's running statistics (never a full cache).
+d_head]`` at the read position, which is folded into the estimator's running statistics (never a full cache).
 
 Estimators (a pluggable stage, selectable by name)
 --------------------------------------------------
@@ -39,12 +46,25 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
-from armlens.prompts import AnswerIds, Example, JudgeTemplate, icl_prompt, scalar_prompt
+from armlens.prompts import (
+    AnswerIds,
+    Example,
+    JudgeTemplate,
+    answered_prompt,
+    icl_lines_prompt,
+    icl_prompt,
+    prompt_key,
+    scalar_prompt,
+)
 
 logger = logging.getLogger(__name__)
 
-ExtractionMode = Literal["icl", "per_example"]
+Reading = Literal["icl", "answered", "mean_ablation"]
+IclLayout = Literal["lines", "turns"]
 EstimatorName = Literal["mean", "wpca", "class_diff", "median", "trimmed_mean"]
+READINGS: tuple[str, ...] = ("icl", "answered", "mean_ablation")
+LABELLED_READINGS: tuple[str, ...] = ("icl", "answered")
+"""Readings through which the label reaches the activations (an ARM); ``mean_ablation`` is the baseline."""
 Z = Float[Tensor, "batch n_layers n_heads d_head"]
 Means = Float[Tensor, "n_layers n_heads d_head"]
 
@@ -52,49 +72,83 @@ Means = Float[Tensor, "n_layers n_heads d_head"]
 # ---------------------------------------------------------------------------------------------------- extraction
 
 
+@dataclass
+class ExtractionPrompts:
+    """Texts to read, the gold label of the question each holds, and where to read."""
+
+    texts: list[str]
+    gold: list[bool]
+    logits_from_end: int = 1
+    """Where the unpatched judge's answer logits are (1: the read position; 2: the token before, ``answered``)."""
+    pooled: bool = False
+    """The texts are REINFORCE's own zero-shot prompts (their prefix caches can be shared)."""
+
+
+def _icl_trials(
+    examples: Sequence[Example], shots: int, n_trials: int, rng: random.Random
+) -> list[tuple[list[int], int]]:
+    """``n_trials`` draws of (demonstration indices, query index): ``shots`` Yes and ``shots`` No demonstrations,
+    shuffled, and a query whose prompt is none of theirs; queries alternate Yes/No where both are possible."""
+    pos = [i for i, e in enumerate(examples) if e.label]
+    neg = [i for i, e in enumerate(examples) if not e.label]
+    if len(pos) < shots or len(neg) < shots:
+        raise ValueError(f"icl extraction with {shots} shot(s) per class needs at least {shots} Yes and {shots} No "
+                         f"examples; got {len(pos)} Yes and {len(neg)} No")
+    keys = [prompt_key(e.prompt) for e in examples]
+    trials = []
+    for t in range(n_trials):
+        demos = rng.sample(pos, shots) + rng.sample(neg, shots)
+        rng.shuffle(demos)
+        used = {keys[i] for i in demos}
+        rest = [i for i in range(len(examples)) if keys[i] not in used]
+        if not rest:
+            raise ValueError(f"icl extraction: no query is left whose prompt differs from the {2 * shots} "
+                             "demonstrations'; use fewer shots or more few-shot pairs")
+        want = t % 2 == 0  # alternate the query's gold answer, so the mean does not lean to one class
+        same = [i for i in rest if bool(examples[i].label) == want]
+        trials.append((demos, rng.choice(same or rest)))
+    return trials
+
+
 def extraction_prompts(
     model: Any,
     examples: Sequence[Example],
-    mode: ExtractionMode = "icl",
+    reading: Reading = "icl",
     *,
-    shots: int = 4,
-    n_trials: int = 100,
+    shots: int = 1,
+    n_trials: int = 32,
+    layout: IclLayout = "lines",
     template: JudgeTemplate = JudgeTemplate(),
     seed: int = 0,
-) -> tuple[list[str], list[bool]]:
-    """Texts to extract activations from, and the gold label of the question each ends with.
+) -> ExtractionPrompts:
+    """The prompts Stage 1 reads for ``reading`` (see the module docstring).
 
-    ``icl``: ``n_trials`` prompts, each with ``shots`` class-balanced demonstrations (half Yes, half No; the odd one
-    drawn at random) and an unanswered query drawn from the remaining examples. ``per_example``: one zero-shot
-    prompt per example (``n_trials`` and ``shots`` unused).
+    ``icl``: ``n_trials`` prompts with ``shots`` answered demonstrations per class and one unanswered query from
+    another prompt, laid out as ``layout``. ``answered``: one judge prompt + gold answer per example.
+    ``mean_ablation``: one unanswered judge prompt per example. ``shots``/``n_trials``/``layout`` are used by
+    ``icl`` only.
     """
     if not examples:
         raise ValueError("no labelled examples to extract activations from")
     if any(e.label is None for e in examples):
         raise ValueError("extraction examples must be labelled")
-    if mode == "per_example":
-        return [scalar_prompt(model, e, template) for e in examples], [bool(e.label) for e in examples]
-    if mode != "icl":
-        raise ValueError(f"unknown extraction mode {mode!r}; choose 'icl' or 'per_example'")
-    pos = [i for i, e in enumerate(examples) if e.label]
-    neg = [i for i, e in enumerate(examples) if not e.label]
-    if shots < 0:
-        raise ValueError("shots must be >= 0")
-    n_pos, n_neg = shots // 2, shots // 2
-    if len(pos) < n_pos + 1 or len(neg) < n_neg + 1:
-        raise ValueError(f"icl extraction with {shots} shots needs more Yes and No examples than {len(pos)}/{len(neg)}")
-    rng = random.Random(seed)
-    texts, gold = [], []
-    for _ in range(n_trials):
-        odd = shots % 2
-        extra_pos = odd and rng.random() < 0.5
-        demo_idx = rng.sample(pos, n_pos + int(extra_pos)) + rng.sample(neg, n_neg + int(odd and not extra_pos))
-        rng.shuffle(demo_idx)
-        rest = [i for i in range(len(examples)) if i not in set(demo_idx)]
-        q = rng.choice(rest)
-        texts.append(icl_prompt(model, [examples[i] for i in demo_idx], examples[q], template))
-        gold.append(bool(examples[q].label))
-    return texts, gold
+    gold = [bool(e.label) for e in examples]
+    if reading == "mean_ablation":
+        return ExtractionPrompts([scalar_prompt(model, e, template) for e in examples], gold, pooled=True)
+    if reading == "answered":
+        return ExtractionPrompts([answered_prompt(model, e, template) for e in examples], gold, logits_from_end=2)
+    if reading != "icl":
+        raise ValueError(f"unknown extraction reading {reading!r}; choose from {', '.join(READINGS)}")
+    if shots < 1 or n_trials < 1:
+        raise ValueError(f"icl extraction needs shots >= 1 and n_trials >= 1, got {shots} and {n_trials}")
+    if layout not in ("lines", "turns"):
+        raise ValueError(f"unknown icl layout {layout!r}; choose 'lines' or 'turns'")
+    render = icl_lines_prompt if layout == "lines" else icl_prompt
+    texts, qgold = [], []
+    for demos, q in _icl_trials(examples, shots, n_trials, random.Random(seed)):
+        texts.append(render(model, [examples[i] for i in demos], examples[q], template))
+        qgold.append(gold[q])
+    return ExtractionPrompts(texts, qgold)
 
 
 # ---------------------------------------------------------------------------------------------------- estimators
@@ -227,8 +281,7 @@ class Extraction:
 
 def collect(
     model: Any,
-    texts: Sequence[str],
-    gold: Sequence[bool],
+    prompts: ExtractionPrompts,
     estimators: Sequence[Estimator],
     *,
     answer_ids: AnswerIds | None = None,
@@ -237,27 +290,28 @@ def collect(
     desc: str = "extracting activations",
     pool: M.PrefixPool | None = None,
 ) -> float:
-    """Run the texts in left-padded batches and fold their last-token hook_z into every estimator.
+    """Run the prompts (left-padded batches) and fold their read-position hook_z into every estimator.
 
-    With a :class:`armlens.model.PrefixPool`, each text runs one by one through the pool, leaving its prefix cache
-    there for later head-mask runs on the same prompt (REINFORCE on ``per_example`` prompts).
+    With a :class:`armlens.model.PrefixPool` and pooled prompts (REINFORCE's own zero-shot prompts), each text runs
+    one by one through the pool, leaving its prefix cache there for the later head-mask runs on the same prompt.
 
     Returns the share of prompts where the unpatched model preferred the gold answer (Yes vs No logit).
     """
+    texts, gold = prompts.texts, prompts.gold
     if len(texts) != len(gold):
         raise ValueError("texts and gold labels differ in length")
     if not texts:
         raise ValueError("no extraction prompts")
     ids = answer_ids or AnswerIds.of(model)
     right = 0
-    step = 1 if pool is not None else batch_size
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths per batch: less padding
-    for start in tqdm(range(0, len(order), step), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + step]
-        if pool is not None:  # keep the prefix: the same prompt will be run again under head masks
-            z, logits = M.capture_cached_hook_z_and_logits(model, pool.get(texts[idx[0]]))
+    use_pool = pool is not None and prompts.pooled
+    for idx in tqdm(M.length_batches(texts, 1 if use_pool else batch_size), desc=desc, disable=not show_progress,
+                    leave=False):
+        if use_pool:  # keep the prefix: the same prompt will be run again under head masks
+            z, logits = M.capture_cached_hook_z_and_logits(model, pool.get(texts[idx[0]]))  # type: ignore[union-attr]
         else:
-            z, logits = M.capture_hook_z_and_logits(model, *M.tokenize(model, [texts[i] for i in idx]))
+            z, logits = M.capture_hook_z_and_logits(model, *M.tokenize(model, [texts[i] for i in idx]),
+                                                    logits_from_end=prompts.logits_from_end)
         labels = torch.tensor([gold[i] for i in idx])
         yes_no = logits[:, [ids.yes, ids.no]].softmax(-1)
         confidence = torch.where(labels, yes_no[:, 0], yes_no[:, 1]).cpu()
@@ -271,9 +325,10 @@ def extract_means(
     model: Any,
     examples: Sequence[Example],
     *,
-    mode: ExtractionMode = "icl",
-    shots: int = 4,
-    n_trials: int = 100,
+    reading: Reading = "icl",
+    shots: int = 1,
+    n_trials: int = 32,
+    layout: IclLayout = "lines",
     estimator: EstimatorName | Estimator = "mean",
     template: JudgeTemplate = JudgeTemplate(),
     batch_size: int = 4,
@@ -281,9 +336,10 @@ def extract_means(
     show_progress: bool = True,
     pool: M.PrefixPool | None = None,
 ) -> Extraction:
-    """Stage 1 (+1b): build extraction prompts from labelled examples and estimate the activations to patch."""
-    texts, gold = extraction_prompts(model, examples, mode, shots=shots, n_trials=n_trials, template=template, seed=seed)
+    """Stage 1 (+1b): build the reading's extraction prompts from labelled examples and estimate the activations."""
+    prompts = extraction_prompts(model, examples, reading, shots=shots, n_trials=n_trials, layout=layout,
+                                 template=template, seed=seed)
     est = make_estimator(estimator) if isinstance(estimator, str) else estimator
-    acc = collect(model, texts, gold, [est], answer_ids=AnswerIds.of(model, template), batch_size=batch_size,
-                  show_progress=show_progress, pool=pool if mode == "per_example" else None)
-    return Extraction(means=est.result(), n_prompts=len(texts), gold_accuracy=acc)
+    acc = collect(model, prompts, [est], answer_ids=AnswerIds.of(model, template), batch_size=batch_size,
+                  show_progress=show_progress, pool=pool)
+    return Extraction(means=est.result(), n_prompts=len(prompts.texts), gold_accuracy=acc)

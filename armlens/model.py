@@ -409,6 +409,14 @@ def apply_chat_template(model: Any, messages: list[dict[str, str]], add_generati
     return Template(CHATML_TEMPLATE).render(messages=messages, add_generation_prompt=add_generation_prompt)
 
 
+def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of similar length (sorted by characters: less left padding per batch)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def tokenize(
     model: Any, texts: Sequence[str], *, max_length: int | None = None
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
@@ -652,11 +660,16 @@ def capture_hook_z_and_logits(
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
+    logits_from_end: int = 1,
 ) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
     """hook_z of every layer at the last position (read inside the hooks: no cache of other positions is kept),
-    and the last-position logits, from one forward pass. ``fwd_hooks`` run before the reads (e.g. a patch)."""
+    and the logits at position ``-logits_from_end`` (default the last), from one forward pass. ``fwd_hooks`` run
+    before the reads (e.g. a patch)."""
     out, readers = _last_z_readers(model.cfg.n_layers)
-    logits = run_last_logits(model, tokens, attention_mask, list(fwd_hooks) + readers)
+    if logits_from_end == 1:
+        logits = run_last_logits(model, tokens, attention_mask, list(fwd_hooks) + readers)
+    else:
+        logits = run_with_hooks(model, tokens, attention_mask, list(fwd_hooks) + readers)[:, -logits_from_end]
     return torch.stack(out, dim=1), logits  # type: ignore[arg-type]
 
 

@@ -147,6 +147,33 @@ def icl_prompt(
     return apply_chat_template(model, messages)
 
 
+def icl_lines_prompt(
+    model: Any, demos: Sequence[Example], query: Example, template: JudgeTemplate = JudgeTemplate()
+) -> str:
+    """The reference (MTV) layout: one user turn holding every answered demonstration as ``{question} {answer}``,
+    then the unanswered query's question; the assistant prefix follows (the read position)."""
+    blocks = []
+    for d in demos:
+        if d.label is None:
+            raise ValueError("an in-context demonstration needs a label")
+        blocks.append(f"{scalar_question(model, d, template)} {template.yes if d.label else template.no}")
+    blocks.append(scalar_question(model, query, template))
+    return apply_chat_template(model, [{"role": "user", "content": "\n\n---\n\n".join(blocks)}])
+
+
+def answered_prompt(model: Any, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
+    """The zero-shot judge prompt followed by the example's gold answer word (the ``answered`` reading reads hook_z
+    at that answer token, where the model is giving the label)."""
+    if ex.label is None:
+        raise ValueError("an answered prompt needs a labelled example")
+    return scalar_prompt(model, ex, template) + (template.yes if ex.label else template.no)
+
+
+def prompt_key(prompt: Prompt) -> str:
+    """A prompt's identity as text (examples from one pair share it: siblings)."""
+    return _prompt_text(prompt)
+
+
 def ranked_prompt(
     model: Any, prompt: Prompt, first: str, second: str, criterion: str, template: JudgeTemplate = JudgeTemplate()
 ) -> str:

@@ -5,14 +5,17 @@
     from armlens import ActivationRM, load_model, load_pairs, split_pairs
 
     model = load_model()                                   # SmolLM2-135M-Instruct, offline
-    rm = ActivationRM(model).fit(few_shot_pairs)           # Stage 1 means + Stage 2 REINFORCE heads
+    rm = ActivationRM(model).fit(few_shot_pairs)           # per criterion: Stage 1 means + Stage 2 REINFORCE heads
     rm.score("How do I boil an egg?", "Put it in boiling water for 8 minutes.")
-    chosen, rejected = rm.score_pairs(test_pairs)          # rewards for RewardBench-style accuracy
+    chosen, rejected = rm.score_pairs(test_pairs)          # each pair scored by its criterion's ARM
     rm.save("hhh.arm"); rm2 = ActivationRM.load("hhh.arm", model)
 
-A fitted ARM is two tensors (``means [n_layers, n_heads, d_head]`` and ``mask [n_layers, n_heads]``) plus the config
-that produced them. ``save`` writes one safetensors file whose metadata holds the config, the model fingerprint and
-the selection history as JSON; ``load`` refuses a different model with a message naming both.
+An ARM is fit *per criterion* (the paper's ``mu_{l,j}`` and head set per criterion j): pairs whose judge question
+names the same criterion (:func:`armlens.prompts.criterion_for`: HHH's helpful / harmless / honest / other, XSTest's
+should-respond / should-refuse; LLMBar, HH-RLHF and TruthfulQA ask one each) share one :class:`CriterionARM` (two
+tensors, ``means [n_layers, n_heads, d_head]`` and ``mask [n_layers, n_heads]``, and the selection history).
+``criteria="pooled"`` fits one over everything, as an ablation. ``save`` writes one safetensors file holding every
+criterion's tensors, with the config, the model fingerprint and the histories as JSON metadata.
 """
 
 from __future__ import annotations
@@ -34,9 +37,16 @@ from jaxtyping import Float
 from torch import Tensor
 
 from armlens import model as M
-from armlens.activations import EstimatorName, ExtractionMode, extract_means, make_estimator
+from armlens.activations import (
+    LABELLED_READINGS,
+    EstimatorName,
+    IclLayout,
+    Reading,
+    extract_means,
+    make_estimator,
+)
 from armlens.data.records import PreferencePair, Prompt, pairs_hash
-from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, patched
+from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, parse_heads, patched
 from armlens.prompts import (
     DEFAULT_CRITERION,
     AnswerIds,
@@ -44,6 +54,7 @@ from armlens.prompts import (
     JudgeTemplate,
     criterion_for,
     examples_from_pairs,
+    prompt_key,
     scalar_prompt,
 )
 from armlens.scoring import ScoreKind, score_texts
@@ -51,32 +62,45 @@ from armlens.selection import ReinforceConfig, SelectionResult, SelectorName, se
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+Criteria = Literal["per_criterion", "pooled"]
+POOLED = "*"
+"""Routing key of the one fit of a ``criteria="pooled"`` ARM."""
 
 
 @dataclass
 class ARMConfig:
-    """Everything that decides what an ARM computes. Saved with every fitted ARM and every result."""
+    """Everything that decides what an ARM computes: the one place its defaults live (``fit``, ``eval``, ``demo``,
+    ``ablate`` and the notebooks all start from ``ARMConfig()``). Saved with every fitted ARM and every result.
+    ``docs/defaults.md`` says how the defaults were chosen."""
 
-    mode: ExtractionMode = "per_example"
-    """Extraction reading: ``per_example`` (one zero-shot prompt per labelled example; armlens' CPU default, its
-    prompts double as REINFORCE's) or ``icl`` (MTV's: ``shots`` answered demonstrations + a query, ~5x longer)."""
-    shots: int = 4
-    """Demonstrations per ``icl`` extraction prompt (class-balanced)."""
-    n_trials: int = 100
-    """``icl`` extraction prompts averaged (MTV: 100)."""
+    reading: Reading = "icl"
+    """Stage 1 reading: ``icl`` (answered class-balanced demonstrations + a query; MTV's), ``answered`` (each
+    example's judge prompt + its gold answer, read at the answer token) or ``mean_ablation`` (unanswered prompts:
+    the unconditional mean, a baseline, not an ARM)."""
+    icl_layout: IclLayout = "lines"
+    """``icl`` layout: ``lines`` (one user turn of answered questions, the reference) or ``turns`` (chat turns)."""
+    demos_per_class: int = 1
+    """``icl``: answered demonstrations per class (Yes and No) in each extraction prompt."""
+    n_trials: int = 32
+    """``icl``: extraction prompts averaged (MTV: 100)."""
     estimator: EstimatorName = "mean"
     """Stage 1b: ``mean`` (reference), ``wpca`` (weighted-PCA denoising), ``class_diff``, ``median``, ``trimmed_mean``."""
     wpca_rank: int = 1
     """Principal directions kept by ``wpca``."""
     wpca_weighting: Literal["uniform", "confidence"] = "uniform"
     """``wpca`` example weights: uniform, or the unpatched model's confidence in the gold answer."""
+    criteria: Criteria = "per_criterion"
+    """One ARM per criterion (the paper's) or one ``pooled`` over every criterion (an ablation)."""
     selector: SelectorName = "reinforce"
     """Stage 2: reinforce, all, none, random, topk_prob, topk_attribution."""
     top_k: int | None = None
     """Head count for the random / top-k selectors."""
     n_train: int = 100
-    """Training examples (at most) REINFORCE draws from."""
+    """Training examples (at most) REINFORCE draws from, per criterion."""
+    val_pairs: int = 2
+    """Selection pairs held apart per criterion for REINFORCE's validation curve (only when at least three times as
+    many remain for training; they are not trained on)."""
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     """REINFORCE settings."""
     score: ScoreKind = "prob"
@@ -84,13 +108,17 @@ class ARMConfig:
     template: JudgeTemplate = field(default_factory=JudgeTemplate)
     """The judge's words and field truncation."""
     criterion: str | None = None
-    """Criterion text for every example; ``None``: per dataset/subset (``armlens.prompts.CRITERIA``)."""
+    """Criterion text for every example (then one ARM); ``None``: per dataset/subset (``armlens.prompts.CRITERIA``)."""
     batch_size: int = 1
-    """Prompts per forward pass (scoring; extraction runs prompt by prompt through the prefix pool). 1 on CPUs:
-    ``armlens bench`` measured 1.01 pairs/s one at a time vs 0.82 in left-padded batches of 8 on 2 cores (padding
-    costs more than batching saves); raise it on a GPU."""
+    """Prompts per forward pass (scoring and ``icl``/``answered`` extraction). 1 on CPUs: ``armlens bench`` measured
+    1.01 pairs/s one at a time vs 0.82 in left-padded batches of 8 on 2 cores; raise it on a GPU."""
     seed: int = 0
     """Seed of the extraction draw, the REINFORCE run and the training subsample."""
+
+    @property
+    def is_arm(self) -> bool:
+        """Whether the label reaches the activations (``mean_ablation`` is a baseline, not an ARM)."""
+        return self.reading in LABELLED_READINGS
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,36 +126,87 @@ class ARMConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ARMConfig:
         d = dict(d)
+        if "mode" in d:  # format 1 files: mode per_example (unlabelled) / icl, shots in total
+            mode = d.pop("mode")
+            d["reading"] = "mean_ablation" if mode == "per_example" else mode
+            d["icl_layout"] = "turns"
+            d["demos_per_class"] = max(1, int(d.pop("shots", 2)) // 2)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown ARM config field(s): {sorted(unknown)}")
         if "reinforce" in d:
-            d["reinforce"] = ReinforceConfig(**d["reinforce"])
+            r = dict(d["reinforce"])
+            if "checkpoints" in r:
+                r["checkpoints"] = tuple(r["checkpoints"])
+            d["reinforce"] = ReinforceConfig(**r)
         if "template" in d:
             d["template"] = JudgeTemplate(**d["template"])
         return cls(**d)
 
 
+@dataclass
+class CriterionARM:
+    """One criterion's fit: what is written into hook_z, where, and how it was chosen."""
+
+    criterion: str
+    """The criterion text (its routing key), or ``"*"`` for a pooled ARM."""
+    means: Means
+    """Stage 1(b) activations ``[n_layers, n_heads, d_head]``."""
+    mask: HeadMask
+    """Selected heads ``[n_layers, n_heads]``."""
+    selection: SelectionResult | None = None
+    """Stage 2 result and history."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Sizes, extraction sanity check and timings."""
+
+    @property
+    def heads(self) -> list[str]:
+        return mask_labels(self.mask)
+
+
+def hold_apart(examples: Sequence[Example], n_pairs: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """Split examples into (train, validation) by prompt: ``n_pairs`` prompt groups (seeded) go to validation when at
+    least three times as many stay for training; else everything trains."""
+    groups: dict[str, list[Example]] = {}
+    for e in examples:
+        groups.setdefault(prompt_key(e.prompt), []).append(e)
+    keys = sorted(groups)
+    if n_pairs <= 0 or len(keys) < 4 * n_pairs:
+        return list(examples), []
+    random.Random(f"val-{seed}").shuffle(keys)
+    val_keys = set(keys[:n_pairs])
+    return ([e for e in examples if prompt_key(e.prompt) not in val_keys],
+            [e for e in examples if prompt_key(e.prompt) in val_keys])
+
+
 class ActivationRM:
-    """A few-shot Activation Reward Model on a TransformerLens bridge.
+    """A few-shot Activation Reward Model on a TransformerLens bridge: one :class:`CriterionARM` per criterion.
 
     Args:
         model: a bridge from :func:`armlens.load_model` or :func:`armlens.tiny_model`.
-        config: :class:`ARMConfig`; keyword overrides are applied on top (``ActivationRM(model, steps=...)`` is not
-            accepted: nested REINFORCE settings go through ``config.reinforce``).
+        config: :class:`ARMConfig`; keyword overrides are applied on top (nested REINFORCE settings go through
+            ``config.reinforce``).
     """
 
     def __init__(self, model: Any, config: ARMConfig | None = None, **overrides: Any):
         self.model = model
         self.config = dataclasses.replace(config or ARMConfig(), **overrides)
         self.answer_ids = AnswerIds.of(model, self.config.template)  # fails early if Yes/No are not single tokens
-        self.means: Means | None = None
-        self.mask: HeadMask | None = None
-        self.selection: SelectionResult | None = None
+        self.fits: dict[str, CriterionARM] = {}
         self.fit_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------------ fitting
+
+    def route_key(self, criterion: str) -> str:
+        """The fit that scores questions about ``criterion``."""
+        return POOLED if self.config.criteria == "pooled" else criterion
+
+    def _groups(self, examples: Sequence[Example]) -> dict[str, list[Example]]:
+        groups: dict[str, list[Example]] = {}
+        for e in examples:
+            groups.setdefault(self.route_key(e.criterion), []).append(e)
+        return groups
 
     def fit(
         self,
@@ -136,47 +215,64 @@ class ActivationRM:
         *,
         show_progress: bool = True,
     ) -> ActivationRM:
-        """Stage 1 on ``few_shot`` (pairs give a Yes and a No example each), Stage 2 on ``select`` (default: the
-        same examples), subsampled to ``n_train``. Returns ``self``."""
-        cfg = self.config
-        fs_examples = self._examples(few_shot)
-        if not fs_examples:
+        """Per criterion: Stage 1 on ``few_shot`` (pairs give a Yes and a No example each), Stage 2 on ``select``
+        (default: the same examples, less ``val_pairs`` held apart), subsampled to ``n_train``. Returns ``self``."""
+        fs_groups = self._groups(self._examples(few_shot))
+        if not fs_groups:
             raise ValueError("fit() needs at least one few-shot pair or labelled example")
-        sel_examples = self._examples(select) if select is not None else fs_examples
-        if not sel_examples:
+        sel_groups = self._groups(self._examples(select)) if select is not None else fs_groups
+        if select is not None and not sel_groups:
             raise ValueError("the head-selection set is empty")
-        estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
-        pool = M.PrefixPool(self.model, cfg.reinforce.prefix_cache_mb)  # shared by extraction and REINFORCE
-        t0 = time.perf_counter()
-        extraction = extract_means(
-            self.model, fs_examples, mode=cfg.mode, shots=cfg.shots, n_trials=cfg.n_trials, estimator=estimator,
-            template=cfg.template, batch_size=cfg.batch_size, seed=cfg.seed, show_progress=show_progress, pool=pool,
-        )
-        self.means = extraction.means
-        t_extract = time.perf_counter() - t0
-        rng = random.Random(cfg.seed)
-        train = list(sel_examples)
-        if len(train) > cfg.n_train:
-            train = rng.sample(train, cfg.n_train)
-        self.selection = select_heads(
-            self.model, self.means, train, cfg.selector, k=cfg.top_k,
-            config=dataclasses.replace(cfg.reinforce, seed=cfg.seed), template=cfg.template,
-            show_progress=show_progress, pool=pool,
-        )
-        self.mask = self.selection.mask
-        self.fit_info = {
-            "n_few_shot_examples": len(fs_examples),
-            "n_selection_examples": len(train),
-            "n_extraction_prompts": extraction.n_prompts,
-            "extraction_gold_accuracy": extraction.gold_accuracy,
-            "timings_s": {"extraction": t_extract, **self.selection.timings},
-        }
+        self.fits = {}
+        for key, fs in fs_groups.items():
+            label = "pooled" if key == POOLED else key[:48]
+            if show_progress and len(fs_groups) > 1:
+                logger.info("fitting criterion %d/%d: %s", len(self.fits) + 1, len(fs_groups), label)
+            self.fits[key] = self._fit_one(key, fs, sel_groups.get(key, fs), show_progress=show_progress)
+        self.fit_info = {"criteria": list(self.fits), "n_few_shot_examples": sum(len(g) for g in fs_groups.values())}
         for name, data in (("few_shot", few_shot), ("select", select)):
             if data and isinstance(data[0], PreferencePair):
                 self.fit_info[f"{name}_ids"] = [p.id for p in data]  # type: ignore[union-attr]
                 self.fit_info[f"{name}_hash"] = pairs_hash(list(data))  # type: ignore[arg-type]
-        logger.info("fitted ARM: %d heads %s", int(self.mask.sum()), ", ".join(self.heads[:12]))
+        logger.info("fitted ARM: %s", "; ".join(f"{len(f.heads)} heads" for f in self.fits.values()))
         return self
+
+    def _fit_one(self, key: str, fs: list[Example], sel: list[Example], *, show_progress: bool) -> CriterionARM:
+        cfg = self.config
+        estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
+        pool = M.PrefixPool(self.model, cfg.reinforce.prefix_cache_mb)  # shared by extraction and REINFORCE
+        t0 = time.perf_counter()
+        extraction = extract_means(
+            self.model, fs, reading=cfg.reading, shots=cfg.demos_per_class, n_trials=cfg.n_trials,
+            layout=cfg.icl_layout, estimator=estimator, template=cfg.template, batch_size=cfg.batch_size,
+            seed=cfg.seed, show_progress=show_progress, pool=pool,
+        )
+        t_extract = time.perf_counter() - t0
+        train, val = hold_apart(sel, cfg.val_pairs, cfg.seed)
+        if len(train) > cfg.n_train:  # keep siblings together (the pairwise objective needs them)
+            keys = sorted({prompt_key(e.prompt) for e in train})
+            random.Random(cfg.seed).shuffle(keys)
+            kept, n = set(), 0
+            counts = {k: sum(prompt_key(e.prompt) == k for e in train) for k in keys}
+            for k in keys:
+                if n + counts[k] <= cfg.n_train:
+                    kept.add(k)
+                    n += counts[k]
+            train = [e for e in train if prompt_key(e.prompt) in kept]
+        selection = select_heads(
+            self.model, extraction.means, train, cfg.selector, k=cfg.top_k,
+            config=dataclasses.replace(cfg.reinforce, seed=cfg.seed), template=cfg.template,
+            show_progress=show_progress, pool=pool, val=val,
+        )
+        info = {
+            "n_few_shot_examples": len(fs),
+            "n_selection_examples": len(train),
+            "n_validation_examples": len(val),
+            "n_extraction_prompts": extraction.n_prompts,
+            "extraction_gold_accuracy": extraction.gold_accuracy,
+            "timings_s": {"extraction": t_extract, **selection.timings},
+        }
+        return CriterionARM(key, extraction.means, selection.mask, selection, info)
 
     def _examples(self, data: Sequence[PreferencePair] | Sequence[Example] | None) -> list[Example]:
         if not data:
@@ -185,54 +281,106 @@ class ActivationRM:
             return examples_from_pairs(data, self.config.criterion)  # type: ignore[arg-type]
         return list(data)  # type: ignore[arg-type]
 
-    # ------------------------------------------------------------------------------------------------ scoring
+    # ------------------------------------------------------------------------------------------------ routing
 
-    def _require_fit(self) -> tuple[Means, HeadMask]:
-        if self.means is None or self.mask is None:
+    def _require_fit(self) -> None:
+        if not self.fits:
             raise RuntimeError("this ActivationRM is not fitted: call fit() or ActivationRM.load()")
-        return self.means, self.mask
 
-    def patch_for(self, pair: PreferencePair | None = None) -> tuple[Means, HeadMask]:
-        """The ``(means, mask)`` this ARM writes into hook_z when it scores ``pair`` (routing point: an ARM that holds
-        one fit per criterion returns that criterion's; ``None``: the ARM's default)."""
-        return self._require_fit()
-
-    @property
-    def heads(self) -> list[str]:
-        """Selected heads as ``L{l}H{h}`` labels."""
-        return mask_labels(self.mask) if self.mask is not None else []
+    def fit_for(self, criterion: str | None = None) -> CriterionARM:
+        """The fit that scores ``criterion`` (``None``: the only fit, when there is one)."""
+        self._require_fit()
+        if criterion is None:
+            if len(self.fits) == 1:
+                return next(iter(self.fits.values()))
+            raise ValueError(f"this ARM holds {len(self.fits)} criteria; name one (criterion=...): "
+                             + "; ".join(self.fits))
+        key = self.route_key(criterion)
+        if key in self.fits:
+            return self.fits[key]
+        if len(self.fits) == 1:  # a one-criterion ARM scores whatever it is given (e.g. a transfer experiment)
+            return next(iter(self.fits.values()))
+        raise ValueError(f"this ARM holds no fit for the criterion {criterion!r}; it holds: " + "; ".join(self.fits)
+                         + " (fit on pairs of that criterion, or with criteria='pooled')")
 
     def _criterion(self, pair: PreferencePair | None) -> str:
         if self.config.criterion is not None:
             return self.config.criterion
         return criterion_for(pair) if pair is not None else DEFAULT_CRITERION
 
-    def score_texts(self, texts: Sequence[str], *, show_progress: bool = False) -> Float[Tensor, " batch"]:
-        """Rewards for already-rendered judge prompts (the heads patched)."""
-        means, mask = self._require_fit()
-        return score_texts(self.model, texts, means=means, mask=mask, answer_ids=self.answer_ids,
+    def patch_for(self, pair: PreferencePair | None = None) -> tuple[Means, HeadMask]:
+        """The ``(means, mask)`` this ARM writes into hook_z when it scores ``pair`` (its criterion's fit; ``None``:
+        the only fit)."""
+        fit = self.fit_for(None if pair is None else self._criterion(pair))
+        return fit.means, fit.mask
+
+    @property
+    def means(self) -> Means:
+        """The means of a one-criterion ARM (several criteria: use ``fits`` or :meth:`patch_for`)."""
+        return self.fit_for().means
+
+    @property
+    def mask(self) -> HeadMask:
+        """The head mask of a one-criterion ARM (several criteria: use ``fits`` or :meth:`patch_for`)."""
+        return self.fit_for().mask
+
+    @property
+    def selection(self) -> SelectionResult | None:
+        """The selection history of a one-criterion ARM."""
+        return self.fit_for().selection
+
+    @property
+    def heads(self) -> list[str]:
+        """Selected heads as ``L{l}H{h}`` labels (the union over criteria)."""
+        if not self.fits:
+            return []
+        union = torch.stack([f.mask for f in self.fits.values()]).any(0)
+        return mask_labels(union)
+
+    # ------------------------------------------------------------------------------------------------ scoring
+
+    def score_texts(self, texts: Sequence[str], *, criterion: str | None = None,
+                    show_progress: bool = False) -> Float[Tensor, " batch"]:
+        """Rewards for already-rendered judge prompts, with ``criterion``'s heads patched."""
+        fit = self.fit_for(criterion)
+        return score_texts(self.model, texts, means=fit.means, mask=fit.mask, answer_ids=self.answer_ids,
                            kind=self.config.score, batch_size=self.config.batch_size, show_progress=show_progress)
 
     def score(self, prompt: Prompt, response: str | Sequence[str], criterion: str | None = None) -> float | list[float]:
-        """Reward of one response (a float) or several responses to the same prompt (a list)."""
+        """Reward of one response (a float) or several responses to the same prompt (a list). ``criterion``: the
+        question's criterion text (``None``: the configured one, or the only fit's)."""
         responses = [response] if isinstance(response, str) else list(response)
-        crit = criterion or self._criterion(None)
+        crit = criterion or self.config.criterion
+        if crit is None:
+            only = self.fit_for()  # one fit: its criterion (pooled: the default text)
+            crit = only.criterion if only.criterion != POOLED else DEFAULT_CRITERION
         texts = [scalar_prompt(self.model, Example(prompt, r, None, crit), self.config.template) for r in responses]
-        scores = self.score_texts(texts).tolist()
+        scores = self.score_texts(texts, criterion=crit).tolist()
         return scores[0] if isinstance(response, str) else scores
 
     def score_pairs(
         self, pairs: Sequence[PreferencePair], *, show_progress: bool = True
     ) -> tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]:
-        """Rewards of (chosen, rejected) for each pair."""
+        """Rewards of (chosen, rejected) for each pair, each pair by its criterion's fit."""
         if not pairs:
             raise ValueError("score_pairs() got no pairs")
-        texts = []
-        for p in pairs:
-            crit = self._criterion(p)
-            texts.append(scalar_prompt(self.model, Example(p.prompt, p.chosen, None, crit), self.config.template))
-            texts.append(scalar_prompt(self.model, Example(p.prompt, p.rejected, None, crit), self.config.template))
-        scores = self.score_texts(texts, show_progress=show_progress)
+        self._require_fit()
+        scores = torch.empty(2 * len(pairs))
+        by_fit: dict[str, list[int]] = {}
+        for i, p in enumerate(pairs):
+            by_fit.setdefault(self.fit_for(self._criterion(p)).criterion, []).append(i)
+        for key, idx in by_fit.items():
+            texts, rows = [], []
+            for i in idx:
+                crit = self._criterion(pairs[i])
+                for j, response in enumerate((pairs[i].chosen, pairs[i].rejected)):
+                    texts.append(scalar_prompt(self.model, Example(pairs[i].prompt, response, None, crit),
+                                               self.config.template))
+                    rows.append(2 * i + j)
+            fit = self.fits[key]
+            scores[rows] = score_texts(self.model, texts, means=fit.means, mask=fit.mask, answer_ids=self.answer_ids,
+                                       kind=self.config.score, batch_size=self.config.batch_size,
+                                       show_progress=show_progress).float()
         return scores[0::2], scores[1::2]
 
     def __call__(self, prompt: Prompt, response: str | Sequence[str]) -> float | list[float]:
@@ -241,42 +389,43 @@ class ActivationRM:
 
     # ------------------------------------------------------------------------------------------------ patching
 
-    def patched(self) -> Any:
-        """``with rm.patched(): model(...)``: the model with this ARM's heads patched, inside the block only."""
-        means, mask = self._require_fit()
-        return patched(self.model, means, mask)
+    def patched(self, criterion: str | None = None) -> Any:
+        """``with rm.patched(): model(...)``: the model with ``criterion``'s heads patched, inside the block only."""
+        fit = self.fit_for(criterion)
+        return patched(self.model, fit.means, fit.mask)
 
-    def patch(self) -> PatchHandle:
-        """Patch until ``handle.remove()``."""
-        means, mask = self._require_fit()
-        return PatchHandle(self.model, means, mask)
+    def patch(self, criterion: str | None = None) -> PatchHandle:
+        """Patch ``criterion``'s heads until ``handle.remove()``."""
+        fit = self.fit_for(criterion)
+        return PatchHandle(self.model, fit.means, fit.mask)
 
     # ------------------------------------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:
-        """One safetensors file: tensors (means, mask, selection history) + JSON metadata. Written atomically."""
+        """One safetensors file: every criterion's tensors (``{i}.means``, ``{i}.mask``, selection history) + JSON
+        metadata (config, model fingerprint, per-criterion records). Written atomically."""
         from safetensors.torch import save_file
 
-        means, mask = self._require_fit()
+        self._require_fit()
         path = Path(path)
-        tensors: dict[str, Tensor] = {"means": means.contiguous().cpu(), "mask": mask.to(torch.uint8).contiguous().cpu()}
-        sel = self.selection
-        if sel is not None and sel.probs is not None:
-            tensors["probs"] = sel.probs.float().contiguous().cpu()
-        if sel is not None and sel.prob_trajectory is not None:
-            tensors["prob_trajectory"] = sel.prob_trajectory.float().contiguous().cpu()
+        tensors: dict[str, Tensor] = {}
+        records = []
+        for i, fit in enumerate(self.fits.values()):
+            tensors[f"{i}.means"] = fit.means.contiguous().cpu()
+            tensors[f"{i}.mask"] = fit.mask.to(torch.uint8).contiguous().cpu()
+            sel = fit.selection
+            if sel is not None and sel.probs is not None:
+                tensors[f"{i}.probs"] = sel.probs.float().contiguous().cpu()
+            if sel is not None and sel.prob_trajectory is not None:
+                tensors[f"{i}.prob_trajectory"] = sel.prob_trajectory.float().contiguous().cpu()
+            records.append({"criterion": fit.criterion, "heads": fit.heads, "info": fit.info,
+                            "selection": selection_record(sel) if sel is not None else None})
         meta = {
             "format_version": FORMAT_VERSION,
             "config": self.config.to_dict(),
             "model": M.model_fingerprint(self.model),
-            "selection": {
-                "method": sel.method if sel else "unknown",
-                "losses": sel.losses if sel else [],
-                "expected_heads": sel.expected_heads if sel else [],
-                "final_candidate_losses": sel.final_candidate_losses if sel else [],
-            },
+            "fits": records,
             "fit_info": self.fit_info,
-            "heads": self.heads,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -316,27 +465,60 @@ class ActivationRM:
                 f"{', '.join(diffs)} differ"
             )
         rm = cls(model, ARMConfig.from_dict(meta["config"]))
-        rm.means = tensors["means"]
-        rm.mask = tensors["mask"].bool()
-        s = meta.get("selection", {})
-        rm.selection = SelectionResult(
-            mask=rm.mask, method=s.get("method", "unknown"), probs=tensors.get("probs"),
-            prob_trajectory=tensors.get("prob_trajectory"), losses=s.get("losses", []),
-            expected_heads=s.get("expected_heads", []), final_candidate_losses=s.get("final_candidate_losses", []),
-        )
+        if meta.get("format_version", 1) == 1:  # one pooled fit, tensors without a prefix
+            records = [{"criterion": POOLED, "selection": meta.get("selection"), "info": meta.get("fit_info", {})}]
+            tensors = {f"0.{k}": v for k, v in tensors.items()}
+            rm.config.criteria = "pooled"
+        else:
+            records = meta["fits"]
+        for i, rec in enumerate(records):
+            mask = tensors[f"{i}.mask"].bool()
+            s = rec.get("selection")
+            sel = None if s is None else selection_from_record(
+                s, mask, tensors.get(f"{i}.probs"), tensors.get(f"{i}.prob_trajectory"))
+            rm.fits[rec["criterion"]] = CriterionARM(rec["criterion"], tensors[f"{i}.means"], mask, sel,
+                                                     rec.get("info", {}))
         rm.fit_info = meta.get("fit_info", {})
         return rm
 
     def __repr__(self) -> str:
         cfg = self.config
-        if self.mask is None:
+        if not self.fits:
             state = "not fitted"
         else:
-            heads = self.heads
-            shown = ", ".join(heads[:8]) + (f", ... (+{len(heads) - 8})" if len(heads) > 8 else "")
-            state = f"{len(heads)} heads [{shown}]"
-        shots = self.fit_info.get("n_few_shot_examples", "?")
+            parts = []
+            for fit in self.fits.values():
+                heads = fit.heads
+                shown = ", ".join(heads[:6]) + (f", ... (+{len(heads) - 6})" if len(heads) > 6 else "")
+                name = "pooled" if fit.criterion == POOLED else repr(fit.criterion[:32])
+                parts.append(f"{name}: {len(heads)} heads [{shown}]")
+            state = f"{len(self.fits)} criteria {{{'; '.join(parts)}}}"
+        kind = "" if cfg.is_arm else " (mean-ablation baseline, not an ARM)"
         return (
-            f"ActivationRM(model={M.model_id(self.model)!r}, {state}, examples={shots}, mode={cfg.mode!r}, "
+            f"ActivationRM(model={M.model_id(self.model)!r}, {state}, reading={cfg.reading!r}{kind}, "
             f"estimator={cfg.estimator!r}, selector={cfg.selector!r}, score={cfg.score!r}, seed={cfg.seed})"
         )
+
+
+def selection_record(sel: SelectionResult) -> dict[str, Any]:
+    """JSON-ready history of a selection (its tensors are stored beside it)."""
+    return {
+        "method": sel.method, "losses": sel.losses, "expected_heads": sel.expected_heads, "entropy": sel.entropy,
+        "val_losses": sel.val_losses, "final_candidate_losses": sel.final_candidate_losses,
+        "checkpoint_masks": {str(k): mask_labels(v) for k, v in sel.checkpoint_masks.items()},
+        "timings": sel.timings,
+    }
+
+
+def selection_from_record(
+    s: dict[str, Any], mask: HeadMask, probs: Tensor | None, trajectory: Tensor | None
+) -> SelectionResult:
+    """:func:`selection_record` read back."""
+    return SelectionResult(
+        mask=mask, method=s.get("method", "unknown"), probs=probs, prob_trajectory=trajectory,
+        losses=s.get("losses", []), expected_heads=s.get("expected_heads", []), entropy=s.get("entropy", []),
+        val_losses=[tuple(v) for v in s.get("val_losses", [])],  # type: ignore[misc]
+        final_candidate_losses=s.get("final_candidate_losses", []),
+        checkpoint_masks={int(k): parse_heads(v, *mask.shape) for k, v in s.get("checkpoint_masks", {}).items()},
+        timings=s.get("timings", {}),
+    )

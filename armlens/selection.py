@@ -42,22 +42,37 @@ SelectorName = Literal["reinforce", "all", "none", "random", "topk_prob", "topk_
 Masks = Bool[Tensor, "k n_layers n_heads"]
 
 
+Objective = Literal["answer", "pairwise"]
+
+
 @dataclass
 class ReinforceConfig:
-    """REINFORCE head selection; defaults are the reference's (MTV; the reward-scoring variant's 200 steps)."""
+    """REINFORCE head selection. The policy and optimiser follow the reference (MTV); steps, prior, sparsity and the
+    objective are options whose defaults come from the sweep in ``docs/defaults.md``."""
 
-    steps: int = 200
-    """Optimisation steps (MTV used 600; the reward-scoring variant 200)."""
+    steps: int = 300
+    """Optimisation steps (MTV used 600; its reward-scoring variant 200)."""
     k_masks: int = 32
     """Masks sampled per step."""
     lr: float = 0.1
     """Adam learning rate on the logits theta."""
     init_logit: float = -1.0
-    """Initial theta for every head (sigmoid(-1) = 0.27)."""
+    """Prior: initial theta for every head (sigmoid(-1) = 0.27 of the heads expected at the start)."""
+    sparsity: float = 0.0
+    """Penalty per selected head added to every mask's loss (nats; 0: none), in training and in the final choice."""
+    objective: Objective = "answer"
+    """``answer``: one example per step, loss = CE of its gold answer (the reference). ``pairwise``: one
+    (chosen, rejected) pair per step under the same K masks, loss = -log sigmoid(log P_c(Yes) - log P_r(Yes)),
+    the paper's "ability to distinguish preferences"."""
     n_final_samples: int = 10
     """Masks sampled from the learned probabilities for the final choice."""
     n_final_eval: int = 50
-    """Training examples (at most) the final candidates are judged on."""
+    """Training examples (pairs for ``pairwise``) the final candidates are judged on, at most."""
+    val_every: int = 25
+    """Steps between validation readings (0: none); validation needs held-apart examples (``val`` argument)."""
+    checkpoints: tuple[int, ...] = ()
+    """Steps after which the final choice is also made and recorded (free step-count ablation: the policy after S of
+    N steps is the policy of an S-step run with the same seed, and each choice draws from its own seeded stream)."""
     prefix_cache_mb: float = 1500.0
     """Memory for the training prompts' prefix key/value caches (LRU; ~46 KB per token on the default model)."""
     mask_chunk: int = 64
@@ -82,11 +97,17 @@ class SelectionResult:
     prob_trajectory: Float[Tensor, "steps n_layers n_heads"] | None = None
     """Selection probabilities after each step."""
     losses: list[float] = field(default_factory=list)
-    """Mean loss over the K masks of each step."""
+    """Mean loss over the K masks of each step (training loss)."""
     expected_heads: list[float] = field(default_factory=list)
     """Expected number of selected heads (sum of probabilities) after each step."""
+    entropy: list[float] = field(default_factory=list)
+    """Policy entropy (nats, summed over heads) after each step: it falls as the policy converges."""
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+    """(step, mean loss of the policy's most likely mask, p > 0.5, on the held-apart validation examples)."""
     final_candidate_losses: list[float] = field(default_factory=list)
     """Mean training loss of each final candidate mask (the lowest was kept)."""
+    checkpoint_masks: dict[int, HeadMask] = field(default_factory=dict)
+    """Final choice made after each of ``config.checkpoints`` steps."""
     timings: dict[str, float] = field(default_factory=dict)
     """Wall seconds per phase (``steps``, ``final_choice``), for profiles."""
 
@@ -106,6 +127,11 @@ def log_prob(masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Float[Te
     """log pi(mask) under independent Bernoullis."""
     m = masks.float()
     return (m * probs.log() + (1 - m) * (1 - probs).log()).sum((-2, -1))
+
+
+def policy_entropy(probs: Float[Tensor, "n_layers n_heads"]) -> float:
+    """Entropy of the independent-Bernoulli policy, summed over heads (nats)."""
+    return float(-(probs * probs.log() + (1 - probs) * (1 - probs).log()).sum())
 
 
 def reinforce_loss(losses: Float[Tensor, " k"], masks: Masks, probs: Float[Tensor, "n_layers n_heads"]) -> Tensor:
@@ -153,6 +179,67 @@ def mask_losses_reference(
 # ---------------------------------------------------------------------------------------------------- REINFORCE
 
 
+class MaskObjective:
+    """Loss of each of K head masks on one training *unit*: an example (``answer``: CE of its gold answer) or a
+    (chosen, rejected) pair (``pairwise``: -log sigmoid of the Yes log-probability gap), plus the sparsity penalty.
+    Every unit's prompts run through the prefix pool, so a mask costs one single-token branch."""
+
+    def __init__(self, model: Any, examples: Sequence[Example], objective: Objective, *, template: JudgeTemplate,
+                 pool: M.PrefixPool, chunk: int = 64, sparsity: float = 0.0):
+        if not examples:
+            raise ValueError("REINFORCE needs at least one labelled training example")
+        if any(e.label is None for e in examples):
+            raise ValueError("REINFORCE training examples must be labelled")
+        if objective not in ("answer", "pairwise"):
+            raise ValueError(f"unknown REINFORCE objective {objective!r}; choose 'answer' or 'pairwise'")
+        self.model, self.objective, self.pool, self.chunk, self.sparsity = model, objective, pool, chunk, sparsity
+        self.ids = AnswerIds.of(model, template)
+        self.texts = [scalar_prompt(model, e, template) for e in examples]
+        self.gold = torch.tensor([self.ids.yes if e.label else self.ids.no for e in examples])
+        if objective == "pairwise":
+            ok = len(examples) % 2 == 0 and all(
+                examples[i].label and not examples[i + 1].label and examples[i].prompt == examples[i + 1].prompt
+                for i in range(0, len(examples), 2))
+            if not ok:
+                raise ValueError("the pairwise objective needs examples as (chosen: Yes, rejected: No) siblings of one "
+                                 "prompt, in that order (armlens.prompts.examples_from_pairs gives them so)")
+        self.n_units = len(examples) // 2 if objective == "pairwise" else len(examples)
+
+    def losses(self, unit: int, means: Means, masks: Masks) -> Float[Tensor, " k"]:
+        """Loss of every mask on one unit (penalty included)."""
+        if self.objective == "answer":
+            raw = mask_losses(self.model, self.pool[self.texts[unit]], means, masks, self.gold[unit : unit + 1],
+                              self.chunk)[0]
+        else:
+            logp = [mask_logits(self.model, self.pool[self.texts[2 * unit + j]], means, masks, self.chunk)[0]
+                    .log_softmax(-1)[:, self.ids.yes] for j in (0, 1)]
+            raw = -torch.nn.functional.logsigmoid(logp[0] - logp[1])
+        return raw + self.sparsity * masks.sum((-2, -1)).float()
+
+    def mean_losses(self, units: Sequence[int], means: Means, masks: Masks) -> Float[Tensor, " k"]:
+        """Mean loss of every mask over ``units``."""
+        total = torch.zeros(masks.shape[0])
+        for u in units:
+            total += self.losses(u, means, masks).cpu()
+        return total / max(1, len(units))
+
+
+def final_choice(
+    objective: MaskObjective, means: Means, probs: Float[Tensor, "n_layers n_heads"], config: ReinforceConfig,
+    step: int, *, show_progress: bool = False,
+) -> tuple[HeadMask, list[float]]:
+    """Best of ``n_final_samples`` masks drawn from ``probs``, by mean loss on up to ``n_final_eval`` units.
+
+    Draws from its own stream seeded by (seed, step), so the choice after S steps of a longer run equals the choice
+    of an S-step run with the same seed."""
+    gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    candidates = torch.bernoulli(probs.expand(config.n_final_samples, -1, -1), generator=gen).bool()
+    units = torch.randperm(objective.n_units, generator=gen)[: config.n_final_eval].tolist()
+    it = tqdm(units, desc="choosing final mask", disable=not show_progress, leave=False)
+    mean_losses = objective.mean_losses(list(it), means, candidates)
+    return candidates[int(mean_losses.argmin())].clone(), mean_losses.tolist()
+
+
 def reinforce(
     model: Any,
     means: Means,
@@ -163,16 +250,17 @@ def reinforce(
     show_progress: bool = True,
     callback: Callable[[int, Float[Tensor, "n_layers n_heads"], float], None] | None = None,
     pool: M.PrefixPool | None = None,
+    val: Sequence[Example] = (),
 ) -> SelectionResult:
-    """Learn which heads to patch with REINFORCE; returns the best of ``n_final_samples`` sampled masks."""
-    if not examples:
-        raise ValueError("REINFORCE needs at least one labelled training example")
-    if any(e.label is None for e in examples):
-        raise ValueError("REINFORCE training examples must be labelled")
-    ids = AnswerIds.of(model, template)
-    texts = [scalar_prompt(model, e, template) for e in examples]
-    gold = torch.tensor([ids.yes if e.label else ids.no for e in examples])
+    """Learn which heads to patch with REINFORCE; returns the best of ``n_final_samples`` sampled masks.
+
+    ``val``: held-apart labelled examples (same layout as ``examples``) on which the policy's most likely mask is
+    scored every ``config.val_every`` steps: the validation curve beside the training loss."""
     pool = pool if pool is not None else M.PrefixPool(model, config.prefix_cache_mb)
+    obj = MaskObjective(model, examples, config.objective, template=template, pool=pool, chunk=config.mask_chunk,
+                        sparsity=config.sparsity)
+    val_obj = (MaskObjective(model, val, config.objective, template=template, pool=pool, chunk=config.mask_chunk,
+                             sparsity=config.sparsity) if val and config.val_every > 0 else None)
     cfg = model.cfg
     gen = torch.Generator().manual_seed(config.seed)
     theta = torch.full((cfg.n_layers, cfg.n_heads), float(config.init_logit), requires_grad=True)
@@ -182,10 +270,10 @@ def reinforce(
     t0 = time.perf_counter()
     bar = tqdm(range(config.steps), desc="REINFORCE", disable=not show_progress, leave=False)
     for step in bar:
-        i = int(torch.randint(len(examples), (1,), generator=gen))
+        i = int(torch.randint(obj.n_units, (1,), generator=gen))
         probs = policy_probs(theta)
         masks = torch.bernoulli(probs.detach().expand(config.k_masks, -1, -1), generator=gen).bool()
-        losses = mask_losses(model, pool[texts[i]], means, masks, gold[i : i + 1], config.mask_chunk)[0]
+        losses = obj.losses(i, means, masks)
         opt.zero_grad()
         reinforce_loss(losses, masks, probs).backward()
         opt.step()
@@ -193,6 +281,13 @@ def reinforce(
         trajectory.append(new_probs.clone())
         result.losses.append(float(losses.mean()))
         result.expected_heads.append(float(new_probs.sum()))
+        result.entropy.append(policy_entropy(new_probs))
+        done = step + 1
+        if val_obj is not None and (done % config.val_every == 0 or done == config.steps):
+            likely = (new_probs > 0.5)[None]
+            result.val_losses.append((done, float(val_obj.mean_losses(range(val_obj.n_units), means, likely)[0])))
+        if done in config.checkpoints and done != config.steps:
+            result.checkpoint_masks[done] = final_choice(obj, means, new_probs, config, done)[0]
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}", heads=f"{result.expected_heads[-1]:.1f}")
         if callback is not None:
             callback(step, new_probs, result.losses[-1])
@@ -201,14 +296,10 @@ def reinforce(
     probs = policy_probs(theta).detach()
     result.probs = probs
     result.prob_trajectory = torch.stack(trajectory) if trajectory else probs.unsqueeze(0)
-    candidates = torch.bernoulli(probs.expand(config.n_final_samples, -1, -1), generator=gen).bool()
-    eval_idx = torch.randperm(len(examples), generator=gen)[: config.n_final_eval].tolist()
-    totals = torch.zeros(config.n_final_samples)
-    for i in tqdm(eval_idx, desc="choosing final mask", disable=not show_progress, leave=False):
-        totals += mask_losses(model, pool[texts[i]], means, candidates, gold[i : i + 1], config.mask_chunk)[0]
-    mean_losses = totals / len(eval_idx)
-    result.final_candidate_losses = mean_losses.tolist()
-    result.mask = candidates[int(mean_losses.argmin())].clone()
+    result.mask, result.final_candidate_losses = final_choice(obj, means, probs, config, config.steps,
+                                                              show_progress=show_progress)
+    if config.steps in config.checkpoints:
+        result.checkpoint_masks[config.steps] = result.mask
     result.timings["final_choice"] = time.perf_counter() - t0
     result.timings["prefix_pool_misses"] = float(pool.misses)
     return result
@@ -284,13 +375,15 @@ def select_heads(
     reinforce_result: SelectionResult | None = None,
     show_progress: bool = True,
     pool: M.PrefixPool | None = None,
+    val: Sequence[Example] = (),
 ) -> SelectionResult:
     """Choose heads by ``method``: reinforce, all, none, random (k), topk_prob (k, from REINFORCE's probabilities)
     or topk_attribution (k, by single-head patching effect)."""
     cfg = model.cfg
     shape = (cfg.n_layers, cfg.n_heads)
     if method == "reinforce":
-        return reinforce(model, means, examples, config, template=template, show_progress=show_progress, pool=pool)
+        return reinforce(model, means, examples, config, template=template, show_progress=show_progress, pool=pool,
+                         val=val)
     if method == "all":
         return SelectionResult(mask=torch.ones(shape, dtype=torch.bool), method=method)
     if method == "none":

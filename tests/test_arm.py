@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -79,7 +81,7 @@ def test_mean_of_one_example_is_that_example(tiny_any):
     ex = Example("Say hi.", "Hi!", True)
     text = scalar_prompt(tiny_any, ex, SHORT)
     z, _ = capture_last_z(tiny_any, [text])
-    ext = extract_means(tiny_any, [ex], mode="per_example", template=SHORT, show_progress=False)
+    ext = extract_means(tiny_any, [ex], reading="mean_ablation", template=SHORT, show_progress=False)
     torch.testing.assert_close(ext.means, z[0])
     assert ext.n_prompts == 1
 
@@ -93,8 +95,8 @@ def test_batched_equals_one_by_one_under_padding(tiny_any):
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
     # running means are batch-size independent too
     exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(5)]
-    a = extract_means(tiny_any, exs, mode="per_example", template=SHORT, batch_size=5, show_progress=False).means
-    b = extract_means(tiny_any, exs, mode="per_example", template=SHORT, batch_size=1, show_progress=False).means
+    a = extract_means(tiny_any, exs, reading="mean_ablation", template=SHORT, batch_size=5, show_progress=False).means
+    b = extract_means(tiny_any, exs, reading="mean_ablation", template=SHORT, batch_size=1, show_progress=False).means
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -213,19 +215,68 @@ def test_stacked_estimators():
         make_estimator("nope")
 
 
-def test_icl_extraction_prompts_are_balanced_and_seeded(tiny):
-    exs = [Example(f"q{i}", f"a{i}", i % 2 == 0) for i in range(10)]
-    texts, gold = extraction_prompts(tiny, exs, "icl", shots=4, n_trials=6, template=SHORT, seed=5)
-    again, _ = extraction_prompts(tiny, exs, "icl", shots=4, n_trials=6, template=SHORT, seed=5)
-    assert texts == again and len(texts) == 6
-    for t in texts:  # 2 Yes and 2 No demonstrations answered, one query left open
-        assert t.count("<|im_start|>assistant\nYes<|im_end|>") == 2
-        assert t.count("<|im_start|>assistant\nNo<|im_end|>") == 2
+@pytest.mark.parametrize("layout", ["turns", "lines"])
+def test_icl_extraction_prompts_are_balanced_and_seeded(tiny, layout):
+    exs = [e for i in range(6) for e in (Example(f"q{i}", f"good{i}", True), Example(f"q{i}", f"bad{i}", False))]
+    ep = extraction_prompts(tiny, exs, "icl", shots=2, n_trials=6, layout=layout, template=SHORT, seed=5)
+    again = extraction_prompts(tiny, exs, "icl", shots=2, n_trials=6, layout=layout, template=SHORT, seed=5)
+    assert ep.texts == again.texts and len(ep.texts) == 6
+    assert ep.gold == [True, False] * 3  # queries alternate Yes/No
+    yes, no = ("<|im_start|>assistant\nYes<|im_end|>", "<|im_start|>assistant\nNo<|im_end|>") if layout == "turns" \
+        else ("Answer Yes or No. Yes", "Answer Yes or No. No")
+    for t in ep.texts:  # 2 Yes and 2 No demonstrations answered, one query left open
+        assert t.count(yes) == 2 and t.count(no) == 2
         assert t.endswith("<|im_start|>assistant\n")
+        assert t.count("<|im_start|>user") == (5 if layout == "turns" else 1)
+        # the query's prompt is never a demonstration's (no sibling of a demonstration is asked)
+        prompts = [seg.split("Prompt:\n")[1].split("\n")[0] for seg in t.split("Criterion:")[1:]]
+        assert prompts[-1] not in prompts[:-1]
     with pytest.raises(ValueError, match="labelled"):
-        extraction_prompts(tiny, [Example("q", "a", None)], "per_example")
+        extraction_prompts(tiny, [Example("q", "a", None)], "mean_ablation")
     with pytest.raises(ValueError, match="no labelled examples"):
         extraction_prompts(tiny, [], "icl")
+    with pytest.raises(ValueError, match="at least 3 Yes"):
+        extraction_prompts(tiny, exs[:4], "icl", shots=3)
+    with pytest.raises(ValueError, match="no query is left"):
+        extraction_prompts(tiny, exs[:2], "icl", shots=1)
+
+
+def test_answered_reading_reads_the_answer_token(tiny_any):
+    """``answered`` reads hook_z at the gold answer token appended to the judge prompt (a full forward agrees)."""
+    ex_yes, ex_no = Example("Say hi.", "Hi!", True), Example("Say hi.", "Hi!", False)
+    ep = extraction_prompts(tiny_any, [ex_yes, ex_no], "answered", template=SHORT)
+    ids = AnswerIds.of(tiny_any)
+    for text, want in zip(ep.texts, (ids.yes, ids.no), strict=True):
+        assert M.tokenize(tiny_any, [text])[0][0, -1].item() == want
+    yes = extract_means(tiny_any, [ex_yes], reading="answered", template=SHORT, show_progress=False)
+    z, _ = capture_last_z(tiny_any, [ep.texts[0]])
+    torch.testing.assert_close(yes.means, z[0])
+
+
+def test_label_carrying_readings_recover_a_planted_answer_direction(tiny_any):
+    """Planted signal: the same texts under flipped labels. The unlabelled reading cannot tell the labelings apart
+    (identical means); both label-carrying readings can, and the answered reading's difference is exactly the
+    planted answer direction: hook_z at a Yes answer token minus at a No answer token."""
+    texts = [("Name a colour.", "Blue."), ("Count to two.", "One, two."), ("Greet me.", "Hello!"),
+             ("Say a fruit.", "Apple."), ("Name a month.", "May.")]
+    labelled = [Example(p, r, i % 2 == 0) for i, (p, r) in enumerate(texts) for _ in (0,)]
+    labelled += [Example(p, r + " Indeed.", i % 2 == 1) for i, (p, r) in enumerate(texts)]
+    flipped = [Example(e.prompt, e.response, not e.label) for e in labelled]
+
+    def mu(reading, exs):
+        return extract_means(tiny_any, exs, reading=reading, shots=1, n_trials=8, template=SHORT,
+                             show_progress=False).means
+
+    torch.testing.assert_close(mu("mean_ablation", labelled), mu("mean_ablation", flipped))
+    for reading in ("icl", "answered"):
+        assert not torch.allclose(mu(reading, labelled), mu(reading, flipped), atol=1e-4), reading
+    all_yes = [Example(e.prompt, e.response, True) for e in labelled]
+    all_no = [Example(e.prompt, e.response, False) for e in labelled]
+    direction = mu("answered", all_yes) - mu("answered", all_no)
+    yes_z = capture_last_z(tiny_any, extraction_prompts(tiny_any, all_yes, "answered", template=SHORT).texts)[0]
+    no_z = capture_last_z(tiny_any, extraction_prompts(tiny_any, all_no, "answered", template=SHORT).texts)[0]
+    torch.testing.assert_close(direction, (yes_z - no_z).mean(0), atol=1e-5, rtol=1e-4)
+    assert float(direction.norm()) > 1e-3
 
 
 # ------------------------------------------------------------------------------------------------- REINFORCE
@@ -294,11 +345,74 @@ def test_selectors(tiny):
         select_heads(tiny, means, exs, "random")
 
 
+def test_pairwise_reinforce_is_seeded_and_needs_sibling_order():
+    """Pairwise REINFORCE runs on (chosen, rejected) siblings, is seeded, and refuses examples out of pair order."""
+    model, means = planted_model(target=(1, 2))
+    from armlens.prompts import examples_from_pairs
+
+    exs = examples_from_pairs(make_pairs(4))
+    cfg = ReinforceConfig(steps=6, k_masks=8, n_final_samples=3, n_final_eval=3, objective="pairwise", seed=2)
+    a = reinforce(model, means, exs, cfg, template=SHORT, show_progress=False)
+    b = reinforce(model, means, exs, cfg, template=SHORT, show_progress=False)
+    assert a.losses == b.losses and all(0 < x < 50 for x in a.losses)
+    with pytest.raises(ValueError, match="siblings"):
+        reinforce(model, means, exs[1:] + exs[:1], cfg, template=SHORT, show_progress=False)
+
+
+def test_pairwise_loss_is_the_log_sigmoid_gap(tiny):
+    from armlens.prompts import examples_from_pairs
+    from armlens.selection import MaskObjective
+
+    exs = examples_from_pairs(make_pairs(2))
+    means = random_means(tiny)
+    masks = torch.rand(3, 2, 4, generator=torch.Generator().manual_seed(0)) < 0.5
+    pool = M.PrefixPool(tiny)
+    obj = MaskObjective(tiny, exs, "pairwise", template=SHORT, pool=pool)
+    ids = AnswerIds.of(tiny)
+    logp = []
+    for e in exs[:2]:
+        tokens, attn = M.tokenize(tiny, [scalar_prompt(tiny, e, SHORT)])
+        logp.append(torch.stack([M.run_last_logits(tiny, tokens, attn, patch_hooks(tiny, means, m))[0]
+                                 .log_softmax(-1)[ids.yes] for m in masks]))
+    want = -torch.nn.functional.logsigmoid(logp[0] - logp[1])
+    torch.testing.assert_close(obj.losses(0, means, masks), want, atol=1e-4, rtol=1e-4)
+    sparse = MaskObjective(tiny, exs, "pairwise", template=SHORT, pool=pool, sparsity=0.5)
+    torch.testing.assert_close(sparse.losses(0, means, masks), want + 0.5 * masks.sum((1, 2)), atol=1e-4, rtol=1e-4)
+
+
+def test_reinforce_records_entropy_validation_and_checkpoints(tiny):
+    """Monitoring: entropy and validation per step; the choice after S of N steps equals an S-step run's."""
+    from armlens.prompts import examples_from_pairs
+
+    exs = examples_from_pairs(make_pairs(6))
+    means = random_means(tiny)
+    long = ReinforceConfig(steps=8, k_masks=8, n_final_samples=3, n_final_eval=3, seed=4, val_every=4,
+                           checkpoints=(4, 8))
+    res = reinforce(tiny, means, exs[:8], long, template=SHORT, show_progress=False, val=exs[8:])
+    assert len(res.entropy) == 8 and res.entropy[0] > 0
+    assert [s for s, _ in res.val_losses] == [4, 8] and all(v > 0 for _, v in res.val_losses)
+    short = reinforce(tiny, means, exs[:8], dataclasses.replace(long, steps=4, checkpoints=()), template=SHORT,
+                      show_progress=False)
+    assert torch.equal(res.checkpoint_masks[4], short.mask)
+    assert torch.equal(res.checkpoint_masks[8], res.mask)
+
+
+def test_sparsity_shrinks_the_head_set(tiny):
+    from armlens.prompts import examples_from_pairs
+
+    exs = examples_from_pairs(make_pairs(4))
+    means = random_means(tiny)
+    base = ReinforceConfig(steps=40, k_masks=16, n_final_samples=4, n_final_eval=4, seed=1, init_logit=0.0)
+    free = reinforce(tiny, means, exs, base, template=SHORT, show_progress=False)
+    sparse = reinforce(tiny, means, exs, dataclasses.replace(base, sparsity=2.0), template=SHORT, show_progress=False)
+    assert sparse.expected_heads[-1] < free.expected_heads[-1] - 1.0
+
+
 # ------------------------------------------------------------------------------------------------- ActivationRM
 
 
 def small_config(**kw):
-    base = dict(n_trials=6, shots=2, template=SHORT,
+    base = dict(n_trials=6, demos_per_class=1, template=SHORT,
                 reinforce=ReinforceConfig(steps=3, k_masks=8, n_final_samples=3, n_final_eval=3))
     base.update(kw)
     return ARMConfig(**base)
@@ -353,8 +467,8 @@ def test_yes_must_be_a_single_token(tiny):
 def test_pooled_extraction_equals_batched(tiny_gqa):
     exs = [Example(p.prompt, p.chosen, i % 2 == 0) for i, p in enumerate(make_pairs(4))]
     pool = M.PrefixPool(tiny_gqa, max_mb=10)
-    pooled = extract_means(tiny_gqa, exs, mode="per_example", template=SHORT, show_progress=False, pool=pool).means
-    plain = extract_means(tiny_gqa, exs, mode="per_example", template=SHORT, show_progress=False).means
+    pooled = extract_means(tiny_gqa, exs, reading="mean_ablation", template=SHORT, show_progress=False, pool=pool).means
+    plain = extract_means(tiny_gqa, exs, reading="mean_ablation", template=SHORT, show_progress=False).means
     torch.testing.assert_close(pooled, plain, atol=1e-4, rtol=1e-4)
     assert len(pool) == 4 and pool.misses == 4
     pool.get(scalar_prompt(tiny_gqa, exs[0], SHORT))
@@ -385,8 +499,62 @@ def test_branches_equal_widened_cache(tiny_any):
     torch.testing.assert_close(branches.reshape(10, -1), widened, atol=FAST_PATH_ATOL, rtol=FAST_PATH_ATOL)
 
 
-@pytest.mark.parametrize("mode", ["icl", "per_example"])
-def test_both_extraction_modes_fit(tiny, mode):
-    rm = ActivationRM(tiny, small_config(mode=mode, estimator="wpca")).fit(make_pairs(4), show_progress=False)
-    assert rm.fit_info["n_extraction_prompts"] == (6 if mode == "icl" else 8)
+@pytest.mark.parametrize("reading", ["icl", "answered", "mean_ablation"])
+def test_every_reading_fits(tiny, reading):
+    rm = ActivationRM(tiny, small_config(reading=reading, estimator="wpca")).fit(make_pairs(4), show_progress=False)
+    assert rm.fits["The response is helpful, honest and harmless: it answers the request accurately and safely."]
+    assert rm.fit_for().info["n_extraction_prompts"] == (6 if reading == "icl" else 8)
     assert torch.isfinite(rm.means).all()
+    assert ("not an ARM" in repr(rm)) == (reading == "mean_ablation")
+
+
+# ------------------------------------------------------------------------------------------------- per criterion
+
+
+def two_criteria_pairs(n: int = 4) -> list[PreferencePair]:
+    """Pairs of two HHH subsets, whose judge questions name different criteria."""
+    out = []
+    for subset in ("harmless", "helpful"):
+        for p in make_pairs(n):
+            out.append(PreferencePair(id=f"{subset}/{p.id}", source="hhh", subset=f"hhh-{subset}",
+                                      prompt=f"{p.prompt} ({subset})", chosen=p.chosen, rejected=p.rejected))
+    return out
+
+
+def test_one_arm_per_criterion_routes_each_pair(tiny, tmp_path):
+    from armlens.prompts import criterion_for
+
+    pairs = two_criteria_pairs()
+    rm = ActivationRM(tiny, small_config()).fit(pairs, show_progress=False)
+    crit = {s: criterion_for(s) for s in ("hhh-harmless", "hhh-helpful")}
+    assert set(rm.fits) == set(crit.values())
+    a, b = rm.fits[crit["hhh-harmless"]], rm.fits[crit["hhh-helpful"]]
+    assert not torch.allclose(a.means, b.means)  # each criterion's own few-shot examples
+    assert a.info["n_few_shot_examples"] == b.info["n_few_shot_examples"] == 8
+    chosen, rejected = rm.score_pairs(pairs, show_progress=False)
+    for i, p in enumerate(pairs):  # each pair scored by its criterion's fit, and not by the other
+        own = a if p.subset == "hhh-harmless" else b
+        other = b if own is a else a
+        text = scalar_prompt(tiny, Example(p.prompt, p.chosen, None, criterion_for(p)), SHORT)
+        want = score_texts(tiny, [text], means=own.means, mask=own.mask)[0]
+        torch.testing.assert_close(chosen[i], want)
+        means, mask = rm.patch_for(p)
+        assert means is own.means and mask is own.mask
+        if not (torch.equal(own.mask, other.mask) and torch.equal(own.means, other.means)):
+            assert rm.patch_for(p)[0] is not other.means
+    with pytest.raises(ValueError, match="holds 2 criteria"):
+        _ = rm.means
+    with pytest.raises(ValueError, match="no fit for the criterion"):
+        rm.fit_for("Something else entirely.")
+    loaded = ActivationRM.load(rm.save(tmp_path / "two.arm"), tiny)
+    assert set(loaded.fits) == set(rm.fits)
+    c2, r2 = loaded.score_pairs(pairs, show_progress=False)
+    assert torch.equal(c2, chosen) and torch.equal(r2, rejected)
+
+
+def test_pooled_criteria_fit_one_arm(tiny):
+    pairs = two_criteria_pairs()
+    rm = ActivationRM(tiny, small_config(criteria="pooled")).fit(pairs, show_progress=False)
+    assert list(rm.fits) == ["*"] and rm.fit_for().info["n_few_shot_examples"] == 16
+    means, mask = rm.patch_for(pairs[0])
+    assert means is rm.means and rm.patch_for(pairs[-1])[1] is mask
