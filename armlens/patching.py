@@ -172,3 +172,29 @@ def capture_last_z(
     tokens, attn = M.tokenize(model, texts)
     extra = patch_hooks(model, means, mask) if mask is not None and means is not None else []
     return M.capture_hook_z_and_logits(model, tokens, attn, extra)
+
+
+def patch_rows_hook(
+    z: Float[Tensor, "batch branch head_index d_head"],
+    hook: Any,
+    *,
+    means: Float[Tensor, "branch head_index d_head"],
+    mask: Bool[Tensor, "branch head_index"],
+) -> Float[Tensor, "batch branch head_index d_head"]:
+    """Branch ``r`` (a copy of the last token, :func:`armlens.model.run_cached_branches`) gets ``means[r, h]`` at the
+    heads of ``mask[r]``: every row its own means and heads."""
+    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
+
+
+def row_patch_hooks(
+    model: Any, means: Float[Tensor, "rows n_layers n_heads d_head"], masks: Bool[Tensor, "rows n_layers n_heads"]
+) -> list[M.Hook]:
+    """One hook per layer where any row patches a head (row r = branch r, each with its own means)."""
+    device = model.cfg.device
+    means, masks = means.to(device), masks.to(device)
+    hooks = []
+    for layer in range(model.cfg.n_layers):
+        if bool(masks[:, layer].any()):
+            fn = functools.partial(patch_rows_hook, means=means[:, layer], mask=masks[:, layer])
+            hooks.append((M.hook_z_name(layer), fn))
+    return hooks

@@ -21,6 +21,7 @@ criterion's tensors, with the config, the model fingerprint and the histories as
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from armlens import config
 from armlens import model as M
 from armlens.activations import (
     LABELLED_READINGS,
@@ -131,18 +133,7 @@ class ARMConfig:
             d["reading"] = "mean_ablation" if mode == "per_example" else mode
             d["icl_layout"] = "turns"
             d["demos_per_class"] = max(1, int(d.pop("shots", 2)) // 2)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ARM config field(s): {sorted(unknown)}")
-        if "reinforce" in d:
-            r = dict(d["reinforce"])
-            if "checkpoints" in r:
-                r["checkpoints"] = tuple(r["checkpoints"])
-            d["reinforce"] = ReinforceConfig(**r)
-        if "template" in d:
-            d["template"] = JudgeTemplate(**d["template"])
-        return cls(**d)
+        return config.from_dict(cls, d)
 
 
 @dataclass
@@ -214,9 +205,13 @@ class ActivationRM:
         select: Sequence[PreferencePair] | Sequence[Example] | None = None,
         *,
         show_progress: bool = True,
+        extraction_cache: dict[str, Any] | None = None,
     ) -> ActivationRM:
         """Per criterion: Stage 1 on ``few_shot`` (pairs give a Yes and a No example each), Stage 2 on ``select``
-        (default: the same examples, less ``val_pairs`` held apart), subsampled to ``n_train``. Returns ``self``."""
+        (default: the same examples, less ``val_pairs`` held apart), subsampled to ``n_train``. Returns ``self``.
+
+        ``extraction_cache``: a dict shared between fits (e.g. an ablation grid's) that keeps Stage 1 results keyed by
+        everything that decides them, so fits that differ only in Stage 2 settings run Stage 1 once."""
         fs_groups = self._groups(self._examples(few_shot))
         if not fs_groups:
             raise ValueError("fit() needs at least one few-shot pair or labelled example")
@@ -228,7 +223,8 @@ class ActivationRM:
             label = "pooled" if key == POOLED else key[:48]
             if show_progress and len(fs_groups) > 1:
                 logger.info("fitting criterion %d/%d: %s", len(self.fits) + 1, len(fs_groups), label)
-            self.fits[key] = self._fit_one(key, fs, sel_groups.get(key, fs), show_progress=show_progress)
+            self.fits[key] = self._fit_one(key, fs, sel_groups.get(key, fs), show_progress=show_progress,
+                                           cache=extraction_cache)
         self.fit_info = {"criteria": list(self.fits), "n_few_shot_examples": sum(len(g) for g in fs_groups.values())}
         for name, data in (("few_shot", few_shot), ("select", select)):
             if data and isinstance(data[0], PreferencePair):
@@ -237,16 +233,26 @@ class ActivationRM:
         logger.info("fitted ARM: %s", "; ".join(f"{len(f.heads)} heads" for f in self.fits.values()))
         return self
 
-    def _fit_one(self, key: str, fs: list[Example], sel: list[Example], *, show_progress: bool) -> CriterionARM:
+    def _fit_one(self, key: str, fs: list[Example], sel: list[Example], *, show_progress: bool,
+                 cache: dict[str, Any] | None = None) -> CriterionARM:
         cfg = self.config
-        estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
         pool = M.PrefixPool(self.model, cfg.reinforce.prefix_cache_mb)  # shared by extraction and REINFORCE
         t0 = time.perf_counter()
-        extraction = extract_means(
-            self.model, fs, reading=cfg.reading, shots=cfg.demos_per_class, n_trials=cfg.n_trials,
-            layout=cfg.icl_layout, estimator=estimator, template=cfg.template, batch_size=cfg.batch_size,
-            seed=cfg.seed, show_progress=show_progress, pool=pool,
-        )
+        stage1 = (cfg.reading, cfg.icl_layout, cfg.demos_per_class, cfg.n_trials, cfg.estimator, cfg.wpca_rank,
+                  cfg.wpca_weighting, cfg.seed, cfg.template, tuple((prompt_key(e.prompt), e.response, e.label,
+                                                                     e.criterion) for e in fs))
+        cache_key = hashlib.sha256(repr(stage1).encode()).hexdigest()
+        if cache is not None and cache_key in cache:
+            extraction = cache[cache_key]
+        else:
+            estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
+            extraction = extract_means(
+                self.model, fs, reading=cfg.reading, shots=cfg.demos_per_class, n_trials=cfg.n_trials,
+                layout=cfg.icl_layout, estimator=estimator, template=cfg.template, batch_size=cfg.batch_size,
+                seed=cfg.seed, show_progress=show_progress, pool=pool,
+            )
+            if cache is not None:
+                cache[cache_key] = extraction
         t_extract = time.perf_counter() - t0
         train, val = hold_apart(sel, cfg.val_pairs, cfg.seed)
         if len(train) > cfg.n_train:  # keep siblings together (the pairwise objective needs them)

@@ -12,19 +12,34 @@ Three readings of the same logits, selectable everywhere a score is produced:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
-from armlens.patching import HeadMask, Means, patch_hooks
+from armlens.patching import HeadMask, Means, patch_hooks, row_patch_hooks
 from armlens.prompts import AnswerIds
 
 ScoreKind = Literal["prob", "normalized", "logit_diff"]
 SCORE_KINDS: tuple[str, ...] = ("prob", "normalized", "logit_diff")
+
+
+def score_from_parts(
+    yes: Float[Tensor, "*rows"], no: Float[Tensor, "*rows"], logsumexp: Float[Tensor, "*rows"], kind: ScoreKind = "prob"
+) -> Float[Tensor, "*rows"]:
+    """The reward from the three numbers every reading needs: the Yes and No logits and the log-normaliser over the
+    full vocabulary (so scores of many rows can be kept without their vocabularies)."""
+    if kind == "prob":
+        return (yes - logsumexp).exp()
+    if kind == "normalized":
+        return torch.sigmoid(yes - no)
+    if kind == "logit_diff":
+        return yes - no
+    raise ValueError(f"unknown score kind {kind!r}; choose one of {SCORE_KINDS}")
 
 
 def score_from_logits(
@@ -32,13 +47,56 @@ def score_from_logits(
 ) -> Float[Tensor, " batch"]:
     """The reward from last-token logits."""
     logits = logits.float()
-    if kind == "prob":
-        return logits.log_softmax(-1)[:, yes_id].exp()
-    if kind == "normalized":
-        return logits[:, [yes_id, no_id]].softmax(-1)[:, 0]
-    if kind == "logit_diff":
-        return logits[:, yes_id] - logits[:, no_id]
-    raise ValueError(f"unknown score kind {kind!r}; choose one of {SCORE_KINDS}")
+    return score_from_parts(logits[:, yes_id], logits[:, no_id], logits.logsumexp(-1), kind)
+
+
+@dataclass
+class RowLogits:
+    """What the score readings need from each (text, row)'s last-token logits (never the full vocabulary)."""
+
+    yes: Float[Tensor, "texts rows"]
+    """Logit of the Yes token."""
+    no: Float[Tensor, "texts rows"]
+    """Logit of the No token."""
+    logsumexp: Float[Tensor, "texts rows"]
+    """Log-normaliser over the full vocabulary."""
+    argmax: Int[Tensor, "texts rows"]
+    """Greedy next token."""
+
+    def read(self, kind: ScoreKind) -> Float[Tensor, "texts rows"]:
+        """Scores of every (text, row) under one reading (:func:`score_from_parts`)."""
+        return score_from_parts(self.yes, self.no, self.logsumexp, kind)
+
+
+def score_rows(
+    model: Any,
+    texts: Sequence[str],
+    means: Float[Tensor, "rows n_layers n_heads d_head"],
+    masks: Bool[Tensor, "rows n_layers n_heads"],
+    *,
+    answer_ids: AnswerIds,
+    chunk: int = 64,
+    show_progress: bool = False,
+) -> RowLogits:
+    """Every text under every row's patch: one prefix per text, all rows as side-by-side branches over it.
+
+    Row ``r`` overwrites the last-token hook_z of the heads in ``masks[r]`` with ``means[r]`` (an empty mask is the
+    plain judge). Equals :func:`score_texts` per row (checked by the tests).
+    """
+    n, rows = len(texts), masks.shape[0]
+    out = {k: torch.empty(n, rows) for k in ("yes", "no", "logsumexp")}
+    argmax = torch.empty(n, rows, dtype=torch.long)
+    for i in tqdm(range(n), desc="scoring rows", disable=not show_progress, leave=False):
+        cache = M.prefix_cache(model, *M.tokenize(model, [texts[i]]))
+        for start in range(0, rows, chunk):
+            sl = slice(start, min(rows, start + chunk))
+            hooks = row_patch_hooks(model, means[sl], masks[sl])
+            logits = M.run_cached_branches(model, cache, sl.stop - sl.start, hooks)[0].cpu()
+            out["yes"][i, sl] = logits[:, answer_ids.yes]
+            out["no"][i, sl] = logits[:, answer_ids.no]
+            out["logsumexp"][i, sl] = logits.logsumexp(-1)
+            argmax[i, sl] = logits.argmax(-1)
+    return RowLogits(out["yes"], out["no"], out["logsumexp"], argmax)
 
 
 def answer_loss(logits: Float[Tensor, "batch d_vocab"], gold_ids: Tensor) -> Float[Tensor, " batch"]:

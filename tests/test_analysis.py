@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -9,7 +10,9 @@ import pytest
 import torch
 
 from armlens import model as M
-from armlens.analysis import ablations as A
+from armlens.analysis import grid as G
+from armlens.analysis import results as R
+from armlens.analysis import runs as A
 from armlens.analysis.heads import (
     attention_from_last,
     expected_random_jaccard,
@@ -160,23 +163,23 @@ def test_flip_pairs_flips_exactly_that_share():
         assert sum(e.label for e in after) == len(pairs)  # class balance kept
         assert {p.id for p, q in zip(pairs, flipped, strict=True) if p.chosen != q.chosen} == set(ids)
     assert A.flip_pairs(pairs, 0.25, seed=3)[1] == A.flip_pairs(pairs, 0.25, seed=3)[1]  # seeded
-    rows = A.flip_rows(4, [1, 3])
-    assert rows.tolist() == [False, False, True, True, False, False, True, True]
     with pytest.raises(ValueError):
         A.flip_pairs(pairs, 0.6 + 0.5, seed=0)
 
 
 def test_t_interval_and_summary():
-    mean, sd, lo, hi = A.t_interval([0.5, 0.6, 0.7])
+    mean, sd, lo, hi = R.t_interval([0.5, 0.6, 0.7])
     assert mean == pytest.approx(0.6) and sd == pytest.approx(0.1)
     assert (hi - lo) / 2 == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
-    one = A.t_interval([0.5])
+    one = R.t_interval([0.5])
     assert one[0] == 0.5 and math.isnan(one[2])
 
 
 def test_score_rows_equals_score_texts(tiny_any):
     """The batched many-cells path (branches over one prefix, each row its own means and heads) equals scoring
     each (means, mask) separately with armlens.scoring.score_texts."""
+    from armlens.scoring import score_rows
+
     model = tiny_any
     cfg = model.cfg
     texts = [scalar_prompt(model, e, SHORT) for e in examples_from_pairs(toy_pairs(2))]
@@ -186,7 +189,7 @@ def test_score_rows_equals_score_texts(tiny_any):
     masks[1, 0, 1] = masks[1, 1, 2] = True
     masks[2] = True
     ids = AnswerIds.of(model)
-    rows = A.score_rows(model, texts, means, masks, answer_ids=ids, chunk=2)
+    rows = score_rows(model, texts, means, masks, answer_ids=ids, chunk=2)
     for r in range(3):
         want = score_texts(model, texts, means=means[r], mask=masks[r], answer_ids=ids)
         torch.testing.assert_close(rows.read("prob")[:, r], want, atol=1e-4, rtol=1e-3)
@@ -195,27 +198,36 @@ def test_score_rows_equals_score_texts(tiny_any):
     assert rows.argmax.shape == (4, 3)
 
 
-def test_captured_stack_mean_equals_extract_means(tiny):
-    from armlens.activations import extract_means
+def test_cells_are_the_reference_arm_with_one_setting_changed():
+    from armlens.rm import ARMConfig
 
-    examples = examples_from_pairs(toy_pairs(3))
-    stack = A.capture_stack(tiny, examples, SHORT, answer_ids=AnswerIds.of(tiny))
-    assert stack["z"].shape == (6, tiny.cfg.n_layers, tiny.cfg.n_heads, tiny.cfg.d_head)
-    assert stack["labels"].tolist() == [True, False] * 3
-    assert ((stack["confidence"] >= 0) & (stack["confidence"] <= 1)).all()
-    ref = extract_means(tiny, examples, mode="per_example", template=SHORT, show_progress=False)
-    torch.testing.assert_close(stack["z"].mean(0), ref.means, atol=1e-5, rtol=1e-4)
+    base = ARMConfig()
+    cells = {(c.axis, c.setting): c for c in G.plan_cells(tiny_config(priors=[-1.0, -2.0]), 2, 4)}
+    assert cells[("reading", "answered")].arm_config(base) == dataclasses.replace(base, reading="answered")
+    assert cells[("prior", "-2")].arm_config(base).reinforce.init_logit == -2.0
+    assert cells[("criteria", "pooled")].arm_config(base).criteria == "pooled"
+    # the reference settings give the reference fit: the same key as the selection axis' REINFORCE cell
+    ref = G.fit_key(cells[("selection", "reinforce")], base)
+    same = [c for c in cells.values() if G.fit_key(c, base) == ref]
+    assert {(c.axis, c.setting) for c in same} >= {("reading", "icl-lines"), ("estimator", "mean"),
+                                                  ("objective", "answer"), ("criteria", "per_criterion")}
+    assert G.fit_key(cells[("reading", "answered")], base) != ref
 
 
 # ---------------------------------------------------------------------------------------------------- the runner
 
 
-def tiny_config(**kw) -> A.AblationConfig:
-    base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, max_field_tokens=24, steps=3, k_masks=4,
-                n_final_eval=4, icl_shots=2, icl_trials=2, attribution_examples=2, shots=[1, 2], heads=[1, 2, 4],
-                flips=[0.0, 0.5], criteria_fewshot=3, bootstrap=50, gen_max_new_tokens=2)
+def tiny_config(**kw) -> G.AblationConfig:
+    from armlens.rm import ARMConfig
+    from armlens.selection import ReinforceConfig
+
+    arm = ARMConfig(n_trials=2, template=SHORT, reinforce=ReinforceConfig(steps=3, k_masks=4, n_final_eval=4,
+                                                                           n_final_samples=3))
+    base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, arm=arm, attribution_examples=2, shots=[2, 3],
+                heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1], priors=[-1.0],
+                bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
     base.update(kw)
-    return A.AblationConfig(**base)
+    return G.AblationConfig(**base)
 
 
 @pytest.fixture(scope="module")
@@ -225,18 +237,22 @@ def tiny_results(tmp_path_factory, tiny):
     return out, cells
 
 
+def cell_path(out, cell, seed):
+    return out / "cells" / cell.axis / cell.key / f"seed{seed}.json"
+
+
 def test_runner_writes_every_cell(tiny_results, tiny):
     out, cells = tiny_results
     cfg = tiny_config()
-    planned = A.plan_cells(cfg, tiny.cfg.n_layers, tiny.cfg.n_heads, ["toy-a", "toy-b"])
-    assert {c.axis for c in planned} == set(A.AXES)
+    planned = G.plan_cells(cfg, tiny.cfg.n_layers, tiny.cfg.n_heads)
+    assert {c.axis for c in planned} == set(G.AXES)
     for c in planned:
         for seed in cfg.seeds:
-            assert c.path(out, seed).is_file(), (c, seed)
+            assert cell_path(out, c, seed).is_file(), (c, seed)
     assert len(cells) == len(planned) * len(cfg.seeds)
-    assert set(cells.columns) >= set(A.CELL_COLUMNS)
+    assert set(cells.columns) >= set(R.CELL_COLUMNS)
     assert cells["accuracy"].between(0, 1).all() and (cells["n_pairs"] == 5).all()
-    rec = json.loads(planned[0].path(out, 0).read_text())
+    rec = json.loads(cell_path(out, planned[0], 0).read_text())
     assert len(rec["correct"]) == len(rec["chosen_scores"]) == 5 and rec["test_sha256"]
     # invariants: "none" patches nothing and equals the zero-shot judge; "all" makes every score tie
     none = cells[(cells.axis == "selection") & (cells.setting == "none")].set_index("seed")["accuracy"]
@@ -246,23 +262,46 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     assert (every["ties"] == 5).all() and (every["accuracy"] == 0).all() and (every["n_heads"] == 8).all()
     ref = cells[(cells.axis == "selection") & (cells.setting == "reinforce")].set_index("seed")
     same = cells[(cells.axis == "estimator") & (cells.setting == "mean")].set_index("seed")
-    assert ref["accuracy"].to_dict() == same["accuracy"].to_dict()  # the shared reference cell
-    gen = json.loads(A.Cell("scoring", "ARM", "generative", reading="generative").path(out, 0).read_text())
-    assert sum(v for k, v in gen["answers"].items() if k != "decoded_further") == 10
+    assert ref["accuracy"].to_dict() == same["accuracy"].to_dict()  # the shared reference fit
+    # the step-count cell at the reference's steps equals the reference (the choice after S steps is an S-step run's)
+    three = cells[(cells.axis == "steps") & (cells.setting == "3")].set_index("seed")
+    assert three["accuracy"].to_dict() == ref["accuracy"].to_dict()
+    gen = json.loads(cell_path(out, G.Cell("scoring", "ARM", "generative", reading="generative"), 0).read_text())
+    assert sum(gen["answers"].values()) == 10
     # the per-seed head artifacts are there
     run = json.loads((out / "run.json").read_text())
     assert run["seeds_done"] == [0, 1] and run["data"]["sha256"] and run["versions"]["torch"]
-    res = A.load_results(out)
+    res = R.load_results(out)
     assert set(res.seeds) == {0, 1}
     sel = res.seeds[0].selections["reference"]
     assert sel.prob_trajectory is not None and sel.prob_trajectory.shape == (3, 2, 4)
+    assert len(sel.entropy) == 3
     assert res.seeds[0].effects is not None and res.seeds[0].effects.shape == (2, 4)
     assert res.seeds[0].attention is not None and sum(res.seeds[0].attention.weights) == pytest.approx(1, abs=1e-3)
-    assert set(res.criteria()) == {"toy-a", "toy-b"} and set(res.selections("flip-0.5")) == {0, 1}
-    summary = A.summarize(res.cells)
+    summary = R.summarize(res.cells)
     assert (summary["n_seeds"] == 2).all()
     sel_rows = summary[summary.axis == "selection"]["setting"].tolist()
-    assert sel_rows == list(A.SELECTIONS)
+    assert sel_rows == list(G.SELECTIONS)
+
+
+def test_ablation_cell_scores_like_activation_rm(tiny_results, tiny):
+    """One ARM: a cell with the reference settings scores the test pairs exactly as an ActivationRM fitted with
+    those settings on the same few-shot pairs (and the answered-reading cell as an ActivationRM with that reading)."""
+    import dataclasses
+
+    from armlens.rm import ActivationRM
+
+    out, _ = tiny_results
+    cfg = tiny_config()
+    run = A.SeedRun(tiny, cfg, toy_pairs(), 0, out, show_progress=False)
+    for cell, arm in ((G.Cell("selection", "ARM", "reinforce"), cfg.arm),
+                      (next(c for c in G.plan_cells(cfg, 2, 4) if c.setting == "answered"),
+                       dataclasses.replace(cfg.arm, reading="answered"))):
+        rec = json.loads(cell_path(out, cell, 0).read_text())
+        rm = ActivationRM(tiny, dataclasses.replace(arm, seed=0)).fit(run.fewshot, show_progress=False)
+        chosen, rejected = rm.score_pairs(run.test, show_progress=False)
+        assert rec["chosen_scores"] == pytest.approx(chosen.tolist(), abs=1e-5)
+        assert rec["rejected_scores"] == pytest.approx(rejected.tolist(), abs=1e-5)
 
 
 def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
@@ -272,8 +311,9 @@ def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished result was recomputed")
 
-    for name in ("reinforce", "single_head_effects", "score_rows", "capture_stack", "attention_from_last"):
+    for name in ("single_head_effects", "score_rows", "attention_from_last"):
         monkeypatch.setattr(A, name, boom)
+    monkeypatch.setattr(A.ActivationRM, "fit", boom)
     again = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
     assert len(again) == len(cells)
     assert {p: p.stat().st_mtime_ns for p in before} == before
@@ -281,9 +321,9 @@ def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
 
 def test_runner_resume_adds_only_missing_cells(tiny_results, tiny, monkeypatch):
     out, _ = tiny_results
-    victim = A.Cell("estimator", "ARM", "median").path(out, 1)
+    victim = cell_path(out, G.Cell("estimator", "ARM", "median"), 1)
     victim.unlink()
-    monkeypatch.setattr(A, "reinforce", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-ran REINFORCE")))
+    monkeypatch.setattr(A.ActivationRM, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-fitted")))
     A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
     assert victim.is_file()
 
@@ -291,34 +331,24 @@ def test_runner_resume_adds_only_missing_cells(tiny_results, tiny, monkeypatch):
 def test_runner_refuses_a_different_run(tiny_results, tiny):
     out, _ = tiny_results
     with pytest.raises(ValueError, match="different run"):
-        A.run_ablations(tiny, toy_pairs(), tiny_config(steps=4), out, show_progress=False)
-
-
-def test_criteria_transfer_known_values():
-    import pandas as pd
-
-    rows = [
-        {"axis": "selection", "series": "ARM", "setting": "none", "seed": 0, "per_subset": {"a": 0.5, "b": 0.5}},
-        {"axis": "selection", "series": "ARM", "setting": "none", "seed": 1, "per_subset": {"a": 0.4, "b": 0.6}},
-        {"axis": "criteria", "series": "ARM", "setting": "a", "seed": 0, "per_subset": {"a": 0.7, "b": 0.5}},
-        {"axis": "criteria", "series": "ARM", "setting": "a", "seed": 1, "per_subset": {"a": 0.6, "b": 0.4}},
-        {"axis": "criteria", "series": "ARM", "setting": "b", "seed": 0, "per_subset": {"a": 0.5, "b": 0.9}},
-    ]
-    gain = A.criteria_transfer(pd.DataFrame(rows))
-    assert list(gain.index) == ["a", "b"] and list(gain.columns) == ["a", "b"]
-    assert gain.loc["a", "a"] == pytest.approx(20.0) and gain.loc["a", "b"] == pytest.approx(-10.0)
-    assert gain.loc["b", "b"] == pytest.approx(40.0) and gain.loc["b", "a"] == pytest.approx(0.0)
-    assert A.criteria_transfer(pd.DataFrame(rows[:2])) is None
+        A.run_ablations(tiny, toy_pairs(), tiny_config(n_fewshot=5), out, show_progress=False)
 
 
 def test_plan_cells_rejects_unknown_axes():
     with pytest.raises(ValueError, match="unknown ablation axis"):
-        A.plan_cells(tiny_config(grid=["selection", "bogus"]), 2, 4)
-    cells = A.plan_cells(tiny_config(grid=["heads"], heads=[1, 2, 100]), 2, 4)
+        G.plan_cells(tiny_config(grid=["selection", "bogus"]), 2, 4)
+    cells = G.plan_cells(tiny_config(grid=["heads"], heads=[1, 2, 100]), 2, 4)
     assert sorted({c.x for c in cells}) == [1.0, 2.0]  # k beyond the model's 8 heads is dropped
+
+
+def test_ablation_config_is_strict():
+    with pytest.raises(ValueError, match="unknown AblationConfig field"):
+        G.AblationConfig.from_dict({"data": "hhh", "stepz": 3})
+    cfg = tiny_config()
+    assert G.AblationConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
 def test_cli_axes_match_the_library():
     from armlens.cli import analysis as cli
 
-    assert cli.AXES == A.AXES
+    assert cli.AXES == G.AXES and cli.DEFAULT_GRID == G.DEFAULT_GRID and cli.SWEEP_GRID == G.SWEEP_GRID

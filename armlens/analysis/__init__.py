@@ -2,26 +2,17 @@
 
 - :mod:`armlens.analysis.heads`      selection probabilities, stability across seeds, criterion overlap (Jaccard),
   single-head attribution beside REINFORCE's choice, attention rows read from ``blocks.{l}.attn.hook_pattern``
-- :mod:`armlens.analysis.ablations`  the stage-ablation grid (selection, estimator, extraction mode, score reading,
-  shots, head count, flipped labels, criteria) with shared work per seed, resumable result files, and readers
+- :mod:`armlens.analysis.grid`     the stage-ablation grid: every cell is the reference ARM with one setting changed
+  (reading, estimator, demonstrations, trials, steps, prior, objective, criteria, shots, flipped labels) or another
+  head set on its fit (selection, head count), or another score reading
+- :mod:`armlens.analysis.runs`     runs the grid per seed through ``ActivationRM`` fits, scoring every cell as a branch
+  over one prefix per test prompt; resumable
+- :mod:`armlens.analysis.results`  reads results folders back: cell tables, summaries with t-intervals, head artifacts
 
 Computations return tensors ``[n_layers, n_heads]`` or tidy DataFrames; :mod:`armlens.plots` draws them.
 """
 
-from armlens.analysis.ablations import (
-    AXES,
-    AblationConfig,
-    AblationResults,
-    Cell,
-    flip_pairs,
-    load_cells,
-    load_results,
-    plan_cells,
-    run_ablations,
-    score_rows,
-    summarize,
-    zero_shot_reference,
-)
+from armlens.analysis.grid import AXES, AblationConfig, Cell, plan_cells
 from armlens.analysis.heads import (
     AttentionRow,
     attention_from_last,
@@ -35,6 +26,8 @@ from armlens.analysis.heads import (
     top_heads,
     trajectory_steps,
 )
+from armlens.analysis.results import AblationResults, load_cells, load_results, summarize, zero_shot_reference
+from armlens.analysis.runs import flip_pairs, run_ablations
 
 __all__ = [
     "AXES",
@@ -54,7 +47,6 @@ __all__ = [
     "plan_cells",
     "rank_agreement",
     "run_ablations",
-    "score_rows",
     "selection_frequency",
     "summarize",
     "top_heads",

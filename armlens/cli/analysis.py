@@ -14,15 +14,18 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-AXES = ("selection", "estimator", "mode", "scoring", "shots", "heads", "flip", "criteria")
-"""The ablation axes (``armlens.analysis.ablations.AXES``, repeated here so ``--help`` imports no torch)."""
+AXES = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "objective", "criteria", "shots",
+        "flip", "heads", "scoring")
+"""The ablation axes (``armlens.analysis.grid.AXES``, repeated here so ``--help`` imports no torch; a test checks)."""
+DEFAULT_GRID = ("selection", "reading", "estimator", "scoring", "heads")
+SWEEP_GRID = ("reading", "demos", "trials", "steps", "prior", "objective", "criteria")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablate", help="run the stage-ablation grid (resumable) and save tidy results per cell and seed",
-                       description="Each axis varies one ARM stage and holds the others at the reference "
-                                   "(per_example extraction, plain mean, REINFORCE heads, P(Yes)). Finished cells are "
-                                   "skipped on a rerun.")
+                       description="Every cell is the reference ARM (ARMConfig's defaults) with one setting changed, "
+                                   "fitted through ActivationRM, or another head set / score reading on the reference "
+                                   "fit. Finished cells and fits are read back on a rerun.")
     p.add_argument("--data", required=True, help="dataset name for armlens.data.load_pairs (e.g. hhh, llmbar)")
     p.add_argument("--root", default=None, help="data root folder (default: armlens' data root search)")
     p.add_argument("--subsets", default=None, help="comma-separated subsets to load (default: all)")
@@ -30,17 +33,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--out", required=True, help="results folder (created; reruns resume it)")
-    p.add_argument("--grid", default=",".join(AXES), help=f"axes to run, comma-separated (default: {','.join(AXES)})")
-    p.add_argument("--limit", type=int, default=40, help="test pairs per seed (default 40; 0 = all)")
-    p.add_argument("--fewshot", type=int, default=12, help="few-shot pairs per seed (default 12)")
-    p.add_argument("--steps", type=int, default=40, help="REINFORCE steps (default 40)")
-    p.add_argument("--k-masks", type=int, default=32, help="REINFORCE masks per step (default 32)")
-    p.add_argument("--max-field-tokens", type=int, default=96, help="cut prompt and responses to this many tokens")
-    p.add_argument("--icl-trials", type=int, default=8, help="icl extraction prompts (default 8)")
+    p.add_argument("--grid", default=",".join(DEFAULT_GRID),
+                   help=f"axes to run, comma-separated, or 'sweep' ({','.join(SWEEP_GRID)}); choose from "
+                        f"{','.join(AXES)} (default: {','.join(DEFAULT_GRID)})")
+    p.add_argument("--limit", type=int, default=120, help="test pairs per seed (default 120; 0 = all)")
+    p.add_argument("--n-fewshot", type=int, default=16, help="few-shot pairs per seed, stratified by subset (default 16)")
+    p.add_argument("--steps", default=None, help="REINFORCE step counts for the steps axis (default 50,100,200,300,600)")
+    p.add_argument("--max-field-tokens", type=int, default=None, help="cap every judge field at this many tokens "
+                   "(default: ARMConfig's template)")
     p.add_argument("--attribution-examples", type=int, default=8, help="examples in the single-head sweep (default 8)")
-    p.add_argument("--criteria", default=None, help="subsets that get their own ARM (default: every subset)")
-    p.add_argument("--criteria-fewshot", type=int, default=8, help="few-shot pairs per criterion ARM (default 8)")
-    p.add_argument("--shots", default="1,2,4,8", help="shot counts for the shots axis (default 1,2,4,8)")
+    p.add_argument("--shots", default="1,2,4,8", help="few-shot pairs per criterion for the shots axis")
     p.add_argument("--heads", default="1,2,4,8,16,32,64", help="head counts for the heads axis")
     p.add_argument("--flips", default="0,0.25,0.5", help="flipped label shares for the flip axis (default 0,0.25,0.5)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -61,9 +63,13 @@ def _ints(text: str) -> list[int]:
 
 
 def run_ablate(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import torch
 
-    from armlens.analysis.ablations import AblationConfig, run_ablations, summarize
+    from armlens.analysis.grid import AblationConfig
+    from armlens.analysis.results import summarize
+    from armlens.analysis.runs import run_ablations
     from armlens.data import load_pairs
     from armlens.model import load_model
 
@@ -71,15 +77,16 @@ def run_ablate(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
     pairs = load_pairs(args.data, root=args.root, subsets=subsets)
-    config = AblationConfig(
-        data=args.data, subsets=subsets, model=args.model, seeds=list(range(args.seeds)),
-        grid=[g.strip() for g in args.grid.split(",") if g.strip()], n_fewshot=args.fewshot,
-        limit=args.limit or None, max_field_tokens=args.max_field_tokens, steps=args.steps, k_masks=args.k_masks,
-        icl_trials=args.icl_trials, attribution_examples=args.attribution_examples,
-        criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
-        criteria_fewshot=args.criteria_fewshot, shots=_ints(args.shots), heads=_ints(args.heads),
-        flips=[float(x) for x in args.flips.split(",") if x.strip()],
-    )
+    grid = list(SWEEP_GRID) if args.grid.strip() == "sweep" else [g.strip() for g in args.grid.split(",") if g.strip()]
+    config = AblationConfig(data=args.data, subsets=subsets, model=args.model, seeds=list(range(args.seeds)),
+                            grid=grid, n_fewshot=args.n_fewshot, limit=args.limit or None,
+                            attribution_examples=args.attribution_examples, shots=_ints(args.shots),
+                            heads=_ints(args.heads), flips=[float(x) for x in args.flips.split(",") if x.strip()])
+    if args.steps:
+        config.steps = _ints(args.steps)
+    if args.max_field_tokens is not None:
+        config.arm = dataclasses.replace(config.arm, template=dataclasses.replace(
+            config.arm.template, max_field_tokens=args.max_field_tokens))
     model = load_model(args.model, device=args.device)
     t0 = time.perf_counter()
     cells = run_ablations(model, pairs, config, args.out, show_progress=not args.quiet,
@@ -99,7 +106,7 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
     import torch
 
     from armlens import plots
-    from armlens.analysis.ablations import AXES, criteria_transfer, summarize, zero_shot_reference
+    from armlens.analysis.grid import AXES
     from armlens.analysis.heads import (
         expected_random_jaccard,
         jaccard_matrix,
@@ -108,6 +115,7 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
         selection_frequency,
         trajectory_steps,
     )
+    from armlens.analysis.results import summarize, zero_shot_reference
 
     figs: dict[str, Any] = {}
     html: dict[str, Any] = {}
@@ -120,7 +128,9 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
         s0 = seed if seed in ref else seeds[0]
         probs = {s: r.probs for s, r in ref.items() if r.probs is not None}
         masks = {s: r.mask for s, r in ref.items()}
-        sizes = f"{cfg.get('n_fewshot', '?')} few-shot pairs, {cfg.get('steps', '?')} steps x {cfg.get('k_masks', '?')} masks"
+        rcfg = cfg.get("arm", {}).get("reinforce", {})
+        sizes = (f"{cfg.get('n_fewshot', '?')} few-shot pairs, {rcfg.get('steps', '?')} steps x "
+                 f"{rcfg.get('k_masks', '?')} masks")
         if probs:
             figs["heads_selection_probability"] = plots.plot_selection_probability(
                 probs, masks, subtitle=f"{data_name}; {sizes}; crosses: heads in the final mask (best of 10 samples)")
@@ -173,7 +183,7 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
         n_runs = min(len(v) for v in sets.values())
         figs["heads_criteria_jaccard"] = plots.plot_jaccard(
             matrix, chance=expected_random_jaccard(k, k, n_total),
-            subtitle=f"{n_runs} seed(s) per criterion, {cfg.get('criteria_fewshot', '?')} few-shot pairs each, "
+            subtitle=f"{n_runs} seed(s) per criterion (the reference ARM's per-criterion fits), "
                      f"mean head-set size {k:.1f}; every cell averages pairs of different seeds (same-seed runs share "
                      "REINFORCE's random draws); diagonal: one criterion across seeds")
     if not results.cells.empty:
@@ -183,19 +193,13 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
             if (summary["axis"] == axis).any():
                 figs[f"ablation_{axis}"] = plots.plot_ablation(summary, results.cells, axis=axis, zero_shot=zs,
                                                                data_name=data_name)
-        gain = criteria_transfer(results.cells)
-        if gain is not None:
-            n = int(results.cells.loc[results.cells["axis"] == "criteria", "seed"].nunique())
-            figs["ablation_criteria_transfer"] = plots.plot_transfer(
-                gain, subtitle=f"mean over {n} seed(s); each test subset holds only a few pairs per seed, so single "
-                               "cells are noisy; zero-shot judge: the unpatched model on the same pairs")
-        if summary["axis"].isin(["selection", "estimator", "mode", "scoring"]).any():
+        if summary["axis"].isin(["selection", "reading", "estimator", "scoring"]).any():
             figs["ablation_overview"] = plots.plot_ablation_overview(summary, zero_shot=zs, data_name=data_name)
     return figs, html
 
 
 def run_figures(args: argparse.Namespace) -> int:
-    from armlens.analysis.ablations import load_results
+    from armlens.analysis.results import load_results
     from armlens.plots import write_figures
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]

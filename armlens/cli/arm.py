@@ -18,13 +18,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit", help="fit an Activation Reward Model on a seeded few-shot draw and save it")
     _common(p)
     p.add_argument("--model", default=None, help="model (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--shots", type=int, default=16, help="few-shot pairs drawn from the data (each gives a Yes and a No example; default 16)")
+    p.add_argument("--n-fewshot", type=int, default=16, help="few-shot pairs drawn from the data, stratified by subset "
+                   "(each gives a Yes and a No example; default 16)")
     p.add_argument("--select", type=int, default=0, help="extra head-selection pairs (default 0: select on the few-shot pairs)")
-    p.add_argument("--steps", type=int, default=200, help="REINFORCE steps (default 200)")
+    p.add_argument("--steps", type=int, default=None, help="REINFORCE steps (default: ARMConfig's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw, extraction and REINFORCE (default 0)")
-    p.add_argument("--mode", choices=["per_example", "icl"], default="per_example", help="extraction reading")
-    p.add_argument("--estimator", choices=["mean", "wpca", "class_diff", "median", "trimmed_mean"], default="mean")
-    p.add_argument("--score", choices=["prob", "normalized", "logit_diff"], default="prob", help="score reading")
+    p.add_argument("--reading", choices=["icl", "answered", "mean_ablation"], default=None,
+                   help="Stage 1 reading (default: ARMConfig's; mean_ablation is a baseline, not an ARM)")
+    p.add_argument("--criteria", choices=["per_criterion", "pooled"], default=None,
+                   help="one ARM per criterion (default) or one pooled over all")
+    p.add_argument("--estimator", choices=["mean", "wpca", "class_diff", "median", "trimmed_mean"], default=None)
+    p.add_argument("--score", choices=["prob", "normalized", "logit_diff"], default=None, help="score reading")
     p.add_argument("--out", required=True, help="output file (FILE.arm)")
     p.set_defaults(func=run_fit)
 
@@ -53,11 +57,14 @@ def run_fit(args: argparse.Namespace) -> int:
     from armlens.rm import ActivationRM, ARMConfig
 
     pairs = _load(args)
-    split = split_pairs(pairs, seed=args.seed, n_fewshot=args.shots, n_select=args.select, n_test=0)
+    split = split_pairs(pairs, seed=args.seed, n_fewshot=args.n_fewshot, n_select=args.select, n_test=0,
+                        stratify=True)
     model = load_model(args.model)
     base = ARMConfig()
-    config = dataclasses.replace(base, mode=args.mode, estimator=args.estimator, score=args.score, seed=args.seed,
-                                 reinforce=dataclasses.replace(base.reinforce, steps=args.steps))
+    given = {k: getattr(args, k) for k in ("reading", "criteria", "estimator", "score") if getattr(args, k) is not None}
+    steps = args.steps if args.steps is not None else base.reinforce.steps
+    config = dataclasses.replace(base, seed=args.seed, reinforce=dataclasses.replace(base.reinforce, steps=steps),
+                                 **given)
     rm = ActivationRM(model, config).fit(split.fewshot, split.select or None, show_progress=not args.quiet)
     path = rm.save(args.out)
     write_json_atomic(Path(str(path) + ".split.json"), split.to_dict())

@@ -13,6 +13,8 @@ Methods (registry names) and what each reads
 --------------------------------------------
 - ``arm``: :class:`armlens.rm.ActivationRM`: hook_z means of the few-shot set patched into the heads REINFORCE
   selects on the selection set; reads P(Yes) at the last token of the zero-shot prompt.
+- ``mean-ablation``: the ARM pipeline with the ``mean_ablation`` reading (unanswered prompts, so no label reaches
+  the means): the selected heads are mean-ablated. A baseline that isolates what the label contributes.
 - ``zero-shot``: the same zero-shot judge prompt, no patching; P(Yes) at the last token (the direct ablation of ARM).
 - ``few-shot-icl``: ``icl_shots`` class-balanced demonstrations from the few-shot set (one fixed, seeded draw per
   fit) answered in earlier chat turns, then the query; P(Yes) at the last token.
@@ -60,6 +62,7 @@ from tqdm.auto import tqdm
 
 from armlens import model as M
 from armlens.data.records import PreferencePair, Prompt, pairs_hash
+from armlens.patching import HeadMask, Means, patch_hooks
 from armlens.prompts import (
     AnswerIds,
     Example,
@@ -316,6 +319,13 @@ def _next_tokens(
     return torch.multinomial(probs, n, replacement=True, generator=generator).to(logits.device)
 
 
+def _read_patch(model: Any, patch: tuple[Means, HeadMask] | None, n_generated: int) -> list[M.Hook]:
+    """Hooks patching the prompt's read position once ``n_generated`` tokens follow it (none without a patch)."""
+    if patch is None or not bool(patch[1].any()):
+        return []
+    return patch_hooks(model, patch[0], patch[1], pos=-(1 + n_generated))
+
+
 def generate_answers(
     model: Any,
     texts: Sequence[str],
@@ -327,12 +337,15 @@ def generate_answers(
     batch_size: int = 4,
     show_progress: bool = False,
     desc: str = "generating",
+    patch: tuple[Means, HeadMask] | None = None,
 ) -> list[list[str]]:
     """``n`` continuations of each prompt (greedy when ``temperature <= 0``), decoded to text: ``[len(texts)][n]``.
 
-    A plain loop of full forwards through :func:`armlens.model.run_last_logits` (answers are a few tokens): the
-    first token's distribution is computed once per prompt and sampled ``n`` times; a row stops at an end-of-turn
-    token, at a token that is a yes/no word on its own, or after ``max_new_tokens``. Seeded (one generator per call).
+    The one generation path of armlens. A plain loop of full forwards through :func:`armlens.model.run_last_logits`
+    (answers are a few tokens): the first token's distribution is computed once per prompt and sampled ``n`` times;
+    a row stops at an end-of-turn token, at a token that is a yes/no word on its own, or after ``max_new_tokens``.
+    Seeded (one generator per call). ``patch``: ``(means, mask)`` written into hook_z at the prompt's read position
+    (its last token) at every step, as an ARM reads it.
     """
     if not texts:
         raise ValueError("no prompts to generate from")
@@ -346,7 +359,9 @@ def generate_answers(
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, leave=False):
         idx = order[start : start + batch_size]
         tokens, attn = M.tokenize(model, [texts[i] for i in idx])
-        first = _next_tokens(M.run_last_logits(model, tokens, attn), n, temperature, gen)  # [b, n]
+        prompt_len = tokens.shape[1]
+        first = _next_tokens(M.run_last_logits(model, tokens, attn, _read_patch(model, patch, 0)), n, temperature,
+                             gen)  # [b, n]
         tokens = torch.cat([tokens.repeat_interleave(n, 0), first.reshape(-1, 1)], dim=1)
         attn = torch.cat([attn.repeat_interleave(n, 0), torch.ones_like(first.reshape(-1, 1))], dim=1)
         generated: list[list[int]] = [[int(t)] for t in first.reshape(-1)]
@@ -355,7 +370,8 @@ def generate_answers(
             if not bool(active.any()):
                 break
             rows = active.nonzero().flatten()
-            nxt = _next_tokens(M.run_last_logits(model, tokens[rows], attn[rows]), 1, temperature, gen)[:, 0]
+            hooks = _read_patch(model, patch, tokens.shape[1] - prompt_len)
+            nxt = _next_tokens(M.run_last_logits(model, tokens[rows], attn[rows], hooks), 1, temperature, gen)[:, 0]
             col = torch.full((tokens.shape[0], 1), pad, dtype=tokens.dtype, device=tokens.device)
             col[rows.to(tokens.device), 0] = nxt
             tokens = torch.cat([tokens, col], dim=1)
@@ -760,14 +776,31 @@ class ARMJudge(Judge):
                              **{k: v for k, v in self.rm.fit_info.items() if not k.endswith("_ids")})
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
-        return self.rm.score_texts(self._prompts(self._queries(items)), show_progress=self.config.show_progress)
+        texts = self._prompts(self._queries(items))
+        out = torch.empty(len(items))
+        by_fit: dict[str, list[int]] = {}
+        for i, (pair, _) in enumerate(items):  # each pair by its criterion's fit
+            by_fit.setdefault(self.rm.fit_for(self.rm._criterion(pair)).criterion, []).append(i)
+        for key, idx in by_fit.items():
+            out[idx] = self.rm.score_texts([texts[i] for i in idx], criterion=None if len(self.rm.fits) == 1 else key,
+                                           show_progress=self.config.show_progress).float()
+        return out
+
+
+class MeanAblationJudge(ARMJudge):
+    name = "mean-ablation"
+    reads = ("P(Yes) with the selected heads' hook_z overwritten by their unconditional mean over unanswered judge "
+             "prompts (the ARM pipeline without the label: a baseline, not an ARM)")
+
+    def arm_config(self) -> ARMConfig:
+        return dataclasses.replace(super().arm_config(), reading="mean_ablation")
 
 
 # ---------------------------------------------------------------------------------------------------- registry
 
 JUDGES: dict[str, type[Judge]] = {
     cls.name: cls
-    for cls in (ARMJudge, ZeroShotJudge, FewShotICLJudge, GenerativeJudge, VotingJudge, LongerJudge, ShorterJudge,
+    for cls in (ARMJudge, MeanAblationJudge, ZeroShotJudge, FewShotICLJudge, GenerativeJudge, VotingJudge, LongerJudge, ShorterJudge,
                 ProbeJudge, SteeringJudge, SAVsJudge, ImplicitRewardJudge)
 }
 """Method name -> judge class, in the order reports list them."""

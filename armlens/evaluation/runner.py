@@ -141,7 +141,7 @@ class EvalConfig:
     def judge_config(self, seed: int) -> JudgeConfig:
         """The judge settings of one seed, with this config's overrides applied."""
         j = self.judge
-        arm = dataclasses.replace(j.arm, shots=self.shots, n_trials=self.n_trials,
+        arm = dataclasses.replace(j.arm, n_trials=self.n_trials,
                                   reinforce=dataclasses.replace(j.arm.reinforce, steps=self.steps))
         return dataclasses.replace(j, template=dataclasses.replace(j.template, max_field_tokens=self.max_field_tokens),
                                    arm=arm, icl_shots=self.shots, batch_size=self.batch_size, seed=seed,

@@ -1,0 +1,196 @@
+"""Reading ablation results back: the tidy cell table, summaries across seeds with t-intervals, and each seed's head
+artifacts (no model, no forward passes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from armlens.analysis.grid import AXES, HEAD_SERIES, SETTING_ORDER
+from armlens.analysis.heads import AttentionRow
+from armlens.patching import head_label, mask_labels
+from armlens.selection import SelectionResult
+
+
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean, standard deviation and the Student-t ``level`` interval of the mean across seeds (NaN for one seed)."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if v.size == 0:
+        return (math.nan,) * 4
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan, math.nan, math.nan
+    from scipy.stats import t
+
+    sd = float(v.std(ddof=1))
+    half = float(t.ppf(0.5 + level / 2, v.size - 1)) * sd / math.sqrt(v.size)
+    return mean, sd, mean - half, mean + half
+
+
+def _round(x: Tensor, nd: int = 5) -> list[Any]:
+    return torch.round(x.detach().float().cpu() * 10**nd).div(10**nd).tolist()
+
+
+def selection_to_dict(sel: SelectionResult, **extra: Any) -> dict[str, Any]:
+    """JSON record of a selection result (mask as labels and a 0/1 grid; probabilities and trajectory rounded)."""
+    return {
+        "method": sel.method,
+        "heads": mask_labels(sel.mask),
+        "n_heads": sel.n_heads,
+        "mask": sel.mask.int().tolist(),
+        "probs": _round(sel.probs) if sel.probs is not None else None,
+        "prob_trajectory": _round(sel.prob_trajectory, 4) if sel.prob_trajectory is not None else None,
+        "losses": sel.losses,
+        "expected_heads": sel.expected_heads,
+        "entropy": sel.entropy,
+        "val_losses": sel.val_losses,
+        "final_candidate_losses": sel.final_candidate_losses,
+        "checkpoint_heads": {str(k): mask_labels(v) for k, v in sel.checkpoint_masks.items()},
+        **extra,
+    }
+
+
+def selection_from_dict(d: dict[str, Any]) -> SelectionResult:
+    """:func:`selection_to_dict` read back."""
+    return SelectionResult(
+        mask=torch.tensor(d["mask"], dtype=torch.bool), method=d.get("method", "reinforce"),
+        probs=torch.tensor(d["probs"]) if d.get("probs") is not None else None,
+        prob_trajectory=torch.tensor(d["prob_trajectory"]) if d.get("prob_trajectory") is not None else None,
+        losses=list(d.get("losses", [])), expected_heads=list(d.get("expected_heads", [])),
+        entropy=list(d.get("entropy", [])), val_losses=[tuple(v) for v in d.get("val_losses", [])],  # type: ignore[misc]
+        final_candidate_losses=list(d.get("final_candidate_losses", [])),
+    )
+
+
+CELL_COLUMNS = ["axis", "series", "setting", "x", "reading", "seed", "accuracy", "ci_low", "ci_high", "ties",
+                "n_pairs", "n_heads"]
+
+
+def load_cells(out: str | Path, *, with_scores: bool = False) -> pd.DataFrame:
+    """Every cell record under ``OUT/cells`` as one tidy DataFrame (one row per axis, series, setting, seed)."""
+    files = sorted(Path(out).glob("cells/*/*/seed*.json"))
+    rows = []
+    for f in files:
+        rec = json.loads(f.read_text())
+        if not with_scores:
+            rec = {k: v for k, v in rec.items() if k not in ("correct", "chosen_scores", "rejected_scores")}
+        rows.append(rec)
+    if not rows:
+        return pd.DataFrame(columns=CELL_COLUMNS)
+    return pd.DataFrame(rows)
+
+
+def summarize(cells: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Mean accuracy per (axis, series, setting) across seeds, with std and a Student-t ``level`` interval."""
+    cols = ["axis", "series", "setting", "x", "reading", "n_seeds", "accuracy", "std", "ci_low", "ci_high",
+            "ties", "n_heads", "n_pairs"]
+    if cells.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    order = {a: i for i, a in enumerate(AXES)}
+    for (axis, series, setting), g in cells.groupby(["axis", "series", "setting"], sort=False):
+        mean, sd, lo, hi = t_interval(g["accuracy"].tolist(), level)
+        x = g["x"].iloc[0]
+        rows.append({"axis": axis, "series": series, "setting": setting,
+                     "x": None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x),
+                     "reading": g["reading"].iloc[0], "n_seeds": int(g["seed"].nunique()), "accuracy": mean,
+                     "std": sd, "ci_low": lo, "ci_high": hi, "ties": float(g["ties"].mean()),
+                     "n_heads": float(g["n_heads"].mean()), "n_pairs": float(g["n_pairs"].mean())})
+    df = pd.DataFrame(rows, columns=cols)
+    canon = {s: i for i, s in enumerate(SETTING_ORDER)}
+    series_canon = {s: i for i, s in enumerate(("ARM", "zero-shot", *HEAD_SERIES))}
+    df["_a"] = df["axis"].map(order).fillna(len(order))
+    df["_s"] = df["series"].map(series_canon).fillna(len(series_canon))
+    df["_k"] = [x if x is not None and not (isinstance(x, float) and math.isnan(x)) else canon.get(st, len(canon))
+                for x, st in zip(df["x"], df["setting"], strict=True)]
+    return (df.sort_values(["_a", "_s", "_k", "setting"], kind="stable").drop(columns=["_a", "_s", "_k"])
+            .reset_index(drop=True))
+
+
+def zero_shot_reference(cells: pd.DataFrame) -> tuple[float, float, float] | None:
+    """Mean zero-shot accuracy across seeds and its t-interval (from the ``none`` / zero-shot prob cells)."""
+    if cells.empty:
+        return None
+    pick = cells[((cells["axis"] == "selection") & (cells["setting"] == "none"))
+                 | ((cells["axis"] == "scoring") & (cells["series"] == "zero-shot") & (cells["setting"] == "prob"))]
+    if pick.empty:
+        return None
+    per_seed = pick.groupby("seed")["accuracy"].first().tolist()
+    mean, _, lo, hi = t_interval(per_seed)
+    return mean, lo, hi
+
+
+@dataclass
+class SeedArtifacts:
+    """What ``armlens ablate`` saved for one seed's head analysis."""
+
+    seed: int
+    selections: dict[str, SelectionResult]
+    """REINFORCE results by name: ``reference``, ``flip-0.25``, ``criterion-hhh-helpful``, ..."""
+    effects: Float[Tensor, "n_layers n_heads"] | None
+    attention: AttentionRow | None
+
+
+@dataclass
+class AblationResults:
+    """A results folder read back: the run record, the cell table and each seed's head artifacts."""
+
+    run: dict[str, Any]
+    cells: pd.DataFrame
+    seeds: dict[int, SeedArtifacts]
+
+    def selections(self, name: str = "reference") -> dict[int, SelectionResult]:
+        return {s: a.selections[name] for s, a in self.seeds.items() if name in a.selections}
+
+    def criteria(self) -> dict[str, dict[int, SelectionResult]]:
+        names = sorted({n for a in self.seeds.values() for n in a.selections if n.startswith("criterion-")})
+        return {n.removeprefix("criterion-"): self.selections(n) for n in names}
+
+
+def load_results(out: str | Path) -> AblationResults:
+    """Read a results folder written by :func:`run_ablations` (no model, no forward passes)."""
+    out = Path(out)
+    run_file = out / "run.json"
+    if not run_file.is_file():
+        raise FileNotFoundError(f"{out} holds no ablation results (no run.json); run `armlens ablate --out {out}`")
+    seeds = {}
+    ref_criteria: dict[int, str | None] = {}
+    for d in sorted((out / "seeds").glob("seed*")):
+        m = re.fullmatch(r"seed(\d+)", d.name)
+        if not m:
+            continue
+        sels = {}
+        for f in sorted(d.glob("selection-*.json")):
+            rec = json.loads(f.read_text())
+            name = rec.get("name", f.stem.removeprefix("selection-"))
+            sels[name] = selection_from_dict(rec)
+            if name == "reference":
+                ref_criteria[int(m.group(1))] = rec.get("criterion")
+        ref = sels.get("reference")
+        eff_files = sorted(d.glob("attribution-*.json"))
+        eff = None
+        for f in eff_files:  # the reference selection's criterion first
+            rec = json.loads(f.read_text())
+            if eff is None or (ref is not None and rec.get("criterion") == ref_criteria.get(int(m.group(1)))):
+                eff = torch.tensor(rec["effects"])
+        att = AttentionRow.from_dict(json.loads((d / "attention.json").read_text())) \
+            if (d / "attention.json").is_file() else None
+        seeds[int(m.group(1))] = SeedArtifacts(int(m.group(1)), sels, eff, att)
+    return AblationResults(json.loads(run_file.read_text()), load_cells(out), seeds)
+
+
+def label_grid(n_layers: int, n_heads: int) -> list[list[str]]:
+    """``L{l}H{h}`` labels laid out ``[n_layers][n_heads]`` (hover text for heatmaps)."""
+    return [[head_label(layer, head) for head in range(n_heads)] for layer in range(n_layers)]

@@ -1,0 +1,389 @@
+"""Running the ablation grid: per seed, fit each distinct ARM once through :class:`armlens.rm.ActivationRM`, then
+score every cell over one prefix per test prompt.
+
+Sharing work
+------------
+Per seed: cells that need the same ARM (same config, same few-shot pairs) share one fit, saved as an ``.arm`` file and
+read back on a rerun; fits that differ only in Stage 2 share Stage 1 (``ActivationRM.fit``'s ``extraction_cache``);
+the ``steps`` axis is one REINFORCE run to the longest step count. Every cell then differs from the zero-shot judge
+only in what is written into hook_z at the last position, so each test prompt's prefix is run once and all cells
+are branches over it (:func:`armlens.scoring.score_rows`), per criterion (each pair is scored with the rows of its
+criterion's fit, as :meth:`ActivationRM.score_pairs` routes it). The generative reading decodes through
+:func:`armlens.evaluation.baselines.generate_answers`, the one generation path.
+
+Files (resumable: anything already on disk is read back, never recomputed)
+--------------------------------------------------------------------------
+``OUT/run.json`` (config, versions, model fingerprint, data hash), ``OUT/cells/{axis}/{setting}/seed{s}.json`` (one
+tidy record per cell, scores included), ``OUT/seeds/seed{s}/`` (split, ``arms/{key}.arm`` fitted ARMs,
+``selection-*.json`` REINFORCE histories per criterion of the reference ARM, attribution maps, an attention row),
+``OUT/summary.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from armlens import model as M
+from armlens.analysis.grid import AblationConfig, Cell, fit_key, plan_cells, slug
+from armlens.analysis.heads import AttentionRow, attention_from_last
+from armlens.analysis.results import load_cells, selection_to_dict, summarize
+from armlens.data.records import PreferencePair, pairs_hash
+from armlens.evaluation.protocol import (
+    bootstrap_ci,
+    environment_versions,
+    pairwise_correct,
+    write_json_atomic,
+)
+from armlens.patching import HeadMask, Means, mask_labels
+from armlens.prompts import AnswerIds, criterion_for, examples_from_pairs, scalar_prompt
+from armlens.rm import POOLED, ActivationRM, CriterionARM
+from armlens.scoring import score_rows
+from armlens.selection import random_mask, single_head_effects, top_k_mask
+
+logger = logging.getLogger(__name__)
+
+
+def flip_pairs(pairs: Sequence[PreferencePair], share: float, seed: int) -> tuple[list[PreferencePair], list[str]]:
+    """Swap chosen and rejected in ``round(share * len(pairs))`` pairs drawn at random (seeded).
+
+    Returns the new list (same order) and the ids of the flipped pairs. Each flipped pair turns its Yes example into a
+    No example and back, so the class balance is kept and exactly that share of the labels is wrong.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"the flipped share must be in [0, 1], got {share}")
+    n = int(math.floor(share * len(pairs) + 0.5))
+    chosen = set(random.Random(f"flip-{seed}-{share}").sample(range(len(pairs)), n))
+    out = [dataclasses.replace(p, chosen=p.rejected, rejected=p.chosen,
+                               metadata={**p.metadata, "flipped": True}) if i in chosen else p
+           for i, p in enumerate(pairs)]
+    return out, [pairs[i].id for i in sorted(chosen)]
+
+
+def first_per_criterion(pairs: Sequence[PreferencePair], n: int) -> list[PreferencePair]:
+    """The first ``n`` pairs of each criterion, in draw order."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in pairs:
+        c = criterion_for(p)
+        if seen.get(c, 0) < n:
+            seen[c] = seen.get(c, 0) + 1
+            out.append(p)
+    return out
+
+
+class SeedRun:
+    """Everything one seed computes, each piece made on first use and kept on disk (read back on a rerun)."""
+
+    def __init__(self, model: Any, config: AblationConfig, pairs: Sequence[PreferencePair], seed: int, out: Path,
+                 show_progress: bool = True):
+        self.model, self.config, self.pairs, self.seed = model, config, list(pairs), seed
+        self.base = dataclasses.replace(config.arm, seed=seed)
+        self.dir = out / "seeds" / f"seed{seed}"
+        self.show_progress = show_progress
+        self.ids = AnswerIds.of(model, self.base.template)
+        self._fits: dict[str, ActivationRM] = {}
+        self._extraction: dict[str, Any] = {}
+        self._effects: dict[str, Tensor] = {}
+        self._split()
+
+    # -------------------------------------------------------------------------------------------- data
+
+    def _split(self) -> None:
+        from armlens.data import split_pairs
+
+        cfg = self.config
+        n_test = cfg.limit if cfg.limit is not None and cfg.limit + cfg.n_fewshot <= len(self.pairs) else None
+        try:
+            split = split_pairs(self.pairs, seed=self.seed, n_fewshot=cfg.n_fewshot, n_select=0, n_test=n_test,
+                                stratify=True)
+        except ValueError:  # prompt groups may not allow an exact test size: take all, then cut (test side only)
+            split = split_pairs(self.pairs, seed=self.seed, n_fewshot=cfg.n_fewshot, n_select=0, stratify=True)
+        self.fewshot = split.fewshot
+        self.test = split.test[: cfg.limit] if cfg.limit is not None else split.test
+        path = self.dir / "split.json"
+        if not path.is_file():
+            write_json_atomic(path, {**split.to_dict(), "test_used": [p.id for p in self.test],
+                                     "test_used_sha256": pairs_hash(self.test)})
+        self.test_texts = [scalar_prompt(self.model, e, self.base.template)
+                           for p in self.test for e in examples_from_pairs([p], self.base.criterion)]
+
+    def fewshot_for(self, spec: str) -> list[PreferencePair]:
+        """The few-shot pairs a cell's ARM is fitted on."""
+        kind, _, arg = spec.partition(":")
+        if kind == "all":
+            return self.fewshot
+        if kind == "shots":
+            return first_per_criterion(self.fewshot, int(arg))
+        if kind == "flip":
+            return flip_pairs(self.fewshot, float(arg), self.seed)[0]
+        raise ValueError(f"unknown few-shot spec {spec!r}")
+
+    # -------------------------------------------------------------------------------------------- fits
+
+    def fit(self, cell: Cell) -> ActivationRM:
+        """The ARM a cell needs: fitted through ``ActivationRM`` once per (config, few-shot pairs), kept on disk."""
+        key = fit_key(cell, self.base)
+        if key in self._fits:
+            return self._fits[key]
+        path = self.dir / "arms" / f"{key}.arm"
+        if path.is_file():
+            rm = ActivationRM.load(path, self.model)
+        else:
+            t0 = time.perf_counter()
+            rm = ActivationRM(self.model, cell.arm_config(self.base)).fit(
+                self.fewshot_for(cell.pairs), show_progress=self.show_progress, extraction_cache=self._extraction)
+            rm.fit_info["seconds"] = time.perf_counter() - t0
+            rm.save(path)
+        self._fits[key] = rm
+        return rm
+
+    @property
+    def reference(self) -> ActivationRM:
+        """The reference ARM (``config.arm`` with this seed) on the whole few-shot draw."""
+        return self.fit(Cell("selection", "ARM", "reinforce"))
+
+    def effects(self, fit: CriterionARM) -> Float[Tensor, "n_layers n_heads"]:
+        """Single-head patching effect on the Yes-No margin (towards gold) with a criterion's means, on its first
+        few-shot examples."""
+        name = slug("pooled" if fit.criterion == POOLED else fit.criterion[:40])
+        if name in self._effects:
+            return self._effects[name]
+        path = self.dir / f"attribution-{name}.json"
+        if path.is_file():
+            effects = torch.tensor(json.loads(path.read_text())["effects"])
+        else:
+            examples = [e for e in examples_from_pairs(self.fewshot, self.base.criterion)
+                        if fit.criterion in (POOLED, e.criterion)][: self.config.attribution_examples]
+            t0 = time.perf_counter()
+            effects = single_head_effects(self.model, fit.means, examples, template=self.base.template,
+                                          show_progress=self.show_progress)
+            write_json_atomic(path, {"criterion": fit.criterion, "effects": effects.tolist(),
+                                     "n_examples": len(examples), "unit": "logit",
+                                     "seconds": time.perf_counter() - t0})
+        self._effects[name] = effects
+        return effects
+
+    def rows_for(self, cell: Cell, pair: PreferencePair) -> tuple[Means, HeadMask]:
+        """What the cell writes into hook_z when it scores ``pair``."""
+        cfg = self.model.cfg
+        shape = (cfg.n_layers, cfg.n_heads)
+        none = torch.zeros(shape, dtype=torch.bool)
+        if cell.heads == "none":
+            return torch.zeros(cfg.n_layers, cfg.n_heads, cfg.d_head), none
+        rm = self.fit(cell)
+        fit = rm.fit_for(rm._criterion(pair))
+        mask = fit.mask
+        if cell.step is not None and fit.selection is not None:
+            mask = fit.selection.checkpoint_masks.get(cell.step, mask)
+        k = cell.k if cell.k is not None else int(mask.sum())
+        if cell.heads == "fit":
+            return fit.means, mask
+        if cell.heads == "all":
+            return fit.means, torch.ones(shape, dtype=torch.bool)
+        if cell.heads == "random":
+            return fit.means, random_mask(*shape, k, seed=self.seed)
+        if cell.heads == "topk_prob":
+            if fit.selection is None or fit.selection.probs is None:
+                raise ValueError("top-k by probability needs a REINFORCE fit")
+            return fit.means, top_k_mask(fit.selection.probs, k)
+        if cell.heads == "topk_attribution":
+            return fit.means, top_k_mask(self.effects(fit), k)
+        raise ValueError(f"unknown head rule {cell.heads!r}")
+
+    # -------------------------------------------------------------------------------------------- artifacts
+
+    def head_artifacts(self) -> None:
+        """Everything the head figures read: the reference ARM's REINFORCE history per criterion, attribution maps,
+        one attention row."""
+        rm = self.reference
+        for i, fit in enumerate(sorted(rm.fits.values(), key=lambda f: f.criterion)):
+            if fit.selection is None:
+                continue
+            subsets = sorted({p.subset for p in self.fewshot if rm.route_key(criterion_for(p)) == fit.criterion})
+            name = "pooled" if fit.criterion == POOLED else "+".join(subsets) or f"criterion{i}"
+            for label in ([f"criterion-{name}"] + (["reference"] if i == 0 else [])):
+                path = self.dir / f"selection-{slug(label)}.json"
+                if not path.is_file():
+                    write_json_atomic(path, selection_to_dict(fit.selection, name=label, seed=self.seed,
+                                                              criterion=fit.criterion, subsets=subsets))
+            self.effects(fit)
+        path = self.dir / "attention.json"
+        if not path.is_file():
+            row = self._attention(rm)
+            write_json_atomic(path, row.to_dict())
+
+    def _attention(self, rm: ActivationRM) -> AttentionRow:
+        """Attention row of the top selected head (first test pair's criterion), from the first test prompt's last
+        token."""
+        fit = rm.fit_for(rm._criterion(self.test[0]))
+        sel = fit.selection
+        probs = sel.probs.clone() if sel is not None and sel.probs is not None else fit.mask.float()
+        if bool(fit.mask.any()):
+            probs[~fit.mask] = -1.0
+        layer, head = divmod(int(probs.flatten().argmax()), probs.shape[1])
+        row = attention_from_last(self.model, self.test_texts[0], layer, head, means=fit.means, mask=fit.mask,
+                                  note=f"first test prompt ({self.test[0].id}, chosen response)")
+        row.extra = {"prob": float(probs[layer, head]), "selected": bool(fit.mask[layer, head]),
+                     "pair_id": self.test[0].id}
+        return row
+
+    # -------------------------------------------------------------------------------------------- cells
+
+    def run_cells(self, cells: Sequence[Cell], out: Path) -> list[dict[str, Any]]:
+        """Compute the cells not yet on disk (one branch pass over each test prompt) and write one JSON per cell."""
+        missing = [c for c in cells if not (out / "cells" / c.axis / c.key / f"seed{self.seed}.json").is_file()]
+        if not missing:
+            return []
+        rows: dict[Cell, list[tuple[Means, HeadMask]]] = {}
+        for c in missing:
+            try:
+                rows[c] = [self.rows_for(c, p) for p in self.test]
+            except ValueError as e:
+                logger.warning("seed %d: skipping %s/%s: %s", self.seed, c.axis, c.setting, e)
+        if not rows:
+            return []
+        order = list(rows)
+        n = len(self.test)
+        scores = {c: torch.empty(2 * n) for c in order}
+        t0 = time.perf_counter()
+        for i in range(n):  # both responses of pair i, all cells as branches over each prompt's prefix
+            means = torch.stack([rows[c][i][0] for c in order])
+            masks = torch.stack([rows[c][i][1] for c in order])
+            logits = score_rows(self.model, self.test_texts[2 * i : 2 * i + 2], means, masks, answer_ids=self.ids,
+                                chunk=self.config.row_chunk)
+            for r, c in enumerate(order):
+                if c.reading != "generative":
+                    scores[c][2 * i : 2 * i + 2] = logits.read(c.reading)[:, r]  # type: ignore[arg-type]
+        extra: dict[Cell, dict[str, Any]] = {}
+        for c in order:
+            if c.reading == "generative":
+                scores[c], extra[c] = self._generative(rows[c])
+        logger.info("seed %d: %d cells over %d test prompts in %.0f s", self.seed, len(order), 2 * n,
+                    time.perf_counter() - t0)
+        records = []
+        for c in order:
+            rec = self._record(c, scores[c], rows[c], extra.get(c, {}))
+            write_json_atomic(out / "cells" / c.axis / c.key / f"seed{self.seed}.json", rec)
+            records.append(rec)
+        return records
+
+    def _generative(self, rows: list[tuple[Means, HeadMask]]) -> tuple[Tensor, dict[str, Any]]:
+        from armlens.evaluation.baselines import generate_answers, votes_to_scores
+
+        answers: list[list[str]] = []
+        for i in range(len(self.test)):
+            answers += generate_answers(self.model, self.test_texts[2 * i : 2 * i + 2], temperature=0.0,
+                                        max_new_tokens=self.config.gen_max_new_tokens, seed=self.seed, batch_size=1,
+                                        patch=rows[i])
+        scores, counts = votes_to_scores(answers)
+        return scores, {"answers": counts}
+
+    def _record(self, cell: Cell, scores: Tensor, rows: list[tuple[Means, HeadMask]],
+                extra: dict[str, Any]) -> dict[str, Any]:
+        chosen, rejected = scores[0::2].double().numpy(), scores[1::2].double().numpy()
+        correct, ties = pairwise_correct(chosen, rejected)
+        ci = bootstrap_ci(correct.astype(float), n=self.config.bootstrap, seed=self.seed)
+        per_subset: dict[str, float] = {}
+        subsets = [p.subset for p in self.test]
+        for s in sorted(set(subsets)):
+            idx = [i for i, x in enumerate(subsets) if x == s]
+            per_subset[s] = float(correct[idx].mean())
+        masks = torch.stack([m for _, m in rows])
+        heads = sorted({h for m in masks.unique(dim=0) for h in mask_labels(m)})
+        fit = None if cell.heads == "none" else self.fit(cell)
+        return {
+            "axis": cell.axis, "series": cell.series, "setting": cell.setting, "x": cell.x, "reading": cell.reading,
+            "seed": self.seed, "accuracy": float(correct.mean()), "ci_low": ci.low, "ci_high": ci.high,
+            "ties": int(ties), "n_pairs": len(self.test), "n_heads": float(masks.sum((1, 2)).float().mean()),
+            "heads": heads, "per_subset": per_subset, "arm": None if fit is None else fit.config.to_dict(),
+            "fit_key": None if fit is None else fit_key(cell, self.base), "pairs": cell.pairs,
+            "correct": correct.astype(int).tolist(), "chosen_scores": chosen.tolist(),
+            "rejected_scores": rejected.tolist(), "test_sha256": pairs_hash(self.test),
+            "few_shot_sha256": pairs_hash(self.fewshot_for(cell.pairs)), **extra,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------- entry points
+
+
+def _check_run_file(out: Path, config: AblationConfig, model: Any, pairs: Sequence[PreferencePair]) -> None:
+    run = {
+        "config": config.to_dict(),
+        "fingerprint": config.fingerprint(),
+        "model": M.model_fingerprint(model),
+        "data": {"name": config.data, "subsets": config.subsets, "n_pairs": len(pairs),
+                 "sha256": pairs_hash(list(pairs))},
+        "versions": environment_versions(),
+    }
+    path = out / "run.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        problems = []
+        fp = json.loads(json.dumps(run["fingerprint"]))
+        if old.get("fingerprint") != fp:
+            diff = sorted(k for k in fp if old.get("fingerprint", {}).get(k) != fp[k])
+            problems.append(f"config fields {diff}")
+        if old.get("model") != run["model"]:
+            problems.append("the model")
+        if old.get("data", {}).get("sha256") != run["data"]["sha256"]:
+            problems.append("the data")
+        if problems:
+            raise ValueError(f"{out} holds results of a different run ({', '.join(problems)} differ); "
+                             "use another --out folder or delete it")
+        run["seeds_done"] = sorted(set(old.get("seeds_done", [])))
+        run["seconds"] = old.get("seconds", {})
+    write_json_atomic(path, run)
+
+
+def run_ablations(
+    model: Any,
+    pairs: Sequence[PreferencePair],
+    config: AblationConfig,
+    out: str | Path,
+    *,
+    show_progress: bool = True,
+    on_seed: Callable[[int, float], None] | None = None,
+) -> pd.DataFrame:
+    """Run (or resume) the ablation grid; returns the tidy cell table (also written to ``OUT/summary.csv``)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not pairs:
+        raise ValueError("run_ablations got no pairs")
+    if config.n_fewshot < 2:
+        raise ValueError("the ablations need at least 2 few-shot pairs")
+    cells = plan_cells(config, model.cfg.n_layers, model.cfg.n_heads)
+    _check_run_file(out, config, model, pairs)
+    timings = {}
+    for seed in config.seeds:
+        t0 = time.perf_counter()
+        run = SeedRun(model, config, pairs, seed, out, show_progress=show_progress)
+        run.head_artifacts()
+        done = run.run_cells(cells, out)
+        timings[seed] = time.perf_counter() - t0
+        logger.info("seed %d: %d new cells in %.0f s", seed, len(done), timings[seed])
+        meta = json.loads((out / "run.json").read_text())
+        meta["seeds_done"] = sorted(set(meta.get("seeds_done") or []) | {seed})
+        meta.setdefault("seconds", {})[str(seed)] = timings[seed]
+        write_json_atomic(out / "run.json", meta)
+        if on_seed is not None:
+            on_seed(seed, timings[seed])
+    cells_df = load_cells(out)
+    summary = summarize(cells_df)
+    tmp = out / ".summary.csv.tmp"
+    summary.to_csv(tmp, index=False)
+    tmp.replace(out / "summary.csv")
+    return cells_df
+

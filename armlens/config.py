@@ -1,0 +1,61 @@
+"""One strict way to read every armlens config from a dict (JSON results, saved ARMs, CLI overrides).
+
+Every config is a dataclass whose fields carry their type and a docstring; :func:`from_dict` builds one from a
+plain dict, recursing into nested config dataclasses and turning lists back into tuples where the field is a tuple.
+An unknown key is an error naming the config and the key (a typo must never be dropped silently), and
+:func:`replace_path` sets a nested field by its dotted path (``"reinforce.steps"``), which is how an ablation cell
+says "the reference ARM with one setting changed".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _dataclass_type(tp: Any) -> type | None:
+    """The dataclass inside ``tp`` (``X``, ``X | None``), or ``None``."""
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return tp
+    for arg in typing.get_args(tp):
+        if dataclasses.is_dataclass(arg) and isinstance(arg, type):
+            return arg
+    return None
+
+
+def _is_tuple(tp: Any) -> bool:
+    return typing.get_origin(tp) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
+
+
+def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+    """``cls(**d)``, strictly: unknown keys are an error; nested config dicts become their dataclasses."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(d) - fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s): {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for key, value in d.items():
+        tp = hints[key]
+        sub = _dataclass_type(tp)
+        if sub is not None and isinstance(value, dict):
+            value = from_dict(sub, value)
+        elif _is_tuple(tp) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def replace_path(obj: T, path: str, value: Any) -> T:
+    """A copy of the config ``obj`` with the field at the dotted ``path`` set to ``value``."""
+    head, _, rest = path.partition(".")
+    if head not in {f.name for f in dataclasses.fields(obj)}:  # type: ignore[arg-type]
+        raise ValueError(f"{type(obj).__name__} has no field {head!r} (path {path!r})")
+    if rest:
+        value = replace_path(getattr(obj, head), rest, value)
+    return dataclasses.replace(obj, **{head: value})  # type: ignore[type-var]
