@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from armlens import plots
-from armlens.analysis import ablations as A
+from armlens import analysis as A
 from armlens.cli import main as cli_main
 from armlens.cli.analysis import build_figures
 from armlens.data.records import PreferencePair
@@ -18,7 +18,7 @@ def toy_pairs(n: int = 20) -> list[PreferencePair]:
     topics = ["the sea", "bread", "a cat", "rain", "music", "trains", "tea", "chess", "snow", "maps"]
     return [
         PreferencePair(
-            id=f"toy/{i}", source="toy", subset=f"toy-{'ab'[i % 2]}", prompt=f"Tell me about {topics[i % 10]} ({i}).",
+            id=f"toy/{i}", source="hhh", subset=f"hhh-{('helpful', 'harmless')[i % 2]}", prompt=f"Tell me about {topics[i % 10]} ({i}).",
             chosen=f"Here is a short, accurate note about {topics[i % 10]}.", rejected="No." * (1 + i % 3),
         )
         for i in range(n)
@@ -26,9 +26,15 @@ def toy_pairs(n: int = 20) -> list[PreferencePair]:
 
 
 def tiny_config() -> A.AblationConfig:
-    return A.AblationConfig(data="toy", seeds=[0, 1], n_fewshot=4, limit=4, max_field_tokens=24, steps=3, k_masks=4,
-                            n_final_eval=4, icl_shots=2, icl_trials=2, attribution_examples=2, shots=[1, 2],
-                            heads=[1, 2, 4], flips=[0.0, 0.5], criteria_fewshot=3, bootstrap=50, gen_max_new_tokens=2)
+    from armlens.prompts import JudgeTemplate
+    from armlens.rm import ARMConfig
+    from armlens.selection import ReinforceConfig
+
+    arm = ARMConfig(n_trials=2, template=JudgeTemplate(max_field_tokens=24),
+                    reinforce=ReinforceConfig(steps=3, k_masks=4, n_final_eval=4, n_final_samples=3))
+    return A.AblationConfig(data="toy", seeds=[0, 1], n_fewshot=6, limit=4, arm=arm, attribution_examples=2,
+                            shots=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1],
+                            priors=[-1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(A.AXES))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -152,7 +158,6 @@ def test_figures_from_saved_results_html(results_dir, tmp_path):
     figs, html = build_figures(res)
     expected = {"heads_selection_probability", "heads_trajectory", "heads_training_curves", "heads_stability",
                 "heads_attribution", "heads_attention", "heads_criteria_jaccard", "ablation_overview",
-                "ablation_criteria_transfer",
                 *(f"ablation_{a}" for a in A.AXES)}
     assert set(figs) == expected and set(html) == {"heads_trajectory"}
     for name, fig in figs.items():
@@ -179,7 +184,7 @@ def test_figures_png(results_dir, tmp_path):
     out = tmp_path / "png"
     assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "png"]) == 0
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 7 + 2 + len(A.AXES)
+    assert len(pngs) == 7 + 1 + len(A.AXES)  # seven head figures, the overview, one per axis
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 300_000
 
