@@ -263,12 +263,17 @@ def plot_trajectory_slider(
 
 def plot_training_curves(
     losses: Mapping[int, Sequence[float]], expected_heads: Mapping[int, Sequence[float]], *,
+    entropy: Mapping[int, Sequence[float]] | None = None,
+    val_losses: Mapping[int, Sequence[Sequence[float]]] | None = None,
     subtitle: str | None = None,
 ) -> go.Figure:
-    """REINFORCE per step: mean CE loss of the sampled masks and the expected head count, one line per seed."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=["Mean loss of the K masks (faint: per step, bold: running mean)",
-                                        "Expected number of selected heads"])
+    """REINFORCE per step, one line per seed: the training loss of the sampled masks and, where recorded, the
+    validation loss of the policy's most likely mask on held-apart pairs; the expected head count and the policy
+    entropy (both flatten as the policy converges)."""
+    panels = ["Training loss: mean of the K masks (faint: per step, bold: running mean)",
+              "Validation loss: most likely mask (p > 0.5) on held-apart pairs",
+              "Expected number of selected heads", "Policy entropy (nats, summed over heads)"]
+    fig = make_subplots(rows=2, cols=2, horizontal_spacing=0.12, vertical_spacing=0.16, subplot_titles=panels)
     for i, s in enumerate(sorted(losses)):
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         steps = list(range(1, len(losses[s]) + 1))
@@ -281,13 +286,24 @@ def plot_training_curves(
                                  line={"color": colour, "width": 2.5},
                                  hovertemplate=f"step %{{x}}: %{{y:.3f}} (mean of last {window})<extra></extra>"),
                       row=1, col=1)
+        if val_losses and val_losses.get(s):
+            vx, vy = zip(*[(int(v[0]), float(v[1])) for v in val_losses[s]], strict=True)
+            fig.add_trace(go.Scatter(x=list(vx), y=list(vy), mode="lines+markers", name=f"seed {s}",
+                                     legendgroup=str(s), showlegend=False, line={"color": colour, "width": 2.5}),
+                          row=1, col=2)
         fig.add_trace(go.Scatter(x=list(range(1, len(expected_heads[s]) + 1)), y=list(expected_heads[s]),
                                  mode="lines", name=f"seed {s}", legendgroup=str(s), showlegend=False,
-                                 line={"color": colour, "width": 2.5}), row=1, col=2)
+                                 line={"color": colour, "width": 2.5}), row=2, col=1)
+        if entropy and entropy.get(s):
+            fig.add_trace(go.Scatter(x=list(range(1, len(entropy[s]) + 1)), y=list(entropy[s]), mode="lines",
+                                     name=f"seed {s}", legendgroup=str(s), showlegend=False,
+                                     line={"color": colour, "width": 2.5}), row=2, col=2)
     fig.update_xaxes(title_text="REINFORCE step")
-    fig.update_yaxes(title_text="Cross-entropy vs gold answer (nats)", row=1, col=1)
-    fig.update_yaxes(title_text="Sum of P(select) (heads)", row=1, col=2)
-    return _style(fig, "REINFORCE training curves", subtitle=subtitle, width=1100, height=430)
+    fig.update_yaxes(title_text="Loss (nats)", row=1, col=1)
+    fig.update_yaxes(title_text="Loss (nats)", row=1, col=2)
+    fig.update_yaxes(title_text="Sum of P(select) (heads)", row=2, col=1)
+    fig.update_yaxes(title_text="Entropy (nats)", rangemode="tozero", row=2, col=2)
+    return _style(fig, "REINFORCE training curves", subtitle=subtitle, width=1100, height=760)
 
 
 def plot_stability(frequency: HeadValues, n_runs: int, *, subtitle: str | None = None) -> go.Figure:

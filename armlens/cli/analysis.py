@@ -142,6 +142,7 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
         if all(r.losses for r in ref.values()):
             figs["heads_training_curves"] = plots.plot_training_curves(
                 {s: r.losses for s, r in ref.items()}, {s: r.expected_heads for s, r in ref.items()},
+                entropy={s: r.entropy for s, r in ref.items()}, val_losses={s: r.val_losses for s, r in ref.items()},
                 subtitle=f"{data_name}; {sizes}")
         stack = torch.stack([masks[s] for s in seeds])
         pj = pairwise_jaccard(stack)
