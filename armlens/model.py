@@ -30,6 +30,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -107,6 +108,7 @@ def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
     if use_cache:
+        tmp: Path | None = None
         try:  # write atomically: a half-written cache must never be read back
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".tmp-"))
@@ -122,6 +124,9 @@ def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple
             os.replace(tmp, cached)
         except OSError as e:  # a read-only home is not fatal
             logger.warning("could not write the model cache at %s: %s", cached, e)
+        finally:  # a failed or interrupted write leaves no half-written folder behind
+            if tmp is not None and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return hf, tok, str(gguf.parent)
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +34,7 @@ from torch import Tensor
 from armlens import model as M
 from armlens.activations import EstimatorName, ExtractionMode, extract_means, make_estimator
 from armlens.data.records import PreferencePair, Prompt, pairs_hash
+from armlens.io import atomic_write_with
 from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, patched
 from armlens.prompts import (
     DEFAULT_CRITERION,
@@ -273,16 +272,7 @@ class ActivationRM:
             "fit_info": self.fit_info,
             "heads": self.heads,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"armlens": json.dumps(meta)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata={"armlens": json.dumps(meta)}))
 
     @classmethod
     def load(cls, path: str | Path, model: Any) -> ActivationRM:

@@ -49,10 +49,8 @@ import functools
 import json
 import logging
 import math
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -76,6 +74,7 @@ from armlens.evaluation.protocol import (
     pairwise_correct,
     write_json_atomic,
 )
+from armlens.io import atomic_write_with
 from armlens.patching import HeadMask, Means, head_label, mask_labels, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, examples_from_pairs, scalar_prompt
 from armlens.selection import (
@@ -237,15 +236,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
 def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write_with(path, lambda tmp: save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp))
 
 
 def _load_tensors(path: Path) -> dict[str, Tensor]:
@@ -890,9 +881,7 @@ def run_ablations(
     write_json_atomic(run_file, meta)
     cells_df = load_cells(out)
     summary = summarize(cells_df)
-    tmp = out / ".summary.csv.tmp"
-    summary.to_csv(tmp, index=False)
-    os.replace(tmp, out / "summary.csv")
+    atomic_write_with(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     return cells_df
 
 

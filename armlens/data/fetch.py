@@ -42,6 +42,7 @@ from typing import Any
 
 from armlens.data.loaders import sha256_file
 from armlens.data.roots import bigbench_cache_dir
+from armlens.io import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +124,14 @@ def _pypi_download(dest: Path, opener: Callable[..., Any] | None = None) -> Path
     if not files:
         raise RuntimeError(f"PyPI's simple index lists no {BIGBENCH_SDIST}")
     url, digest = files[0]["url"], files[0].get("hashes", {}).get("sha256")
-    part = dest / (BIGBENCH_SDIST + ".part")
+    path = dest / BIGBENCH_SDIST
     h = hashlib.sha256()
-    with opener(url, timeout=600) as r, open(part, "wb") as f:
+    with opener(url, timeout=600) as r, atomic_open(path, "wb") as f:  # a bad download never lands at path
         for chunk in iter(lambda: r.read(1 << 20), b""):
             h.update(chunk)
             f.write(chunk)
-    if digest and h.hexdigest() != digest:
-        part.unlink(missing_ok=True)
-        raise ValueError(f"{url}: SHA-256 {h.hexdigest()} differs from the index's {digest}")
-    path = dest / BIGBENCH_SDIST
-    os.replace(part, path)
+        if digest and h.hexdigest() != digest:
+            raise ValueError(f"{url}: SHA-256 {h.hexdigest()} differs from the index's {digest}")
     return path
 
 
@@ -263,9 +261,7 @@ def fetch_bigbench(
         "files": {layout: {"member": member, "sha256": files[layout], "bytes": (dest / layout).stat().st_size}
                   for member, (layout, _) in BIGBENCH_FILES.items()},
     }
-    tmp = dest / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, dest / MANIFEST)
+    write_json(dest / MANIFEST, manifest)
     if downloaded and not keep_sdist:
         path.unlink(missing_ok=True)
         try:

@@ -48,7 +48,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -76,6 +75,7 @@ from armlens.evaluation.protocol import (
     write_json_atomic,
     write_jsonl_atomic,
 )
+from armlens.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -373,17 +373,11 @@ def run_eval(config: EvalConfig, model: Any | None = None) -> dict[str, Any]:
     summary["run"] = {"units": len(units), "computed": computed, "reused": len(units) - computed}
     write_jsonl_atomic(out / "items.jsonl", all_items)
     write_json_atomic(out / "summary.json", summary)
-    _write_text_atomic(out / "results.md", results_markdown(summary))
+    atomic_write(out / "results.md", results_markdown(summary))
     return summary
 
 
 # ---------------------------------------------------------------------------------------------------- summary
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
