@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -275,8 +276,14 @@ class ActivationRM:
         return atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata={"armlens": json.dumps(meta)}))
 
     @classmethod
-    def load(cls, path: str | Path, model: Any) -> ActivationRM:
-        """Load a saved ARM onto ``model``; a different model (id, shape or weights) is refused."""
+    def load(cls, path: str | Path, model: Any, *, force: bool = False) -> ActivationRM:
+        """Load a saved ARM onto ``model``.
+
+        A model that differs from the one the ARM was fitted on (id, architecture including ``n_key_value_heads``,
+        or sampled attention/MLP/embedding weights: :func:`armlens.model.model_fingerprint`) is refused with a
+        ValueError naming what differs. ``force=True`` loads it anyway, with a warning (a deliberate transfer, e.g.
+        to a fine-tune); a different number of layers or heads or a different d_head is refused even then.
+        """
         from safetensors import safe_open
 
         path = Path(path)
@@ -292,14 +299,16 @@ class ActivationRM:
             raise ValueError(f"{path} is a safetensors file but holds no armlens metadata")
         meta = json.loads(raw)
         saved, here = meta["model"], M.model_fingerprint(model)
-        diffs = [k for k in ("n_layers", "n_heads", "d_head", "d_vocab", "embedding_checksum") if saved.get(k) != here.get(k)]
-        if diffs:
-            raise ValueError(
-                f"{path} was fitted on model {saved.get('model_id')!r} "
-                f"({saved['n_layers']} layers x {saved['n_heads']} heads x {saved['d_head']} d_head) and cannot be "
-                f"loaded on {here['model_id']!r} ({here['n_layers']} x {here['n_heads']} x {here['d_head']}): "
-                f"{', '.join(diffs)} differ"
-            )
+        shape, other = M.fingerprint_differences(saved, here)
+        fitted = f"{path} was fitted on model {saved.get('model_id')!r} and cannot be loaded on {here['model_id']!r}"
+        if shape:
+            raise ValueError(f"{fitted}: {'; '.join(shape)} differ (the head means do not fit this model)")
+        if other and not force:
+            raise ValueError(f"{fitted}: {'; '.join(other)} differ; pass force=True (--force) to transfer it anyway")
+        if other:
+            msg = f"loading {path} on a different model ({'; '.join(other)} differ), as forced"
+            logger.warning(msg)
+            warnings.warn(msg, stacklevel=2)
         rm = cls(model, ARMConfig.from_dict(meta["config"]))
         rm.means = tensors["means"]
         rm.mask = tensors["mask"].bool()

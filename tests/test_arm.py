@@ -328,7 +328,7 @@ def test_load_on_wrong_model_is_refused(tiny, tiny_gqa, tmp_path):
     with pytest.raises(ValueError, match="cannot be loaded"):
         ActivationRM.load(path, tiny_gqa)
     other_weights = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=99)  # same shape, other weights
-    with pytest.raises(ValueError, match="embedding_checksum"):
+    with pytest.raises(ValueError, match="weights of model.embed_tokens.weight"):
         ActivationRM.load(path, other_weights)
     (tmp_path / "junk.arm").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a readable"):

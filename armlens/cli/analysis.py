@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from armlens.cli.options import count_or_all, fraction, index, list_of, positive, tokens_or_none
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,22 +30,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subsets", default=None, help="comma-separated subsets to load (default: all)")
     p.add_argument("--model", default=None, help="model name, folder, .gguf or Hub id (default: embedded SmolLM2-135M)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=positive, default=3, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--out", required=True, help="results folder (created; reruns resume it)")
     p.add_argument("--grid", default=",".join(AXES), help=f"axes to run, comma-separated (default: {','.join(AXES)})")
-    p.add_argument("--limit", type=int, default=40, help="test pairs per seed (default 40; 0 = all)")
-    p.add_argument("--fewshot", type=int, default=12, help="few-shot pairs per seed (default 12)")
-    p.add_argument("--steps", type=int, default=40, help="REINFORCE steps (default 40)")
-    p.add_argument("--k-masks", type=int, default=32, help="REINFORCE masks per step (default 32)")
-    p.add_argument("--max-field-tokens", type=int, default=96, help="cut prompt and responses to this many tokens")
-    p.add_argument("--icl-trials", type=int, default=8, help="icl extraction prompts (default 8)")
-    p.add_argument("--attribution-examples", type=int, default=8, help="examples in the single-head sweep (default 8)")
+    p.add_argument("--limit", type=count_or_all, default=40, help="test pairs per seed (default 40; 'all': every test pair)")
+    p.add_argument("--fewshot", type=positive, default=12, help="few-shot pairs per seed (default 12)")
+    p.add_argument("--steps", type=positive, default=40, help="REINFORCE steps (default 40)")
+    p.add_argument("--k-masks", type=positive, default=32, help="REINFORCE masks per step (default 32)")
+    p.add_argument("--max-field-tokens", type=tokens_or_none, default=96,
+                   help="cut prompt and responses to this many tokens ('none': never; default 96)")
+    p.add_argument("--icl-trials", type=positive, default=8, help="icl extraction prompts (default 8)")
+    p.add_argument("--attribution-examples", type=positive, default=8, help="examples in the single-head sweep (default 8)")
     p.add_argument("--criteria", default=None, help="subsets that get their own ARM (default: every subset)")
-    p.add_argument("--criteria-fewshot", type=int, default=8, help="few-shot pairs per criterion ARM (default 8)")
-    p.add_argument("--shots", default="1,2,4,8", help="shot counts for the shots axis (default 1,2,4,8)")
-    p.add_argument("--heads", default="1,2,4,8,16,32,64", help="head counts for the heads axis")
-    p.add_argument("--flips", default="0,0.25,0.5", help="flipped label shares for the flip axis (default 0,0.25,0.5)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--criteria-fewshot", type=positive, default=8, help="few-shot pairs per criterion ARM (default 8)")
+    p.add_argument("--shots", type=list_of(positive), default="1,2,4,8", help="shot counts for the shots axis (default 1,2,4,8)")
+    p.add_argument("--heads", type=list_of(positive), default="1,2,4,8,16,32,64", help="head counts for the heads axis")
+    p.add_argument("--flips", type=list_of(fraction), default="0,0.25,0.5", help="flipped label shares for the flip axis (default 0,0.25,0.5)")
+    p.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_ablate)
 
@@ -52,12 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--results", required=True, help="results folder written by `armlens ablate`")
     f.add_argument("--out", default="figures", help="output folder (default: figures/)")
     f.add_argument("--formats", default="png,html", help="png and/or html (default: png,html; PNG needs Chromium)")
-    f.add_argument("--seed", type=int, default=None, help="seed shown in single-seed figures (default: the lowest)")
+    f.add_argument("--seed", type=index, default=None, help="seed shown in single-seed figures (default: the lowest)")
     f.set_defaults(func=run_figures)
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def run_ablate(args: argparse.Namespace) -> int:
@@ -74,11 +73,10 @@ def run_ablate(args: argparse.Namespace) -> int:
     config = AblationConfig(
         data=args.data, subsets=subsets, model=args.model, seeds=list(range(args.seeds)),
         grid=[g.strip() for g in args.grid.split(",") if g.strip()], n_fewshot=args.fewshot,
-        limit=args.limit or None, max_field_tokens=args.max_field_tokens, steps=args.steps, k_masks=args.k_masks,
+        limit=args.limit, max_field_tokens=args.max_field_tokens, steps=args.steps, k_masks=args.k_masks,
         icl_trials=args.icl_trials, attribution_examples=args.attribution_examples,
         criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
-        criteria_fewshot=args.criteria_fewshot, shots=_ints(args.shots), heads=_ints(args.heads),
-        flips=[float(x) for x in args.flips.split(",") if x.strip()],
+        criteria_fewshot=args.criteria_fewshot, shots=args.shots, heads=args.heads, flips=args.flips,
     )
     model = load_model(args.model, device=args.device)
     t0 = time.perf_counter()

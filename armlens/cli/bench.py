@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 
+from armlens.cli.options import positive
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time the last-token fast path against one full forward per head mask")
     p.add_argument("--model", default=None, help="model (default: embedded SmolLM2-135M-Instruct)")
     p.add_argument("--root", default=None, help="preference data root (default: ARMLENS_DATA_ROOT or ../shared/data/preference)")
-    p.add_argument("--k-masks", type=int, default=32, help="masks per REINFORCE step (default 32)")
-    p.add_argument("--score-pairs", type=int, default=8, help="pairs for the scoring-throughput row (default 8)")
+    p.add_argument("--k-masks", type=positive, default=32, help="masks per REINFORCE step (default 32)")
+    p.add_argument("--score-pairs", type=positive, default=8, help="pairs for the scoring-throughput row (default 8)")
     p.add_argument("--no-fit", action="store_true", help="skip the default-fit time and memory row (~3 min)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print JSON (the same figures, ratio last in each row)")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.set_defaults(func=run)

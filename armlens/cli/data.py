@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from armlens.cli.options import count_or_all, index
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="list, inspect and fetch preference datasets")
@@ -35,8 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--root", default=None, help="data root (default: $ARMLENS_DATA_ROOT, ../shared/data/preference, "
                                                  "or the BIG-bench cache)")
     sp.add_argument("--subset", action="append", default=None, help="keep only this subset (repeatable)")
-    sp.add_argument("--limit", type=int, default=None, help="keep the first N pairs")
-    sp.add_argument("--seed", type=int, default=None, help="seed of the loader's choices (xstest, truthfulqa)")
+    sp.add_argument("--limit", type=count_or_all, default=None, help="keep the first N pairs (default: all)")
+    sp.add_argument("--seed", type=index, default=None, help="seed of the loader's choices (xstest, truthfulqa)")
     sp.add_argument("--path", default=None, help="local file for a Hub dataset (rewardbench, rewardbench2, "
                                                  "preferencehack)")
     sp.add_argument("--repo-id", default=None, help="Hub dataset id (rewardbench*, preferencehack)")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from armlens.cli.options import index, positive
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: ARM vs zero-shot and few-shot judges on HHH, with intervals")
     p.add_argument("--out", default="results/demo", help="output folder (default results/demo); reused to resume")
     p.add_argument("--root", default=None, help="data root holding hhh_alignment/ (default: found or fetched)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the few-shot draw, REINFORCE and test sample")
-    p.add_argument("--limit", type=int, default=48, help="test pairs scored (default 48)")
-    p.add_argument("--shots", type=int, default=16, help="few-shot pairs the ARM is fitted on (default 16)")
-    p.add_argument("--steps", type=int, default=100, help="REINFORCE steps (default 100)")
+    p.add_argument("--seed", type=index, default=0, help="seed of the few-shot draw, REINFORCE and test sample")
+    p.add_argument("--limit", type=positive, default=48, help="test pairs scored (default 48)")
+    p.add_argument("--shots", type=positive, default=16, help="few-shot pairs the ARM is fitted on (default 16)")
+    p.add_argument("--steps", type=positive, default=100, help="REINFORCE steps (default 100)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
