@@ -382,10 +382,23 @@ class ResultsLock:
 
 
 def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Top-level keys whose JSON values differ between two settings records (``ignore``: keys never compared)."""
+    """Keys whose JSON values differ between two settings records, nested keys dotted (``judge.arm.mode``).
+
+    ``ignore``: top-level keys never compared (the output folder itself, progress bars).
+    """
     skip = set(ignore)
-    a, b = json.loads(to_json(old)), json.loads(to_json(new))
-    return sorted(k for k in set(a) | set(b) if k not in skip and a.get(k) != b.get(k))
+
+    def walk(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            out: list[str] = []
+            for k in sorted(set(a) | set(b)):
+                if not prefix and k in skip:
+                    continue
+                out += walk(a.get(k), b.get(k), f"{prefix}{k}.")
+            return out
+        return [] if a == b else [prefix.rstrip(".")]
+
+    return walk(json.loads(to_json(old)), json.loads(to_json(new)), "")
 
 
 def read_results(folder: str | Path, name: str = "summary.json") -> dict[str, Any]:

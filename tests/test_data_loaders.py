@@ -61,12 +61,18 @@ def test_data_root_resolution_order(tmp_path, monkeypatch, isolated):
     assert data_root() == tmp_path / "cache" / "bigbench"
     shared = tmp_path / "a" / "shared" / "data" / "preference"
     shared.mkdir(parents=True)
-    assert data_root() == shared.resolve()
+    assert data_root() == tmp_path / "cache" / "bigbench"  # ../shared beside the working folder is never searched
+    (tmp_path / "cache" / "data").mkdir()
+    assert data_root() == tmp_path / "cache" / "data"  # the user's own data folder comes before the BIG-bench cache
     monkeypatch.setenv("ARMLENS_DATA_ROOT", str(env_root))
     assert data_root() == env_root
     assert data_root(arg_root) == arg_root
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data_root(tmp_path / "missing")
+    a_file = tmp_path / "pairs.jsonl"
+    a_file.write_text("{}\n")
+    with pytest.raises(FileNotFoundError, match=r"is a file; a data root is a folder .*--data path:"):
+        data_root(a_file)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "(per_example extraction, plain mean, REINFORCE heads, P(Yes)). Finished cells are "
                                    "skipped on a rerun.")
     p.add_argument("--data", required=True, help="dataset name for armlens.data.load_pairs (e.g. hhh, llmbar)")
-    p.add_argument("--root", default=None, help="data root folder (default: armlens' data root search)")
+    p.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)")
     p.add_argument("--subsets", default=None, help="comma-separated subsets to load (default: all)")
     p.add_argument("--model", default=None, help="model name, folder, .gguf or Hub id (default: embedded SmolLM2-135M)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -63,13 +63,15 @@ def run_ablate(args: argparse.Namespace) -> int:
     import torch
 
     from armlens.analysis.ablations import AblationConfig, run_ablations, summarize
+    from armlens.cli.common import on_interrupt, output_dir, resume_note
     from armlens.data import load_pairs
+    from armlens.io import ResultsLock
     from armlens.model import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
-    pairs = load_pairs(args.data, root=args.root, subsets=subsets)
+    out = output_dir(args.out, "run.json")
     config = AblationConfig(
         data=args.data, subsets=subsets, model=args.model, seeds=list(range(args.seeds)),
         grid=[g.strip() for g in args.grid.split(",") if g.strip()], n_fewshot=args.fewshot,
@@ -78,15 +80,32 @@ def run_ablate(args: argparse.Namespace) -> int:
         criteria=[c.strip() for c in args.criteria.split(",")] if args.criteria else None,
         criteria_fewshot=args.criteria_fewshot, shots=args.shots, heads=args.heads, flips=args.flips,
     )
-    model = load_model(args.model, device=args.device)
-    t0 = time.perf_counter()
-    cells = run_ablations(model, pairs, config, args.out, show_progress=not args.quiet,
-                          on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))
+    _check_same_run(out, config)
+    pairs = load_pairs(args.data, root=args.root, subsets=subsets)
+    on_interrupt(args, resume_note(out, "cells/*/*/seed*.json", "cell(s)"))
+    with ResultsLock(out, "armlens ablate"):
+        model = load_model(args.model, device=args.device)
+        t0 = time.perf_counter()
+        cells = run_ablations(model, pairs, config, out, show_progress=not args.quiet,
+                              on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))
     summary = summarize(cells)
     print(f"{len(cells)} cells in {args.out} ({time.perf_counter() - t0:.0f} s this run)")
     cols = ["axis", "series", "setting", "n_seeds", "accuracy", "std", "ci_low", "ci_high", "ties", "n_heads"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
+
+
+def _check_same_run(out: Path, config: Any) -> None:
+    """Before the model loads: an ``out`` holding a run with other settings is refused (run_ablations checks the
+    model and the data again once they are loaded)."""
+    from armlens.io import read_json, settings_diff
+
+    run_file = out / "run.json"
+    if run_file.is_file():
+        diff = settings_diff(read_json(run_file).get("fingerprint") or {}, config.fingerprint())
+        if diff:
+            raise ValueError(f"{out} holds results of a different run ({', '.join(diff)} differ); "
+                             "use another --out folder or delete it")
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -194,14 +213,23 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
 
 def run_figures(args: argparse.Namespace) -> int:
     from armlens.analysis.ablations import load_results
+    from armlens.cli.common import output_dir
     from armlens.plots import write_figures
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    results = load_results(args.results)
+    unknown = [f for f in formats if f not in ("png", "html")]
+    if unknown or not formats:
+        raise ValueError(f"--formats: unknown figure format(s) {unknown or args.formats!r}; choose png and/or html")
+    results_dir = Path(args.results)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"--results {results_dir} " + ("is a file, not a results folder"
+                                                               if results_dir.exists() else "does not exist"))
+    out = output_dir(args.out)
+    results = load_results(results_dir)
     figs, html = build_figures(results, seed=args.seed)
     if not figs:
         raise ValueError(f"{args.results} holds no results to draw (run `armlens ablate --out {args.results}` first)")
-    written = write_figures(figs, Path(args.out), formats=formats, html_figures=html)
+    written = write_figures(figs, out, formats=formats, html_figures=html)
     for path in written:
         print(path)
     return 0

@@ -12,7 +12,7 @@ from armlens.cli.options import count_or_all, count_or_zero, index, positive
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset name (see `armlens data list`) or path:FILE")
-    p.add_argument("--root", default=None, help="data root (default: ARMLENS_DATA_ROOT or ../shared/data/preference)")
+    p.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)")
     p.add_argument("--subsets", default=None, help="comma-separated subsets to keep")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -15,16 +15,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=positive, default=48, help="test pairs scored (default 48)")
     p.add_argument("--shots", type=positive, default=16, help="few-shot pairs the ARM is fitted on (default 16)")
     p.add_argument("--steps", type=positive, default=100, help="REINFORCE steps (default 100)")
+    p.add_argument("--change-settings", action="store_true",
+                   help="reuse an --out folder that holds a demo run with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from armlens.cli.common import on_interrupt, resume_note
     from armlens.demo import run_demo
     from armlens.evaluation.runner import results_markdown
 
+    on_interrupt(args, resume_note(args.out, "*/seed*/*/result.json", "method(s)"))
     summary = run_demo(args.out, root=args.root, seed=args.seed, limit=args.limit, n_fewshot=args.shots,
-                       steps=args.steps, show_progress=not args.quiet, log=lambda s: print(s, flush=True))
+                       steps=args.steps, show_progress=not args.quiet, log=lambda s: print(s, flush=True),
+                       allow_changed_settings=args.change_settings)
     print(results_markdown(summary))
     for path in summary.get("figure", []):
         print(f"wrote {path}")

@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "results.md under --out; rerunning with the same --out skips finished work.",
     )
     p.add_argument("--data", required=True, help="comma-separated dataset names (see `armlens data list`) or path:FILE")
-    p.add_argument("--root", default=None, help="data root (default: ARMLENS_DATA_ROOT or ../shared/data/preference)")
+    p.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)")
     p.add_argument("--subsets", default=None, help="comma-separated subsets to keep (default: all)")
     p.add_argument("--methods", default="all", help=f"comma-separated methods or 'all' ({_METHODS_HELP})")
     p.add_argument("--seeds", type=positive, default=3, help="number of seeds: few-shot draws and head selections (default 3)")
@@ -70,6 +70,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model (default: embedded SmolLM2-135M-Instruct)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     p.add_argument("--dtype", default="float32", help="parameter dtype (default float32)")
+    p.add_argument("--change-settings", action="store_true",
+                   help="reuse an --out folder whose config.json holds other settings (only matching units are kept)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -109,11 +111,15 @@ def config_from_args(args: argparse.Namespace):  # -> EvalConfig (imported lazil
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from armlens.evaluation.runner import results_markdown, run_eval
+    from armlens.cli.common import on_interrupt, resume_note
+    from armlens.evaluation.runner import check_out, results_markdown, run_eval
 
     config = config_from_args(args)
+    config.validate()
+    check_out(config, args.change_settings)  # before any data or model is loaded
+    on_interrupt(args, resume_note(config.out, "*/seed*/*/result.json", "unit(s)"))
     t0 = time.perf_counter()
-    summary = run_eval(config)
+    summary = run_eval(config, allow_changed_settings=args.change_settings)
     print(results_markdown(summary))
     run_info = summary.get("run", {})
     print(f"{run_info.get('computed', 0)} unit(s) computed, {run_info.get('reused', 0)} reused, "

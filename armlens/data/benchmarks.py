@@ -2,8 +2,8 @@
 
 Context
 -------
-These datasets are read from files under a data root (see :mod:`armlens.data.roots`): the project's
-``../shared/data/preference`` for tests, any folder with the same layout (``--root`` / ``ARMLENS_DATA_ROOT``), or,
+These datasets are read from files under a data root (see :mod:`armlens.data.roots`): any folder with the layout
+below (``--root`` / ``ARMLENS_DATA_ROOT`` / ``~/.cache/armlens/data``), or,
 for HHH and TruthfulQA, the cache filled from the ``bigbench==1.0.0`` sdist by ``armlens data fetch bigbench``.
 
 Subset names follow RewardBench where RewardBench has the data (``llmbar-natural``, ``llmbar-adver-neighbor``, ...,

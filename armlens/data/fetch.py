@@ -9,8 +9,8 @@ gives users the real data without the Hugging Face Hub. The steps:
    (the running interpreter's pip), or take a local copy (``--sdist FILE``);
 2. check its SHA-256 against :data:`BIGBENCH_SDIST_SHA256`;
 3. stream only the needed members out of the 358 MB archive (no other file is written, no code from it runs);
-4. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those in the project's
-   ``../shared/data/preference/SHA256SUMS`` (checked by downloading the sdist once: the files are identical);
+4. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those of the test data's
+   ``SHA256SUMS`` (checked by downloading the sdist once: the files are identical);
 5. lay them out as a data root (``hhh_alignment/<category>.json``, ``truthfulqa_bigbench/{questions,task_mc}.json``)
    under ``$ARMLENS_CACHE/bigbench`` (default ``~/.cache/armlens/bigbench``) with a ``MANIFEST.json`` recording
    every file's SHA-256, so the ``hhh`` and ``truthfulqa`` loaders find them with no option at all.
@@ -67,7 +67,7 @@ BIGBENCH_FILES: dict[str, tuple[str, str]] = {
     f"{_TASKS}/truthful_qa/task_mc.json":
         ("truthfulqa_bigbench/task_mc.json", "89a0402a23d5873b0c2f427e851fca7ac420f8d08731e61be52e6cbf1a18a281"),
 }
-"""sdist member -> (path under the cache, pinned SHA-256). The hashes equal ``shared/data/preference/SHA256SUMS``."""
+"""sdist member -> (path under the cache, pinned SHA-256). The hashes equal the test data's ``SHA256SUMS``."""
 MANIFEST = "MANIFEST.json"
 """Name of the manifest written beside the extracted files."""
 PYPI_SIMPLE = "https://pypi.org/simple/bigbench/"
