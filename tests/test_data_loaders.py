@@ -139,12 +139,13 @@ def test_truthfulqa_best_vs_seeded_false(data_root):
 
 def test_hh_rlhf_splits_transcripts(data_root):
     pairs, report = load_pairs_with_report("hh-rlhf", root=data_root)
-    assert len(pairs) == 2312 and report.rows_read == 2312
+    assert len(pairs) == 2308 and report.rows_read == 2312
     assert report.adjusted == {"consecutive same-speaker turns merged": 9}
-    assert not report.dropped
+    assert report.dropped == {"empty chosen or rejected response": 4}  # 4 rows end in an empty assistant turn
+    assert all(p.chosen.strip() and p.rejected.strip() for p in pairs)
     single = [p for p in pairs if isinstance(p.prompt, str)]
     multi = [p for p in pairs if isinstance(p.prompt, list)]
-    assert len(single) == 662 and len(multi) == 1650
+    assert len(single) == 659 and len(multi) == 1649
     for p in multi:
         assert p.prompt[-1]["role"] == "user" and p.prompt[-2]["role"] == "assistant"
     assert sum("\n\nHuman:" in p.chosen or "\n\nHuman:" in p.rejected for p in pairs) <= 9  # only merged turns
@@ -152,6 +153,7 @@ def test_hh_rlhf_splits_transcripts(data_root):
     with gzip.open(data_root / "hh_rlhf" / "harmless-base_test.jsonl.gz", "rt") as f:
         row = json.loads(f.readline())
     p = pairs[0]
+    assert p.id.endswith("/0")  # the first row is kept
     turns = p.prompt if isinstance(p.prompt, list) else [{"role": "user", "content": p.prompt}]
     rebuilt = "".join(f"\n\n{'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in turns)
     assert row["chosen"] == rebuilt + f"\n\nAssistant: {p.chosen}"

@@ -33,6 +33,7 @@ from armlens.data.loaders import (
 )
 from armlens.data.records import PreferencePair, Prompt
 from armlens.data.roots import candidate_roots, describe_roots
+from armlens.io import read_text
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ def find_folder(folder: str, files: list[str], root: str | Path | None, dataset:
 def load_json(path: Path) -> Any:
     """``json.load`` with an error naming the file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_text(path))  # bytes that are not UTF-8: a ValueError naming file and line
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
 
