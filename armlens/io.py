@@ -228,9 +228,10 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def _check_parents(path: Path, what: str) -> None:
-    """Refuse a ``path`` below an existing file, or whose nearest existing folder cannot be written."""
-    base = _nearest_existing(path.parent if path.parent != path else path)
+def _check_parents(path: Path, what: str, start: Path | None = None) -> None:
+    """Refuse a ``path`` below an existing file, or whose nearest existing folder cannot be written (searched from
+    ``start``, default ``path``'s parent)."""
+    base = _nearest_existing(start if start is not None else path.parent)
     if not base.is_dir():
         raise ValueError(f"{what} {path} cannot be created: {base} is a file, not a folder")
     if not os.access(base, os.W_OK | os.X_OK):
@@ -277,7 +278,7 @@ def check_output_dir(path: str | Path, *, resumable: Callable[[Path], bool] | No
             raise ValueError(f"{what} {path} is not empty and holds no results this command can resume"
                              + (f"; {hint}" if hint else "; choose another folder"))
     else:
-        _check_parents(path / "x", what)
+        _check_parents(path, what, start=path)
     return path
 
 
@@ -315,6 +316,14 @@ class ResultsLock:
         self.path = self.folder / LOCK_NAME
         self.command = command
         self._held = 0
+        self._owned = False
+
+    def _owner_pid(self) -> int | None:
+        try:
+            pid = json.loads(self.path.read_text(encoding="utf-8")).get("pid")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return pid if isinstance(pid, int) else None
 
     def holder(self) -> dict[str, Any] | None:
         """The live process holding the lock (its record), or None when free, stale or held by this process."""
@@ -345,6 +354,9 @@ class ResultsLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
             except FileExistsError:
+                if self._owner_pid() == os.getpid():  # held by this process through another handle
+                    self._held, self._owned = 1, False
+                    return self
                 holder = self.holder()
                 if holder is not None:
                     raise ValueError(_busy_message(self.folder, holder)) from None
@@ -353,7 +365,7 @@ class ResultsLock:
                 continue
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(record, f)
-            self._held = 1
+            self._held, self._owned = 1, True
             return self
         raise ValueError(f"could not lock results folder {self.folder}: {self.path} keeps reappearing")
 
@@ -362,14 +374,11 @@ class ResultsLock:
         if not self._held:
             return
         self._held -= 1
-        if self._held:
+        if self._held or not self._owned:
             return
-        try:
-            info = json.loads(self.path.read_text(encoding="utf-8"))
-            if info.get("pid") == os.getpid():
-                self.path.unlink()
-        except (OSError, ValueError):
-            pass
+        self._owned = False
+        if self._owner_pid() == os.getpid():
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> ResultsLock:
         return self.acquire()

@@ -25,12 +25,14 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from armlens.bench import format_table, run_bench
+    from armlens.data.roots import candidate_roots
     from armlens.model import load_model
 
     if args.out:
         from armlens.cli.common import output_file
 
         output_file(args.out)  # before the model loads
+    candidate_roots(args.root)  # a --root that is not a folder fails here, not after the model loads
     if args.threads:
         torch.set_num_threads(args.threads)
     log = (lambda s: None) if args.json else (lambda s: print(f"... {s}", flush=True))

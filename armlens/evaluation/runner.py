@@ -330,7 +330,7 @@ SETTINGS_IGNORED = ("out", "show_progress")
 def check_out(config: EvalConfig, allow_changed_settings: bool = False) -> Path:
     """Check ``config.out`` before any work: a usable folder, free (no live writer), and either new or holding an
     evaluation with the same settings (``config.json``), unless ``allow_changed_settings``. Returns the folder."""
-    out = check_output_dir(config.out, resumable=lambda p: (p / "config.json").is_file(),
+    out = check_output_dir(config.out, resumable=lambda p: (p / "config.json").is_file(), what="--out",
                            hint="it holds no config.json, so it is not an evaluation folder; choose another --out")
     old = out / "config.json"
     if old.is_file() and not allow_changed_settings:
