@@ -36,6 +36,8 @@ def world(tmp_path, monkeypatch):
     (tmp_path / "locked" / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
     (tmp_path / "existing.arm").write_text("an earlier fit")
     (tmp_path / "results").mkdir()  # an (empty) ablation results folder for `figures`
+    row = '{"prompt": "caf\u00e9?", "chosen": "yes", "rejected": "no"}\n'
+    (tmp_path / "latin1.jsonl").write_bytes(row.replace("\u00e9", "e").encode() + row.encode("latin-1"))
     monkeypatch.setattr(M, "load_model", lambda *a, **k: pytest.fail("a model was loaded before the input was checked"))
     return tmp_path
 
@@ -86,6 +88,9 @@ CASES = [
     ("demo", "--out T/locked", r"results folder .*locked is in use by process \d+"),
     ("data fetch bigbench", "--cache T/file", r"--cache .*file is a file, not a folder"),
     ("data fetch bigbench", "--cache T/locked --sdist T/missing.tar.gz", r"results folder .*locked is in use"),
+    # files that are not UTF-8: the file and the line
+    ("data stats path:T/latin1.jsonl", "", r"latin1.jsonl, line 2: not valid utf-8 \(byte 0xe9"),
+    ("eval", "--out T/e --data path:T/latin1.jsonl", r"latin1.jsonl, line 2: not valid utf-8"),
     # --root takes a folder and says so for a file, pointing to path:FILE
     ("data stats hhh", "--root T/file", r"data root .*file is a file; a data root is a folder .*--data path:"),
     ("fit", "--out T/a.arm --root T/file", r"data root .*file is a file; a data root is a folder"),
@@ -98,8 +103,8 @@ CASES = [
 
 
 def argv_for(words: str, extra: str, folder: Path, data_root: Path) -> list[str]:
-    argv = words.split() + [a.replace("T/", f"{folder}/") for a in extra.split()]
-    needs_data = words in ("fit", "score", "eval", "ablate")
+    argv = [a.replace("T/", f"{folder}/") for a in words.split() + extra.split()]
+    needs_data = words in ("fit", "score", "eval", "ablate") and "--data" not in extra
     if needs_data:
         argv += DATA
     if needs_data and "--root" not in extra:
@@ -118,6 +123,16 @@ def test_bad_input_matrix(world, data_root, capsys, words, extra, expected):
     assert err.startswith(f"armlens {words.split()[0]}") and "error:" in err, err
     assert re.search(expected, err), err
     assert snapshot(world) == before  # no partial files, nothing created
+
+
+def test_empty_responses_are_counted_in_the_load_report(tmp_path, capsys):
+    rows = [{"prompt": "q1", "chosen": "a", "rejected": "b"}, {"prompt": "q2", "chosen": "  ", "rejected": "b"},
+            {"prompt": "q3", "chosen": "a", "rejected": ""}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["data", "stats", f"path:{path}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["report"]
+    assert report["n_pairs"] == 1 and report["dropped"] == {"empty chosen or rejected response": 2}
 
 
 def test_every_command_is_in_the_matrix():
