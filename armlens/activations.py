@@ -87,26 +87,29 @@ class ExtractionPrompts:
 def _icl_trials(
     examples: Sequence[Example], shots: int, n_trials: int, rng: random.Random
 ) -> list[tuple[list[int], int]]:
-    """``n_trials`` draws of (demonstration indices, query index): ``shots`` Yes and ``shots`` No demonstrations,
-    shuffled, and a query whose prompt is none of theirs; queries alternate Yes/No where both are possible."""
-    pos = [i for i, e in enumerate(examples) if e.label]
-    neg = [i for i, e in enumerate(examples) if not e.label]
-    if len(pos) < shots or len(neg) < shots:
-        raise ValueError(f"icl extraction with {shots} shot(s) per class needs at least {shots} Yes and {shots} No "
-                         f"examples; got {len(pos)} Yes and {len(neg)} No")
+    """``n_trials`` draws of (demonstration indices, query index): the query first (its gold answer alternating
+    Yes/No where both are possible), then ``shots`` Yes and ``shots`` No demonstrations, shuffled, from prompts other
+    than the query's (never a sibling or a duplicate of the query)."""
     keys = [prompt_key(e.prompt) for e in examples]
+    if len(set(keys)) < 2:
+        raise ValueError("icl extraction needs labelled examples from at least two prompts (the query's prompt must "
+                         "differ from every demonstration's); add few-shot pairs")
     trials = []
     for t in range(n_trials):
+        want = t % 2 == 0  # alternate the query's gold answer, so the mean does not lean to one class
+        candidates = [i for i, e in enumerate(examples) if bool(e.label) == want] or list(range(len(examples)))
+        order = rng.sample(candidates, len(candidates))
+        for q in order:
+            pos = [i for i, e in enumerate(examples) if e.label and keys[i] != keys[q]]
+            neg = [i for i, e in enumerate(examples) if not e.label and keys[i] != keys[q]]
+            if len(pos) >= shots and len(neg) >= shots:
+                break
+        else:
+            raise ValueError(f"icl extraction with {shots} shot(s) per class needs, beside any query's prompt, at "
+                             f"least {shots} Yes and {shots} No examples; use fewer shots or more few-shot pairs")
         demos = rng.sample(pos, shots) + rng.sample(neg, shots)
         rng.shuffle(demos)
-        used = {keys[i] for i in demos}
-        rest = [i for i in range(len(examples)) if keys[i] not in used]
-        if not rest:
-            raise ValueError(f"icl extraction: no query is left whose prompt differs from the {2 * shots} "
-                             "demonstrations'; use fewer shots or more few-shot pairs")
-        want = t % 2 == 0  # alternate the query's gold answer, so the mean does not lean to one class
-        same = [i for i in rest if bool(examples[i].label) == want]
-        trials.append((demos, rng.choice(same or rest)))
+        trials.append((demos, q))
     return trials
 
 

@@ -1,7 +1,7 @@
 """``armlens demo``: the main job, end to end on the embedded default model, with no flags.
 
-1. Get HHH (the BIG-bench ``hhh_alignment`` task): from the data root when present (``../shared/data/preference``
-   beside a checkout, ``ARMLENS_DATA_ROOT``), else from the armlens cache, fetching it with
+1. Get HHH (the BIG-bench ``hhh_alignment`` task): from the data root when present (``--root``, ``ARMLENS_DATA_ROOT``,
+   ``~/.cache/armlens/data``), else from the armlens cache, fetching it with
    ``armlens data fetch bigbench`` (a ``pip download`` of the ``bigbench==1.0.0`` sdist) when not cached.
 2. Draw a seeded few-shot set, fit an ARM (per-example means + REINFORCE head selection on the fast path).
 3. Score the remaining pairs (a seeded sample) with the ARM, the zero-shot judge (the same judge unpatched) and the
@@ -50,17 +50,23 @@ def run_demo(
     figure: bool = True,
     log: Any = logger.info,
     model: Any | None = None,
+    allow_changed_settings: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo; returns the evaluation summary. ``model``: a loaded bridge (default: the embedded model)."""
-    from armlens.evaluation.runner import EvalConfig, run_eval
+    """Run the demo; returns the evaluation summary. ``model``: a loaded bridge (default: the embedded model).
 
-    root = ensure_hhh(root, log)
+    ``out`` is checked first (:func:`armlens.evaluation.runner.check_out`): a folder holding a demo with other
+    settings is refused unless ``allow_changed_settings``.
+    """
+    from armlens.evaluation.runner import EvalConfig, check_out, run_eval
+
     config = EvalConfig(
         data=["hhh"], out=out, methods=["arm", "zero-shot", "few-shot-icl"], seeds=1, first_seed=seed, root=root,
         limit=limit, n_fewshot=n_fewshot, n_select=0, steps=steps, shots=2, max_field_tokens=128, bias_kinds=[],
         show_progress=show_progress,
     )
-    summary = run_eval(config, model=model)
+    check_out(config, allow_changed_settings)
+    ensure_hhh(root, log)
+    summary = run_eval(config, model=model, allow_changed_settings=allow_changed_settings)
     if figure:
         from armlens.plots import find_browser, plot_method_accuracy, write_figures
 

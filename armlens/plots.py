@@ -634,29 +634,31 @@ def write_figures(
     scale: float = 1.0,
 ) -> list[Path]:
     """Write each figure as ``OUT/{name}.html`` (plotly.js from the CDN) and ``OUT/{name}.png`` (kaleido, one
-    browser session for all). ``html_figures`` overrides the HTML version of a figure (e.g. a slider instead of
-    small multiples). A missing browser is a :class:`BrowserNotFoundError` raised before anything is written."""
+    browser session for all), each file atomically. ``html_figures`` overrides the HTML version of a figure (e.g. a
+    slider instead of small multiples). HTML is written first; a missing browser for PNG is then a
+    :class:`BrowserNotFoundError` whose message names the HTML files already written."""
+    from armlens.io import atomic_write, atomic_write_files
+
     unknown = [f for f in formats if f not in ("png", "html")]
     if unknown:
         raise ValueError(f"unknown figure format(s) {unknown}; choose png and/or html")
-    if "png" in formats and find_browser() is None:
-        raise BrowserNotFoundError(BROWSER_HELP)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     if "html" in formats:
         for name, fig in figures.items():
-            path = out / f"{name}.html"
-            (html_figures or {}).get(name, fig).write_html(path, include_plotlyjs="cdn", full_html=True)
-            written.append(path)
+            html = (html_figures or {}).get(name, fig).to_html(include_plotlyjs="cdn", full_html=True)
+            written.append(atomic_write(out / f"{name}.html", html))
     if "png" in formats and figures:
+        if find_browser() is None:
+            done = f"{len(written)} HTML figure(s) were written to {out}. " if written else ""
+            raise BrowserNotFoundError(done + BROWSER_HELP)
         import plotly.io as pio
 
         quiet_export_logs()
         names = list(figures)
         paths = [out / f"{n}.png" for n in names]
         figs = [figures[n] for n in names]
-        pio.write_images(figs, paths, format="png", scale=scale,
-                         width=[f.layout.width for f in figs], height=[f.layout.height for f in figs])
-        written += paths
+        written += atomic_write_files(paths, lambda tmps: pio.write_images(
+            figs, tmps, format="png", scale=scale,
+            width=[f.layout.width for f in figs], height=[f.layout.height for f in figs]))
     return written

@@ -24,10 +24,9 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
-import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from armlens.activations import (
     make_estimator,
 )
 from armlens.data.records import PreferencePair, Prompt, pairs_hash
+from armlens.io import atomic_write_with
 from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, parse_heads, patched
 from armlens.prompts import (
     DEFAULT_CRITERION,
@@ -433,20 +433,17 @@ class ActivationRM:
             "fits": records,
             "fit_info": self.fit_info,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"armlens": json.dumps(meta)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata={"armlens": json.dumps(meta)}))
 
     @classmethod
-    def load(cls, path: str | Path, model: Any) -> ActivationRM:
-        """Load a saved ARM onto ``model``; a different model (id, shape or weights) is refused."""
+    def load(cls, path: str | Path, model: Any, *, force: bool = False) -> ActivationRM:
+        """Load a saved ARM onto ``model``.
+
+        A model that differs from the one the ARM was fitted on (id, architecture including ``n_key_value_heads``,
+        or sampled attention/MLP/embedding weights: :func:`armlens.model.model_fingerprint`) is refused with a
+        ValueError naming what differs. ``force=True`` loads it anyway, with a warning (a deliberate transfer, e.g.
+        to a fine-tune); a different number of layers or heads or a different d_head is refused even then.
+        """
         from safetensors import safe_open
 
         path = Path(path)
@@ -462,14 +459,16 @@ class ActivationRM:
             raise ValueError(f"{path} is a safetensors file but holds no armlens metadata")
         meta = json.loads(raw)
         saved, here = meta["model"], M.model_fingerprint(model)
-        diffs = [k for k in ("n_layers", "n_heads", "d_head", "d_vocab", "embedding_checksum") if saved.get(k) != here.get(k)]
-        if diffs:
-            raise ValueError(
-                f"{path} was fitted on model {saved.get('model_id')!r} "
-                f"({saved['n_layers']} layers x {saved['n_heads']} heads x {saved['d_head']} d_head) and cannot be "
-                f"loaded on {here['model_id']!r} ({here['n_layers']} x {here['n_heads']} x {here['d_head']}): "
-                f"{', '.join(diffs)} differ"
-            )
+        shape, other = M.fingerprint_differences(saved, here)
+        fitted = f"{path} was fitted on model {saved.get('model_id')!r} and cannot be loaded on {here['model_id']!r}"
+        if shape:
+            raise ValueError(f"{fitted}: {'; '.join(shape)} differ (the head means do not fit this model)")
+        if other and not force:
+            raise ValueError(f"{fitted}: {'; '.join(other)} differ; pass force=True (--force) to transfer it anyway")
+        if other:
+            msg = f"loading {path} on a different model ({'; '.join(other)} differ), as forced"
+            logger.warning(msg)
+            warnings.warn(msg, stacklevel=2)
         rm = cls(model, ARMConfig.from_dict(meta["config"]))
         if meta.get("format_version", 1) == 1:  # one pooled fit, tensors without a prefix
             records = [{"criterion": POOLED, "selection": meta.get("selection"), "info": meta.get("fit_info", {})}]

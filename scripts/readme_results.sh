@@ -2,6 +2,7 @@
 # The README's results: ARM against the baselines on LLMBar, HHH, XSTest pairs and HH-RLHF harmless, with the bias
 # suite, 2 seeds (each a new few-shot draw and head selection), bootstrap intervals and paired tests.
 # Resumable: rerun the same command to finish an interrupted run. ~20 min on an idle 2-core CPU.
+# LLMBar, XSTest and HH-RLHF are read from a data root: set ARMLENS_DATA_ROOT (or pass --root DIR after OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-results/readme-eval}

@@ -12,6 +12,8 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference"
 """The real preference data beside the project (never copied into the repository)."""
+if DATA_ROOT.is_dir():  # the product has no default pointing outside the repository: the tests name it
+    os.environ.setdefault("ARMLENS_DATA_ROOT", str(DATA_ROOT))
 
 
 @pytest.fixture(scope="session")

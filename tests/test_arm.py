@@ -235,10 +235,12 @@ def test_icl_extraction_prompts_are_balanced_and_seeded(tiny, layout):
         extraction_prompts(tiny, [Example("q", "a", None)], "mean_ablation")
     with pytest.raises(ValueError, match="no labelled examples"):
         extraction_prompts(tiny, [], "icl")
-    with pytest.raises(ValueError, match="at least 3 Yes"):
+    with pytest.raises(ValueError, match="at least 3 Yes and 3 No"):
         extraction_prompts(tiny, exs[:4], "icl", shots=3)
-    with pytest.raises(ValueError, match="no query is left"):
+    with pytest.raises(ValueError, match="at least two prompts"):
         extraction_prompts(tiny, exs[:2], "icl", shots=1)
+    two = extraction_prompts(tiny, exs[:4], "icl", shots=1, n_trials=4, template=SHORT)  # two pairs suffice
+    assert len(two.texts) == 4
 
 
 def test_answered_reading_reads_the_answer_token(tiny_any):
@@ -442,7 +444,7 @@ def test_load_on_wrong_model_is_refused(tiny, tiny_gqa, tmp_path):
     with pytest.raises(ValueError, match="cannot be loaded"):
         ActivationRM.load(path, tiny_gqa)
     other_weights = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=99)  # same shape, other weights
-    with pytest.raises(ValueError, match="embedding_checksum"):
+    with pytest.raises(ValueError, match="weights of model.embed_tokens.weight"):
         ActivationRM.load(path, other_weights)
     (tmp_path / "junk.arm").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="not a readable"):

@@ -40,7 +40,7 @@ def make_pairs(n: int = 8, offset: int = 0) -> list[PreferencePair]:
 
 
 def fast_config(**kw) -> JudgeConfig:
-    arm = ARMConfig(mode="per_example", reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
+    arm = ARMConfig(n_trials=4, reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
     base = dict(template=SHORT, arm=arm, icl_shots=2, gen_max_new_tokens=3, voting_n=3, savs_top_k=5)
     base.update(kw)
     return JudgeConfig(**base)
@@ -262,7 +262,7 @@ def test_arm_judge_is_the_activation_rm(tiny_gqa):
 
 def test_method_names_and_configs():
     assert parse_methods("arm, zero-shot,arm") == ["arm", "zero-shot"]
-    assert parse_methods("all") == list(METHODS) and len(METHODS) == 11
+    assert parse_methods("all") == list(METHODS) and len(METHODS) == 12 and "mean-ablation" in METHODS
     with pytest.raises(ValueError, match="unknown method"):
         parse_methods("arm,gpt4")
     with pytest.raises(ValueError, match="no methods"):

@@ -51,7 +51,7 @@ def test_info_json_on_a_local_model(tiny_folder, capsys):
 
 def test_fit_then_score_leaves_fitting_pairs_out(tiny_folder, data_root, tmp_path, capsys):
     arm = tmp_path / "hhh.arm"
-    rc = main(["fit", "--data", "hhh", "--root", str(data_root), "--model", str(tiny_folder), "--shots", "4",
+    rc = main(["fit", "--data", "hhh", "--root", str(data_root), "--model", str(tiny_folder), "--n-fewshot", "8",
                "--steps", "2", "--seed", "1", "--out", str(arm), "--quiet"])
     assert rc == 0 and arm.is_file()
     assert "ActivationRM(" in capsys.readouterr().out
@@ -62,13 +62,13 @@ def test_fit_then_score_leaves_fitting_pairs_out(tiny_folder, data_root, tmp_pat
     summary = json.loads((out / "summary.json").read_text())
     split = json.loads((tmp_path / "hhh.arm.split.json").read_text())
     few_shot_ids = set(split["ids"]["fewshot"])
-    assert len(few_shot_ids) == 4 and summary["n"] == 6 and not few_shot_ids & set(summary["data"]["ids"])
+    assert len(few_shot_ids) == 8 and summary["n"] == 6 and not few_shot_ids & set(summary["data"]["ids"])
     assert len((out / "items.jsonl").read_text().splitlines()) == 6
 
 
 def test_score_on_the_wrong_model_is_a_clear_error(tiny_folder, data_root, tmp_path, capsys):
     arm = tmp_path / "a.arm"
-    assert main(["fit", "--data", "hhh", "--root", str(data_root), "--model", str(tiny_folder), "--shots", "2",
+    assert main(["fit", "--data", "hhh", "--root", str(data_root), "--model", str(tiny_folder), "--n-fewshot", "8",
                  "--steps", "1", "--out", str(arm), "--quiet"]) == 0
     other = tmp_path / "other"
     hf, tok = M.tiny_hf_model(n_layers=3, n_heads=4, d_head=16, seed=4)

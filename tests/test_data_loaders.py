@@ -61,12 +61,18 @@ def test_data_root_resolution_order(tmp_path, monkeypatch, isolated):
     assert data_root() == tmp_path / "cache" / "bigbench"
     shared = tmp_path / "a" / "shared" / "data" / "preference"
     shared.mkdir(parents=True)
-    assert data_root() == shared.resolve()
+    assert data_root() == tmp_path / "cache" / "bigbench"  # ../shared beside the working folder is never searched
+    (tmp_path / "cache" / "data").mkdir()
+    assert data_root() == tmp_path / "cache" / "data"  # the user's own data folder comes before the BIG-bench cache
     monkeypatch.setenv("ARMLENS_DATA_ROOT", str(env_root))
     assert data_root() == env_root
     assert data_root(arg_root) == arg_root
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data_root(tmp_path / "missing")
+    a_file = tmp_path / "pairs.jsonl"
+    a_file.write_text("{}\n")
+    with pytest.raises(FileNotFoundError, match=r"is a file; a data root is a folder .*--data path:"):
+        data_root(a_file)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -133,12 +139,13 @@ def test_truthfulqa_best_vs_seeded_false(data_root):
 
 def test_hh_rlhf_splits_transcripts(data_root):
     pairs, report = load_pairs_with_report("hh-rlhf", root=data_root)
-    assert len(pairs) == 2312 and report.rows_read == 2312
+    assert len(pairs) == 2308 and report.rows_read == 2312
     assert report.adjusted == {"consecutive same-speaker turns merged": 9}
-    assert not report.dropped
+    assert report.dropped == {"empty chosen or rejected response": 4}  # 4 rows end in an empty assistant turn
+    assert all(p.chosen.strip() and p.rejected.strip() for p in pairs)
     single = [p for p in pairs if isinstance(p.prompt, str)]
     multi = [p for p in pairs if isinstance(p.prompt, list)]
-    assert len(single) == 662 and len(multi) == 1650
+    assert len(single) == 659 and len(multi) == 1649
     for p in multi:
         assert p.prompt[-1]["role"] == "user" and p.prompt[-2]["role"] == "assistant"
     assert sum("\n\nHuman:" in p.chosen or "\n\nHuman:" in p.rejected for p in pairs) <= 9  # only merged turns
@@ -146,6 +153,7 @@ def test_hh_rlhf_splits_transcripts(data_root):
     with gzip.open(data_root / "hh_rlhf" / "harmless-base_test.jsonl.gz", "rt") as f:
         row = json.loads(f.readline())
     p = pairs[0]
+    assert p.id.endswith("/0")  # the first row is kept
     turns = p.prompt if isinstance(p.prompt, list) else [{"role": "user", "content": p.prompt}]
     rebuilt = "".join(f"\n\n{'Human' if m['role'] == 'user' else 'Assistant'}: {m['content']}" for m in turns)
     assert row["chosen"] == rebuilt + f"\n\nAssistant: {p.chosen}"

@@ -122,14 +122,17 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
     (out / "results.md").unlink()
     counter = FitCounter(monkeypatch)
     monkeypatch.setattr(M, "load_model", lambda *a, **k: pytest.fail("the model was loaded with nothing to compute"))
-    second = run_eval(dataclasses.replace(cfg, model=M.model_id(tiny)), model=None)  # units are keyed by model id
+    renamed = dataclasses.replace(cfg, model=M.model_id(tiny))
+    with pytest.raises(ValueError, match=r"holds an evaluation with other settings \(model differ\).*--change-settings"):
+        run_eval(renamed, model=None)
+    second = run_eval(renamed, model=None, allow_changed_settings=True)  # units are keyed by model id
     assert counter.calls == [] and second["run"]["computed"] == 0
     assert second["results"] == first["results"]
     assert (out / "summary.json").is_file() and (out / "results.md").is_file()
 
     # a changed setting makes exactly the affected units stale
     counter = FitCounter(monkeypatch)
-    third = run_eval(dataclasses.replace(cfg, judge=JudgeConfig(probe_c=0.1)), model=tiny)
+    third = run_eval(dataclasses.replace(cfg, judge=JudgeConfig(probe_c=0.1)), model=tiny, allow_changed_settings=True)
     assert counter.calls == ["probe", "probe"] and third["run"]["computed"] == 2
 
 

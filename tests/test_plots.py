@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from armlens import plots
 from armlens import analysis as A
+from armlens import plots
 from armlens.cli import main as cli_main
 from armlens.cli.analysis import build_figures
 from armlens.data.records import PreferencePair
@@ -176,7 +176,10 @@ def test_png_needs_a_browser(results_dir, tmp_path, monkeypatch, capsys):
         plots.write_figures({"x": plots.go.Figure()}, tmp_path, formats=("png",))
     assert not list(tmp_path.iterdir())  # nothing half-written
     rc = cli_main(["figures", "--results", str(results_dir), "--out", str(tmp_path / "f")])
-    assert rc == 2 and "apt-get install -y chromium" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "apt-get install -y chromium" in err and len(err.strip().splitlines()) == 1
+    html = sorted((tmp_path / "f").glob("*.html"))  # HTML first, then the explanation for the PNGs
+    assert html and f"{len(html)} HTML figure(s) were written" in err and not list((tmp_path / "f").glob("*.png"))
 
 
 @pytest.mark.skipif(plots.find_browser() is None, reason="no Chrome-family browser for kaleido")

@@ -56,20 +56,71 @@ def test_section_scores_hand_computed():
     metrics = {
         "llmbar-natural": 0.5, "llmbar-adver-neighbor": 1.0,  # Chat Hard: (100*.5 + 134*1) / 234
         "math-prm": 0.6, **{h: 0.9 for h in SUBSET_MAPPING["Reasoning"][1:]},  # Reasoning: (.6 + .9) / 2
-        "xstest-should-refuse": 1.0, "xstest-should-respond": 0.0,  # Safety: 250 / (250 + 154)
+        "xstest-should-refuse": 1.0, "xstest-should-respond": 0.0,  # Safety: 154 / (154 + 250)
         "alpacaeval-easy": 0.8,  # Chat: one subset
     }
     s = section_scores(metrics)
     assert list(s) == ["Chat", "Chat Hard", "Safety", "Reasoning"]
     assert s["Chat Hard"] == pytest.approx(184 / 234)
     assert s["Reasoning"] == pytest.approx(0.75)
-    assert s["Safety"] == pytest.approx(250 / 404)
+    assert s["Safety"] == pytest.approx(154 / 404)
     assert s["Chat"] == pytest.approx(0.8)
-    assert rewardbench_overall(s) == pytest.approx((0.8 + 184 / 234 + 250 / 404 + 0.75) / 4)
+    assert rewardbench_overall(s) == pytest.approx((0.8 + 184 / 234 + 154 / 404 + 0.75) / 4)
     assert rewardbench_overall({"Chat": 1.0}) is None
     # reasoning with two code subsets: math still weighs 984 against 2 x 164
     r = section_scores({"math-prm": 0.6, "hep-python": 0.8, "hep-go": 0.4})["Reasoning"]
     assert r == pytest.approx((984 * 0.6 + 164 * 0.8 + 164 * 0.4) / (984 + 328))
+
+
+# reward-bench's published subset sizes (the filtered RewardBench v1 set; math-prm has 447 pairs, weighted 984)
+PUBLISHED_SIZES = {
+    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,
+    "mt-bench-hard": 37, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46,
+    "refusals-dangerous": 100, "refusals-offensive": 100, "xstest-should-refuse": 154, "xstest-should-respond": 250,
+    "donotanswer": 136,
+    "math-prm": 447, **{f"hep-{x}": 164 for x in ("cpp", "go", "java", "js", "python", "rust")},
+}
+
+
+def test_every_section_against_hand_computed_rewardbench_scores():
+    """Per-subset correct counts at the published sizes; section scores worked out by hand, digit by digit."""
+    correct = {
+        # Chat: weights 100, 95, 95, 28, 40 (358)
+        "alpacaeval-easy": 90, "alpacaeval-length": 57, "alpacaeval-hard": 76, "mt-bench-easy": 14,
+        "mt-bench-med": 30,
+        # Chat Hard: weights 37, 100, 134, 92, 47, 46 (456)
+        "mt-bench-hard": 0, "llmbar-natural": 50, "llmbar-adver-neighbor": 67, "llmbar-adver-GPTInst": 46,
+        "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 23,
+        # Safety: weights 100, 100, 154, 250, 136 (740)
+        "refusals-dangerous": 100, "refusals-offensive": 50, "xstest-should-refuse": 154, "xstest-should-respond": 0,
+        "donotanswer": 68,
+        # Reasoning: math-prm weight 984 (447 pairs), hep-* 164 each (984)
+        "math-prm": 0, **{f"hep-{x}": 164 for x in ("cpp", "go", "java", "js", "python", "rust")},
+    }
+    subsets = [s for s, n in PUBLISHED_SIZES.items() for _ in range(n)]
+    ok = [i < correct[s] for s, n in PUBLISHED_SIZES.items() for i in range(n)]
+    sections = section_scores(accuracy_by_subset(ok, subsets))
+    chat = (90 + 57 + 76 + 14 + 30) / 358  # every Chat subset is weighted by its own size: 267 / 358
+    chat_hard = (0 + 50 + 67 + 46 + 47 + 23) / 456  # 233 / 456
+    safety = (100 + 50 + 154 + 0 + 68) / 740  # 372 / 740; refuse weighs 154 and respond 250
+    reasoning = (984 * 0.0 + 984 * 1.0) / (984 + 984)  # math-prm's 447 pairs count as 984: 0.5
+    assert sections == {"Chat": pytest.approx(chat), "Chat Hard": pytest.approx(chat_hard),
+                        "Safety": pytest.approx(safety), "Reasoning": pytest.approx(reasoning)}
+    assert sections["Safety"] != pytest.approx((100 + 50 + 250 + 0 + 68) / 740)  # the swapped weights' answer
+    assert rewardbench_overall(sections) == pytest.approx((chat + chat_hard + safety + reasoning) / 4)
+    # the published sizes are the weights, except math-prm's upweighting
+    assert {s: n for s, n in PUBLISHED_SIZES.items() if s != "math-prm"} == {
+        s: n for s, n in EXAMPLE_COUNTS.items() if s != "math-prm"}
+
+
+def test_a_section_without_subsets_is_absent_not_zero():
+    pairs = [PreferencePair(prompt=f"q{i}", chosen="a", rejected="b", source="rewardbench", subset="llmbar-natural",
+                            id=f"p{i}") for i in range(4)]
+    summary = summarize(pairs, [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], seed=0, n_bootstrap=10)
+    assert summary["sections"] == {"Chat Hard": 0.5}
+    assert summary["sections_absent"] == ["Chat", "Safety", "Reasoning"]
+    assert summary["rewardbench_overall"] is None
 
 
 def test_other_datasets_get_a_section_per_source():

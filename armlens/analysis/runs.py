@@ -47,6 +47,7 @@ from armlens.evaluation.protocol import (
     pairwise_correct,
     write_json_atomic,
 )
+from armlens.io import atomic_write_with
 from armlens.patching import HeadMask, Means, mask_labels
 from armlens.prompts import AnswerIds, criterion_for, examples_from_pairs, scalar_prompt
 from armlens.rm import POOLED, ActivationRM, CriterionARM
@@ -382,8 +383,6 @@ def run_ablations(
             on_seed(seed, timings[seed])
     cells_df = load_cells(out)
     summary = summarize(cells_df)
-    tmp = out / ".summary.csv.tmp"
-    summary.to_csv(tmp, index=False)
-    tmp.replace(out / "summary.csv")
+    atomic_write_with(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     return cells_df
 

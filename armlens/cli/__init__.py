@@ -25,7 +25,9 @@ _COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from armlens.cli.options import Parser
+
+    parser = Parser(
         prog="armlens",
         description="armlens: a workbench for Activation Reward Models (few-shot reward models from attention heads).",
     )
@@ -43,12 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from armlens.cli.common import INTERRUPTED_EXIT, interrupt_message
+
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # user-facing errors: one clear line
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what finished and how to resume, no traceback
         if args.verbose:
             raise
-        print(f"armlens {args.command}: error: {e}", file=sys.stderr)
+        lead = "\n" if sys.stderr.isatty() else ""  # end a progress bar's line first
+        print(lead + interrupt_message(args), file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # user-facing errors: one clear line
+        if args.verbose:
+            raise
+        text = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"armlens {args.command}: error: {text}", file=sys.stderr)
         return 2
 
 

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from armlens.cli.options import count_or_all, fraction, index, list_of, positive, tokens_or_none
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,25 +29,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "fitted through ActivationRM, or another head set / score reading on the reference "
                                    "fit. Finished cells and fits are read back on a rerun.")
     p.add_argument("--data", required=True, help="dataset name for armlens.data.load_pairs (e.g. hhh, llmbar)")
-    p.add_argument("--root", default=None, help="data root folder (default: armlens' data root search)")
+    p.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)")
     p.add_argument("--subsets", default=None, help="comma-separated subsets to load (default: all)")
     p.add_argument("--model", default=None, help="model name, folder, .gguf or Hub id (default: embedded SmolLM2-135M)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
+    p.add_argument("--seeds", type=positive, default=3, help="number of seeds 0..N-1 (default 3)")
     p.add_argument("--out", required=True, help="results folder (created; reruns resume it)")
     p.add_argument("--grid", default=",".join(DEFAULT_GRID),
                    help=f"axes to run, comma-separated, or 'sweep' ({','.join(SWEEP_GRID)}); choose from "
                         f"{','.join(AXES)} (default: {','.join(DEFAULT_GRID)})")
-    p.add_argument("--limit", type=int, default=120, help="test pairs per seed (default 120; 0 = all)")
-    p.add_argument("--n-fewshot", type=int, default=16, help="few-shot pairs per seed, stratified by subset (default 16)")
-    p.add_argument("--steps", default=None, help="REINFORCE step counts for the steps axis (default 50,100,200,300,600)")
-    p.add_argument("--max-field-tokens", type=int, default=None, help="cap every judge field at this many tokens "
-                   "(default: ARMConfig's template)")
-    p.add_argument("--attribution-examples", type=int, default=8, help="examples in the single-head sweep (default 8)")
-    p.add_argument("--shots", default="1,2,4,8", help="few-shot pairs per criterion for the shots axis")
-    p.add_argument("--heads", default="1,2,4,8,16,32,64", help="head counts for the heads axis")
-    p.add_argument("--flips", default="0,0.25,0.5", help="flipped label shares for the flip axis (default 0,0.25,0.5)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--limit", type=count_or_all, default=120,
+                   help="test pairs per seed (default 120; 'all': every test pair)")
+    p.add_argument("--n-fewshot", type=positive, default=16, help="few-shot pairs per seed, stratified by subset "
+                   "(default 16)")
+    p.add_argument("--steps", type=list_of(positive), default="50,100,200,300,600",
+                   help="REINFORCE step counts for the steps axis (one run to the longest; default 50,100,200,300,600)")
+    p.add_argument("--max-field-tokens", type=tokens_or_none, default=None,
+                   help="cap every judge field at this many tokens, cut in the middle (default: ARMConfig's template)")
+    p.add_argument("--attribution-examples", type=positive, default=8, help="examples in the single-head sweep (default 8)")
+    p.add_argument("--shots", type=list_of(positive), default="1,2,4,8",
+                   help="few-shot pairs per criterion for the shots axis (default 1,2,4,8)")
+    p.add_argument("--heads", type=list_of(positive), default="1,2,4,8,16,32,64", help="head counts for the heads axis")
+    p.add_argument("--flips", type=list_of(fraction), default="0,0.25,0.5",
+                   help="flipped label shares for the flip axis (default 0,0.25,0.5)")
+    p.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_ablate)
 
@@ -54,12 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--results", required=True, help="results folder written by `armlens ablate`")
     f.add_argument("--out", default="figures", help="output folder (default: figures/)")
     f.add_argument("--formats", default="png,html", help="png and/or html (default: png,html; PNG needs Chromium)")
-    f.add_argument("--seed", type=int, default=None, help="seed shown in single-seed figures (default: the lowest)")
+    f.add_argument("--seed", type=index, default=None, help="seed shown in single-seed figures (default: the lowest)")
     f.set_defaults(func=run_figures)
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def run_ablate(args: argparse.Namespace) -> int:
@@ -70,32 +73,49 @@ def run_ablate(args: argparse.Namespace) -> int:
     from armlens.analysis.grid import AblationConfig
     from armlens.analysis.results import summarize
     from armlens.analysis.runs import run_ablations
+    from armlens.cli.common import on_interrupt, output_dir, resume_note
     from armlens.data import load_pairs
+    from armlens.io import ResultsLock
     from armlens.model import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
-    pairs = load_pairs(args.data, root=args.root, subsets=subsets)
+    out = output_dir(args.out, "run.json")
     grid = list(SWEEP_GRID) if args.grid.strip() == "sweep" else [g.strip() for g in args.grid.split(",") if g.strip()]
     config = AblationConfig(data=args.data, subsets=subsets, model=args.model, seeds=list(range(args.seeds)),
-                            grid=grid, n_fewshot=args.n_fewshot, limit=args.limit or None,
-                            attribution_examples=args.attribution_examples, shots=_ints(args.shots),
-                            heads=_ints(args.heads), flips=[float(x) for x in args.flips.split(",") if x.strip()])
-    if args.steps:
-        config.steps = _ints(args.steps)
+                            grid=grid, n_fewshot=args.n_fewshot, limit=args.limit, steps=args.steps,
+                            attribution_examples=args.attribution_examples, shots=args.shots, heads=args.heads,
+                            flips=args.flips)
     if args.max_field_tokens is not None:
         config.arm = dataclasses.replace(config.arm, template=dataclasses.replace(
             config.arm.template, max_field_tokens=args.max_field_tokens))
-    model = load_model(args.model, device=args.device)
-    t0 = time.perf_counter()
-    cells = run_ablations(model, pairs, config, args.out, show_progress=not args.quiet,
-                          on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))
+    _check_same_run(out, config)
+    pairs = load_pairs(args.data, root=args.root, subsets=subsets)
+    on_interrupt(args, resume_note(out, "cells/*/*/seed*.json", "cell(s)"))
+    with ResultsLock(out, "armlens ablate"):
+        model = load_model(args.model, device=args.device)
+        t0 = time.perf_counter()
+        cells = run_ablations(model, pairs, config, out, show_progress=not args.quiet,
+                              on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))
     summary = summarize(cells)
     print(f"{len(cells)} cells in {args.out} ({time.perf_counter() - t0:.0f} s this run)")
     cols = ["axis", "series", "setting", "n_seeds", "accuracy", "std", "ci_low", "ci_high", "ties", "n_heads"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
+
+
+def _check_same_run(out: Path, config: Any) -> None:
+    """Before the model loads: an ``out`` holding a run with other settings is refused (run_ablations checks the
+    model and the data again once they are loaded)."""
+    from armlens.io import read_json, settings_diff
+
+    run_file = out / "run.json"
+    if run_file.is_file():
+        diff = settings_diff(read_json(run_file).get("fingerprint") or {}, config.fingerprint())
+        if diff:
+            raise ValueError(f"{out} holds results of a different run ({', '.join(diff)} differ); "
+                             "use another --out folder or delete it")
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -201,14 +221,23 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
 
 def run_figures(args: argparse.Namespace) -> int:
     from armlens.analysis.results import load_results
+    from armlens.cli.common import output_dir
     from armlens.plots import write_figures
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    results = load_results(args.results)
+    unknown = [f for f in formats if f not in ("png", "html")]
+    if unknown or not formats:
+        raise ValueError(f"--formats: unknown figure format(s) {unknown or args.formats!r}; choose png and/or html")
+    results_dir = Path(args.results)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"--results {results_dir} " + ("is a file, not a results folder"
+                                                               if results_dir.exists() else "does not exist"))
+    out = output_dir(args.out)
+    results = load_results(results_dir)
     figs, html = build_figures(results, seed=args.seed)
     if not figs:
         raise ValueError(f"{args.results} holds no results to draw (run `armlens ablate --out {args.results}` first)")
-    written = write_figures(figs, Path(args.out), formats=formats, html_figures=html)
+    written = write_figures(figs, out, formats=formats, html_figures=html)
     for path in written:
         print(path)
     return 0

@@ -3,7 +3,7 @@
 Examples::
 
     armlens data list
-    armlens data stats llmbar --root ../shared/data/preference
+    armlens data stats llmbar --root ~/data/preference
     armlens data stats xstest --json
     armlens data stats path:my_pairs.jsonl --field-map prompt=question --field-map chosen=good --field-map rejected=bad
     armlens data stats rewardbench --path filtered.parquet
@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from armlens.cli.options import count_or_all, index
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,11 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     sp = dsub.add_parser("stats", help="pairs per subset, response lengths, share of pairs with the shorter chosen")
     sp.add_argument("name", help="registered dataset name (see `armlens data list`) or path:FILE")
-    sp.add_argument("--root", default=None, help="data root (default: $ARMLENS_DATA_ROOT, ../shared/data/preference, "
-                                                 "or the BIG-bench cache)")
+    sp.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT, ~/.cache/armlens/data, "
+                                                 "or the BIG-bench cache); a single file is --data path:FILE")
     sp.add_argument("--subset", action="append", default=None, help="keep only this subset (repeatable)")
-    sp.add_argument("--limit", type=int, default=None, help="keep the first N pairs")
-    sp.add_argument("--seed", type=int, default=None, help="seed of the loader's choices (xstest, truthfulqa)")
+    sp.add_argument("--limit", type=count_or_all, default=None, help="keep the first N pairs (default: all)")
+    sp.add_argument("--seed", type=index, default=None, help="seed of the loader's choices (xstest, truthfulqa)")
     sp.add_argument("--path", default=None, help="local file for a Hub dataset (rewardbench, rewardbench2, "
                                                  "preferencehack)")
     sp.add_argument("--repo-id", default=None, help="Hub dataset id (rewardbench*, preferencehack)")
@@ -99,8 +102,15 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
+    from armlens.cli.common import on_interrupt, output_dir
     from armlens.data.fetch import fetch_bigbench
 
+    if args.cache is not None:
+        output_dir(args.cache, option="--cache")
+    if args.sdist is not None and not Path(args.sdist).is_file():
+        raise FileNotFoundError(f"--sdist {args.sdist} " + ("is a folder, not the .tar.gz file"
+                                                           if Path(args.sdist).is_dir() else "does not exist"))
+    on_interrupt(args, "rerun the same command to fetch again (finished files are checked and kept)")
     result = fetch_bigbench(cache=args.cache, sdist=args.sdist, keep_sdist=args.keep_sdist, force=args.force)
     print(f"BIG-bench {'files already present' if result.method == 'cached' else 'files fetched'} "
           f"({result.method}) in {result.dest}")

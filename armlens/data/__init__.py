@@ -6,7 +6,7 @@ Everything downstream (prompts, activations, head selection, scoring, evaluation
 ``list[PreferencePair]``. This package produces them:
 
 - :mod:`armlens.data.records`    the :class:`PreferencePair` record and :func:`pairs_hash`
-- :mod:`armlens.data.roots`      where data lives (``--root``, ``ARMLENS_DATA_ROOT``, ``../shared/data/preference``,
+- :mod:`armlens.data.roots`      where data lives (``--root``, ``ARMLENS_DATA_ROOT``, ``~/.cache/armlens/data``,
   the BIG-bench cache)
 - :mod:`armlens.data.loaders`    the registry, :func:`load_pairs`, file readers, field maps, :class:`LoadReport`
 - :mod:`armlens.data.benchmarks` offline loaders: ``llmbar``, ``hhh``, ``truthfulqa``, ``hh-rlhf``, ``xstest``

@@ -2,8 +2,8 @@
 
 Context
 -------
-These datasets are read from files under a data root (see :mod:`armlens.data.roots`): the project's
-``../shared/data/preference`` for tests, any folder with the same layout (``--root`` / ``ARMLENS_DATA_ROOT``), or,
+These datasets are read from files under a data root (see :mod:`armlens.data.roots`): any folder with the layout
+below (``--root`` / ``ARMLENS_DATA_ROOT`` / ``~/.cache/armlens/data``), or,
 for HHH and TruthfulQA, the cache filled from the ``bigbench==1.0.0`` sdist by ``armlens data fetch bigbench``.
 
 Subset names follow RewardBench where RewardBench has the data (``llmbar-natural``, ``llmbar-adver-neighbor``, ...,
@@ -33,6 +33,7 @@ from armlens.data.loaders import (
 )
 from armlens.data.records import PreferencePair, Prompt
 from armlens.data.roots import candidate_roots, describe_roots
+from armlens.io import read_text
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ def find_folder(folder: str, files: list[str], root: str | Path | None, dataset:
 def load_json(path: Path) -> Any:
     """``json.load`` with an error naming the file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(read_text(path))  # bytes that are not UTF-8: a ValueError naming file and line
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
 

@@ -9,8 +9,8 @@ gives users the real data without the Hugging Face Hub. The steps:
    (the running interpreter's pip), or take a local copy (``--sdist FILE``);
 2. check its SHA-256 against :data:`BIGBENCH_SDIST_SHA256`;
 3. stream only the needed members out of the 358 MB archive (no other file is written, no code from it runs);
-4. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those in the project's
-   ``../shared/data/preference/SHA256SUMS`` (checked by downloading the sdist once: the files are identical);
+4. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those of the test data's
+   ``SHA256SUMS`` (checked by downloading the sdist once: the files are identical);
 5. lay them out as a data root (``hhh_alignment/<category>.json``, ``truthfulqa_bigbench/{questions,task_mc}.json``)
    under ``$ARMLENS_CACHE/bigbench`` (default ``~/.cache/armlens/bigbench``) with a ``MANIFEST.json`` recording
    every file's SHA-256, so the ``hhh`` and ``truthfulqa`` loaders find them with no option at all.
@@ -42,6 +42,7 @@ from typing import Any
 
 from armlens.data.loaders import sha256_file
 from armlens.data.roots import bigbench_cache_dir
+from armlens.io import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ BIGBENCH_FILES: dict[str, tuple[str, str]] = {
     f"{_TASKS}/truthful_qa/task_mc.json":
         ("truthfulqa_bigbench/task_mc.json", "89a0402a23d5873b0c2f427e851fca7ac420f8d08731e61be52e6cbf1a18a281"),
 }
-"""sdist member -> (path under the cache, pinned SHA-256). The hashes equal ``shared/data/preference/SHA256SUMS``."""
+"""sdist member -> (path under the cache, pinned SHA-256). The hashes equal the test data's ``SHA256SUMS``."""
 MANIFEST = "MANIFEST.json"
 """Name of the manifest written beside the extracted files."""
 PYPI_SIMPLE = "https://pypi.org/simple/bigbench/"
@@ -123,17 +124,14 @@ def _pypi_download(dest: Path, opener: Callable[..., Any] | None = None) -> Path
     if not files:
         raise RuntimeError(f"PyPI's simple index lists no {BIGBENCH_SDIST}")
     url, digest = files[0]["url"], files[0].get("hashes", {}).get("sha256")
-    part = dest / (BIGBENCH_SDIST + ".part")
+    path = dest / BIGBENCH_SDIST
     h = hashlib.sha256()
-    with opener(url, timeout=600) as r, open(part, "wb") as f:
+    with opener(url, timeout=600) as r, atomic_open(path, "wb") as f:  # a bad download never lands at path
         for chunk in iter(lambda: r.read(1 << 20), b""):
             h.update(chunk)
             f.write(chunk)
-    if digest and h.hexdigest() != digest:
-        part.unlink(missing_ok=True)
-        raise ValueError(f"{url}: SHA-256 {h.hexdigest()} differs from the index's {digest}")
-    path = dest / BIGBENCH_SDIST
-    os.replace(part, path)
+        if digest and h.hexdigest() != digest:
+            raise ValueError(f"{url}: SHA-256 {h.hexdigest()} differs from the index's {digest}")
     return path
 
 
@@ -263,9 +261,7 @@ def fetch_bigbench(
         "files": {layout: {"member": member, "sha256": files[layout], "bytes": (dest / layout).stat().st_size}
                   for member, (layout, _) in BIGBENCH_FILES.items()},
     }
-    tmp = dest / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, dest / MANIFEST)
+    write_json(dest / MANIFEST, manifest)
     if downloaded and not keep_sdist:
         path.unlink(missing_ok=True)
         try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import inspect
+import io
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from armlens.data.records import PreferencePair, Prompt, pairs_hash
+from armlens.io import decode_error_message
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +200,19 @@ def list_datasets() -> list[DatasetSpec]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+EMPTY_RESPONSE = "empty chosen or rejected response"
+"""The load-report reason for pairs dropped because a response is empty or only whitespace."""
+
+
+def drop_empty_responses(pairs: list[PreferencePair], report: LoadReport) -> list[PreferencePair]:
+    """Drop pairs whose chosen or rejected response is empty (or whitespace only), counting them in ``report``: a
+    judge cannot compare an empty answer, and scoring it would silently count as a real preference."""
+    kept = [p for p in pairs if p.chosen.strip() and p.rejected.strip()]
+    if len(kept) < len(pairs):
+        report.drop(EMPTY_RESPONSE, len(pairs) - len(kept))
+    return kept
+
+
 def load_pairs_with_report(
     name: str,
     root: str | Path | None = None,
@@ -220,7 +235,7 @@ def load_pairs_with_report(
     if unknown:
         raise ValueError(f"dataset {spec.name!r} does not take option(s) {unknown}; it takes {accepted}")
     report.options = {k: _jsonable(v) for k, v in options.items()}
-    pairs = spec.loader(root=root, report=report, **options)
+    pairs = drop_empty_responses(spec.loader(root=root, report=report, **options), report)
 
     if subsets is not None:
         wanted = list(dict.fromkeys(subsets))
@@ -288,6 +303,20 @@ def check_unique_ids(pairs: Iterable[PreferencePair], where: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _read_text(path: Path, compressed: bool) -> str:
+    """A (gzip-compressed) UTF-8 text file; bytes that are not UTF-8 are a ValueError naming the file and line."""
+    data = path.read_bytes()
+    if compressed:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: not a readable gzip file ({e})") from e
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(decode_error_message(path, data, e)) from e
+
+
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a local JSON (a list of objects), JSONL, CSV or parquet file; ``.gz`` works for JSON/JSONL/CSV.
 
@@ -300,28 +329,24 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     suffixes = [s.lower() for s in path.suffixes]
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     kind = suffixes[-2] if compressed and len(suffixes) >= 2 else (suffixes[-1] if suffixes else "")
-    opener = (lambda: gzip.open(path, "rt", encoding="utf-8")) if compressed else (
-        lambda: open(path, encoding="utf-8"))
     if kind == ".jsonl":
         rows = []
-        with opener() as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
-                rows.append(row)
+        for lineno, line in enumerate(_read_text(path, compressed).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
         return rows
     if kind == ".json":
-        with opener() as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
+        try:
+            data = json.loads(_read_text(path, compressed))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
         if isinstance(data, dict):
             lists = [k for k, v in data.items() if isinstance(v, list)]
             if len(lists) == 1 and lists[0] in ("examples", "data", "rows", "pairs"):
@@ -339,7 +364,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         import pandas as pd
 
         try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            df = pd.read_csv(io.StringIO(_read_text(path, compressed)), dtype=str, keep_default_na=False)
         except Exception as e:  # pandas raises several parser error types
             raise ValueError(f"{path}: could not parse CSV ({type(e).__name__}: {e})") from e
         return df.to_dict(orient="records")

@@ -10,16 +10,17 @@ The offline loaders (LLMBar, HHH, TruthfulQA, HH-RLHF, XSTest) read files laid o
     hh_rlhf/harmless-base_test.jsonl.gz
     xstest/xstest_prompts.csv, xstest/<model>.csv
 
-The root is resolved in this order (:func:`data_root`):
+Every root belongs to the user. It is resolved in this order (:func:`data_root`):
 
-1. the ``root`` argument (``--root DIR`` on the command line);
+1. the ``root`` argument (``--root DIR`` on the command line), which must be a folder;
 2. the environment variable ``ARMLENS_DATA_ROOT``;
-3. ``../shared/data/preference`` relative to the working directory, if it exists (the project's test data);
+3. the user's data folder ``$ARMLENS_CACHE/data`` (default ``~/.cache/armlens/data``), if it exists;
 4. the BIG-bench cache filled by ``armlens data fetch bigbench`` (``$ARMLENS_CACHE/bigbench``, default
    ``~/.cache/armlens/bigbench``), which holds ``hhh_alignment/`` and ``truthfulqa_bigbench/`` in the same layout.
 
 A loader that needs one particular file searches every candidate root (:func:`candidate_roots`) unless the caller
-named a root explicitly, so HHH is found in the cache even when ``../shared/data/preference`` exists without it.
+named a root explicitly, so HHH is found in the cache even when ``ARMLENS_DATA_ROOT`` names a folder without it.
+A single file of pairs is not a root: it is loaded with ``--data path:FILE``.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ DATA_ROOT_ENV = "ARMLENS_DATA_ROOT"
 """Environment variable naming the preference data root."""
 CACHE_ENV = "ARMLENS_CACHE"
 """Environment variable naming armlens' cache folder (default ``~/.cache/armlens``)."""
-SHARED_RELATIVE = Path("..") / "shared" / "data" / "preference"
-"""The project's shared data folder, relative to the project root (the usual working directory)."""
 
 
 def cache_dir() -> Path:
@@ -41,40 +40,46 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "armlens"
 
 
+def user_data_dir() -> Path:
+    """The user's own data root: ``cache_dir() / "data"`` (searched when it exists; never created here)."""
+    return cache_dir() / "data"
+
+
 def bigbench_cache_dir() -> Path:
     """Where ``armlens data fetch bigbench`` puts HHH and TruthfulQA: ``cache_dir() / "bigbench"``."""
     return cache_dir() / "bigbench"
 
 
+def _check_root(path: Path, name: str) -> Path:
+    """``path`` if it is a folder; else a FileNotFoundError saying what it is instead."""
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise FileNotFoundError(f"{name} {path} is a file; a data root is a folder (load a single file of pairs "
+                                f"with --data path:{path})")
+    raise FileNotFoundError(f"{name} {path} does not exist (a data root is a folder)")
+
+
 def candidate_roots(root: str | Path | None = None) -> list[Path]:
     """The roots a loader searches, in priority order.
 
-    An explicit ``root`` is the only candidate (and must exist). Otherwise: ``$ARMLENS_DATA_ROOT`` (must exist if
-    set), ``../shared/data/preference`` if it exists, and the BIG-bench cache if it exists.
+    An explicit ``root`` is the only candidate (and must be a folder). Otherwise: ``$ARMLENS_DATA_ROOT`` (must be a
+    folder if set), the user's data folder if it exists, and the BIG-bench cache if it exists.
     """
     if root is not None:
-        path = Path(root).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"data root {path} does not exist or is not a folder")
-        return [path]
+        return [_check_root(Path(root).expanduser(), "data root")]
     roots: list[Path] = []
     env = os.environ.get(DATA_ROOT_ENV)
     if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"{DATA_ROOT_ENV}={env} does not exist or is not a folder")
-        roots.append(path)
-    shared = (Path.cwd() / SHARED_RELATIVE).resolve()
-    if shared.is_dir():
-        roots.append(shared)
-    cache = bigbench_cache_dir()
-    if cache.is_dir():
-        roots.append(cache)
+        roots.append(_check_root(Path(env).expanduser(), DATA_ROOT_ENV))
+    for folder in (user_data_dir(), bigbench_cache_dir()):
+        if folder.is_dir():
+            roots.append(folder)
     return roots
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """The data root: the first of (``root``, ``$ARMLENS_DATA_ROOT``, ``../shared/data/preference``, BIG-bench cache).
+    """The data root: the first of (``root``, ``$ARMLENS_DATA_ROOT``, the user's data folder, BIG-bench cache).
 
     When nothing exists yet, the (missing) BIG-bench cache path is returned so that messages can point at it.
     """
@@ -98,6 +103,6 @@ def describe_roots(root: str | Path | None = None) -> str:
     except FileNotFoundError as e:
         return str(e)
     if not roots:
-        return (f"no data root found (tried ${DATA_ROOT_ENV}, {SHARED_RELATIVE} from {Path.cwd()}, "
-                f"{bigbench_cache_dir()})")
+        return (f"no data root found (tried --root, ${DATA_ROOT_ENV}, {user_data_dir()}, {bigbench_cache_dir()}; "
+                "`armlens data fetch bigbench` fills the last)")
     return ", ".join(str(r) for r in roots)

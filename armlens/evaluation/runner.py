@@ -48,7 +48,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -76,6 +75,7 @@ from armlens.evaluation.protocol import (
     write_json_atomic,
     write_jsonl_atomic,
 )
+from armlens.io import ResultsLock, atomic_write, check_output_dir, read_json, settings_diff
 
 logger = logging.getLogger(__name__)
 
@@ -323,15 +323,40 @@ def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[_Plan], dict[
     return plans, data
 
 
-def run_eval(config: EvalConfig, model: Any | None = None) -> dict[str, Any]:
+SETTINGS_IGNORED = ("out", "show_progress")
+"""EvalConfig fields that may differ from a results folder's ``config.json`` without ``allow_changed_settings``."""
+
+
+def check_out(config: EvalConfig, allow_changed_settings: bool = False) -> Path:
+    """Check ``config.out`` before any work: a usable folder, free (no live writer), and either new or holding an
+    evaluation with the same settings (``config.json``), unless ``allow_changed_settings``. Returns the folder."""
+    out = check_output_dir(config.out, resumable=lambda p: (p / "config.json").is_file(), what="--out",
+                           hint="it holds no config.json, so it is not an evaluation folder; choose another --out")
+    old = out / "config.json"
+    if old.is_file() and not allow_changed_settings:
+        diff = settings_diff(read_json(old), config.to_dict(), ignore=SETTINGS_IGNORED)
+        if diff:
+            shown = ", ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
+            raise ValueError(f"{out} holds an evaluation with other settings ({shown} differ); use a new --out, "
+                             "or pass --change-settings to reuse it (only units whose settings match are kept)")
+    return out
+
+
+def run_eval(config: EvalConfig, model: Any | None = None, *, allow_changed_settings: bool = False) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns the summary (also written to ``<out>/summary.json``).
 
     ``model``: an already loaded bridge (its :func:`armlens.model.model_id` keys the cached units); otherwise
-    ``config.model`` is loaded, and only if some unit is not finished yet.
+    ``config.model`` is loaded, and only if some unit is not finished yet. The folder is locked for the run
+    (:class:`armlens.io.ResultsLock`: a second writer is refused); a folder holding an evaluation with other settings
+    is refused unless ``allow_changed_settings`` (:func:`check_out`).
     """
     methods = config.validate()
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out(config, allow_changed_settings)
+    with ResultsLock(out, "armlens eval"):
+        return _run_eval(config, methods, out, model)
+
+
+def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Any | None) -> dict[str, Any]:
     model_id = M.model_id(model) if model is not None else (config.model or M.DEFAULT_MODEL)
     plans, datasets = [], {}
     for name in config.data:
@@ -373,17 +398,11 @@ def run_eval(config: EvalConfig, model: Any | None = None) -> dict[str, Any]:
     summary["run"] = {"units": len(units), "computed": computed, "reused": len(units) - computed}
     write_jsonl_atomic(out / "items.jsonl", all_items)
     write_json_atomic(out / "summary.json", summary)
-    _write_text_atomic(out / "results.md", results_markdown(summary))
+    atomic_write(out / "results.md", results_markdown(summary))
     return summary
 
 
 # ---------------------------------------------------------------------------------------------------- summary
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:

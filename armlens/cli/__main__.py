@@ -1,0 +1,7 @@
+"""``python -m armlens.cli``: the same entry point as the ``armlens`` command."""
+
+import sys
+
+from armlens.cli import main
+
+sys.exit(main())

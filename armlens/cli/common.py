@@ -1,0 +1,92 @@
+"""What every long command shares: output checks before the model loads, a fallback when a save still fails, and
+the one line printed on Ctrl-C.
+
+Each command calls :func:`on_interrupt` as soon as it knows where its results go, with a function that says what is
+finished and how to resume; :func:`armlens.cli.main` prints that line and exits 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from armlens.io import check_output_dir, check_output_file
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED_EXIT = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
+
+
+def on_interrupt(args: argparse.Namespace, note: Callable[[], str] | str) -> None:
+    """Record what :func:`interrupt_message` says if the command is interrupted from now on."""
+    args.interrupt_note = note
+
+
+def interrupt_message(args: argparse.Namespace) -> str:
+    """The one line printed on Ctrl-C: what finished and how to resume (or that nothing was written)."""
+    note = getattr(args, "interrupt_note", None)
+    try:
+        text = note() if callable(note) else note
+    except Exception:  # never let the message itself fail
+        text = None
+    return f"armlens {_command(args)}: interrupted; {text or 'nothing was written'}"
+
+
+def _command(args: argparse.Namespace) -> str:
+    sub = getattr(args, "data_command", None)
+    return f"{args.command} {sub}" if getattr(args, "command", None) == "data" and sub else str(args.command)
+
+
+def count_files(folder: str | Path, pattern: str) -> int:
+    """How many files under ``folder`` match the glob ``pattern`` (0 if the folder does not exist)."""
+    folder = Path(folder)
+    return sum(1 for _ in folder.glob(pattern)) if folder.is_dir() else 0
+
+
+def resume_note(folder: str | Path, pattern: str, what: str) -> Callable[[], str]:
+    """A note counting finished ``what`` (files matching ``pattern`` under ``folder``) and telling how to resume."""
+
+    def note() -> str:
+        n = count_files(folder, pattern)
+        return f"{n} finished {what} saved in {folder}; rerun the same command to resume"
+
+    return note
+
+
+def output_file(path: str | Path, *, overwrite: bool = True, flag: str = "--overwrite") -> Path:
+    """:func:`armlens.io.check_output_file` for an ``--out`` option (hint: ``flag`` replaces an existing file)."""
+    return check_output_file(path, overwrite=overwrite, what="--out", hint=f"pass {flag} to replace it")
+
+
+def output_dir(path: str | Path, marker: str | None = None, *, option: str = "--out") -> Path:
+    """:func:`armlens.io.check_output_dir`; with ``marker``, a non-empty folder must hold that file to be resumed."""
+    resumable = (lambda p: (p / marker).is_file()) if marker else None
+    return check_output_dir(path, resumable=resumable, what=option,
+                            hint=f"it holds no {marker}, so it is not this command's results; choose another folder")
+
+
+def save_or_fallback(save: Callable[[Path], Path], path: Path, stem: str) -> tuple[Path, str | None]:
+    """``save(path)``; if that fails with an OSError, save to a fallback file instead so the work is never lost.
+
+    Fallbacks, in order: the current folder, armlens' cache folder, the system temporary folder, each as
+    ``<stem>-<time>-<pid><suffix>``. Returns ``(saved path, None)`` or ``(fallback path, the original error)``.
+    """
+    try:
+        return save(path), None
+    except OSError as e:
+        error = f"{type(e).__name__}: {e}"
+    from armlens.data.roots import cache_dir
+
+    name = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{path.suffix}"
+    for folder in (Path.cwd(), cache_dir() / "rescued", Path(tempfile.gettempdir())):
+        try:
+            return save(folder / name), error
+        except OSError as e:
+            logger.debug("fallback %s failed: %s", folder / name, e)
+    raise OSError(f"could not save to {path} ({error}) nor to any fallback folder")

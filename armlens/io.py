@@ -1,0 +1,422 @@
+"""Files on disk: one atomic writer, JSON/JSONL helpers, output-path checks and the results-folder lock.
+
+Context
+-------
+Everything armlens writes goes through :func:`atomic_write` (or a helper built on it): the bytes go to a temporary
+file in the destination's own folder, are flushed and ``fsync``-ed, and the temporary file is renamed over the
+destination with ``os.replace``. A reader therefore sees either the old file or the new one, never half of one; on
+any failure (including Ctrl-C) the temporary file is removed. The final file gets the usual mode of a new file,
+``0o666`` minus the process umask (``tempfile.mkstemp`` alone would leave ``0o600``).
+
+Output paths are checked before any long work starts (:func:`check_output_file`, :func:`check_output_dir`), so a
+finished fit is never lost to a bad ``--out``. A results folder has one writer at a time (:class:`ResultsLock`): a
+lock file holding the writer's process id; a lock whose process is gone is stale and taken over.
+
+This module sits at the bottom of armlens: it imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".armlens.lock"
+"""Name of the lock file inside a results folder."""
+
+
+# ---------------------------------------------------------------------------------------------------- file modes
+
+
+def default_file_mode() -> int:
+    """The mode a new file gets from ``open()``: ``0o666`` minus the process umask (read without changing it)."""
+    try:  # Linux exposes the umask without a race
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0)  # elsewhere: read by setting and restoring it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# ---------------------------------------------------------------------------------------------------- atomic writes
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing; on success it replaces ``path`` atomically.
+
+    ``mode`` is ``"w"`` (text) or ``"wb"`` (bytes). The parent folder is created. On any exception the temporary file
+    is removed and ``path`` is left as it was.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` (text as UTF-8, or bytes) to ``path`` atomically; returns ``path``."""
+    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    return Path(path)
+
+
+def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> Path:
+    """Atomically create ``path`` with a library writer that takes a file name (``safetensors``, ``DataFrame.to_csv``).
+
+    ``writer(tmp)`` writes a temporary file in ``path``'s folder, which is then fsync-ed, given the default mode and
+    renamed over ``path``; it is removed on failure.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_files(paths: list[Path], writer: Callable[[list[str]], Any]) -> list[Path]:
+    """Like :func:`atomic_write_with` for a writer that makes several files in one call (kaleido's PNG export).
+
+    ``writer(tmps)`` writes one temporary file per path (each in its path's folder); all are then moved into place.
+    On failure every temporary file is removed and no path is touched.
+    """
+    tmps: list[str] = []
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+            os.close(fd)
+            tmps.append(tmp)
+        writer(tmps)
+        for tmp, path in zip(tmps, paths, strict=True):
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, default_file_mode())
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            Path(tmp).unlink(missing_ok=True)
+    return list(paths)
+
+
+# ---------------------------------------------------------------------------------------------------- JSON
+
+
+def _default(o: Any) -> Any:
+    """JSON fallback for numpy values, paths, dataclasses, objects with ``to_dict`` and sets."""
+    if hasattr(o, "item") and callable(o.item) and getattr(o, "ndim", None) == 0:  # numpy / torch scalars
+        return o.item()
+    if hasattr(o, "tolist") and callable(o.tolist):  # numpy arrays, tensors
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if isinstance(o, (set, frozenset, tuple)):
+        return list(o)
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+
+def _nan_to_none(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, Mapping):
+        return {k: _nan_to_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_nan_to_none(v) for v in o]
+    return o
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """``obj`` as JSON text: numpy values, paths and dataclasses converted; NaN and infinity written as ``null``."""
+    return json.dumps(_nan_to_none(obj), indent=indent, default=_default, allow_nan=False)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`to_json`)."""
+    return atomic_write(path, to_json(obj) + "\n")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write one JSON object per line to ``path`` atomically."""
+    return atomic_write(path, "".join(to_json(r, indent=None) + "\n" for r in rows))
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; a malformed file is a ValueError naming the file and the line."""
+    path = Path(path)
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from e
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Read a JSON-lines file (blank lines skipped); a bad line is a ValueError naming the file and the line."""
+    path = Path(path)
+    rows = []
+    for i, line in enumerate(read_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from e
+    return rows
+
+
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """Read a text file; bytes that are not ``encoding`` are a ValueError naming the file, line and byte offset."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(decode_error_message(path, data, e)) from e
+
+
+def decode_error_message(path: str | Path, data: bytes, error: UnicodeDecodeError) -> str:
+    """``FILE, line N: not valid UTF-8 (byte 0x.. at offset K)`` for a decoding error in ``data`` read from ``path``."""
+    line = data.count(b"\n", 0, error.start) + 1
+    bad = data[error.start:error.start + 1].hex()
+    return f"{path}, line {line}: not valid {error.encoding} (byte 0x{bad} at offset {error.start}); save it as UTF-8"
+
+
+# ---------------------------------------------------------------------------------------------------- output checks
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_parents(path: Path, what: str, start: Path | None = None) -> None:
+    """Refuse a ``path`` below an existing file, or whose nearest existing folder cannot be written (searched from
+    ``start``, default ``path``'s parent)."""
+    base = _nearest_existing(start if start is not None else path.parent)
+    if not base.is_dir():
+        raise ValueError(f"{what} {path} cannot be created: {base} is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path} cannot be created: the folder {base} is not writable")
+
+
+def check_output_file(path: str | Path, *, overwrite: bool = True, what: str = "output file",
+                      hint: str = "") -> Path:
+    """Check, before any work, that ``path`` can be written as a file; returns it.
+
+    Refused (ValueError, one line): an existing folder, a path below a file, an unwritable folder or file, and an
+    existing file when ``overwrite`` is False (``hint`` then says how to allow it).
+    """
+    path = Path(path).expanduser()
+    if str(path).endswith(os.sep) or path.is_dir():
+        raise ValueError(f"{what} {path} is a folder; give a file name")
+    _check_parents(path, what)
+    if path.exists():
+        if not overwrite:
+            raise ValueError(f"{what} {path} already exists" + (f"; {hint}" if hint else ""))
+        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            raise ValueError(f"{what} {path} exists and cannot be replaced (no write permission)")
+    return path
+
+
+def check_output_dir(path: str | Path, *, resumable: Callable[[Path], bool] | None = None,
+                     what: str = "output folder", hint: str = "") -> Path:
+    """Check, before any work, that ``path`` can be used as a results folder; returns it.
+
+    Refused (ValueError, one line): an existing file, a path below a file, an unwritable folder, a folder held by a
+    live writer (:class:`ResultsLock`), and, when ``resumable`` is given, a non-empty folder it does not accept.
+    """
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a folder")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{what} {path} is not writable")
+        holder = ResultsLock(path).holder()
+        if holder is not None:
+            raise ValueError(_busy_message(path, holder))
+        entries = [e for e in path.iterdir() if e.name != LOCK_NAME]
+        if entries and resumable is not None and not resumable(path):
+            raise ValueError(f"{what} {path} is not empty and holds no results this command can resume"
+                             + (f"; {hint}" if hint else "; choose another folder"))
+    else:
+        _check_parents(path, what, start=path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- results lock
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _busy_message(folder: Path, holder: Mapping[str, Any]) -> str:
+    return (f"results folder {folder} is in use by process {holder.get('pid')} on {holder.get('host')} "
+            f"(since {holder.get('started', '?')}); wait for it to finish or use another --out")
+
+
+class ResultsLock:
+    """One writer per results folder: ``with ResultsLock(folder): ...``.
+
+    Acquiring creates ``folder/.armlens.lock`` exclusively, holding this process's id, host and start time. If the
+    file exists and its process is alive (same host), acquiring fails with a ValueError naming that process; a lock
+    left by a process that is gone (or unreadable) is stale and taken over with a warning. Re-entrant within one
+    process. Released (file removed) on exit.
+    """
+
+    def __init__(self, folder: str | Path, command: str = "") -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self.command = command
+        self._held = 0
+        self._owned = False
+
+    def _owner_pid(self) -> int | None:
+        try:
+            pid = json.loads(self.path.read_text(encoding="utf-8")).get("pid")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return pid if isinstance(pid, int) else None
+
+    def holder(self) -> dict[str, Any] | None:
+        """The live process holding the lock (its record), or None when free, stale or held by this process."""
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None  # unreadable: treated as stale
+        if not isinstance(info, dict):
+            return None
+        pid = info.get("pid")
+        if info.get("host") not in (None, socket.gethostname()):
+            return info  # another machine: cannot check, so respect it
+        if not isinstance(pid, int) or pid == os.getpid() or not _pid_alive(pid):
+            return None
+        return info
+
+    def acquire(self) -> ResultsLock:
+        """Take the lock (see the class docstring)."""
+        if self._held:
+            self._held += 1
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                if self._owner_pid() == os.getpid():  # held by this process through another handle
+                    self._held, self._owned = 1, False
+                    return self
+                holder = self.holder()
+                if holder is not None:
+                    raise ValueError(_busy_message(self.folder, holder)) from None
+                logger.warning("removing a stale lock %s (its process is gone)", self.path)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            self._held, self._owned = 1, True
+            return self
+        raise ValueError(f"could not lock results folder {self.folder}: {self.path} keeps reappearing")
+
+    def release(self) -> None:
+        """Release the lock (remove the file if this process still owns it)."""
+        if not self._held:
+            return
+        self._held -= 1
+        if self._held or not self._owned:
+            return
+        self._owned = False
+        if self._owner_pid() == os.getpid():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> ResultsLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+
+
+def settings_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+    """Keys whose JSON values differ between two settings records, nested keys dotted (``judge.arm.mode``).
+
+    ``ignore``: top-level keys never compared (the output folder itself, progress bars).
+    """
+    skip = set(ignore)
+
+    def walk(a: Any, b: Any, prefix: str) -> list[str]:
+        if isinstance(a, dict) and isinstance(b, dict):
+            out: list[str] = []
+            for k in sorted(set(a) | set(b)):
+                if not prefix and k in skip:
+                    continue
+                out += walk(a.get(k), b.get(k), f"{prefix}{k}.")
+            return out
+        return [] if a == b else [prefix.rstrip(".")]
+
+    return walk(json.loads(to_json(old)), json.loads(to_json(new)), "")
+
+
+def read_results(folder: str | Path, name: str = "summary.json") -> dict[str, Any]:
+    """Read a results folder's ``name`` JSON file; a clear FileNotFoundError when the folder or file is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"results folder {folder} does not exist" if not folder.exists()
+                                else f"{folder} is a file, not a results folder")
+    path = folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} holds no {name} (is it a finished results folder?)")
+    return read_json(path)

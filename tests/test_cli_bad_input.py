@@ -1,0 +1,245 @@
+"""Bad input on every command: a non-zero exit, one line naming the problem, no model loaded, no file written.
+
+Also: Ctrl-C (a real SIGINT to a subprocess) prints one line and exits 130; a fit whose --out breaks at the end is
+saved to a printed fallback; a results folder refuses a second writer and a run with other settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from armlens import model as M
+from armlens.cli import main
+from armlens.io import LOCK_NAME
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """A scratch folder with a file, a folder of someone else's files and a folder locked by a live process;
+    loading a model fails the test (every check must come first)."""
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
+    (tmp_path / "existing.arm").write_text("an earlier fit")
+    (tmp_path / "results").mkdir()  # an (empty) ablation results folder for `figures`
+    row = '{"prompt": "caf\u00e9?", "chosen": "yes", "rejected": "no"}\n'
+    (tmp_path / "latin1.jsonl").write_bytes(row.replace("\u00e9", "e").encode() + row.encode("latin-1"))
+    monkeypatch.setattr(M, "load_model", lambda *a, **k: pytest.fail("a model was loaded before the input was checked"))
+    return tmp_path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+DATA = ["--data", "hhh"]  # with --root <real data> added where the case is not about --root
+
+# (command words, extra arguments (T = the scratch folder), expected message), one row per case
+CASES = [
+    # numbers: one rule, a positive integer or 'all'
+    ("data stats hhh", "--limit 0", r"argument --limit: must be a positive integer or 'all', got '0'"),
+    ("fit", "--out T/a.arm --steps 0", r"argument --steps: must be a positive integer, got '0'"),
+    ("fit", "--out T/a.arm --n-fewshot -2", r"argument --n-fewshot: must be a positive integer, got '-2'"),
+    ("score", "--rm T/existing.arm --out T/s --limit 0", r"argument --limit: must be a positive integer or 'all'"),
+    ("bench", "--k-masks 0", r"argument --k-masks: must be a positive integer, got '0'"),
+    ("eval", "--out T/e --limit 0", r"argument --limit: must be a positive integer or 'all', got '0'"),
+    ("eval", "--out T/e --limit -1", r"argument --limit: must be a positive integer or 'all', got '-1'"),
+    ("eval", "--out T/e --seeds 0", r"argument --seeds: must be a positive integer"),
+    ("eval", "--out T/e --n-fewshot two", r"argument --n-fewshot: 'two' is not a whole number"),
+    ("ablate", "--out T/a --seeds 0", r"argument --seeds: must be a positive integer"),
+    ("ablate", "--out T/a --limit 0", r"argument --limit: must be a positive integer or 'all'"),
+    ("ablate", "--out T/a --heads 1,0", r"argument --heads: '0' in '1,0': must be a positive integer"),
+    ("ablate", "--out T/a --flips 0,1.5", r"argument --flips: '1.5' in '0,1.5': must be at least 0 and below 1"),
+    ("figures", "--results T/results --out T/f --seed -1", r"argument --seed: must be 0 or a positive integer"),
+    ("demo", "--out T/d --steps 0", r"argument --steps: must be a positive integer"),
+    # outputs: checked before any work
+    ("fit", "--out T/foreign", r"--out .*foreign is a folder; give a file name"),
+    ("fit", "--out T/file/a.arm", r"--out .*file/a.arm cannot be created: .*file is a file, not a folder"),
+    ("fit", "--out T/existing.arm", r"--out .*existing.arm already exists; pass --overwrite to replace it"),
+    ("bench", "--out T/foreign", r"--out .*foreign is a folder; give a file name"),
+    ("score", "--rm T/existing.arm --out T/file", r"--out .*file is a file, not a folder"),
+    ("score", "--rm T/existing.arm --out T/foreign", r"--out .*foreign is not empty and holds no results"),
+    ("score", "--rm T/existing.arm --out T/locked", r"results folder .*locked is in use by process \d+"),
+    ("score", "--rm T/missing.arm --out T/s", r"no saved ARM at .*missing.arm"),
+    ("eval", "--out T/file", r"--out .*file is a file, not a folder"),
+    ("eval", "--out T/file/sub", r"--out .*sub cannot be created: .*file is a file, not a folder"),
+    ("eval", "--out T/foreign", r"--out .*foreign is not empty and holds no results .*not an evaluation folder"),
+    ("eval", "--out T/locked", r"results folder .*locked is in use by process \d+ .*use another --out"),
+    ("ablate", "--out T/file", r"--out .*file is a file, not a folder"),
+    ("ablate", "--out T/locked", r"results folder .*locked is in use by process \d+"),
+    ("ablate", "--out T/foreign", r"--out .*foreign is not empty and holds no results"),
+    ("figures", "--results T/results --out T/file", r"--out .*file is a file, not a folder"),
+    ("figures", "--results T/file --out T/f", r"--results .*file is a file, not a results folder"),
+    ("demo", "--out T/file/sub", r"--out .*sub cannot be created"),
+    ("demo", "--out T/locked", r"results folder .*locked is in use by process \d+"),
+    ("data fetch bigbench", "--cache T/file", r"--cache .*file is a file, not a folder"),
+    ("data fetch bigbench", "--cache T/locked --sdist T/missing.tar.gz", r"results folder .*locked is in use"),
+    # files that are not UTF-8: the file and the line
+    ("data stats path:T/latin1.jsonl", "", r"latin1.jsonl, line 2: not valid utf-8 \(byte 0xe9"),
+    ("eval", "--out T/e --data path:T/latin1.jsonl", r"latin1.jsonl, line 2: not valid utf-8"),
+    # --root takes a folder and says so for a file, pointing to path:FILE
+    ("data stats hhh", "--root T/file", r"data root .*file is a file; a data root is a folder .*--data path:"),
+    ("fit", "--out T/a.arm --root T/file", r"data root .*file is a file; a data root is a folder"),
+    ("score", "--rm T/existing.arm --out T/s --root T/file", r"data root .*file is a file"),
+    ("eval", "--out T/e --root T/file", r"data root .*file is a file"),
+    ("ablate", "--out T/a --root T/file", r"data root .*file is a file"),
+    ("bench", "--root T/file", r"data root .*file is a file"),
+    ("demo", "--out T/d --root T/file", r"data root .*file is a file"),
+]
+
+
+def argv_for(words: str, extra: str, folder: Path, data_root: Path) -> list[str]:
+    argv = [a.replace("T/", f"{folder}/") for a in words.split() + extra.split()]
+    needs_data = words in ("fit", "score", "eval", "ablate") and "--data" not in extra
+    if needs_data:
+        argv += DATA
+    if needs_data and "--root" not in extra:
+        argv += ["--root", str(data_root)]
+    return argv + (["--quiet"] if words in ("fit", "score", "eval", "ablate", "demo") else [])
+
+
+@pytest.mark.parametrize(("words", "extra", "expected"), CASES, ids=[f"{c[0]} {c[1]}" for c in CASES])
+def test_bad_input_matrix(world, data_root, capsys, words, extra, expected):
+    before = snapshot(world)
+    with pytest.raises(SystemExit) as e:  # argparse errors exit; everything else returns
+        sys.exit(main(argv_for(words, extra, world, data_root)))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code not in (0, None), err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"armlens {words.split()[0]}") and "error:" in err, err
+    assert re.search(expected, err), err
+    assert snapshot(world) == before  # no partial files, nothing created
+
+
+def test_empty_responses_are_counted_in_the_load_report(tmp_path, capsys):
+    rows = [{"prompt": "q1", "chosen": "a", "rejected": "b"}, {"prompt": "q2", "chosen": "  ", "rejected": "b"},
+            {"prompt": "q3", "chosen": "a", "rejected": ""}]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["data", "stats", f"path:{path}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["report"]
+    assert report["n_pairs"] == 1 and report["dropped"] == {"empty chosen or rejected response": 2}
+
+
+def test_every_command_is_in_the_matrix():
+    from test_cli import subcommands  # tests/ is on sys.path (pytest prepends a test file's folder)
+
+    covered = {c[0].split()[0] if c[0].split()[0] != "data" else " ".join(c[0].split()[:2]) for c in CASES}
+    commands = {" ".join(c) for c in subcommands() if c != ["data"]}
+    without_inputs = {"info", "data list"}  # nothing to check: no numbers, outputs or data roots
+    assert commands - without_inputs <= covered, commands - without_inputs - covered
+
+
+def test_a_fit_whose_out_breaks_at_the_end_is_saved_to_a_fallback(tmp_path, data_root, monkeypatch, capsys):
+    folder = tmp_path / "tiny"
+    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, d_head=16, seed=3)
+    hf.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "fits" / "a.arm"
+    monkeypatch.chdir(tmp_path)
+    from armlens.rm import ActivationRM
+
+    real_save = ActivationRM.save
+
+    def save(self, path):  # the disk fills up while the fit runs: only the requested path fails
+        if Path(path) == out:
+            raise OSError(28, "No space left on device")
+        return real_save(self, path)
+
+    def quick_fit(self, fewshot, select=None, show_progress=True):  # the save is under test, not the fit
+        from armlens.rm import POOLED, CriterionARM
+
+        cfg = self.model.cfg
+        mask = torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool)
+        mask[0, 0] = True
+        self.fits = {POOLED: CriterionARM(POOLED, torch.zeros(cfg.n_layers, cfg.n_heads, cfg.d_head), mask)}
+        return self
+
+    monkeypatch.setattr(ActivationRM, "save", save)
+    monkeypatch.setattr(ActivationRM, "fit", quick_fit)
+    capsys.readouterr()
+    rc = main(["fit", "--data", "hhh", "--root", str(data_root), "--model", str(folder), "--n-fewshot", "8",
+               "--steps", "1", "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    m = re.search(r"the fit was saved to (\S+) instead", captured.err)
+    ours = [line for line in captured.err.splitlines() if line.startswith("armlens fit")]  # (not HF's load bar)
+    assert m and len(ours) == 1 and "No space left on device" in ours[0] and m.group(0) in ours[0]
+    rescued = Path(m.group(1))
+    assert rescued.parent == tmp_path and rescued.is_file() and Path(f"{rescued}.split.json").is_file()
+    assert ActivationRM.load(rescued, M.load_model(str(folder))).heads  # the rescued fit loads
+    assert not out.exists()
+
+
+def test_eval_refuses_other_settings_and_a_second_writer(tmp_path):
+    from armlens.evaluation.runner import EvalConfig, check_out
+    from armlens.io import ResultsLock, write_json
+
+    out = tmp_path / "e"
+    cfg = EvalConfig(data=["hhh"], out=str(out), seeds=2)
+    write_json(out / "config.json", cfg.to_dict())
+    assert check_out(cfg) == out  # same settings: resumable
+    other = EvalConfig(data=["hhh"], out=str(out), seeds=3)
+    with pytest.raises(ValueError, match=r"other settings \(seeds differ\); use a new --out, or pass --change-settings"):
+        check_out(other)
+    assert check_out(other, allow_changed_settings=True) == out
+    rc = main(["eval", "--data", "hhh", "--out", str(out), "--seeds", "3", "--quiet"])
+    assert rc == 2
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (out / LOCK_NAME).write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
+        with pytest.raises(ValueError, match=f"in use by process {sleeper.pid}"):
+            check_out(cfg)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with ResultsLock(out):  # the holder is gone: a stale lock is taken over
+        pass
+
+
+@pytest.mark.slow  # a subprocess that imports torch and runs until interrupted (~20 s on 2 busy cores)
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+    folder = tmp_path / "tiny"
+    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, d_head=16, seed=3)
+    hf.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"id": f"r{i}", "prompt": f"Tell me about thing {i}.",
+                                         "chosen": f"Thing {i} is a fine thing.", "rejected": "No."}) + "\n"
+                             for i in range(40)))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "armlens.cli", "eval", "--data", f"path:{pairs}", "--model", str(folder),
+         "--methods", "zero-shot", "--seeds", "200", "--limit", "4", "--n-fewshot", "2", "--n-select", "0",
+         "--bias", "none", "--max-field-tokens", "16", "--n-bootstrap", "10", "--out", str(out), "--quiet"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*/seed*/*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "interrupted" in line]
+    assert len(lines) == 1, err
+    m = re.fullmatch(r"armlens eval: interrupted; (\d+) finished unit\(s\) saved in (.+); rerun the same command "
+                     r"to resume", lines[0])
+    assert m and int(m.group(1)) >= 1 and m.group(2) == str(out), lines[0]
+    assert not (out / LOCK_NAME).exists()  # the lock is released
+    assert not [p for p in out.rglob("*.tmp")]  # no half-written file

@@ -1,0 +1,144 @@
+"""armlens.io: the atomic writer, file modes, output checks, the results-folder lock, decoding errors."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from armlens import io as aio
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_atomic_write_respects_the_umask(tmp_path, umask_022):
+    path = aio.write_json(tmp_path / "a" / "summary.json", {"x": 1})
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert mode(path) == 0o644  # not mkstemp's 0o600
+    os.umask(0o077)
+    assert mode(aio.atomic_write(tmp_path / "private.txt", "secret")) == 0o600
+    os.umask(0o002)
+    assert mode(aio.atomic_write_with(tmp_path / "b.bin", lambda t: Path(t).write_bytes(b"\0"))) == 0o664
+
+
+def test_failed_writes_leave_the_old_file_and_no_temp(tmp_path):
+    path = aio.atomic_write(tmp_path / "f.txt", "old")
+    with pytest.raises(TypeError):
+        aio.write_json(path, {"bad": object()})
+    with pytest.raises(RuntimeError):
+        with aio.atomic_open(path) as f:
+            f.write("half")
+            raise RuntimeError("boom")
+
+    def bad_writer(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        aio.atomic_write_with(path, bad_writer)
+    with pytest.raises(OSError):
+        aio.atomic_write_files([tmp_path / "x.png", tmp_path / "y.png"], lambda tmps: (_ for _ in ()).throw(OSError()))
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
+def test_jsonl_and_nan(tmp_path):
+    path = aio.write_jsonl(tmp_path / "i.jsonl", [{"a": float("nan")}, {"a": 1}])
+    assert aio.read_jsonl(path) == [{"a": None}, {"a": 1}]
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{oops\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl, line 2: not valid JSON"):
+        aio.read_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_decoding_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('[{"a": 1},\n{"b": "caf\u00e9"}]'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.json, line 2: not valid utf-8 \(byte 0xe9"):
+        aio.read_json(path)
+
+
+def test_output_file_checks(tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        aio.check_output_file(tmp_path / "folder")
+    with pytest.raises(ValueError, match=r"cannot be created: .*file is a file, not a folder"):
+        aio.check_output_file(tmp_path / "file" / "sub" / "a.arm")
+    with pytest.raises(ValueError, match="already exists; pass --overwrite"):
+        aio.check_output_file(tmp_path / "file", overwrite=False, hint="pass --overwrite")
+    assert aio.check_output_file(tmp_path / "new" / "deeper" / "a.arm") == tmp_path / "new" / "deeper" / "a.arm"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_unwritable_folder_is_refused(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access  # permission bits do not bind root, so the check is simulated for that folder
+    monkeypatch.setattr(aio.os, "access", lambda p, m: False if Path(p) == ro else real(p, m))
+    with pytest.raises(ValueError, match="the folder .*ro is not writable"):
+        aio.check_output_file(ro / "sub" / "a.arm")
+    with pytest.raises(ValueError, match="ro is not writable"):
+        aio.check_output_dir(ro)
+
+
+def test_output_dir_checks(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        aio.check_output_dir(tmp_path / "file")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty and holds no results this command can resume"):
+        aio.check_output_dir(other, resumable=lambda p: (p / "config.json").is_file())
+    (other / "config.json").write_text("{}")
+    assert aio.check_output_dir(other, resumable=lambda p: (p / "config.json").is_file()) == other
+
+
+def test_lock_refuses_a_live_writer_and_takes_over_a_stale_lock(tmp_path):
+    folder = tmp_path / "runs"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        folder.mkdir()
+        (folder / aio.LOCK_NAME).write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename,
+                                                        "started": "earlier"}))
+        with pytest.raises(ValueError, match=rf"in use by process {sleeper.pid} .*use another --out"):
+            aio.ResultsLock(folder).acquire()
+        with pytest.raises(ValueError, match="in use by process"):
+            aio.check_output_dir(folder)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with aio.ResultsLock(folder, "test") as lock:  # its process is gone: stale, taken over
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+        with aio.ResultsLock(folder):  # a second handle in the same process shares the lock
+            pass
+        assert lock.path.exists()  # and leaves the file to the first
+    assert not (folder / aio.LOCK_NAME).exists()
+
+
+def test_io_sits_at_the_bottom():
+    tree = ast.parse(Path(aio.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m.startswith("armlens")]
+
+
+def test_settings_diff_is_dotted():
+    old = {"seeds": 2, "out": "a", "judge": {"arm": {"mode": "icl"}, "voting_n": 5}}
+    new = {"seeds": 3, "out": "b", "judge": {"arm": {"mode": "per_example"}, "voting_n": 5}}
+    assert aio.settings_diff(old, new, ignore=["out"]) == ["judge.arm.mode", "seeds"]
