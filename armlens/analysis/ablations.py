@@ -71,7 +71,6 @@ from armlens.activations import collect, extraction_prompts, make_estimator
 from armlens.analysis.heads import AttentionRow, attention_from_last
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.evaluation.protocol import (
-    bootstrap_ci,
     environment_versions,
     pairwise_correct,
     write_json_atomic,
@@ -86,6 +85,7 @@ from armlens.selection import (
     single_head_effects,
     top_k_mask,
 )
+from armlens.stats import bootstrap_ci, t_interval
 
 logger = logging.getLogger(__name__)
 
@@ -217,21 +217,6 @@ def flip_rows(n_pairs: int, flipped_idx: Sequence[int]) -> Bool[Tensor, " rows"]
 def slug(text: str) -> str:
     """A file-name-safe version of a setting name."""
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_") or "_"
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
-    """Mean, standard deviation and the Student-t ``level`` interval of the mean across seeds (NaN for one seed)."""
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
-    if v.size == 0:
-        return (math.nan,) * 4
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, math.nan, math.nan, math.nan
-    from scipy.stats import t
-
-    sd = float(v.std(ddof=1))
-    half = float(t.ppf(0.5 + level / 2, v.size - 1)) * sd / math.sqrt(v.size)
-    return mean, sd, mean - half, mean + half
 
 
 def _save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:

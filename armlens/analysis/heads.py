@@ -37,6 +37,7 @@ from torch import Tensor
 
 from armlens import model as M
 from armlens.patching import HeadMask, Means, head_label, patch_hooks
+from armlens.stats import spearman
 
 HeadValues = Float[Tensor, "n_layers n_heads"]
 Masks = Bool[Tensor, "runs n_layers n_heads"]
@@ -137,12 +138,9 @@ def expected_random_jaccard(k_a: float | int, k_b: float | int, n: int) -> float
 
 
 def rank_agreement(a: HeadValues, b: HeadValues) -> float:
-    """Spearman rank correlation between two per-head maps (e.g. single-head effect vs selection probability)."""
-    x = pd.Series(a.detach().cpu().flatten().tolist())
-    y = pd.Series(b.detach().cpu().flatten().tolist())
-    if x.nunique() < 2 or y.nunique() < 2:
-        return float("nan")
-    return float(x.rank().corr(y.rank()))
+    """Spearman rank correlation between two per-head maps (e.g. single-head effect vs selection probability);
+    NaN when either map is constant."""
+    return spearman(a.detach().float().cpu().flatten().numpy(), b.detach().float().cpu().flatten().numpy())
 
 
 def trajectory_steps(n_steps: int, n_snapshots: int = 6) -> list[int]:
