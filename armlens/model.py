@@ -211,7 +211,8 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-"""ChatML, the template family SmolLM2 uses; the tiny tokenizer uses it too."""
+"""ChatML, the template family SmolLM2 uses: the tiny tokenizer's template, and the one used for tokenizers
+without a chat template."""
 
 _TINY_WORDS = ["Yes", "No", "ĠYes", "ĠNo"]
 
@@ -266,7 +267,7 @@ def tiny_model(
         from transformers import AutoTokenizer
 
         hf.config.save_pretrained(folder)
-        tok.save_pretrained(folder)  # the bridge may re-load the tokenizer from its folder
+        tok.save_pretrained(folder)  # TransformerLens re-loads the tokenizer from its name_or_path: a folder
         tok = AutoTokenizer.from_pretrained(folder)
         return _boot(hf, tok, folder, f"tiny-llama-L{n_layers}H{n_heads}KV{kv}D{d_head}-seed{seed}", "cpu")
 
@@ -400,13 +401,12 @@ def single_token_id(model: Any, word: str) -> int:
 
 
 def apply_chat_template(model: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-    """Render chat messages with the model's own chat template (ChatML fallback for tokenizers without one)."""
+    """Render chat messages with the model's own chat template (:data:`CHATML_TEMPLATE` for tokenizers without
+    one, e.g. base models)."""
     tok = model.tokenizer
-    if getattr(tok, "chat_template", None):
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    from jinja2 import Template
-
-    return Template(CHATML_TEMPLATE).render(messages=messages, add_generation_prompt=add_generation_prompt)
+    template = None if getattr(tok, "chat_template", None) else CHATML_TEMPLATE
+    return tok.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                   add_generation_prompt=add_generation_prompt)
 
 
 def tokenize(
@@ -539,30 +539,18 @@ class PrefixPool:
 
 
 def _cache_bytes(past: Any) -> int:
-    total = 0
-    for layer in getattr(past, "layers", []):
-        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-            if isinstance(t, Tensor):
-                total += t.numel() * t.element_size()
-    return total
+    """Bytes held by a ``DynamicCache``'s keys and values."""
+    return sum(t.numel() * t.element_size() for layer in past.layers for t in (layer.keys, layer.values))
 
 
 def run_cached_last_logits(
-    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = (), repeat: int = 1
-) -> Float[Tensor, "rows d_vocab"]:
-    """Last-token logits over a shared prefix cache.
-
-    With ``repeat=R`` every prompt row is evaluated R times (rows ordered prompt-major: row ``b*R + r``), so R
-    head masks can be applied in one batched single-token forward; hooks see ``batch * R`` rows with ``pos == 1``.
-    """
+    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
+) -> Float[Tensor, "batch d_vocab"]:
+    """Last-token logits over a shared prefix cache: only the last token is run (hooks see ``pos == 1``)."""
     past = copy.deepcopy(cache.past)
-    last, mask = cache.last_tokens, cache.attention_mask
-    if repeat > 1:
-        past.batch_repeat_interleave(repeat)
-        last = last.repeat_interleave(repeat, dim=0)
-        mask = mask.repeat_interleave(repeat, dim=0)
     with torch.inference_mode():
-        logits = model.run_with_hooks(last, fwd_hooks=list(fwd_hooks), attention_mask=mask, past_key_values=past)
+        logits = model.run_with_hooks(cache.last_tokens, fwd_hooks=list(fwd_hooks),
+                                      attention_mask=cache.attention_mask, past_key_values=past)
     return logits[:, -1, :].float()
 
 
@@ -573,7 +561,7 @@ def run_cached_branches(
 
     The copies sit side by side as extra positions that share one position id and attend to the prefix and to
     themselves only (a block-diagonal 4D mask), so K head masks cost one forward with K new positions and *no* copy
-    of the prefix cache per mask (the ``repeat`` form of :func:`run_cached_last_logits` widens the cache K times).
+    of the prefix cache per mask (K calls of :func:`run_cached_last_logits` would run the last token K times).
     Hooks see hook_z of shape ``[batch, n_branches, n_heads, d_head]``: position i is branch i
     (:func:`armlens.patching.patch_branch_hooks` patches branch i with mask i).
     """
