@@ -40,13 +40,12 @@ from tqdm.auto import tqdm
 
 from armlens import model as M
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, icl_prompt, scalar_prompt
+from armlens.typing import Means, Z
 
 logger = logging.getLogger(__name__)
 
 ExtractionMode = Literal["icl", "per_example"]
 EstimatorName = Literal["mean", "wpca", "class_diff", "median", "trimmed_mean"]
-Z = Float[Tensor, "batch n_layers n_heads d_head"]
-Means = Float[Tensor, "n_layers n_heads d_head"]
 
 
 # ---------------------------------------------------------------------------------------------------- extraction

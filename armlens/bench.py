@@ -40,6 +40,7 @@ from armlens import model as M
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, criterion_for, scalar_prompt
 from armlens.scoring import score_texts
 from armlens.selection import mask_losses, mask_losses_reference
+from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +87,13 @@ def bench_pairs(n: int, root: str | None = None) -> list[Any]:
     raise FileNotFoundError(f"armlens bench needs real prompts (LLMBar or HHH): {last_error}")
 
 
-def judge_texts(model: Any, pairs: list[Any], template: JudgeTemplate) -> list[str]:
+def judge_texts(model: Model, pairs: list[Any], template: JudgeTemplate) -> list[str]:
     return [scalar_prompt(model, Example(p.prompt, r, None, criterion_for(p)), template)
             for p in pairs for r in (p.chosen, p.rejected)]
 
 
 def run_bench(
-    model: Any,
+    model: Model,
     *,
     root: str | None = None,
     k_masks: int = 32,

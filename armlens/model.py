@@ -41,6 +41,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from armlens.typing import Model
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -158,7 +160,7 @@ def _load_hf(name: str, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, 
     return hf, tok, name
 
 
-def _boot(hf_model: Any, tokenizer: Any, folder: str, model_id: str, device: str | None) -> Any:
+def _boot(hf_model: Any, tokenizer: Any, folder: str, model_id: str, device: str | None) -> Model:
     from transformer_lens.model_bridge import TransformerBridge
 
     old = os.environ.get("HF_HUB_OFFLINE")
@@ -182,7 +184,7 @@ def load_model(
     device: str | None = None,
     dtype: torch.dtype | str = torch.float32,
     use_cache: bool = True,
-) -> Any:
+) -> Model:
     """Load a causal LM as a TransformerLens ``TransformerBridge``.
 
     Args:
@@ -256,7 +258,7 @@ def tiny_model(
     d_mlp: int = 64,
     n_ctx: int = 2048,
     seed: int = 0,
-) -> Any:
+) -> Model:
     """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests.
 
     ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
@@ -343,11 +345,11 @@ class ModelInfo:
 ANSWER_WORDS = (" Yes", "Yes", " No", "No", " A", "A", " B", "B")
 
 
-def model_id(model: Any) -> str:
+def model_id(model: Model) -> str:
     return getattr(model, "armlens_model_id", None) or getattr(model.cfg, "model_name", "unknown")
 
 
-def model_info(model: Any) -> ModelInfo:
+def model_info(model: Model) -> ModelInfo:
     cfg = model.cfg
     kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
     return ModelInfo(
@@ -363,7 +365,7 @@ def model_info(model: Any) -> ModelInfo:
     )
 
 
-def model_fingerprint(model: Any) -> dict[str, Any]:
+def model_fingerprint(model: Model) -> dict[str, Any]:
     """What a saved ARM records to refuse loading on another model: id, shape, and a weight checksum."""
     emb = model.original_model.get_input_embeddings().weight
     checksum = float(emb[: min(64, emb.shape[0])].detach().double().sum())
@@ -383,12 +385,12 @@ def model_fingerprint(model: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def encode(model: Any, text: str) -> list[int]:
+def encode(model: Model, text: str) -> list[int]:
     """Token ids of ``text`` without special tokens."""
     return list(model.tokenizer.encode(text, add_special_tokens=False))
 
 
-def single_token_id(model: Any, word: str) -> int:
+def single_token_id(model: Model, word: str) -> int:
     """Id of ``word`` (e.g. ``"Yes"``), which must be exactly one token; else a clear error."""
     ids = encode(model, word)
     if len(ids) != 1:
@@ -400,7 +402,7 @@ def single_token_id(model: Any, word: str) -> int:
     return ids[0]
 
 
-def apply_chat_template(model: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+def apply_chat_template(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
     """Render chat messages with the model's own chat template (:data:`CHATML_TEMPLATE` for tokenizers without
     one, e.g. base models)."""
     tok = model.tokenizer
@@ -410,7 +412,7 @@ def apply_chat_template(model: Any, messages: list[dict[str, str]], add_generati
 
 
 def tokenize(
-    model: Any, texts: Sequence[str], *, max_length: int | None = None
+    model: Model, texts: Sequence[str], *, max_length: int | None = None
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     """Left-padded token ids and the tokenizer's own attention mask (never derived from the pad id).
 
@@ -443,7 +445,7 @@ def tokenize(
 
 
 def run_last_logits(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
@@ -455,7 +457,7 @@ def run_last_logits(
 
 
 def run_with_hooks(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
@@ -486,7 +488,7 @@ class PrefixCache:
 
 
 def prefix_cache(
-    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
+    model: Model, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
 ) -> PrefixCache:
     """Run all positions but the last once and keep their key/value cache."""
     if tokens.shape[1] < 2:
@@ -510,7 +512,7 @@ class PrefixPool:
     training prompt's prefix is run once per fit. On the default model a cache costs ~46 KB per prompt token.
     """
 
-    def __init__(self, model: Any, max_mb: float | int = 1500.0):
+    def __init__(self, model: Model, max_mb: float | int = 1500.0):
         self.model, self.max_bytes = model, int(max_mb * 2**20)
         self._cache: OrderedDict[str, tuple[PrefixCache, int]] = OrderedDict()
         self.bytes = 0
@@ -544,7 +546,7 @@ def _cache_bytes(past: Any) -> int:
 
 
 def run_cached_last_logits(
-    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
+    model: Model, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
 ) -> Float[Tensor, "batch d_vocab"]:
     """Last-token logits over a shared prefix cache: only the last token is run (hooks see ``pos == 1``)."""
     past = copy.deepcopy(cache.past)
@@ -555,7 +557,7 @@ def run_cached_last_logits(
 
 
 def run_cached_branches(
-    model: Any, cache: PrefixCache, n_branches: int, fwd_hooks: Sequence[Hook] = ()
+    model: Model, cache: PrefixCache, n_branches: int, fwd_hooks: Sequence[Hook] = ()
 ) -> Float[Tensor, "batch branch d_vocab"]:
     """Last-token logits for ``n_branches`` copies of each prompt's last token, in one forward over the prefix cache.
 
@@ -582,13 +584,13 @@ def run_cached_branches(
 
 
 @contextlib.contextmanager
-def hooks(model: Any, fwd_hooks: Sequence[Hook]) -> Iterator[Any]:
+def hooks(model: Model, fwd_hooks: Sequence[Hook]) -> Iterator[Model]:
     """Context manager: the hooks are active inside, removed on exit even after an error."""
     with model.hooks(fwd_hooks=list(fwd_hooks)):
         yield model
 
 
-def add_hooks(model: Any, fwd_hooks: Sequence[Hook]) -> Callable[[], None]:
+def add_hooks(model: Model, fwd_hooks: Sequence[Hook]) -> Callable[[], None]:
     """Attach hooks until the returned ``remove()`` is called (the handle form of :func:`hooks`)."""
     ctx = model.hooks(fwd_hooks=list(fwd_hooks))
     ctx.__enter__()
@@ -636,7 +638,7 @@ def _last_z_readers(n_layers: int) -> tuple[list[Tensor | None], list[Hook]]:
 
 
 def capture_hook_z_and_logits(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
@@ -649,7 +651,7 @@ def capture_hook_z_and_logits(
 
 
 def capture_cached_hook_z_and_logits(
-    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
+    model: Model, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
 ) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
     """:func:`capture_hook_z_and_logits` over a prefix cache: only the last token is run."""
     out, readers = _last_z_readers(model.cfg.n_layers)

@@ -20,8 +20,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
-from armlens.patching import HeadMask, Means, patch_hooks
+from armlens.patching import patch_hooks
 from armlens.prompts import AnswerIds
+from armlens.typing import HeadMask, Means
 
 ScoreKind = Literal["prob", "normalized", "logit_diff"]
 SCORE_KINDS: tuple[str, ...] = ("prob", "normalized", "logit_diff")

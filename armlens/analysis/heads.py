@@ -32,16 +32,13 @@ from typing import Any
 
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from armlens import model as M
-from armlens.patching import HeadMask, Means, head_label, patch_hooks
+from armlens.patching import head_label, patch_hooks
 from armlens.stats import spearman
-
-HeadValues = Float[Tensor, "n_layers n_heads"]
-Masks = Bool[Tensor, "runs n_layers n_heads"]
-
+from armlens.typing import HeadMask, HeadValues, Masks, Means
 
 # ---------------------------------------------------------------------------------------------------- tidy frames
 
@@ -93,7 +90,7 @@ def jaccard(a: HeadMask, b: HeadMask) -> float:
     return int((a & b).sum()) / union
 
 
-def pairwise_jaccard(masks: Masks) -> Float[Tensor, "runs runs"]:
+def pairwise_jaccard(masks: Masks) -> Float[Tensor, "k k"]:
     """Jaccard index between every two runs' head sets (1 on the diagonal)."""
     n = masks.shape[0]
     out = torch.ones(n, n)
