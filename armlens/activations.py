@@ -250,9 +250,7 @@ def collect(
     ids = answer_ids or AnswerIds.of(model)
     right = 0
     step = 1 if pool is not None else batch_size
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths per batch: less padding
-    for start in tqdm(range(0, len(order), step), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + step]
+    for idx in tqdm(M.length_batches(texts, step), desc=desc, disable=not show_progress, leave=False):
         if pool is not None:  # keep the prefix: the same prompt will be run again under head masks
             z, logits = M.capture_cached_hook_z_and_logits(model, pool.get(texts[idx[0]]))
         else:

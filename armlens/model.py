@@ -439,6 +439,15 @@ def tokenize(
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
+def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of at most ``batch_size``, shortest texts first: texts of similar length share
+    a batch, so left padding stays short. Every index appears exactly once; equal lengths keep their order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Running (all forward passes go through here)
 # --------------------------------------------------------------------------------------------------------------------

@@ -227,3 +227,13 @@ def test_default_model_kv_cache(default_model):
     full = M.run_last_logits(default_model, tokens, mask)
     cached = M.run_cached_last_logits(default_model, M.prefix_cache(default_model, tokens, mask))
     torch.testing.assert_close(cached.softmax(-1), full.softmax(-1), atol=CACHE_PROB_ATOL, rtol=0)
+
+
+def test_length_batches():
+    texts = ["ccc", "a", "bbbb", "dd", "e", "ffffff", "gg"]
+    batches = M.length_batches(texts, 3)
+    assert batches == [[1, 4, 3], [6, 0, 2], [5]]  # by length; ties keep their order
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    assert M.length_batches(texts, 100) == [[1, 4, 3, 6, 0, 2, 5]] and M.length_batches([], 2) == []
+    with pytest.raises(ValueError, match="at least 1"):
+        M.length_batches(texts, 0)
