@@ -3,7 +3,7 @@
 Context
 -------
 ``mu[l, h] = mean over extraction prompts x of hook_z[l](x)[last token, h]``: a tensor ``[n_layers, n_heads, d_head]``.
-Extraction prompts come in two readings (``../shared/docs/method.md``):
+Extraction prompts come in two readings (``docs/method.md`` in the repository):
 
 - ``icl`` (MTV default): each prompt holds ``shots`` answered, class-balanced demonstrations and one unanswered
   query; ``n_trials`` such prompts are averaged.

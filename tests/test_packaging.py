@@ -68,3 +68,19 @@ def test_test_and_notebook_imports_are_declared():
 def test_the_check_can_fail(tmp_path):
     (tmp_path / "m.py").write_text("import json\nimport numpy\n\ndef f():\n    from scipy.stats import t\n")
     assert _undeclared(tmp_path, {"numpy"}) == [f"scipy (imported in {tmp_path.name}/m.py; distribution ['scipy'])"]
+
+
+def test_doc_links_stay_in_the_repository():
+    """Relative links in the README and docs/ name files of this repository (a user's clone has nothing beside it)."""
+    bad = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"`[^`]*`|^ {4}.*$", "", page.read_text(encoding="utf-8"), flags=re.M)  # no code
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # external URL or in-page anchor
+            path = (page.parent / target.split("#")[0]).resolve()
+            if not path.is_relative_to(ROOT) or not path.exists():
+                bad.append(f"{page.name}: {target}")
+    assert bad == []
+    assert {"method.md", "architecture.md", "defaults.md"} <= {p.name for p in (ROOT / "docs").glob("*.md")}
+    assert "# How the defaults were chosen" in (ROOT / "docs" / "defaults.md").read_text(encoding="utf-8")
