@@ -250,28 +250,20 @@ def tiny_tokenizer() -> Any:
     return tok
 
 
-def tiny_model(
-    n_layers: int = 2,
-    n_heads: int = 4,
-    n_key_value_heads: int | None = None,
-    d_head: int = 16,
-    d_mlp: int = 64,
-    n_ctx: int = 2048,
-    seed: int = 0,
-) -> Model:
-    """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests.
+def tiny_model(**shape: Any) -> Model:
+    """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests: :func:`tiny_hf_model`
+    (same keyword arguments and defaults) booted as a bridge, named after its shape and seed.
 
     ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
     """
-    hf, tok = tiny_hf_model(n_layers, n_heads, n_key_value_heads, d_head, d_mlp, n_ctx, seed)
-    kv = n_key_value_heads or n_heads
+    hf, tok = tiny_hf_model(**shape)
     with tempfile.TemporaryDirectory() as folder:
         from transformers import AutoTokenizer
 
         hf.config.save_pretrained(folder)
         tok.save_pretrained(folder)  # TransformerLens re-loads the tokenizer from its name_or_path: a folder
         tok = AutoTokenizer.from_pretrained(folder)
-        return _boot(hf, tok, folder, f"tiny-llama-L{n_layers}H{n_heads}KV{kv}D{d_head}-seed{seed}", "cpu")
+        return _boot(hf, tok, folder, hf.name_or_path, "cpu")
 
 
 def tiny_hf_model(
@@ -283,7 +275,8 @@ def tiny_hf_model(
     n_ctx: int = 2048,
     seed: int = 0,
 ) -> tuple[Any, Any]:
-    """The plain Hugging Face model and tokenizer behind :func:`tiny_model` (same seed, same weights)."""
+    """The plain Hugging Face model and tokenizer behind :func:`tiny_model` (same seed, same weights), named
+    ``tiny-llama-L{n_layers}H{n_heads}KV{n_key_value_heads}D{d_head}-seed{seed}``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = tiny_tokenizer()
@@ -307,6 +300,7 @@ def tiny_hf_model(
         for p in hf.parameters():
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    hf.name_or_path = f"tiny-llama-L{n_layers}H{n_heads}KV{config.num_key_value_heads}D{d_head}-seed{seed}"
     return hf, tok
 
 
