@@ -139,8 +139,8 @@ def t_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[flo
     if v.size < 2:
         return mean, math.nan, math.nan, math.nan
     sd = float(v.std(ddof=1))
-    low, high = t.interval(level, v.size - 1, loc=mean, scale=sd / math.sqrt(v.size))
-    return mean, sd, float(low), float(high)
+    half = float(t.ppf(0.5 + level / 2, v.size - 1)) * sd / math.sqrt(v.size)  # t.interval refuses sd = 0
+    return mean, sd, mean - half, mean + half
 
 
 def spearman(a: ArrayLike, b: ArrayLike) -> float:

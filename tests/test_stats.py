@@ -89,6 +89,7 @@ def test_t_interval_hand_computed():
     assert (hi - lo) / 2 == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)  # t_{.975, 2} = 4.302653
     assert (lo + hi) / 2 == pytest.approx(0.6)
     assert t_interval([0.5, None, float("nan"), 0.7])[:2] == pytest.approx((0.6, math.sqrt(0.02)))
+    assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.0, 0.5, 0.5)  # seeds that agree: a zero-width interval
     one = t_interval([0.5])
     assert one[0] == 0.5 and math.isnan(one[2])
     assert all(math.isnan(x) for x in t_interval([]))
