@@ -56,6 +56,7 @@ from armlens.prompts import (
     prompt_key,
     scalar_prompt,
 )
+from armlens.typing import Means, Z
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +66,6 @@ EstimatorName = Literal["mean", "wpca", "class_diff", "median", "trimmed_mean"]
 READINGS: tuple[str, ...] = ("icl", "answered", "mean_ablation")
 LABELLED_READINGS: tuple[str, ...] = ("icl", "answered")
 """Readings through which the label reaches the activations (an ARM); ``mean_ablation`` is the baseline."""
-Z = Float[Tensor, "batch n_layers n_heads d_head"]
-Means = Float[Tensor, "n_layers n_heads d_head"]
 
 
 # ---------------------------------------------------------------------------------------------------- extraction

@@ -40,6 +40,7 @@ from armlens import model as M
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, criterion_for, scalar_prompt
 from armlens.scoring import score_texts
 from armlens.selection import mask_losses, mask_losses_reference
+from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +87,13 @@ def bench_pairs(n: int, root: str | None = None) -> list[Any]:
     raise FileNotFoundError(f"armlens bench needs real prompts (LLMBar or HHH): {last_error}")
 
 
-def judge_texts(model: Any, pairs: list[Any], template: JudgeTemplate) -> list[str]:
+def judge_texts(model: Model, pairs: list[Any], template: JudgeTemplate) -> list[str]:
     return [scalar_prompt(model, Example(p.prompt, r, None, criterion_for(p)), template)
             for p in pairs for r in (p.chosen, p.rejected)]
 
 
 def run_bench(
-    model: Any,
+    model: Model,
     *,
     root: str | None = None,
     k_masks: int = 32,
@@ -155,31 +156,10 @@ def run_bench(
     if fit:
         log("default fit in a child process (100 extraction prompts, 200 steps, best of 10 masks on 50 examples)")
         out["default_fit"] = run_default_fit_child(root, seed)
-    try:
-        from armlens.evaluation.protocol import environment_versions
+    from armlens.evaluation.protocol import environment_versions
 
-        out["versions"] = environment_versions()
-    except ImportError:
-        out["versions"] = {"torch": torch.__version__}
+    out["versions"] = environment_versions()
     return out
-
-
-_FIT_CHILD = r"""
-import json, resource, sys, time
-t0 = time.perf_counter()
-from armlens.model import load_model
-from armlens.rm import ActivationRM
-from armlens.bench import fit_pairs
-model = load_model()
-t_load = time.perf_counter() - t0
-pairs = fit_pairs(sys.argv[1] or None)
-t1 = time.perf_counter()
-rm = ActivationRM(model, seed=int(sys.argv[2])).fit(pairs, show_progress=False)
-t_fit = time.perf_counter() - t1
-print(json.dumps({"fit_s": t_fit, "load_s": t_load, "n_pairs": len(pairs), "heads": len(rm.heads),
-                  "timings_s": rm.fit_info["timings_s"],
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
 
 
 def fit_pairs(root: str | None = None) -> list[Any]:
@@ -190,7 +170,10 @@ def fit_pairs(root: str | None = None) -> list[Any]:
 
 
 def run_default_fit_child(root: str | None, seed: int) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", _FIT_CHILD, root or "", str(seed)], capture_output=True, text=True)
+    """:func:`armlens._bench_child.default_fit` in a child process (its peak memory is its own), plus the parent's
+    peak so far."""
+    proc = subprocess.run([sys.executable, "-m", "armlens._bench_child", root or "", str(seed)],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"default fit failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -43,6 +43,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from armlens.typing import Model
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -164,7 +166,7 @@ def _load_hf(name: str, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, 
     return hf, tok, name
 
 
-def _boot(hf_model: Any, tokenizer: Any, folder: str, model_id: str, device: str | None) -> Any:
+def _boot(hf_model: Any, tokenizer: Any, folder: str, model_id: str, device: str | None) -> Model:
     from transformer_lens.model_bridge import TransformerBridge
 
     old = os.environ.get("HF_HUB_OFFLINE")
@@ -188,7 +190,7 @@ def load_model(
     device: str | None = None,
     dtype: torch.dtype | str = torch.float32,
     use_cache: bool = True,
-) -> Any:
+) -> Model:
     """Load a causal LM as a TransformerLens ``TransformerBridge``.
 
     Args:
@@ -217,7 +219,8 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-"""ChatML, the template family SmolLM2 uses; the tiny tokenizer uses it too."""
+"""ChatML, the template family SmolLM2 uses: the tiny tokenizer's template, and the one used for tokenizers
+without a chat template."""
 
 _TINY_WORDS = ["Yes", "No", "ĠYes", "ĠNo"]
 
@@ -253,28 +256,20 @@ def tiny_tokenizer() -> Any:
     return tok
 
 
-def tiny_model(
-    n_layers: int = 2,
-    n_heads: int = 4,
-    n_key_value_heads: int | None = None,
-    d_head: int = 16,
-    d_mlp: int = 64,
-    n_ctx: int = 2048,
-    seed: int = 0,
-) -> Any:
-    """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests.
+def tiny_model(**shape: Any) -> Model:
+    """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests: :func:`tiny_hf_model`
+    (same keyword arguments and defaults) booted as a bridge, named after its shape and seed.
 
     ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
     """
-    hf, tok = tiny_hf_model(n_layers, n_heads, n_key_value_heads, d_head, d_mlp, n_ctx, seed)
-    kv = n_key_value_heads or n_heads
+    hf, tok = tiny_hf_model(**shape)
     with tempfile.TemporaryDirectory() as folder:
         from transformers import AutoTokenizer
 
         hf.config.save_pretrained(folder)
-        tok.save_pretrained(folder)  # the bridge may re-load the tokenizer from its folder
+        tok.save_pretrained(folder)  # TransformerLens re-loads the tokenizer from its name_or_path: a folder
         tok = AutoTokenizer.from_pretrained(folder)
-        return _boot(hf, tok, folder, f"tiny-llama-L{n_layers}H{n_heads}KV{kv}D{d_head}-seed{seed}", "cpu")
+        return _boot(hf, tok, folder, hf.name_or_path, "cpu")
 
 
 def tiny_hf_model(
@@ -286,7 +281,8 @@ def tiny_hf_model(
     n_ctx: int = 2048,
     seed: int = 0,
 ) -> tuple[Any, Any]:
-    """The plain Hugging Face model and tokenizer behind :func:`tiny_model` (same seed, same weights)."""
+    """The plain Hugging Face model and tokenizer behind :func:`tiny_model` (same seed, same weights), named
+    ``tiny-llama-L{n_layers}H{n_heads}KV{n_key_value_heads}D{d_head}-seed{seed}``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = tiny_tokenizer()
@@ -310,6 +306,7 @@ def tiny_hf_model(
         for p in hf.parameters():
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    hf.name_or_path = f"tiny-llama-L{n_layers}H{n_heads}KV{config.num_key_value_heads}D{d_head}-seed{seed}"
     return hf, tok
 
 
@@ -348,11 +345,11 @@ class ModelInfo:
 ANSWER_WORDS = (" Yes", "Yes", " No", "No", " A", "A", " B", "B")
 
 
-def model_id(model: Any) -> str:
+def model_id(model: Model) -> str:
     return getattr(model, "armlens_model_id", None) or getattr(model.cfg, "model_name", "unknown")
 
 
-def model_info(model: Any) -> ModelInfo:
+def model_info(model: Model) -> ModelInfo:
     cfg = model.cfg
     kv = getattr(cfg, "n_key_value_heads", None) or cfg.n_heads
     return ModelInfo(
@@ -397,7 +394,7 @@ def _tensor_digest(p: torch.Tensor) -> dict[str, Any]:
             "head": [round(float(x), 6) for x in v[:4]]}
 
 
-def model_fingerprint(model: Any) -> dict[str, Any]:
+def model_fingerprint(model: Model) -> dict[str, Any]:
     """What a saved ARM records to refuse loading on another model.
 
     The model id, the architecture (Hugging Face class and type, layers, query and key/value heads, d_head, d_model,
@@ -475,12 +472,12 @@ def fingerprint_differences(saved: dict[str, Any], here: dict[str, Any]) -> tupl
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def encode(model: Any, text: str) -> list[int]:
+def encode(model: Model, text: str) -> list[int]:
     """Token ids of ``text`` without special tokens."""
     return list(model.tokenizer.encode(text, add_special_tokens=False))
 
 
-def single_token_id(model: Any, word: str) -> int:
+def single_token_id(model: Model, word: str) -> int:
     """Id of ``word`` (e.g. ``"Yes"``), which must be exactly one token; else a clear error."""
     ids = encode(model, word)
     if len(ids) != 1:
@@ -492,26 +489,17 @@ def single_token_id(model: Any, word: str) -> int:
     return ids[0]
 
 
-def apply_chat_template(model: Any, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-    """Render chat messages with the model's own chat template (ChatML fallback for tokenizers without one)."""
+def apply_chat_template(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """Render chat messages with the model's own chat template (:data:`CHATML_TEMPLATE` for tokenizers without
+    one, e.g. base models)."""
     tok = model.tokenizer
-    if getattr(tok, "chat_template", None):
-        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    from jinja2 import Template
-
-    return Template(CHATML_TEMPLATE).render(messages=messages, add_generation_prompt=add_generation_prompt)
-
-
-def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Indices of ``texts`` in batches of similar length (sorted by characters: less left padding per batch)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    template = None if getattr(tok, "chat_template", None) else CHATML_TEMPLATE
+    return tok.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                   add_generation_prompt=add_generation_prompt)
 
 
 def tokenize(
-    model: Any, texts: Sequence[str], *, max_length: int | None = None
+    model: Model, texts: Sequence[str], *, max_length: int | None = None
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     """Left-padded token ids and the tokenizer's own attention mask (never derived from the pad id).
 
@@ -538,13 +526,22 @@ def tokenize(
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
 
+def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of at most ``batch_size``, shortest texts first: texts of similar length share
+    a batch, so left padding stays short. Every index appears exactly once; equal lengths keep their order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Running (all forward passes go through here)
 # --------------------------------------------------------------------------------------------------------------------
 
 
 def run_last_logits(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
@@ -556,7 +553,7 @@ def run_last_logits(
 
 
 def run_with_hooks(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
@@ -587,7 +584,7 @@ class PrefixCache:
 
 
 def prefix_cache(
-    model: Any, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
+    model: Model, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"]
 ) -> PrefixCache:
     """Run all positions but the last once and keep their key/value cache."""
     if tokens.shape[1] < 2:
@@ -611,7 +608,7 @@ class PrefixPool:
     training prompt's prefix is run once per fit. On the default model a cache costs ~46 KB per prompt token.
     """
 
-    def __init__(self, model: Any, max_mb: float | int = 1500.0):
+    def __init__(self, model: Model, max_mb: float | int = 1500.0):
         self.model, self.max_bytes = model, int(max_mb * 2**20)
         self._cache: OrderedDict[str, tuple[PrefixCache, int]] = OrderedDict()
         self.bytes = 0
@@ -640,41 +637,29 @@ class PrefixPool:
 
 
 def _cache_bytes(past: Any) -> int:
-    total = 0
-    for layer in getattr(past, "layers", []):
-        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
-            if isinstance(t, Tensor):
-                total += t.numel() * t.element_size()
-    return total
+    """Bytes held by a ``DynamicCache``'s keys and values."""
+    return sum(t.numel() * t.element_size() for layer in past.layers for t in (layer.keys, layer.values))
 
 
 def run_cached_last_logits(
-    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = (), repeat: int = 1
-) -> Float[Tensor, "rows d_vocab"]:
-    """Last-token logits over a shared prefix cache.
-
-    With ``repeat=R`` every prompt row is evaluated R times (rows ordered prompt-major: row ``b*R + r``), so R
-    head masks can be applied in one batched single-token forward; hooks see ``batch * R`` rows with ``pos == 1``.
-    """
+    model: Model, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
+) -> Float[Tensor, "batch d_vocab"]:
+    """Last-token logits over a shared prefix cache: only the last token is run (hooks see ``pos == 1``)."""
     past = copy.deepcopy(cache.past)
-    last, mask = cache.last_tokens, cache.attention_mask
-    if repeat > 1:
-        past.batch_repeat_interleave(repeat)
-        last = last.repeat_interleave(repeat, dim=0)
-        mask = mask.repeat_interleave(repeat, dim=0)
     with torch.inference_mode():
-        logits = model.run_with_hooks(last, fwd_hooks=list(fwd_hooks), attention_mask=mask, past_key_values=past)
+        logits = model.run_with_hooks(cache.last_tokens, fwd_hooks=list(fwd_hooks),
+                                      attention_mask=cache.attention_mask, past_key_values=past)
     return logits[:, -1, :].float()
 
 
 def run_cached_branches(
-    model: Any, cache: PrefixCache, n_branches: int, fwd_hooks: Sequence[Hook] = ()
+    model: Model, cache: PrefixCache, n_branches: int, fwd_hooks: Sequence[Hook] = ()
 ) -> Float[Tensor, "batch branch d_vocab"]:
     """Last-token logits for ``n_branches`` copies of each prompt's last token, in one forward over the prefix cache.
 
     The copies sit side by side as extra positions that share one position id and attend to the prefix and to
     themselves only (a block-diagonal 4D mask), so K head masks cost one forward with K new positions and *no* copy
-    of the prefix cache per mask (the ``repeat`` form of :func:`run_cached_last_logits` widens the cache K times).
+    of the prefix cache per mask (K calls of :func:`run_cached_last_logits` would run the last token K times).
     Hooks see hook_z of shape ``[batch, n_branches, n_heads, d_head]``: position i is branch i
     (:func:`armlens.patching.patch_branch_hooks` patches branch i with mask i).
     """
@@ -695,13 +680,13 @@ def run_cached_branches(
 
 
 @contextlib.contextmanager
-def hooks(model: Any, fwd_hooks: Sequence[Hook]) -> Iterator[Any]:
+def hooks(model: Model, fwd_hooks: Sequence[Hook]) -> Iterator[Model]:
     """Context manager: the hooks are active inside, removed on exit even after an error."""
     with model.hooks(fwd_hooks=list(fwd_hooks)):
         yield model
 
 
-def add_hooks(model: Any, fwd_hooks: Sequence[Hook]) -> Callable[[], None]:
+def add_hooks(model: Model, fwd_hooks: Sequence[Hook]) -> Callable[[], None]:
     """Attach hooks until the returned ``remove()`` is called (the handle form of :func:`hooks`)."""
     ctx = model.hooks(fwd_hooks=list(fwd_hooks))
     ctx.__enter__()
@@ -749,7 +734,7 @@ def _last_z_readers(n_layers: int) -> tuple[list[Tensor | None], list[Hook]]:
 
 
 def capture_hook_z_and_logits(
-    model: Any,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     attention_mask: Int[Tensor, "batch pos"],
     fwd_hooks: Sequence[Hook] = (),
@@ -767,7 +752,7 @@ def capture_hook_z_and_logits(
 
 
 def capture_cached_hook_z_and_logits(
-    model: Any, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
+    model: Model, cache: PrefixCache, fwd_hooks: Sequence[Hook] = ()
 ) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
     """:func:`capture_hook_z_and_logits` over a prefix cache: only the last token is run."""
     out, readers = _last_z_readers(model.cfg.n_layers)

@@ -30,10 +30,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from armlens import model as M
-
-HeadMask = Bool[Tensor, "n_layers n_heads"]
-RowMasks = Bool[Tensor, "batch n_layers n_heads"]
-Means = Float[Tensor, "n_layers n_heads d_head"]
+from armlens.typing import HeadMask, Means, RowMasks
 
 
 def head_label(layer: int, head: int) -> str:

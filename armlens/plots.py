@@ -19,14 +19,12 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
 from armlens.patching import head_label
-
-HeadValues = Float[Tensor, "n_layers n_heads"]
-HeadMask = Bool[Tensor, "n_layers n_heads"]
+from armlens.typing import HeadMask, HeadValues
 
 SIGNED = "RdBu"
 """Diverging scale for signed effects (red negative, blue positive), always centred at 0."""

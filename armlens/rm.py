@@ -225,7 +225,12 @@ class ActivationRM:
                 logger.info("fitting criterion %d/%d: %s", len(self.fits) + 1, len(fs_groups), label)
             self.fits[key] = self._fit_one(key, fs, sel_groups.get(key, fs), show_progress=show_progress,
                                            cache=extraction_cache)
-        self.fit_info = {"criteria": list(self.fits), "n_few_shot_examples": sum(len(g) for g in fs_groups.values())}
+        timings: dict[str, float] = {}
+        for fit in self.fits.values():  # per phase, summed over criteria
+            for phase, seconds in fit.info["timings_s"].items():
+                timings[phase] = timings.get(phase, 0.0) + seconds
+        self.fit_info = {"criteria": list(self.fits), "n_few_shot_examples": sum(len(g) for g in fs_groups.values()),
+                         "timings_s": timings}
         for name, data in (("few_shot", few_shot), ("select", select)):
             if data and isinstance(data[0], PreferencePair):
                 self.fit_info[f"{name}_ids"] = [p.id for p in data]  # type: ignore[union-attr]

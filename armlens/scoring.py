@@ -21,8 +21,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
-from armlens.patching import HeadMask, Means, patch_hooks, row_patch_hooks
+from armlens.patching import patch_hooks, row_patch_hooks
 from armlens.prompts import AnswerIds
+from armlens.typing import HeadMask, Means
 
 ScoreKind = Literal["prob", "normalized", "logit_diff"]
 SCORE_KINDS: tuple[str, ...] = ("prob", "normalized", "logit_diff")
@@ -122,9 +123,7 @@ def score_texts(
     ids = answer_ids or AnswerIds.of(model)
     hooks = patch_hooks(model, means, mask) if mask is not None and means is not None and bool(mask.any()) else []
     out = torch.empty(len(texts))
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + batch_size]
+    for idx in tqdm(M.length_batches(texts, batch_size), desc=desc, disable=not show_progress, leave=False):
         logits = M.run_last_logits(model, *M.tokenize(model, [texts[i] for i in idx]), hooks)
         out[idx] = score_from_logits(logits, ids.yes, ids.no, kind).cpu()
     return out

@@ -27,19 +27,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
-from armlens.patching import HeadMask, Means, patch_branch_hooks, patch_hooks
+from armlens.patching import patch_branch_hooks, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
 from armlens.scoring import answer_loss, score_from_logits
+from armlens.typing import HeadMask, Masks, Means
 
 logger = logging.getLogger(__name__)
 
 SelectorName = Literal["reinforce", "all", "none", "random", "topk_prob", "topk_attribution"]
-Masks = Bool[Tensor, "k n_layers n_heads"]
 
 
 Objective = Literal["answer", "pairwise"]

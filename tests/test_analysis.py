@@ -167,14 +167,6 @@ def test_flip_pairs_flips_exactly_that_share():
         A.flip_pairs(pairs, 0.6 + 0.5, seed=0)
 
 
-def test_t_interval_and_summary():
-    mean, sd, lo, hi = R.t_interval([0.5, 0.6, 0.7])
-    assert mean == pytest.approx(0.6) and sd == pytest.approx(0.1)
-    assert (hi - lo) / 2 == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)
-    one = R.t_interval([0.5])
-    assert one[0] == 0.5 and math.isnan(one[2])
-
-
 def test_score_rows_equals_score_texts(tiny_any):
     """The batched many-cells path (branches over one prefix, each row its own means and heads) equals scoring
     each (means, mask) separately with armlens.scoring.score_texts."""

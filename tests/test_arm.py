@@ -488,8 +488,9 @@ def test_prefix_pool_is_bounded_in_memory(tiny):
     assert len(pool) <= 3 and pool.bytes <= pool.max_bytes
 
 
-def test_branches_equal_widened_cache(tiny_any):
-    """The block-diagonal branch form equals the repeat form (and hence full forwards) on padded batches."""
+def test_branches_equal_one_cached_run_per_mask(tiny_any):
+    """The block-diagonal branch form equals one last-token run over the prefix cache per mask (and hence full
+    forwards) on padded batches."""
     texts = texts_for(tiny_any, 2)
     cache = M.prefix_cache(tiny_any, *M.tokenize(tiny_any, texts))
     means = random_means(tiny_any)
@@ -497,8 +498,10 @@ def test_branches_equal_widened_cache(tiny_any):
     from armlens.patching import patch_branch_hooks
 
     branches = M.run_cached_branches(tiny_any, cache, 5, patch_branch_hooks(tiny_any, means, masks))
-    widened = M.run_cached_last_logits(tiny_any, cache, patch_hooks(tiny_any, means, masks.repeat(2, 1, 1)), repeat=5)
-    torch.testing.assert_close(branches.reshape(10, -1), widened, atol=FAST_PATH_ATOL, rtol=FAST_PATH_ATOL)
+    per_mask = torch.stack([M.run_cached_last_logits(tiny_any, cache, patch_hooks(tiny_any, means, m)) for m in masks],
+                           dim=1)
+    assert not torch.allclose(per_mask[:, 0], per_mask[:, 1])  # the masks differ in effect
+    torch.testing.assert_close(branches, per_mask, atol=FAST_PATH_ATOL, rtol=FAST_PATH_ATOL)
 
 
 @pytest.mark.parametrize("reading", ["icl", "answered", "mean_ablation"])

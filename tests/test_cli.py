@@ -7,23 +7,11 @@ import json
 import pytest
 
 from armlens import model as M
-from armlens.cli import _COMMAND_MODULES, build_parser, main
+from armlens.cli import _COMMAND_MODULES, main
 
 
-def subcommands() -> list[list[str]]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    out = []
-    for name, p in sub.choices.items():
-        out.append([name])
-        for a in p._actions:
-            if a.__class__.__name__ == "_SubParsersAction":
-                out += [[name, child] for child in a.choices]
-    return out
-
-
-def test_every_subcommand_has_help(capsys):
-    cmds = subcommands()
+def test_every_subcommand_has_help(capsys, cli_commands):
+    cmds = cli_commands
     assert {c[0] for c in cmds} >= {"info", "data", "fit", "score", "bench"}
     assert len(_COMMAND_MODULES) >= 4
     for cmd in cmds:

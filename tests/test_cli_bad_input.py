@@ -135,11 +135,9 @@ def test_empty_responses_are_counted_in_the_load_report(tmp_path, capsys):
     assert report["n_pairs"] == 1 and report["dropped"] == {"empty chosen or rejected response": 2}
 
 
-def test_every_command_is_in_the_matrix():
-    from test_cli import subcommands  # tests/ is on sys.path (pytest prepends a test file's folder)
-
+def test_every_command_is_in_the_matrix(cli_commands):
     covered = {c[0].split()[0] if c[0].split()[0] != "data" else " ".join(c[0].split()[:2]) for c in CASES}
-    commands = {" ".join(c) for c in subcommands() if c != ["data"]}
+    commands = {" ".join(c) for c in cli_commands if c != ["data"]}
     without_inputs = {"info", "data list"}  # nothing to check: no numbers, outputs or data roots
     assert commands - without_inputs <= covered, commands - without_inputs - covered
 

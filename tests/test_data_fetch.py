@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import io
 import json
-import subprocess
-import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -97,64 +98,59 @@ def test_missing_member_is_an_error(tmp_path):
         fetch_bigbench(cache=tmp_path / "c", sdist=sdist, verify=False)
 
 
-def test_pip_download_then_cached(tmp_path, monkeypatch):
+@pytest.fixture
+def serve(tmp_path, monkeypatch):
+    """Serve a file at a local URL and make it the sdist's download URL (pooch's real HTTP path, no network).
+    Returns ``serve(body) -> requests``, the list of paths requested so far."""
+    www = tmp_path / "www"
+    www.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # record requests instead of printing them
+            requests.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def serve_file(body: bytes) -> list[str]:
+        (www / BIGBENCH_SDIST).write_bytes(body)
+        monkeypatch.setattr(fetch, "BIGBENCH_SDIST_URL", f"http://127.0.0.1:{server.server_port}/{BIGBENCH_SDIST}")
+        return requests
+
+    yield serve_file
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_then_cached(tmp_path, monkeypatch, serve):
     fake = fake_sdist(tmp_path / "fake.tar.gz")
     pin_to(monkeypatch, fake)
-    calls = []
-
-    def fake_run(cmd, capture_output, text):
-        calls.append(cmd)
-        dest = Path(cmd[cmd.index("-d") + 1])
-        (dest / BIGBENCH_SDIST).write_bytes(fake.read_bytes())
-        return subprocess.CompletedProcess(cmd, 0, "Saved", "")
-
-    monkeypatch.setattr(fetch.subprocess, "run", fake_run)
+    requests = serve(fake.read_bytes())
     cache = tmp_path / "cache"
     result = fetch_bigbench(cache=cache)
-    assert result.method == "pip" and result.verified
-    assert calls[0][:8] == [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                            "bigbench==1.0.0"]
+    assert result.method == "download" and result.verified and len(requests) == 1
+    assert result.sdist_sha256 == fetch.BIGBENCH_SDIST_SHA256
     assert not (cache / "sdist").exists()  # the downloaded archive is removed after extraction
     again = fetch_bigbench(cache=cache)
-    assert again.method == "cached" and len(calls) == 1
+    assert again.method == "cached" and len(requests) == 1
     (cache / "hhh_alignment" / "other.json").write_text("{}")  # a tampered file is fetched again
-    assert fetch_bigbench(cache=cache).method == "pip"
+    assert fetch_bigbench(cache=cache, keep_sdist=True).method == "download" and len(requests) == 2
+    assert (cache / "sdist" / BIGBENCH_SDIST).read_bytes() == fake.read_bytes()
+    assert fetch_bigbench(cache=cache, force=True).method == "download" and len(requests) == 2  # kept copy reused
 
 
-def test_pip_refusal_falls_back_to_the_simple_index(tmp_path, monkeypatch):
-    fake = fake_sdist(tmp_path / "fake.tar.gz")
-    pin_to(monkeypatch, fake)
-    refusal = ("ERROR: Distributions from PyPI cannot declare direct URL dependencies.\n"
-               "bigbench depends on bleurt @ file://localhost//tmp/...")
-    monkeypatch.setattr(fetch.subprocess, "run",
-                        lambda cmd, capture_output, text: subprocess.CompletedProcess(cmd, 1, "", refusal))
-    body = fake.read_bytes()
-    index = {"files": [{"filename": BIGBENCH_SDIST, "url": "https://files.example/bigbench-1.0.0.tar.gz",
-                        "hashes": {"sha256": hashlib.sha256(body).hexdigest()}}]}
-
-    def opener(req, timeout):
-        url = req if isinstance(req, str) else req.full_url
-        return io.BytesIO(json.dumps(index).encode() if url.startswith("https://pypi.org/simple/") else body)
-
-    monkeypatch.setattr(fetch, "_urlopen", opener)
-    result = fetch_bigbench(cache=tmp_path / "cache")
-    assert result.method == "pypi-simple" and result.verified
+def test_download_hash_mismatch_keeps_nothing(tmp_path, serve):
+    serve(fake_sdist(tmp_path / "fake.tar.gz").read_bytes())  # not the pinned release
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="differs from the pinned SHA-256"):
+        fetch_bigbench(cache=cache)
+    assert not list((cache / "sdist").iterdir()) and not (cache / "hhh_alignment").exists()
 
 
-def test_simple_index_digest_mismatch(tmp_path):
-    index = {"files": [{"filename": BIGBENCH_SDIST, "url": "https://x/y.tar.gz", "hashes": {"sha256": "0" * 64}}]}
-
-    def opener(req, timeout):
-        return io.BytesIO(json.dumps(index).encode() if not isinstance(req, str) else b"not the file")
-
-    with pytest.raises(ValueError, match="differs from the index"):
-        fetch._pypi_download(tmp_path, opener)
-    assert not list(tmp_path.iterdir())
-
-
-def test_other_pip_failure_suggests_sdist(tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch.subprocess, "run",
-                        lambda cmd, capture_output, text: subprocess.CompletedProcess(cmd, 1, "", "No network"))
+def test_failed_download_suggests_sdist(tmp_path, monkeypatch, serve):
+    serve(b"")
+    monkeypatch.setattr(fetch, "BIGBENCH_SDIST_URL", fetch.BIGBENCH_SDIST_URL.replace(BIGBENCH_SDIST, "missing.tar.gz"))
     with pytest.raises(RuntimeError, match="--sdist FILE"):
         fetch_bigbench(cache=tmp_path / "cache")
 
@@ -163,7 +159,6 @@ def test_unverified_cache_is_not_reused_when_verifying(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     fetch_bigbench(cache=cache, sdist=fake_sdist(tmp_path / BIGBENCH_SDIST), verify=False)
     assert fetch_bigbench(cache=cache, verify=False).method == "cached"
-    monkeypatch.setattr(fetch.subprocess, "run",
-                        lambda cmd, capture_output, text: subprocess.CompletedProcess(cmd, 1, "", "offline"))
-    with pytest.raises(RuntimeError, match="pip could not download"):
+    monkeypatch.setattr(fetch, "BIGBENCH_SDIST_URL", "http://127.0.0.1:9/unreachable.tar.gz")  # discard port
+    with pytest.raises(RuntimeError, match="could not download"):
         fetch_bigbench(cache=cache)  # the fake files do not carry the pinned hashes: fetch again

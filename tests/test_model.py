@@ -129,10 +129,19 @@ def test_kv_cache_matches_full_forward(tiny_any):
     cache = M.prefix_cache(tiny_any, tokens, mask)
     cached = M.run_cached_last_logits(tiny_any, cache)
     torch.testing.assert_close(cached.softmax(-1), full.softmax(-1), atol=CACHE_PROB_ATOL, rtol=0)
-    rep = M.run_cached_last_logits(tiny_any, cache, repeat=3)
-    torch.testing.assert_close(rep.softmax(-1), full.repeat_interleave(3, 0).softmax(-1), atol=CACHE_PROB_ATOL, rtol=0)
     # the shared cache is not consumed by a run
     assert cache.past.get_seq_length() == tokens.shape[1] - 1
+
+
+def test_chatml_for_tokenizers_without_a_chat_template(tiny):
+    messages = [{"role": "user", "content": "Hi"}]
+    own = M.apply_chat_template(tiny, messages)
+    template, tiny.tokenizer.chat_template = tiny.tokenizer.chat_template, None
+    try:
+        fallback = M.apply_chat_template(tiny, messages)
+    finally:
+        tiny.tokenizer.chat_template = template
+    assert fallback == own == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_too_long_prompt_is_a_clear_error(tiny):
@@ -218,3 +227,13 @@ def test_default_model_kv_cache(default_model):
     full = M.run_last_logits(default_model, tokens, mask)
     cached = M.run_cached_last_logits(default_model, M.prefix_cache(default_model, tokens, mask))
     torch.testing.assert_close(cached.softmax(-1), full.softmax(-1), atol=CACHE_PROB_ATOL, rtol=0)
+
+
+def test_length_batches():
+    texts = ["ccc", "a", "bbbb", "dd", "e", "ffffff", "gg"]
+    batches = M.length_batches(texts, 3)
+    assert batches == [[1, 4, 3], [6, 0, 2], [5]]  # by length; ties keep their order
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    assert M.length_batches(texts, 100) == [[1, 4, 3, 6, 0, 2, 5]] and M.length_batches([], 2) == []
+    with pytest.raises(ValueError, match="at least 1"):
+        M.length_batches(texts, 0)

@@ -1,14 +1,15 @@
-"""The notebooks: committed ``.ipynb`` match their ``notebooks/src/*.py`` sources, and each one runs top to bottom.
+"""The notebooks: committed ``.ipynb`` hold the cells of their jupytext-paired ``notebooks/src/*.py`` scripts and no
+outputs, and each one runs top to bottom.
 
-Execution uses nbclient with the ``python3`` kernel. jupyter_client starts that kernel with ``sys.executable`` (the
-kernelspec's ``argv[0]`` is plain ``python``), so the kernel runs in the same virtual environment as pytest;
-:func:`test_kernel_runs_in_this_environment` checks it. A failing cell fails the test with that cell's number, its
-first lines and the error.
+Pairing is jupytext's (``notebooks/jupytext.toml``: ``ipynb,src//py:percent``); after editing a script, run
+``.venv/bin/jupytext --sync notebooks/src/*.py``. Execution uses nbclient with the ``python3`` kernel. jupyter_client
+starts that kernel with ``sys.executable`` (the kernelspec's ``argv[0]`` is plain ``python``), so the kernel runs in
+the same virtual environment as pytest; :func:`test_kernel_runs_in_this_environment` checks it. A failing cell fails
+the test with that cell's number, its first lines and the error.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,24 +17,25 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext
 import pytest
+from jupytext.config import find_jupytext_configuration_file, load_jupytext_configuration_file
+from jupytext.paired_paths import paired_paths
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ROOT = NOTEBOOKS.parent
 CELL_TIMEOUT_S = 900
 """Per-cell limit; a notebook takes ~1-2 minutes on an idle 2-core CPU."""
+SOURCES = sorted((NOTEBOOKS / "src").glob("[0-9][0-9]_*.py"))
+SYNC = "run `.venv/bin/jupytext --sync notebooks/src/*.py`"
 
 
-def _build_module():
-    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOKS / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+def notebook_of(src: Path) -> Path:
+    return NOTEBOOKS / f"{src.stem}.ipynb"
 
 
-build = _build_module()
-SOURCES = build.sources()
+def _cells(path: Path) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in jupytext.read(path).cells]
 
 
 # ---------------------------------------------------------------------------------------------------- sources
@@ -42,41 +44,43 @@ SOURCES = build.sources()
 def test_there_are_four_notebooks():
     assert [s.stem for s in SOURCES] == [
         "01_quickstart", "02_head_attributions", "03_ablation_figures", "04_interactive_patching"]
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == [s.stem for s in SOURCES], "a notebook has no script"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_jupytext_pairs_notebook_with_source(src):
+    """The repository's jupytext configuration pairs each notebook with its percent-format script."""
+    nb = notebook_of(src)
+    config = load_jupytext_configuration_file(find_jupytext_configuration_file(str(NOTEBOOKS)))
+    paired = paired_paths(str(nb), "ipynb", config.default_formats(str(nb)))
+    assert (str(src), {"prefix": "src/", "format_name": "percent", "extension": ".py"}) in paired
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
 def test_committed_notebook_matches_source(src):
-    nb = build.target(src)
-    assert nb.is_file(), f"{nb.name} is missing: run `.venv/bin/python notebooks/build.py`"
-    assert nb.read_text(encoding="utf-8") == build.render(src), (
-        f"{nb.name} differs from src/{src.name}: run `.venv/bin/python notebooks/build.py`")
-
-
-def test_no_notebook_without_source():
-    assert build.stale() == []
+    nb = notebook_of(src)
+    assert nb.is_file(), f"{nb.name} is missing: {SYNC}"
+    cells = _cells(src)
+    assert cells and all(body.strip() for _, body in cells), f"src/{src.name} has empty cells"
+    assert _cells(nb) == cells, f"{nb.name} differs from src/{src.name}: {SYNC}"
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_outputs(src):
-    data = json.loads(build.target(src).read_text(encoding="utf-8"))
+    data = json.loads(notebook_of(src).read_text(encoding="utf-8"))
     assert data["metadata"]["kernelspec"]["name"] == "python3"
     for i, cell in enumerate(data["cells"]):
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None, f"cell {i} keeps outputs"
 
 
-def test_percent_format_parser(tmp_path):
-    src = tmp_path / "99_x.py"
-    src.write_text("\n# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n\n# %%\n\n# %% [markdown]\n# end\n")
-    assert build.parse_cells(src.read_text(), src) == [
-        ("markdown", "# Title\n\ntext"), ("code", "x = 1"), ("markdown", "end")]
-    nb = build.build_notebook(src)
-    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown"]
-    assert len({c.id for c in nb.cells}) == 3
-    with pytest.raises(build.SourceError, match="must start with '# '"):
-        build.parse_cells("# %% [markdown]\nnot a comment\n", src)
-    with pytest.raises(build.SourceError, match="before the first"):
-        build.parse_cells("x = 1\n# %%\ny = 2\n", src)
+def test_drift_is_detected(tmp_path):
+    """The comparison above can fail: an edited script no longer matches its notebook."""
+    src = SOURCES[0]
+    edited = tmp_path / src.name
+    edited.write_text(src.read_text(encoding="utf-8") + "\n# %%\nprint('new cell')\n", encoding="utf-8")
+    assert _cells(edited)[:-1] == _cells(notebook_of(src))
+    assert _cells(edited) != _cells(notebook_of(src))
 
 
 # ---------------------------------------------------------------------------------------------------- execution
@@ -131,7 +135,7 @@ def test_kernel_runs_in_this_environment(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
 def test_notebook_runs(src):
-    nb, seconds = execute(build.target(src))
+    nb, seconds = execute(notebook_of(src))
     print(f"{src.stem}: {seconds:.0f} s")
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors

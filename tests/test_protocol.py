@@ -1,4 +1,4 @@
-"""The RewardBench protocol against hand-computed answers; bootstrap; atomic writers."""
+"""The RewardBench protocol against hand-computed answers; atomic writers."""
 
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from armlens.evaluation.protocol import (
     EXAMPLE_COUNTS,
     SUBSET_MAPPING,
     accuracy_by_subset,
-    bootstrap_ci,
     environment_versions,
     group_accuracy,
-    paired_bootstrap,
     pairwise_correct,
     rewardbench_overall,
     section_scores,
@@ -143,40 +141,6 @@ def test_observed_weights_keep_math_equal_to_code():
 
 def test_group_accuracy_best_of_n():
     assert group_accuracy([True, True, False, True], ["q1", "q1", "q2", "q2"]) == 0.5
-
-
-def test_bootstrap_ci_hand_computed():
-    # two items: resampled means are 0, .5, 1 with probabilities 1/4, 1/2, 1/4 -> 95% interval [0, 1]
-    ci = bootstrap_ci([0.0, 1.0], n=4000, seed=0)
-    assert ci == (0.5, 0.0, 1.0)
-    assert bootstrap_ci([0.7] * 10, n=100, seed=1) == pytest.approx((0.7, 0.7, 0.7))
-    values = np.random.default_rng(0).random(400) < 0.7
-    a = bootstrap_ci(values, n=2000, seed=3)
-    assert a == bootstrap_ci(values, n=2000, seed=3)  # seeded
-    assert a != bootstrap_ci(values, n=2000, seed=4)
-    width = a.high - a.low  # normal approximation: 2 * 1.96 * sqrt(.21 / 400) = 0.0898
-    assert 0.075 < width < 0.105 and a.low < a.estimate < a.high
-    with pytest.raises(ValueError, match="non-empty"):
-        bootstrap_ci([])
-
-
-def test_paired_bootstrap():
-    x = np.array([1, 0, 1, 1, 0, 1], dtype=float)
-    same = paired_bootstrap(x, x, n=500, seed=0)
-    assert same == (0.0, 0.0, 0.0, 1.0)
-    allwin = paired_bootstrap(np.ones(20), np.zeros(20), n=999, seed=0)
-    assert allwin.diff == 1.0 and (allwin.low, allwin.high) == (1.0, 1.0) and allwin.p_value == pytest.approx(1e-3)
-    # a = [1, 0], b = [0, 0]: d = .5; resampled d* in {0, .5, 1} w.p. 1/4, 1/2, 1/4; |d* - d| >= d w.p. 1/2
-    half = paired_bootstrap([1, 0], [0, 0], n=20000, seed=0)
-    assert half.diff == 0.5 and (half.low, half.high) == (0.0, 1.0)
-    assert half.p_value == pytest.approx(0.5, abs=0.02)
-    # the pairing matters: same marginal accuracies, perfectly correlated -> tiny interval
-    a = np.array([1.0] * 60 + [0.0] * 40)
-    b = np.array([1.0] * 50 + [0.0] * 50)
-    paired = paired_bootstrap(a, b, n=2000, seed=0)
-    assert paired.diff == pytest.approx(0.1) and paired.low > 0.04 and paired.p_value < 0.01
-    with pytest.raises(ValueError, match="equal length"):
-        paired_bootstrap([1, 0], [1])
 
 
 def test_atomic_writers(tmp_path):

@@ -32,15 +32,13 @@ from typing import Any
 
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Float
 from torch import Tensor
 
 from armlens import model as M
-from armlens.patching import HeadMask, Means, head_label, patch_hooks
-
-HeadValues = Float[Tensor, "n_layers n_heads"]
-Masks = Bool[Tensor, "runs n_layers n_heads"]
-
+from armlens.patching import head_label, patch_hooks
+from armlens.stats import spearman
+from armlens.typing import HeadMask, HeadValues, Masks, Means
 
 # ---------------------------------------------------------------------------------------------------- tidy frames
 
@@ -92,7 +90,7 @@ def jaccard(a: HeadMask, b: HeadMask) -> float:
     return int((a & b).sum()) / union
 
 
-def pairwise_jaccard(masks: Masks) -> Float[Tensor, "runs runs"]:
+def pairwise_jaccard(masks: Masks) -> Float[Tensor, "k k"]:
     """Jaccard index between every two runs' head sets (1 on the diagonal)."""
     n = masks.shape[0]
     out = torch.ones(n, n)
@@ -137,12 +135,9 @@ def expected_random_jaccard(k_a: float | int, k_b: float | int, n: int) -> float
 
 
 def rank_agreement(a: HeadValues, b: HeadValues) -> float:
-    """Spearman rank correlation between two per-head maps (e.g. single-head effect vs selection probability)."""
-    x = pd.Series(a.detach().cpu().flatten().tolist())
-    y = pd.Series(b.detach().cpu().flatten().tolist())
-    if x.nunique() < 2 or y.nunique() < 2:
-        return float("nan")
-    return float(x.rank().corr(y.rank()))
+    """Spearman rank correlation between two per-head maps (e.g. single-head effect vs selection probability);
+    NaN when either map is constant."""
+    return spearman(a.detach().float().cpu().flatten().numpy(), b.detach().float().cpu().flatten().numpy())
 
 
 def trajectory_steps(n_steps: int, n_snapshots: int = 6) -> list[int]:

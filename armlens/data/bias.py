@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 from numpy.typing import ArrayLike
 
 from armlens.data.loaders import stable_rng
 from armlens.data.records import PreferencePair
+from armlens.stats import as_scores
 
 log = logging.getLogger(__name__)
 
@@ -237,16 +237,6 @@ class HackRate:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def as_scores(x: Any, name: str) -> np.ndarray:
-    """``x`` as a 1-D float array of finite scores; else a ValueError naming ``name`` (shared with the protocol)."""
-    a = np.asarray(x, dtype=float)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} NaN or infinite score(s)")
-    return a
 
 
 def hack_rate(

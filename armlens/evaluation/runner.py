@@ -66,16 +66,15 @@ from armlens.evaluation.baselines import JUDGES, METHODS, JudgeConfig, make_judg
 from armlens.evaluation.protocol import (
     PROTOCOL,
     accuracy_by_subset,
-    bootstrap_ci,
     environment_versions,
     item_records,
-    paired_bootstrap,
     pairwise_correct,
     section_scores,
     write_json_atomic,
     write_jsonl_atomic,
 )
 from armlens.io import ResultsLock, atomic_write, check_output_dir, read_json, settings_diff
+from armlens.stats import bootstrap_ci, paired_bootstrap
 
 logger = logging.getLogger(__name__)
 

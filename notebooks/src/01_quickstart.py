@@ -38,7 +38,7 @@ T_START = time.perf_counter()
 
 from armlens import plots  # noqa: E402
 from armlens.data import load_pairs, split_pairs  # noqa: E402
-from armlens.evaluation.protocol import bootstrap_ci, pairwise_correct  # noqa: E402
+from armlens.evaluation.protocol import pairwise_correct  # noqa: E402
 from armlens.model import load_model, model_info, run_last_logits, tokenize  # noqa: E402
 from armlens.patching import capture_last_z, patch_hooks  # noqa: E402
 from armlens.prompts import (  # noqa: E402
@@ -52,6 +52,7 @@ from armlens.prompts import (  # noqa: E402
 from armlens.rm import ActivationRM, ARMConfig  # noqa: E402
 from armlens.scoring import score_from_logits, score_texts  # noqa: E402
 from armlens.selection import ReinforceConfig  # noqa: E402
+from armlens.stats import bootstrap_ci  # noqa: E402
 
 N_FEWSHOT = 8  # few-shot pairs: each gives a Yes example (chosen) and a No example (rejected)
 N_TEST = 12  # held-out pairs to score

@@ -1,0 +1,155 @@
+"""Statistics shared by evaluation, analysis and the bias suite: score checks, bootstrap intervals, paired tests,
+t-intervals and rank correlation.
+
+Context
+-------
+This module sits at the bottom of armlens (it imports numpy and scipy only), so every layer above it can report
+uncertainty the same way without importing :mod:`armlens.evaluation`. The computations are scipy's:
+
+- :func:`bootstrap_ci`: ``scipy.stats.bootstrap`` with ``method="percentile"`` over items, seeded through a
+  ``numpy.random.Generator``, so the same values, ``n`` and ``seed`` always give the same interval;
+- :func:`paired_bootstrap`: the same resampling applied to per-item differences (method A vs method B on the same
+  items), with a two-sided bootstrap p-value read off scipy's bootstrap distribution;
+- :func:`t_interval`: ``scipy.stats.t`` for the mean across a handful of seeds;
+- :func:`spearman`: ``scipy.stats.spearmanr`` (Pearson correlation of average ranks).
+
+Resamples are drawn in batches of :data:`BATCH` item vectors, which bounds memory for large test sets; the batch
+size is part of the seeded stream, so it is fixed here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+BATCH = 2000
+"""Bootstrap resamples drawn per batch (bounds memory at ``BATCH x n_items`` indices; fixes the seeded stream)."""
+
+
+def as_scores(x: Any, name: str) -> np.ndarray:
+    """``x`` as a 1-D float array of finite scores; else a ValueError naming ``name``.
+
+    Used wherever scores are compared (the RewardBench protocol, the bias suite): a NaN comparison would silently
+    count as wrong.
+    """
+    a = np.asarray(x, dtype=float)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} NaN or infinite score(s)")
+    return a
+
+
+class CI(NamedTuple):
+    """A point estimate with a percentile-bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+class PairedDiff(NamedTuple):
+    """Difference ``mean(a) - mean(b)`` on the same items, its bootstrap interval and two-sided p-value."""
+
+    diff: float
+    low: float
+    high: float
+    p_value: float
+
+
+def _bootstrap_means(v: np.ndarray, n: int, seed: int, alpha: float) -> tuple[np.ndarray, float, float]:
+    """Means of ``n`` seeded bootstrap resamples of the items of ``v`` and their percentile ``1 - alpha`` interval.
+
+    One item has only one resample (itself), which ``scipy.stats.bootstrap`` refuses; its distribution is that
+    value ``n`` times.
+    """
+    if v.shape[0] == 1:
+        return np.full(n, v[0]), float(v[0]), float(v[0])
+    from scipy.stats import bootstrap
+
+    res = bootstrap((v,), np.mean, n_resamples=n, batch=BATCH, vectorized=True, paired=False,
+                    confidence_level=1 - alpha, method="percentile", rng=np.random.default_rng(seed))
+    ci = res.confidence_interval
+    return res.bootstrap_distribution, float(ci.low), float(ci.high)
+
+
+def _check_bootstrap_args(n: int, alpha: float, name: str) -> None:
+    if n < 1 or not 0 < alpha < 1:
+        raise ValueError(f"{name}: n must be >= 1 and 0 < alpha < 1")
+
+
+def bootstrap_ci(values: ArrayLike, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> CI:
+    """Mean of ``values`` and its seeded percentile-bootstrap ``1 - alpha`` interval, resampling items.
+
+    ``values`` are per-item numbers (``correct.astype(float)`` for accuracy). The same values, ``n`` and ``seed``
+    always give the same interval.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.shape[0] == 0:
+        raise ValueError("bootstrap_ci needs a non-empty 1-D array")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("bootstrap_ci: values contain NaN or infinity")
+    _check_bootstrap_args(n, alpha, "bootstrap_ci")
+    _, low, high = _bootstrap_means(v, n, seed, alpha)
+    return CI(float(v.mean()), low, high)
+
+
+def paired_bootstrap(
+    a_correct: ArrayLike,
+    b_correct: ArrayLike,
+    n: int = 10000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> PairedDiff:
+    """Paired bootstrap of ``mean(a) - mean(b)`` over the same items (method A vs method B on the same pairs).
+
+    Each resample draws item indices once and applies them to both arrays (it resamples the per-item differences),
+    so item difficulty cancels. The interval is the percentile interval of the resampled differences; the two-sided
+    p-value tests "no difference" by centring the bootstrap distribution on zero:
+    ``p = (1 + #{|d* - d| >= |d|}) / (n + 1)`` (Efron & Tibshirani 1993, 16.4). Identical inputs give ``diff = 0``
+    and ``p = 1``.
+    """
+    a, b = np.asarray(a_correct, dtype=float), np.asarray(b_correct, dtype=float)
+    if a.ndim != 1 or a.shape != b.shape or a.shape[0] == 0:
+        raise ValueError(f"paired_bootstrap needs two non-empty 1-D arrays of equal length, got {a.shape}, {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("paired_bootstrap: values contain NaN or infinity")
+    _check_bootstrap_args(n, alpha, "paired_bootstrap")
+    d = float(a.mean() - b.mean())
+    diffs, low, high = _bootstrap_means(a - b, n, seed, alpha)
+    extreme = int((np.abs(diffs - d) >= abs(d) - 1e-12).sum())
+    return PairedDiff(d, low, high, (1 + extreme) / (n + 1))
+
+
+def t_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[float, float, float, float]:
+    """Mean, standard deviation (``ddof=1``) and the Student-t ``level`` interval of the mean, e.g. across seeds.
+
+    None and NaN values are left out; all four are NaN without values, and the last three with a single value.
+    """
+    from scipy.stats import t
+
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if v.size == 0:
+        return (math.nan,) * 4
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan, math.nan, math.nan
+    sd = float(v.std(ddof=1))
+    half = float(t.ppf(0.5 + level / 2, v.size - 1)) * sd / math.sqrt(v.size)  # t.interval refuses sd = 0
+    return mean, sd, mean - half, mean + half
+
+
+def spearman(a: ArrayLike, b: ArrayLike) -> float:
+    """Spearman rank correlation of two aligned 1-D arrays (ties get average ranks); NaN when either is constant."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"spearman needs two arrays of equal size, got {x.size} and {y.size}")
+    if np.unique(x).size < 2 or np.unique(y).size < 2:
+        return math.nan
+    return float(spearmanr(x, y).statistic)

@@ -1,0 +1,31 @@
+"""``armlens bench``'s child program (a real module run with ``python -m``), on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+from armlens import _bench_child, bench, rm
+from armlens import model as M
+from armlens.data import PreferencePair
+from armlens.selection import ReinforceConfig
+
+
+def test_bench_child_reports_a_fit(tiny, monkeypatch, capsys):
+    pairs = [PreferencePair(id=f"toy/{i}", source="toy", subset="toy", prompt=f"Say something about {i}.",
+                            chosen=f"{i} is a number.", rejected="No.") for i in range(3)]
+    quick = rm.ARMConfig(reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
+    seen = {}
+    real = rm.ActivationRM
+
+    def make_rm(model, seed):  # the default ARM, with a few REINFORCE steps
+        seen["seed"] = seed
+        return real(model, quick, seed=seed)
+
+    monkeypatch.setattr(M, "load_model", lambda: tiny)
+    monkeypatch.setattr(bench, "fit_pairs", lambda root: pairs if root == "ROOT" else [])
+    monkeypatch.setattr(rm, "ActivationRM", make_rm)
+    assert _bench_child.main(["ROOT", "3"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert seen == {"seed": 3}
+    assert out["n_pairs"] == 3 and out["heads"] >= 0 and out["fit_s"] > 0 and out["peak_rss_mb"] > 0
+    assert {"extraction", "steps", "final_choice"} <= set(out["timings_s"])
