@@ -34,6 +34,7 @@ from armlens import model as M
 HeadMask = Bool[Tensor, "n_layers n_heads"]
 RowMasks = Bool[Tensor, "batch n_layers n_heads"]
 Means = Float[Tensor, "n_layers n_heads d_head"]
+RowMeans = Float[Tensor, "rows n_layers n_heads d_head"]
 
 
 def head_label(layer: int, head: int) -> str:
@@ -130,6 +131,34 @@ def patch_branch_hooks(model: Any, means: Means, masks: Bool[Tensor, "branch n_l
         (M.hook_z_name(layer), functools.partial(patch_branch_z_hook, means=means[layer], mask=masks[:, layer]))
         for layer in range(model.cfg.n_layers)
         if bool(per_layer[layer].any())
+    ]
+
+
+def patch_rows_hook(
+    z: Float[Tensor, "batch branch head_index d_head"],
+    hook: Any,
+    *,
+    means: Float[Tensor, "branch head_index d_head"],
+    mask: Bool[Tensor, "branch head_index"],
+) -> Float[Tensor, "batch branch head_index d_head"]:
+    """Branch ``r`` (a copy of the last token, :func:`armlens.model.run_cached_branches`) gets ``means[r, h]`` at the
+    heads of ``mask[r]``: every branch its own means and heads (:func:`patch_branch_z_hook` shares one ``means``)."""
+    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
+
+
+def row_patch_hooks(model: Any, means: RowMeans, masks: RowMasks) -> list[M.Hook]:
+    """Hooks for :func:`armlens.model.run_cached_branches` where branch ``r`` carries its own patch
+    ``(means[r], masks[r])``; one hook per layer in which any row patches a head (an empty row: the plain judge)."""
+    if means.ndim != 4 or masks.ndim != 3 or means.shape[0] != masks.shape[0] or means.shape[0] < 1:
+        raise ValueError(f"row patches need means [rows, n_layers, n_heads, d_head] and masks [rows, n_layers, "
+                         f"n_heads] with the same rows, got {tuple(means.shape)} and {tuple(masks.shape)}")
+    _check(model, means[0], masks)
+    device = model.cfg.device
+    means, masks = means.to(device), masks.to(device)
+    return [
+        (M.hook_z_name(layer), functools.partial(patch_rows_hook, means=means[:, layer], mask=masks[:, layer]))
+        for layer in range(model.cfg.n_layers)
+        if bool(masks[:, layer].any())
     ]
 
 

@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -78,6 +78,7 @@ from armlens.evaluation.protocol import (
 )
 from armlens.patching import HeadMask, Means, head_label, mask_labels, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, examples_from_pairs, scalar_prompt
+from armlens.scoring import score_rows
 from armlens.selection import (
     ReinforceConfig,
     SelectionResult,
@@ -285,87 +286,7 @@ def selection_from_dict(d: dict[str, Any]) -> SelectionResult:
 
 
 # ---------------------------------------------------------------------------------------------------- batched rows
-
-
-def patch_rows_hook(
-    z: Float[Tensor, "batch branch head_index d_head"],
-    hook: Any,
-    *,
-    means: Float[Tensor, "branch head_index d_head"],
-    mask: Bool[Tensor, "branch head_index"],
-) -> Float[Tensor, "batch branch head_index d_head"]:
-    """Branch ``r`` (a copy of the last token, :func:`armlens.model.run_cached_branches`) gets ``means[r, h]`` at the
-    heads of ``mask[r]``: every row its own means and heads."""
-    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
-
-
-def row_patch_hooks(
-    model: Any, means: Float[Tensor, "rows n_layers n_heads d_head"], masks: Bool[Tensor, "rows n_layers n_heads"]
-) -> list[M.Hook]:
-    """One hook per layer where any row patches a head (row r = branch r)."""
-    device = model.cfg.device
-    means, masks = means.to(device), masks.to(device)
-    hooks = []
-    for layer in range(model.cfg.n_layers):
-        if bool(masks[:, layer].any()):
-            fn = functools.partial(patch_rows_hook, means=means[:, layer], mask=masks[:, layer])
-            hooks.append((M.hook_z_name(layer), fn))
-    return hooks
-
-
-@dataclass
-class RowLogits:
-    """What the score readings need from each (prompt, row)'s last-token logits (never the full vocabulary)."""
-
-    yes: Float[Tensor, "texts rows"]
-    """Logit of the Yes token."""
-    no: Float[Tensor, "texts rows"]
-    """Logit of the No token."""
-    logsumexp: Float[Tensor, "texts rows"]
-    """Log-normaliser over the full vocabulary."""
-    argmax: Int[Tensor, "texts rows"]
-    """Greedy next token."""
-
-    def read(self, kind: str) -> Float[Tensor, "texts rows"]:
-        """``prob`` (full-vocabulary P(Yes)), ``normalized`` (P(Yes)/(P(Yes)+P(No))) or ``logit_diff``."""
-        if kind == "prob":
-            return (self.yes - self.logsumexp).exp()
-        if kind == "normalized":
-            return torch.sigmoid(self.yes - self.no)
-        if kind == "logit_diff":
-            return self.yes - self.no
-        raise ValueError(f"unknown reading {kind!r}")
-
-
-def score_rows(
-    model: Any,
-    texts: Sequence[str],
-    means: Float[Tensor, "rows n_layers n_heads d_head"],
-    masks: Bool[Tensor, "rows n_layers n_heads"],
-    *,
-    answer_ids: AnswerIds,
-    chunk: int = 64,
-    show_progress: bool = False,
-) -> RowLogits:
-    """Every text under every row's patch: one prefix per text, all rows as side-by-side branches over it.
-
-    Row ``r`` overwrites the last-token hook_z of the heads in ``masks[r]`` with ``means[r]`` (an empty mask is the
-    plain judge). Equals :func:`armlens.scoring.score_texts` per row (checked by the tests).
-    """
-    n, rows = len(texts), masks.shape[0]
-    out = {k: torch.empty(n, rows) for k in ("yes", "no", "logsumexp")}
-    argmax = torch.empty(n, rows, dtype=torch.long)
-    for i in tqdm(range(n), desc="scoring cells", disable=not show_progress, leave=False):
-        cache = M.prefix_cache(model, *M.tokenize(model, [texts[i]]))
-        for start in range(0, rows, chunk):
-            sl = slice(start, min(rows, start + chunk))
-            hooks = row_patch_hooks(model, means[sl], masks[sl])
-            logits = M.run_cached_branches(model, cache, sl.stop - sl.start, hooks)[0].cpu()
-            out["yes"][i, sl] = logits[:, answer_ids.yes]
-            out["no"][i, sl] = logits[:, answer_ids.no]
-            out["logsumexp"][i, sl] = logits.logsumexp(-1)
-            argmax[i, sl] = logits.argmax(-1)
-    return RowLogits(out["yes"], out["no"], out["logsumexp"], argmax)
+# score_rows, RowLogits (armlens.scoring) and row_patch_hooks / patch_rows_hook (armlens.patching) live in the core.
 
 
 def capture_stack(
