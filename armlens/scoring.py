@@ -190,29 +190,34 @@ class RowTable:
     unselected heads never reach the model); every empty mask is the one plain-judge row.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, n_layers: int, n_heads: int, d_head: int) -> None:
+        self.shape = (n_layers, n_heads, d_head)
         self.means: list[Tensor] = []
         self.masks: list[Tensor] = []
         self._index: dict[str, int] = {}
 
+    @classmethod
+    def for_model(cls, model: Any) -> RowTable:
+        cfg = model.cfg
+        return cls(cfg.n_layers, cfg.n_heads, cfg.d_head)
+
     def add(self, means: Means | None, mask: HeadMask | None) -> int:
         """The row of this patch (``None`` or an empty mask: the plain judge), added when new."""
         if mask is None or means is None or not bool(mask.any()):
-            key = "plain"
+            key, means, mask = "plain", torch.zeros(self.shape), torch.zeros(self.shape[:2], dtype=torch.bool)
         else:
+            if tuple(means.shape) != self.shape or tuple(mask.shape) != self.shape[:2]:
+                raise ValueError(f"a patch needs means {self.shape} and mask {self.shape[:2]}, got "
+                                 f"{tuple(means.shape)} and {tuple(mask.shape)}")
+            means, mask = means.detach().float().cpu(), mask.cpu()
             h = hashlib.blake2b(digest_size=16)
-            h.update(mask.cpu().numpy().tobytes())
-            h.update(means.detach().float().cpu()[mask.cpu()].numpy().tobytes())
+            h.update(mask.numpy().tobytes())
+            h.update(means[mask].numpy().tobytes())
             key = h.hexdigest()
         if key not in self._index:
-            if key == "plain":
-                if not self.means and means is None:
-                    raise ValueError("the first row of a RowTable needs means to take its shape from")
-                shape = (means if means is not None else self.means[0]).shape
-                means, mask = torch.zeros(shape), torch.zeros(shape[:2], dtype=torch.bool)
             self._index[key] = len(self.means)
-            self.means.append(means.detach().float().cpu())  # type: ignore[union-attr]
-            self.masks.append(mask.cpu())  # type: ignore[union-attr]
+            self.means.append(means)
+            self.masks.append(mask)
         return self._index[key]
 
     def __len__(self) -> int:
@@ -238,12 +243,7 @@ def score_patched(
     :func:`score_rows`; equals :func:`score_texts` of each text under its patch within float tolerance."""
     if not texts or len(texts) != len(patches):
         raise ValueError("score_patched() needs one patch per text and at least one text")
-    table = RowTable()
-    shape_from = next((m for m, k in patches if m is not None), None)
-    if shape_from is None:
-        cfg = model.cfg
-        shape_from = torch.zeros(cfg.n_layers, cfg.n_heads, cfg.d_head)
-    table.add(shape_from, None)  # row 0: the plain judge, so every later empty patch has a shape to copy
+    table = RowTable.for_model(model)
     rows = [table.add(m, k) for m, k in patches]
     means, masks = table.stacked()
     logits = score_rows(model, texts, means, masks, answer_ids=answer_ids or AnswerIds.of(model),

@@ -262,7 +262,7 @@ def test_arm_judge_is_the_activation_rm(tiny_gqa):
 
 def test_method_names_and_configs():
     assert parse_methods("arm, zero-shot,arm") == ["arm", "zero-shot"]
-    assert parse_methods("all") == list(METHODS) and len(METHODS) == 11
+    assert parse_methods("all") == list(METHODS) and len(METHODS) == 13
     with pytest.raises(ValueError, match="unknown method"):
         parse_methods("arm,gpt4")
     with pytest.raises(ValueError, match="no methods"):

@@ -95,7 +95,7 @@ def test_score_rows_equals_score_texts_per_row(tiny_any, share):
 def test_row_table_dedupes_by_what_reaches_the_model(tiny):
     cfg = tiny.cfg
     means, masks = random_rows(tiny, 3)
-    table = RowTable()
+    table = RowTable.for_model(tiny)
     assert table.add(means[1], masks[1]) == 0
     assert table.add(means[1].clone(), masks[1].clone()) == 0  # same content: same row
     other = means[1].clone()

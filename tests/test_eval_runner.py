@@ -7,12 +7,22 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from armlens import model as M
 from armlens.cli import main
 from armlens.evaluation import baselines
 from armlens.evaluation.baselines import JudgeConfig
-from armlens.evaluation.runner import EvalConfig, dataset_slug, results_markdown, run_eval, sample_test
+from armlens.evaluation.runner import (
+    EvalConfig,
+    _plans,
+    dataset_slug,
+    results_markdown,
+    run_eval,
+    run_unit,
+    sample_test,
+    unit_items,
+)
 from armlens.rm import ARMConfig
 from armlens.selection import ReinforceConfig
 
@@ -108,15 +118,18 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
     out = tmp_path / "out"
     cfg = tiny_config(toy_file, out, methods=["zero-shot", "probe", "longer"], seeds=2, limit=4, bias_kinds=["length"])
     counter = FitCounter(monkeypatch, fail="probe")
-    with pytest.raises(RuntimeError, match="interrupted"):  # dies at seed 0's probe, after zero-shot finished
+    # mask-based units (zero-shot) of every seed are fitted and scored together first, then the others one by one
+    with pytest.raises(RuntimeError, match="interrupted"):  # dies at seed 0's probe, after both zero-shots finished
         run_eval(cfg, model=tiny)
-    assert counter.calls == ["zero-shot", "probe"]
+    assert counter.calls == ["zero-shot", "zero-shot", "probe"]
     assert not (out / "summary.json").exists()
+    assert all((out / dataset_slug(f"path:{toy_file}") / f"seed{s}" / "zero-shot" / "result.json").is_file()
+               for s in (0, 1))
 
     counter = FitCounter(monkeypatch)
     first = run_eval(cfg, model=tiny)
-    assert counter.calls == ["probe", "longer", "zero-shot", "probe", "longer"]  # seed 0 zero-shot was kept
-    assert first["run"] == {"units": 6, "computed": 5, "reused": 1}
+    assert counter.calls == ["probe", "longer", "probe", "longer"]  # both zero-shot units were kept
+    assert first["run"] == {"units": 6, "computed": 4, "reused": 2}
 
     (out / "summary.json").unlink()
     (out / "results.md").unlink()
@@ -208,3 +221,152 @@ def test_cli_end_to_end_and_resume(toy_file, tmp_path, capsys):
     assert summary["model"] == str(folder) and summary["model_fingerprint"]["n_layers"] == 2
     assert main(argv) == 0
     assert "0 unit(s) computed, 2 reused" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------- shared prefixes
+
+MASK_METHODS = ["arm", "zero-shot", "random-heads", "topk-heads"]
+
+
+def test_mask_based_judges_declare_their_patch(tiny, toy_file, tmp_path):
+    assert {m for m, cls in baselines.JUDGES.items() if cls.mask_based} == set(MASK_METHODS)
+    cfg = tiny_config(toy_file, tmp_path, seeds=1)
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    assert baselines.make_judge("zero-shot", tiny).patch_for(plans[0].test[0]) == (None, None)
+    assert baselines.make_judge("longer", tiny).patch_for(plans[0].test[0]) is None
+    jcfg = cfg.judge_config(0)
+    for method, k in (("random-heads", 5), ("topk-heads", 3)):
+        judge = baselines.make_judge(method, tiny, dataclasses.replace(jcfg, head_count=k)).fit(plans[0].fewshot)
+        means, mask = judge.patch_for(plans[0].test[0])
+        assert int(mask.sum()) == k and means.shape == (2, 4, 16)
+    prior = baselines.make_judge("random-heads", tiny, jcfg).head_count()
+    assert prior == round(0.2689414 * 8)  # sigmoid(-1) of the 8 heads
+
+
+@pytest.mark.parametrize("min_shared", [1, 10**6], ids=["pair-prefix", "own-prefix"])
+def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path, min_shared):
+    """Every method and seed over shared prefixes equals each judge's own one-forward-per-prompt scores."""
+    from armlens.evaluation.branches import score_mask_judges
+
+    cfg = tiny_config(toy_file, tmp_path, seeds=2, bias_kinds=["length", "format"])
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    requests = []
+    for plan in plans:
+        for method in MASK_METHODS:
+            jcfg = dataclasses.replace(cfg.judge_config(plan.seed), head_count=3)
+            judge = baselines.make_judge(method, tiny_any, jcfg).fit(plan.fewshot, plan.select)
+            requests.append((judge, unit_items(plan)))
+    got = score_mask_judges(tiny_any, requests, min_shared_tokens=min_shared)
+    for (judge, items), scores in zip(requests, got, strict=True):
+        want = judge.score_responses(items)
+        assert scores.shape == want.shape and len(items) > 12  # test pairs and hacked rejected responses
+        torch.testing.assert_close(scores, want, atol=1e-4, rtol=1e-3, msg=judge.name)
+
+
+def test_score_mask_judges_refuses_other_judges(tiny):
+    from armlens.evaluation.branches import score_mask_judges
+
+    with pytest.raises(ValueError, match="not a mask-based judge"):
+        score_mask_judges(tiny, [(baselines.make_judge("longer", tiny), [])])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        score_mask_judges(tiny, [(baselines.make_judge("arm", tiny), [])])
+
+
+def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path):
+    """The runner's units (mask-based ones scored together over shared prefixes) hold the numbers the old
+    per-method path (run_unit: fit, then one full forward per prompt) gives, for every seed and method."""
+    cfg = tiny_config(toy_file, tmp_path / "out", methods=MASK_METHODS + ["longer"], seeds=2,
+                      bias_kinds=["length", "length-real"])
+    summary = run_eval(cfg, model=tiny)
+    items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path / "ref")
+    for plan in plans:
+        for method in cfg.methods:
+            result, ref = run_unit(tiny, plan, method, cfg.judge_config(plan.seed), cfg.n_bootstrap)
+            mine = [r for r in items if r["seed"] == plan.seed and r["method"] == method]
+            assert [(r["split"], r["id"]) for r in mine] == [(r["split"], r["id"]) for r in ref]
+            for a, b in zip(mine, ref, strict=True):
+                assert a["chosen_score"] == pytest.approx(b["chosen_score"], abs=1e-4, rel=1e-3)
+                assert a["rejected_score"] == pytest.approx(b["rejected_score"], abs=1e-4, rel=1e-3)
+            seed_entry = summary["results"][cfg.data[0]]["methods"][method]["per_seed"][plan.seed]
+            assert seed_entry["accuracy"] == result["test"]["accuracy"]
+    timings = json.loads((plans[0].folder.parent.parent.parent / "out" / dataset_slug(cfg.data[0]) / "seed0" / "arm" /
+                          "result.json").read_text())["timings_s"]
+    assert timings["units_sharing_scoring"] == 2 * len(MASK_METHODS)
+
+
+def test_icl_cached_demonstrations_equal_full_prompts(tiny_any, toy_file, tmp_path, monkeypatch):
+    from armlens import scoring
+
+    cfg = tiny_config(toy_file, tmp_path, seeds=1)
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    items = unit_items(plans[0])
+    jcfg = dataclasses.replace(cfg.judge_config(0), template=dataclasses.replace(cfg.judge.template), icl_shots=3)
+    full = baselines.make_judge("few-shot-icl", tiny_any, dataclasses.replace(jcfg, icl_cache_demos=False))
+    want = full.fit(plans[0].fewshot).score_responses(items)
+    shared_lengths: list[int] = []
+    real = M.shared_prefix
+    monkeypatch.setattr(M, "shared_prefix", lambda m, t: shared_lengths.append(t.shape[1]) or real(m, t))
+    cached = baselines.make_judge("few-shot-icl", tiny_any, jcfg)
+    got = cached.fit(plans[0].fewshot).score_responses(items)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    assert len(shared_lengths) == 1 and shared_lengths[0] > 3 * 40  # the demonstrations: one prefix for all queries
+    assert scoring.MIN_SHARED_TOKENS < shared_lengths[0]
+
+
+# ---------------------------------------------------------------------------------------------------- truncation
+
+
+def test_fields_are_whole_by_default_and_cut_in_the_middle_on_request(tiny):
+    from armlens.data.records import PreferencePair
+    from armlens.prompts import CUT_MARKER, JudgeTemplate, count_cuts, cut_to_tokens, scalar_prompt
+
+    assert JudgeTemplate().max_field_tokens is None and EvalConfig().max_field_tokens is None
+    text = "START " + " ".join(f"w{i}" for i in range(200)) + " THE END"
+    assert cut_to_tokens(tiny, text, None) == text
+    cut = cut_to_tokens(tiny, text, 40)
+    assert cut.startswith("START") and cut.endswith("THE END") and CUT_MARKER in cut  # head and tail kept
+    head, tail = cut.split(CUT_MARKER)
+    assert len(M.encode(tiny, head)) == 20 and len(M.encode(tiny, tail)) == 20
+    assert cut_to_tokens(tiny, text, 40, where="end").endswith("[...]")
+    assert cut_to_tokens(tiny, "short", 40) == "short"
+    with pytest.raises(ValueError, match=">= 1"):
+        cut_to_tokens(tiny, text, 0)
+    ex = baselines.Example("Q? " + text, text, None, "c")
+    assert text in scalar_prompt(tiny, ex) and text not in scalar_prompt(tiny, ex, JudgeTemplate(max_field_tokens=40))
+    pairs = [PreferencePair(id="a", source="s", subset="s", prompt="hi", chosen=text, rejected=text),
+             PreferencePair(id="b", source="s", subset="s", prompt="hi", chosen="ok", rejected="no")]
+    assert count_cuts(tiny, pairs, 40) == (1, 2) and count_cuts(tiny, pairs, None) == (0, 0)
+
+
+def test_runner_records_cut_items(tiny, toy_file, tmp_path):
+    cfg = tiny_config(toy_file, tmp_path / "cut", methods=["zero-shot", "longer"], max_field_tokens=8, seeds=2,
+                      bias_kinds=[])
+    summary = run_eval(cfg, model=tiny)
+    cut = summary["results"][cfg.data[0]]["truncation"]
+    # every toy prompt ("Tell me about ...") and chosen response is longer than 8 byte-level tokens
+    assert cut["max_field_tokens"] == 8 and cut["items_cut"] == cut["n_items"] == 12 and cut["fields_cut"] >= 24
+    assert "cut in their middle in 12 of 12 test pairs" in (tmp_path / "cut" / "results.md").read_text()
+    whole = run_eval(dataclasses.replace(cfg, out=str(tmp_path / "whole"), max_field_tokens=None), model=tiny)
+    assert whole["results"][cfg.data[0]]["truncation"]["items_cut"] == 0
+    assert "Whole fields" in (tmp_path / "whole" / "results.md").read_text()
+
+
+def test_prompts_beyond_the_context_stop_the_run_before_any_fit(toy_file, tmp_path, monkeypatch):
+    small = M.tiny_model(n_ctx=64)
+    counter = FitCounter(monkeypatch)
+    with pytest.raises(ValueError, match=r"exceed the model's context of 64 tokens.*--max-field-tokens"):
+        run_eval(tiny_config(toy_file, tmp_path / "ctx", max_field_tokens=None), model=small)
+    assert counter.calls == []
+
+
+def test_bias_pairs_keep_their_original_criterion():
+    from armlens.data import build_bias_suite
+    from armlens.data.records import PreferencePair
+    from armlens.prompts import criterion_for
+
+    pair = PreferencePair(id="x", source="llmbar", subset="llmbar-natural", prompt="Do it.", chosen="Done, here it is.",
+                          rejected="No.")
+    suite = build_bias_suite([pair], 0, kinds=["length"])
+    assert suite["length"][0].subset == "bias-length"
+    assert criterion_for(suite["length"][0]) == criterion_for(pair) != criterion_for("bias-length")

@@ -48,8 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="ARM activation estimator (default mean)")
     p.add_argument("--score", choices=["prob", "normalized", "logit_diff"], default="prob",
                    help="reading of the judge's answer logits for the token-probability methods (default prob)")
-    p.add_argument("--max-field-tokens", type=_limit, default=128,
-                   help="cut prompts and responses to this many tokens in judge prompts ('none': never; default 128)")
+    p.add_argument("--max-field-tokens", type=_limit, default=None,
+                   help="cut prompts and responses to this many tokens in judge prompts, in the middle of the field "
+                        "(default: never; a prompt beyond the context is an error)")
     p.add_argument("--batch-size", type=int, default=1, help="prompts per forward pass (default 1: fastest on CPUs, see armlens bench)")
     p.add_argument("--bias", default=None,
                    help="comma-separated bias kinds, or 'none' (default: all of length, format, positivity, "
