@@ -57,7 +57,7 @@ def run_demo(
     root = ensure_hhh(root, log)
     config = EvalConfig(
         data=["hhh"], out=out, methods=["arm", "zero-shot", "few-shot-icl"], seeds=1, first_seed=seed, root=root,
-        limit=limit, n_fewshot=n_fewshot, n_select=0, steps=steps, shots=2, max_field_tokens=128, bias_kinds=[],
+        limit=limit, n_fewshot=n_fewshot, n_select=0, steps=steps, shots=2, max_field_tokens=None, bias_kinds=[],
         show_progress=show_progress,
     )
     summary = run_eval(config, model=model)

@@ -46,7 +46,7 @@ from armlens.prompts import (
     examples_from_pairs,
     scalar_prompt,
 )
-from armlens.scoring import ScoreKind, score_texts
+from armlens.scoring import ScoreKind, score_patched, score_texts
 from armlens.selection import ReinforceConfig, SelectionResult, SelectorName, select_heads
 
 logger = logging.getLogger(__name__)
@@ -224,15 +224,19 @@ class ActivationRM:
     def score_pairs(
         self, pairs: Sequence[PreferencePair], *, show_progress: bool = True
     ) -> tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]:
-        """Rewards of (chosen, rejected) for each pair."""
+        """Rewards of (chosen, rejected) for each pair, each pair under :meth:`patch_for` (the branch path: a pair's
+        two prompts share their common prefix, the patch is a branch of the last token)."""
         if not pairs:
             raise ValueError("score_pairs() got no pairs")
-        texts = []
+        texts, patches, groups = [], [], []
         for p in pairs:
-            crit = self._criterion(p)
-            texts.append(scalar_prompt(self.model, Example(p.prompt, p.chosen, None, crit), self.config.template))
-            texts.append(scalar_prompt(self.model, Example(p.prompt, p.rejected, None, crit), self.config.template))
-        scores = self.score_texts(texts, show_progress=show_progress)
+            crit, patch = self._criterion(p), self.patch_for(p)
+            for response in (p.chosen, p.rejected):
+                texts.append(scalar_prompt(self.model, Example(p.prompt, response, None, crit), self.config.template))
+                patches.append(patch)
+                groups.append(p.id)
+        scores = score_patched(self.model, texts, patches, answer_ids=self.answer_ids, kind=self.config.score,
+                               groups=groups, show_progress=show_progress)
         return scores[0::2], scores[1::2]
 
     def __call__(self, prompt: Prompt, response: str | Sequence[str]) -> float | list[float]:

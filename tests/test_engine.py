@@ -146,3 +146,58 @@ def test_row_patch_hooks_refuse_bad_shapes(tiny):
     with pytest.raises(ValueError, match="same rows"):
         row_patch_hooks(tiny, torch.zeros(2, cfg.n_layers, cfg.n_heads, cfg.d_head),
                         torch.zeros(3, cfg.n_layers, cfg.n_heads, dtype=torch.bool))
+
+
+def _mask_requests(model, pairs, seeds: int):
+    from armlens.bench import _fake_mask_judges
+
+    items = [(p, r) for p in pairs for r in (p.chosen, p.rejected)]
+    return [(j, items) for j in _fake_mask_judges(model, seeds, TEMPLATE)]
+
+
+def _check_shared_scoring_is_exact(model, pairs, demos, atol: float) -> None:
+    """score_mask_judges (shared pair prefixes and own prefixes) and the cached-demonstration ICL judge against one
+    full forward per (method, seed, prompt)."""
+    from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig
+    from armlens.evaluation.branches import score_mask_judges
+
+    requests = _mask_requests(model, pairs, seeds=2)
+    assert len({type(j).__name__ for j, _ in requests}) == 3
+    for min_shared in (1, 10**9):
+        for (judge, items), got in zip(requests, score_mask_judges(model, requests, min_shared_tokens=min_shared),
+                                       strict=True):
+            torch.testing.assert_close(got, judge.score_responses(items), atol=atol, rtol=1e-3)
+    items = requests[0][1]
+    cfg = JudgeConfig(template=TEMPLATE, icl_shots=2)
+    full = FewShotICLJudge(model, JudgeConfig(template=TEMPLATE, icl_shots=2, icl_cache_demos=False)).fit(demos)
+    torch.testing.assert_close(FewShotICLJudge(model, cfg).fit(demos).score_responses(items),
+                               full.score_responses(items), atol=atol, rtol=1e-3)
+
+
+def test_eval_bench_rows_on_tiny(tiny, data_root):
+    from armlens.bench import eval_rows
+
+    rows, info = eval_rows(tiny, root=str(data_root), n_pairs=2, seeds=2, icl_shots=2, log=lambda s: None)
+    assert [r.name for r in rows] == ["eval_3_methods_x_2_seeds", "eval_3_methods_x_2_seeds_own_prefix",
+                                      "icl_cached_demos"]
+    assert info["eval_units"] == 6 and len(info["eval_prompt_tokens"]) == 4
+    for r in rows:
+        assert r.reference > 0 and r.fast > 0 and list(r.to_dict())[-1] == "ratio"
+        assert float(r.note.rsplit(" ", 1)[-1]) < 1e-3  # max |score diff| against the naive path
+
+
+@pytest.mark.slow
+def test_shared_scoring_is_exact_on_the_default_model(default_model, data_root):
+    from armlens.data import load_pairs
+
+    pairs = load_pairs("hhh", root=str(data_root), limit=4)
+    _check_shared_scoring_is_exact(default_model, pairs[:2], pairs[2:], atol=1e-4)
+
+
+def test_shared_scoring_is_exact_on_tiny_models(tiny_any):
+    from armlens.data.records import PreferencePair
+
+    pairs = [PreferencePair(id=f"p{i}", source="toy", subset="toy", prompt=f"Please say something true about {t}.",
+                            chosen=f"A careful, true note about {t}.", rejected="No." * (i + 1))
+             for i, t in enumerate(["owls", "tea", "maps", "ink"])]
+    _check_shared_scoring_is_exact(tiny_any, pairs[:2], pairs[2:], atol=1e-4)

@@ -243,8 +243,7 @@ def test_mask_based_judges_declare_their_patch(tiny, toy_file, tmp_path):
     assert prior == round(0.2689414 * 8)  # sigmoid(-1) of the 8 heads
 
 
-@pytest.mark.parametrize("min_shared", [1, 10**6], ids=["pair-prefix", "own-prefix"])
-def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path, min_shared):
+def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path):
     """Every method and seed over shared prefixes equals each judge's own one-forward-per-prompt scores."""
     from armlens.evaluation.branches import score_mask_judges
 
@@ -256,11 +255,12 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path,
             jcfg = dataclasses.replace(cfg.judge_config(plan.seed), head_count=3)
             judge = baselines.make_judge(method, tiny_any, jcfg).fit(plan.fewshot, plan.select)
             requests.append((judge, unit_items(plan)))
-    got = score_mask_judges(tiny_any, requests, min_shared_tokens=min_shared)
-    for (judge, items), scores in zip(requests, got, strict=True):
-        want = judge.score_responses(items)
-        assert scores.shape == want.shape and len(items) > 12  # test pairs and hacked rejected responses
-        torch.testing.assert_close(scores, want, atol=1e-4, rtol=1e-3, msg=judge.name)
+    wants = [judge.score_responses(items) for judge, items in requests]
+    for min_shared in (1, 10**6):  # a pair's prompts sharing their common leading part, or each its own prefix
+        got = score_mask_judges(tiny_any, requests, min_shared_tokens=min_shared)
+        for (judge, items), scores, want in zip(requests, got, wants, strict=True):
+            assert scores.shape == want.shape and len(items) > 12  # test pairs and hacked rejected responses
+            torch.testing.assert_close(scores, want, atol=1e-4, rtol=1e-3, msg=judge.name)
 
 
 def test_score_mask_judges_refuses_other_judges(tiny):

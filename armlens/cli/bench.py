@@ -12,6 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None, help="preference data root (default: ARMLENS_DATA_ROOT or ../shared/data/preference)")
     p.add_argument("--k-masks", type=int, default=32, help="masks per REINFORCE step (default 32)")
     p.add_argument("--score-pairs", type=int, default=8, help="pairs for the scoring-throughput row (default 8)")
+    p.add_argument("--eval-pairs", type=int, default=5,
+                   help="pairs for the eval rows (3 methods x --eval-seeds seeds, and the ICL judge; 0 skips them)")
+    p.add_argument("--eval-seeds", type=int, default=5, help="seeds in the eval row (default 5)")
     p.add_argument("--no-fit", action="store_true", help="skip the default-fit time and memory row (~3 min)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print JSON (the same figures, ratio last in each row)")
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     log = (lambda s: None) if args.json else (lambda s: print(f"... {s}", flush=True))
     result = run_bench(load_model(args.model), root=args.root, k_masks=args.k_masks,
-                       n_score_pairs=args.score_pairs, fit=not args.no_fit, log=log)
+                       n_score_pairs=args.score_pairs, n_eval_pairs=args.eval_pairs, eval_seeds=args.eval_seeds,
+                       fit=not args.no_fit, log=log)
     if args.out:
         from armlens.evaluation.protocol import write_json_atomic
 
