@@ -126,13 +126,12 @@ def _fake_mask_judges(model: Any, seeds: int, template: JudgeTemplate) -> list[A
 
 def eval_rows(
     model: Any, *, root: str | None = None, n_pairs: int = 5, seeds: int = 5, icl_shots: int = 4,
-    log: Callable[[str], None] = logger.info,
+    template: JudgeTemplate = JudgeTemplate(), log: Callable[[str], None] = logger.info,
 ) -> tuple[list[BenchRow], dict[str, Any]]:
     """The evaluation rows (see the module docstring): mask-based methods x seeds, and the ICL judge's demonstrations."""
     from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig
     from armlens.evaluation.branches import score_mask_judges
 
-    template = JudgeTemplate()
     pairs = bench_pairs(n_pairs + icl_shots, root)
     test, demos = pairs[:n_pairs], pairs[n_pairs:]
     items = [(p, r) for p in test for r in (p.chosen, p.rejected)]

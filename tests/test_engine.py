@@ -177,7 +177,8 @@ def _check_shared_scoring_is_exact(model, pairs, demos, atol: float) -> None:
 def test_eval_bench_rows_on_tiny(tiny, data_root):
     from armlens.bench import eval_rows
 
-    rows, info = eval_rows(tiny, root=str(data_root), n_pairs=2, seeds=2, icl_shots=2, log=lambda s: None)
+    rows, info = eval_rows(tiny, root=str(data_root), n_pairs=2, seeds=2, icl_shots=2,
+                           template=JudgeTemplate(max_field_tokens=32), log=lambda s: None)
     assert [r.name for r in rows] == ["eval_3_methods_x_2_seeds", "eval_3_methods_x_2_seeds_own_prefix",
                                       "icl_cached_demos"]
     assert info["eval_units"] == 6 and len(info["eval_prompt_tokens"]) == 4

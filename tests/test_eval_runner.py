@@ -247,7 +247,7 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path)
     """Every method and seed over shared prefixes equals each judge's own one-forward-per-prompt scores."""
     from armlens.evaluation.branches import score_mask_judges
 
-    cfg = tiny_config(toy_file, tmp_path, seeds=2, bias_kinds=["length", "format"])
+    cfg = tiny_config(toy_file, tmp_path, seeds=2, bias_kinds=["length"])
     plans, _ = _plans(cfg, cfg.data[0], tmp_path)
     requests = []
     for plan in plans:
