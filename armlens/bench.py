@@ -16,6 +16,13 @@ Rows:
   computed once per fit); ``reinforce_step_k32_cold`` adds the prefix forward to the fast side.
 - ``single_head_sweep``: the 270 one-head masks (+ the empty mask) on one prompt.
 - ``scoring``: pairs/s scoring judge prompts in left-padded batches versus one at a time.
+- ``eval_M_methods_x_S_seeds``: ``armlens eval``'s scoring of M mask-based methods (an ARM, random heads of the
+  same count, the zero-shot judge) for S seeds over the same N real pairs: naive = each judge's own scoring (one full
+  forward per method, seed and prompt); fast = :func:`armlens.evaluation.branches.score_mask_judges` (one prefix per
+  prompt, every method and seed a branch; a pair's two prompts share their common leading part);
+  ``..._own_prefix`` is the fast side with that pair sharing turned off, which measures what it is worth.
+- ``icl_cached_demos``: the few-shot in-context judge on the same pairs, full prompts against its demonstrations
+  run once as a shared prefix cache.
 - ``default_fit``: wall time and peak resident memory of a default ``ActivationRM.fit`` (100 extraction prompts,
   200 REINFORCE steps, best of 10 final masks on 50 examples), run in a child process so its peak is its own, with
   the per-phase profile.
@@ -23,6 +30,7 @@ Rows:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -92,12 +100,75 @@ def judge_texts(model: Model, pairs: list[Any], template: JudgeTemplate) -> list
             for p in pairs for r in (p.chosen, p.rejected)]
 
 
+def _fake_mask_judges(model: Any, seeds: int, template: JudgeTemplate) -> list[Any]:
+    """Fitted-looking ARM, random-heads and zero-shot judges per seed (seeded random means and masks: scoring time
+    does not depend on what the patch holds)."""
+    from armlens.evaluation.baselines import ARMJudge, JudgeConfig, RandomHeadsJudge, ZeroShotJudge
+    from armlens.rm import ActivationRM
+    from armlens.selection import random_mask
+
+    cfg = model.cfg
+    judges: list[Any] = []
+    for s in range(seeds):
+        g = torch.Generator().manual_seed(1000 + s)
+        means = torch.randn(cfg.n_layers, cfg.n_heads, cfg.d_head, generator=g) * 0.1
+        arm_mask = torch.bernoulli(torch.full((cfg.n_layers, cfg.n_heads), 0.27), generator=g).bool()
+        jcfg = JudgeConfig(template=template, seed=s)
+        for cls, mask in ((ARMJudge, arm_mask), (RandomHeadsJudge, random_mask(cfg.n_layers, cfg.n_heads,
+                                                                               int(arm_mask.sum()), seed=s))):
+            judge = cls(model, jcfg)
+            judge.rm = ActivationRM.from_patch(model, means, mask, judge.arm_config())
+            judge.fitted = True
+            judges.append(judge)
+        judges.append(ZeroShotJudge(model, jcfg))
+    return judges
+
+
+def eval_rows(
+    model: Any, *, root: str | None = None, n_pairs: int = 5, seeds: int = 5, icl_shots: int = 4,
+    template: JudgeTemplate = JudgeTemplate(), log: Callable[[str], None] = logger.info,
+) -> tuple[list[BenchRow], dict[str, Any]]:
+    """The evaluation rows (see the module docstring): mask-based methods x seeds, and the ICL judge's demonstrations."""
+    from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig
+    from armlens.evaluation.branches import score_mask_judges
+
+    pairs = bench_pairs(n_pairs + icl_shots, root)
+    test, demos = pairs[:n_pairs], pairs[n_pairs:]
+    items = [(p, r) for p in test for r in (p.chosen, p.rejected)]
+    judges = _fake_mask_judges(model, seeds, template)
+    ms = len(judges)
+    lengths = [int(M.tokenize(model, [t])[1].sum()) for t in judge_texts(model, test, template)]
+    log(f"eval scoring: {ms} method x seed units over {n_pairs} pairs ({sum(lengths)} prompt tokens)")
+    t_naive, naive = _timed(lambda: [j.score_responses(items) for j in judges])
+    requests = [(j, items) for j in judges]
+    t_fast, fast = _timed(lambda: score_mask_judges(model, requests))
+    t_own, own = _timed(lambda: score_mask_judges(model, requests, min_shared_tokens=10**9))
+    diff = max(float((a - b).abs().max()) for a, b in zip(naive, fast, strict=True))
+    diff_own = max(float((a - b).abs().max()) for a, b in zip(naive, own, strict=True))
+    rows = [BenchRow(f"eval_3_methods_x_{seeds}_seeds", t_naive, t_fast, "s",
+                     f"{ms} units x {2 * n_pairs} prompts; pair prefixes shared; max |score diff| {diff:.1e}"),
+            BenchRow(f"eval_3_methods_x_{seeds}_seeds_own_prefix", t_naive, t_own, "s",
+                     f"each prompt its own prefix; max |score diff| {diff_own:.1e}")]
+    log(f"few-shot ICL judge: {icl_shots} demonstrations, {n_pairs} pairs")
+    cfg = JudgeConfig(template=template, icl_shots=icl_shots)
+    icl_full = FewShotICLJudge(model, dataclasses.replace(cfg, icl_cache_demos=False)).fit(demos)
+    icl_cached = FewShotICLJudge(model, cfg).fit(demos)
+    t_icl_full, icl_a = _timed(lambda: icl_full.score_responses(items))
+    t_icl_cached, icl_b = _timed(lambda: icl_cached.score_responses(items))
+    rows.append(BenchRow("icl_cached_demos", t_icl_full, t_icl_cached, "s",
+                         f"{icl_shots} demos, {2 * n_pairs} prompts; max |score diff| "
+                         f"{float((icl_a - icl_b).abs().max()):.1e}"))
+    return rows, {"eval_pairs": n_pairs, "eval_seeds": seeds, "eval_units": ms, "eval_prompt_tokens": lengths}
+
+
 def run_bench(
     model: Model,
     *,
     root: str | None = None,
     k_masks: int = 32,
     n_score_pairs: int = 8,
+    n_eval_pairs: int = 5,
+    eval_seeds: int = 5,
     fit: bool = True,
     seed: int = 0,
     log: Callable[[str], None] = logger.info,
@@ -144,6 +215,10 @@ def run_bench(
     t_batch, batched = _timed(lambda: score_texts(model, score_set, answer_ids=ids, batch_size=8))
     rows.append(BenchRow("scoring_pairs_per_s", n_score_pairs / t_one, n_score_pairs / t_batch, "pairs/s",
                          f"batch 8 vs 1; max |score diff| {float((one - batched).abs().max()):.1e}"))
+    eval_info: dict[str, Any] = {}
+    if n_eval_pairs > 0:
+        more, eval_info = eval_rows(model, root=root, n_pairs=n_eval_pairs, seeds=eval_seeds, log=log)
+        rows += more
 
     out: dict[str, Any] = {
         "model": M.model_id(model),
@@ -151,6 +226,7 @@ def run_bench(
         "cpu_count": os.cpu_count(),
         "prompt_tokens": n_tokens,
         "score_prompt_tokens": lengths[: 2 * n_score_pairs],
+        **eval_info,
         "rows": [r.to_dict() for r in rows],
     }
     if fit:

@@ -3,7 +3,8 @@
 1. Get HHH (the BIG-bench ``hhh_alignment`` task): from the data root when present (``--root``, ``ARMLENS_DATA_ROOT``,
    ``~/.cache/armlens/data``), else from the armlens cache, fetching it with
    ``armlens data fetch bigbench`` (a ``pip download`` of the ``bigbench==1.0.0`` sdist) when not cached.
-2. Draw a seeded few-shot set, fit an ARM (per-example means + REINFORCE head selection on the fast path).
+2. Draw a seeded few-shot set (stratified: every HHH criterion gets its pairs) and fit the ARM with the defaults of
+   ``ARMConfig``: one per criterion, label-carrying ``icl`` means and REINFORCE head selection on the fast path.
 3. Score the remaining pairs (a seeded sample) with the ARM, the zero-shot judge (the same judge unpatched) and the
    few-shot in-context judge, under the RewardBench protocol with bootstrap intervals and paired tests.
 4. Print the table and write ``summary.json``, ``results.md`` and a figure under ``--out``.
@@ -43,9 +44,10 @@ def run_demo(
     *,
     root: str | None = None,
     seed: int = 0,
-    limit: int = 48,
+    limit: int = 120,
     n_fewshot: int = 16,
-    steps: int = 100,
+    steps: int | None = None,
+    max_field_tokens: int | None = None,
     show_progress: bool = True,
     figure: bool = True,
     log: Any = logger.info,
@@ -53,16 +55,24 @@ def run_demo(
     allow_changed_settings: bool = False,
 ) -> dict[str, Any]:
     """Run the demo; returns the evaluation summary. ``model``: a loaded bridge (default: the embedded model).
+    ``max_field_tokens``: cap judge fields (cut in their middle) for models whose context is shorter than HHH's
+    longest judge prompt (~2,700 tokens); the default keeps whole fields.
 
     ``out`` is checked first (:func:`armlens.evaluation.runner.check_out`): a folder holding a demo with other
     settings is refused unless ``allow_changed_settings``.
     """
+    import dataclasses
+
+    from armlens.evaluation.baselines import JudgeConfig
     from armlens.evaluation.runner import EvalConfig, check_out, run_eval
 
+    judge = JudgeConfig()
+    judge.template = dataclasses.replace(judge.template, max_field_tokens=max_field_tokens)  # None: whole fields
+    if steps is not None:
+        judge.arm = dataclasses.replace(judge.arm, reinforce=dataclasses.replace(judge.arm.reinforce, steps=steps))
     config = EvalConfig(
         data=["hhh"], out=out, methods=["arm", "zero-shot", "few-shot-icl"], seeds=1, first_seed=seed, root=root,
-        limit=limit, n_fewshot=n_fewshot, n_select=0, steps=steps, shots=2, max_field_tokens=128, bias_kinds=[],
-        show_progress=show_progress,
+        limit=limit, n_fewshot=n_fewshot, n_select=0, bias_kinds=[], judge=judge, show_progress=show_progress,
     )
     check_out(config, allow_changed_settings)
     ensure_hhh(root, log)

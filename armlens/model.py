@@ -601,6 +601,51 @@ def prefix_cache(
     return PrefixCache(past=past, last_tokens=tokens[:, -1:], attention_mask=attention_mask)
 
 
+def shared_prefix(model: Any, tokens: Int[Tensor, "1 pos"]) -> Any:
+    """Key/value cache of *all* of ``tokens`` (one unpadded row): a prefix several prompts share, run once and
+    then extended per prompt by :func:`extend_prefix` (e.g. in-context demonstrations, or the judge prompt up to the
+    response that a pair's chosen and rejected prompts have in common)."""
+    if tokens.ndim != 2 or tokens.shape[0] != 1 or tokens.shape[1] < 1:
+        raise ValueError(f"shared_prefix() takes one non-empty row of token ids, got shape {tuple(tokens.shape)}")
+    with torch.inference_mode():
+        _, past = model(tokens, return_type="logits_and_cache", use_cache=True,
+                        attention_mask=torch.ones_like(tokens))
+    if past is None or past.get_seq_length() != tokens.shape[1]:
+        raise RuntimeError("the model returned no usable key/value cache; is transformers<5.24 installed?")
+    return past
+
+
+def extend_prefix(model: Any, shared: Any, tokens: Int[Tensor, "1 pos"]) -> PrefixCache:
+    """The :class:`PrefixCache` of one unpadded prompt whose first ``shared.get_seq_length()`` tokens are already in
+    ``shared`` (from :func:`shared_prefix`; copied, never mutated): only the tokens between the shared part and the
+    last token are run (none when the prompt's prefix is exactly the shared part)."""
+    n_shared = shared.get_seq_length()
+    if tokens.shape[0] != 1 or tokens.shape[1] <= n_shared:
+        raise ValueError(f"the prompt ({tokens.shape[1]} tokens) must be longer than its shared prefix ({n_shared})")
+    past = shared
+    if tokens.shape[1] - 1 > n_shared:
+        past = copy.deepcopy(shared)
+        with torch.inference_mode():
+            model(tokens[:, n_shared:-1], return_type="logits_and_cache", use_cache=True, past_key_values=past,
+                  attention_mask=torch.ones_like(tokens[:, :-1]))
+        if past.get_seq_length() != tokens.shape[1] - 1:
+            raise RuntimeError("extending a shared prefix cache did not grow it; is transformers<5.24 installed?")
+    return PrefixCache(past=past, last_tokens=tokens[:, -1:], attention_mask=torch.ones_like(tokens))
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Number of leading token ids every row has in common (0 for no rows)."""
+    if not rows:
+        return 0
+    n = min(len(r) for r in rows)
+    first = rows[0]
+    for i in range(n):
+        t = first[i]
+        if any(r[i] != t for r in rows):
+            return i
+    return n
+
+
 class PrefixPool:
     """Prefix caches of single prompts, keyed by text, computed on first use, kept in an LRU bounded in megabytes.
 

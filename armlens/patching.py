@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from armlens import model as M
-from armlens.typing import HeadMask, Means, RowMasks
+from armlens.typing import HeadMask, Means, RowMasks, RowMeans
 
 
 def head_label(layer: int, head: int) -> str:
@@ -130,6 +130,34 @@ def patch_branch_hooks(model: Any, means: Means, masks: Bool[Tensor, "branch n_l
     ]
 
 
+def patch_rows_hook(
+    z: Float[Tensor, "batch branch head_index d_head"],
+    hook: Any,
+    *,
+    means: Float[Tensor, "branch head_index d_head"],
+    mask: Bool[Tensor, "branch head_index"],
+) -> Float[Tensor, "batch branch head_index d_head"]:
+    """Branch ``r`` (a copy of the last token, :func:`armlens.model.run_cached_branches`) gets ``means[r, h]`` at the
+    heads of ``mask[r]``: every branch its own means and heads (:func:`patch_branch_z_hook` shares one ``means``)."""
+    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
+
+
+def row_patch_hooks(model: Any, means: RowMeans, masks: RowMasks) -> list[M.Hook]:
+    """Hooks for :func:`armlens.model.run_cached_branches` where branch ``r`` carries its own patch
+    ``(means[r], masks[r])``; one hook per layer in which any row patches a head (an empty row: the plain judge)."""
+    if means.ndim != 4 or masks.ndim != 3 or means.shape[0] != masks.shape[0] or means.shape[0] < 1:
+        raise ValueError(f"row patches need means [rows, n_layers, n_heads, d_head] and masks [rows, n_layers, "
+                         f"n_heads] with the same rows, got {tuple(means.shape)} and {tuple(masks.shape)}")
+    _check(model, means[0], masks)
+    device = model.cfg.device
+    means, masks = means.to(device), masks.to(device)
+    return [
+        (M.hook_z_name(layer), functools.partial(patch_rows_hook, means=means[:, layer], mask=masks[:, layer]))
+        for layer in range(model.cfg.n_layers)
+        if bool(masks[:, layer].any())
+    ]
+
+
 @contextlib.contextmanager
 def patched(model: Any, means: Means, mask: HeadMask | RowMasks) -> Iterator[Any]:
     """``with patched(model, means, mask): model(...)``: the heads are patched inside, never after."""
@@ -170,28 +198,3 @@ def capture_last_z(
     extra = patch_hooks(model, means, mask) if mask is not None and means is not None else []
     return M.capture_hook_z_and_logits(model, tokens, attn, extra)
 
-
-def patch_rows_hook(
-    z: Float[Tensor, "batch branch head_index d_head"],
-    hook: Any,
-    *,
-    means: Float[Tensor, "branch head_index d_head"],
-    mask: Bool[Tensor, "branch head_index"],
-) -> Float[Tensor, "batch branch head_index d_head"]:
-    """Branch ``r`` (a copy of the last token, :func:`armlens.model.run_cached_branches`) gets ``means[r, h]`` at the
-    heads of ``mask[r]``: every row its own means and heads."""
-    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
-
-
-def row_patch_hooks(
-    model: Any, means: Float[Tensor, "rows n_layers n_heads d_head"], masks: Bool[Tensor, "rows n_layers n_heads"]
-) -> list[M.Hook]:
-    """One hook per layer where any row patches a head (row r = branch r, each with its own means)."""
-    device = model.cfg.device
-    means, masks = means.to(device), masks.to(device)
-    hooks = []
-    for layer in range(model.cfg.n_layers):
-        if bool(masks[:, layer].any()):
-            fn = functools.partial(patch_rows_hook, means=means[:, layer], mask=masks[:, layer])
-            hooks.append((M.hook_z_name(layer), fn))
-    return hooks

@@ -13,15 +13,17 @@ Three shapes of prompt:
   used for ICL extraction (the MTV reading of Stage 1) and for the few-shot in-context judge baseline.
 - **ranked**: both responses in one prompt, "Which response better meets the criterion? Answer A or B.".
 
-Long fields are cut to ``max_field_tokens`` tokens with a visible ``[...]`` marker (recorded in every config), so a
-judge prompt stays within a 2-core CPU budget; anything still longer than the context is an error downstream.
+By default every field is kept whole. Where ``max_field_tokens`` asks for a cap (recorded in every config), an
+over-long field is cut in its *middle*: its first and last tokens are kept around a visible ``[...]`` marker, since
+the end of a conversation (HHH's last turns) matters as much as its start; :func:`count_cuts` says how many items were
+cut. A prompt still longer than the model's context is an error downstream, never cut silently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from armlens.data.records import PreferencePair, Prompt
 from armlens.model import apply_chat_template, single_token_id
@@ -46,7 +48,11 @@ CRITERIA: dict[str, str] = {
 def criterion_for(pair_or_subset: PreferencePair | str) -> str:
     """The criterion for a pair (by subset, then source) or a subset name; falls back to :data:`DEFAULT_CRITERION`."""
     if isinstance(pair_or_subset, PreferencePair):
-        keys = [pair_or_subset.subset, pair_or_subset.source]
+        meta = pair_or_subset.metadata or {}
+        if "original_subset" in meta:  # a bias-suite pair is judged under its original pair's criterion
+            keys = [meta["original_subset"], meta.get("original_source", "")]
+        else:
+            keys = [pair_or_subset.subset, pair_or_subset.source]
     else:
         keys = [pair_or_subset]
     for key in keys:
@@ -74,8 +80,8 @@ class JudgeTemplate:
     """First-response answer word (ranked)."""
     b: str = "B"
     """Second-response answer word (ranked)."""
-    max_field_tokens: int | None = 256
-    """Cut the prompt and each response to this many tokens (``None``: never cut)."""
+    max_field_tokens: int | None = None
+    """Cut the prompt and each response to this many tokens, in the field's middle (``None``: never cut)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,14 +107,46 @@ def examples_from_pairs(pairs: Sequence[PreferencePair], criterion: str | None =
     return out
 
 
-def cut_to_tokens(model: Any, text: str, max_tokens: int | None, marker: str = " [...]") -> str:
-    """``text`` cut to its first ``max_tokens`` tokens, ``marker`` appended when cut (``None``: never cut)."""
+CUT_MARKER = " [...] "
+"""What stands where a field was cut."""
+
+
+def cut_to_tokens(
+    model: Any, text: str, max_tokens: int | None, marker: str = CUT_MARKER,
+    where: Literal["middle", "end"] = "middle",
+) -> str:
+    """``text`` cut to ``max_tokens`` of its tokens (``None``: never cut): by default its first ``ceil(n/2)`` and last
+    ``floor(n/2)`` tokens around ``marker``; ``where="end"`` keeps the first ``max_tokens`` and appends ``marker``."""
     if max_tokens is None:
         return text
+    if max_tokens < 1:
+        raise ValueError(f"max_field_tokens must be >= 1 or None, got {max_tokens}")
     ids = model.tokenizer.encode(text, add_special_tokens=False)
     if len(ids) <= max_tokens:
         return text
-    return model.tokenizer.decode(ids[:max_tokens]) + marker
+    if where == "end":
+        return model.tokenizer.decode(ids[:max_tokens]) + marker.rstrip()
+    head = (max_tokens + 1) // 2
+    tail = max_tokens - head
+    return model.tokenizer.decode(ids[:head]) + marker + (model.tokenizer.decode(ids[-tail:]) if tail else "")
+
+
+def is_cut(model: Any, text: str, max_tokens: int | None) -> bool:
+    """Whether :func:`cut_to_tokens` would cut ``text``."""
+    return max_tokens is not None and len(model.tokenizer.encode(text, add_special_tokens=False)) > max_tokens
+
+
+def count_cuts(model: Any, pairs: Sequence[PreferencePair], max_tokens: int | None) -> tuple[int, int]:
+    """``(items, fields)``: how many pairs have at least one field (prompt, chosen, rejected) over ``max_tokens``,
+    and how many fields in all (both 0 without a cap)."""
+    if max_tokens is None:
+        return 0, 0
+    items = fields = 0
+    for p in pairs:
+        n = sum(is_cut(model, t, max_tokens) for t in (_prompt_text(p.prompt), p.chosen, p.rejected))
+        items += n > 0
+        fields += n
+    return items, fields
 
 
 def _prompt_text(prompt: Prompt) -> str:

@@ -59,7 +59,7 @@ from armlens.prompts import (
     prompt_key,
     scalar_prompt,
 )
-from armlens.scoring import ScoreKind, score_texts
+from armlens.scoring import ScoreKind, score_patched, score_texts
 from armlens.selection import ReinforceConfig, SelectionResult, SelectorName, select_heads
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,14 @@ class ActivationRM:
         self.answer_ids = AnswerIds.of(model, self.config.template)  # fails early if Yes/No are not single tokens
         self.fits: dict[str, CriterionARM] = {}
         self.fit_info: dict[str, Any] = {}
+
+    @classmethod
+    def from_patch(cls, model: Any, means: Means, mask: HeadMask, config: ARMConfig | None = None) -> ActivationRM:
+        """An ARM that writes the given ``means`` into the heads of ``mask`` for every criterion (hand-made patches,
+        transfers, benchmarks): one pooled fit with no selection history."""
+        rm = cls(model, dataclasses.replace(config or ARMConfig(), criteria="pooled"))
+        rm.fits = {POOLED: CriterionARM(POOLED, means, mask)}
+        return rm
 
     # ------------------------------------------------------------------------------------------------ fitting
 
@@ -372,26 +380,19 @@ class ActivationRM:
     def score_pairs(
         self, pairs: Sequence[PreferencePair], *, show_progress: bool = True
     ) -> tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]:
-        """Rewards of (chosen, rejected) for each pair, each pair by its criterion's fit."""
+        """Rewards of (chosen, rejected) for each pair, each pair under :meth:`patch_for` (the branch path: a pair's
+        two prompts share their common prefix, the patch is a branch of the last token)."""
         if not pairs:
             raise ValueError("score_pairs() got no pairs")
-        self._require_fit()
-        scores = torch.empty(2 * len(pairs))
-        by_fit: dict[str, list[int]] = {}
-        for i, p in enumerate(pairs):
-            by_fit.setdefault(self.fit_for(self._criterion(p)).criterion, []).append(i)
-        for key, idx in by_fit.items():
-            texts, rows = [], []
-            for i in idx:
-                crit = self._criterion(pairs[i])
-                for j, response in enumerate((pairs[i].chosen, pairs[i].rejected)):
-                    texts.append(scalar_prompt(self.model, Example(pairs[i].prompt, response, None, crit),
-                                               self.config.template))
-                    rows.append(2 * i + j)
-            fit = self.fits[key]
-            scores[rows] = score_texts(self.model, texts, means=fit.means, mask=fit.mask, answer_ids=self.answer_ids,
-                                       kind=self.config.score, batch_size=self.config.batch_size,
-                                       show_progress=show_progress).float()
+        texts, patches, groups = [], [], []
+        for p in pairs:
+            crit, patch = self._criterion(p), self.patch_for(p)
+            for response in (p.chosen, p.rejected):
+                texts.append(scalar_prompt(self.model, Example(p.prompt, response, None, crit), self.config.template))
+                patches.append(patch)
+                groups.append(p.id)
+        scores = score_patched(self.model, texts, patches, answer_ids=self.answer_ids, kind=self.config.score,
+                               groups=groups, show_progress=show_progress)
         return scores[0::2], scores[1::2]
 
     def __call__(self, prompt: Prompt, response: str | Sequence[str]) -> float | list[float]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-__all__ = ["HeadMask", "HeadValues", "Masks", "Means", "Model", "RowMasks", "Z"]
+__all__ = ["HeadMask", "HeadValues", "Masks", "Means", "Model", "RowMasks", "RowMeans", "Z"]
 
 HeadMask = Bool[Tensor, "n_layers n_heads"]
 """One set of heads: ``mask[l, h]`` is True where head ``h`` of layer ``l`` is patched."""
@@ -30,6 +30,8 @@ HeadValues = Float[Tensor, "n_layers n_heads"]
 """One number per head (selection probability, single-head effect, selection frequency)."""
 Means = Float[Tensor, "n_layers n_heads d_head"]
 """One hook_z vector per head: the values an ARM writes at the last token (Stage 1)."""
+RowMeans = Float[Tensor, "rows n_layers n_heads d_head"]
+"""One set of head values per row (branch) of a forward: every row patches its own values."""
 Z = Float[Tensor, "batch n_layers n_heads d_head"]
 """hook_z of every head at the last token of each prompt of a batch."""
 

@@ -428,7 +428,7 @@ def test_activation_rm_fit_score_save_load_roundtrip(tiny_gqa, tmp_path):
     chosen, rejected = rm.score_pairs(pairs[4:], show_progress=False)
     assert chosen.shape == (2,) and ((chosen >= 0) & (chosen <= 1)).all()
     single = rm.score(pairs[4].prompt, pairs[4].chosen, criterion=rm._criterion(pairs[4]))
-    assert single == pytest.approx(float(chosen[0]), abs=1e-6)
+    assert single == pytest.approx(float(chosen[0]), abs=1e-5)  # full forward vs the branch path of score_pairs
     path = rm.save(tmp_path / "toy.arm")
     loaded = ActivationRM.load(path, tiny_gqa)
     assert torch.equal(loaded.means, rm.means) and torch.equal(loaded.mask, rm.mask)

@@ -262,7 +262,7 @@ def test_arm_judge_is_the_activation_rm(tiny_gqa):
 
 def test_method_names_and_configs():
     assert parse_methods("arm, zero-shot,arm") == ["arm", "zero-shot"]
-    assert parse_methods("all") == list(METHODS) and len(METHODS) == 12 and "mean-ablation" in METHODS
+    assert parse_methods("all") == list(METHODS) and len(METHODS) == 14 and "mean-ablation" in METHODS
     with pytest.raises(ValueError, match="unknown method"):
         parse_methods("arm,gpt4")
     with pytest.raises(ValueError, match="no methods"):
@@ -271,7 +271,7 @@ def test_method_names_and_configs():
         make_judge("nope", None)
     cfg = fast_config(steering_layers=(1, 2))
     assert JudgeConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown judge config"):
+    with pytest.raises(ValueError, match="unknown JudgeConfig field"):
         JudgeConfig.from_dict({"bogus": 1})
     assert issubclass(type(make_judge("longer", None)), Judge)
 

@@ -12,7 +12,7 @@ from armlens.plots import plot_method_accuracy
 
 def test_demo_runs_and_resumes(tiny, data_root, tmp_path):
     out = tmp_path / "demo"
-    summary = run_demo(str(out), root=str(data_root), limit=3, n_fewshot=3, steps=2, show_progress=False,
+    summary = run_demo(str(out), root=str(data_root), limit=3, n_fewshot=8, steps=2, max_field_tokens=80, show_progress=False,
                        figure=False, model=tiny)
     methods = summary["results"]["hhh"]["methods"]
     assert set(methods) == {"arm", "zero-shot", "few-shot-icl"}
@@ -21,7 +21,7 @@ def test_demo_runs_and_resumes(tiny, data_root, tmp_path):
         assert 0 <= lo <= e["accuracy_mean"] <= hi <= 1
     assert "vs_arm" in methods["zero-shot"] and "vs_arm" not in methods["arm"]
     assert json.loads((out / "summary.json").read_text())["run"]["computed"] == 3
-    again = run_demo(str(out), root=str(data_root), limit=3, n_fewshot=3, steps=2, show_progress=False,
+    again = run_demo(str(out), root=str(data_root), limit=3, n_fewshot=8, steps=2, max_field_tokens=80, show_progress=False,
                      figure=False, model=tiny)
     assert again["run"] == {"units": 3, "computed": 0, "reused": 3}
     fig = plot_method_accuracy(summary, "hhh")

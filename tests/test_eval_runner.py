@@ -7,12 +7,23 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from armlens import model as M
 from armlens.cli import main
 from armlens.evaluation import baselines
 from armlens.evaluation.baselines import JudgeConfig
-from armlens.evaluation.runner import EvalConfig, dataset_slug, results_markdown, run_eval, sample_test
+from armlens.evaluation.runner import (
+    EvalConfig,
+    _plans,
+    dataset_slug,
+    results_markdown,
+    run_eval,
+    run_unit,
+    sample_test,
+    unit_items,
+)
+from armlens.prompts import JudgeTemplate
 from armlens.rm import ARMConfig
 from armlens.selection import ReinforceConfig
 
@@ -32,13 +43,21 @@ def toy_file(tmp_path) -> Path:
     return path
 
 
-def tiny_config(toy_file: Path, out: Path, **kw) -> EvalConfig:
-    arm = ARMConfig(mode="per_example", reinforce=ReinforceConfig(k_masks=4, n_final_samples=2, n_final_eval=2))
+def tiny_config(toy_file: Path, out: Path, max_field_tokens: int | None = 24, **kw) -> EvalConfig:
+    arm = ARMConfig(n_trials=4, reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
+    judge = JudgeConfig(arm=arm, icl_shots=2, template=JudgeTemplate(max_field_tokens=max_field_tokens))
     base = dict(data=[f"path:{toy_file}"], out=str(out), methods=["arm", "zero-shot", "longer", "shorter"], seeds=2,
-                limit=6, n_fewshot=3, n_select=2, shots=2, steps=2, max_field_tokens=24, n_bootstrap=200,
-                bias_kinds=["length", "format-real", "length-real"], judge=JudgeConfig(arm=arm), show_progress=False)
+                limit=6, n_fewshot=3, n_select=2, n_bootstrap=200,
+                bias_kinds=["length", "format-real", "length-real"], judge=judge, show_progress=False)
     base.update(kw)
     return EvalConfig(**base)
+
+
+def with_field_cap(cfg: EvalConfig, max_field_tokens: int | None, **kw) -> EvalConfig:
+    """``cfg`` with another judge field cap (and other fields replaced)."""
+    judge = dataclasses.replace(cfg.judge, template=dataclasses.replace(cfg.judge.template,
+                                                                          max_field_tokens=max_field_tokens))
+    return dataclasses.replace(cfg, judge=judge, **kw)
 
 
 _ORIGINAL_FIT = baselines.Judge.fit
@@ -108,15 +127,18 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
     out = tmp_path / "out"
     cfg = tiny_config(toy_file, out, methods=["zero-shot", "probe", "longer"], seeds=2, limit=4, bias_kinds=["length"])
     counter = FitCounter(monkeypatch, fail="probe")
-    with pytest.raises(RuntimeError, match="interrupted"):  # dies at seed 0's probe, after zero-shot finished
+    # mask-based units (zero-shot) of every seed are fitted and scored together first, then the others one by one
+    with pytest.raises(RuntimeError, match="interrupted"):  # dies at seed 0's probe, after both zero-shots finished
         run_eval(cfg, model=tiny)
-    assert counter.calls == ["zero-shot", "probe"]
+    assert counter.calls == ["zero-shot", "zero-shot", "probe"]
     assert not (out / "summary.json").exists()
+    assert all((out / dataset_slug(f"path:{toy_file}") / f"seed{s}" / "zero-shot" / "result.json").is_file()
+               for s in (0, 1))
 
     counter = FitCounter(monkeypatch)
     first = run_eval(cfg, model=tiny)
-    assert counter.calls == ["probe", "longer", "zero-shot", "probe", "longer"]  # seed 0 zero-shot was kept
-    assert first["run"] == {"units": 6, "computed": 5, "reused": 1}
+    assert counter.calls == ["probe", "longer", "probe", "longer"]  # both zero-shot units were kept
+    assert first["run"] == {"units": 6, "computed": 4, "reused": 2}
 
     (out / "summary.json").unlink()
     (out / "results.md").unlink()
@@ -132,7 +154,8 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
 
     # a changed setting makes exactly the affected units stale
     counter = FitCounter(monkeypatch)
-    third = run_eval(dataclasses.replace(cfg, judge=JudgeConfig(probe_c=0.1)), model=tiny, allow_changed_settings=True)
+    third = run_eval(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, probe_c=0.1)), model=tiny,
+                     allow_changed_settings=True)
     assert counter.calls == ["probe", "probe"] and third["run"]["computed"] == 2
 
 
@@ -151,7 +174,7 @@ def test_bad_input_gives_clear_errors(tiny, toy_file, tmp_path):
     with pytest.raises(ValueError, match="only 14 are available"):
         run_eval(tiny_config(toy_file, out, n_fewshot=10, n_select=10), model=tiny)
     with pytest.raises(ValueError, match="no test pairs left"):
-        run_eval(tiny_config(toy_file, out, n_fewshot=7, n_select=7), model=tiny)
+        run_eval(tiny_config(toy_file, out, n_fewshot=7, n_select=7, stratify=False), model=tiny)
     # the CLI turns them into one line and exit status 2, before any model is loaded
     assert main(["eval", "--data", f"path:{toy_file}", "--methods", "arm,bogus", "--out", str(out), "--quiet"]) == 2
 
@@ -162,16 +185,20 @@ def test_cli_builds_the_config():
 
     args = build_parser().parse_args(
         ["eval", "--data", "hhh,llmbar", "--methods", "arm,zero-shot", "--seeds", "2", "--limit", "all",
-         "--bias", "none", "--steering-layers", "3,5", "--steering-coefs", "0,2", "--arm-mode", "per_example",
-         "--max-field-tokens", "none", "--quiet"])
+         "--bias", "none", "--steering-layers", "3,5", "--steering-coefs", "0,2", "--arm-reading", "answered",
+         "--max-field-tokens", "none", "--steps", "7", "--icl-demos", "3", "--quiet"])
     cfg = config_from_args(args)
     assert cfg.data == ["hhh", "llmbar"] and cfg.methods == ["arm", "zero-shot"] and cfg.seeds == 2
-    assert cfg.limit is None and cfg.bias_kinds == [] and cfg.max_field_tokens is None and not cfg.show_progress
+    assert cfg.limit is None and cfg.bias_kinds == [] and cfg.judge.template.max_field_tokens is None
+    assert not cfg.show_progress and cfg.stratify
     assert cfg.judge.steering_layers == (3, 5) and cfg.judge.steering_coefs == (0.0, 2.0)
-    assert cfg.judge.arm.mode == "per_example"
+    assert cfg.judge.arm.reading == "answered" and cfg.judge.icl_shots == 3
     seeded = cfg.judge_config(1)
-    assert seeded.seed == 1 and seeded.arm.reinforce.steps == cfg.steps and seeded.template.max_field_tokens is None
+    assert seeded.seed == 1 and seeded.arm.reinforce.steps == 7 and seeded.template.max_field_tokens is None
     assert EvalConfig.from_dict(cfg.to_dict()) == cfg
+    # unset options keep the one set of defaults (ARMConfig's and JudgeConfig's), with no per-command drift
+    plain = config_from_args(build_parser().parse_args(["eval", "--data", "hhh", "--quiet"]))
+    assert plain.judge.arm == ARMConfig() and plain.judge.icl_shots == JudgeConfig().icl_shots
 
 
 def test_sample_test_is_seeded_and_keeps_order():
@@ -186,8 +213,9 @@ def test_sample_test_is_seeded_and_keeps_order():
 
 def test_real_data_with_a_limit(tiny, data_root, tmp_path):
     cfg = EvalConfig(data=["hhh"], root=str(data_root), out=str(tmp_path / "out"), methods=["zero-shot", "longer"],
-                     seeds=1, limit=5, n_fewshot=2, n_select=2, max_field_tokens=24, bias_kinds=["positivity"],
-                     n_bootstrap=100, show_progress=False)
+                     seeds=1, limit=5, n_fewshot=2, n_select=2, bias_kinds=["positivity"],
+                     judge=JudgeConfig(template=JudgeTemplate(max_field_tokens=24)), n_bootstrap=100,
+                     show_progress=False)
     summary = run_eval(cfg, model=tiny)
     res = summary["results"]["hhh"]
     assert res["n_test_per_seed"] == [5]
@@ -211,3 +239,152 @@ def test_cli_end_to_end_and_resume(toy_file, tmp_path, capsys):
     assert summary["model"] == str(folder) and summary["model_fingerprint"]["n_layers"] == 2
     assert main(argv) == 0
     assert "0 unit(s) computed, 2 reused" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------- shared prefixes
+
+MASK_METHODS = ["arm", "mean-ablation", "zero-shot", "random-heads", "topk-heads"]
+
+
+def test_mask_based_judges_declare_their_patch(tiny, toy_file, tmp_path):
+    assert {m for m, cls in baselines.JUDGES.items() if cls.mask_based} == set(MASK_METHODS)
+    cfg = tiny_config(toy_file, tmp_path, seeds=1)
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    assert baselines.make_judge("zero-shot", tiny).patch_for(plans[0].test[0]) == (None, None)
+    assert baselines.make_judge("longer", tiny).patch_for(plans[0].test[0]) is None
+    jcfg = cfg.judge_config(0)
+    for method, k in (("random-heads", 5), ("topk-heads", 3)):
+        judge = baselines.make_judge(method, tiny, dataclasses.replace(jcfg, head_count=k)).fit(plans[0].fewshot)
+        means, mask = judge.patch_for(plans[0].test[0])
+        assert int(mask.sum()) == k and means.shape == (2, 4, 16)
+    prior = baselines.make_judge("random-heads", tiny, jcfg).head_count()
+    assert prior == round(0.2689414 * 8)  # sigmoid(-1) of the 8 heads
+
+
+def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path):
+    """Every method and seed over shared prefixes equals each judge's own one-forward-per-prompt scores."""
+    from armlens.evaluation.branches import score_mask_judges
+
+    cfg = tiny_config(toy_file, tmp_path, seeds=2, bias_kinds=["length"])
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    requests = []
+    for plan in plans:
+        for method in MASK_METHODS:
+            jcfg = dataclasses.replace(cfg.judge_config(plan.seed), head_count=3)
+            judge = baselines.make_judge(method, tiny_any, jcfg).fit(plan.fewshot, plan.select)
+            requests.append((judge, unit_items(plan)))
+    wants = [judge.score_responses(items) for judge, items in requests]
+    for min_shared in (1, 10**6):  # a pair's prompts sharing their common leading part, or each its own prefix
+        got = score_mask_judges(tiny_any, requests, min_shared_tokens=min_shared)
+        for (judge, items), scores, want in zip(requests, got, wants, strict=True):
+            assert scores.shape == want.shape and len(items) > 12  # test pairs and hacked rejected responses
+            torch.testing.assert_close(scores, want, atol=1e-4, rtol=1e-3, msg=judge.name)
+
+
+def test_score_mask_judges_refuses_other_judges(tiny):
+    from armlens.evaluation.branches import score_mask_judges
+
+    with pytest.raises(ValueError, match="not a mask-based judge"):
+        score_mask_judges(tiny, [(baselines.make_judge("longer", tiny), [])])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        score_mask_judges(tiny, [(baselines.make_judge("arm", tiny), [])])
+
+
+def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path):
+    """The runner's units (mask-based ones scored together over shared prefixes) hold the numbers the old
+    per-method path (run_unit: fit, then one full forward per prompt) gives, for every seed and method."""
+    cfg = tiny_config(toy_file, tmp_path / "out", methods=MASK_METHODS + ["longer"], seeds=2,
+                      bias_kinds=["length", "length-real"])
+    summary = run_eval(cfg, model=tiny)
+    items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path / "ref")
+    for plan in plans:
+        for method in cfg.methods:
+            result, ref = run_unit(tiny, plan, method, cfg.judge_config(plan.seed), cfg.n_bootstrap)
+            mine = [r for r in items if r["seed"] == plan.seed and r["method"] == method]
+            assert [(r["split"], r["id"]) for r in mine] == [(r["split"], r["id"]) for r in ref]
+            for a, b in zip(mine, ref, strict=True):
+                assert a["chosen_score"] == pytest.approx(b["chosen_score"], abs=1e-4, rel=1e-3)
+                assert a["rejected_score"] == pytest.approx(b["rejected_score"], abs=1e-4, rel=1e-3)
+            seed_entry = summary["results"][cfg.data[0]]["methods"][method]["per_seed"][plan.seed]
+            assert seed_entry["accuracy"] == result["test"]["accuracy"]
+    timings = json.loads((plans[0].folder.parent.parent.parent / "out" / dataset_slug(cfg.data[0]) / "seed0" / "arm" /
+                          "result.json").read_text())["timings_s"]
+    assert timings["units_sharing_scoring"] == 2 * len(MASK_METHODS)
+
+
+def test_icl_cached_demonstrations_equal_full_prompts(tiny_any, toy_file, tmp_path, monkeypatch):
+    from armlens import scoring
+
+    cfg = tiny_config(toy_file, tmp_path, seeds=1)
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    items = unit_items(plans[0])
+    jcfg = dataclasses.replace(cfg.judge_config(0), template=dataclasses.replace(cfg.judge.template), icl_shots=3)
+    full = baselines.make_judge("few-shot-icl", tiny_any, dataclasses.replace(jcfg, icl_cache_demos=False))
+    want = full.fit(plans[0].fewshot).score_responses(items)
+    shared_lengths: list[int] = []
+    real = M.shared_prefix
+    monkeypatch.setattr(M, "shared_prefix", lambda m, t: shared_lengths.append(t.shape[1]) or real(m, t))
+    cached = baselines.make_judge("few-shot-icl", tiny_any, jcfg)
+    got = cached.fit(plans[0].fewshot).score_responses(items)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+    assert len(shared_lengths) == 1 and shared_lengths[0] > 3 * 40  # the demonstrations: one prefix for all queries
+    assert scoring.MIN_SHARED_TOKENS < shared_lengths[0]
+
+
+# ---------------------------------------------------------------------------------------------------- truncation
+
+
+def test_fields_are_whole_by_default_and_cut_in_the_middle_on_request(tiny):
+    from armlens.data.records import PreferencePair
+    from armlens.prompts import CUT_MARKER, JudgeTemplate, count_cuts, cut_to_tokens, scalar_prompt
+
+    assert JudgeTemplate().max_field_tokens is None and EvalConfig().judge.template.max_field_tokens is None
+    text = "START " + " ".join(f"w{i}" for i in range(200)) + " THE END"
+    assert cut_to_tokens(tiny, text, None) == text
+    cut = cut_to_tokens(tiny, text, 40)
+    assert cut.startswith("START") and cut.endswith("THE END") and CUT_MARKER in cut  # head and tail kept
+    head, tail = cut.split(CUT_MARKER)
+    assert len(M.encode(tiny, head)) == 20 and len(M.encode(tiny, tail)) == 20
+    assert cut_to_tokens(tiny, text, 40, where="end").endswith("[...]")
+    assert cut_to_tokens(tiny, "short", 40) == "short"
+    with pytest.raises(ValueError, match=">= 1"):
+        cut_to_tokens(tiny, text, 0)
+    ex = baselines.Example("Q? " + text, text, None, "c")
+    assert text in scalar_prompt(tiny, ex) and text not in scalar_prompt(tiny, ex, JudgeTemplate(max_field_tokens=40))
+    pairs = [PreferencePair(id="a", source="s", subset="s", prompt="hi", chosen=text, rejected=text),
+             PreferencePair(id="b", source="s", subset="s", prompt="hi", chosen="ok", rejected="no")]
+    assert count_cuts(tiny, pairs, 40) == (1, 2) and count_cuts(tiny, pairs, None) == (0, 0)
+
+
+def test_runner_records_cut_items(tiny, toy_file, tmp_path):
+    cfg = tiny_config(toy_file, tmp_path / "cut", methods=["zero-shot", "longer"], max_field_tokens=8, seeds=2,
+                      bias_kinds=[])
+    summary = run_eval(cfg, model=tiny)
+    cut = summary["results"][cfg.data[0]]["truncation"]
+    # every toy prompt ("Tell me about ...") and chosen response is longer than 8 byte-level tokens
+    assert cut["max_field_tokens"] == 8 and cut["items_cut"] == cut["n_items"] == 12 and cut["fields_cut"] >= 24
+    assert "cut in their middle in 12 of 12 test pairs" in (tmp_path / "cut" / "results.md").read_text()
+    whole = run_eval(with_field_cap(cfg, None, out=str(tmp_path / "whole")), model=tiny)
+    assert whole["results"][cfg.data[0]]["truncation"]["items_cut"] == 0
+    assert "Whole fields" in (tmp_path / "whole" / "results.md").read_text()
+
+
+def test_prompts_beyond_the_context_stop_the_run_before_any_fit(toy_file, tmp_path, monkeypatch):
+    small = M.tiny_model(n_ctx=64)
+    counter = FitCounter(monkeypatch)
+    with pytest.raises(ValueError, match=r"exceed the model's context of 64 tokens.*--max-field-tokens"):
+        run_eval(tiny_config(toy_file, tmp_path / "ctx", max_field_tokens=None), model=small)
+    assert counter.calls == []
+
+
+def test_bias_pairs_keep_their_original_criterion():
+    from armlens.data import build_bias_suite
+    from armlens.data.records import PreferencePair
+    from armlens.prompts import criterion_for
+
+    pair = PreferencePair(id="x", source="llmbar", subset="llmbar-natural", prompt="Do it.", chosen="Done, here it is.",
+                          rejected="No.")
+    suite = build_bias_suite([pair], 0, kinds=["length"])
+    assert suite["length"][0].subset == "bias-length"
+    assert criterion_for(suite["length"][0]) == criterion_for(pair) != criterion_for("bias-length")

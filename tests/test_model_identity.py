@@ -11,12 +11,11 @@ from armlens.rm import ActivationRM
 
 def saved_arm(model, path):
     """An ARM with random means and two heads patched, saved to ``path`` (no fit needed to test identity)."""
-    rm = ActivationRM(model)
     g = torch.Generator().manual_seed(0)
-    rm.means = torch.randn(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head, generator=g)
-    rm.mask = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
-    rm.mask[0, 1] = rm.mask[-1, 2] = True
-    return rm.save(path)
+    means = torch.randn(model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_head, generator=g)
+    mask = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+    mask[0, 1] = mask[-1, 2] = True
+    return ActivationRM.from_patch(model, means, mask).save(path)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results/demo", help="output folder (default results/demo); reused to resume")
     p.add_argument("--root", default=None, help="data root holding hhh_alignment/ (default: found or fetched)")
     p.add_argument("--seed", type=index, default=0, help="seed of the few-shot draw, REINFORCE and test sample")
-    p.add_argument("--limit", type=positive, default=48, help="test pairs scored (default 48)")
-    p.add_argument("--shots", type=positive, default=16, help="few-shot pairs the ARM is fitted on (default 16)")
-    p.add_argument("--steps", type=positive, default=100, help="REINFORCE steps (default 100)")
+    p.add_argument("--limit", type=positive, default=120, help="test pairs scored (default 120)")
+    p.add_argument("--n-fewshot", type=positive, default=16,
+                   help="few-shot pairs the ARMs are fitted on, drawn per criterion (default 16: 4 per HHH criterion)")
+    p.add_argument("--steps", type=positive, default=None, help="REINFORCE steps (default: ARMConfig's)")
     p.add_argument("--change-settings", action="store_true",
                    help="reuse an --out folder that holds a demo run with other settings")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from armlens.evaluation.runner import results_markdown
 
     on_interrupt(args, resume_note(args.out, "*/seed*/*/result.json", "method(s)"))
-    summary = run_demo(args.out, root=args.root, seed=args.seed, limit=args.limit, n_fewshot=args.shots,
+    summary = run_demo(args.out, root=args.root, seed=args.seed, limit=args.limit, n_fewshot=args.n_fewshot,
                        steps=args.steps, show_progress=not args.quiet, log=lambda s: print(s, flush=True),
                        allow_changed_settings=args.change_settings)
     print(results_markdown(summary))

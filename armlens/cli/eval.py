@@ -43,18 +43,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-fewshot", type=positive, default=8, help="few-shot pairs (default 8)")
     p.add_argument("--n-select", type=count_or_zero, default=8,
                    help="head-selection pairs (default 8; 0: none, select on the few-shot pairs)")
-    p.add_argument("--stratify", action="store_true", help="fill the few-shot and selection pools per subset")
-    p.add_argument("--shots", type=positive, default=4, help="demonstrations per in-context prompt (ARM icl extraction, few-shot-icl; default 4)")
-    p.add_argument("--steps", type=positive, default=50, help="ARM REINFORCE steps (default 50; the reference uses 200)")
-    p.add_argument("--n-trials", type=positive, default=24, help="ARM icl extraction prompts (default 24; the reference uses 100)")
+    p.add_argument("--no-stratify", action="store_true",
+                   help="draw the few-shot and selection pools without regard to subsets (default: per subset, so "
+                        "each criterion's ARM gets its own pairs)")
+    p.add_argument("--icl-demos", type=positive, default=None,
+                   help="few-shot-icl judge: answered demonstrations in its prompt (default: JudgeConfig's)")
+    p.add_argument("--steps", type=positive, default=None, help="ARM REINFORCE steps (default: ARMConfig's)")
+    p.add_argument("--n-trials", type=positive, default=None,
+                   help="ARM icl extraction prompts averaged (default: ARMConfig's)")
     p.add_argument("--arm-reading", choices=["icl", "answered", "mean_ablation"], default=None,
                    help="ARM Stage 1 reading (default: ARMConfig's; mean_ablation is the method mean-ablation)")
     p.add_argument("--estimator", choices=["mean", "wpca", "class_diff", "median", "trimmed_mean"], default="mean",
                    help="ARM activation estimator (default mean)")
     p.add_argument("--score", choices=["prob", "normalized", "logit_diff"], default="prob",
                    help="reading of the judge's answer logits for the token-probability methods (default prob)")
-    p.add_argument("--max-field-tokens", type=tokens_or_none, default=128,
-                   help="cut prompts and responses to this many tokens in judge prompts ('none': never; default 128)")
+    p.add_argument("--max-field-tokens", type=tokens_or_none, default=None,
+                   help="cut prompts and responses to this many tokens in judge prompts, in the middle of the field "
+                        "(default 'none': never; a prompt beyond the context is an error)")
     p.add_argument("--batch-size", type=positive, default=1, help="prompts per forward pass (default 1: fastest on CPUs, see armlens bench)")
     p.add_argument("--bias", default=None,
                    help="comma-separated bias kinds, or 'none' (default: all of length, format, positivity, "
@@ -89,21 +94,24 @@ def config_from_args(args: argparse.Namespace):  # -> EvalConfig (imported lazil
     else:
         bias = _csv(args.bias) or []
     layers = args.steering_layers
+    base = ARMConfig()
+    arm = dataclasses.replace(
+        base, estimator=args.estimator, **({"reading": args.arm_reading} if args.arm_reading else {}),
+        **({"n_trials": args.n_trials} if args.n_trials else {}),
+        reinforce=dataclasses.replace(base.reinforce, **({"steps": args.steps} if args.steps else {})))
     judge = JudgeConfig(
-        score=args.score,
-        arm=dataclasses.replace(ARMConfig(), estimator=args.estimator,
-                                **({"reading": args.arm_reading} if args.arm_reading else {})),
+        score=args.score, arm=arm, batch_size=args.batch_size,
+        template=dataclasses.replace(JudgeConfig().template, max_field_tokens=args.max_field_tokens),
         voting_n=args.voting_n, voting_temperature=args.voting_temperature,
         probe_features=args.probe_features, probe_layer=args.probe_layer,
         steering_layers=tuple(int(x) for x in layers) if layers else None,
         steering_coefs=tuple(float(x) for x in _csv(args.steering_coefs) or []),
-        savs_top_k=args.savs_top_k,
+        savs_top_k=args.savs_top_k, **({"icl_shots": args.icl_demos} if args.icl_demos else {}),
     )
     return EvalConfig(
         data=_csv(args.data) or [], out=args.out, methods=_csv(args.methods) or [], seeds=args.seeds,
         first_seed=args.first_seed, root=args.root, subsets=_csv(args.subsets), limit=args.limit,
-        n_fewshot=args.n_fewshot, n_select=args.n_select, stratify=args.stratify, shots=args.shots,
-        steps=args.steps, n_trials=args.n_trials, max_field_tokens=args.max_field_tokens, batch_size=args.batch_size,
+        n_fewshot=args.n_fewshot, n_select=args.n_select, stratify=not args.no_stratify,
         bias_kinds=bias, n_bootstrap=args.n_bootstrap, model=args.model, device=args.device, dtype=args.dtype,
         judge=judge, show_progress=not args.quiet,
     )

@@ -17,7 +17,8 @@ Methods (registry names) and what each reads
   the means): the selected heads are mean-ablated. A baseline that isolates what the label contributes.
 - ``zero-shot``: the same zero-shot judge prompt, no patching; P(Yes) at the last token (the direct ablation of ARM).
 - ``few-shot-icl``: ``icl_shots`` class-balanced demonstrations from the few-shot set (one fixed, seeded draw per
-  fit) answered in earlier chat turns, then the query; P(Yes) at the last token.
+  fit) answered in earlier chat turns, then the query; P(Yes) at the last token. The demonstrations are one cached
+  prefix shared by every query (``icl_cache_demos``).
 - ``generative``: greedy decoding of up to ``gen_max_new_tokens`` tokens after the zero-shot prompt; the first
   "yes"/"no" word of the text is the answer (Yes 1, No 0, unparseable 0.5 and counted).
 - ``voting``: ``voting_n`` answers sampled at ``voting_temperature`` (seeded); score = share of Yes votes, an
@@ -39,6 +40,16 @@ Methods (registry names) and what each reads
   margin instead, which rarely ties).
 - ``implicit``: reference-free implicit reward (SimPO-style): the mean log-probability of the response tokens given
   the prompt, the prompt as the user turn and the response as the assistant turn of the chat template. No judge.
+- ``random-heads`` / ``topk-heads``: the ARM's few-shot means patched into ``head_count`` heads drawn at random
+  (seeded) or ranked by single-head attribution on the selection examples, instead of REINFORCE's heads.
+
+Mask-based judges
+-----------------
+``arm``, ``zero-shot``, ``random-heads`` and ``topk-heads`` differ from the zero-shot judge only in what they write
+into hook_z at the last token (:attr:`Judge.mask_based`, :meth:`Judge.patch_for`). ``armlens eval`` scores all of
+them, over every seed, as side-by-side branches over one prefix per judge prompt
+(:func:`armlens.evaluation.branches.score_mask_judges`); their own ``score_pairs`` is the one-forward-per-prompt
+reference it is tested against.
 
 Everything that touches the model goes through :mod:`armlens.model` (tokenise, run, hook names); hook functions are
 small pure functions bound with ``functools.partial``.
@@ -60,6 +71,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from armlens import config as C
 from armlens import model as M
 from armlens.data.records import PreferencePair, Prompt, pairs_hash
 from armlens.patching import HeadMask, Means, patch_hooks
@@ -74,7 +86,7 @@ from armlens.prompts import (
     scalar_prompt,
 )
 from armlens.rm import ActivationRM, ARMConfig
-from armlens.scoring import ScoreKind, score_from_logits, score_texts
+from armlens.scoring import ScoreKind, score_from_logits, score_patched, score_texts
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +113,9 @@ class JudgeConfig:
     """The ARM's own settings (its template, criterion, score, batch size and seed are taken from the fields above)."""
     icl_shots: int = 4
     """few-shot-icl: demonstrations in the prompt (class-balanced; at most the few-shot examples available)."""
+    icl_cache_demos: bool = True
+    """few-shot-icl: run the demonstrations once as a cached prefix shared by every query (same scores within float
+    tolerance; ``False``: one full forward per prompt, in ``batch_size`` batches)."""
     gen_max_new_tokens: int = 6
     """generative / voting: tokens decoded at most per answer (decoding stops early at a Yes/No token or EOS)."""
     voting_n: int = 5
@@ -123,24 +138,16 @@ class JudgeConfig:
     """savs: voting heads (at most all heads)."""
     savs_score: Literal["vote", "margin"] = "vote"
     """savs: share of Yes votes (the SAVs rule) or the mean cosine margin of the voting heads."""
+    head_count: int | None = None
+    """random-heads / topk-heads: heads patched (``None``: REINFORCE's prior expected count,
+    ``sigmoid(arm.reinforce.init_logit) * n_layers * n_heads``, rounded)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JudgeConfig:
-        d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown judge config field(s): {sorted(unknown)}")
-        if isinstance(d.get("template"), dict):
-            d["template"] = JudgeTemplate(**d["template"])
-        if isinstance(d.get("arm"), dict):
-            d["arm"] = ARMConfig.from_dict(d["arm"])
-        for key in ("steering_layers", "steering_coefs"):
-            if isinstance(d.get(key), list):
-                d[key] = tuple(d[key])
-        return cls(**d)
+        return C.from_dict(cls, d)
 
 
 # ---------------------------------------------------------------------------------------------------- the interface
@@ -160,6 +167,9 @@ class Judge:
     """Whether ``fit`` uses the labelled pairs."""
     settings: ClassVar[tuple[str, ...]] = ()
     """The :class:`JudgeConfig` fields that can change this method's scores (cached results are keyed by them)."""
+    mask_based: ClassVar[bool] = False
+    """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), so that it
+    can be scored as a branch over a prefix shared with every other such method."""
 
     @classmethod
     def key_settings(cls, config: JudgeConfig) -> dict[str, Any]:
@@ -210,6 +220,11 @@ class Judge:
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
         raise NotImplementedError
 
+    def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None] | None:
+        """For a mask-based judge, the ``(means, mask)`` written into last-token hook_z of ``pair``'s zero-shot judge
+        prompts (``(None, None)``: unpatched); ``None`` for every other judge."""
+        return None
+
     def info(self) -> dict[str, Any]:
         return {"method": self.name, "reads": self.reads, **self.fit_info}
 
@@ -237,6 +252,10 @@ class ZeroShotJudge(Judge):
     name = "zero-shot"
     reads = "P(Yes) at the last token of the zero-shot judge prompt (no patching)"
     settings = ("template", "criterion", "batch_size", "score")
+    mask_based = True
+
+    def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None]:
+        return None, None
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
         cfg = self.config
@@ -276,8 +295,12 @@ class FewShotICLJudge(Judge):
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
         cfg = self.config
         texts = [icl_prompt(self.model, self.demos, q, cfg.template) for q in self._queries(items)]
-        return score_texts(self.model, texts, answer_ids=AnswerIds.of(self.model, cfg.template), kind=cfg.score,
-                           batch_size=cfg.batch_size, show_progress=cfg.show_progress, desc=self.name)
+        ids = AnswerIds.of(self.model, cfg.template)
+        if cfg.icl_cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache
+            return score_patched(self.model, texts, [(None, None)] * len(texts), answer_ids=ids, kind=cfg.score,
+                                 groups=[0] * len(texts), show_progress=cfg.show_progress, desc=self.name)
+        return score_texts(self.model, texts, answer_ids=ids, kind=cfg.score, batch_size=cfg.batch_size,
+                           show_progress=cfg.show_progress, desc=self.name)
 
 
 # ---------------------------------------------------------------------------------------------------- generation
@@ -714,7 +737,7 @@ def response_logprobs(
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
     prefixes = [M.apply_chat_template(model, _messages(p)) for p in prompts]
-    bodies = [cut_to_tokens(model, r, max_response_tokens, marker="") for r in responses]
+    bodies = [cut_to_tokens(model, r, max_response_tokens, marker="", where="end") for r in responses]
     n_prefix = [len(M.encode(model, p)) for p in prefixes]
     out = torch.empty(len(prompts))
     full = [p + b for p, b in zip(prefixes, bodies, strict=True)]
@@ -753,7 +776,8 @@ class ARMJudge(Judge):
     name = "arm"
     reads = "P(Yes) at the last token with the selected heads' hook_z overwritten by few-shot mean activations"
     trains = True
-    settings = ("template", "criterion", "batch_size", "score", "seed", "arm")
+    settings: ClassVar[tuple[str, ...]] = ("template", "criterion", "batch_size", "score", "seed", "arm")
+    mask_based = True
 
     rm: ActivationRM
 
@@ -761,6 +785,9 @@ class ARMJudge(Judge):
         cfg = self.config
         return dataclasses.replace(cfg.arm, template=cfg.template, criterion=cfg.criterion, score=cfg.score,
                                    batch_size=cfg.batch_size, seed=cfg.seed)
+
+    def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None]:
+        return self.rm.patch_for(pair)
 
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
         self.rm = ActivationRM(self.model, self.arm_config()).fit(few_shot, select,
@@ -789,12 +816,36 @@ class MeanAblationJudge(ARMJudge):
         return dataclasses.replace(super().arm_config(), reading="mean_ablation")
 
 
+class RandomHeadsJudge(ARMJudge):
+    name = "random-heads"
+    reads = "P(Yes) with the ARM's few-shot means patched into head_count heads drawn at random (seeded)"
+    settings = (*ARMJudge.settings, "head_count")
+    selector: ClassVar[str] = "random"
+
+    def head_count(self) -> int:
+        """``head_count``, or the REINFORCE prior's expected number of heads."""
+        if self.config.head_count is not None:
+            return self.config.head_count
+        cfg = self.model.cfg
+        prior = float(torch.sigmoid(torch.tensor(self.config.arm.reinforce.init_logit)))
+        return max(1, round(prior * cfg.n_layers * cfg.n_heads))
+
+    def arm_config(self) -> ARMConfig:
+        return dataclasses.replace(super().arm_config(), selector=self.selector, top_k=self.head_count())
+
+
+class TopKHeadsJudge(RandomHeadsJudge):
+    name = "topk-heads"
+    reads = "P(Yes) with the ARM's few-shot means patched into the head_count heads of largest single-head attribution"
+    selector = "topk_attribution"
+
+
 # ---------------------------------------------------------------------------------------------------- registry
 
 JUDGES: dict[str, type[Judge]] = {
     cls.name: cls
-    for cls in (ARMJudge, MeanAblationJudge, ZeroShotJudge, FewShotICLJudge, GenerativeJudge, VotingJudge, LongerJudge, ShorterJudge,
-                ProbeJudge, SteeringJudge, SAVsJudge, ImplicitRewardJudge)
+    for cls in (ARMJudge, MeanAblationJudge, ZeroShotJudge, FewShotICLJudge, GenerativeJudge, VotingJudge, LongerJudge,
+                ShorterJudge, ProbeJudge, SteeringJudge, SAVsJudge, ImplicitRewardJudge, RandomHeadsJudge, TopKHeadsJudge)
 }
 """Method name -> judge class, in the order reports list them."""
 

@@ -36,6 +36,22 @@ Files under ``out`` (all written atomically)
 
 Resuming
 --------
+Scoring at the physical limit
+-----------------------------
+Mask-based methods (:attr:`armlens.evaluation.baselines.Judge.mask_based`: ``arm``, ``zero-shot``,
+``random-heads``, ``topk-heads``) read the same zero-shot judge prompt and differ only in what they write into the
+last token's hook_z. Their pending units of a dataset, over every seed, are fitted first and then scored together
+(:func:`armlens.evaluation.branches.score_mask_judges`): one prefix forward per distinct judge prompt, every
+(method, seed) patch that prompt is asked under as a side-by-side branch of its last token. Every other method keeps
+its own path. The unit files are the same either way; ``timings_s`` says how the scoring time was shared.
+
+Field cuts and the context
+--------------------------
+By default judge prompts keep whole fields. With ``max_field_tokens`` an over-long field is cut in its middle (head
+and tail kept, a visible marker between: :func:`armlens.prompts.cut_to_tokens`) and every unit records how many test
+pairs had a field cut (``truncation``; the summary adds them up per dataset). A judge prompt longer than the model's
+context stops the run before any fit, with an error naming the pairs (never a silent cut).
+
 A unit is finished iff its ``result.json`` exists and holds the same *key*: a hash of everything that decides its
 numbers (model id, dataset name and content hash, the split's ids, the test sample, bias kinds, method and the
 method's settings for that seed). A rerun recomputes only missing or stale units (a changed setting makes exactly the
@@ -51,18 +67,21 @@ import logging
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
+from armlens import config as C
 from armlens import model as M
 from armlens.data import BIAS_KINDS, build_bias_suite, hack_rate, load_pairs_with_report, split_pairs
 from armlens.data.records import PreferencePair, pairs_hash
-from armlens.evaluation.baselines import JUDGES, METHODS, JudgeConfig, make_judge, parse_methods
+from armlens.evaluation.baselines import JUDGES, METHODS, Judge, JudgeConfig, make_judge, parse_methods
+from armlens.evaluation.branches import score_mask_judges
 from armlens.evaluation.protocol import (
     PROTOCOL,
     accuracy_by_subset,
@@ -74,6 +93,7 @@ from armlens.evaluation.protocol import (
     write_jsonl_atomic,
 )
 from armlens.io import ResultsLock, atomic_write, check_output_dir, read_json, settings_diff
+from armlens.prompts import Example, JudgeTemplate, count_cuts, scalar_prompt
 from armlens.stats import bootstrap_ci, paired_bootstrap
 
 logger = logging.getLogger(__name__)
@@ -85,7 +105,8 @@ REFERENCE = "arm"
 
 @dataclass
 class EvalConfig:
-    """One evaluation. The fields from ``shots`` to ``max_field_tokens`` override their counterparts in ``judge``."""
+    """One evaluation: which data, methods, seeds and sizes; every method setting (the judge's words and field cap,
+    the ARM's config with its defaults, the ICL judge's demonstrations) lives in ``judge``, defined once there."""
 
     data: list[str] = field(default_factory=lambda: ["hhh"])
     """Datasets: registry names (``armlens data list``) or ``path:FILE``."""
@@ -107,18 +128,8 @@ class EvalConfig:
     """Pairs in the few-shot pool (ARM means, ICL demonstrations, probe/steering/SAVs training)."""
     n_select: int = 8
     """Pairs in the head-selection pool (ARM REINFORCE, SAVs head ranking, steering layer choice, probe training)."""
-    stratify: bool = False
-    """Fill the few-shot and selection pools per subset, proportionally."""
-    shots: int = 4
-    """Demonstrations per in-context prompt (ARM ``icl`` extraction and the few-shot-icl judge)."""
-    steps: int = 50
-    """REINFORCE steps of the ARM (reference: 200; fewer keep a 2-core CPU run short)."""
-    n_trials: int = 24
-    """ARM ``icl`` extraction prompts averaged (reference: 100)."""
-    max_field_tokens: int | None = 128
-    """Cut the prompt and each response to this many tokens in every judge prompt (``None``: never)."""
-    batch_size: int = 1
-    """Prompts per forward pass (1 on CPUs: see ``ARMConfig.batch_size``; raise it on a GPU)."""
+    stratify: bool = True
+    """Fill the few-shot and selection pools per subset, proportionally (each criterion's ARM needs its own pairs)."""
     bias_kinds: list[str] = field(default_factory=lambda: list(BIAS_KINDS))
     """Bias-suite kinds (``armlens.data.BIAS_KINDS``) built from each seed's test pairs; empty: no bias suite."""
     n_bootstrap: int = 2000
@@ -138,13 +149,8 @@ class EvalConfig:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
     def judge_config(self, seed: int) -> JudgeConfig:
-        """The judge settings of one seed, with this config's overrides applied."""
-        j = self.judge
-        arm = dataclasses.replace(j.arm, n_trials=self.n_trials,
-                                  reinforce=dataclasses.replace(j.arm.reinforce, steps=self.steps))
-        return dataclasses.replace(j, template=dataclasses.replace(j.template, max_field_tokens=self.max_field_tokens),
-                                   arm=arm, icl_shots=self.shots, batch_size=self.batch_size, seed=seed,
-                                   show_progress=self.show_progress)
+        """The judge settings of one seed."""
+        return dataclasses.replace(self.judge, seed=seed, show_progress=self.show_progress)
 
     def validate(self) -> list[str]:
         """Checks that need no data or model; returns the parsed method names."""
@@ -167,13 +173,7 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
-        d = dict(d)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown eval config field(s): {sorted(unknown)}")
-        if isinstance(d.get("judge"), dict):
-            d["judge"] = JudgeConfig.from_dict(d["judge"])
-        return cls(**d)
+        return C.from_dict(cls, d)
 
 
 # ---------------------------------------------------------------------------------------------------- units
@@ -251,15 +251,61 @@ def _split_metrics(pairs: Sequence[PreferencePair], chosen: np.ndarray, rejected
             "sections": section_scores(per_subset, sources={p.subset: p.source for p in pairs})}
 
 
-def run_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig, n_bootstrap: int) -> tuple[
-        dict[str, Any], list[dict[str, Any]]]:
-    """Fit one method on the plan's pools, score its test pairs and bias suite: (result, item rows)."""
+Scorer = Callable[[Sequence[tuple[PreferencePair, str]]], torch.Tensor]
+"""Scores of ``(pair, response)`` items (a judge's ``score_responses``, or a look-up of scores computed before)."""
+
+PROMPTLESS = ("longer", "shorter")
+"""Methods that never build a prompt (no field cuts, no context limit)."""
+
+
+def unit_items(plan: _Plan) -> list[tuple[PreferencePair, str]]:
+    """Everything a pointwise method scores for one plan: each test pair's chosen and rejected response, and each
+    bias-suite transform's hacked rejected response (real slices reuse the test scores)."""
+    items = [(p, r) for p in plan.test for r in (p.chosen, p.rejected)]
+    for pairs in plan.suite.values():
+        items += [(p, p.rejected) for p in pairs if "transform" in p.metadata]
+    return items
+
+
+def truncation_record(model: Any, plan: _Plan, template: JudgeTemplate) -> dict[str, Any]:
+    """How many of the plan's test pairs had a field (prompt, chosen or rejected) cut by ``max_field_tokens``."""
+    items_cut, fields_cut = count_cuts(model, plan.test, template.max_field_tokens)
+    return {"max_field_tokens": template.max_field_tokens, "items_cut": items_cut, "fields_cut": fields_cut,
+            "n_items": len(plan.test), "cut": "middle"}
+
+
+def check_context(model: Any, plan: _Plan, judge_cfg: JudgeConfig) -> None:
+    """Refuse, before any fit, a plan whose zero-shot judge prompts do not fit the model's context."""
+    limit = model.cfg.n_ctx
+    judge = Judge(model, judge_cfg)
+    over = []
+    for pair, response in unit_items(plan):
+        text = scalar_prompt(model, Example(pair.prompt, response, None, judge._criterion(pair)), judge_cfg.template)
+        n = len(M.encode(model, text))
+        if n > limit:
+            over.append(f"{pair.id} ({n} tokens)")
+    if over:
+        raise ValueError(
+            f"{plan.dataset} seed {plan.seed}: {len(over)} judge prompt(s) exceed the model's context of {limit} "
+            f"tokens: {', '.join(over[:5])}{' ...' if len(over) > 5 else ''}. Cut long fields in their middle with "
+            "--max-field-tokens N (recorded in the summary), or leave those pairs out (--subsets)."
+        )
+
+
+def fit_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig) -> tuple[Judge, float]:
+    """A judge fitted on the plan's pools, and the seconds the fit took."""
     judge = make_judge(method, model, judge_cfg)
     t0 = time.perf_counter()
     judge.fit(plan.fewshot, plan.select)
+    return judge, time.perf_counter() - t0
+
+
+def score_unit(plan: _Plan, method: str, judge: Judge, score: Scorer, n_bootstrap: int) -> tuple[
+        dict[str, Any], list[dict[str, Any]]]:
+    """Score a fitted judge's test pairs and bias suite with ``score``: (result, item rows)."""
     t1 = time.perf_counter()
-    c, r = judge.score_pairs(plan.test)
-    chosen, rejected = c.double().numpy(), r.double().numpy()
+    scores = score([(p, r) for p in plan.test for r in (p.chosen, p.rejected)])
+    chosen, rejected = scores[0::2].double().numpy(), scores[1::2].double().numpy()
     test_stats = dict(judge.last_stats)
     t2 = time.perf_counter()
     base = {"dataset": plan.dataset, "seed": plan.seed, "method": method}
@@ -278,7 +324,7 @@ def run_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig, n_boo
         idx = [by_id[p.metadata["original_id"]] for p in pairs]
         clean_c, clean_r = chosen[idx], rejected[idx]
         if "transform" in pairs[0].metadata:  # hacked rejected responses: score them (the chosen ones are unchanged)
-            hacked_r = judge.score_responses([(p, p.rejected) for p in pairs]).double().numpy()
+            hacked_r = score([(p, p.rejected) for p in pairs]).double().numpy()
             rate = hack_rate(clean_c, hacked_r, clean_c, clean_r)
             rows = item_records(pairs, clean_c, hacked_r)
         else:  # a real slice of the test pairs: their scores already exist
@@ -290,8 +336,42 @@ def run_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig, n_boo
     t3 = time.perf_counter()
     result["bias"] = bias
     result["info"] = judge.info()
-    result["timings_s"] = {"fit": t1 - t0, "score_test": t2 - t1, "score_bias": t3 - t2, "total": t3 - t0}
+    result["timings_s"] = {"score_test": t2 - t1, "score_bias": t3 - t2}
     return result, items
+
+
+def run_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig, n_bootstrap: int) -> tuple[
+        dict[str, Any], list[dict[str, Any]]]:
+    """Fit one method on the plan's pools, score its test pairs and bias suite on its own: (result, item rows)."""
+    judge, fit_s = fit_unit(model, plan, method, judge_cfg)
+    result, items = score_unit(plan, method, judge, judge.score_responses, n_bootstrap)
+    t = result["timings_s"]
+    result["timings_s"] = {"fit": fit_s, **t, "total": fit_s + t["score_test"] + t["score_bias"]}
+    return result, items
+
+
+def run_mask_units(model: Any, units: Sequence[tuple[_Plan, str, JudgeConfig]], n_bootstrap: int, *,
+                   show_progress: bool = False) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Fit every mask-based unit, then score all of them in one branch pass (:func:`score_mask_judges`); each unit's
+    result and items are what :func:`run_unit` gives within float tolerance."""
+    fitted = [fit_unit(model, plan, method, jcfg) for plan, method, jcfg in units]
+    requests = [(judge, unit_items(plan)) for (plan, _, _), (judge, _) in zip(units, fitted, strict=True)]
+    t0 = time.perf_counter()
+    all_scores = score_mask_judges(model, requests, show_progress=show_progress)
+    shared_s = time.perf_counter() - t0
+    out = []
+    for (plan, method, _), (judge, fit_s), (_, items), scores in zip(units, fitted, requests, all_scores, strict=True):
+        lookup = {(p.id, r): float(s) for (p, r), s in zip(items, scores.tolist(), strict=True)}
+
+        def score(asked: Sequence[tuple[PreferencePair, str]], lookup: dict[tuple[str, str], float] = lookup
+                  ) -> torch.Tensor:
+            return torch.tensor([lookup[(p.id, r)] for p, r in asked], dtype=torch.float32)
+
+        result, rows = score_unit(plan, method, judge, score, n_bootstrap)
+        result["timings_s"] = {"fit": fit_s, "score_shared": shared_s, "units_sharing_scoring": len(units),
+                               "total": fit_s + shared_s / len(units)}
+        out.append((result, rows))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -365,32 +445,64 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Any | No
     write_json_atomic(out / "config.json", config.to_dict())
 
     units = [(plan, method) for plan in plans for method in methods]
-    bar = tqdm(units, desc="eval", disable=not config.show_progress, unit="unit")
-    results: list[dict[str, Any]] = []
-    all_items: list[dict[str, Any]] = []
-    computed = 0
-    for plan, method in bar:
-        bar.set_postfix_str(f"{plan.dataset} seed {plan.seed} {method}")
+    finished: dict[tuple[str, int, str], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    pending: list[tuple[_Plan, str, JudgeConfig, str]] = []
+    for plan, method in units:
         jcfg = config.judge_config(plan.seed)
         key = _unit_key(plan, method, jcfg, model_id, config.bias_kinds)
-        folder = plan.folder / method
-        result = _read_unit(folder, key)
+        result = _read_unit(plan.folder / method, key)
         if result is None:
-            if model is None:
-                logger.info("loading model %s", model_id)
-                model = M.load_model(config.model, device=config.device, dtype=config.dtype)
-            result, items = run_unit(model, plan, method, jcfg, config.n_bootstrap)
-            result.update(key=key, format=RESULT_FORMAT, model=M.model_fingerprint(model), judge_config=jcfg.to_dict())
-            write_jsonl_atomic(folder / "items.jsonl", items)
-            write_json_atomic(folder / "result.json", result)  # last: its presence marks the unit finished
-            computed += 1
-            logger.info("%s seed %d %s: accuracy %.3f (%.1f s)", plan.dataset, plan.seed, method,
-                        result["test"]["accuracy"], result["timings_s"]["total"])
+            pending.append((plan, method, jcfg, key))
         else:
-            items = _read_items(folder)
+            finished[(plan.dataset, plan.seed, method)] = (result, _read_items(plan.folder / method))
+    if pending and model is None:
+        logger.info("loading model %s", model_id)
+        model = M.load_model(config.model, device=config.device, dtype=config.dtype)
+    checked: set[tuple[str, int]] = set()
+    for plan, method, jcfg, _ in pending:  # before any fit: a prompt beyond the context stops the run here
+        if method not in PROMPTLESS and (plan.dataset, plan.seed) not in checked:
+            check_context(model, plan, jcfg)
+            checked.add((plan.dataset, plan.seed))
+
+    bar = tqdm(total=len(pending), desc="eval", disable=not config.show_progress, unit="unit")
+    cuts: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def finish(plan: _Plan, method: str, jcfg: JudgeConfig, key: str, result: dict[str, Any],
+               items: list[dict[str, Any]]) -> None:
+        if method not in PROMPTLESS:
+            if (plan.dataset, plan.seed) not in cuts:
+                cuts[(plan.dataset, plan.seed)] = truncation_record(model, plan, jcfg.template)
+            result["truncation"] = cuts[(plan.dataset, plan.seed)]
+        result.update(key=key, format=RESULT_FORMAT, model=M.model_fingerprint(model), judge_config=jcfg.to_dict())
+        folder = plan.folder / method
+        write_jsonl_atomic(folder / "items.jsonl", items)
+        write_json_atomic(folder / "result.json", result)  # last: its presence marks the unit finished
+        finished[(plan.dataset, plan.seed, method)] = (result, items)
+        logger.info("%s seed %d %s: accuracy %.3f (%.1f s)", plan.dataset, plan.seed, method,
+                    result["test"]["accuracy"], result["timings_s"]["total"])
+        bar.update(1)
+
+    for name in config.data:  # mask-based methods of a dataset: every seed's units scored in one branch pass
+        batch = [u for u in pending if u[0].dataset == name and JUDGES[u[1]].mask_based]
+        if batch:
+            bar.set_postfix_str(f"{name}: {len(batch)} mask-based unit(s) over shared prefixes")
+            done = run_mask_units(model, [(p, m, j) for p, m, j, _ in batch], config.n_bootstrap,
+                                  show_progress=config.show_progress)
+            for (plan, method, jcfg, key), (result, items) in zip(batch, done, strict=True):
+                finish(plan, method, jcfg, key, result, items)
+    for plan, method, jcfg, key in pending:
+        if JUDGES[method].mask_based:
+            continue
+        bar.set_postfix_str(f"{plan.dataset} seed {plan.seed} {method}")
+        finish(plan, method, jcfg, key, *run_unit(model, plan, method, jcfg, config.n_bootstrap))
+    bar.close()
+    computed = len(pending)
+    results: list[dict[str, Any]] = []
+    all_items: list[dict[str, Any]] = []
+    for plan, method in units:
+        result, items = finished[(plan.dataset, plan.seed, method)]
         results.append(result)
         all_items += items
-    bar.close()
     logger.info("%d unit(s) computed, %d reused from %s", computed, len(units) - computed, out)
 
     summary = summarize_eval(config, methods, plans, datasets, results, all_items, model_id)
@@ -485,6 +597,7 @@ def summarize_eval(
                 per_method[method]["vs_arm"] = {"arm_minus_method": d.diff, "ci95": [d.low, d.high],
                                                 "p_value": d.p_value, "n": len(keys)}
         out[name] = {"seeds": seeds, "n_test_per_seed": [len(p.test) for p in plans if p.dataset == name],
+                     "truncation": _truncation(config, [by_unit[(name, s, m)] for s in seeds for m in methods]),
                      "methods": per_method}
     return {
         "protocol": {
@@ -510,6 +623,19 @@ def summarize_eval(
     }
 
 
+def _truncation(config: EvalConfig, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Field cuts of one dataset: test pairs with a field cut, summed over seeds (each seed counted once)."""
+    per_seed: dict[int, dict[str, Any]] = {}
+    for r in runs:
+        if "truncation" in r:
+            per_seed.setdefault(r["seed"], r["truncation"])
+    return {"max_field_tokens": config.judge.template.max_field_tokens, "cut": "middle",
+            "items_cut": int(sum(t["items_cut"] for t in per_seed.values())),
+            "fields_cut": int(sum(t["fields_cut"] for t in per_seed.values())),
+            "n_items": int(sum(t["n_items"] for t in per_seed.values())),
+            "recorded_seeds": sorted(per_seed)}
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
@@ -524,7 +650,10 @@ def results_markdown(summary: dict[str, Any]) -> str:
              "Δ vs ARM: paired bootstrap of ARM − method on the same items.", ""]
     for name, res in summary["results"].items():
         methods = res["methods"]
-        lines += [f"## {name}", "", f"Test pairs per seed: {res['n_test_per_seed']}.", "",
+        cut = res.get("truncation", {})
+        cut_note = (f" Fields over {cut['max_field_tokens']} tokens cut in their middle in {cut['items_cut']} of "
+                    f"{cut['n_items']} test pairs." if cut.get("max_field_tokens") else " Whole fields (no cuts).")
+        lines += [f"## {name}", "", f"Test pairs per seed: {res['n_test_per_seed']}.{cut_note}", "",
                   "| method | accuracy | 95% CI | ties | ARM − method [95% CI] | p | notes |",
                   "|---|---|---|---|---|---|---|"]
         for m, e in methods.items():
