@@ -28,7 +28,7 @@ import plotly.io as pio
 import torch
 from IPython.display import display
 
-# Work from the project root: armlens finds the preference data at ../shared/data/preference from there.
+# Work from the project root. Data: ARMLENS_DATA_ROOT (or --root), else the cache `armlens data fetch bigbench` fills.
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "pyproject.toml").is_file() and (p / "armlens").is_dir())
 os.chdir(ROOT)
 pio.renderers.default = "plotly_mimetype+notebook_connected"
@@ -37,6 +37,7 @@ torch.manual_seed(0)
 T_START = time.perf_counter()
 
 from armlens import plots  # noqa: E402
+from armlens.activations import extraction_prompts  # noqa: E402
 from armlens.data import load_pairs, split_pairs  # noqa: E402
 from armlens.evaluation.protocol import pairwise_correct  # noqa: E402
 from armlens.model import load_model, model_info, run_last_logits, tokenize  # noqa: E402
@@ -54,9 +55,10 @@ from armlens.scoring import score_from_logits, score_texts  # noqa: E402
 from armlens.selection import ReinforceConfig  # noqa: E402
 from armlens.stats import bootstrap_ci  # noqa: E402
 
-N_FEWSHOT = 8  # few-shot pairs: each gives a Yes example (chosen) and a No example (rejected)
+N_FEWSHOT = 8  # few-shot pairs, two per HHH criterion: each gives a Yes (chosen) and a No (rejected) example
 N_TEST = 12  # held-out pairs to score
-STEPS = 30  # REINFORCE steps (reference: 200)
+STEPS = 30  # REINFORCE steps (ARMConfig's default is longer; kept short so the notebook runs in a minute or two)
+N_TRIALS = 8  # icl extraction prompts per criterion (ARMConfig's default averages more)
 TEMPLATE = JudgeTemplate(max_field_tokens=96)  # cut prompt and responses to 96 tokens: short judge prompts
 
 assert ROOT.joinpath("armlens", "__init__.py").is_file()
@@ -82,12 +84,13 @@ assert ids.yes != ids.no
 # %% [markdown]
 # ## 2. Data: HHH pairs, split by prompt
 #
-# `load_pairs("hhh")` reads the BIG-bench HHH alignment pairs (helpful / harmless / honest / other). `split_pairs`
-# deals whole *prompts* into a few-shot pool and a test split, so no test prompt was seen while fitting.
+# `load_pairs("hhh")` reads the BIG-bench HHH alignment pairs (helpful / harmless / honest / other): four criteria, so
+# four ARMs. `split_pairs(..., stratify=True)` deals whole *prompts* into a few-shot pool (per subset, so every
+# criterion gets its pairs) and a test split, so no test prompt was seen while fitting.
 
 # %%
 pairs = load_pairs("hhh")
-split = split_pairs(pairs, seed=0, n_fewshot=N_FEWSHOT, n_select=0, n_test=N_TEST)
+split = split_pairs(pairs, seed=0, n_fewshot=N_FEWSHOT, n_select=0, n_test=N_TEST, stratify=True)
 split.check_no_leakage()
 print(f"{len(pairs)} pairs; sizes {split.sizes()}")
 display(pd.DataFrame([{"id": p.id, "subset": p.subset, "prompt": str(p.prompt)[:60], "chosen": p.chosen[:50],
@@ -140,32 +143,42 @@ assert torch.allclose(alone, zero_shot[:1], atol=1e-5), (alone, zero_shot[:1])
 # %% [markdown]
 # ## 5. Fit the ARM
 #
-# `ActivationRM.fit` runs Stage 1 (per-example extraction: the mean of each head's last-token hook_z over the 16
-# few-shot judge prompts) and Stage 2 (REINFORCE over Bernoulli head masks, then the best of 10 sampled masks).
+# `ActivationRM.fit` fits one ARM per criterion. Stage 1 (the `icl` reading, the paper's): each extraction prompt
+# holds an answered Yes and an answered No demonstration and one unanswered query from another prompt, so the label
+# reaches the activations; the mean of each head's last-token hook_z over those prompts is what the ARM writes.
+# Stage 2: REINFORCE over Bernoulli head masks, then the best of 10 sampled masks.
 
 # %%
-config = ARMConfig(template=TEMPLATE, reinforce=ReinforceConfig(steps=STEPS, n_final_eval=16), seed=0)
+config = ARMConfig(template=TEMPLATE, n_trials=N_TRIALS, reinforce=ReinforceConfig(steps=STEPS, n_final_eval=16),
+                   seed=0)
 rm = ActivationRM(model, config)
 t0 = time.perf_counter()
 rm.fit(split.fewshot, show_progress=False)
 print(f"fitted in {time.perf_counter() - t0:.1f} s: {rm}")
-print(f"{len(rm.heads)} heads selected: {', '.join(rm.heads)}")
+for criterion, f in rm.fits.items():
+    print(f"{len(f.heads):3d} heads for {criterion[:60]!r}")
 print({k: round(v, 2) for k, v in rm.fit_info["timings_s"].items()})
 
 # %%
-sel = rm.selection
-assert rm.means.shape == (info.n_layers, info.n_heads, info.d_head) and torch.isfinite(rm.means).all()
-assert rm.mask.dtype == torch.bool and rm.mask.shape == (info.n_layers, info.n_heads)
-assert len(rm.heads) == int(rm.mask.sum()) == sel.n_heads > 0, "the reported head count is the mask's"
+helpful = criterion_for("hhh-helpful")
+fit = rm.fits[helpful]  # one criterion's ARM: its means, its heads, its REINFORCE history
+sel = fit.selection
+assert set(rm.fits) == {criterion_for(p) for p in split.fewshot}, "one ARM per criterion in the few-shot draw"
+assert fit.means.shape == (info.n_layers, info.n_heads, info.d_head) and torch.isfinite(fit.means).all()
+assert fit.mask.dtype == torch.bool and fit.mask.shape == (info.n_layers, info.n_heads)
+assert len(fit.heads) == int(fit.mask.sum()) == sel.n_heads > 0, "the reported head count is the mask's"
 assert sel.prob_trajectory.shape == (STEPS, info.n_layers, info.n_heads) and len(sel.losses) == STEPS
 assert torch.equal(sel.prob_trajectory[-1], sel.probs)
 assert float(sel.probs.min()) >= 1e-3 - 1e-7 and float(sel.probs.max()) <= 1 - 1e-3 + 1e-7  # the policy's clamp
 assert abs(sel.expected_heads[-1] - float(sel.probs.sum())) < 1e-3
 assert len(sel.final_candidate_losses) == config.reinforce.n_final_samples
-# Stage 1 is literally an average: recompute it from the few-shot prompts' last-token hook_z.
-fewshot_texts = [scalar_prompt(model, e, TEMPLATE) for e in examples_from_pairs(split.fewshot)]
-z_fewshot, _ = capture_last_z(model, fewshot_texts)
-assert torch.allclose(z_fewshot.mean(0), rm.means, atol=1e-4), "the means are the average last-token hook_z"
+# Stage 1 is literally an average: rebuild this criterion's extraction prompts and average their last-token hook_z.
+helpful_examples = [e for e in examples_from_pairs(split.fewshot) if e.criterion == helpful]
+prompts = extraction_prompts(model, helpful_examples, "icl", shots=config.demos_per_class, n_trials=N_TRIALS,
+                             layout=config.icl_layout, template=TEMPLATE, seed=0)
+assert all(t.count(" Yes\n") + t.count(" No\n") >= 2 for t in prompts.texts), "answered demonstrations"
+z_extract, _ = capture_last_z(model, prompts.texts)
+assert torch.allclose(z_extract.mean(0), fit.means, atol=1e-4), "the means are the average last-token hook_z"
 
 # %% [markdown]
 # What REINFORCE did: the mean loss of the sampled masks and the expected number of selected heads per step, then
@@ -174,8 +187,8 @@ assert torch.allclose(z_fewshot.mean(0), rm.means, atol=1e-4), "the means are th
 # looks at the heads in detail.
 
 # %%
-plots.plot_training_curves({0: sel.losses}, {0: sel.expected_heads},
-                           subtitle=f"HHH, {N_FEWSHOT} few-shot pairs, {STEPS} steps x 32 masks").show()
+plots.plot_training_curves({0: sel.losses}, {0: sel.expected_heads}, entropy={0: sel.entropy},
+                           subtitle=f"HHH helpful, {STEPS} steps x 32 masks").show()
 plots.plot_selection_probability({0: sel.probs}, {0: sel.mask},
                                  subtitle="crosses: heads in the final mask (best of 10 sampled masks)").show()
 
@@ -187,24 +200,25 @@ plots.plot_selection_probability({0: sel.probs}, {0: sel.mask},
 
 # %%
 print(rm.score("How do I boil an egg?", ["Put it in boiling water for about 8 minutes, then cool it in cold water.",
-                                          "Eggs are overrated. Have toast."]))
+                                          "Eggs are overrated. Have toast."], criterion=helpful))
 arm_chosen, arm_rejected = rm.score_pairs(split.test, show_progress=False)
 arm_scores = torch.stack([arm_chosen, arm_rejected], 1).flatten()  # same order as test_texts
 arm_correct, arm_ties = pairwise_correct(arm_chosen.numpy(), arm_rejected.numpy())
 
 # %%
 assert bool(((arm_scores >= 0) & (arm_scores <= 1)).all())
-assert torch.allclose(rm.score_texts(test_texts[:4]), arm_scores[:4], atol=1e-5), "score_pairs scores these prompts"
+first = criterion_for(split.test[0])  # each pair is scored by its criterion's ARM
+assert torch.allclose(rm.score_texts(test_texts[:2], criterion=first), arm_scores[:2], atol=1e-5)
 assert float((arm_scores - zero_shot).abs().max()) > 1e-3, "patching the selected heads must change P(Yes)"
 # The context manager patches inside the block only; afterwards the model is the plain judge again.
 tokens, attn = tokenize(model, test_texts[:2])
-with rm.patched():
+with rm.patched(criterion=first):
     inside = score_from_logits(run_last_logits(model, tokens, attn), ids.yes, ids.no)
 after = score_from_logits(run_last_logits(model, tokens, attn), ids.yes, ids.no)
 assert torch.allclose(inside, arm_scores[:2], atol=1e-5) and torch.allclose(after, zero_shot[:2], atol=1e-5)
 # Patching the heads with the prompt's *own* activations is a no-op.
 own_z, own_logits = capture_last_z(model, test_texts[:1])
-same = run_last_logits(model, *tokenize(model, test_texts[:1]), patch_hooks(model, own_z[0], rm.mask))
+same = run_last_logits(model, *tokenize(model, test_texts[:1]), patch_hooks(model, own_z[0], rm.fits[first].mask))
 assert torch.allclose(same, own_logits, atol=1e-4)
 
 # %% [markdown]
@@ -253,9 +267,11 @@ with tempfile.TemporaryDirectory() as folder:
 print(f"saved {size_kb:.0f} KB; loaded: {rm2}")
 
 # %%
-assert rm2.heads == rm.heads and torch.equal(rm2.means, rm.means) and torch.equal(rm2.mask, rm.mask)
+assert rm2.heads == rm.heads and set(rm2.fits) == set(rm.fits)
+assert all(torch.equal(rm2.fits[c].means, f.means) and torch.equal(rm2.fits[c].mask, f.mask) for c, f in rm.fits.items())
 assert rm2.config.to_dict() == rm.config.to_dict()
-assert torch.equal(rm2.score_texts(test_texts[:4]), rm.score_texts(test_texts[:4])), "a loaded ARM scores identically"
+c2, r2 = rm2.score_pairs(split.test[:2], show_progress=False)
+assert torch.equal(c2, arm_chosen[:2]) and torch.equal(r2, arm_rejected[:2]), "a loaded ARM scores identically"
 
 # %%
 elapsed = time.perf_counter() - T_START

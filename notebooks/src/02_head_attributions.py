@@ -25,7 +25,7 @@ import torch
 from IPython.display import display
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "pyproject.toml").is_file() and (p / "armlens").is_dir())
-os.chdir(ROOT)  # armlens finds ../shared/data/preference from the project root
+os.chdir(ROOT)  # data: --root / ARMLENS_DATA_ROOT, or the cache `armlens data fetch bigbench` fills
 pio.renderers.default = "plotly_mimetype+notebook_connected"
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets; bars are off
 torch.manual_seed(0)
@@ -50,7 +50,8 @@ from armlens.prompts import AnswerIds, JudgeTemplate, examples_from_pairs, scala
 from armlens.scoring import score_texts  # noqa: E402
 from armlens.selection import ReinforceConfig, mask_losses, reinforce, single_head_effects  # noqa: E402
 
-N_FEWSHOT = 8  # few-shot pairs (16 labelled examples), used for the means and for REINFORCE
+N_FEWSHOT = 8  # few-shot pairs of one criterion (HHH helpful: 16 labelled examples), for the means and REINFORCE
+N_TRIALS = 8  # icl extraction prompts averaged (ARMConfig's default averages more)
 STEPS = 30  # REINFORCE steps per seed (reference: 200)
 SEEDS = (0, 1, 2)  # REINFORCE seeds for the stability analysis
 N_ATTRIBUTION = 8  # examples in the single-head patching sweep (alternating Yes / No)
@@ -61,27 +62,29 @@ assert SEEDS[0] == 0 and len(set(SEEDS)) == len(SEEDS)
 # %% [markdown]
 # ## 1. Model, data and the mean activations (Stage 1)
 #
-# One `PrefixPool` holds the key/value cache of every few-shot judge prompt's prefix, so extraction, REINFORCE and
-# the patching sweep run each prefix once; every head mask then costs a single-token forward.
+# One criterion (an ARM is fitted per criterion): HHH's helpful pairs. Stage 1 is the `icl` reading: extraction
+# prompts hold an answered Yes and an answered No demonstration and an unanswered query from another prompt, so the
+# label reaches the activations. One `PrefixPool` holds the key/value cache of every few-shot judge prompt's prefix,
+# so REINFORCE and the patching sweep run each prefix once; every head mask then costs a single-token forward.
 
 # %%
 model = load_model()
 cfg = model.cfg
 ids = AnswerIds.of(model, TEMPLATE)
-split = split_pairs(load_pairs("hhh"), seed=0, n_fewshot=N_FEWSHOT, n_select=0, n_test=4)
+split = split_pairs(load_pairs("hhh", subsets=["hhh-helpful"]), seed=0, n_fewshot=N_FEWSHOT, n_select=0, n_test=4)
 examples = examples_from_pairs(split.fewshot)
 texts = [scalar_prompt(model, e, TEMPLATE) for e in examples]
 pool = PrefixPool(model)
-extraction = extract_means(model, examples, mode="per_example", template=TEMPLATE, pool=pool, show_progress=False)
+extraction = extract_means(model, examples, reading="icl", n_trials=N_TRIALS, template=TEMPLATE, show_progress=False)
 means = extraction.means
-print(f"{len(examples)} examples ({len(set(texts))} distinct prompts); means {tuple(means.shape)}; the unpatched judge "
-      f"prefers the gold answer on {extraction.gold_accuracy:.0%} of them")
+print(f"{len(examples)} examples ({len(set(texts))} distinct judge prompts); means {tuple(means.shape)} from "
+      f"{extraction.n_prompts} icl prompts; the unpatched judge prefers the query's gold answer on "
+      f"{extraction.gold_accuracy:.0%} of them")
 
 # %%
 assert means.shape == (cfg.n_layers, cfg.n_heads, cfg.d_head) and torch.isfinite(means).all()
 assert [e.label for e in examples[:4]] == [True, False, True, False], "pairs give (chosen: Yes, rejected: No)"
-assert len(pool) == len(set(texts)) == pool.misses, "one prefix per distinct prompt, computed once"
-assert 0.0 <= extraction.gold_accuracy <= 1.0
+assert extraction.n_prompts == N_TRIALS and 0.0 <= extraction.gold_accuracy <= 1.0
 
 # %% [markdown]
 # ## 2. Which heads REINFORCE selects
@@ -101,6 +104,7 @@ print(f"REINFORCE (seed 0) in {time.perf_counter() - t0:.1f} s: {sel.n_heads} he
 display(top_heads(sel.probs, k=10))
 
 # %%
+assert len(pool) == len(set(texts)) == pool.misses, "one prefix per distinct judge prompt, computed once"
 assert sel.prob_trajectory.shape == (STEPS, cfg.n_layers, cfg.n_heads)
 assert torch.equal(sel.prob_trajectory[-1], sel.probs)
 assert float(sel.probs.min()) >= 1e-3 - 1e-7 and float(sel.probs.max()) <= 1 - 1e-3 + 1e-7

@@ -32,7 +32,7 @@ import plotly.io as pio
 from IPython.display import display
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "pyproject.toml").is_file() and (p / "armlens").is_dir())
-os.chdir(ROOT)  # armlens finds ../shared/data/preference from the project root
+os.chdir(ROOT)  # data: ARMLENS_DATA_ROOT, or the cache `armlens data fetch bigbench` fills
 pio.renderers.default = "plotly_mimetype+notebook_connected"
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets; bars are off
 T_START = time.perf_counter()
@@ -51,13 +51,18 @@ from armlens.cli.analysis import build_figures  # noqa: E402  (the exact figure 
 from armlens.data import load_pairs  # noqa: E402
 from armlens.model import load_model  # noqa: E402
 from armlens.patching import mask_labels  # noqa: E402
+from armlens.prompts import JudgeTemplate  # noqa: E402
+from armlens.rm import ARMConfig  # noqa: E402
+from armlens.selection import ReinforceConfig  # noqa: E402
 
 OUT = Path(tempfile.mkdtemp(prefix="armlens-nb03-"))  # results folder (deleted at the end; keep it if you like)
+# The reference ARM of this small run: ARMConfig's defaults, made small (few icl prompts, 20 REINFORCE steps).
+ARM = ARMConfig(n_trials=4, template=JudgeTemplate(max_field_tokens=96),
+                reinforce=ReinforceConfig(steps=20, n_final_eval=8))
 CONFIG = AblationConfig(
-    data="hhh", seeds=[0, 1], n_fewshot=6, limit=8, steps=20, n_final_eval=8, max_field_tokens=96,
-    icl_shots=2, icl_trials=4, attribution_examples=4, gen_max_new_tokens=2,
-    shots=[1, 2, 4], heads=[1, 4, 16, 64], flips=[0.0, 0.5],
-    criteria=["hhh-helpful", "hhh-harmless"], criteria_fewshot=4, bootstrap=200,
+    data="hhh", subsets=["hhh-helpful", "hhh-harmless"], seeds=[0, 1], n_fewshot=8, limit=8, arm=ARM,
+    grid=["selection", "reading", "scoring", "steps", "criteria", "heads"], steps=[10, 20],
+    attribution_examples=4, gen_max_new_tokens=2, heads=[1, 4, 16, 64], bootstrap=200,
 )
 print(OUT)
 
@@ -66,14 +71,15 @@ assert OUT.is_dir() and not any(OUT.iterdir())
 # %% [markdown]
 # ## 1. The grid
 #
-# `plan_cells` lists the cells (axis, series, setting). Per seed, the work is shared: the few-shot activations are
-# captured once and every estimator / shot count / label flip is derived from them; REINFORCE runs once (plus once per
-# flip share and criterion); all cells are then scored in one batched single-token pass per test prompt.
+# `plan_cells` lists the cells (axis, series, setting). Every cell is the reference ARM with one setting changed,
+# fitted through `ActivationRM` (so its heads are selected for the means it patches), or another head set or score
+# reading on the reference fit. Per seed, cells that need the same ARM share one fit, the step-count cells share one
+# REINFORCE run, and all cells are scored as branches of the last token over one prefix per test prompt.
 
 # %%
 model = load_model()
-pairs = load_pairs("hhh")
-cells_planned = plan_cells(CONFIG, model.cfg.n_layers, model.cfg.n_heads, sorted({p.subset for p in pairs}))
+pairs = load_pairs("hhh", subsets=CONFIG.subsets)
+cells_planned = plan_cells(CONFIG, model.cfg.n_layers, model.cfg.n_heads)
 display(pd.Series([c.axis for c in cells_planned]).value_counts().rename("cells").to_frame().T)
 
 # %%
@@ -103,8 +109,9 @@ assert ((cells["ci_low"] <= cells["accuracy"] + 1e-9) & (cells["accuracy"] <= ce
 full = load_cells(OUT, with_scores=True).set_index(["axis", "series", "setting", "seed"])
 for seed in CONFIG.seeds:
     ref = full.loc[("selection", "ARM", "reinforce", seed)]
-    for key in [("scoring", "ARM", "prob"), ("estimator", "ARM", "mean"), ("mode", "ARM", "per_example"),
-                ("shots", "ARM", str(CONFIG.n_fewshot)), ("flip", "ARM", "0")]:
+    # the same reference fit, and the choice after 20 of the steps axis' 20 steps (one run to the longest)
+    for key in [("scoring", "ARM", "prob"), ("reading", "ARM", "icl-lines"), ("criteria", "ARM", "per_criterion"),
+                ("steps", "ARM", "20")]:
         other = full.loc[(*key, seed)]
         assert other["chosen_scores"] == ref["chosen_scores"] and other["rejected_scores"] == ref["rejected_scores"], key
     assert full.loc[("selection", "ARM", "none", seed)]["chosen_scores"] == \
@@ -134,7 +141,7 @@ assert time.perf_counter() - t0 < seconds / 2, "a rerun reads results back inste
 summary = summarize(cells)
 zero_shot = zero_shot_reference(cells)
 print(f"zero-shot judge: {zero_shot[0]:.1%}")
-display(summary[summary["axis"].isin(["selection", "estimator", "mode"])][
+display(summary[summary["axis"].isin(["selection", "reading", "criteria"])][
     ["axis", "setting", "n_seeds", "accuracy", "ci_low", "ci_high", "n_heads"]].round(3))
 
 # %%
@@ -162,19 +169,18 @@ expected = {"heads_selection_probability", "heads_trajectory", "heads_training_c
 assert expected <= set(figures), expected - set(figures)
 for name, fig in figures.items():
     assert fig.layout.title.text, f"{name} has no title"
-# Every head / ablation figure the repository ships in figures/ (the README's) is reproduced here.
-shipped = {p.stem for p in (ROOT / "figures").glob("*.html") if p.stem.startswith(("heads_", "ablation_"))}
-assert shipped <= set(figures), shipped - set(figures)
 assert set(results.seeds) == set(CONFIG.seeds)
-for s in CONFIG.seeds:  # the saved REINFORCE result is the head set the reference cells patched
-    assert mask_labels(results.seeds[s].selections["reference"].mask) == full.loc[("selection", "ARM", "reinforce", s)]["heads"]
+for s in CONFIG.seeds:  # the saved REINFORCE results are the head sets the reference cells patched (per criterion)
+    saved = {h for name, sel in results.seeds[s].selections.items() if name.startswith("criterion-")
+             for h in mask_labels(sel.mask)}
+    assert saved == set(full.loc[("selection", "ARM", "reinforce", s)]["heads"])
 
 # %% [markdown]
 # What each stage contributes, at a glance (categorical axes), then the numeric axes.
 
 # %%
 figures["ablation_overview"].show()
-for axis in ("shots", "heads", "flip"):
+for axis in ("steps", "heads"):
     figures[f"ablation_{axis}"].show()
 
 # %% [markdown]

@@ -22,7 +22,7 @@ from IPython.display import display
 from plotly.subplots import make_subplots
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "pyproject.toml").is_file() and (p / "armlens").is_dir())
-os.chdir(ROOT)  # armlens finds ../shared/data/preference from the project root
+os.chdir(ROOT)  # data: ARMLENS_DATA_ROOT, or the cache `armlens data fetch bigbench` fills
 pio.renderers.default = "plotly_mimetype+notebook_connected"
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets; bars are off
 T_START = time.perf_counter()
@@ -45,19 +45,20 @@ assert (cfg.n_layers, cfg.n_heads) == (30, 9)
 # %% [markdown]
 # ## 1. Mean activations to patch in
 #
-# The means of every head's last-token hook_z over 6 HHH few-shot pairs (12 judge prompts). To use a fitted ARM
-# instead: `rm = ActivationRM.load("my.arm", model); means = rm.means` (and `mask = rm.mask` below).
+# The label-carrying means of one criterion (HHH helpful): every head's last-token hook_z averaged over 8 `icl`
+# extraction prompts, each with an answered Yes and an answered No demonstration and an unanswered query. To use a
+# fitted ARM instead: `rm = ActivationRM.load("my.arm", model); means, mask = rm.fits[criterion].means, ...`.
 
 # %%
-fewshot = split_pairs(load_pairs("hhh"), seed=0, n_fewshot=6, n_select=0).fewshot
-extraction = extract_means(model, examples_from_pairs(fewshot), mode="per_example", template=TEMPLATE,
+fewshot = split_pairs(load_pairs("hhh", subsets=["hhh-helpful"]), seed=0, n_fewshot=6, n_select=0).fewshot
+extraction = extract_means(model, examples_from_pairs(fewshot), reading="icl", n_trials=8, template=TEMPLATE,
                            show_progress=False)
 means = extraction.means
 print(f"means {tuple(means.shape)} from {extraction.n_prompts} prompts")
 
 # %%
 assert means.shape == (cfg.n_layers, cfg.n_heads, cfg.d_head) and torch.isfinite(means).all()
-assert extraction.n_prompts == 2 * len(fewshot)
+assert extraction.n_prompts == 8
 
 # %% [markdown]
 # ## 2. EDIT ME: prompt, response, criterion, heads
