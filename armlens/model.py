@@ -388,7 +388,8 @@ def _tensor_digest(p: torch.Tensor) -> dict[str, Any]:
     """Shape, and sum / sum of squares / first values of a fixed strided sample of up to 4096 entries (float64)."""
     flat = p.detach().reshape(-1)
     k = min(_SAMPLES_PER_TENSOR, flat.numel())
-    idx = torch.linspace(0, flat.numel() - 1, k, device=flat.device).round().long()
+    # integer spacing: float32 linspace rounds the last index past the end on tensors of tens of millions of entries
+    idx = torch.arange(k, device=flat.device, dtype=torch.long) * (flat.numel() - 1) // max(k - 1, 1)
     v = flat[idx].double().cpu()
     return {"shape": list(p.shape), "sum": float(v.sum()), "sumsq": float((v * v).sum()),
             "head": [round(float(x), 6) for x in v[:4]]}

@@ -72,3 +72,22 @@ def test_a_dtype_change_is_tolerated_only_in_the_weight_digest():
     assert M.fingerprint_differences(saved, bf16) == ([], [])
     same_dtype = {**bf16, "dtype": "float32"}
     assert M.fingerprint_differences(saved, same_dtype)[1] == ["weights of w"]
+
+
+def test_digest_of_a_large_tensor_stays_in_bounds():
+    """The default model's embedding has 28,311,552 entries: the strided sample must end at the last one (a float32
+    index grid rounded past the end there)."""
+    big = torch.arange(49152 * 576, dtype=torch.float32).view(49152, 576)
+    d = M._tensor_digest(big)
+    assert d["shape"] == [49152, 576] and d["head"][0] == 0.0
+    flat = big.reshape(-1)
+    idx = torch.arange(4096) * (flat.numel() - 1) // 4095
+    assert int(idx[-1]) == flat.numel() - 1 and d["sum"] == float(flat[idx].double().sum())
+
+
+@pytest.mark.slow
+def test_save_and_load_on_the_default_model(default_model, tmp_path):
+    """The fingerprint of the real model (large embedding, GQA) is computed, saved and matched on load."""
+    path = saved_arm(default_model, tmp_path / "default.arm")
+    loaded = ActivationRM.load(path, default_model)
+    assert loaded.heads == ["L0H1", f"L{default_model.cfg.n_layers - 1}H2"]
