@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# The README's results: ARM against the baselines on LLMBar, HHH, XSTest pairs and HH-RLHF harmless, with the bias
-# suite, 2 seeds (each a new few-shot draw and head selection), bootstrap intervals and paired tests.
-# Resumable: rerun the same command to finish an interrupted run. ~20 min on an idle 2-core CPU.
-# LLMBar, XSTest and HH-RLHF are read from a data root: set ARMLENS_DATA_ROOT (or pass --root DIR after OUT).
+# The README's headline comparison at full size: the ARM (ARMConfig's defaults) against every baseline on every test
+# pair of LLMBar, HHH and XSTest, a seeded 500 of HH-RLHF harmless and TruthfulQA, 5 seeds (each a new few-shot draw
+# and head selection), with the bias suite; bootstrap intervals and paired tests. Hours on 2 cores: resumable (rerun
+# the same command). Results in experiments/eval/ (committed), figures redrawn from them into figures/.
+# Data is read from a data root: set ARMLENS_DATA_ROOT (or pass --root DIR after OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-results/readme-eval}
-.venv/bin/armlens eval --data llmbar,hhh,xstest,hh-rlhf \
-  --methods arm,zero-shot,longer,shorter \
-  --seeds 2 --limit 16 --n-fewshot 12 --n-select 0 --steps 60 --max-field-tokens 96 \
-  --bias length,format,positivity,length-real --out "$OUT" "${@:2}"
-.venv/bin/python - "$OUT" <<'PY'
+OUT=${1:-experiments/eval}
+.venv/bin/armlens eval --data llmbar,hhh,xstest,truthfulqa --limit all --seeds 5 --n-fewshot 16 --n-select 0 \
+  --methods arm,mean-ablation,zero-shot,few-shot-icl,longer,shorter,probe,steering,savs,implicit \
+  --out "$OUT" "${@:2}"
+.venv/bin/armlens eval --data hh-rlhf --limit 500 --seeds 5 --n-fewshot 16 --n-select 0 \
+  --methods arm,mean-ablation,zero-shot,few-shot-icl,longer,shorter,probe,steering,savs,implicit \
+  --out "$OUT-hh-rlhf" "${@:2}"
+.venv/bin/python - "$OUT" "$OUT-hh-rlhf" <<'PY'
 import json, sys
 from armlens.plots import find_browser, plot_method_accuracy, write_figures
-summary = json.load(open(f"{sys.argv[1]}/summary.json"))
-figs = {f"eval_{name.replace('-', '_')}": plot_method_accuracy(summary, name) for name in summary["results"]}
+figs = {}
+for folder in sys.argv[1:]:
+    summary = json.load(open(f"{folder}/summary.json"))
+    figs |= {f"eval_{name.replace('-', '_')}": plot_method_accuracy(summary, name) for name in summary["results"]}
 formats = ("png", "html") if find_browser() else ("html",)
 for path in write_figures(figs, "figures", formats=formats):
     print("wrote", path)
