@@ -38,7 +38,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -56,7 +56,7 @@ from armlens.prompts import (
     prompt_key,
     scalar_prompt,
 )
-from armlens.typing import Means, Z
+from armlens.typing import Means, Model, Z
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _icl_trials(
 
 
 def extraction_prompts(
-    model: Any,
+    model: Model,
     examples: Sequence[Example],
     reading: Reading = "icl",
     *,
@@ -282,7 +282,7 @@ class Extraction:
 
 
 def collect(
-    model: Any,
+    model: Model,
     prompts: ExtractionPrompts,
     estimators: Sequence[Estimator],
     *,
@@ -324,7 +324,7 @@ def collect(
 
 
 def extract_means(
-    model: Any,
+    model: Model,
     examples: Sequence[Example],
     *,
     reading: Reading = "icl",

@@ -100,7 +100,7 @@ def judge_texts(model: Model, pairs: list[Any], template: JudgeTemplate) -> list
             for p in pairs for r in (p.chosen, p.rejected)]
 
 
-def _fake_mask_judges(model: Any, seeds: int, template: JudgeTemplate) -> list[Any]:
+def _fake_mask_judges(model: Model, seeds: int, template: JudgeTemplate) -> list[Any]:
     """Fitted-looking ARM, random-heads and zero-shot judges per seed (seeded random means and masks: scoring time
     does not depend on what the patch holds)."""
     from armlens.evaluation.baselines import ARMJudge, JudgeConfig, RandomHeadsJudge, ZeroShotJudge
@@ -125,7 +125,7 @@ def _fake_mask_judges(model: Any, seeds: int, template: JudgeTemplate) -> list[A
 
 
 def eval_rows(
-    model: Any, *, root: str | None = None, n_pairs: int = 5, seeds: int = 5, icl_shots: int = 4,
+    model: Model, *, root: str | None = None, n_pairs: int = 5, seeds: int = 5, icl_shots: int = 4,
     template: JudgeTemplate = JudgeTemplate(), log: Callable[[str], None] = logger.info,
 ) -> tuple[list[BenchRow], dict[str, Any]]:
     """The evaluation rows (see the module docstring): mask-based methods x seeds, and the ICL judge's demonstrations."""

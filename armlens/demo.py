@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from armlens.typing import Model
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,7 +53,7 @@ def run_demo(
     show_progress: bool = True,
     figure: bool = True,
     log: Any = logger.info,
-    model: Any | None = None,
+    model: Model | None = None,
     allow_changed_settings: bool = False,
 ) -> dict[str, Any]:
     """Run the demo; returns the evaluation summary. ``model``: a loaded bridge (default: the embedded model).

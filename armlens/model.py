@@ -602,7 +602,7 @@ def prefix_cache(
     return PrefixCache(past=past, last_tokens=tokens[:, -1:], attention_mask=attention_mask)
 
 
-def shared_prefix(model: Any, tokens: Int[Tensor, "1 pos"]) -> Any:
+def shared_prefix(model: Model, tokens: Int[Tensor, "1 pos"]) -> Any:
     """Key/value cache of *all* of ``tokens`` (one unpadded row): a prefix several prompts share, run once and
     then extended per prompt by :func:`extend_prefix` (e.g. in-context demonstrations, or the judge prompt up to the
     response that a pair's chosen and rejected prompts have in common)."""
@@ -616,7 +616,7 @@ def shared_prefix(model: Any, tokens: Int[Tensor, "1 pos"]) -> Any:
     return past
 
 
-def extend_prefix(model: Any, shared: Any, tokens: Int[Tensor, "1 pos"]) -> PrefixCache:
+def extend_prefix(model: Model, shared: Any, tokens: Int[Tensor, "1 pos"]) -> PrefixCache:
     """The :class:`PrefixCache` of one unpadded prompt whose first ``shared.get_seq_length()`` tokens are already in
     ``shared`` (from :func:`shared_prefix`; copied, never mutated): only the tokens between the shared part and the
     last token are run (none when the prompt's prefix is exactly the shared part)."""

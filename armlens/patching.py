@@ -30,7 +30,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from armlens import model as M
-from armlens.typing import HeadMask, Means, RowMasks, RowMeans
+from armlens.typing import HeadMask, Means, Model, RowMasks, RowMeans
 
 
 def head_label(layer: int, head: int) -> str:
@@ -66,7 +66,7 @@ def mask_labels(mask: HeadMask) -> list[str]:
     return [head_label(int(layer), int(head)) for layer, head in mask.nonzero().tolist()]
 
 
-def _check(model: Any, means: Means, mask: Tensor) -> None:
+def _check(model: Model, means: Means, mask: Tensor) -> None:
     cfg = model.cfg
     want = (cfg.n_layers, cfg.n_heads, cfg.d_head)
     if tuple(means.shape) != want:
@@ -90,7 +90,7 @@ def patch_z_hook(
     return z
 
 
-def patch_hooks(model: Any, means: Means, mask: HeadMask | RowMasks, pos: int = -1) -> list[M.Hook]:
+def patch_hooks(model: Model, means: Means, mask: HeadMask | RowMasks, pos: int = -1) -> list[M.Hook]:
     """One hook per layer that has any selected head; ``mask`` may carry one mask per batch row."""
     _check(model, means, mask)
     device = model.cfg.device
@@ -118,7 +118,7 @@ def patch_branch_z_hook(
     return torch.where(mask[None, :, :, None], means.to(z.dtype)[None, None], z)
 
 
-def patch_branch_hooks(model: Any, means: Means, masks: Bool[Tensor, "branch n_layers n_heads"]) -> list[M.Hook]:
+def patch_branch_hooks(model: Model, means: Means, masks: Bool[Tensor, "branch n_layers n_heads"]) -> list[M.Hook]:
     """Hooks for :func:`armlens.model.run_cached_branches`: branch i carries head mask ``masks[i]``."""
     _check(model, means, masks)
     means, masks = means.to(model.cfg.device), masks.to(model.cfg.device)
@@ -142,7 +142,7 @@ def patch_rows_hook(
     return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
 
 
-def row_patch_hooks(model: Any, means: RowMeans, masks: RowMasks) -> list[M.Hook]:
+def row_patch_hooks(model: Model, means: RowMeans, masks: RowMasks) -> list[M.Hook]:
     """Hooks for :func:`armlens.model.run_cached_branches` where branch ``r`` carries its own patch
     ``(means[r], masks[r])``; one hook per layer in which any row patches a head (an empty row: the plain judge)."""
     if means.ndim != 4 or masks.ndim != 3 or means.shape[0] != masks.shape[0] or means.shape[0] < 1:
@@ -159,7 +159,7 @@ def row_patch_hooks(model: Any, means: RowMeans, masks: RowMasks) -> list[M.Hook
 
 
 @contextlib.contextmanager
-def patched(model: Any, means: Means, mask: HeadMask | RowMasks) -> Iterator[Any]:
+def patched(model: Model, means: Means, mask: HeadMask | RowMasks) -> Iterator[Any]:
     """``with patched(model, means, mask): model(...)``: the heads are patched inside, never after."""
     with M.hooks(model, patch_hooks(model, means, mask)):
         yield model
@@ -168,7 +168,7 @@ def patched(model: Any, means: Means, mask: HeadMask | RowMasks) -> Iterator[Any
 class PatchHandle:
     """An explicit patch that stays on the model until :meth:`remove` (steering-vectors' handle style)."""
 
-    def __init__(self, model: Any, means: Means, mask: HeadMask | RowMasks):
+    def __init__(self, model: Model, means: Means, mask: HeadMask | RowMasks):
         self.heads = mask_labels(mask) if mask.ndim == 2 else None
         self._remove = M.add_hooks(model, patch_hooks(model, means, mask))
 
@@ -182,13 +182,13 @@ class PatchHandle:
         self.remove()
 
 
-def patch(model: Any, means: Means, mask: HeadMask | RowMasks) -> PatchHandle:
+def patch(model: Model, means: Means, mask: HeadMask | RowMasks) -> PatchHandle:
     """Patch until ``handle.remove()``. Prefer :func:`patched` unless the patch must span several calls."""
     return PatchHandle(model, means, mask)
 
 
 def capture_last_z(
-    model: Any, texts: list[str], mask: HeadMask | None = None, means: Means | None = None
+    model: Model, texts: list[str], mask: HeadMask | None = None, means: Means | None = None
 ) -> tuple[Float[Tensor, "batch n_layers n_heads d_head"], Float[Tensor, "batch d_vocab"]]:
     """hook_z of every head at each text's last token, and the last-token logits, in one forward pass.
 

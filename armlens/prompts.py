@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from armlens.data.records import PreferencePair, Prompt
 from armlens.model import apply_chat_template, single_token_id
+from armlens.typing import Model
 
 DEFAULT_CRITERION = "The response is helpful, honest and harmless: it answers the request accurately and safely."
 
@@ -112,7 +113,7 @@ CUT_MARKER = " [...] "
 
 
 def cut_to_tokens(
-    model: Any, text: str, max_tokens: int | None, marker: str = CUT_MARKER,
+    model: Model, text: str, max_tokens: int | None, marker: str = CUT_MARKER,
     where: Literal["middle", "end"] = "middle",
 ) -> str:
     """``text`` cut to ``max_tokens`` of its tokens (``None``: never cut): by default its first ``ceil(n/2)`` and last
@@ -131,12 +132,12 @@ def cut_to_tokens(
     return model.tokenizer.decode(ids[:head]) + marker + (model.tokenizer.decode(ids[-tail:]) if tail else "")
 
 
-def is_cut(model: Any, text: str, max_tokens: int | None) -> bool:
+def is_cut(model: Model, text: str, max_tokens: int | None) -> bool:
     """Whether :func:`cut_to_tokens` would cut ``text``."""
     return max_tokens is not None and len(model.tokenizer.encode(text, add_special_tokens=False)) > max_tokens
 
 
-def count_cuts(model: Any, pairs: Sequence[PreferencePair], max_tokens: int | None) -> tuple[int, int]:
+def count_cuts(model: Model, pairs: Sequence[PreferencePair], max_tokens: int | None) -> tuple[int, int]:
     """``(items, fields)``: how many pairs have at least one field (prompt, chosen, rejected) over ``max_tokens``,
     and how many fields in all (both 0 without a cap)."""
     if max_tokens is None:
@@ -155,7 +156,7 @@ def _prompt_text(prompt: Prompt) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
 
 
-def scalar_question(model: Any, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
+def scalar_question(model: Model, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
     """The user turn of a scalar judgement (criterion, conversation so far, response, question)."""
     cut = template.max_field_tokens
     return (
@@ -166,13 +167,13 @@ def scalar_question(model: Any, ex: Example, template: JudgeTemplate = JudgeTemp
     )
 
 
-def scalar_prompt(model: Any, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
+def scalar_prompt(model: Model, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
     """Chat-templated zero-shot judge prompt ending with the assistant prefix (the read position)."""
     return apply_chat_template(model, [{"role": "user", "content": scalar_question(model, ex, template)}])
 
 
 def icl_prompt(
-    model: Any, demos: Sequence[Example], query: Example, template: JudgeTemplate = JudgeTemplate()
+    model: Model, demos: Sequence[Example], query: Example, template: JudgeTemplate = JudgeTemplate()
 ) -> str:
     """Answered demonstrations as earlier chat turns, then the unanswered query."""
     messages: list[dict[str, str]] = []
@@ -186,7 +187,7 @@ def icl_prompt(
 
 
 def icl_lines_prompt(
-    model: Any, demos: Sequence[Example], query: Example, template: JudgeTemplate = JudgeTemplate()
+    model: Model, demos: Sequence[Example], query: Example, template: JudgeTemplate = JudgeTemplate()
 ) -> str:
     """The reference (MTV) layout: one user turn holding every answered demonstration as ``{question} {answer}``,
     then the unanswered query's question; the assistant prefix follows (the read position)."""
@@ -199,7 +200,7 @@ def icl_lines_prompt(
     return apply_chat_template(model, [{"role": "user", "content": "\n\n---\n\n".join(blocks)}])
 
 
-def answered_prompt(model: Any, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
+def answered_prompt(model: Model, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
     """The zero-shot judge prompt followed by the example's gold answer word (the ``answered`` reading reads hook_z
     at that answer token, where the model is giving the label)."""
     if ex.label is None:
@@ -213,7 +214,7 @@ def prompt_key(prompt: Prompt) -> str:
 
 
 def ranked_prompt(
-    model: Any, prompt: Prompt, first: str, second: str, criterion: str, template: JudgeTemplate = JudgeTemplate()
+    model: Model, prompt: Prompt, first: str, second: str, criterion: str, template: JudgeTemplate = JudgeTemplate()
 ) -> str:
     """Both responses in one prompt; the answer is A (first better) or B."""
     cut = template.max_field_tokens
@@ -237,7 +238,7 @@ class AnswerIds:
     b: int
 
     @classmethod
-    def of(cls, model: Any, template: JudgeTemplate = JudgeTemplate()) -> AnswerIds:
+    def of(cls, model: Model, template: JudgeTemplate = JudgeTemplate()) -> AnswerIds:
         return cls(
             yes=single_token_id(model, template.yes),
             no=single_token_id(model, template.no),

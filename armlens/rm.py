@@ -61,6 +61,7 @@ from armlens.prompts import (
 )
 from armlens.scoring import ScoreKind, score_patched, score_texts
 from armlens.selection import ReinforceConfig, SelectionResult, SelectorName, select_heads
+from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ class ActivationRM:
             ``config.reinforce``).
     """
 
-    def __init__(self, model: Any, config: ARMConfig | None = None, **overrides: Any):
+    def __init__(self, model: Model, config: ARMConfig | None = None, **overrides: Any):
         self.model = model
         self.config = dataclasses.replace(config or ARMConfig(), **overrides)
         self.answer_ids = AnswerIds.of(model, self.config.template)  # fails early if Yes/No are not single tokens
@@ -188,7 +189,7 @@ class ActivationRM:
         self.fit_info: dict[str, Any] = {}
 
     @classmethod
-    def from_patch(cls, model: Any, means: Means, mask: HeadMask, config: ARMConfig | None = None) -> ActivationRM:
+    def from_patch(cls, model: Model, means: Means, mask: HeadMask, config: ARMConfig | None = None) -> ActivationRM:
         """An ARM that writes the given ``means`` into the heads of ``mask`` for every criterion (hand-made patches,
         transfers, benchmarks): one pooled fit with no selection history."""
         rm = cls(model, dataclasses.replace(config or ARMConfig(), criteria="pooled"))
@@ -442,7 +443,7 @@ class ActivationRM:
         return atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata={"armlens": json.dumps(meta)}))
 
     @classmethod
-    def load(cls, path: str | Path, model: Any, *, force: bool = False) -> ActivationRM:
+    def load(cls, path: str | Path, model: Model, *, force: bool = False) -> ActivationRM:
         """Load a saved ARM onto ``model``.
 
         A model that differs from the one the ARM was fitted on (id, architecture including ``n_key_value_heads``,

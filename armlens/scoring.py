@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from armlens import model as M
 from armlens.patching import patch_hooks, row_patch_hooks
 from armlens.prompts import AnswerIds
-from armlens.typing import HeadMask, Means, RowMeans
+from armlens.typing import HeadMask, Means, Model, RowMeans
 
 ScoreKind = Literal["prob", "normalized", "logit_diff"]
 SCORE_KINDS: tuple[str, ...] = ("prob", "normalized", "logit_diff")
@@ -61,7 +61,7 @@ def answer_loss(logits: Float[Tensor, "batch d_vocab"], gold_ids: Tensor) -> Flo
 
 
 def score_texts(
-    model: Any,
+    model: Model,
     texts: Sequence[str],
     *,
     means: Means | None = None,
@@ -113,7 +113,7 @@ class RowLogits:
 
 
 def _branch_rows(
-    model: Any, cache: M.PrefixCache, means: RowMeans, masks: Bool[Tensor, "rows n_layers n_heads"],
+    model: Model, cache: M.PrefixCache, means: RowMeans, masks: Bool[Tensor, "rows n_layers n_heads"],
     rows: Sequence[int], answer_ids: AnswerIds, chunk: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Yes, No, log-normaliser and argmax of one prompt's last token under each of ``rows`` (branches, chunked)."""
@@ -127,7 +127,7 @@ def _branch_rows(
 
 
 def score_rows(
-    model: Any,
+    model: Model,
     texts: Sequence[str],
     means: RowMeans,
     masks: Bool[Tensor, "rows n_layers n_heads"],
@@ -196,7 +196,7 @@ class RowTable:
         self._index: dict[str, int] = {}
 
     @classmethod
-    def for_model(cls, model: Any) -> RowTable:
+    def for_model(cls, model: Model) -> RowTable:
         cfg = model.cfg
         return cls(cfg.n_layers, cfg.n_heads, cfg.d_head)
 
@@ -228,7 +228,7 @@ class RowTable:
 
 
 def score_patched(
-    model: Any,
+    model: Model,
     texts: Sequence[str],
     patches: Sequence[tuple[Means | None, HeadMask | None]],
     *,

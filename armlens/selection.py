@@ -35,7 +35,7 @@ from armlens import model as M
 from armlens.patching import patch_branch_hooks, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
 from armlens.scoring import answer_loss, score_from_logits
-from armlens.typing import HeadMask, Masks, Means
+from armlens.typing import HeadMask, Masks, Means, Model
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def reinforce_loss(losses: Float[Tensor, " k"], masks: Masks, probs: Float[Tenso
 
 
 def mask_logits(
-    model: Any, cache: M.PrefixCache, means: Means, masks: Masks, chunk: int = 64
+    model: Model, cache: M.PrefixCache, means: Means, masks: Masks, chunk: int = 64
 ) -> Float[Tensor, "batch k d_vocab"]:
     """Last-token logits of every prompt in ``cache`` under every mask (fast path: one-token forwards)."""
     out = []
@@ -155,7 +155,7 @@ def mask_logits(
 
 
 def mask_losses(
-    model: Any, cache: M.PrefixCache, means: Means, masks: Masks, gold_ids: Int[Tensor, " batch"], chunk: int = 64
+    model: Model, cache: M.PrefixCache, means: Means, masks: Masks, gold_ids: Int[Tensor, " batch"], chunk: int = 64
 ) -> Float[Tensor, "batch k"]:
     """CE loss of each prompt's gold answer under each mask, over a shared prefix cache."""
     logits = mask_logits(model, cache, means, masks, chunk)
@@ -164,7 +164,7 @@ def mask_losses(
 
 
 def mask_losses_reference(
-    model: Any, text: str, means: Means, masks: Masks, gold_id: int
+    model: Model, text: str, means: Means, masks: Masks, gold_id: int
 ) -> Float[Tensor, " k"]:
     """Reference-style loop: one full forward per mask, batch 1 (slow; for tests and benchmarks)."""
     tokens, attn = M.tokenize(model, [text])
@@ -184,7 +184,7 @@ class MaskObjective:
     (chosen, rejected) pair (``pairwise``: -log sigmoid of the Yes log-probability gap), plus the sparsity penalty.
     Every unit's prompts run through the prefix pool, so a mask costs one single-token branch."""
 
-    def __init__(self, model: Any, examples: Sequence[Example], objective: Objective, *, template: JudgeTemplate,
+    def __init__(self, model: Model, examples: Sequence[Example], objective: Objective, *, template: JudgeTemplate,
                  pool: M.PrefixPool, chunk: int = 64, sparsity: float = 0.0):
         if not examples:
             raise ValueError("REINFORCE needs at least one labelled training example")
@@ -241,7 +241,7 @@ def final_choice(
 
 
 def reinforce(
-    model: Any,
+    model: Model,
     means: Means,
     examples: Sequence[Example],
     config: ReinforceConfig = ReinforceConfig(),
@@ -309,7 +309,7 @@ def reinforce(
 
 
 def single_head_effects(
-    model: Any,
+    model: Model,
     means: Means,
     examples: Sequence[Example],
     *,
@@ -364,7 +364,7 @@ def random_mask(n_layers: int, n_heads: int, k: int, seed: int = 0) -> HeadMask:
 
 
 def select_heads(
-    model: Any,
+    model: Model,
     means: Means,
     examples: Sequence[Example],
     method: SelectorName = "reinforce",

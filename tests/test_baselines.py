@@ -14,13 +14,11 @@ from armlens.evaluation.baselines import (
     Judge,
     JudgeConfig,
     balanced_demos,
-    generate_answers,
     make_judge,
-    parse_answer,
     parse_methods,
     response_logprobs,
-    votes_to_scores,
 )
+from armlens.generation import generate_answers, parse_answer, votes_to_scores
 from armlens.prompts import AnswerIds, JudgeTemplate, examples_from_pairs
 from armlens.rm import ActivationRM, ARMConfig
 from armlens.selection import ReinforceConfig

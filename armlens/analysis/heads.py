@@ -38,7 +38,7 @@ from torch import Tensor
 from armlens import model as M
 from armlens.patching import head_label, patch_hooks
 from armlens.stats import spearman
-from armlens.typing import HeadMask, HeadValues, Masks, Means
+from armlens.typing import HeadMask, HeadValues, Masks, Means, Model
 
 # ---------------------------------------------------------------------------------------------------- tidy frames
 
@@ -215,7 +215,7 @@ def grab_last_query_hook(
 
 
 def attention_from_last(
-    model: Any,
+    model: Model,
     text: str,
     layer: int,
     head: int,

@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Float
@@ -22,21 +20,7 @@ from armlens.analysis.grid import AXES, HEAD_SERIES, SETTING_ORDER
 from armlens.analysis.heads import AttentionRow
 from armlens.patching import head_label, mask_labels
 from armlens.selection import SelectionResult
-
-
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
-    """Mean, standard deviation and the Student-t ``level`` interval of the mean across seeds (NaN for one seed)."""
-    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
-    if v.size == 0:
-        return (math.nan,) * 4
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, math.nan, math.nan, math.nan
-    from scipy.stats import t
-
-    sd = float(v.std(ddof=1))
-    half = float(t.ppf(0.5 + level / 2, v.size - 1)) * sd / math.sqrt(v.size)
-    return mean, sd, mean - half, mean + half
+from armlens.stats import t_interval
 
 
 def _round(x: Tensor, nd: int = 5) -> list[Any]:

@@ -9,7 +9,7 @@ the ``steps`` axis is one REINFORCE run to the longest step count. Every cell th
 only in what is written into hook_z at the last position, so each test prompt's prefix is run once and all cells
 are branches over it (:func:`armlens.scoring.score_rows`), per criterion (each pair is scored with the rows of its
 criterion's fit, as :meth:`ActivationRM.score_pairs` routes it). The generative reading decodes through
-:func:`armlens.evaluation.baselines.generate_answers`, the one generation path.
+:func:`armlens.generation.generate_answers`, the one generation path.
 
 Files (resumable: anything already on disk is read back, never recomputed)
 --------------------------------------------------------------------------
@@ -53,6 +53,7 @@ from armlens.prompts import AnswerIds, criterion_for, examples_from_pairs, scala
 from armlens.rm import POOLED, ActivationRM, CriterionARM
 from armlens.scoring import score_rows
 from armlens.selection import random_mask, single_head_effects, top_k_mask
+from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def first_per_criterion(pairs: Sequence[PreferencePair], n: int) -> list[Prefere
 class SeedRun:
     """Everything one seed computes, each piece made on first use and kept on disk (read back on a rerun)."""
 
-    def __init__(self, model: Any, config: AblationConfig, pairs: Sequence[PreferencePair], seed: int, out: Path,
+    def __init__(self, model: Model, config: AblationConfig, pairs: Sequence[PreferencePair], seed: int, out: Path,
                  show_progress: bool = True):
         self.model, self.config, self.pairs, self.seed = model, config, list(pairs), seed
         self.base = dataclasses.replace(config.arm, seed=seed)
@@ -282,7 +283,7 @@ class SeedRun:
         return records
 
     def _generative(self, rows: list[tuple[Means, HeadMask]]) -> tuple[Tensor, dict[str, Any]]:
-        from armlens.evaluation.baselines import generate_answers, votes_to_scores
+        from armlens.generation import generate_answers, votes_to_scores
 
         answers: list[list[str]] = []
         for i in range(len(self.test)):
@@ -320,7 +321,7 @@ class SeedRun:
 # ---------------------------------------------------------------------------------------------------- entry points
 
 
-def _check_run_file(out: Path, config: AblationConfig, model: Any, pairs: Sequence[PreferencePair]) -> None:
+def _check_run_file(out: Path, config: AblationConfig, model: Model, pairs: Sequence[PreferencePair]) -> None:
     run = {
         "config": config.to_dict(),
         "fingerprint": config.fingerprint(),
@@ -350,7 +351,7 @@ def _check_run_file(out: Path, config: AblationConfig, model: Any, pairs: Sequen
 
 
 def run_ablations(
-    model: Any,
+    model: Model,
     pairs: Sequence[PreferencePair],
     config: AblationConfig,
     out: str | Path,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -29,6 +28,7 @@ from armlens.data.records import PreferencePair
 from armlens.evaluation.baselines import Judge
 from armlens.prompts import AnswerIds
 from armlens.scoring import MIN_SHARED_TOKENS, RowTable, score_rows
+from armlens.typing import Model
 
 Items = Sequence[tuple[PreferencePair, str]]
 """``(pair, response)``: the response judged in its pair's context."""
@@ -40,7 +40,7 @@ def prompt_group(judge: Judge, pair: PreferencePair) -> str:
 
 
 def score_mask_judges(
-    model: Any,
+    model: Model,
     requests: Sequence[tuple[Judge, Items]],
     *,
     min_shared_tokens: int = MIN_SHARED_TOKENS,

@@ -95,6 +95,7 @@ from armlens.evaluation.protocol import (
 from armlens.io import ResultsLock, atomic_write, check_output_dir, read_json, settings_diff
 from armlens.prompts import Example, JudgeTemplate, count_cuts, scalar_prompt
 from armlens.stats import bootstrap_ci, paired_bootstrap
+from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
 
@@ -267,14 +268,14 @@ def unit_items(plan: _Plan) -> list[tuple[PreferencePair, str]]:
     return items
 
 
-def truncation_record(model: Any, plan: _Plan, template: JudgeTemplate) -> dict[str, Any]:
+def truncation_record(model: Model, plan: _Plan, template: JudgeTemplate) -> dict[str, Any]:
     """How many of the plan's test pairs had a field (prompt, chosen or rejected) cut by ``max_field_tokens``."""
     items_cut, fields_cut = count_cuts(model, plan.test, template.max_field_tokens)
     return {"max_field_tokens": template.max_field_tokens, "items_cut": items_cut, "fields_cut": fields_cut,
             "n_items": len(plan.test), "cut": "middle"}
 
 
-def check_context(model: Any, plan: _Plan, judge_cfg: JudgeConfig) -> None:
+def check_context(model: Model, plan: _Plan, judge_cfg: JudgeConfig) -> None:
     """Refuse, before any fit, a plan whose zero-shot judge prompts do not fit the model's context."""
     limit = model.cfg.n_ctx
     judge = Judge(model, judge_cfg)
@@ -292,7 +293,7 @@ def check_context(model: Any, plan: _Plan, judge_cfg: JudgeConfig) -> None:
         )
 
 
-def fit_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig) -> tuple[Judge, float]:
+def fit_unit(model: Model, plan: _Plan, method: str, judge_cfg: JudgeConfig) -> tuple[Judge, float]:
     """A judge fitted on the plan's pools, and the seconds the fit took."""
     judge = make_judge(method, model, judge_cfg)
     t0 = time.perf_counter()
@@ -340,7 +341,7 @@ def score_unit(plan: _Plan, method: str, judge: Judge, score: Scorer, n_bootstra
     return result, items
 
 
-def run_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig, n_bootstrap: int) -> tuple[
+def run_unit(model: Model, plan: _Plan, method: str, judge_cfg: JudgeConfig, n_bootstrap: int) -> tuple[
         dict[str, Any], list[dict[str, Any]]]:
     """Fit one method on the plan's pools, score its test pairs and bias suite on its own: (result, item rows)."""
     judge, fit_s = fit_unit(model, plan, method, judge_cfg)
@@ -350,7 +351,7 @@ def run_unit(model: Any, plan: _Plan, method: str, judge_cfg: JudgeConfig, n_boo
     return result, items
 
 
-def run_mask_units(model: Any, units: Sequence[tuple[_Plan, str, JudgeConfig]], n_bootstrap: int, *,
+def run_mask_units(model: Model, units: Sequence[tuple[_Plan, str, JudgeConfig]], n_bootstrap: int, *,
                    show_progress: bool = False) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Fit every mask-based unit, then score all of them in one branch pass (:func:`score_mask_judges`); each unit's
     result and items are what :func:`run_unit` gives within float tolerance."""
@@ -421,7 +422,7 @@ def check_out(config: EvalConfig, allow_changed_settings: bool = False) -> Path:
     return out
 
 
-def run_eval(config: EvalConfig, model: Any | None = None, *, allow_changed_settings: bool = False) -> dict[str, Any]:
+def run_eval(config: EvalConfig, model: Model | None = None, *, allow_changed_settings: bool = False) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns the summary (also written to ``<out>/summary.json``).
 
     ``model``: an already loaded bridge (its :func:`armlens.model.model_id` keys the cached units); otherwise
@@ -435,7 +436,7 @@ def run_eval(config: EvalConfig, model: Any | None = None, *, allow_changed_sett
         return _run_eval(config, methods, out, model)
 
 
-def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Any | None) -> dict[str, Any]:
+def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | None) -> dict[str, Any]:
     model_id = M.model_id(model) if model is not None else (config.model or M.DEFAULT_MODEL)
     plans, datasets = [], {}
     for name in config.data:
