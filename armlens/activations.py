@@ -81,19 +81,22 @@ class ExtractionPrompts:
     """Where the unpatched judge's answer logits are (1: the read position; 2: the token before, ``answered``)."""
     pooled: bool = False
     """The texts are REINFORCE's own zero-shot prompts (their prefix caches can be shared)."""
+    sibling_queries: int = 0
+    """``icl`` prompts whose query had to share its prompt with the demonstrations (see :func:`_icl_trials`)."""
 
 
 def _icl_trials(
     examples: Sequence[Example], shots: int, n_trials: int, rng: random.Random
-) -> list[tuple[list[int], int]]:
-    """``n_trials`` draws of (demonstration indices, query index): the query first (its gold answer alternating
-    Yes/No where both are possible), then ``shots`` Yes and ``shots`` No demonstrations, shuffled, from prompts other
-    than the query's (never a sibling or a duplicate of the query)."""
+) -> tuple[list[tuple[list[int], int]], int]:
+    """``n_trials`` draws of (demonstration indices, query index), and how many queries had to share a prompt.
+
+    The query is drawn first (its gold answer alternating Yes/No where both are possible), then ``shots`` Yes and
+    ``shots`` No demonstrations, shuffled, from prompts other than the query's (never a sibling or a duplicate of
+    the query). Only when no such draw exists (every labelled example shares one prompt, as a small few-shot draw of
+    HHH can, one dialogue holding many responses) is the query another response to the demonstrations' prompt: never
+    a demonstration itself, never a duplicate of one; those trials are counted and logged."""
     keys = [prompt_key(e.prompt) for e in examples]
-    if len(set(keys)) < 2:
-        raise ValueError("icl extraction needs labelled examples from at least two prompts (the query's prompt must "
-                         "differ from every demonstration's); add few-shot pairs")
-    trials = []
+    trials, siblings = [], 0
     for t in range(n_trials):
         want = t % 2 == 0  # alternate the query's gold answer, so the mean does not lean to one class
         candidates = [i for i, e in enumerate(examples) if bool(e.label) == want] or list(range(len(examples)))
@@ -102,14 +105,26 @@ def _icl_trials(
             pos = [i for i, e in enumerate(examples) if e.label and keys[i] != keys[q]]
             neg = [i for i, e in enumerate(examples) if not e.label and keys[i] != keys[q]]
             if len(pos) >= shots and len(neg) >= shots:
+                demos = rng.sample(pos, shots) + rng.sample(neg, shots)
                 break
         else:
-            raise ValueError(f"icl extraction with {shots} shot(s) per class needs, beside any query's prompt, at "
-                             f"least {shots} Yes and {shots} No examples; use fewer shots or more few-shot pairs")
-        demos = rng.sample(pos, shots) + rng.sample(neg, shots)
+            for q in order:  # the fallback: same prompt, other response
+                pos = [i for i, e in enumerate(examples) if e.label and examples[i].response != examples[q].response]
+                neg = [i for i, e in enumerate(examples) if not e.label and examples[i].response != examples[q].response]
+                if len(pos) >= shots and len(neg) >= shots:
+                    demos = rng.sample(pos, shots) + rng.sample(neg, shots)
+                    siblings += 1
+                    break
+            else:
+                raise ValueError(f"icl extraction with {shots} shot(s) per class needs, beside any query, at least "
+                                 f"{shots} Yes and {shots} No examples with other responses; use fewer shots or more "
+                                 "few-shot pairs")
         rng.shuffle(demos)
         trials.append((demos, q))
-    return trials
+    if siblings:
+        logger.warning("icl extraction: %d of %d queries share their prompt with the demonstrations (the few-shot "
+                       "examples of this criterion come from %d prompt(s))", siblings, n_trials, len(set(keys)))
+    return trials, siblings
 
 
 def extraction_prompts(
@@ -147,10 +162,11 @@ def extraction_prompts(
         raise ValueError(f"unknown icl layout {layout!r}; choose 'lines' or 'turns'")
     render = icl_lines_prompt if layout == "lines" else icl_prompt
     texts, qgold = [], []
-    for demos, q in _icl_trials(examples, shots, n_trials, random.Random(seed)):
+    trials, siblings = _icl_trials(examples, shots, n_trials, random.Random(seed))
+    for demos, q in trials:
         texts.append(render(model, [examples[i] for i in demos], examples[q], template))
         qgold.append(gold[q])
-    return ExtractionPrompts(texts, qgold)
+    return ExtractionPrompts(texts, qgold, sibling_queries=siblings)
 
 
 # ---------------------------------------------------------------------------------------------------- estimators
@@ -279,6 +295,8 @@ class Extraction:
     """Extraction prompts folded in."""
     gold_accuracy: float
     """Share of extraction prompts whose unpatched answer (Yes vs No) matched the gold label (an ICL sanity check)."""
+    sibling_queries: int = 0
+    """``icl`` prompts whose query shares its prompt with the demonstrations (only when no other draw exists)."""
 
 
 def collect(
@@ -344,4 +362,5 @@ def extract_means(
     est = make_estimator(estimator) if isinstance(estimator, str) else estimator
     acc = collect(model, prompts, [est], answer_ids=AnswerIds.of(model, template), batch_size=batch_size,
                   show_progress=show_progress, pool=pool)
-    return Extraction(means=est.result(), n_prompts=len(prompts.texts), gold_accuracy=acc)
+    return Extraction(means=est.result(), n_prompts=len(prompts.texts), gold_accuracy=acc,
+                      sibling_queries=prompts.sibling_queries)

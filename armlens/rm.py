@@ -290,6 +290,7 @@ class ActivationRM:
             "n_validation_examples": len(val),
             "n_extraction_prompts": extraction.n_prompts,
             "extraction_gold_accuracy": extraction.gold_accuracy,
+            "extraction_sibling_queries": extraction.sibling_queries,
             "timings_s": {"extraction": t_extract, **selection.timings},
         }
         return CriterionARM(key, extraction.means, selection.mask, selection, info)

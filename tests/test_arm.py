@@ -237,10 +237,18 @@ def test_icl_extraction_prompts_are_balanced_and_seeded(tiny, layout):
         extraction_prompts(tiny, [], "icl")
     with pytest.raises(ValueError, match="at least 3 Yes and 3 No"):
         extraction_prompts(tiny, exs[:4], "icl", shots=3)
-    with pytest.raises(ValueError, match="at least two prompts"):
-        extraction_prompts(tiny, exs[:2], "icl", shots=1)
     two = extraction_prompts(tiny, exs[:4], "icl", shots=1, n_trials=4, template=SHORT)  # two pairs suffice
-    assert len(two.texts) == 4
+    assert len(two.texts) == 4 and two.sibling_queries == 0
+    with pytest.raises(ValueError, match="other responses"):  # one pair: no query that is not a demonstration
+        extraction_prompts(tiny, exs[:2], "icl", shots=1)
+    # one prompt with several responses (an HHH dialogue): the query is another response to it, counted
+    one = [Example("q0", f"answer {j}", j % 2 == 0) for j in range(4)]
+    ep_one = extraction_prompts(tiny, one, "icl", shots=1, n_trials=4, template=SHORT)
+    assert ep_one.sibling_queries == 4
+    for t in ep_one.texts:
+        blocks = t.split("Response:\n")[1:]
+        query, demos = blocks[-1].split("\n")[0], [b.split("\n")[0] for b in blocks[:-1]]
+        assert query not in demos  # never a demonstration, never a duplicate of one
 
 
 def test_answered_reading_reads_the_answer_token(tiny_any):

@@ -1,22 +1,25 @@
 # %% [markdown]
 # # 03 · Stage ablations: what each part of an ARM contributes
 #
-# An ARM is a pipeline: Stage 1 reads hook_z at the last token of labelled examples, Stage 1b turns them into one
-# vector per head (mean, weighted-PCA denoising, ...), Stage 2 picks heads (REINFORCE or an alternative), Stage 3 reads
-# a score off the patched judge. The ablation grid of `armlens.analysis` varies **one stage at a time** and holds the
-# others at the reference (per-example extraction, plain mean, REINFORCE heads, full-vocabulary P(Yes)):
+# An ARM is a pipeline: Stage 1 reads hook_z at the last token of prompts that carry the label, Stage 1b turns them
+# into one vector per head (mean, weighted-PCA denoising, ...), Stage 2 picks heads (REINFORCE or an alternative),
+# Stage 3 reads a score off the patched judge. Every cell of the ablation grid of `armlens.analysis` is **the
+# reference ARM (`ARMConfig`) with one setting changed**, fitted through `ActivationRM`, or another head set or score
+# reading on the reference fit:
 #
 # | axis | varies |
 # |---|---|
 # | `selection` | REINFORCE vs random heads (same count) vs top-k by P(select) / by single-head attribution vs all vs none |
+# | `reading` | icl (one turn / chat turns) vs answered vs mean-ablation (no label: the baseline) |
 # | `estimator` | mean vs weighted PCA (uniform / confidence weights) vs class difference vs median vs trimmed mean |
-# | `mode` | per-example vs in-context (ICL) extraction prompts |
+# | `steps`, `prior`, `objective` | REINFORCE: step count (one run, the choice made at each count), initial logit, answer vs pairwise loss |
+# | `demos`, `trials` | icl: answered demonstrations per class, prompts averaged |
+# | `criteria` | one ARM per criterion vs one pooled |
 # | `scoring` | P(Yes) vs P(Yes given Yes or No) vs logit difference vs generative, for the ARM and the zero-shot judge |
-# | `shots`, `heads`, `flip` | few-shot pairs used for the means; number of patched heads; share of flipped few-shot labels |
-# | `criteria` | one ARM per HHH criterion, for the overlap of their head sets |
+# | `shots`, `heads`, `flip` | few-shot pairs per criterion; number of patched heads; share of flipped few-shot labels |
 #
-# This notebook runs the grid at **small settings** (2 seeds, 6 few-shot pairs, 8 test pairs, 20 REINFORCE steps) and
-# draws every figure of `armlens figures` (the README's figures) from the saved results. With 8 test pairs per seed the
+# This notebook runs five axes at **small settings** (one criterion, 2 seeds, 8 few-shot pairs, 8 test pairs, 20
+# REINFORCE steps) and draws every figure of `armlens figures` from the saved results. With 8 test pairs per seed the
 # intervals are very wide: read the figures for their shape, and run `armlens ablate` for numbers.
 
 # %%
@@ -59,10 +62,10 @@ OUT = Path(tempfile.mkdtemp(prefix="armlens-nb03-"))  # results folder (deleted 
 # The reference ARM of this small run: ARMConfig's defaults, made small (few icl prompts, 20 REINFORCE steps).
 ARM = ARMConfig(n_trials=4, template=JudgeTemplate(max_field_tokens=96),
                 reinforce=ReinforceConfig(steps=20, n_final_eval=8))
-CONFIG = AblationConfig(
-    data="hhh", subsets=["hhh-helpful", "hhh-harmless"], seeds=[0, 1], n_fewshot=8, limit=8, arm=ARM,
-    grid=["selection", "reading", "scoring", "steps", "criteria", "heads"], steps=[10, 20],
-    attribution_examples=4, gen_max_new_tokens=2, heads=[1, 4, 16, 64], bootstrap=200,
+CONFIG = AblationConfig(  # one criterion (HHH helpful), so one ARM per fit; three fits per seed besides the reference
+    data="hhh", subsets=["hhh-helpful"], seeds=[0, 1], n_fewshot=8, limit=8, arm=ARM,
+    grid=["selection", "reading", "scoring", "steps", "heads"], readings=["icl-lines", "answered", "mean_ablation"],
+    steps=[10, 20], attribution_examples=4, gen_max_new_tokens=2, heads=[1, 4, 16, 64], bootstrap=200,
 )
 print(OUT)
 
@@ -110,8 +113,7 @@ full = load_cells(OUT, with_scores=True).set_index(["axis", "series", "setting",
 for seed in CONFIG.seeds:
     ref = full.loc[("selection", "ARM", "reinforce", seed)]
     # the same reference fit, and the choice after 20 of the steps axis' 20 steps (one run to the longest)
-    for key in [("scoring", "ARM", "prob"), ("reading", "ARM", "icl-lines"), ("criteria", "ARM", "per_criterion"),
-                ("steps", "ARM", "20")]:
+    for key in [("scoring", "ARM", "prob"), ("reading", "ARM", "icl-lines"), ("steps", "ARM", "20")]:
         other = full.loc[(*key, seed)]
         assert other["chosen_scores"] == ref["chosen_scores"] and other["rejected_scores"] == ref["rejected_scores"], key
     assert full.loc[("selection", "ARM", "none", seed)]["chosen_scores"] == \
@@ -141,7 +143,7 @@ assert time.perf_counter() - t0 < seconds / 2, "a rerun reads results back inste
 summary = summarize(cells)
 zero_shot = zero_shot_reference(cells)
 print(f"zero-shot judge: {zero_shot[0]:.1%}")
-display(summary[summary["axis"].isin(["selection", "reading", "criteria"])][
+display(summary[summary["axis"].isin(["selection", "reading"])][
     ["axis", "setting", "n_seeds", "accuracy", "ci_low", "ci_high", "n_heads"]].round(3))
 
 # %%
@@ -154,8 +156,8 @@ assert abs(zero_shot[0] - cells[(cells["axis"] == "selection") & (cells["setting
 # ## 4. The figures
 #
 # `load_results` reads the folder back (no model needed) and `build_figures` makes every figure `armlens figures`
-# writes: head analyses (selection probabilities, trajectory, training curves, stability, attribution, attention,
-# criterion overlap) and one ablation figure per axis plus an overview.
+# writes: head analyses (selection probabilities, trajectory, training curves, stability, attribution, attention;
+# with several criteria also their overlap) and one ablation figure per axis plus an overview.
 
 # %%
 results = load_results(OUT)
@@ -164,7 +166,7 @@ print(sorted(figures))
 
 # %%
 expected = {"heads_selection_probability", "heads_trajectory", "heads_training_curves", "heads_stability",
-            "heads_attribution", "heads_attention", "heads_criteria_jaccard", "ablation_overview",
+            "heads_attribution", "heads_attention", "ablation_overview",
             *(f"ablation_{axis}" for axis in CONFIG.grid)}
 assert expected <= set(figures), expected - set(figures)
 for name, fig in figures.items():
@@ -186,11 +188,10 @@ for axis in ("steps", "heads"):
 # %% [markdown]
 # The head analyses from the same results: which heads REINFORCE chose in each seed (each seed also drew its own
 # few-shot pairs), how often each head was chosen, single-head attribution beside the selection probability, where
-# the top selected head attends, and how much the head sets of two criteria overlap.
+# the top selected head attends from the read position.
 
 # %%
-for name in ("heads_selection_probability", "heads_stability", "heads_attribution", "heads_attention",
-             "heads_criteria_jaccard"):
+for name in ("heads_selection_probability", "heads_stability", "heads_attribution", "heads_attention"):
     figures[name].show()
 
 # %% [markdown]
