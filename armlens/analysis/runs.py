@@ -22,6 +22,7 @@ tidy record per cell, scores included), ``OUT/seeds/seed{s}/`` (split, ``arms/{k
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -261,14 +262,28 @@ class SeedRun:
         n = len(self.test)
         scores = {c: torch.empty(2 * n) for c in order}
         t0 = time.perf_counter()
-        for i in range(n):  # both responses of pair i, all cells as branches over each prompt's prefix
-            means = torch.stack([rows[c][i][0] for c in order])
-            masks = torch.stack([rows[c][i][1] for c in order])
+        digests: dict[int, str] = {}  # means tensor -> content digest (fits read back from disk are new objects)
+
+        def digest(t: Tensor) -> str:
+            if id(t) not in digests:
+                digests[id(t)] = hashlib.blake2b(t.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
+            return digests[id(t)]
+
+        for i in range(n):  # both responses of pair i, all distinct patches as branches over each prompt's prefix
+            distinct: dict[tuple[str, bytes], int] = {}  # cells patching the same values into the same heads share
+            row_of = {}                                    # one branch, so they score identically
+            for c in order:
+                means, mask = rows[c][i]
+                ident = (digest(means) if bool(mask.any()) else "", mask.numpy().tobytes())
+                row_of[c] = distinct.setdefault(ident, len(distinct))
+            firsts = {r: c for c, r in reversed(list(row_of.items()))}
+            means = torch.stack([rows[firsts[r]][i][0] for r in range(len(distinct))])
+            masks = torch.stack([rows[firsts[r]][i][1] for r in range(len(distinct))])
             logits = score_rows(self.model, self.test_texts[2 * i : 2 * i + 2], means, masks, answer_ids=self.ids,
                                 chunk=self.config.row_chunk)
-            for r, c in enumerate(order):
+            for c in order:
                 if c.reading != "generative":
-                    scores[c][2 * i : 2 * i + 2] = logits.read(c.reading)[:, r]  # type: ignore[arg-type]
+                    scores[c][2 * i : 2 * i + 2] = logits.read(c.reading)[:, row_of[c]]  # type: ignore[arg-type]
         extra: dict[Cell, dict[str, Any]] = {}
         for c in order:
             if c.reading == "generative":
