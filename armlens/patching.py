@@ -107,27 +107,11 @@ def patch_hooks(model: Model, means: Means, mask: HeadMask | RowMasks, pos: int 
     return out
 
 
-def patch_branch_z_hook(
-    z: Float[Tensor, "batch branch head_index d_head"],
-    hook: Any,
-    *,
-    means: Float[Tensor, "head_index d_head"],
-    mask: Bool[Tensor, "branch head_index"],
-) -> Float[Tensor, "batch branch head_index d_head"]:
-    """Branch form: position i of every row is one copy of the last token; patch it with mask row i."""
-    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None, None], z)
-
-
 def patch_branch_hooks(model: Model, means: Means, masks: Bool[Tensor, "branch n_layers n_heads"]) -> list[M.Hook]:
-    """Hooks for :func:`armlens.model.run_cached_branches`: branch i carries head mask ``masks[i]``."""
+    """Hooks for :func:`armlens.model.run_cached_branches`: branch i carries head mask ``masks[i]``, every branch the
+    same ``means`` (the row form with the means broadcast over branches, no copy)."""
     _check(model, means, masks)
-    means, masks = means.to(model.cfg.device), masks.to(model.cfg.device)
-    per_layer = masks.any(0)
-    return [
-        (M.hook_z_name(layer), functools.partial(patch_branch_z_hook, means=means[layer], mask=masks[:, layer]))
-        for layer in range(model.cfg.n_layers)
-        if bool(per_layer[layer].any())
-    ]
+    return row_patch_hooks(model, means.expand(masks.shape[0], *means.shape), masks)
 
 
 def patch_rows_hook(
@@ -138,7 +122,7 @@ def patch_rows_hook(
     mask: Bool[Tensor, "branch head_index"],
 ) -> Float[Tensor, "batch branch head_index d_head"]:
     """Branch ``r`` (a copy of the last token, :func:`armlens.model.run_cached_branches`) gets ``means[r, h]`` at the
-    heads of ``mask[r]``: every branch its own means and heads (:func:`patch_branch_z_hook` shares one ``means``)."""
+    heads of ``mask[r]``: every branch its own means and heads."""
     return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
 
 

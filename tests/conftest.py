@@ -67,3 +67,12 @@ def cli_commands() -> list[list[str]]:
             if a.__class__.__name__ == "_SubParsersAction":
                 out += [[name, child] for child in a.choices]
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and a busy 2-core machine makes two threads far slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

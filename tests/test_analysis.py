@@ -33,13 +33,7 @@ from armlens.scoring import score_texts
 SHORT = JudgeTemplate(max_field_tokens=24)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and a busy 2-core machine makes two threads far slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def toy_pairs(n: int = 24) -> list[PreferencePair]:

@@ -13,12 +13,7 @@ from armlens.scoring import RowTable, score_patched, score_rows, score_texts
 TEMPLATE = JudgeTemplate()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def pair_texts(model, n: int = 3) -> tuple[list[str], list[int]]:

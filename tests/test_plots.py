@@ -37,12 +37,7 @@ def tiny_config() -> A.AblationConfig:
                             priors=[-1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(A.AXES))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

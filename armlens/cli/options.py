@@ -44,24 +44,24 @@ def positive(text: str) -> int:
     return n
 
 
-def count_or_all(text: str) -> int | None:
-    """A positive integer, or ``all`` (returned as None)."""
-    if text.strip().lower() in ALL_WORDS:
+def _positive_or(text: str, words: tuple[str, ...], shown: str) -> int | None:
+    """A positive integer, or one of ``words`` (returned as None); the error names ``shown``."""
+    if text.strip().lower() in words:
         return None
     try:
         return positive(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'all', got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a positive integer or {shown!r}, got {text!r}") from None
+
+
+def count_or_all(text: str) -> int | None:
+    """A positive integer, or ``all`` (returned as None)."""
+    return _positive_or(text, ALL_WORDS, "all")
 
 
 def tokens_or_none(text: str) -> int | None:
     """A positive token count, or ``none`` / ``all`` (returned as None: never cut)."""
-    if text.strip().lower() in ("none", *ALL_WORDS):
-        return None
-    try:
-        return positive(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none', got {text!r}") from None
+    return _positive_or(text, ("none", *ALL_WORDS), "none")
 
 
 def index(text: str) -> int:
