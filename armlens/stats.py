@@ -10,6 +10,7 @@ uncertainty the same way without importing :mod:`armlens.evaluation`. The comput
   ``numpy.random.Generator``, so the same values, ``n`` and ``seed`` always give the same interval;
 - :func:`paired_bootstrap`: the same resampling applied to per-item differences (method A vs method B on the same
   items), with a two-sided bootstrap p-value read off scipy's bootstrap distribution;
+- :func:`clustered_bootstrap`: seeds, then items within a seed (numpy), for results pooled over seeds;
 - :func:`t_interval`: ``scipy.stats.t`` for the mean across a handful of seeds;
 - :func:`spearman`: ``scipy.stats.spearmanr`` (Pearson correlation of average ranks).
 
@@ -123,6 +124,38 @@ def paired_bootstrap(
     diffs, low, high = _bootstrap_means(a - b, n, seed, alpha)
     extreme = int((np.abs(diffs - d) >= abs(d) - 1e-12).sum())
     return PairedDiff(d, low, high, (1 + extreme) / (n + 1))
+
+
+def clustered_bootstrap(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 0) -> np.ndarray:
+    """Seeded bootstrap distribution of the mean of group means, resampling groups, then items within each group.
+
+    ``groups`` are per-item values of independent units that each carry their own variance (one array per seed: a
+    seed is a new few-shot draw and a new fit, and its items share that fit). A plain item bootstrap over all seeds'
+    items would ignore the seed-to-seed variance; this two-stage resampling keeps it. Per-item differences of two
+    methods on the same items give a paired comparison. Returns ``n`` resampled statistics; see :func:`interval_of`.
+    """
+    arrays = [np.asarray(g, dtype=float).ravel() for g in groups]
+    if not arrays or any(a.size == 0 for a in arrays):
+        raise ValueError("clustered_bootstrap needs at least one group and no empty group")
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        raise ValueError("clustered_bootstrap: values contain NaN or infinity")
+    _check_bootstrap_args(n, 0.05, "clustered_bootstrap")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(arrays), size=(n, len(arrays)))  # resample b draws groups pick[b]
+    means = np.empty(pick.shape)
+    for g, a in enumerate(arrays):  # each draw of group g gets its own resample of g's items
+        where = pick == g
+        means[where] = a[rng.integers(0, a.size, size=(int(where.sum()), a.size))].mean(axis=1)
+    return means.mean(axis=1)
+
+
+def interval_of(distribution: ArrayLike, estimate: float, alpha: float = 0.05) -> PairedDiff:
+    """Percentile ``1 - alpha`` interval of a bootstrap distribution around ``estimate``, with the two-sided
+    p-value of "estimate is 0" computed as in :func:`paired_bootstrap` (the distribution centred on zero)."""
+    d = np.asarray(distribution, dtype=float)
+    low, high = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    extreme = int((np.abs(d - estimate) >= abs(estimate) - 1e-12).sum())
+    return PairedDiff(float(estimate), float(low), float(high), (1 + extreme) / (d.size + 1))
 
 
 def t_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[float, float, float, float]:

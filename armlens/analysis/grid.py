@@ -48,7 +48,7 @@ SETTING_ORDER: tuple[str, ...] = (*SELECTIONS, *READINGS, *ESTIMATORS, "answer",
                                   "pooled", *SCORE_READINGS)
 """Display order of the categorical settings."""
 
-_READING_OVERRIDES: dict[str, dict[str, Any]] = {
+READING_OVERRIDES: dict[str, dict[str, Any]] = {
     "icl-lines": {"reading": "icl", "icl_layout": "lines"},
     "icl-turns": {"reading": "icl", "icl_layout": "turns"},
     "answered": {"reading": "answered"},
@@ -182,7 +182,7 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     if "selection" in grid:
         cells += [Cell("selection", "ARM", s, heads="fit" if s == "reinforce" else s) for s in SELECTIONS]
     if "reading" in grid:
-        cells += [_arm("reading", r, _READING_OVERRIDES[r]) for r in config.readings]
+        cells += [_arm("reading", r, READING_OVERRIDES[r]) for r in config.readings]
     if "estimator" in grid:
         cells += [_arm("estimator", e, _ESTIMATOR_OVERRIDES[e]) for e in config.estimators]
     if "demos" in grid:

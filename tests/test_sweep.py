@@ -1,0 +1,94 @@
+"""The defaults sweep's reading: paired differences to the default setting, pooled over seeds and datasets."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from armlens.analysis.grid import AblationConfig
+from armlens.analysis.sweep import POOLED_DATA, reference_setting, sweep_markdown, sweep_table
+from armlens.rm import ARMConfig
+from armlens.selection import ReinforceConfig
+from armlens.stats import clustered_bootstrap, interval_of
+
+
+def test_clustered_bootstrap_keeps_seed_variance():
+    rng = np.random.default_rng(0)
+    same = [rng.random(300) < 0.6 for _ in range(3)]
+    apart = [rng.random(300) < p for p in (0.4, 0.6, 0.8)]
+    sd_same = clustered_bootstrap(same, 2000, 0).std()
+    sd_apart = clustered_bootstrap(apart, 2000, 0).std()
+    item_sd = np.concatenate(apart).std() / math.sqrt(900)  # an item bootstrap over all 900 items
+    assert sd_apart > 3 * item_sd  # seeds that disagree widen the interval ...
+    assert sd_same == pytest.approx(np.concatenate(same).std() / math.sqrt(900), rel=0.35)  # ... agreeing ones do not
+    np.testing.assert_array_equal(clustered_bootstrap(apart, 500, 7), clustered_bootstrap(apart, 500, 7))
+    zero = interval_of(clustered_bootstrap([np.zeros(5), np.zeros(9)], 200, 0), 0.0)
+    assert (zero.diff, zero.low, zero.high, zero.p_value) == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="empty"):
+        clustered_bootstrap([np.ones(3), np.array([])])
+    with pytest.raises(ValueError, match="NaN"):
+        clustered_bootstrap([np.array([1.0, math.nan])])
+
+
+def test_reference_setting_is_the_default():
+    arm = ARMConfig()
+    assert reference_setting("reading", arm) == "icl-lines"
+    assert reference_setting("reading", ARMConfig(reading="answered")) == "answered"
+    assert reference_setting("steps", arm) == str(arm.reinforce.steps)
+    assert reference_setting("prior", ARMConfig(reinforce=ReinforceConfig(init_logit=-2.0))) == "-2"
+    assert reference_setting("criteria", arm) == arm.criteria
+    assert reference_setting("heads", arm) is None
+
+
+def _folder(tmp_path, data, correct_by_setting, seeds=(0, 1, 2)):
+    out = tmp_path / data
+    (out / "cells").mkdir(parents=True)
+    (out / "run.json").write_text(json.dumps({"config": AblationConfig(data=data).to_dict()}))
+    for (axis, setting), per_seed in correct_by_setting.items():
+        d = out / "cells" / axis / setting
+        d.mkdir(parents=True)
+        for s in seeds:
+            c = per_seed[s]
+            (d / f"seed{s}.json").write_text(json.dumps({
+                "axis": axis, "series": "ARM", "setting": setting, "x": None, "reading": "prob", "seed": s,
+                "accuracy": float(np.mean(c)), "ci_low": 0, "ci_high": 1, "ties": 0, "n_pairs": len(c),
+                "n_heads": 5.0, "correct": list(map(int, c)), "test_sha256": f"t{s}"}))
+    return out
+
+
+def test_sweep_table_pairs_each_setting_with_the_default(tmp_path):
+    rng = np.random.default_rng(1)
+    base = {s: (rng.random(100) < 0.6).astype(int) for s in range(3)}
+    better = {s: np.maximum(base[s], (rng.random(100) < 0.3).astype(int)) for s in range(3)}  # never worse
+    same = {s: base[s].copy() for s in range(3)}
+    a = _folder(tmp_path, "one", {("reading", "icl-lines"): base, ("reading", "answered"): better,
+                                  ("reading", "icl-turns"): same})
+    b = _folder(tmp_path, "two", {("reading", "icl-lines"): base, ("reading", "answered"): better})
+    t = sweep_table([a, b], n_boot=500)
+    row = t[(t["data"] == "one") & (t["setting"] == "answered")].iloc[0]
+    want = np.mean([better[s].mean() - base[s].mean() for s in range(3)])
+    assert row["diff"] == pytest.approx(want) and row["diff_low"] >= 0 and row["diff"] > 0
+    assert row["n_pairs"] == 300 and row["n_seeds"] == 3 and not row["reference"]
+    ref = t[(t["data"] == "one") & (t["setting"] == "icl-lines")].iloc[0]
+    assert ref["reference"] and ref["diff"] == 0 and math.isnan(ref["p_value"])
+    tie = t[(t["data"] == "one") & (t["setting"] == "icl-turns")].iloc[0]
+    assert tie["diff"] == 0 and tie["p_value"] == 1
+    pooled = t[t["data"] == POOLED_DATA]
+    assert set(pooled["setting"]) == {"icl-lines", "answered"}  # icl-turns ran on one dataset only
+    assert pooled[pooled["setting"] == "answered"].iloc[0]["n_pairs"] == 600
+    assert list(t["data"].drop_duplicates()) == ["one", "two", POOLED_DATA]
+    md = sweep_markdown(t)
+    assert "| reading | answered |" in md and "default" in md and "600 pairs, 3 seeds" in md
+
+
+def test_sweep_table_refuses_unpaired_cells(tmp_path):
+    a = _folder(tmp_path, "one", {("reading", "icl-lines"): {s: np.ones(4, int) for s in range(3)},
+                                  ("reading", "answered"): {s: np.ones(4, int) for s in range(3)}})
+    f = a / "cells" / "reading" / "answered" / "seed1.json"
+    rec = json.loads(f.read_text())
+    f.write_text(json.dumps({**rec, "test_sha256": "other"}))
+    with pytest.raises(ValueError, match="different test pairs in seed 1"):
+        sweep_table([a])
