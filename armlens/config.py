@@ -59,3 +59,29 @@ def replace_path(obj: T, path: str, value: Any) -> T:
     if rest:
         value = replace_path(getattr(obj, head), rest, value)
     return dataclasses.replace(obj, **{head: value})  # type: ignore[type-var]
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's attribute docstring (the string literal under it) in the dataclass ``cls`` and its bases; a
+    subclass's docstring wins. Fields without one are absent. This is the help text of the command line."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):  # a class made at run time: its bases' docstrings stand
+            continue
+        body = ast.parse(source).body[0]
+        if not isinstance(body, ast.ClassDef):
+            continue
+        stmts = body.body
+        for stmt, nxt in zip(stmts, stmts[1:], strict=False):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs

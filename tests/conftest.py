@@ -55,18 +55,10 @@ def default_model():
 
 @pytest.fixture(scope="session")
 def cli_commands() -> list[list[str]]:
-    """Every ``armlens`` command as its words (``["fit"]``, ``["data", "stats"]``), read off the parser."""
-    from armlens.cli import build_parser
+    """Every ``armlens`` command as its words (``["fit"]``, ``["data", "stats"]``), and each group (``["data"]``)."""
+    from armlens.cli import COMMANDS, GROUPS
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    out = []
-    for name, p in sub.choices.items():
-        out.append([name])
-        for a in p._actions:
-            if a.__class__.__name__ == "_SubParsersAction":
-                out += [[name, child] for child in a.choices]
-    return out
+    return [[g] for g in GROUPS] + [name.split() for name in COMMANDS]
 
 
 @pytest.fixture(scope="module")

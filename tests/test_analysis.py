@@ -209,9 +209,9 @@ def tiny_config(**kw) -> G.AblationConfig:
 
     arm = ARMConfig(n_trials=2, template=SHORT, reinforce=ReinforceConfig(steps=3, k_masks=4, n_final_eval=4,
                                                                            n_final_samples=3))
-    base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, arm=arm, attribution_examples=2, shots=[2, 3],
-                heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1], priors=[-1.0],
-                bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
+    base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, arm=arm, attribution_examples=2,
+                fewshot_per_criterion=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1],
+                priors=[-1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
     base.update(kw)
     return G.AblationConfig(**base)
 
@@ -334,7 +334,5 @@ def test_ablation_config_is_strict():
     assert G.AblationConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
-def test_cli_axes_match_the_library():
-    from armlens.cli import analysis as cli
-
-    assert cli.AXES == G.AXES and cli.DEFAULT_GRID == G.DEFAULT_GRID and cli.SWEEP_GRID == G.SWEEP_GRID
+    old = {k: v for k, v in cfg.to_dict().items() if k != "fewshot_per_criterion"} | {"shots": [2]}
+    assert G.AblationConfig.from_dict(old).fewshot_per_criterion == [2]  # run.json written before the rename

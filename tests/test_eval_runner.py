@@ -180,14 +180,13 @@ def test_bad_input_gives_clear_errors(tiny, toy_file, tmp_path):
 
 
 def test_cli_builds_the_config():
-    from armlens.cli import build_parser
-    from armlens.cli.eval import config_from_args
+    from armlens.cli import parse
 
-    args = build_parser().parse_args(
+    _, options = parse(
         ["eval", "--data", "hhh,llmbar", "--methods", "arm,zero-shot", "--seeds", "2", "--limit", "all",
          "--bias", "none", "--steering-layers", "3,5", "--steering-coefs", "0,2", "--arm-reading", "answered",
          "--max-field-tokens", "none", "--steps", "7", "--icl-demos", "3", "--quiet"])
-    cfg = config_from_args(args)
+    cfg = options.config()
     assert cfg.data == ["hhh", "llmbar"] and cfg.methods == ["arm", "zero-shot"] and cfg.seeds == 2
     assert cfg.limit is None and cfg.bias_kinds == [] and cfg.judge.template.max_field_tokens is None
     assert not cfg.show_progress and cfg.stratify
@@ -196,9 +195,14 @@ def test_cli_builds_the_config():
     seeded = cfg.judge_config(1)
     assert seeded.seed == 1 and seeded.arm.reinforce.steps == 7 and seeded.template.max_field_tokens is None
     assert EvalConfig.from_dict(cfg.to_dict()) == cfg
-    # unset options keep the one set of defaults (ARMConfig's and JudgeConfig's), with no per-command drift
-    plain = config_from_args(build_parser().parse_args(["eval", "--data", "hhh", "--quiet"]))
-    assert plain.judge.arm == ARMConfig() and plain.judge.icl_shots == JudgeConfig().icl_shots
+    # the nested form of the same flags
+    _, nested = parse(["eval", "--judge.arm.reinforce.steps", "7", "--judge.arm.reading", "answered", "--no-stratify"])
+    assert nested.config().judge.arm.reinforce.steps == 7 and nested.config().judge.arm.reading == "answered"
+    assert not nested.config().stratify
+    # unset options keep the one set of defaults (EvalConfig's, JudgeConfig's, ARMConfig's), with no per-command drift
+    _, plain = parse(["eval", "--quiet"])
+    assert plain.config() == dataclasses.replace(EvalConfig(), show_progress=False)
+    assert plain.config().judge.arm == ARMConfig() and plain.config().judge == JudgeConfig()
 
 
 def test_sample_test_is_seeded_and_keeps_order():

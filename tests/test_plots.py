@@ -33,8 +33,8 @@ def tiny_config() -> A.AblationConfig:
     arm = ARMConfig(n_trials=2, template=JudgeTemplate(max_field_tokens=24),
                     reinforce=ReinforceConfig(steps=3, k_masks=4, n_final_eval=4, n_final_samples=3))
     return A.AblationConfig(data="toy", seeds=[0, 1], n_fewshot=6, limit=4, arm=arm, attribution_examples=2,
-                            shots=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1],
-                            priors=[-1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(A.AXES))
+                            fewshot_per_criterion=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3],
+                            trials=[2], demos=[1], priors=[-1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(A.AXES))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

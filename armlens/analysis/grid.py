@@ -92,8 +92,9 @@ class AblationConfig:
     """``steps`` axis: REINFORCE step counts (one run to the longest)."""
     priors: list[float] = field(default_factory=lambda: [-1.0, -2.0, -3.0])
     """``prior`` axis: REINFORCE's initial logit per head."""
-    shots: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    """``shots`` axis: few-shot pairs per criterion used to fit (at most what the draw holds)."""
+    fewshot_per_criterion: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    """``shots`` axis: few-shot pairs per criterion the ARM is fitted on (the first N of each criterion's draw, at most
+    what it holds)."""
     heads: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     """``heads`` axis: k for the top-k and random series (capped at the model's head count)."""
     flips: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
@@ -112,6 +113,9 @@ class AblationConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AblationConfig:
+        d = dict(d)
+        if "shots" in d:  # run.json before the field was named for what it counts
+            d.setdefault("fewshot_per_criterion", d.pop("shots"))
         return C.from_dict(cls, d)
 
     def fingerprint(self) -> dict[str, Any]:
@@ -201,7 +205,8 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     if "criteria" in grid:
         cells += [_arm("criteria", c, {"criteria": c}) for c in ("per_criterion", "pooled")]
     if "shots" in grid:
-        cells += [Cell("shots", "ARM", str(n), x=float(n), pairs=f"shots:{n}") for n in sorted(set(config.shots))]
+        cells += [Cell("shots", "ARM", str(n), x=float(n), pairs=f"shots:{n}")
+                  for n in sorted(set(config.fewshot_per_criterion))]
     if "flip" in grid:
         cells += [Cell("flip", "ARM", f"{f:g}", x=100.0 * f, pairs="all" if f == 0 else f"flip:{f:g}")
                   for f in sorted(set(config.flips))]

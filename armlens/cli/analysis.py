@@ -5,72 +5,75 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from armlens.cli.options import count_or_all, fraction, index, list_of, positive, tokens_or_none
+from armlens.analysis.grid import AXES, DEFAULT_GRID, SWEEP_GRID, AblationConfig
+from armlens.cli import Command
+from armlens.cli.options import Rule, choice, list_of
 
 logger = logging.getLogger(__name__)
 
-
-AXES = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "objective", "criteria", "shots",
-        "flip", "heads", "scoring")
-"""The ablation axes (``armlens.analysis.grid.AXES``, repeated here so ``--help`` imports no torch; a test checks)."""
-DEFAULT_GRID = ("selection", "reading", "estimator", "scoring", "heads")
-SWEEP_GRID = ("reading", "demos", "trials", "steps", "prior", "objective", "criteria")
+_GRID = Rule(list_of(lambda axis: choice(axis, (*AXES, "sweep"))), "{" + ",".join((*AXES, "sweep")) + "},...",
+             lambda axes: ",".join(axes))
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ablate", help="run the stage-ablation grid (resumable) and save tidy results per cell and seed",
-                       description="Every cell is the reference ARM (ARMConfig's defaults) with one setting changed, "
-                                   "fitted through ActivationRM, or another head set / score reading on the reference "
-                                   "fit. Finished cells and fits are read back on a rerun.")
-    p.add_argument("--data", required=True, help="dataset name for armlens.data.load_pairs (e.g. hhh, llmbar)")
-    p.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)")
-    p.add_argument("--subsets", default=None, help="comma-separated subsets to load (default: all)")
-    p.add_argument("--model", default=None, help="model name, folder, .gguf or Hub id (default: embedded SmolLM2-135M)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--seeds", type=positive, default=3, help="number of seeds 0..N-1 (default 3)")
-    p.add_argument("--out", required=True, help="results folder (created; reruns resume it)")
-    p.add_argument("--grid", default=",".join(DEFAULT_GRID),
-                   help=f"axes to run, comma-separated, or 'sweep' ({','.join(SWEEP_GRID)}); choose from "
-                        f"{','.join(AXES)} (default: {','.join(DEFAULT_GRID)})")
-    p.add_argument("--limit", type=count_or_all, default=120,
-                   help="test pairs per seed (default 120; 'all': every test pair)")
-    p.add_argument("--n-fewshot", type=positive, default=16, help="few-shot pairs per seed, stratified by subset "
-                   "(default 16)")
-    p.add_argument("--steps", type=list_of(positive), default="50,100,200,300,600",
-                   help="REINFORCE step counts for the steps axis (one run to the longest; default 50,100,200,300,600)")
-    p.add_argument("--max-field-tokens", type=tokens_or_none, default=None,
-                   help="cap every judge field at this many tokens, cut in the middle (default: ARMConfig's template)")
-    p.add_argument("--attribution-examples", type=positive, default=8, help="examples in the single-head sweep (default 8)")
-    p.add_argument("--shots", type=list_of(positive), default="1,2,4,8",
-                   help="few-shot pairs per criterion for the shots axis (default 1,2,4,8)")
-    p.add_argument("--heads", type=list_of(positive), default="1,2,4,8,16,32,64", help="head counts for the heads axis")
-    p.add_argument("--flips", type=list_of(fraction), default="0,0.25,0.5",
-                   help="flipped label shares for the flip axis (default 0,0.25,0.5)")
-    p.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_ablate)
+@dataclass
+class AblateOptions(AblationConfig):
+    """Run the stage-ablation grid and save tidy results per cell and seed. Every cell is the reference ARM
+    (--arm, ARMConfig's defaults) with one setting changed, fitted through ActivationRM, or another head set / score
+    reading on the reference fit. Finished cells and fits are read back on a rerun. The options are AblationConfig's
+    fields."""
 
-    f = sub.add_parser("figures", help="write every analysis figure (PNG + interactive HTML) from saved ablation results",
-                       description="Reads an `armlens ablate` results folder only (no model, no forward passes).")
-    f.add_argument("--results", required=True, help="results folder written by `armlens ablate`")
-    f.add_argument("--out", default="figures", help="output folder (default: figures/)")
-    f.add_argument("--formats", default="png,html", help="png and/or html (default: png,html; PNG needs Chromium)")
-    f.add_argument("--seed", type=index, default=None, help="seed shown in single-seed figures (default: the lowest)")
-    f.set_defaults(func=run_figures)
+    seeds: int = field(default_factory=lambda: len(AblationConfig().seeds))  # type: ignore[assignment]
+    """Number of seeds, 0..N-1: each draws its own split (few-shot and test pairs), REINFORCE runs and random heads."""
+    grid: Annotated[list[str], _GRID.spec()] = field(default_factory=lambda: list(DEFAULT_GRID))
+    """Axes to run, comma-separated, or 'sweep' (the axes of the defaults sweep, docs/defaults.md)."""
+    out: str = field(kw_only=True)
+    """Results folder (created; reruns resume it)."""
+    root: str | None = field(default=None, kw_only=True)
+    """Data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)."""
+    device: str | None = field(default=None, kw_only=True)
+    """cpu, cuda, ... (default: cuda when available)."""
+    threads: int | None = field(default=None, kw_only=True)
+    """Torch CPU threads (default: torch's choice)."""
+    quiet: bool = field(default=False, kw_only=True)
+    """No progress bars."""
+
+    def config(self) -> AblationConfig:
+        """The :class:`AblationConfig` these options describe (``--grid sweep``: the sweep's axes)."""
+        grid = list(SWEEP_GRID) if "sweep" in self.grid else list(self.grid)
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(AblationConfig)}
+        return AblationConfig(**{**fields, "seeds": list(range(self.seeds)), "grid": grid})
 
 
-def run_ablate(args: argparse.Namespace) -> int:
-    import dataclasses
+ABLATE_ALIASES = {"--max-field-tokens": "arm.template.max_field_tokens"}
+ABLATE_HIDDEN = ("arm.seed", "arm.reinforce.seed", "arm.reinforce.checkpoints")
+"""Each run's seed is the ARM's; the steps axis sets the checkpoints."""
 
+
+@dataclass
+class FiguresOptions:
+    """Write every analysis figure (PNG + interactive HTML) from an `armlens ablate` results folder (no model, no
+    forward passes)."""
+
+    results: str
+    """Results folder written by `armlens ablate`."""
+    out: str = "figures"
+    """Output folder."""
+    formats: list[Literal["png", "html"]] = field(default_factory=lambda: ["png", "html"])
+    """png and/or html, comma-separated (PNG needs Chromium)."""
+    seed: int | None = None
+    """Seed shown in single-seed figures (default: the lowest)."""
+
+
+def run_ablate(args: AblateOptions) -> int:
     import torch
 
-    from armlens.analysis.grid import AblationConfig
     from armlens.analysis.results import summarize
     from armlens.analysis.runs import run_ablations
     from armlens.cli.common import on_interrupt, output_dir, resume_note
@@ -78,23 +81,15 @@ def run_ablate(args: argparse.Namespace) -> int:
     from armlens.io import ResultsLock
     from armlens.model import load_model
 
+    config = args.config()
     if args.threads:
         torch.set_num_threads(args.threads)
-    subsets = [s.strip() for s in args.subsets.split(",")] if args.subsets else None
     out = output_dir(args.out, "run.json")
-    grid = list(SWEEP_GRID) if args.grid.strip() == "sweep" else [g.strip() for g in args.grid.split(",") if g.strip()]
-    config = AblationConfig(data=args.data, subsets=subsets, model=args.model, seeds=list(range(args.seeds)),
-                            grid=grid, n_fewshot=args.n_fewshot, limit=args.limit, steps=args.steps,
-                            attribution_examples=args.attribution_examples, shots=args.shots, heads=args.heads,
-                            flips=args.flips)
-    if args.max_field_tokens is not None:
-        config.arm = dataclasses.replace(config.arm, template=dataclasses.replace(
-            config.arm.template, max_field_tokens=args.max_field_tokens))
     _check_same_run(out, config)
-    pairs = load_pairs(args.data, root=args.root, subsets=subsets)
-    on_interrupt(args, resume_note(out, "cells/*/*/seed*.json", "cell(s)"))
+    pairs = load_pairs(config.data, root=args.root, subsets=config.subsets)
+    on_interrupt(resume_note(out, "cells/*/*/seed*.json", "cell(s)"))
     with ResultsLock(out, "armlens ablate"):
-        model = load_model(args.model, device=args.device)
+        model = load_model(config.model, device=args.device)
         t0 = time.perf_counter()
         cells = run_ablations(model, pairs, config, out, show_progress=not args.quiet,
                               on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))
@@ -219,15 +214,12 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
     return figs, html
 
 
-def run_figures(args: argparse.Namespace) -> int:
+def run_figures(args: FiguresOptions) -> int:
     from armlens.analysis.results import load_results
     from armlens.cli.common import output_dir
     from armlens.plots import write_figures
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in ("png", "html")]
-    if unknown or not formats:
-        raise ValueError(f"--formats: unknown figure format(s) {unknown or args.formats!r}; choose png and/or html")
+    formats = list(dict.fromkeys(args.formats))
     results_dir = Path(args.results)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"--results {results_dir} " + ("is a file, not a results folder"
@@ -241,3 +233,9 @@ def run_figures(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+COMMANDS = {
+    "ablate": Command(AblateOptions, run_ablate, aliases=ABLATE_ALIASES, hidden=ABLATE_HIDDEN),
+    "figures": Command(FiguresOptions, run_figures),
+}

@@ -2,81 +2,101 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from armlens.cli.options import count_or_all, count_or_zero, index, positive
+from armlens.cli import Command
+from armlens.rm import ARMConfig
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="dataset name (see `armlens data list`) or path:FILE")
-    p.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)")
-    p.add_argument("--subsets", default=None, help="comma-separated subsets to keep")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+@dataclass
+class FitOptions:
+    """Fit an Activation Reward Model on a seeded few-shot draw of a dataset and save it (FILE.arm, with the draw's
+    pair ids in FILE.arm.split.json)."""
+
+    data: str
+    """Dataset name (see `armlens data list`) or path:FILE."""
+    out: str
+    """Output file (FILE.arm; checked before the model loads)."""
+    root: str | None = None
+    """Data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)."""
+    subsets: list[str] | None = None
+    """Subsets to keep, comma-separated (default: all)."""
+    model: str | None = None
+    """Model name, folder, .gguf file or Hub id (default: the embedded SmolLM2-135M-Instruct)."""
+    n_fewshot: int = 16
+    """Few-shot pairs drawn from the data, stratified by subset (each gives a Yes and a No example)."""
+    select: int = 0
+    """Extra head-selection pairs (0: none, REINFORCE selects on the few-shot pairs)."""
+    seed: int = 0
+    """Seed of the draw, the extraction and REINFORCE (it is the ARM's seed)."""
+    arm: ARMConfig = field(default_factory=ARMConfig)
+    """The ARM's settings."""
+    overwrite: bool = False
+    """Replace an existing --out file."""
+    quiet: bool = False
+    """No progress bars."""
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fit", help="fit an Activation Reward Model on a seeded few-shot draw and save it")
-    _common(p)
-    p.add_argument("--model", default=None, help="model (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--n-fewshot", type=positive, default=16, help="few-shot pairs drawn from the data, stratified by "
-                   "subset (each gives a Yes and a No example; default 16)")
-    p.add_argument("--select", type=count_or_zero, default=0,
-                   help="extra head-selection pairs (default 0: none, select on the few-shot pairs)")
-    p.add_argument("--steps", type=positive, default=None, help="REINFORCE steps (default: ARMConfig's)")
-    p.add_argument("--seed", type=index, default=0, help="seed of the draw, extraction and REINFORCE (default 0)")
-    p.add_argument("--reading", choices=["icl", "answered", "mean_ablation"], default=None,
-                   help="Stage 1 reading (default: ARMConfig's; mean_ablation is a baseline, not an ARM)")
-    p.add_argument("--criteria", choices=["per_criterion", "pooled"], default=None,
-                   help="one ARM per criterion (default) or one pooled over all")
-    p.add_argument("--estimator", choices=["mean", "wpca", "class_diff", "median", "trimmed_mean"], default=None)
-    p.add_argument("--score", choices=["prob", "normalized", "logit_diff"], default=None, help="score reading")
-    p.add_argument("--out", required=True, help="output file (FILE.arm; checked before the model loads)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    p.set_defaults(func=run_fit)
-
-    s = sub.add_parser("score", help="score a dataset's pairs with a saved ARM (pairs used to fit it are left out)")
-    _common(s)
-    s.add_argument("--rm", required=True, help="saved ARM (FILE.arm)")
-    s.add_argument("--model", default=None, help="model the ARM was fitted on (default: the embedded default)")
-    s.add_argument("--limit", type=count_or_all, default=None, help="score at most this many pairs (default: all)")
-    s.add_argument("--out", required=True, help="output folder (items.jsonl, summary.json)")
-    s.add_argument("--force", action="store_true",
-                   help="load the ARM even if the model differs from the one it was fitted on (a warning is printed)")
-    s.add_argument("--overwrite", action="store_true", help="replace scores in --out written with other settings")
-    s.set_defaults(func=run_score)
+ARM_ALIASES = {"--steps": "arm.reinforce.steps", "--k-masks": "arm.reinforce.k_masks", "--reading": "arm.reading",
+               "--n-trials": "arm.n_trials", "--criteria": "arm.criteria", "--estimator": "arm.estimator",
+               "--score": "arm.score", "--max-field-tokens": "arm.template.max_field_tokens"}
+"""Short flags of ``fit`` for the ARM settings people change (every other one is ``--arm.FIELD``)."""
+ARM_HIDDEN = ("arm.seed", "arm.reinforce.seed", "arm.reinforce.checkpoints")
+"""Set by the command: the ARM's seeds are ``--seed``; checkpoints are the ablation's."""
 
 
-def _load(args: argparse.Namespace) -> list:
+@dataclass
+class ScoreOptions:
+    """Score a dataset's pairs with a saved ARM (the pairs used to fit it are left out); RewardBench protocol."""
+
+    rm: str
+    """Saved ARM (FILE.arm)."""
+    data: str
+    """Dataset name (see `armlens data list`) or path:FILE."""
+    out: str
+    """Output folder (items.jsonl, summary.json)."""
+    root: str | None = None
+    """Data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)."""
+    subsets: list[str] | None = None
+    """Subsets to keep, comma-separated (default: all)."""
+    model: str | None = None
+    """Model the ARM was fitted on (default: the embedded default)."""
+    limit: int | None = None
+    """Score at most this many pairs ('all': every pair)."""
+    force: bool = False
+    """Load the ARM even if the model differs from the one it was fitted on (a warning is printed)."""
+    overwrite: bool = False
+    """Replace scores in --out written with other settings."""
+    quiet: bool = False
+    """No progress bars."""
+
+
+def _load(args: FitOptions | ScoreOptions) -> list:
     from armlens.data import load_pairs
 
-    subsets = args.subsets.split(",") if args.subsets else None
-    return load_pairs(args.data, root=args.root, subsets=subsets)
+    return load_pairs(args.data, root=args.root, subsets=args.subsets)
 
 
-def run_fit(args: argparse.Namespace) -> int:
+def run_fit(args: FitOptions) -> int:
     import dataclasses
 
     from armlens.cli.common import on_interrupt, output_file, save_or_fallback
     from armlens.data import split_pairs
     from armlens.io import write_json
     from armlens.model import load_model
-    from armlens.rm import ActivationRM, ARMConfig
+    from armlens.rm import ActivationRM
 
     out = output_file(args.out, overwrite=args.overwrite)
     output_file(Path(str(out) + ".split.json"), overwrite=args.overwrite)
     pairs = _load(args)
     split = split_pairs(pairs, seed=args.seed, n_fewshot=args.n_fewshot, n_select=args.select, n_test=0,
                         stratify=True)
-    on_interrupt(args, "nothing was saved (a fit is not resumable); rerun the same command to start again")
+    on_interrupt("nothing was saved (a fit is not resumable); rerun the same command to start again")
     model = load_model(args.model)
-    base = ARMConfig()
-    given = {k: getattr(args, k) for k in ("reading", "criteria", "estimator", "score") if getattr(args, k) is not None}
-    steps = args.steps if args.steps is not None else base.reinforce.steps
-    config = dataclasses.replace(base, seed=args.seed, reinforce=dataclasses.replace(base.reinforce, steps=steps),
-                                 **given)
+    config = dataclasses.replace(args.arm, seed=args.seed)
     rm = ActivationRM(model, config).fit(split.fewshot, split.select or None, show_progress=not args.quiet)
 
     def save(path: Path) -> Path:
@@ -94,13 +114,14 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _score_settings(args: argparse.Namespace) -> dict:
+def _score_settings(args: ScoreOptions) -> dict:
     """The settings that decide a score run's numbers (compared with an earlier run in the same --out)."""
-    return {"rm": str(Path(args.rm).resolve()), "data": args.data, "root": args.root, "subsets": args.subsets,
+    return {"rm": str(Path(args.rm).resolve()), "data": args.data, "root": args.root,
+            "subsets": ",".join(args.subsets) if args.subsets else None,
             "limit": args.limit, "model": args.model}
 
 
-def _check_score_out(args: argparse.Namespace) -> Path:
+def _check_score_out(args: ScoreOptions) -> Path:
     from armlens.cli.common import output_dir
     from armlens.io import read_json, settings_diff
 
@@ -115,7 +136,7 @@ def _check_score_out(args: argparse.Namespace) -> Path:
     return out
 
 
-def run_score(args: argparse.Namespace) -> int:
+def run_score(args: ScoreOptions) -> int:
     from armlens.cli.common import on_interrupt
     from armlens.evaluation.protocol import absent_sections, write_results
     from armlens.io import ResultsLock
@@ -126,7 +147,7 @@ def run_score(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no saved ARM at {args.rm}" + (" (it is a folder)" if Path(args.rm).is_dir() else ""))
     out = _check_score_out(args)
     all_pairs = _load(args)
-    on_interrupt(args, f"nothing was written to {out}; rerun the same command")
+    on_interrupt(f"nothing was written to {out}; rerun the same command")
     with ResultsLock(out, "armlens score"):
         model = load_model(args.model)
         rm = ActivationRM.load(args.rm, model, force=args.force)
@@ -156,3 +177,9 @@ def run_score(args: argparse.Namespace) -> int:
               + ("not computed" if absent else f"{summary['rewardbench_overall']:.3f}"))
     print(f"wrote {paths['items']} and {paths['summary']}")
     return 0
+
+
+COMMANDS = {
+    "fit": Command(FitOptions, run_fit, aliases=ARM_ALIASES, hidden=ARM_HIDDEN),
+    "score": Command(ScoreOptions, run_score),
+}

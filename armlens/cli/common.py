@@ -7,7 +7,6 @@ finished and how to resume; :func:`armlens.cli.main` prints that line and exits 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import tempfile
@@ -23,24 +22,23 @@ INTERRUPTED_EXIT = 130
 """Exit status after Ctrl-C (128 + SIGINT), as shells report it."""
 
 
-def on_interrupt(args: argparse.Namespace, note: Callable[[], str] | str) -> None:
+_interrupt_note: Callable[[], str] | str | None = None
+
+
+def on_interrupt(note: Callable[[], str] | str | None) -> None:
     """Record what :func:`interrupt_message` says if the command is interrupted from now on."""
-    args.interrupt_note = note
+    global _interrupt_note
+    _interrupt_note = note
 
 
-def interrupt_message(args: argparse.Namespace) -> str:
+def interrupt_message(command: str) -> str:
     """The one line printed on Ctrl-C: what finished and how to resume (or that nothing was written)."""
-    note = getattr(args, "interrupt_note", None)
+    note = _interrupt_note
     try:
         text = note() if callable(note) else note
     except Exception:  # never let the message itself fail
         text = None
-    return f"armlens {_command(args)}: interrupted; {text or 'nothing was written'}"
-
-
-def _command(args: argparse.Namespace) -> str:
-    sub = getattr(args, "data_command", None)
-    return f"{args.command} {sub}" if getattr(args, "command", None) == "data" and sub else str(args.command)
+    return f"armlens {command}: interrupted; {text or 'nothing was written'}"
 
 
 def count_files(folder: str | Path, pattern: str) -> int:

@@ -12,53 +12,68 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
-from armlens.cli.options import count_or_all, index
+import tyro
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="list, inspect and fetch preference datasets")
-    dsub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
-
-    def show_help(args: argparse.Namespace) -> int:
-        p.print_help()
-        return 0
-
-    p.set_defaults(func=show_help)
-
-    lp = dsub.add_parser("list", help="list the registered datasets")
-    lp.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    lp.set_defaults(func=run_list)
-
-    sp = dsub.add_parser("stats", help="pairs per subset, response lengths, share of pairs with the shorter chosen")
-    sp.add_argument("name", help="registered dataset name (see `armlens data list`) or path:FILE")
-    sp.add_argument("--root", default=None, help="data root folder (default: $ARMLENS_DATA_ROOT, ~/.cache/armlens/data, "
-                                                 "or the BIG-bench cache); a single file is --data path:FILE")
-    sp.add_argument("--subset", action="append", default=None, help="keep only this subset (repeatable)")
-    sp.add_argument("--limit", type=count_or_all, default=None, help="keep the first N pairs (default: all)")
-    sp.add_argument("--seed", type=index, default=None, help="seed of the loader's choices (xstest, truthfulqa)")
-    sp.add_argument("--path", default=None, help="local file for a Hub dataset (rewardbench, rewardbench2, "
-                                                 "preferencehack)")
-    sp.add_argument("--repo-id", default=None, help="Hub dataset id (rewardbench*, preferencehack)")
-    sp.add_argument("--field-map", action="append", default=None, metavar="FIELD=KEY",
-                    help="column of a pair field, e.g. prompt=question (path:FILE, preferencehack; repeatable)")
-    sp.add_argument("--json", action="store_true", help="print JSON (stats and load report) instead of a table")
-    sp.set_defaults(func=run_stats)
-
-    fp = dsub.add_parser("fetch", help="download data that is not on the Hub (bigbench: HHH and TruthfulQA)")
-    fp.add_argument("what", choices=["bigbench"], help="what to fetch")
-    fp.add_argument("--cache", default=None, help="destination (default $ARMLENS_CACHE/bigbench, "
-                                                  "i.e. ~/.cache/armlens/bigbench)")
-    fp.add_argument("--sdist", default=None, help="use this local bigbench-1.0.0.tar.gz instead of downloading")
-    fp.add_argument("--keep-sdist", action="store_true", help="keep the downloaded 358 MB archive")
-    fp.add_argument("--force", action="store_true", help="fetch again even if the cache is complete")
-    fp.set_defaults(func=run_fetch)
+from armlens.cli import Command
 
 
-def run_list(args: argparse.Namespace) -> int:
+@dataclass
+class ListOptions:
+    """List the registered datasets: name, origin, description and subsets."""
+
+    json: bool = False
+    """Print JSON instead of a table."""
+
+
+@dataclass
+class StatsOptions:
+    """Pairs per subset, prompts, multi-turn pairs, response lengths and the share of pairs whose chosen response is
+    the shorter, with the loader's report (pairs dropped and why)."""
+
+    name: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="NAME")]
+    """Registered dataset name (see `armlens data list`) or path:FILE."""
+    root: str | None = None
+    """Data root folder (default: $ARMLENS_DATA_ROOT, ~/.cache/armlens/data, or the BIG-bench cache); a single file
+    is path:FILE."""
+    subset: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Keep only this subset (default: all)."""
+    limit: int | None = None
+    """Keep the first N pairs ('all': every pair)."""
+    seed: int | None = None
+    """Seed of the loader's choices (xstest, truthfulqa; default: the loader's)."""
+    path: str | None = None
+    """Local file for a Hub dataset (rewardbench, rewardbench2, preferencehack; default: download)."""
+    repo_id: str | None = None
+    """Hub dataset id (rewardbench*, preferencehack; default: the loader's)."""
+    field_map: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
+    """Column of a pair field, FIELD=KEY, e.g. prompt=question (path:FILE, preferencehack; default: the loader's)."""
+    json: bool = False
+    """Print JSON (stats and load report) instead of a table."""
+
+
+@dataclass
+class FetchOptions:
+    """Download data that is not on the Hub: BIG-bench's HHH and TruthfulQA, from the bigbench sdist on PyPI (pinned
+    SHA-256)."""
+
+    what: Annotated[Literal["bigbench"], tyro.conf.Positional, tyro.conf.arg(metavar="{bigbench}")]
+    """What to fetch."""
+    cache: str | None = None
+    """Destination (default: $ARMLENS_CACHE/bigbench, i.e. ~/.cache/armlens/bigbench)."""
+    sdist: str | None = None
+    """Use this local bigbench-1.0.0.tar.gz instead of downloading (default: download)."""
+    keep_sdist: bool = False
+    """Keep the downloaded 358 MB archive."""
+    force: bool = False
+    """Fetch again even if the cache is complete."""
+
+
+def run_list(args: ListOptions) -> int:
     from armlens.data import list_datasets
 
     specs = list_datasets()
@@ -75,12 +90,12 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_stats(args: argparse.Namespace) -> int:
+def run_stats(args: StatsOptions) -> int:
     from armlens.data import dataset_stats, load_pairs_with_report
 
-    options = {"seed": args.seed, "path": args.path, "repo_id": args.repo_id, "field_map": args.field_map}
+    options = {"seed": args.seed, "path": args.path, "repo_id": args.repo_id, "field_map": args.field_map or None}
     options = {k: v for k, v in options.items() if v is not None}
-    pairs, report = load_pairs_with_report(args.name, root=args.root, subsets=args.subset, limit=args.limit,
+    pairs, report = load_pairs_with_report(args.name, root=args.root, subsets=args.subset or None, limit=args.limit,
                                            **options)
     stats = dataset_stats(pairs)
     if args.json:
@@ -101,7 +116,7 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_fetch(args: argparse.Namespace) -> int:
+def run_fetch(args: FetchOptions) -> int:
     from armlens.cli.common import on_interrupt, output_dir
     from armlens.data.fetch import fetch_bigbench
 
@@ -110,7 +125,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.sdist is not None and not Path(args.sdist).is_file():
         raise FileNotFoundError(f"--sdist {args.sdist} " + ("is a folder, not the .tar.gz file"
                                                            if Path(args.sdist).is_dir() else "does not exist"))
-    on_interrupt(args, "rerun the same command to fetch again (finished files are checked and kept)")
+    on_interrupt("rerun the same command to fetch again (finished files are checked and kept)")
     result = fetch_bigbench(cache=args.cache, sdist=args.sdist, keep_sdist=args.keep_sdist, force=args.force)
     print(f"BIG-bench {'files already present' if result.method == 'cached' else 'files fetched'} "
           f"({result.method}) in {result.dest}")
@@ -119,3 +134,10 @@ def run_fetch(args: argparse.Namespace) -> int:
     print(f"sdist sha256 {result.sdist_sha256}; the hhh and truthfulqa loaders now find these files "
           f"(or pass --root {result.dest})")
     return 0
+
+
+COMMANDS = {
+    "data list": Command(ListOptions, run_list),
+    "data stats": Command(StatsOptions, run_stats),
+    "data fetch": Command(FetchOptions, run_fetch),
+}

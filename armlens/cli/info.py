@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
+
+from armlens.cli import Command
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print a model's layers, heads, d_head, key/value heads, context and answer tokens")
-    p.add_argument("--model", default=None, help="model name, local folder, .gguf file or Hub id (default: embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=run)
+@dataclass
+class InfoOptions:
+    """Print a model's layers, heads, d_head, key/value heads, context length and which judge answer words are single
+    tokens."""
+
+    model: str | None = None
+    """Model name, local folder, .gguf file or Hub id (default: the embedded SmolLM2-135M-Instruct)."""
+    device: str | None = None
+    """cpu, cuda, ... (default: cuda when available)."""
+    json: bool = False
+    """Print JSON instead of a table."""
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: InfoOptions) -> int:
     from armlens.model import load_model, model_info
 
     info = model_info(load_model(args.model, device=args.device))
@@ -38,3 +45,6 @@ def run(args: argparse.Namespace) -> int:
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+COMMANDS = {"info": Command(InfoOptions, run)}

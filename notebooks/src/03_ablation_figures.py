@@ -16,7 +16,7 @@
 # | `demos`, `trials` | icl: answered demonstrations per class, prompts averaged |
 # | `criteria` | one ARM per criterion vs one pooled |
 # | `scoring` | P(Yes) vs P(Yes given Yes or No) vs logit difference vs generative, for the ARM and the zero-shot judge |
-# | `shots`, `heads`, `flip` | few-shot pairs per criterion; number of patched heads; share of flipped few-shot labels |
+# | `shots`, `heads`, `flip` | few-shot pairs per criterion (`fewshot_per_criterion`); number of patched heads; share of flipped few-shot labels |
 #
 # This notebook runs five axes at **small settings** (one criterion, 2 seeds, 8 few-shot pairs, 8 test pairs, 20
 # REINFORCE steps) and draws every figure of `armlens figures` from the saved results. With 8 test pairs per seed the
