@@ -2,7 +2,7 @@
 
 Layers, lowest first (a lower layer never imports a higher one):
 
-- ``armlens.model``       load models (the one module that talks to TransformerLens' ``TransformerBridge``)
+- ``armlens.model``       load models (the one package that talks to TransformerLens' ``TransformerBridge``)
 - ``armlens.data``        preference pairs, loaders, splits, the bias suite
 - ``armlens.prompts``     judge prompts through the chat template
 - ``armlens.patching``    capture and overwrite ``blocks.{l}.attn.hook_z`` at the last token

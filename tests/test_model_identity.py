@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from armlens import model as M
+from armlens.model.identity import _tensor_digest as tensor_digest
 from armlens.rm import ActivationRM
 
 
@@ -78,7 +79,7 @@ def test_digest_of_a_large_tensor_stays_in_bounds():
     """The default model's embedding has 28,311,552 entries: the strided sample must end at the last one (a float32
     index grid rounded past the end there)."""
     big = torch.arange(49152 * 576, dtype=torch.float32).view(49152, 576)
-    d = M._tensor_digest(big)
+    d = tensor_digest(big)
     assert d["shape"] == [49152, 576] and d["head"][0] == 0.0
     flat = big.reshape(-1)
     idx = torch.arange(4096) * (flat.numel() - 1) // 4095

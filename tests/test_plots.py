@@ -4,6 +4,7 @@ from a saved (tiny) results folder, HTML always and PNG when a Chrome-family bro
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 import torch
 
@@ -80,8 +81,8 @@ def test_head_maps_are_labelled_and_scaled():
     effects = torch.randn(3, 4, generator=g)
     fig = plots.plot_attribution(effects, probs, mask, rho=0.3)
     check_labelled(fig, "Head", "Layer")
-    assert fig.layout.coloraxis.colorscale[0][1] == plots.go.Figure(
-        plots.go.Heatmap(colorscale="RdBu")).data[0].colorscale[0][1]
+    assert fig.layout.coloraxis.colorscale[0][1] == go.Figure(
+        go.Heatmap(colorscale="RdBu")).data[0].colorscale[0][1]
     assert fig.layout.coloraxis.cmid == 0 and fig.layout.coloraxis.cmin == -fig.layout.coloraxis.cmax
     assert "+0.30" in fig.layout.title.text
 
@@ -166,9 +167,9 @@ def test_figures_from_saved_results_html(results_dir, tmp_path):
 
 
 def test_png_needs_a_browser(results_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(plots, "find_browser", lambda: None)
+    monkeypatch.setattr(plots.export, "find_browser", lambda: None)
     with pytest.raises(plots.BrowserNotFoundError, match="Chrome-family browser"):
-        plots.write_figures({"x": plots.go.Figure()}, tmp_path, formats=("png",))
+        plots.write_figures({"x": go.Figure()}, tmp_path, formats=("png",))
     assert not list(tmp_path.iterdir())  # nothing half-written
     rc = cli_main(["figures", "--results", str(results_dir), "--out", str(tmp_path / "f")])
     err = capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_importing_the_aliases_stays_light():
 def test_tensor_aliases_are_shared():
     from armlens import activations, analysis, patching, plots, selection
 
-    assert patching.HeadMask is plots.HeadMask is HeadMask
+    assert patching.HeadMask is plots.heads.HeadMask is HeadMask
     assert selection.Masks is analysis.heads.Masks is Masks
     assert activations.Means is patching.Means
     assert isinstance(torch.zeros(2, 3, dtype=torch.bool), HeadMask)

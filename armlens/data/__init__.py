@@ -8,7 +8,8 @@ Everything downstream (prompts, activations, head selection, scoring, evaluation
 - :mod:`armlens.data.records`    the :class:`PreferencePair` record and :func:`pairs_hash`
 - :mod:`armlens.data.roots`      where data lives (``--root``, ``ARMLENS_DATA_ROOT``, ``~/.cache/armlens/data``,
   the BIG-bench cache)
-- :mod:`armlens.data.loaders`    the registry, :func:`load_pairs`, file readers, field maps, :class:`LoadReport`
+- :mod:`armlens.data.loaders`    the registry, :func:`load_pairs`, :class:`LoadReport`
+- :mod:`armlens.data.rows`       file readers, field maps, rows to pairs, the generic ``path:FILE`` loader
 - :mod:`armlens.data.benchmarks` offline loaders: ``llmbar``, ``hhh``, ``truthfulqa``, ``hh-rlhf``, ``xstest``
 - :mod:`armlens.data.hub`        Hub-or-local loaders: ``rewardbench``, ``rewardbench2``, ``preferencehack``
 - :mod:`armlens.data.fetch`      ``armlens data fetch bigbench``: HHH and TruthfulQA from the PyPI sdist
@@ -25,6 +26,7 @@ Example::
 
 from armlens.data import benchmarks as _benchmarks  # noqa: F401  (registers the offline loaders)
 from armlens.data import hub as _hub  # noqa: F401  (registers the Hub loaders)
+from armlens.data import rows as _rows  # noqa: F401  (registers the generic path: loader)
 from armlens.data.bias import BIAS_KINDS, HackRate, build_bias_suite, hack_rate, has_list_format
 from armlens.data.loaders import (
     DatasetSpec,
@@ -32,10 +34,10 @@ from armlens.data.loaders import (
     list_datasets,
     load_pairs,
     load_pairs_with_report,
-    read_rows,
 )
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.data.roots import cache_dir, data_root
+from armlens.data.rows import read_rows
 from armlens.data.splits import Split, split_pairs
 from armlens.data.stats import dataset_stats
 

@@ -22,17 +22,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from armlens.data.loaders import (
-    LoadReport,
-    check_prompt,
-    check_text,
-    read_rows,
-    register,
-    rows_to_pairs,
-    stable_rng,
-)
+from armlens.data.loaders import LoadReport, register, stable_rng
 from armlens.data.records import PreferencePair, Prompt
 from armlens.data.roots import candidate_roots, describe_roots
+from armlens.data.rows import check_prompt, check_text, read_rows, rows_to_pairs
 from armlens.io import read_text
 
 log = logging.getLogger(__name__)
@@ -110,6 +103,17 @@ _HHH_TURN = re.compile(r"\n\n(Human|Assistant):")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
+def bigbench_examples(path: Path, report: LoadReport) -> list[Any]:
+    """The ``examples`` list of a BIG-bench task file (HHH, TruthfulQA), the file and its rows counted in ``report``."""
+    task = load_json(path)
+    report.add_file(path)
+    examples = task.get("examples") if isinstance(task, dict) else None
+    if not isinstance(examples, list):
+        raise ValueError(f"{path}: expected a BIG-bench task object with an 'examples' list")
+    report.rows_read += len(examples)
+    return examples
+
+
 def split_hhh_input(text: str) -> Prompt:
     """An HHH ``input`` as a prompt: unchanged text for one turn; chat messages for a dialogue.
 
@@ -136,12 +140,7 @@ def load_hhh(root: str | Path | None, report: LoadReport) -> list[PreferencePair
     pairs = []
     for cat in HHH_CATEGORIES:
         path = folder / f"{cat}.json"
-        task = load_json(path)
-        report.add_file(path)
-        examples = task.get("examples") if isinstance(task, dict) else None
-        if not isinstance(examples, list):
-            raise ValueError(f"{path}: expected a BIG-bench task object with an 'examples' list")
-        report.rows_read += len(examples)
+        examples = bigbench_examples(path, report)
         for i, ex in enumerate(examples):
             loc = f"{path}: example {i}"
             if not isinstance(ex, dict) or "input" not in ex or "target_scores" not in ex:
@@ -183,12 +182,7 @@ def load_truthfulqa(
         raise ValueError(f"truthfulqa mode must be 'best' or 'all', got {mode!r}")
     folder = find_folder("truthfulqa_bigbench", ["questions.json"], root, "TruthfulQA", FETCH_HINT)
     path = folder / "questions.json"
-    data = load_json(path)
-    report.add_file(path)
-    examples = data.get("examples") if isinstance(data, dict) else None
-    if not isinstance(examples, list):
-        raise ValueError(f"{path}: expected an object with an 'examples' list")
-    report.rows_read += len(examples)
+    examples = bigbench_examples(path, report)
     pairs = []
     for i, ex in enumerate(examples):
         loc = f"{path}: example {i}"

@@ -25,16 +25,12 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from armlens.data.loaders import sha256_file
 from armlens.data.roots import bigbench_cache_dir
-from armlens.io import write_json
+from armlens.io import atomic_write_files, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -128,43 +124,36 @@ def _cached(dest: Path, verify: bool) -> dict[str, str] | None:
 def extract_members(sdist: Path, dest: Path, verify: bool = True) -> dict[str, str]:
     """Stream the :data:`BIGBENCH_FILES` members of ``sdist`` into ``dest``; returns layout path -> SHA-256.
 
-    Files are written to a staging folder first and moved into place only once all are present (and, with
-    ``verify``, all match their pinned hashes), so a failed fetch never leaves a half-written data root.
+    The members are read into memory and written (:func:`armlens.io.atomic_write_files`) only once all are present
+    (and, with ``verify``, all match their pinned hashes), so a failed fetch never leaves a half-written data root.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+    blobs: dict[str, bytes] = {}
     try:
-        found: dict[str, str] = {}
-        try:
-            with tarfile.open(sdist, "r:gz") as tar:
-                for member in tar:
-                    if member.name not in BIGBENCH_FILES or not member.isfile():
-                        continue
-                    layout, _ = BIGBENCH_FILES[member.name]
-                    src = tar.extractfile(member)
-                    assert src is not None
-                    data = src.read()
-                    out = staging / layout
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    out.write_bytes(data)
-                    found[layout] = hashlib.sha256(data).hexdigest()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise ValueError(f"{sdist}: not a readable .tar.gz ({type(e).__name__}: {e})") from e
-        missing = [m for m, (layout, _) in BIGBENCH_FILES.items() if layout not in found]
-        if missing:
-            raise ValueError(f"{sdist}: members missing from the archive: {missing}")
-        if verify:
-            bad = [f"{layout} (got {found[layout][:12]}..., expected {sha[:12]}...)"
-                   for layout, sha in BIGBENCH_FILES.values() if found[layout] != sha]
-            if bad:
-                raise ValueError(f"{sdist}: extracted files do not match the pinned SHA-256: {bad}")
-        for layout in found:
-            target = dest / layout
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / layout, target)
-        return found
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with tarfile.open(sdist, "r:gz") as tar:
+            for member in tar:
+                if member.name not in BIGBENCH_FILES or not member.isfile():
+                    continue
+                src = tar.extractfile(member)
+                assert src is not None
+                blobs[BIGBENCH_FILES[member.name][0]] = src.read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ValueError(f"{sdist}: not a readable .tar.gz ({type(e).__name__}: {e})") from e
+    found = {layout: hashlib.sha256(data).hexdigest() for layout, data in blobs.items()}
+    missing = [m for m, (layout, _) in BIGBENCH_FILES.items() if layout not in found]
+    if missing:
+        raise ValueError(f"{sdist}: members missing from the archive: {missing}")
+    if verify:
+        bad = [f"{layout} (got {found[layout][:12]}..., expected {sha[:12]}...)"
+               for layout, sha in BIGBENCH_FILES.values() if found[layout] != sha]
+        if bad:
+            raise ValueError(f"{sdist}: extracted files do not match the pinned SHA-256: {bad}")
+
+    def write(tmps: list[str]) -> None:
+        for tmp, data in zip(tmps, blobs.values(), strict=True):
+            Path(tmp).write_bytes(data)
+
+    atomic_write_files([dest / layout for layout in blobs], write)
+    return found
 
 
 def fetch_bigbench(

@@ -22,18 +22,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from armlens.data.loaders import (
-    LoadReport,
-    check_prompt,
-    check_text,
-    is_missing,
-    parse_field_map,
-    read_rows,
-    register,
-    rows_to_pairs,
-)
+from armlens.data.loaders import LoadReport, register
 from armlens.data.records import PreferencePair
 from armlens.data.roots import candidate_roots
+from armlens.data.rows import check_prompt, check_text, is_missing, parse_field_map, read_rows, rows_to_pairs
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +193,7 @@ def load_preferencehack(
 
     A key the field map names but a row lacks is a KeyError naming the key, the field and the keys the row has, so
     the right map is one look away. Label-style rows work too (``field_map`` with ``label``, ``response_a``,
-    ``response_b``; see :func:`armlens.data.loaders.row_pair`).
+    ``response_b``; see :func:`armlens.data.rows.row_pair`).
     """
     rows, where = rows_for("preferencehack", root, report, path, repo_id, split)
     fmap = parse_field_map(field_map)

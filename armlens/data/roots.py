@@ -28,16 +28,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from armlens.io import CACHE_ENV, cache_dir  # noqa: F401  (the cache folder is defined once, in io)
+
 DATA_ROOT_ENV = "ARMLENS_DATA_ROOT"
 """Environment variable naming the preference data root."""
-CACHE_ENV = "ARMLENS_CACHE"
-"""Environment variable naming armlens' cache folder (default ``~/.cache/armlens``)."""
-
-
-def cache_dir() -> Path:
-    """armlens' cache folder: ``$ARMLENS_CACHE`` if set, else ``~/.cache/armlens``. Not created here."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "armlens"
 
 
 def user_data_dir() -> Path:

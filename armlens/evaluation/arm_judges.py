@@ -1,0 +1,85 @@
+"""The ARM as a judge, and the baselines that are the ARM pipeline with one part changed: ``mean-ablation`` (no
+label in the means), ``random-heads`` and ``topk-heads`` (other heads than REINFORCE's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from armlens.data.records import PreferencePair
+from armlens.evaluation.judge import Judge
+from armlens.patching import HeadMask, Means
+from armlens.rm import ActivationRM, ARMConfig
+
+
+class ARMJudge(Judge):
+    name = "arm"
+    reads = "P(Yes) at the last token with the selected heads' hook_z overwritten by few-shot mean activations"
+    trains = True
+    settings: ClassVar[tuple[str, ...]] = ("template", "criterion", "batch_size", "score", "seed", "arm")
+    mask_based = True
+
+    rm: ActivationRM
+
+    def arm_config(self) -> ARMConfig:
+        cfg = self.config
+        return dataclasses.replace(cfg.arm, template=cfg.template, criterion=cfg.criterion, score=cfg.score,
+                                   batch_size=cfg.batch_size, seed=cfg.seed)
+
+    def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None]:
+        return self.rm.patch_for(pair)
+
+    def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
+        self.rm = ActivationRM(self.model, self.arm_config()).fit(few_shot, select,
+                                                                  show_progress=self.config.show_progress)
+        self.fit_info.update(heads=self.rm.heads, n_heads=len(self.rm.heads),
+                             **{k: v for k, v in self.rm.fit_info.items() if not k.endswith("_ids")})
+
+    def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        texts = self._prompts(self._queries(items))
+        out = torch.empty(len(items))
+        by_fit: dict[str, list[int]] = {}
+        for i, (pair, _) in enumerate(items):  # each pair by its criterion's fit
+            by_fit.setdefault(self.rm.fit_for(self.rm._criterion(pair)).criterion, []).append(i)
+        for key, idx in by_fit.items():
+            out[idx] = self.rm.score_texts([texts[i] for i in idx], criterion=None if len(self.rm.fits) == 1 else key,
+                                           show_progress=self.config.show_progress).float()
+        return out
+
+
+class MeanAblationJudge(ARMJudge):
+    name = "mean-ablation"
+    reads = ("P(Yes) with the selected heads' hook_z overwritten by their unconditional mean over unanswered judge "
+             "prompts (the ARM pipeline without the label: a baseline, not an ARM)")
+
+    def arm_config(self) -> ARMConfig:
+        return dataclasses.replace(super().arm_config(), reading="mean_ablation")
+
+
+class RandomHeadsJudge(ARMJudge):
+    name = "random-heads"
+    reads = "P(Yes) with the ARM's few-shot means patched into head_count heads drawn at random (seeded)"
+    settings = (*ARMJudge.settings, "head_count")
+    selector: ClassVar[str] = "random"
+
+    def head_count(self) -> int:
+        """``head_count``, or the REINFORCE prior's expected number of heads."""
+        if self.config.head_count is not None:
+            return self.config.head_count
+        cfg = self.model.cfg
+        prior = float(torch.sigmoid(torch.tensor(self.config.arm.reinforce.init_logit)))
+        return max(1, round(prior * cfg.n_layers * cfg.n_heads))
+
+    def arm_config(self) -> ARMConfig:
+        return dataclasses.replace(super().arm_config(), selector=self.selector, top_k=self.head_count())
+
+
+class TopKHeadsJudge(RandomHeadsJudge):
+    name = "topk-heads"
+    reads = "P(Yes) with the ARM's few-shot means patched into the head_count heads of largest single-head attribution"
+    selector = "topk_attribution"

