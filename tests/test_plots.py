@@ -3,6 +3,8 @@ from a saved (tiny) results folder, HTML always and PNG when a Chrome-family bro
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -161,7 +163,14 @@ def test_figures_from_saved_results_html(results_dir, tmp_path):
     out = tmp_path / "figs"
     assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "html"]) == 0
     written = {p.stem for p in out.glob("*.html")}
-    assert written == expected
+    assert written == expected | {"sweep"}  # every setting against its axis's default, paired
+    table = pd.read_csv(out / "sweep.csv")
+    assert set(table["axis"]) <= set(A.AXES) and table["reference"].any() and (out / "sweep.md").is_file()
+    other = shutil.copytree(results_dir, tmp_path / "other")
+    two = tmp_path / "two"
+    assert cli_main(["figures", "--results", f"{results_dir},{other}", "--out", str(two),
+                     "--formats", "html"]) == 0  # several folders: per-folder prefixes, one pooled sweep
+    assert (two / "other_heads_trajectory.html").is_file() and (two / "sweep.html").is_file()
     text = (out / "heads_trajectory.html").read_text()
     assert "cdn.plot.ly" in text and "sliders" in text  # small file, interactive slider in the HTML
 
@@ -183,7 +192,7 @@ def test_figures_png(results_dir, tmp_path):
     out = tmp_path / "png"
     assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "png"]) == 0
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 7 + 1 + len(A.AXES)  # seven head figures, the overview, one per axis
+    assert len(pngs) == 7 + 1 + len(A.AXES) + 1  # seven head figures, the overview, one per axis, the sweep
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 300_000
 

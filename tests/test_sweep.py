@@ -92,3 +92,20 @@ def test_sweep_table_refuses_unpaired_cells(tmp_path):
     f.write_text(json.dumps({**rec, "test_sha256": "other"}))
     with pytest.raises(ValueError, match="different test pairs in seed 1"):
         sweep_table([a])
+
+
+def test_plot_sweep_draws_every_compared_setting(tmp_path):
+    from armlens.plots import plot_sweep
+
+    rng = np.random.default_rng(2)
+    cells = {("reading", s): {k: (rng.random(50) < 0.6).astype(int) for k in range(3)}
+             for s in ("icl-lines", "answered")}
+    t = sweep_table([_folder(tmp_path, "one", cells), _folder(tmp_path, "two", cells)], n_boot=200)
+    fig = plot_sweep(t)
+    points = {(tr.name, x) for tr in fig.data for x in tr.x}
+    assert ("one", "answered") in points and ("pooled (equal weight per dataset)", "icl (one turn) (default)") in points
+    pooled = next(tr for tr in fig.data if tr.name.startswith("pooled") and "answered" in tr.x)
+    want = 100 * t[(t["data"] == POOLED_DATA) & (t["setting"] == "answered")].iloc[0]["diff"]
+    assert pooled.y[list(pooled.x).index("answered")] == pytest.approx(want)
+    with pytest.raises(ValueError, match="no setting"):
+        plot_sweep(t.iloc[0:0])

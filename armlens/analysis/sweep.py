@@ -119,7 +119,10 @@ def sweep_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int 
     """
     per_data: list[dict[str, Any]] = []
     for f in folders:
-        per_data += _distributions(Path(f), n_boot, seed)
+        rows = _distributions(Path(f), n_boot, seed)
+        if any(r["data"] in {p["data"] for p in per_data} for r in rows):  # two runs on one dataset: name the folder
+            rows = [{**r, "data": f"{r['data']} ({Path(f).name})"} for r in rows]
+        per_data += rows
     if not per_data:
         return pd.DataFrame(columns=SWEEP_COLUMNS)
     pooled = []

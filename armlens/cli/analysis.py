@@ -61,8 +61,9 @@ class FiguresOptions:
     """Write every analysis figure (PNG + interactive HTML) from an `armlens ablate` results folder (no model, no
     forward passes)."""
 
-    results: str
-    """Results folder written by `armlens ablate`."""
+    results: list[str]
+    """Results folder(s) written by `armlens ablate`, comma-separated. With several (the defaults sweep, one per
+    dataset), each folder's figures are prefixed with its name, and the sweep figure and table pool them."""
     out: str = "figures"
     """Output folder."""
     formats: list[Literal["png", "html"]] = field(default_factory=lambda: ["png", "html"])
@@ -216,19 +217,34 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
 
 def run_figures(args: FiguresOptions) -> int:
     from armlens.analysis.results import load_results
+    from armlens.analysis.sweep import sweep_markdown, sweep_table
     from armlens.cli.common import output_dir
-    from armlens.plots import write_figures
+    from armlens.io import atomic_write, atomic_write_with
+    from armlens.plots import plot_sweep, write_figures
 
     formats = list(dict.fromkeys(args.formats))
-    results_dir = Path(args.results)
-    if not results_dir.is_dir():
-        raise FileNotFoundError(f"--results {results_dir} " + ("is a file, not a results folder"
-                                                               if results_dir.exists() else "does not exist"))
+    folders = [Path(r) for r in dict.fromkeys(args.results)]
+    for results_dir in folders:
+        if not results_dir.is_dir():
+            raise FileNotFoundError(f"--results {results_dir} " + ("is a file, not a results folder"
+                                                                   if results_dir.exists() else "does not exist"))
     out = output_dir(args.out)
-    results = load_results(results_dir)
-    figs, html = build_figures(results, seed=args.seed)
+    figs: dict[str, Any] = {}
+    html: dict[str, Any] = {}
+    for results_dir in folders:
+        f, h = build_figures(load_results(results_dir), seed=args.seed)
+        prefix = f"{results_dir.name}_" if len(folders) > 1 else ""
+        figs |= {prefix + k: v for k, v in f.items()}
+        html |= {prefix + k: v for k, v in h.items()}
+    table = sweep_table(folders)
+    if table["diff"].notna().any():
+        figs["sweep"] = plot_sweep(table)
+        atomic_write_with(out / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
+        pooled = "all" if (table["data"] == "all").any() else str(table["data"].iloc[0])
+        atomic_write(out / "sweep.md", sweep_markdown(table, pooled) + "\n")
     if not figs:
-        raise ValueError(f"{args.results} holds no results to draw (run `armlens ablate --out {args.results}` first)")
+        raise ValueError(f"{', '.join(map(str, folders))} hold(s) no results to draw (run `armlens ablate --out DIR` "
+                         "first)")
     written = write_figures(figs, out, formats=formats, html_figures=html)
     for path in written:
         print(path)

@@ -22,6 +22,7 @@ from armlens.plots.ablations import (
     X_TITLES,
     plot_ablation,
     plot_ablation_overview,
+    plot_sweep,
 )
 from armlens.plots.evaluation import plot_method_accuracy
 from armlens.plots.export import (
@@ -49,6 +50,6 @@ __all__ = [
     "ACC_TITLE", "AXIS_TITLES", "BROWSER_HELP", "FONT", "SERIES_COLOURS", "SERIES_NAMES", "SETTING_NAMES", "SHARE",
     "SIGNED", "X_TITLES", "BrowserNotFoundError", "find_browser", "plot_ablation", "plot_ablation_overview",
     "plot_attention", "plot_attribution", "plot_head_map", "plot_jaccard", "plot_method_accuracy",
-    "plot_selection_probability", "plot_stability", "plot_trajectory", "plot_trajectory_slider",
+    "plot_selection_probability", "plot_stability", "plot_sweep", "plot_trajectory", "plot_trajectory_slider",
     "plot_training_curves", "plot_transfer", "quiet_export_logs", "write_figures",
 ]

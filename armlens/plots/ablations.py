@@ -224,3 +224,48 @@ def plot_ablation_overview(
     return style(fig, f"What each ARM stage contributes{on}",
                   subtitle=f"pairwise accuracy, mean over {n_seeds} seeds ({interval}); a tie counts as wrong",
                   width=1300, height=560)
+
+
+def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chosen") -> go.Figure:
+    """The defaults sweep, one panel per axis: each setting's accuracy minus the current default's on the same pairs
+    and seeds (points; 95% interval from the seed-then-pair bootstrap), one marker per dataset and the pooled
+    estimate (equal weight per dataset). ``table`` is :func:`armlens.analysis.sweep.sweep_table`'s."""
+    rows = table[table["diff"].notna()]
+    axes = list(dict.fromkeys(rows["axis"]))
+    if not axes:
+        raise ValueError("the sweep table holds no setting compared with a default")
+    widths = [max(2, rows[rows["axis"] == a]["setting"].nunique()) for a in axes]
+    fig = make_subplots(rows=1, cols=len(axes), shared_yaxes=True, horizontal_spacing=0.025,
+                        column_widths=[w / sum(widths) for w in widths],
+                        subplot_titles=[AXIS_TITLES.get(a, a) for a in axes])
+    datasets = list(dict.fromkeys(rows["data"]))
+    for j, a in enumerate(axes, start=1):
+        on_axis = rows[rows["axis"] == a]
+        order = list(dict.fromkeys(on_axis["setting"]))
+        default = on_axis[on_axis["reference"]]["setting"].tolist()
+        names = {s: pretty(s) + (" (default)" if s in default else "") for s in order}
+        for i, d in enumerate(datasets):
+            r = on_axis[on_axis["data"] == d].set_index("setting").reindex(order).dropna(subset=["diff"])
+            pooled = d == "all"
+            colour = "#111" if pooled else SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            diff = 100 * r["diff"]
+            fig.add_trace(go.Scatter(
+                x=[names[s] for s in r.index], y=diff.tolist(), mode="markers",
+                name="pooled (equal weight per dataset)" if pooled else d, legendgroup=d, showlegend=j == 1,
+                marker={"size": 12 if pooled else 8, "color": colour, "symbol": "diamond" if pooled else "circle"},
+                error_y={"type": "data", "symmetric": False, "array": (100 * r["diff_high"] - diff).tolist(),
+                         "arrayminus": (diff - 100 * r["diff_low"]).tolist(), "color": colour, "width": 3},
+                hovertext=[f"{d} · {names[s]}: {v:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f}), accuracy "
+                           f"{100 * acc:.1f}%, n = {n} pairs over {k} seeds"
+                           for s, v, lo, hi, acc, n, k in zip(r.index, diff, r["diff_low"], r["diff_high"],
+                                                              r["accuracy"], r["n_pairs"], r["n_seeds"], strict=True)],
+                hoverinfo="text", offsetgroup=d,
+            ), row=1, col=j)
+        fig.add_hline(y=0, line={"color": "#555", "width": 1}, row=1, col=j)
+        fig.update_xaxes(tickangle=-40, row=1, col=j)
+    fig.update_yaxes(title_text="Accuracy minus the default's (points)", row=1, col=1)
+    fig.update_layout(scattermode="group", scattergap=0.5, legend={"orientation": "h", "y": -0.42, "x": 0})
+    n_seeds = int(rows["n_seeds"].min())
+    return style(fig, title, subtitle=f"each setting against the current default on the same test pairs and seeds "
+                                        f"(at least {n_seeds} seeds); 95% intervals: seeds, then pairs, resampled; "
+                                        "a tie counts as wrong", width=1300, height=560)
