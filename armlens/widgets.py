@@ -40,8 +40,9 @@ from torch import Tensor
 
 from armlens import model as M
 from armlens.analysis.heads import AttentionRow, branches_with_attention
+from armlens.data.records import Prompt
 from armlens.patching import head_label, mask_labels, parse_heads
-from armlens.prompts import DEFAULT_CRITERION, Example, scalar_prompt
+from armlens.prompts import DEFAULT_CRITERION, Example, _prompt_text, scalar_prompt
 from armlens.rm import POOLED, ActivationRM, CriterionARM
 from armlens.scoring import score_from_logits
 from armlens.selection import mask_logits
@@ -91,6 +92,14 @@ class Readout:
         rows["logit(Yes) - logit(No)"] = self.margin
         return pd.DataFrame({name: {"unpatched": a, "patched": b, "change": b - a} for name, (a, b) in rows.items()}).T
 
+    def __repr__(self) -> str:
+        return (f"Readout(P(Yes) {self.p_yes[0]:.4f} -> {self.p_yes[1]:.4f}, margin {self.margin[0]:+.3f} -> "
+                f"{self.margin[1]:+.3f}, {len(self.heads)} heads patched, {self.n_tokens} tokens, "
+                f"{self.seconds * 1000:.0f} ms)")
+
+    def _repr_html_(self) -> str:
+        return readout_html(self)
+
     def attention_table(self, k: int = 8) -> pd.DataFrame:
         """The ``k`` key positions the chosen head weighs most (patched when a patch is set, else unpatched)."""
         row = self.attention
@@ -118,7 +127,8 @@ class HeadPicker:
             criterion (:meth:`ActivationRM.fit_for`; with several fits and a criterion none of them holds, the fit
             named by ``fit``). :meth:`ActivationRM.from_patch` turns bare means into one.
         prompt, response, criterion: the judged text (``criterion=None``: the ARM's criterion, as
-            :meth:`ActivationRM.score`).
+            :meth:`ActivationRM.score`). A conversation prompt (a list of messages) is kept as the text the judge
+            prompt shows it as, so it can be edited as text and renders the same.
         maps: extra ``[n_layers, n_heads]`` maps to colour the grid by (e.g. ``single_head_effects`` over few-shot
             examples), by name.
         top_k: next tokens in the readout. attribution_k: heads of the ``topk`` preset.
@@ -128,7 +138,7 @@ class HeadPicker:
     def __init__(
         self,
         rm: ActivationRM,
-        prompt: str,
+        prompt: Prompt,
         response: str,
         criterion: str | None = None,
         *,
@@ -141,7 +151,7 @@ class HeadPicker:
         self._default_fit = rm.fit_for(fit)
         cfg = self.model.cfg
         self.shape = (cfg.n_layers, cfg.n_heads)
-        self.prompt, self.response = prompt, response
+        self.prompt, self.response = _prompt_text(prompt), response
         if criterion is None:
             criterion = rm.config.criterion or (
                 self._default_fit.criterion if self._default_fit.criterion != POOLED else DEFAULT_CRITERION)
@@ -188,6 +198,11 @@ class HeadPicker:
             self.attention_head = (layer, head)
         return on
 
+    def click(self, layer: int, head: int) -> Readout:
+        """What a click on cell (layer, head) does, without a view: toggle it and read the judge."""
+        self.toggle(layer, head)
+        return self.readout()
+
     def set_heads(self, heads: str | list[str] | list[tuple[int, int]] | HeadMask) -> None:
         """Replace the patch set: a mask, ``"L3H1,L10H4"`` or a list of labels or ``(layer, head)`` pairs."""
         if isinstance(heads, Tensor):
@@ -219,8 +234,9 @@ class HeadPicker:
         if heads and not bool(self.mask[self.attention_head]):
             self.attention_head = tuple(heads[0])  # type: ignore[assignment]
 
-    def set_text(self, prompt: str | None = None, response: str | None = None, criterion: str | None = None) -> None:
+    def set_text(self, prompt: Prompt | None = None, response: str | None = None, criterion: str | None = None) -> None:
         """Change any of the judged texts (the new prompt's prefix runs on the next readout)."""
+        prompt = None if prompt is None else _prompt_text(prompt)
         for name, value in (("prompt", prompt), ("response", response), ("criterion", criterion)):
             if value is not None:
                 if not value.strip():
@@ -331,7 +347,8 @@ class HeadPicker:
         readout = readout or self.readout()
         map_name = map_name or self.map_names[0]
         values, signed = self.head_map(map_name)
-        return ("<div style='display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap;font-family:Arial,sans-serif'>"
+        return (f"{SNAPSHOT_STYLE}<div class='armlens-picker' style='display:flex;gap:24px;align-items:flex-start;"
+                "flex-wrap:wrap;font-family:Arial,sans-serif'>"
                 f"<div>{grid_html(values, self.mask, signed=signed, title=map_name)}</div>"
                 f"<div style='max-width:640px'>{readout_html(readout)}</div></div>")
 
@@ -344,6 +361,11 @@ class HeadPicker:
 
 
 # ---------------------------------------------------------------------------------------------------- HTML pieces
+
+SNAPSHOT_STYLE = ("<style>.armlens-picker table.dataframe{border-collapse:collapse;margin:2px 0 10px 0;font-size:12px}"
+                  ".armlens-picker table.dataframe th,.armlens-picker table.dataframe td{padding:2px 8px;"
+                  "text-align:right;border-bottom:1px solid #eee}</style>")
+"""Table spacing for the snapshot where no notebook stylesheet applies (a bare HTML page)."""
 
 _BLUES = ((247, 251, 255), (8, 48, 107))
 _RDBU = ((178, 24, 43), (247, 247, 247), (33, 102, 172))
@@ -376,7 +398,7 @@ def grid_html(values: HeadValues, mask: HeadMask, *, signed: bool, title: str) -
             v = float(values[layer, h])
             on = bool(mask[layer, h])
             border = "2px solid #d62728" if on else "1px solid #fff"
-            mark = "<b style='color:#d62728'>&#x2715;</b>" if on else ""
+            mark = "<b style='color:#d62728;text-shadow:0 0 2px #fff,0 0 2px #fff'>&#x2715;</b>" if on else ""
             tds.append(f"<td title='{head_label(layer, h)}: {v:.3f}' style='{cell};border:{border};"
                        f"background:{cell_colour(v, signed=signed, scale=scale)}'>{mark}</td>")
         rows.append(f"<tr><th style='{cell};font-weight:normal;text-align:right;padding-right:4px'>{layer}</th>"
@@ -429,7 +451,7 @@ class HeadPickerView:
         self.latencies: list[float] = []
         """Seconds from each click to the updated view (readout and figures), as :meth:`click` measured them."""
         self.last: Readout | None = None
-        self._quiet = False
+        self._quiet = self._quiet_text = False
 
         self.grid = go.FigureWidget(self._grid_figure())
         for trace in self.grid.data:
@@ -528,6 +550,19 @@ class HeadPickerView:
         self.latencies.append(time.perf_counter() - t0)
         return r
 
+    def set_text(self, prompt: Prompt | None = None, response: str | None = None, criterion: str | None = None) -> Readout:
+        """Change the judged texts as typing into the text areas does, with one redraw."""
+        self.picker.set_text(prompt, response, criterion)
+        self._quiet_text = True
+        try:
+            self.prompt.value, self.response.value = self.picker.prompt, self.picker.response
+            self.criterion.value = self.picker.criterion
+        finally:
+            self._quiet_text = False
+        if self.map_name == EFFECT:
+            self._redraw_map()
+        return self.refresh()
+
     def _on_click(self, trace: Any, points: Any, selector: Any = None) -> None:
         if not points.point_inds:
             return
@@ -540,6 +575,8 @@ class HeadPickerView:
         return self.refresh()
 
     def _on_text(self, change: dict[str, Any]) -> None:
+        if self._quiet_text:
+            return
         try:
             self.picker.set_text(self.prompt.value, self.response.value, self.criterion.value)
         except ValueError as e:
@@ -593,7 +630,7 @@ def widgets_available() -> bool:
 
 
 def head_picker(
-    rm: ActivationRM, prompt: str, response: str, criterion: str | None = None, *, map_name: str | None = None,
+    rm: ActivationRM, prompt: Prompt, response: str, criterion: str | None = None, *, map_name: str | None = None,
     **kw: Any,
 ) -> HeadPickerView | HeadPicker:
     """The head picker for ``rm``: the widget where ipywidgets is installed (``pip install -e ".[notebooks]"``),

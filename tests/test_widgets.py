@@ -202,3 +202,21 @@ def test_view_reacts_to_clicks_presets_and_text(tiny):
     bundle = view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "<table" in bundle["text/html"] and "P(Yes)" in bundle["text/html"]
+
+
+def test_a_conversation_prompt_is_judged_as_its_text(tiny):
+    """HHH prompts are conversations: the picker keeps the text the judge prompt shows, which renders the same."""
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": PROMPT}]
+    rm = _rm(tiny)
+    picker = HeadPicker(rm, chat, RESPONSE, CRITERION)
+    assert picker.prompt.startswith("User: Hi") and isinstance(picker.prompt, str)
+    assert picker.readout().score[1] == pytest.approx(rm.score(chat, RESPONSE, CRITERION), abs=1e-5)
+    picker.set_text(prompt=chat[-1:])
+    assert picker.prompt == f"User: {PROMPT}"
+
+
+def test_readout_repr_is_one_line(tiny):
+    r = _picker(tiny).readout()
+    assert repr(r).startswith("Readout(P(Yes) ") and "\n" not in repr(r) and "1 heads patched" in repr(r)
+    assert "Top next tokens" in r._repr_html_()
