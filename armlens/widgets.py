@@ -454,8 +454,9 @@ class HeadPickerView:
         self._quiet = self._quiet_text = False
 
         self.grid = go.FigureWidget(self._grid_figure())
-        for trace in self.grid.data:
-            trace.on_click(self._on_click)
+        # Only the heatmap takes clicks: the crosses skip hover, so a click on one lands on its cell (one event, one
+        # toggle, never one per trace under the pointer).
+        self.grid.data[0].on_click(self._on_click)
         self.attention = go.FigureWidget(layout={
             "template": "plotly_white", "height": 230, "width": 560, "barmode": "overlay",
             "margin": {"l": 50, "r": 10, "t": 36, "b": 40}, "font": {"size": 11},
@@ -503,8 +504,7 @@ class HeadPickerView:
         values, signed = self.picker.head_map(self.map_name)
         fig = plot_head_map(values, title="Click a head to patch it", colorbar_title=self.map_name[:24],
                             signed=signed, subtitle=f"colour: {self.map_name}; x: patched")
-        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="patched", showlegend=False,
-                                 hovertemplate="%{text} (patched; click to remove)<extra></extra>",
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", name="patched", showlegend=False, hoverinfo="skip",
                                  marker={"symbol": "x-thin", "size": 10, "line": {"width": 2.5, "color": "#d62728"}}))
         fig.update_layout(width=480, height=640, clickmode="event")
         return fig

@@ -177,10 +177,21 @@ def test_view_reacts_to_clicks_presets_and_text(tiny):
     assert f"{view.last.p_yes[1]:.4f}" in view.readout_box.value
     assert view.last.score[1] == pytest.approx(picker.arm().score(PROMPT, RESPONSE, CRITERION), abs=1e-5)
     assert len(view.latencies) == 1 and view.latencies[0] > 0
-    view._on_click(view.grid.data[1], Points(point_inds=[], xs=[], ys=[], trace_index=1), None)  # other trace
+    view._on_click(view.grid.data[0], Points(point_inds=[], xs=[], ys=[], trace_index=0), None)  # no point
     assert len(view.latencies) == 1
-    # Clicking a patched head (the cross drawn over it) removes it.
-    view._on_click(view.grid.data[1], Points(point_inds=[0], xs=[3], ys=[0], trace_index=1), None)
+    # Only the heatmap listens (the crosses skip hover, so a click on one reaches its cell): one toggle per click.
+    assert view.grid.data[0]._click_callbacks and not view.grid.data[1]._click_callbacks
+    assert view.grid.data[1].hoverinfo == "skip"
+    # Clicking a patched head again removes it.
+    view._on_click(view.grid.data[0], Points(point_inds=[[0, 3]], xs=[3], ys=[0], trace_index=0), None)
+    assert picker.heads == ["L1H2"]
+
+    # The message plotly's frontend sends for a click on cell (layer 1, head 1) goes the same way.
+    view.grid._js2py_pointsCallback = {"event_type": "plotly_click", "points": {
+        "xs": [1], "ys": [1], "point_indexes": [[1, 1]], "trace_indexes": [0]}}
+    assert picker.heads == ["L1H1", "L1H2"] and len(view.latencies) == 3
+    view.grid._js2py_pointsCallback = {"event_type": "plotly_click", "points": {
+        "xs": [1], "ys": [1], "point_indexes": [[1, 1]], "trace_indexes": [0]}}
     assert picker.heads == ["L1H2"]
 
     view.buttons["none"].click()
