@@ -524,7 +524,7 @@ class HeadPickerView:
             self.attention.data[1].update(x=pos if row.patched_weights else [], y=row.patched_weights or [],
                                           hovertext=hover, visible=row.patched_weights is not None)
             self.attention.layout.title = {"text": f"{row.label}: attention from the read position", "x": 0.01}
-        self.readout_box.value = readout_html(r)
+        self.readout_box.value = f"{SNAPSHOT_STYLE}<div class='armlens-picker'>{readout_html(r)}</div>"
         self.status.value = (f"<span style='color:#555'>P(Yes) {r.p_yes[0]:.4f} &rarr; <b>{r.p_yes[1]:.4f}</b>; "
                              f"margin {r.margin[0]:+.3f} &rarr; <b>{r.margin[1]:+.3f}</b></span>")
 
