@@ -12,8 +12,9 @@
 # overwritten with that head's mean over labelled judge prompts (Stage 1 of the ARM fitted here). Only the last
 # position changes, so the prompt's prefix runs once and every click is one forward of two copies of the last token
 # (unpatched and patched) over its cache. **Measured** on the default model (SmolLM2-135M-Instruct; 1 torch thread on
-# 2 CPU cores shared with other jobs): a click on a 303-token judge prompt updates the view in a median of 0.31 s
-# (20 clicks; three runs gave 0.28 to 0.31 s). Section 0 measures it again on your machine and prints it.
+# 2 CPU cores shared with other jobs): a click on a 303-token judge prompt updates the view in a median of 0.17 to
+# 0.31 s (four runs of 20 clicks, slower when the cores were busier). Section 0 measures it on your machine and
+# prints it.
 #
 # The picker needs `pip install -e ".[notebooks]"` (`scripts/setup.sh` installs it) and a Jupyter frontend with
 # widgets (JupyterLab, Notebook 7, VS Code). Elsewhere (GitHub, an HTML export without network access, a terminal)
