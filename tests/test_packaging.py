@@ -49,20 +49,36 @@ def _undeclared(folder: Path, declared: set[str]) -> list[str]:
     return problems
 
 
-def _requirements() -> tuple[set[str], set[str]]:
+def _requirements(extra: str = "test") -> tuple[set[str], set[str]]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {_dist(r) for r in project["dependencies"]}, {_dist(r) for r in project["optional-dependencies"]["test"]}
+    return {_dist(r) for r in project["dependencies"]}, {_dist(r) for r in project["optional-dependencies"][extra]}
+
+
+WIDGETS = "armlens/widgets.py"
+"""The one module of the package that may import the optional ``notebooks`` extra (the head picker)."""
 
 
 def test_package_imports_are_declared():
     runtime, _ = _requirements()
-    assert _undeclared(ROOT / "armlens", runtime) == []
+    _, notebooks = _requirements("notebooks")
+    problems = _undeclared(ROOT / "armlens", runtime)
+    assert all(f"imported in {WIDGETS};" in p for p in problems), problems
+    assert _undeclared(ROOT / "armlens", runtime | notebooks) == []
+
+
+def test_optional_widget_imports_stay_in_functions():
+    """``import armlens.widgets`` works without the notebooks extra: ipywidgets and anywidget load on first use."""
+    tree = ast.parse((ROOT / WIDGETS).read_text(encoding="utf-8"))
+    top = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    assert not top & {"ipywidgets", "anywidget"}
 
 
 def test_test_and_notebook_imports_are_declared():
     runtime, test = _requirements()
-    assert _undeclared(ROOT / "tests", runtime | test) == []
-    assert _undeclared(ROOT / "notebooks", runtime | test) == []
+    _, notebooks = _requirements("notebooks")
+    assert _undeclared(ROOT / "tests", runtime | test | notebooks) == []
+    assert _undeclared(ROOT / "notebooks", runtime | test | notebooks) == []
 
 
 def test_the_check_can_fail(tmp_path):

@@ -17,8 +17,9 @@ An Activation RM is a head mask plus mean activations. Three questions make it i
   ``blocks.{l}.attn.hook_pattern``).
 
 Everything returns tensors ``[n_layers, n_heads]`` or tidy DataFrames (one row per head, ``L{l}H{h}`` labels);
-:mod:`armlens.plots` draws them. Only :func:`attention_from_last` runs the model, through
-:func:`armlens.model.run_with_hooks`.
+:mod:`armlens.plots` draws them. Only :func:`attention_from_last` (full forwards, through
+:func:`armlens.model.run_with_hooks`) and :func:`branches_with_attention` (head masks as branches over a prefix
+cache, :func:`armlens.model.run_cached_branches`) run the model.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from armlens import model as M
-from armlens.patching import head_label, patch_hooks
+from armlens.patching import head_label, patch_branch_hooks, patch_hooks
 from armlens.stats import spearman
 from armlens.typing import HeadMask, HeadValues, Masks, Means, Model
 
@@ -248,6 +249,42 @@ def attention_from_last(
         patched = read(patch_hooks(model, means, mask))
     words = [model.tokenizer.decode([int(t)]) for t in tokens[0].tolist()]
     return AttentionRow(layer=layer, head=head, tokens=words, weights=weights, patched_weights=patched, note=note)
+
+
+def grab_branch_queries_hook(
+    pattern: Float[Tensor, "batch head_index branch key_pos"], hook: Any, *, head: int, out: list[Tensor]
+) -> None:
+    """Keep the attention weights of ``head`` from every branch (copy of the last token) of
+    :func:`armlens.model.run_cached_branches`: ``[batch, branch, prefix + branch]``."""
+    out.append(pattern[:, head].detach().float().cpu().clone())
+
+
+def branches_with_attention(
+    model: Model, cache: M.PrefixCache, means: Means, masks: Masks, layer: int, head: int
+) -> tuple[Float[Tensor, "k d_vocab"], Float[Tensor, "k key_pos"]]:
+    """Last-token logits of one prompt under each of ``masks`` and where ``L{layer}H{head}`` attends from the read
+    position under each, in one forward: the masks are branches over the prompt's prefix cache (as
+    :func:`armlens.selection.mask_logits`), and the head's attention row is read off the same forward.
+
+    Branch i attends to the prefix and to itself only, so its row is the prefix weights followed by its own
+    diagonal weight: the same row :func:`attention_from_last` reads with a full forward (``weights`` for an empty
+    mask, ``patched_weights`` for a mask), at the cost of one token per mask.
+    """
+    if cache.batch != 1:
+        raise ValueError(f"branches_with_attention() reads one prompt's cache, got a batch of {cache.batch}")
+    if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
+        raise ValueError(f"head L{layer}H{head} is outside the model's {model.cfg.n_layers} x {model.cfg.n_heads}")
+    k = masks.shape[0]
+    got: list[Tensor] = []
+    hooks = [*patch_branch_hooks(model, means, masks),
+             (pattern_name(layer), functools.partial(grab_branch_queries_hook, head=head, out=got))]
+    logits = M.run_cached_branches(model, cache, k, hooks)[0]
+    if not got:
+        raise RuntimeError(f"{pattern_name(layer)} did not fire; this model's bridge exposes no attention pattern hook")
+    rows = got[0][0]  # [k, prefix + k]
+    n_prefix = rows.shape[-1] - k
+    own = rows[torch.arange(k), n_prefix + torch.arange(k)]
+    return logits, torch.cat([rows[:, :n_prefix], own[:, None]], dim=-1)
 
 
 def attention_entropy(weights: Sequence[float]) -> float:

@@ -1,15 +1,29 @@
 # %% [markdown]
-# # 04 · Interactive patching: any prompt, any response, any heads
+# # 04 · Interactive patching: click heads, see the judge change
 #
-# Patch a head set of your choice into the judge and watch P(Yes) and the top next tokens change. Edit the cell
-# marked **EDIT ME** (prompt, response, criterion, heads by `L{l}H{h}` name) and re-run from there.
+# The **head picker** below is a layer x head grid. Click a cell to add that head to the patch set (or take it out);
+# the judge is re-read at once: P(Yes), the Yes-No logit margin and the top next tokens, unpatched against patched,
+# and where the chosen head attends from the read position. The buttons set the patch set to the ARM's heads, the
+# top-k heads by their single-head effect on this prompt, none or all; the text areas change the prompt, response
+# and criterion (the new text is read when you leave the box); the drop-downs choose what colours the grid and whose
+# attention is shown.
 #
 # What is patched: for each chosen head, `blocks.{l}.attn.hook_z` at the last token (the read position) is
-# overwritten with that head's mean over a few labelled judge prompts (Stage 1 of an ARM). Every other position and
-# head is left alone. The last section sweeps all 270 heads one at a time for your prompt.
+# overwritten with that head's mean over labelled judge prompts (Stage 1 of the ARM fitted here). Only the last
+# position changes, so the prompt's prefix runs once and every click is one forward of two copies of the last token
+# (unpatched and patched) over its cache. **Measured** on the default model (SmolLM2-135M-Instruct; 1 torch thread on
+# 2 CPU cores shared with other jobs): a click on a 303-token judge prompt updates the view in a median of 0.17 to
+# 0.31 s (four runs of 20 clicks, slower when the cores were busier). Section 0 measures it on your machine and
+# prints it.
+#
+# The picker needs `pip install -e ".[notebooks]"` (`scripts/setup.sh` installs it) and a Jupyter frontend with
+# widgets (JupyterLab, Notebook 7, VS Code). Elsewhere (GitHub, an HTML export without network access, a terminal)
+# it shows a static snapshot of the same grid and readout. The scripted cells after it do the same things by code:
+# edit the cell marked **EDIT ME** and re-run from there; the last section sweeps all 270 heads one at a time.
 
 # %%
 import os
+import statistics
 import time
 import warnings
 from pathlib import Path
@@ -18,7 +32,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
-from IPython.display import display
+from IPython.display import HTML, display
 from plotly.subplots import make_subplots
 
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "pyproject.toml").is_file() and (p / "armlens").is_dir())
@@ -28,14 +42,15 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto wi
 T_START = time.perf_counter()
 
 from armlens import plots  # noqa: E402
-from armlens.activations import extract_means  # noqa: E402
 from armlens.data import load_pairs, split_pairs  # noqa: E402
-from armlens.model import load_model, prefix_cache, run_last_logits, tokenize  # noqa: E402
+from armlens.model import load_model, model_id, prefix_cache, run_last_logits, tokenize  # noqa: E402
 from armlens.patching import capture_last_z, head_label, mask_labels, parse_heads, patch_hooks, patched  # noqa: E402
-from armlens.prompts import CRITERIA, AnswerIds, Example, JudgeTemplate, examples_from_pairs, scalar_prompt  # noqa: E402
-from armlens.selection import mask_logits  # noqa: E402
+from armlens.prompts import CRITERIA, AnswerIds, Example, JudgeTemplate, scalar_prompt  # noqa: E402
+from armlens.rm import ActivationRM, ARMConfig  # noqa: E402
+from armlens.selection import ReinforceConfig, mask_logits  # noqa: E402
+from armlens.widgets import HeadPickerView, head_picker  # noqa: E402
 
-TEMPLATE = JudgeTemplate(max_field_tokens=96)
+TEMPLATE = JudgeTemplate(max_field_tokens=128)
 model = load_model()
 cfg = model.cfg
 ids = AnswerIds.of(model, TEMPLATE)
@@ -43,22 +58,90 @@ ids = AnswerIds.of(model, TEMPLATE)
 assert (cfg.n_layers, cfg.n_heads) == (30, 9)
 
 # %% [markdown]
-# ## 1. Mean activations to patch in
+# ## An ARM to patch with
 #
-# The label-carrying means of one criterion (HHH helpful): every head's last-token hook_z averaged over 8 `icl`
-# extraction prompts, each with an answered Yes and an answered No demonstration and an unanswered query. To use a
-# fitted ARM instead: `rm = ActivationRM.load("my.arm", model); means, mask = rm.fits[criterion].means, ...`.
+# One criterion, HHH helpful, fitted on 6 few-shot pairs with small settings so that the notebook stays quick: Stage 1
+# averages every head's last-token hook_z over 8 `icl` extraction prompts (each with an answered Yes and an answered
+# No demonstration and an unanswered query), Stage 2 runs 15 REINFORCE steps, so the selection probabilities have
+# only started to separate. To use your own fit instead: `rm = ActivationRM.load("my.arm", model)`.
 
 # %%
-fewshot = split_pairs(load_pairs("hhh", subsets=["hhh-helpful"]), seed=0, n_fewshot=6, n_select=0).fewshot
-extraction = extract_means(model, examples_from_pairs(fewshot), reading="icl", n_trials=8, template=TEMPLATE,
-                           show_progress=False)
-means = extraction.means
-print(f"means {tuple(means.shape)} from {extraction.n_prompts} prompts")
+CRITERION = CRITERIA["hhh-helpful"]
+split = split_pairs(load_pairs("hhh", subsets=["hhh-helpful"]), seed=0, n_fewshot=6, n_select=0)
+arm_config = ARMConfig(template=TEMPLATE, n_trials=8, reinforce=ReinforceConfig(steps=15, n_final_samples=4))
+rm = ActivationRM(model, arm_config).fit(split.fewshot, show_progress=False)
+fit = rm.fit_for(CRITERION)
+means = fit.means
+print(rm)
 
 # %%
+assert list(rm.fits) == [CRITERION] and fit.info["n_extraction_prompts"] == 8
 assert means.shape == (cfg.n_layers, cfg.n_heads, cfg.d_head) and torch.isfinite(means).all()
-assert extraction.n_prompts == 8
+assert fit.selection is not None and fit.selection.probs is not None and bool(fit.mask.any())
+
+# %% [markdown]
+# ## 0. The head picker
+
+# %%
+PICK_PROMPT = "My neighbour's dog barks all night. How can I make it stop?"
+PICK_RESPONSE = ("Talk to your neighbour first: they may not know. If that fails, keep a log of the nights and "
+                 "contact your local council or animal control about a noise complaint.")
+view = head_picker(rm, PICK_PROMPT, PICK_RESPONSE, CRITERION)
+display(view)
+
+# %% [markdown]
+# What a click does, by code: `view.click(layer, head)` toggles the cell and redraws, exactly as the grid's click
+# handler does; the shown patched score is the one `ActivationRM` gives for that head set. The timing below is from
+# the click to the redrawn view in this kernel (the frontend's round trip adds a few milliseconds), on an HHH test
+# pair whose judge prompt is about 300 tokens, 10 heads switched on and then off again.
+
+# %%
+picker = view.picker if isinstance(view, HeadPickerView) else view
+before = picker.readout()
+after = view.click(13, 1)
+assert picker.heads == sorted(set(before.heads) ^ {"L13H1"}, key=lambda h: tuple(map(int, h[1:].split("H"))))
+assert abs(after.score[1] - picker.arm().score(PICK_PROMPT, PICK_RESPONSE, CRITERION)) < 1e-4
+assert abs(after.score[0] - before.score[0]) < 1e-5, "the unpatched column does not depend on the patch set"
+view.click(13, 1)  # back to the ARM's heads
+
+lengths = {p.id: int(tokenize(model, [scalar_prompt(model, Example(p.prompt, p.chosen, None, CRITERION), TEMPLATE)])[1].sum())
+           for p in split.test}
+long_pair = next(p for p in split.test if lengths[p.id] == min(lengths.values(), key=lambda n: abs(n - 300)))
+t0 = time.perf_counter()
+view.set_text(prompt=long_pair.prompt, response=long_pair.chosen)
+n_tokens = picker.readout().n_tokens
+t_text = time.perf_counter() - t0
+heads = [(2, 5), (6, 0), (9, 3), (13, 1), (15, 7), (17, 6), (20, 2), (22, 4), (25, 5), (28, 8)]
+mask_before = picker.mask.clone()
+latencies = []
+for layer, head in heads + heads:  # each head on, then off again
+    t0 = time.perf_counter()
+    view.click(layer, head)
+    latencies.append(time.perf_counter() - t0)
+LATENCY_S = statistics.median(latencies)
+print(f"click -> updated view: median {LATENCY_S * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms over "
+      f"{len(latencies)} clicks; judge prompt {n_tokens} tokens; {model_id(model)} on {torch.get_num_threads()} "
+      f"torch threads. A new text (its prefix runs once): {t_text:.2f} s.")
+restored = view.set_text(prompt=PICK_PROMPT, response=PICK_RESPONSE)
+
+# %%
+assert len(latencies) == 20 and abs(n_tokens - 300) <= 60
+assert LATENCY_S < 3.0, "a click is one two-token forward over the cached prefix; seconds mean something is wrong"
+assert torch.equal(picker.mask, mask_before) and picker.prompt == PICK_PROMPT
+
+# %% [markdown]
+# The picker's state as a static snapshot (what a viewer without a widget frontend sees in place of the widget; it
+# is how the picker appears in an HTML export of this notebook): the grid coloured by REINFORCE's selection
+# probability with the patched heads crossed, and the judge's readout.
+
+# %%
+display(HTML(view.snapshot_html()))
+
+# %% [markdown]
+# ## 1. The mean activations patched in
+#
+# `means` are the ARM's Stage 1 means above (`fit.means`, `[n_layers, n_heads, d_head]`); the scripted cells below
+# patch them into any head set you name.
 
 # %% [markdown]
 # ## 2. EDIT ME: prompt, response, criterion, heads
