@@ -13,7 +13,8 @@ from armlens.model import prefix_cache, run_last_logits, tokenize
 from armlens.patching import patch_hooks
 from armlens.rm import ActivationRM
 from armlens.scoring import score_texts
-from armlens.widgets import EFFECT, HeadPicker, cell_colour, grid_html
+from armlens.widgets import EFFECT, HeadPicker, grid_html
+from armlens.widgets.snapshot import cell_colour
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
