@@ -89,7 +89,9 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
             image_grid_pinpoints=_PINPOINTS, vision_feature_layer=-1, vision_feature_select_strategy="full",
             tie_word_embeddings=False)
         config.architectures = ["LlavaOnevisionForConditionalGeneration"]
-        hf = LlavaOnevisionForConditionalGeneration(config)
+        with torch.random.fork_rng():  # parameters _seeded leaves alone (image_newline, ...) seeded too
+            torch.manual_seed(seed)
+            hf = LlavaOnevisionForConditionalGeneration(config)
         image_processor = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32},
                                                           image_grid_pinpoints=_PINPOINTS)
         make = _image_only(LlavaOnevisionProcessor)
@@ -107,7 +109,9 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
         config = Idefics3Config(vision_config=Idefics3VisionConfig(**vision), text_config=LlamaConfig(**text),
                                 image_token_id=image_id, scale_factor=2, tie_word_embeddings=False)
         config.architectures = ["Idefics3ForConditionalGeneration"]
-        hf = Idefics3ForConditionalGeneration(config)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            hf = Idefics3ForConditionalGeneration(config)
         image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
         make = _image_only(Idefics3Processor)
         kwargs = {"image_seq_len": 4}
