@@ -73,7 +73,9 @@ class PreferencePair:
 
 
 def image_key(image: Any) -> str:
-    """An image's identity in hashes: its path, or a digest of its pixels."""
+    """An image's identity in hashes: its path, or a digest of its bytes or pixels."""
+    if isinstance(image, dict):  # a datasets Image record
+        image = image.get("bytes") or image.get("path")
     if isinstance(image, (str, Path)):
         return str(image)
     if isinstance(image, (bytes, bytearray)):
