@@ -184,3 +184,24 @@ def test_arm_fit_score_save_load_on_a_vision_language_model(vlm, tmp_path):
     other = M.tiny_model(family="llava_onevision" if "idefics3" in M.model_id(vlm) else "idefics3", seed=0)
     with pytest.raises(ValueError, match="cannot be loaded"):
         ActivationRM.load(tmp_path / "mm.arm", other)
+
+
+def test_load_model_reads_a_saved_vision_language_model_with_its_processor(tmp_path):
+    from armlens.model.tiny_vlm import tiny_vlm_parts
+
+    vlm = M.tiny_model(family="llava_onevision", seed=0)
+    hf, _, _ = tiny_vlm_parts("llava_onevision", seed=0)
+    hf.save_pretrained(tmp_path)
+    vlm.armlens_processor.save_pretrained(tmp_path)
+    loaded = M.load_model(str(tmp_path), device="cpu")
+    assert M.is_multimodal(loaded) and loaded.cfg.n_layers == vlm.cfg.n_layers
+    mine, theirs = loaded.original_model.state_dict(), vlm.original_model.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    # AutoProcessor may pick another image backend (torch resize, not PIL): compare with the loaded model's own forward
+    text = texts_for(loaded, 1)[0]
+    enc = loaded.armlens_processor(text=[str(text)], images=[[M.load_image(x) for x in text.images]],
+                                   return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        own = loaded(enc["input_ids"], attention_mask=enc["attention_mask"],
+                     **{k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")})[:, -1]
+    torch.testing.assert_close(M.run_last_logits(loaded, *M.tokenize(loaded, [text])), own, atol=1e-5, rtol=1e-5)
