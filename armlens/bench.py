@@ -96,7 +96,7 @@ def bench_pairs(n: int, root: str | None = None) -> list[Any]:
 
 
 def judge_texts(model: Model, pairs: list[Any], template: JudgeTemplate) -> list[str]:
-    return [scalar_prompt(model, Example(p.prompt, r, None, criterion_for(p)), template)
+    return [scalar_prompt(model, Example(p.prompt, r, None, criterion_for(p), tuple(p.images)), template)
             for p in pairs for r in (p.chosen, p.rejected)]
 
 

@@ -46,7 +46,7 @@ from armlens.activations import (
     extract_means,
     make_estimator,
 )
-from armlens.data.records import PreferencePair, Prompt, pairs_hash
+from armlens.data.records import PreferencePair, Prompt, image_key, pairs_hash
 from armlens.io import atomic_write_with
 from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, parse_heads, patched
 from armlens.prompts import (
@@ -255,6 +255,8 @@ class ActivationRM:
         stage1 = (cfg.reading, cfg.icl_layout, cfg.demos_per_class, cfg.n_trials, cfg.estimator, cfg.wpca_rank,
                   cfg.wpca_weighting, cfg.seed, cfg.template, tuple((prompt_key(e.prompt), e.response, e.label,
                                                                      e.criterion) for e in fs))
+        if any(e.images for e in fs):  # examples that differ only in their images must not share Stage 1
+            stage1 += (tuple(tuple(image_key(i) for i in e.images) for e in fs),)
         cache_key = hashlib.sha256(repr(stage1).encode()).hexdigest()
         if cache is not None and cache_key in cache:
             extraction = cache[cache_key]
@@ -367,15 +369,18 @@ class ActivationRM:
         return score_texts(self.model, texts, means=fit.means, mask=fit.mask, answer_ids=self.answer_ids,
                            kind=self.config.score, batch_size=self.config.batch_size, show_progress=show_progress)
 
-    def score(self, prompt: Prompt, response: str | Sequence[str], criterion: str | None = None) -> float | list[float]:
+    def score(self, prompt: Prompt, response: str | Sequence[str], criterion: str | None = None,
+              images: Sequence[Any] = ()) -> float | list[float]:
         """Reward of one response (a float) or several responses to the same prompt (a list). ``criterion``: the
-        question's criterion text (``None``: the configured one, or the only fit's)."""
+        question's criterion text (``None``: the configured one, or the only fit's); ``images``: what the prompt
+        shows (paths or PIL images; vision-language models)."""
         responses = [response] if isinstance(response, str) else list(response)
         crit = criterion or self.config.criterion
         if crit is None:
             only = self.fit_for()  # one fit: its criterion (pooled: the default text)
             crit = only.criterion if only.criterion != POOLED else DEFAULT_CRITERION
-        texts = [scalar_prompt(self.model, Example(prompt, r, None, crit), self.config.template) for r in responses]
+        texts = [scalar_prompt(self.model, Example(prompt, r, None, crit, tuple(images)), self.config.template)
+                 for r in responses]
         scores = self.score_texts(texts, criterion=crit).tolist()
         return scores[0] if isinstance(response, str) else scores
 
@@ -390,7 +395,7 @@ class ActivationRM:
         for p in pairs:
             crit, patch = self._criterion(p), self.patch_for(p)
             for response in (p.chosen, p.rejected):
-                texts.append(scalar_prompt(self.model, Example(p.prompt, response, None, crit), self.config.template))
+                texts.append(scalar_prompt(self.model, Example(p.prompt, response, None, crit, tuple(p.images)), self.config.template))
                 patches.append(patch)
                 groups.append(p.id)
         scores = score_patched(self.model, texts, patches, answer_ids=self.answer_ids, kind=self.config.score,

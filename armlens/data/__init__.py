@@ -26,6 +26,7 @@ Example::
 
 from armlens.data import benchmarks as _benchmarks  # noqa: F401  (registers the offline loaders)
 from armlens.data import hub as _hub  # noqa: F401  (registers the Hub loaders)
+from armlens.data import multimodal as _multimodal  # noqa: F401  (registers Multimodal RewardBench)
 from armlens.data import rows as _rows  # noqa: F401  (registers the generic path: loader)
 from armlens.data.bias import BIAS_KINDS, HackRate, build_bias_suite, hack_rate, has_list_format
 from armlens.data.loaders import (

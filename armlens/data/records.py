@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 Message = dict[str, str]
@@ -41,6 +42,8 @@ class PreferencePair:
     """The dispreferred response."""
     metadata: dict[str, Any] = field(default_factory=dict)
     """Optional extras: ``chosen_model``, ``rejected_model``, annotations, ``bias`` type, transform record, ..."""
+    images: tuple[Any, ...] = ()
+    """Images the prompt shows (file paths or PIL images), for vision-language judges; empty for text pairs."""
 
     def prompt_text(self) -> str:
         """The prompt flattened to text (chat turns joined as ``Role: content``), for grouping and display."""
@@ -53,7 +56,12 @@ class PreferencePair:
         return hashlib.sha256(json.dumps(self.prompt, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not self.images:
+            d.pop("images")
+        else:
+            d["images"] = [str(i) if isinstance(i, (str, Path)) else i for i in self.images]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreferencePair:
@@ -61,7 +69,18 @@ class PreferencePair:
         if missing:
             raise KeyError(f"PreferencePair record is missing field(s) {missing}: {sorted(d)}")
         return cls(**{k: d[k] for k in ("id", "source", "subset", "prompt", "chosen", "rejected")},
-                   metadata=dict(d.get("metadata") or {}))
+                   metadata=dict(d.get("metadata") or {}), images=tuple(d.get("images") or ()))
+
+
+def image_key(image: Any) -> str:
+    """An image's identity in hashes: its path, or a digest of its bytes or pixels."""
+    if isinstance(image, dict):  # a datasets Image record
+        image = image.get("bytes") or image.get("path")
+    if isinstance(image, (str, Path)):
+        return str(image)
+    if isinstance(image, (bytes, bytearray)):
+        return hashlib.sha256(image).hexdigest()
+    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
 
 
 def pairs_hash(pairs: list[PreferencePair]) -> str:
@@ -69,4 +88,6 @@ def pairs_hash(pairs: list[PreferencePair]) -> str:
     h = hashlib.sha256()
     for p in pairs:
         h.update(json.dumps([p.id, p.prompt, p.chosen, p.rejected], sort_keys=True).encode())
+        for image in p.images:  # text pairs hash as before
+            h.update(image_key(image).encode())
     return h.hexdigest()

@@ -166,7 +166,7 @@ class Judge:
 
     def _queries(self, items: Sequence[tuple[PreferencePair, str]]) -> list[Example]:
         """Unlabelled scalar questions, one per ``(pair, response)``."""
-        return [Example(p.prompt, r, None, self._criterion(p)) for p, r in items]
+        return [Example(p.prompt, r, None, self._criterion(p), tuple(p.images)) for p, r in items]
 
     def _examples(self, pairs: Sequence[PreferencePair]) -> list[Example]:
         """Labelled scalar examples (chosen: Yes, rejected: No), interleaved."""

@@ -13,6 +13,8 @@ the modules are:
   folders, the Hub
 - :mod:`~armlens.model.loading`   :func:`load_model`: weights booted as a bridge; :func:`model_id`
 - :mod:`~armlens.model.tiny`      :func:`tiny_model`: random in-memory models for tests
+- :mod:`~armlens.model.tiny_vlm`  :func:`tiny_vlm`: random in-memory vision-language models with their processors
+- :mod:`~armlens.model.multimodal` images in prompts: :class:`ImageText`, image slots, feature injection
 - :mod:`~armlens.model.identity`  :class:`ModelInfo` and the fingerprint a saved ARM checks on load
 - :mod:`~armlens.model.tokens`    answer-word ids, the chat template, left-padded tokenising, length-bucketed batches
 - :mod:`~armlens.model.hooks`     hook names, attaching hooks, last-token hook_z readers
@@ -45,6 +47,7 @@ from armlens.model.identity import (
     model_info,
 )
 from armlens.model.loading import load_model, model_id
+from armlens.model.multimodal import ImageText, image_digest, is_multimodal, load_image, render_chat
 from armlens.model.prefix import (
     PrefixCache,
     PrefixPool,
@@ -65,6 +68,7 @@ from armlens.model.sources import (
     default_gguf_path,
 )
 from armlens.model.tiny import tiny_hf_model, tiny_model, tiny_tokenizer
+from armlens.model.tiny_vlm import tiny_vlm
 from armlens.model.tokens import (
     CHATML_TEMPLATE,
     apply_chat_template,
@@ -84,6 +88,7 @@ __all__ = [
     "IDENTITY_KEYS",
     "SHAPE_KEYS",
     "Hook",
+    "ImageText",
     "ModelInfo",
     "ModelLoadError",
     "PrefixCache",
@@ -101,13 +106,17 @@ __all__ = [
     "fingerprint_differences",
     "hook_z_name",
     "hooks",
+    "image_digest",
+    "is_multimodal",
     "length_batches",
+    "load_image",
     "load_model",
     "model_fingerprint",
     "model_id",
     "model_info",
     "pattern_name",
     "prefix_cache",
+    "render_chat",
     "resid_post_name",
     "run_cached_branches",
     "run_cached_last_logits",
@@ -118,5 +127,6 @@ __all__ = [
     "tiny_hf_model",
     "tiny_model",
     "tiny_tokenizer",
+    "tiny_vlm",
     "tokenize",
 ]

@@ -44,7 +44,9 @@ def load_model(
 
     Args:
         name: ``None`` (or ``"smollm2-135m-instruct"``) for the embedded default; a local Hugging Face folder; a local
-            ``.gguf`` file; or a Hub id ``"org/name"`` (needs network access).
+            ``.gguf`` file; or a Hub id ``"org/name"`` (needs network access). A vision-language model (a config
+            with ``vision_config``: LLaVA-OneVision, Idefics3, ...) is loaded with its processor
+            (``model.armlens_processor``), so judge prompts can carry images.
         device: ``"cpu"`` (default when no GPU), ``"cuda"``, ...; ``None`` lets the bridge choose.
         dtype: parameter dtype (``torch.float32`` default; ``"bfloat16"`` on GPUs halves memory).
         use_cache: keep / reuse a de-quantised copy of GGUF models in :func:`cache_dir`.
@@ -54,10 +56,19 @@ def load_model(
             raise ValueError(f"unknown dtype {dtype!r} (try float32, bfloat16, float16)")
         dtype = getattr(torch, dtype)
     name = name or DEFAULT_MODEL
-    hf, tok, folder = load_hf(name, dtype, use_cache)
+    from armlens.model.multimodal import is_vlm_source, load_vlm_hf
+
+    processor = None
+    if name != DEFAULT_MODEL and is_vlm_source(name):  # a vision-language model: its processor comes along
+        hf, tok, folder, processor = load_vlm_hf(name, dtype)
+    else:
+        hf, tok, folder = load_hf(name, dtype, use_cache)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return boot(hf, tok, folder, name, device)
+    bridge = boot(hf, tok, folder, name, device)
+    if processor is not None:
+        bridge.armlens_processor = processor
+    return bridge
 
 
 def model_id(model: Model) -> str:

@@ -18,7 +18,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from armlens.model.hooks import Hook, last_z_readers
+from armlens.model.hooks import Hook, hooks, last_z_readers
+from armlens.model.multimodal import image_hooks
 from armlens.model.tokens import tokenize
 from armlens.typing import Model
 
@@ -49,9 +50,10 @@ def prefix_cache(
     """Run all positions but the last once and keep their key/value cache."""
     if tokens.shape[1] < 2:
         raise ValueError("the prefix cache needs prompts of at least two tokens")
-    with torch.inference_mode():
+    prefix, images = image_hooks(model, tokens[:, :-1])
+    with torch.inference_mode(), hooks(model, images):
         _, past = model(
-            tokens[:, :-1], return_type="logits_and_cache", use_cache=True, attention_mask=attention_mask[:, :-1]
+            prefix, return_type="logits_and_cache", use_cache=True, attention_mask=attention_mask[:, :-1]
         )
     if past is None or past.get_seq_length() != tokens.shape[1] - 1:
         raise RuntimeError(
@@ -67,8 +69,9 @@ def shared_prefix(model: Model, tokens: Int[Tensor, "1 pos"]) -> Any:
     response that a pair's chosen and rejected prompts have in common)."""
     if tokens.ndim != 2 or tokens.shape[0] != 1 or tokens.shape[1] < 1:
         raise ValueError(f"shared_prefix() takes one non-empty row of token ids, got shape {tuple(tokens.shape)}")
-    with torch.inference_mode():
-        _, past = model(tokens, return_type="logits_and_cache", use_cache=True,
+    run, images = image_hooks(model, tokens)
+    with torch.inference_mode(), hooks(model, images):
+        _, past = model(run, return_type="logits_and_cache", use_cache=True,
                         attention_mask=torch.ones_like(tokens))
     if past is None or past.get_seq_length() != tokens.shape[1]:
         raise RuntimeError("the model returned no usable key/value cache; is transformers<5.24 installed?")
@@ -85,8 +88,9 @@ def extend_prefix(model: Model, shared: Any, tokens: Int[Tensor, "1 pos"]) -> Pr
     past = shared
     if tokens.shape[1] - 1 > n_shared:
         past = copy.deepcopy(shared)
-        with torch.inference_mode():
-            model(tokens[:, n_shared:-1], return_type="logits_and_cache", use_cache=True, past_key_values=past,
+        run, images = image_hooks(model, tokens[:, n_shared:-1])
+        with torch.inference_mode(), hooks(model, images):
+            model(run, return_type="logits_and_cache", use_cache=True, past_key_values=past,
                   attention_mask=torch.ones_like(tokens[:, :-1]))
         if past.get_seq_length() != tokens.shape[1] - 1:
             raise RuntimeError("extending a shared prefix cache did not grow it; is transformers<5.24 installed?")

@@ -12,6 +12,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from armlens.model.hooks import Hook, last_z_readers
+from armlens.model.multimodal import image_hooks
 from armlens.typing import Model
 
 
@@ -22,8 +23,9 @@ def run_last_logits(
     fwd_hooks: Sequence[Hook] = (),
 ) -> Float[Tensor, "batch d_vocab"]:
     """Full forward pass with hooks; logits at the last position (the last real token under left padding)."""
+    tokens, images = image_hooks(model, tokens)
     with torch.inference_mode():
-        logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), attention_mask=attention_mask)
+        logits = model.run_with_hooks(tokens, fwd_hooks=images + list(fwd_hooks), attention_mask=attention_mask)
     return logits[:, -1, :].float()
 
 
@@ -34,8 +36,9 @@ def run_with_hooks(
     fwd_hooks: Sequence[Hook] = (),
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """Full forward pass with hooks, all positions' logits (for generation and likelihood baselines)."""
+    tokens, images = image_hooks(model, tokens)
     with torch.inference_mode():
-        return model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks), attention_mask=attention_mask).float()
+        return model.run_with_hooks(tokens, fwd_hooks=images + list(fwd_hooks), attention_mask=attention_mask).float()
 
 
 def capture_hook_z_and_logits(

@@ -47,12 +47,18 @@ def tiny_tokenizer() -> Any:
     return tok
 
 
-def tiny_model(**shape: Any) -> Model:
+def tiny_model(family: str = "llama", **shape: Any) -> Model:
     """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests: :func:`tiny_hf_model`
     (same keyword arguments and defaults) booted as a bridge, named after its shape and seed.
 
     ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
+    ``family="llava_onevision"`` or ``"idefics3"``: a tiny vision-language model with its processor
+    (:func:`armlens.model.tiny_vlm.tiny_vlm`).
     """
+    if family != "llama":
+        from armlens.model.tiny_vlm import tiny_vlm
+
+        return tiny_vlm(family, **shape)
     hf, tok = tiny_hf_model(**shape)
     with tempfile.TemporaryDirectory() as folder:
         from transformers import AutoTokenizer

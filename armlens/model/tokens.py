@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from jaxtyping import Int
 from torch import Tensor
 
 from armlens.model.loading import model_id
+from armlens.model.multimodal import encode_images, images_of
 from armlens.typing import Model
 
 CHATML_TEMPLATE = (
@@ -59,9 +61,12 @@ def tokenize(
     if len(texts) == 0:
         raise ValueError("tokenize() got an empty list of texts")
     limit = max_length or model.cfg.n_ctx
-    enc = model.tokenizer(
-        list(texts), add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
-    )
+    if any(images_of(t) for t in texts):  # the processor expands each image; its positions become image slots
+        enc = _left_pad(model, [encode_images(model, t) if images_of(t) else encode(model, t) for t in texts])
+    else:
+        enc = model.tokenizer(
+            list(texts), add_special_tokens=False, padding=True, padding_side="left", return_tensors="pt"
+        )
     lengths = enc["attention_mask"].sum(-1)
     too_long = [(i, int(n)) for i, n in enumerate(lengths) if n > limit]
     if too_long:
@@ -74,6 +79,14 @@ def tokenize(
         raise ValueError(f"prompt {int((lengths == 0).nonzero()[0])} is empty after tokenisation")
     device = model.cfg.device
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+def _left_pad(model: Model, rows: list[list[int]]) -> dict[str, Tensor]:
+    n = max(len(r) for r in rows)
+    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    ids = torch.tensor([[pad] * (n - len(r)) + r for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
