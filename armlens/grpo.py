@@ -72,16 +72,23 @@ def run_grpo(
     temperature: float = 1.0,
     beta: float = 0.0,
     seed: int = 0,
+    conversational: bool | None = None,
     **grpo_args: Any,
 ) -> list[dict[str, Any]]:
     """``steps`` GRPO steps of ``policy`` with ``reward`` (a TRL reward function) on ``prompts`` (strings, or chat
     messages for conversational training), ``prompts_per_step`` prompts times ``num_generations`` completions per
     step. Returns TRL's log history (one entry per step, with ``rewards/{name}/mean`` for the reward and for the
-    monitors); each entry is also appended to ``out/steps.jsonl``. ``grpo_args`` go to ``GRPOConfig``."""
+    monitors); each entry is also appended to ``out/steps.jsonl``. ``conversational``: pass every prompt as chat
+messages, so TRL applies the policy's chat template (``None``: when any prompt is already messages; a dataset
+column cannot mix both). ``grpo_args`` go to ``GRPOConfig``."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    if conversational is None:
+        conversational = any(not isinstance(p, str) for p in prompts)
+    rows = [([{"role": "user", "content": p}] if isinstance(p, str) else [dict(m) for m in p]) if conversational
+            else p for p in prompts]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "steps.jsonl"
@@ -101,7 +108,7 @@ def run_grpo(
         disable_tqdm=True, **grpo_args,
     )
     trainer = GRPOTrainer(model=policy, reward_funcs=[reward, *MONITORS], args=config, processing_class=tokenizer,
-                          train_dataset=Dataset.from_dict({"prompt": list(prompts)}), callbacks=[StepLog()])
+                          train_dataset=Dataset.from_dict({"prompt": rows}), callbacks=[StepLog()])
     trainer.train()
     return [h for h in trainer.state.log_history if any(k.startswith("rewards/") for k in h)]
 
