@@ -1,14 +1,15 @@
 """Generation: the one decoding path of armlens (the generative and voting judges, the ablations' generative
 reading), with one stop-token set and one yes/no parser.
 
-Answers are a few tokens, so decoding is a plain loop of full forwards through :func:`armlens.model.run_last_logits`.
-An ARM's patch, when given, is written at the prompt's read position (its last token) at every step.
+Decoding goes through :func:`armlens.model.decode`: the prompt once, then one token per step over its key/value
+cache. An ARM's patch, when given, is written at the prompt's read position (its last token), whose patched keys and
+values every generated token attends to. :func:`generate_responses` samples assistant responses (best-of-N).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -64,6 +65,15 @@ def _read_patch(model: Model, patch: tuple[Means, HeadMask] | None, n_generated:
     return patch_hooks(model, patch[0], patch[1], pos=-(1 + n_generated))
 
 
+USE_CACHE = True
+"""Default of every ``use_cache`` argument here: decode over a key/value cache (the prompt once, then one token per
+step); ``False``: a full forward per token, the reference (tests that script ``run_last_logits`` switch to it)."""
+
+
+def _sampler(temperature: float, generator: torch.Generator) -> Callable[[Tensor, int], Tensor]:
+    return lambda logits, n: _next_tokens(logits, n, temperature, generator)
+
+
 def generate_answers(
     model: Model,
     texts: Sequence[str],
@@ -76,49 +86,60 @@ def generate_answers(
     show_progress: bool = False,
     desc: str = "generating",
     patch: tuple[Means, HeadMask] | None = None,
+    use_cache: bool | None = None,
 ) -> list[list[str]]:
     """``n`` continuations of each prompt (greedy when ``temperature <= 0``), decoded to text: ``[len(texts)][n]``.
 
-    The one generation path of armlens. A plain loop of full forwards through :func:`armlens.model.run_last_logits`
-    (answers are a few tokens): the first token's distribution is computed once per prompt and sampled ``n`` times;
-    a row stops at an end-of-turn token, at a token that is a yes/no word on its own, or after ``max_new_tokens``.
-    Seeded (one generator per call). ``patch``: ``(means, mask)`` written into hook_z at the prompt's read position
-    (its last token) at every step, as an ARM reads it.
+    The judges' generation path, through :func:`armlens.model.decode` (over a key/value cache unless ``use_cache``
+    is False): the first token's distribution is computed once per prompt and sampled ``n`` times; a row stops at an
+    end-of-turn token, at a token that is a yes/no word on its own, or after ``max_new_tokens``. Seeded (one
+    generator per call). ``patch``: ``(means, mask)`` written into hook_z at the prompt's read position (its last
+    token), as an ARM reads it; every later token attends to the patched position.
     """
+    return _generate(model, texts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                     batch_size=batch_size, show_progress=show_progress, desc=desc, patch=patch,
+                     use_cache=use_cache, settle=True)
+
+
+def generate_responses(
+    model: Model,
+    prompts: Sequence[str | Sequence[dict[str, str]]],
+    *,
+    n: int = 1,
+    temperature: float = 0.7,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    batch_size: int = 4,
+    show_progress: bool = False,
+    desc: str = "sampling",
+    use_cache: bool | None = None,
+) -> list[list[str]]:
+    """``n`` assistant responses to each prompt (a user message, or a list of chat messages), chat-templated with a
+    generation prompt: ``[len(prompts)][n]``. Sampled at ``temperature`` (greedy at 0), seeded; a row stops at an
+    end-of-turn token or after ``max_new_tokens``."""
+    texts = [M.apply_chat_template(model, [{"role": "user", "content": p}] if isinstance(p, str) else
+                                   [dict(m) for m in p]) for p in prompts]
+    return _generate(model, texts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                     batch_size=batch_size, show_progress=show_progress, desc=desc, patch=None,
+                     use_cache=use_cache, settle=False)
+
+
+def _generate(model: Model, texts: Sequence[str], *, n: int, temperature: float, max_new_tokens: int, seed: int,
+              batch_size: int, show_progress: bool, desc: str, patch: tuple[Means, HeadMask] | None,
+              use_cache: bool | None, settle: bool) -> list[list[str]]:
     if not texts:
         raise ValueError("no prompts to generate from")
     if max_new_tokens < 1 or n < 1:
         raise ValueError("generation needs max_new_tokens >= 1 and n >= 1")
-    gen = torch.Generator().manual_seed(seed)
-    stop, settle = _stop_token_ids(model), _answer_token_ids(model)
-    pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
+    choose = _sampler(temperature, torch.Generator().manual_seed(seed))
+    stop = _stop_token_ids(model)
+    settle_ids = _answer_token_ids(model) if settle else set()
     out: list[list[str]] = [[] for _ in texts]
     for idx in tqdm(M.length_batches(texts, batch_size), desc=desc, disable=not show_progress, leave=False):
         tokens, attn = M.tokenize(model, [texts[i] for i in idx])
-        prompt_len = tokens.shape[1]
-        first = _next_tokens(M.run_last_logits(model, tokens, attn, _read_patch(model, patch, 0)), n, temperature,
-                             gen)  # [b, n]
-        tokens = torch.cat([tokens.repeat_interleave(n, 0), first.reshape(-1, 1)], dim=1)
-        attn = torch.cat([attn.repeat_interleave(n, 0), torch.ones_like(first.reshape(-1, 1))], dim=1)
-        generated: list[list[int]] = [[int(t)] for t in first.reshape(-1)]
-        active = torch.tensor([g[0] not in stop and g[0] not in settle for g in generated], dtype=torch.bool)
-        for _ in range(max_new_tokens - 1):
-            if not bool(active.any()):
-                break
-            rows = active.nonzero().flatten()
-            hooks = _read_patch(model, patch, tokens.shape[1] - prompt_len)
-            nxt = _next_tokens(M.run_last_logits(model, tokens[rows], attn[rows], hooks), 1, temperature, gen)[:, 0]
-            col = torch.full((tokens.shape[0], 1), pad, dtype=tokens.dtype, device=tokens.device)
-            col[rows.to(tokens.device), 0] = nxt
-            tokens = torch.cat([tokens, col], dim=1)
-            attn = torch.cat([attn, active.to(attn.device, attn.dtype).unsqueeze(1)], dim=1)
-            for r, t in zip(rows.tolist(), nxt.tolist(), strict=True):
-                generated[r].append(int(t))
-                if t in stop:
-                    active[r] = False
-            for r in rows.tolist():  # a yes/no token settles the answer
-                if active[r] and generated[r][-1] in settle:
-                    active[r] = False
+        generated = M.decode(model, tokens, attn, choose, max_new_tokens=max_new_tokens, n=n, stop_ids=stop,
+                             settle_ids=settle_ids, hooks_at=lambda k: _read_patch(model, patch, k),
+                             use_cache=USE_CACHE if use_cache is None else use_cache)
         for j, i in enumerate(idx):
             for k in range(n):
                 ids = [t for t in generated[j * n + k] if t not in stop]

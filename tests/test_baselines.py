@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+from armlens import generation
 from armlens import model as M
 from armlens.data.records import PreferencePair
 from armlens.evaluation.baselines import (
@@ -19,6 +20,7 @@ from armlens.evaluation.baselines import (
     response_logprobs,
 )
 from armlens.generation import generate_answers, parse_answer, votes_to_scores
+from armlens.model import decoding
 from armlens.prompts import AnswerIds, JudgeTemplate, examples_from_pairs
 from armlens.rm import ActivationRM, ARMConfig
 from armlens.selection import ReinforceConfig
@@ -134,6 +136,8 @@ def scripted_pairs():
 
 def test_generative_judge_parses_and_counts_unparseable(tiny, monkeypatch):
     monkeypatch.setattr(M, "run_last_logits", scripted_logits(tiny))
+    monkeypatch.setattr(decoding, "run_last_logits", scripted_logits(tiny))
+    monkeypatch.setattr(generation, "USE_CACHE", False)  # the script fakes full forwards
     judge = make_judge("generative", tiny, fast_config(gen_max_new_tokens=4))
     c, r = judge.score_pairs(scripted_pairs())
     assert c.tolist() == [1.0, 1.0, 0.5] and r.tolist() == [0.0, 0.5, 0.0]
@@ -147,6 +151,8 @@ def test_generative_judge_parses_and_counts_unparseable(tiny, monkeypatch):
 
 def test_voting_is_seeded(tiny, monkeypatch):
     monkeypatch.setattr(M, "run_last_logits", scripted_logits(tiny))
+    monkeypatch.setattr(decoding, "run_last_logits", scripted_logits(tiny))
+    monkeypatch.setattr(generation, "USE_CACHE", False)  # the script fakes full forwards
     coin = [PreferencePair(id=f"c/{i}", source="c", subset="c", prompt=f"q{i}", chosen="COIN", rejected="COIN")
             for i in range(6)]
     cfg = fast_config(voting_n=5, voting_temperature=1.0, seed=3)

@@ -98,6 +98,12 @@ CASES = [
     ("eval", "--out T/e --root T/file", r"data root .*file is a file"),
     ("ablate", "--out T/a --root T/file", r"data root .*file is a file"),
     ("bench", "--root T/file", r"data root .*file is a file"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/b --n 0", r"argument --n: must be a positive integer"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/b --limit 0", r"argument --limit: must be a positive integer"),
+    ("bestofn", "--rm T/missing.arm --data hhh --out T/b", r"no saved ARM at .*missing.arm"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/file", r"--out .*file is a file, not a folder"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/locked", r"results folder .*locked is in use by process"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/b --root T/file", r"data root .*file is a file"),
     ("demo", "--out T/d --root T/file", r"data root .*file is a file"),
 ]
 

@@ -50,6 +50,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("armlens.cli.analysis",
                 "write every analysis figure (PNG + interactive HTML) from saved ablation results"),
     "demo": ("armlens.cli.demo", "the main job: ARM vs zero-shot and few-shot judges on HHH, with intervals"),
+    "bestofn": ("armlens.cli.bestofn",
+                "best-of-N: what the ARM and the judges select among sampled responses (length, formatting, tone)"),
 }
 """Every command, in ``--help`` order: (module holding its :class:`Command`, one line of help)."""
 

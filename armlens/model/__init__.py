@@ -20,6 +20,7 @@ the modules are:
 - :mod:`~armlens.model.hooks`     hook names, attaching hooks, last-token hook_z readers
 - :mod:`~armlens.model.running`   full forward passes
 - :mod:`~armlens.model.prefix`    prefix key/value caches, the prefix pool and branch runs (the fast path)
+- :mod:`~armlens.model.decoding`  token-by-token decoding over a growing key/value cache (every generation)
 
 Three ways to get a model:
 
@@ -35,6 +36,7 @@ token of every row sits at position -1; chat-templated prompts are tokenised wit
 """
 
 from armlens.io import cache_dir
+from armlens.model.decoding import decode
 from armlens.model.hooks import Hook, act_name, add_hooks, hook_z_name, hooks, pattern_name, resid_post_name
 from armlens.model.identity import (
     ANSWER_WORDS,
@@ -100,6 +102,7 @@ __all__ = [
     "capture_cached_hook_z_and_logits",
     "capture_hook_z_and_logits",
     "common_prefix_length",
+    "decode",
     "default_gguf_path",
     "encode",
     "extend_prefix",
