@@ -19,7 +19,7 @@ from typing import Any
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "float64": 8}
 
-RUNTIME_MB = 520.0
+RUNTIME_MB = 680.0
 """Resident memory of a process that has imported torch (CPU build), transformers, TransformerLens and armlens and
 run a forward, before any weights: measured on this project's CPU machines (``docs/scaling.md``). A CUDA process
 adds its context (about 0.5 to 1 GB of device memory, not measured here)."""
