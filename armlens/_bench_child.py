@@ -31,7 +31,12 @@ def default_fit(root: str | None, seed: int) -> dict[str, Any]:
     rm = ActivationRM(model, seed=seed).fit(pairs, show_progress=False)
     fit_s = time.perf_counter() - t1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"fit_s": fit_s, "load_s": t_load, "n_pairs": len(pairs), "heads": len(rm.heads),
+    device = {}
+    if str(model.cfg.device).startswith("cuda"):  # on a GPU the plan's weights, pool and branches are device memory
+        import torch
+
+        device = {"device": torch.cuda.get_device_name(), "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+    return {**device, "fit_s": fit_s, "load_s": t_load, "n_pairs": len(pairs), "heads": len(rm.heads),
             "timings_s": rm.fit_info["timings_s"], "peak_rss_mb": peak,
             "rss_after_imports_mb": rss_imports, "rss_after_load_mb": rss_loaded,
             **planned_peak(model, rm, peak)}
