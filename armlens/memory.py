@@ -19,10 +19,15 @@ from typing import Any
 
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "float64": 8}
 
-RUNTIME_MB = 680.0
-"""Resident memory of a process that has imported torch (CPU build), transformers, TransformerLens and armlens and
-run a forward, before any weights: measured on this project's CPU machines (``docs/scaling.md``). A CUDA process
-adds its context (about 0.5 to 1 GB of device memory, not measured here)."""
+RUNTIME_MB = 540.0
+"""Resident memory of a process that has imported torch (the CPU build, 2.13.0+cpu), transformers, TransformerLens
+and armlens and run one short forward, less its weights: 1,053 MiB measured with the default model loaded, minus its
+513 MiB of weights (``docs/scaling.md``; 223 MiB of it is imports, the rest appears at the first forward). A CUDA
+process adds its context (about 0.5 to 1 GB of device memory, not measured here)."""
+
+LOGIT_COPIES = 3
+"""Float32 copies of a full forward's logits alive at once in the bridge: measured, one forward of 1,200 tokens on
+the default model raised the peak 622 MiB above the warm process, 2.6 times its 236 MiB of logits."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +129,8 @@ class MemoryPlan:
     """One branch forward: a copy of a prompt's cache widened by K positions, K rows of logits (float32, twice), the
     widest per-layer activation of K positions and the K x (prompt + K) attention scores of one layer."""
     forward_bytes: int
-    """One full forward of an extraction prompt (batch_size rows): its logits over every position (float32, the
-    bridge returns them all) and one layer's attention scores and MLP activations."""
+    """One full forward of an extraction prompt (batch_size rows): :data:`LOGIT_COPIES` float32 copies of its logits
+    over every position (the bridge computes them all) and one layer's attention scores and MLP activations."""
     runtime_bytes: int
     k_branches: int
     notes: dict[str, str] = field(default_factory=dict)
@@ -150,6 +155,7 @@ def memory_plan(
     dtype: Any = "float32",
     prompt_tokens: int = 300,
     pool_prompts: int | None = None,
+    extraction_tokens: int | None = None,
     runtime_mb: float | int = RUNTIME_MB,
 ) -> MemoryPlan:
     """The memory a default fit of ``arm`` (an :class:`~armlens.rm.ARMConfig`; its defaults when ``None``) needs
@@ -157,6 +163,8 @@ def memory_plan(
 
     ``pool_prompts``: distinct prompts in one criterion's pool (its REINFORCE training and validation prompts);
     default ``arm.n_train + 2 * arm.val_pairs``, the most a criterion holds. The pool is freed between criteria.
+    ``extraction_tokens``: length of an ``icl`` extraction prompt, run as a full forward (default 3 x
+    ``prompt_tokens``: demonstrations and a query; 517 measured against 168-token judge prompts on HHH).
     """
     if arm is None:
         from armlens.rm import ARMConfig
@@ -176,13 +184,15 @@ def memory_plan(
     branch = ((t - 1 + k) * per_token + 2 * k * shape.d_vocab * 4 + k * widest * b
               + shape.n_heads * k * (t - 1 + k) * 4)
     rows = max(1, arm.batch_size)
-    forward = rows * (t * shape.d_vocab * 4 + t * widest * b + shape.n_heads * t * t * 4)
+    e = 3 * t if extraction_tokens is None else extraction_tokens
+    forward = rows * (LOGIT_COPIES * e * shape.d_vocab * 4 + e * widest * b + shape.n_heads * e * e * 4)
     notes = {
         "weights": f"{params / 1e6:.1f} M parameters x {b} bytes",
         "pool": f"{n_pool} prompts x {t - 1} prefix tokens x {per_token / 1024:.1f} KiB "
                 f"(cap {arm.reinforce.prefix_cache_mb:.0f} MiB)",
         "branches": f"K = {k} positions over a {t}-token prompt: cache copy, logits, one layer's activations",
-        "forward": f"{rows} x {t}-token full forward: logits of every position, one layer's activations",
+        "forward": f"{rows} x {e}-token extraction forward: {LOGIT_COPIES} copies of every position's logits, "
+                   "one layer's activations",
         "runtime": f"{runtime_mb:.0f} MiB measured on CPU (Python, torch, transformers, TransformerLens)",
     }
     return MemoryPlan(model=shape.name, dtype=str(dtype).removeprefix("torch."), params=params,

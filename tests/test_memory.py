@@ -53,7 +53,9 @@ def test_plan_arithmetic_by_hand(tiny):
     assert plan.weights_bytes == 4 * shape.param_count() and plan.k_branches == 8
     widest = max(4 * 64, 3 * 64)
     assert plan.branch_bytes == (50 + 8) * 1024 + 2 * 8 * shape.d_vocab * 4 + 8 * widest * 4 + 4 * 8 * 58 * 4
-    assert plan.forward_bytes == 51 * shape.d_vocab * 4 + 51 * widest * 4 + 4 * 51 * 51 * 4
+    assert plan.forward_bytes == 3 * 153 * shape.d_vocab * 4 + 153 * widest * 4 + 4 * 153 * 153 * 4  # 3 x 51 tokens
+    short = memory_plan(shape, arm, prompt_tokens=51, extraction_tokens=20, runtime_mb=0)
+    assert short.forward_bytes == 3 * 20 * shape.d_vocab * 4 + 20 * widest * 4 + 4 * 20 * 20 * 4
     assert plan.peak_bytes == plan.weights_bytes + plan.pool_bytes + max(plan.branch_bytes, plan.forward_bytes)
     capped = memory_plan(shape, arm, prompt_tokens=1001, runtime_mb=0)
     assert capped.pool_bytes == 2**20 == capped.pool_cap_bytes  # 12 x 1000 x 1 KiB > 1 MiB: the cap holds
