@@ -96,3 +96,11 @@ def test_default_model_shape_matches_its_preset(default_model):
     preset = SHAPES["smollm2-135m-instruct"]
     assert {**shape.__dict__, "name": "", "n_params": None} == {**preset.__dict__, "name": "", "n_params": None}
     assert shape.param_count() == preset.param_count()
+
+
+def test_info_memory_bad_input_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["info", "--memory", "--shape", "qwen2-7b", "--prompt-tokens", "0"])
+    assert e.value.code == 2 and "armlens info: error:" in capsys.readouterr().err
+    assert main(["info", "--memory", "--shape", "qwen2-7b", "--dtype", "int3"]) == 2
+    assert capsys.readouterr().err.strip().startswith("armlens info: error: unknown dtype 'int3'")
