@@ -22,14 +22,53 @@ def default_fit(root: str | None, seed: int) -> dict[str, Any]:
     from armlens.model import load_model
     from armlens.rm import ActivationRM
 
+    rss_imports = _rss_mb()
     model = load_model()
     t_load = time.perf_counter() - t0
+    rss_loaded = _rss_mb()
     pairs = fit_pairs(root)
     t1 = time.perf_counter()
     rm = ActivationRM(model, seed=seed).fit(pairs, show_progress=False)
-    return {"fit_s": time.perf_counter() - t1, "load_s": t_load, "n_pairs": len(pairs), "heads": len(rm.heads),
-            "timings_s": rm.fit_info["timings_s"],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    fit_s = time.perf_counter() - t1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    device = {}
+    if str(model.cfg.device).startswith("cuda"):  # on a GPU the plan's weights, pool and branches are device memory
+        import torch
+
+        device = {"device": torch.cuda.get_device_name(), "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20}
+    return {**device, "fit_s": fit_s, "load_s": t_load, "n_pairs": len(pairs), "heads": len(rm.heads),
+            "timings_s": rm.fit_info["timings_s"], "peak_rss_mb": peak,
+            "rss_after_imports_mb": rss_imports, "rss_after_load_mb": rss_loaded,
+            **planned_peak(model, rm, peak)}
+
+
+def planned_peak(model: Any, rm: Any, peak_rss_mb: float) -> dict[str, Any]:
+    """What :func:`armlens.memory.memory_plan` predicted for this fit, given its largest prefix pool (prompts and
+    mean prefix length read off the fit), beside the measured peak."""
+    from armlens.memory import ModelShape, kv_bytes_per_token, memory_plan
+
+    pools = [f.info.get("prefix_pool", {"prompts": 0, "bytes": 0}) for f in rm.fits.values()]
+    biggest = max(pools, key=lambda p: p["bytes"])
+    shape = ModelShape.from_model(model)
+    per_token = kv_bytes_per_token(shape)
+    prompts = max(1, biggest["prompts"])
+    tokens = max(2, round(biggest["bytes"] / per_token / prompts) + 1)
+    plan = memory_plan(shape, rm.config, prompt_tokens=tokens, pool_prompts=biggest["prompts"])
+    predicted = plan.peak_bytes / 2**20
+    return {"plan": {k: v for k, v in plan.to_dict().items() if k != "notes"}, "predicted_peak_mb": predicted,
+            "predicted_over_measured": predicted / peak_rss_mb}
+
+
+def _rss_mb() -> float:
+    """Resident memory now (Linux; the peak so far elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> int:

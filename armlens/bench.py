@@ -270,4 +270,7 @@ def format_table(result: dict[str, Any]) -> str:
                       f"peak RSS {fit['peak_rss_mb']:.0f} MB, {fit['heads']} heads",
                   f"  profile: extraction {t['extraction']:.1f} s, REINFORCE steps {t['steps']:.1f} s, "
                   f"final choice {t['final_choice']:.1f} s, prefixes computed {int(t.get('prefix_pool_misses', 0))}"]
+        if "predicted_peak_mb" in fit:
+            lines.append(f"  memory plan (armlens info --memory): predicted peak {fit['predicted_peak_mb']:.0f} MB, "
+                         f"{fit['predicted_over_measured']:.2f} x the measured peak")
     return "\n".join(lines)

@@ -294,6 +294,7 @@ class ActivationRM:
             "extraction_gold_accuracy": extraction.gold_accuracy,
             "extraction_sibling_queries": extraction.sibling_queries,
             "timings_s": {"extraction": t_extract, **selection.timings},
+            "prefix_pool": {"prompts": len(pool), "bytes": pool.bytes},  # its size at the end: its peak
         }
         return CriterionARM(key, extraction.means, selection.mask, selection, info)
 

@@ -68,3 +68,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+TEST_DEVICE = os.environ.get("ARMLENS_TEST_DEVICE", "cpu")
+"""Where the device tests (``tests/test_device.py``) run: ``cpu`` by default; ``scripts/gpu_check.sh`` sets ``cuda``."""
+TEST_DTYPE = os.environ.get("ARMLENS_TEST_DTYPE", "float32")
+"""Their weights' dtype: ``float32`` (default) or ``bfloat16`` / ``float16`` on a GPU."""
+TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 1e-2}
+"""Largest |difference| allowed between P(Yes) (or a loss divided by its scale) computed two ways on the device
+model, or on the device model and the float32 CPU reference: float32 differs from the CPU only by summation order;
+bfloat16 keeps 8 bits of mantissa (relative rounding 2**-8 per operation, compounded over the layers)."""
+
+
+@pytest.fixture(scope="session")
+def device_setting():
+    """``(device, torch dtype, tolerance)`` of the device tests; skips when the device is not visible."""
+    if TEST_DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        pytest.skip(f"ARMLENS_TEST_DEVICE={TEST_DEVICE} but no CUDA device is visible")
+    if TEST_DTYPE not in TOLERANCE:
+        raise ValueError(f"ARMLENS_TEST_DTYPE must be one of {sorted(TOLERANCE)}, not {TEST_DTYPE!r}")
+    return TEST_DEVICE, getattr(torch, TEST_DTYPE), TOLERANCE[TEST_DTYPE]
+

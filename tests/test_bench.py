@@ -29,3 +29,7 @@ def test_bench_child_reports_a_fit(tiny, monkeypatch, capsys):
     assert seen == {"seed": 3}
     assert out["n_pairs"] == 3 and out["heads"] >= 0 and out["fit_s"] > 0 and out["peak_rss_mb"] > 0
     assert {"extraction", "steps", "final_choice"} <= set(out["timings_s"])
+    assert out["rss_after_load_mb"] > 0 and out["predicted_peak_mb"] > 0  # the memory plan beside the measurement
+    assert out["plan"]["pool_prompts"] >= 1 and out["plan"]["prompt_tokens"] >= 2
+    assert "predicted peak" in bench.format_table({"model": "m", "threads": 1, "prompt_tokens": 1, "rows": [],
+                                                   "default_fit": out})

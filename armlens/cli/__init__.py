@@ -35,7 +35,8 @@ class Command:
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("armlens.cli.info",
-             "print a model's layers, heads, d_head, key/value heads, context and answer tokens"),
+             "print a model's layers, heads, d_head, key/value heads, context and answer tokens "
+             "(--memory: a fit's memory plan)"),
     "data list": ("armlens.cli.data", "list the registered datasets"),
     "data stats": ("armlens.cli.data",
                    "pairs per subset, response lengths, share of pairs with the shorter chosen"),

@@ -39,6 +39,8 @@ def load_model(
     device: str | None = None,
     dtype: torch.dtype | str = torch.float32,
     use_cache: bool = True,
+    device_map: str | dict[str, str | int] | None = None,
+    offload_folder: str | None = None,
 ) -> Model:
     """Load a causal LM as a TransformerLens ``TransformerBridge``.
 
@@ -50,6 +52,11 @@ def load_model(
         device: ``"cpu"`` (default when no GPU), ``"cuda"``, ...; ``None`` lets the bridge choose.
         dtype: parameter dtype (``torch.float32`` default; ``"bfloat16"`` on GPUs halves memory).
         use_cache: keep / reuse a de-quantised copy of GGUF models in :func:`cache_dir`.
+        device_map: a Hugging Face device map (``"auto"``, ``"balanced"``, or ``{module: device}``; needs
+            ``accelerate``) that spreads the layers over several GPUs, the CPU and disk; instead of ``device``. Each
+            layer's key/value cache then lives on its layer's device; the fast path is unchanged (tested with a
+            CPU + disk-offload map on a tiny model). Text models only.
+        offload_folder: where layers mapped to ``"disk"`` are written.
     """
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
@@ -59,11 +66,18 @@ def load_model(
     from armlens.model.multimodal import is_vlm_source, load_vlm_hf
 
     processor = None
-    if name != DEFAULT_MODEL and is_vlm_source(name):  # a vision-language model: its processor comes along
+    placement: dict[str, object] = {}
+    if device_map is not None:
+        if device is not None:
+            raise ValueError("pass either device or device_map, not both")
+        placement = {"device_map": device_map, **({"offload_folder": offload_folder} if offload_folder else {})}
+    if name != DEFAULT_MODEL and is_vlm_source(name):
+        if placement:
+            raise ValueError("device_map is not supported for vision-language models yet")  # a vision-language model: its processor comes along
         hf, tok, folder, processor = load_vlm_hf(name, dtype)
     else:
-        hf, tok, folder = load_hf(name, dtype, use_cache)
-    if device is None:
+        hf, tok, folder = load_hf(name, dtype, use_cache, placement)
+    if device is None and not placement:  # with a device map the bridge reads the placement off the model
         device = "cuda" if torch.cuda.is_available() else "cpu"
     bridge = boot(hf, tok, folder, name, device)
     if processor is not None:

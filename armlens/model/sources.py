@@ -52,7 +52,8 @@ def default_gguf_path() -> Path:
     return path
 
 
-def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, str]:
+def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool,
+                       placement: dict[str, Any] | None = None) -> tuple[Any, Any, str]:
     """Load (model, tokenizer, folder) from a GGUF file, through a de-quantised cache when allowed."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,8 +62,10 @@ def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple
     if use_cache and (cached / "config.json").is_file() and (cached / "tokenizer_config.json").is_file():
         logger.debug("loading de-quantised copy of %s from %s", gguf.name, cached)
         tok = AutoTokenizer.from_pretrained(cached, local_files_only=True)
-        hf = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True, dtype=dtype)
+        hf = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True, dtype=dtype, **(placement or {}))
         return hf, tok, str(cached)
+    if placement:
+        raise ModelLoadError(f"a device_map needs the de-quantised copy of {gguf.name}: load it once without one")
     logger.info("de-quantising %s (first load only; later loads use %s)", gguf.name, cached)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
@@ -83,29 +86,33 @@ def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool) -> tuple
     return hf, tok, str(gguf.parent)
 
 
-def load_hf(name: str, dtype: torch.dtype, use_cache: bool) -> tuple[Any, Any, str]:
-    """Load (model, tokenizer, folder) for a default alias, a local folder, a local .gguf file, or a Hub id."""
+def load_hf(name: str, dtype: torch.dtype, use_cache: bool,
+            placement: dict[str, Any] | None = None) -> tuple[Any, Any, str]:
+    """Load (model, tokenizer, folder) for a default alias, a local folder, a local .gguf file, or a Hub id.
+
+    ``placement``: ``from_pretrained`` keywords that place the weights (``device_map``, ``offload_folder``)."""
+    placement = placement or {}
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if name in (DEFAULT_MODEL, "default"):
-        return _load_hf_from_gguf(default_gguf_path(), dtype, use_cache)
+        return _load_hf_from_gguf(default_gguf_path(), dtype, use_cache, placement)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file not found: {path}")
-        return _load_hf_from_gguf(path.resolve(), dtype, use_cache)
+        return _load_hf_from_gguf(path.resolve(), dtype, use_cache, placement)
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a Hugging Face model folder (no config.json)")
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
+        hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype, **placement)
         return hf, tok, str(path)
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ModelLoadError(f"{name!r} is neither an existing local path nor a Hub id of the form 'org/name'")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     try:  # offline, only the local Hugging Face cache is consulted (no network retries)
         tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
-        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline)
+        hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline, **placement)
     except OSError as e:
         raise ModelLoadError(
             f"Could not load {name!r} from the Hugging Face Hub"

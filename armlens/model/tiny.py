@@ -47,26 +47,29 @@ def tiny_tokenizer() -> Any:
     return tok
 
 
-def tiny_model(family: str = "llama", **shape: Any) -> Model:
+def tiny_model(family: str = "llama", *, device: str = "cpu", dtype: torch.dtype | None = None, **shape: Any) -> Model:
     """A random-initialised Llama-style ``TransformerBridge`` built in memory, for fast tests: :func:`tiny_hf_model`
     (same keyword arguments and defaults) booted as a bridge, named after its shape and seed.
 
     ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
     ``family="llava_onevision"`` or ``"idefics3"``: a tiny vision-language model with its processor
-    (:func:`armlens.model.tiny_vlm.tiny_vlm`).
+    (:func:`armlens.model.tiny_vlm.tiny_vlm`). ``device`` and ``dtype`` (Llama family only) place the same seeded
+    weights elsewhere, for the device tests (``tests/test_device.py``, ``scripts/gpu_check.sh``).
     """
     if family != "llama":
         from armlens.model.tiny_vlm import tiny_vlm
 
         return tiny_vlm(family, **shape)
     hf, tok = tiny_hf_model(**shape)
+    if dtype is not None:
+        hf = hf.to(dtype)
     with tempfile.TemporaryDirectory() as folder:
         from transformers import AutoTokenizer
 
         hf.config.save_pretrained(folder)
         tok.save_pretrained(folder)  # TransformerLens re-loads the tokenizer from its name_or_path: a folder
         tok = AutoTokenizer.from_pretrained(folder)
-        return boot(hf, tok, folder, hf.name_or_path, "cpu")
+        return boot(hf, tok, folder, hf.name_or_path, device)
 
 
 def tiny_hf_model(
