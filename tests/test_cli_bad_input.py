@@ -227,18 +227,21 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
                              for i in range(40)))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    err_file = (tmp_path / "stderr.txt").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "armlens.cli", "eval", "--data", f"path:{pairs}", "--model", str(folder),
          "--methods", "zero-shot", "--seeds", "200", "--limit", "4", "--n-fewshot", "2", "--n-select", "0",
          "--bias", "none", "--max-field-tokens", "16", "--n-bootstrap", "10", "--out", str(out), "--quiet"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err_file)  # a file: a full pipe cannot stall it
     deadline = time.monotonic() + 600  # the wait ends at the first saved unit; a loaded machine may take minutes
     while not list(out.glob("*/seed*/*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()
+    assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
     assert list(out.glob("*/seed*/*/result.json")), "no unit finished within 600 s"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    err_file.close()
+    err = (tmp_path / "stderr.txt").read_text()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if "interrupted" in line]
