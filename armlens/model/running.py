@@ -16,6 +16,14 @@ from armlens.model.multimodal import image_hooks
 from armlens.typing import Model
 
 
+def _forward(model: Model, tokens: Int[Tensor, "batch pos"], attention_mask: Int[Tensor, "batch pos"],
+             fwd_hooks: Sequence[Hook]) -> Tensor:
+    """One full forward with hooks (images, if any, written in by their own hooks); the model's raw logits."""
+    tokens, images = image_hooks(model, tokens)
+    with torch.inference_mode():
+        return model.run_with_hooks(tokens, fwd_hooks=images + list(fwd_hooks), attention_mask=attention_mask)
+
+
 def run_last_logits(
     model: Model,
     tokens: Int[Tensor, "batch pos"],
@@ -23,10 +31,7 @@ def run_last_logits(
     fwd_hooks: Sequence[Hook] = (),
 ) -> Float[Tensor, "batch d_vocab"]:
     """Full forward pass with hooks; logits at the last position (the last real token under left padding)."""
-    tokens, images = image_hooks(model, tokens)
-    with torch.inference_mode():
-        logits = model.run_with_hooks(tokens, fwd_hooks=images + list(fwd_hooks), attention_mask=attention_mask)
-    return logits[:, -1, :].float()
+    return _forward(model, tokens, attention_mask, fwd_hooks)[:, -1, :].float()
 
 
 def run_with_hooks(
@@ -36,9 +41,7 @@ def run_with_hooks(
     fwd_hooks: Sequence[Hook] = (),
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """Full forward pass with hooks, all positions' logits (for generation and likelihood baselines)."""
-    tokens, images = image_hooks(model, tokens)
-    with torch.inference_mode():
-        return model.run_with_hooks(tokens, fwd_hooks=images + list(fwd_hooks), attention_mask=attention_mask).float()
+    return _forward(model, tokens, attention_mask, fwd_hooks).float()
 
 
 def capture_hook_z_and_logits(
