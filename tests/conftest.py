@@ -40,6 +40,29 @@ def tiny_gqa():
     return tiny_model(n_layers=3, n_heads=4, n_key_value_heads=2, d_head=16, seed=1)
 
 
+@pytest.fixture(scope="session")
+def saved_tiny_model(tmp_path_factory):
+    """A factory: a tiny random Llama saved as a Hugging Face folder (model and tokenizer), for commands and worker
+    processes that load a model by name. One folder per distinct set of arguments, built once per session."""
+    from armlens.model import tiny_hf_model
+
+    folders: dict[tuple, Path] = {}
+
+    def make(n_layers: int = 2, n_heads: int = 4, d_head: int = 16, seed: int = 3,
+             n_key_value_heads: int | None = None) -> Path:
+        key = (n_layers, n_heads, d_head, seed, n_key_value_heads)
+        if key not in folders:
+            folder = tmp_path_factory.mktemp("tiny-model")
+            kv = {} if n_key_value_heads is None else {"n_key_value_heads": n_key_value_heads}
+            hf, tok = tiny_hf_model(n_layers=n_layers, n_heads=n_heads, d_head=d_head, seed=seed, **kv)
+            hf.save_pretrained(folder)
+            tok.save_pretrained(folder)
+            folders[key] = folder
+        return folders[key]
+
+    return make
+
+
 @pytest.fixture(scope="session", params=["mha", "gqa"])
 def tiny_any(request, tiny, tiny_gqa):
     return tiny if request.param == "mha" else tiny_gqa

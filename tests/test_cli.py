@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from armlens import model as M
 from armlens.cli import _COMMAND_MODULES, main
 
 
@@ -23,12 +22,8 @@ def test_every_subcommand_has_help(capsys, cli_commands):
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=16, seed=3)
-    hf.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+def tiny_folder(saved_tiny_model):
+    return saved_tiny_model(n_key_value_heads=2)
 
 
 def test_info_json_on_a_local_model(tiny_folder, capsys):
@@ -55,14 +50,11 @@ def test_fit_then_score_leaves_fitting_pairs_out(tiny_folder, data_root, tmp_pat
     assert len((out / "items.jsonl").read_text().splitlines()) == 6
 
 
-def test_score_on_the_wrong_model_is_a_clear_error(tiny_folder, data_root, tmp_path, capsys):
+def test_score_on_the_wrong_model_is_a_clear_error(tiny_folder, data_root, tmp_path, capsys, saved_tiny_model):
     arm = tmp_path / "a.arm"
     assert main(["fit", "--data", "hhh", "--root", str(data_root), "--model", str(tiny_folder), "--n-fewshot", "8",
                  "--steps", "1", "--out", str(arm), "--quiet"]) == 0
-    other = tmp_path / "other"
-    hf, tok = M.tiny_hf_model(n_layers=3, n_heads=4, d_head=16, seed=4)
-    hf.save_pretrained(other)
-    tok.save_pretrained(other)
+    other = saved_tiny_model(n_layers=3, seed=4)
     rc = main(["score", "--rm", str(arm), "--data", "hhh", "--root", str(data_root), "--model", str(other),
                "--out", str(tmp_path / "s"), "--quiet"])
     assert rc == 2

@@ -66,6 +66,10 @@ CASES = [
     ("ablate", "--out T/a --flips 0,1.5", r"argument --flips: '1.5' in '0,1.5': must be at least 0 and below 1"),
     ("figures", "--results T/results --out T/f --seed -1", r"argument --seed: must be 0 or a positive integer"),
     ("demo", "--out T/d --steps 0", r"argument --steps: must be a positive integer"),
+    ("eval", "--out T/e --workers 0", r"argument --workers: must be a positive integer, got '0'"),
+    # model placement: a dtype outside the choices, a device map that is neither a strategy nor a JSON object
+    ("fit", "--out T/a.arm --dtype float8", r"argument --dtype: .*float8"),
+    ("fit", "--out T/a.arm --device-map {cpu", r"--device-map is not a valid JSON object"),
     # outputs: checked before any work
     ("fit", "--out T/foreign", r"--out .*foreign is a folder; give a file name"),
     ("fit", "--out T/file/a.arm", r"--out .*file/a.arm cannot be created: .*file is a file, not a folder"),
@@ -148,11 +152,9 @@ def test_every_command_is_in_the_matrix(cli_commands):
     assert commands - without_inputs <= covered, commands - without_inputs - covered
 
 
-def test_a_fit_whose_out_breaks_at_the_end_is_saved_to_a_fallback(tmp_path, data_root, monkeypatch, capsys):
-    folder = tmp_path / "tiny"
-    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, d_head=16, seed=3)
-    hf.save_pretrained(folder)
-    tok.save_pretrained(folder)
+def test_a_fit_whose_out_breaks_at_the_end_is_saved_to_a_fallback(tmp_path, data_root, monkeypatch, capsys,
+                                                                   saved_tiny_model):
+    folder = saved_tiny_model()
     out = tmp_path / "fits" / "a.arm"
     monkeypatch.chdir(tmp_path)
     from armlens.rm import ActivationRM
@@ -216,11 +218,8 @@ def test_eval_refuses_other_settings_and_a_second_writer(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess that imports torch and runs until interrupted (~20 s on 2 busy cores)
-def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
-    folder = tmp_path / "tiny"
-    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, d_head=16, seed=3)
-    hf.save_pretrained(folder)
-    tok.save_pretrained(folder)
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, saved_tiny_model):
+    folder = saved_tiny_model()
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"id": f"r{i}", "prompt": f"Tell me about thing {i}.",
                                          "chosen": f"Thing {i} is a fine thing.", "rejected": "No."}) + "\n"

@@ -12,12 +12,8 @@ PROMPT = "<|im_start|>user\nIs it true? Answer Yes or No.<|im_end|>\n<|im_start|
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-dm")
-    hf, tok = M.tiny_hf_model(n_layers=3, n_heads=4, n_key_value_heads=2, d_head=16, seed=3)
-    hf.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+def folder(saved_tiny_model):
+    return saved_tiny_model(n_layers=3, n_key_value_heads=2)
 
 
 def test_device_map_with_disk_offload_matches_the_plain_model(folder, tmp_path, one_thread):
@@ -37,3 +33,22 @@ def test_device_map_with_disk_offload_matches_the_plain_model(folder, tmp_path, 
 def test_device_map_excludes_device(folder):
     with pytest.raises(ValueError, match="either device or device_map"):
         M.load_model(str(folder), device="cpu", device_map="auto")
+
+
+def test_cli_device_map_flag_places_the_model_and_fits_the_same_arm(folder, data_root, tmp_path):
+    """``--device-map`` (a JSON map here, the one placement a CPU machine has without disk) reaches load_model, and
+    the ARM fitted on the placed model is the one fitted on the plain model."""
+    pytest.importorskip("accelerate")
+    from armlens.cli import main
+    from armlens.rm import ActivationRM
+
+    common = ["fit", "--data", "hhh", "--root", str(data_root), "--model", str(folder), "--n-fewshot", "8",
+              "--steps", "2", "--n-trials", "4", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "plain.arm")]) == 0
+    assert main([*common, "--out", str(tmp_path / "mapped.arm"), "--device-map", '{"": "cpu"}']) == 0
+    model = M.load_model(str(folder))
+    plain, mapped = (ActivationRM.load(tmp_path / f"{n}.arm", model) for n in ("plain", "mapped"))
+    assert plain.fits.keys() == mapped.fits.keys()
+    for key, fit in plain.fits.items():
+        assert torch.equal(fit.mask, mapped.fits[key].mask)
+        torch.testing.assert_close(fit.means, mapped.fits[key].means, atol=1e-6, rtol=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -227,11 +228,8 @@ def test_real_data_with_a_limit(tiny, data_root, tmp_path):
     assert res["methods"]["longer"]["bias"]["positivity"]["n"] == 5
 
 
-def test_cli_end_to_end_and_resume(toy_file, tmp_path, capsys):
-    folder = tmp_path / "tiny-model"
-    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, d_head=16, seed=3)
-    hf.save_pretrained(folder)
-    tok.save_pretrained(folder)
+def test_cli_end_to_end_and_resume(toy_file, tmp_path, capsys, saved_tiny_model):
+    folder = saved_tiny_model()
     out = tmp_path / "out"
     argv = ["eval", "--data", f"path:{toy_file}", "--model", str(folder), "--methods", "zero-shot,longer",
             "--seeds", "1", "--limit", "3", "--n-fewshot", "2", "--n-select", "2", "--bias", "length",
@@ -315,6 +313,45 @@ def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path)
     timings = json.loads((plans[0].folder.parent.parent.parent / "out" / dataset_slug(cfg.data[0]) / "seed0" / "arm" /
                           "result.json").read_text())["timings_s"]
     assert timings["units_sharing_scoring"] == 2 * len(MASK_METHODS)
+
+
+def _comparable(summary: dict) -> dict:
+    """A summary without what may differ between equal runs: timings, where units ran and the run's own settings."""
+    drop = {"timings_s", "worker", "run", "config", "created", "elapsed_s"}
+    if isinstance(summary, dict):
+        return {k: _comparable(v) for k, v in summary.items() if k not in drop}
+    if isinstance(summary, list):
+        return [_comparable(v) for v in summary]
+    return summary
+
+
+def test_two_ray_workers_give_the_serial_summary(saved_tiny_model, toy_file, tmp_path):
+    """``workers=2`` (two local Ray processes) writes the units, keys and summary of the run in one process."""
+    pytest.importorskip("ray", reason='the distributed extra: pip install "armlens[distributed]"')
+    folder = str(saved_tiny_model())
+    kw = dict(model=folder, methods=["arm", "zero-shot", "few-shot-icl", "longer"], seeds=2,
+              bias_kinds=["length", "length-real"])
+    serial = run_eval(tiny_config(toy_file, tmp_path / "serial", **kw))
+    parallel = run_eval(tiny_config(toy_file, tmp_path / "ray", workers=2, **kw))
+    files = sorted((tmp_path / "ray").glob("*/seed*/*/result.json"))
+    results = [json.loads(f.read_text()) for f in files]
+    assert len(results) == 8 and all(r["worker"]["pid"] != os.getpid() for r in results)
+    assert len({r["worker"]["pid"] for r in results}) == 2  # both workers took jobs
+    for f, r in zip(files, results, strict=True):  # the same unit keys: a serial rerun would reuse them
+        assert r["key"] == json.loads((tmp_path / "serial" / f.relative_to(tmp_path / "ray")).read_text())["key"]
+    rows = [[json.loads(line) for line in (tmp_path / run / "items.jsonl").read_text().splitlines()]
+            for run in ("serial", "ray")]
+    assert len(rows[0]) == len(rows[1]) > 8 * 6
+    for x, y in zip(*rows, strict=True):
+        assert (x["seed"], x["method"], x["split"], x["id"]) == (y["seed"], y["method"], y["split"], y["id"])
+        assert (x["chosen_score"], x["rejected_score"]) == pytest.approx((y["chosen_score"], y["rejected_score"]),
+                                                                         abs=1e-6)
+    a, b = _comparable(serial), _comparable(parallel)
+    assert a.keys() == b.keys()
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    # a rerun on workers reuses every unit, like a serial rerun
+    again = run_eval(tiny_config(toy_file, tmp_path / "ray", workers=2, **kw))
+    assert again["run"] == {"units": 8, "computed": 0, "reused": 8}
 
 
 def test_icl_cached_demonstrations_equal_full_prompts(tiny_any, toy_file, tmp_path, monkeypatch):

@@ -76,11 +76,10 @@ def test_fit_work_counts_tokens_and_forwards(tiny):
     assert w.flops == 2.0 * shape.param_count() * (w.prefix_tokens + w.branch_positions)
 
 
-def test_info_memory_reads_a_folder_config_and_presets(tmp_path, capsys):
-    hf, tok = M.tiny_hf_model(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=16, seed=3)
-    hf.save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    assert main(["info", "--model", str(tmp_path), "--memory", "--json", "--prompt-tokens", "11"]) == 0
+def test_info_memory_reads_a_folder_config_and_presets(saved_tiny_model, capsys):
+    folder = saved_tiny_model(n_key_value_heads=2)
+    hf = M.load_model(str(folder)).original_model
+    assert main(["info", "--model", str(folder), "--memory", "--json", "--prompt-tokens", "11"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["kv_bytes_per_token"] == 2 * 2 * 2 * 16 * 4 and plan["params"] == sum(
         p.numel() for p in hf.parameters())

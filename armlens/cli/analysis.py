@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from armlens.analysis.grid import AXES, DEFAULT_GRID, SWEEP_GRID, AblationConfig
 from armlens.cli import Command
+from armlens.cli.common import ModelFlags
 from armlens.cli.options import Rule, choice, list_of
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ _GRID = Rule(list_of(lambda axis: choice(axis, (*AXES, "sweep"))), "{" + ",".joi
 
 
 @dataclass
-class AblateOptions(AblationConfig):
+class AblateOptions(ModelFlags, AblationConfig):
     """Run the stage-ablation grid and save tidy results per cell and seed. Every cell is the reference ARM
     (--arm, ARMConfig's defaults) with one setting changed, fitted through ActivationRM, or another head set / score
     reading on the reference fit. Finished cells and fits are read back on a rerun. The options are AblationConfig's
@@ -37,8 +38,6 @@ class AblateOptions(AblationConfig):
     """Results folder (created; reruns resume it)."""
     root: str | None = field(default=None, kw_only=True)
     """Data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)."""
-    device: str | None = field(default=None, kw_only=True)
-    """cpu, cuda, ... (default: cuda when available)."""
     threads: int | None = field(default=None, kw_only=True)
     """Torch CPU threads (default: torch's choice)."""
     quiet: bool = field(default=False, kw_only=True)
@@ -80,7 +79,6 @@ def run_ablate(args: AblateOptions) -> int:
     from armlens.cli.common import on_interrupt, output_dir, resume_note
     from armlens.data import load_pairs
     from armlens.io import ResultsLock
-    from armlens.model import load_model
 
     config = args.config()
     if args.threads:
@@ -90,7 +88,7 @@ def run_ablate(args: AblateOptions) -> int:
     pairs = load_pairs(config.data, root=args.root, subsets=config.subsets)
     on_interrupt(resume_note(out, "cells/*/*/seed*.json", "cell(s)"))
     with ResultsLock(out, "armlens ablate"):
-        model = load_model(config.model, device=args.device)
+        model = args.load(config.model)
         t0 = time.perf_counter()
         cells = run_ablations(model, pairs, config, out, show_progress=not args.quiet,
                               on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))

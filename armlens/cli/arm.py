@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from armlens.cli import Command
+from armlens.cli.common import ModelFlags
 from armlens.rm import ARMConfig
 
 
 @dataclass
-class FitOptions:
+class FitOptions(ModelFlags):
     """Fit an Activation Reward Model on a seeded few-shot draw of a dataset and save it (FILE.arm, with the draw's
     pair ids in FILE.arm.split.json)."""
 
@@ -49,7 +50,7 @@ ARM_HIDDEN = ("arm.seed", "arm.reinforce.seed", "arm.reinforce.checkpoints")
 
 
 @dataclass
-class ScoreOptions:
+class ScoreOptions(ModelFlags):
     """Score a dataset's pairs with a saved ARM (the pairs used to fit it are left out); RewardBench protocol."""
 
     rm: str
@@ -86,7 +87,6 @@ def run_fit(args: FitOptions) -> int:
     from armlens.cli.common import on_interrupt, output_file, save_or_fallback
     from armlens.data import split_pairs
     from armlens.io import write_json
-    from armlens.model import load_model
     from armlens.rm import ActivationRM
 
     out = output_file(args.out, overwrite=args.overwrite)
@@ -95,7 +95,7 @@ def run_fit(args: FitOptions) -> int:
     split = split_pairs(pairs, seed=args.seed, n_fewshot=args.n_fewshot, n_select=args.select, n_test=0,
                         stratify=True)
     on_interrupt("nothing was saved (a fit is not resumable); rerun the same command to start again")
-    model = load_model(args.model)
+    model = args.load(args.model)
     config = dataclasses.replace(args.arm, seed=args.seed)
     rm = ActivationRM(model, config).fit(split.fewshot, split.select or None, show_progress=not args.quiet)
 
@@ -140,7 +140,6 @@ def run_score(args: ScoreOptions) -> int:
     from armlens.cli.common import on_interrupt
     from armlens.evaluation.protocol import absent_sections, write_results
     from armlens.io import ResultsLock
-    from armlens.model import load_model
     from armlens.rm import ActivationRM
 
     if not Path(args.rm).is_file():
@@ -149,7 +148,7 @@ def run_score(args: ScoreOptions) -> int:
     all_pairs = _load(args)
     on_interrupt(f"nothing was written to {out}; rerun the same command")
     with ResultsLock(out, "armlens score"):
-        model = load_model(args.model)
+        model = args.load(args.model)
         rm = ActivationRM.load(args.rm, model, force=args.force)
         seen = set(rm.fit_info.get("few_shot_ids", [])) | set(rm.fit_info.get("select_ids", []))
         pairs = [p for p in all_pairs if p.id not in seen]

@@ -6,11 +6,12 @@ import json
 from dataclasses import dataclass
 
 from armlens.cli import Command
+from armlens.cli.common import ModelFlags
 from armlens.selection import ReinforceConfig
 
 
 @dataclass
-class BenchOptions:
+class BenchOptions(ModelFlags):
     """Time the last-token fast path against the reference-style loop (one full forward per head mask), the scoring
     throughput, the eval rows and a default fit, in one run on this machine."""
 
@@ -41,7 +42,6 @@ def run(args: BenchOptions) -> int:
 
     from armlens.bench import format_table, run_bench
     from armlens.data.roots import candidate_roots
-    from armlens.model import load_model
 
     if args.out:
         from armlens.cli.common import output_file
@@ -51,7 +51,7 @@ def run(args: BenchOptions) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     log = (lambda s: None) if args.json else (lambda s: print(f"... {s}", flush=True))
-    result = run_bench(load_model(args.model), root=args.root, k_masks=args.k_masks,
+    result = run_bench(args.load(args.model), root=args.root, k_masks=args.k_masks,
                        n_score_pairs=args.score_pairs, n_eval_pairs=args.eval_pairs, eval_seeds=args.eval_seeds,
                        fit=args.fit, log=log)
     if args.out:

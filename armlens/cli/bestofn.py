@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from armlens.cli import Command
+from armlens.cli.common import ModelFlags
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class BestOfNOptions:
+class BestOfNOptions(ModelFlags):
     """Best-of-N with the default model: sample N responses to each prompt of real preference data (prompt side
     only), select one per prompt by each reward (the ARM, the zero-shot judge, the few-shot ICL judge, the longer
     response, a random pick), and report the selections' length, formatting and upbeat-phrase rates against the
@@ -99,7 +100,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
     from armlens.evaluation.judge import JudgeConfig
     from armlens.evaluation.protocol import environment_versions
     from armlens.io import ResultsLock, atomic_write, write_json
-    from armlens.model import load_model, model_id
+    from armlens.model import model_id
     from armlens.reward import arm_reward, judge_reward, length_reward
     from armlens.rm import ActivationRM
 
@@ -113,7 +114,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
         if args.overwrite and log.path.exists():
             log.path.unlink()
         write_json(out / SETTINGS, _settings(args))
-        model = load_model(args.model)
+        model = args.load(args.model)
         rm = ActivationRM.load(args.rm, model, force=args.force)
         fit_ids = set(rm.fit_info.get("few_shot_ids", [])) | set(rm.fit_info.get("select_ids", []))
         few_shot = [p for p in pairs if p.id in fit_ids]

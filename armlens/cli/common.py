@@ -12,7 +12,9 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from armlens.io import check_output_dir, check_output_file
 
@@ -88,3 +90,24 @@ def save_or_fallback(save: Callable[[Path], Path], path: Path, stem: str) -> tup
         except OSError as e:
             logger.debug("fallback %s failed: %s", folder / name, e)
     raise OSError(f"could not save to {path} ({error}) nor to any fallback folder")
+
+
+@dataclass
+class ModelFlags:
+    """Where and how a command's model is placed: ``--device``, ``--dtype``, ``--device-map`` (mixed into the options
+    of every command that loads a model by ``--model``)."""
+
+    device: str | None = field(default=None, kw_only=True)
+    """cpu, cuda, cuda:1, ... (default: cuda when available)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = field(default="float32", kw_only=True)
+    """Parameter dtype: float32, bfloat16 or float16 (bfloat16 halves a GPU judge's memory)."""
+    device_map: str | None = field(default=None, kw_only=True)
+    """Spread the layers over devices through accelerate: auto, balanced, sequential, or a JSON {module: device}
+    map (instead of --device; see docs/scaling.md)."""
+
+    def load(self, name: str | None) -> Any:
+        """Load ``name`` (:func:`armlens.model.load_model`) as these flags place it."""
+        from armlens.model import load_model, parse_device_map
+
+        return load_model(name, device=self.device, dtype=self.dtype, device_map=parse_device_map(self.device_map))
+

@@ -54,8 +54,19 @@ class EvalConfig:
     """``cpu``, ``cuda``, ... (``None``: cuda when available)."""
     dtype: str = "float32"
     """Model parameter dtype."""
+    device_map: str | None = None
+    """Spread the layers over devices through accelerate: auto, balanced, sequential, or a JSON {module: device}
+    map (instead of ``device``; ``docs/scaling.md``)."""
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     """Every other method setting (judge words, score reading, voting, probe, steering, SAVs, the ARM's config)."""
+    workers: int = 1
+    """Processes that fit and score units in parallel, through Ray (``pip install armlens[distributed]``;
+    ``docs/scaling.md``), each loading ``model`` once; 1: all in this process. The results are the same either way."""
+    ray_address: str | None = None
+    """With ``workers`` > 1: an existing Ray cluster to join (``auto``, ``ray://HOST:10001``); ``None``: a local one
+    of ``workers`` CPUs, shut down at the end."""
+    worker_gpus: float = 0.0
+    """With ``workers`` > 1: GPUs each worker reserves (0.25: four workers share one GPU)."""
     show_progress: bool = True
     """tqdm progress bars."""
 
@@ -73,6 +84,10 @@ class EvalConfig:
         methods = parse_methods(self.methods)
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.worker_gpus < 0:
+            raise ValueError(f"worker_gpus must be >= 0, got {self.worker_gpus}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be a positive number of test pairs, got {self.limit}")
         unknown = [k for k in self.bias_kinds if k not in BIAS_KINDS]

@@ -68,6 +68,8 @@ and ``results.md``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +134,67 @@ def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[Plan], dict[s
     return plans, data
 
 
-SETTINGS_IGNORED = ("out", "show_progress")
+def load_config_model(config: EvalConfig) -> Model:
+    """The model ``config`` names, placed as it says (``device``, ``dtype``, ``device_map``)."""
+    return M.load_model(config.model, device=config.device, dtype=config.dtype,
+                        device_map=M.parse_device_map(config.device_map))
+
+
+@dataclass
+class Job:
+    """Work done in one go: the mask-based units of a dataset (every seed; ``shared``: fitted, then scored together
+    as branches over shared prefixes) or one other unit."""
+
+    units: list[tuple[Plan, str, JudgeConfig]]
+    shared: bool
+
+
+def plan_jobs(config: EvalConfig, pending: list[tuple[Plan, str, JudgeConfig]]) -> list[Job]:
+    """The pending units as jobs: per dataset its mask-based units as one shared job first, then every other unit."""
+    jobs = []
+    for name in config.data:
+        batch = [u for u in pending if u[0].dataset == name and JUDGES[u[1]].mask_based]
+        if batch:
+            jobs.append(Job(batch, shared=True))
+    return jobs + [Job([u], shared=False) for u in pending if not JUDGES[u[1]].mask_based]
+
+
+def check_jobs(model: Model, jobs: list[Job]) -> None:
+    """Refuse, before any fit, a run with a judge prompt beyond the model's context (:func:`check_context`)."""
+    checked: set[tuple[str, int]] = set()
+    for job in jobs:
+        for plan, method, jcfg in job.units:
+            if method not in PROMPTLESS and (plan.dataset, plan.seed) not in checked:
+                check_context(model, plan, jcfg)
+                checked.add((plan.dataset, plan.seed))
+
+
+def compute_job(model: Model, job: Job, n_bootstrap: int, *, show_progress: bool = False) -> list[
+        tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Fit and score one job's units on ``model``: per unit (result, item rows), the result holding the model's
+    fingerprint and, for prompt-reading methods, how many test pairs had a field cut."""
+    if job.shared:
+        done = run_mask_units(model, job.units, n_bootstrap, show_progress=show_progress)
+    else:
+        done = [run_unit(model, *job.units[0], n_bootstrap)]
+    fingerprint = M.model_fingerprint(model)
+    for (plan, method, jcfg), (result, _) in zip(job.units, done, strict=True):
+        if method not in PROMPTLESS:
+            result["truncation"] = truncation_record(model, plan, jcfg.template)
+        result["model"] = fingerprint
+    return done
+
+
+def _run_jobs_here(model: Model, jobs: list[Job], config: EvalConfig, bar: Any) -> Iterator[tuple[Job, list[Any]]]:
+    check_jobs(model, jobs)
+    for job in jobs:
+        plan, method, _ = job.units[0]
+        bar.set_postfix_str(f"{plan.dataset}: {len(job.units)} mask-based unit(s) over shared prefixes"
+                            if job.shared else f"{plan.dataset} seed {plan.seed} {method}")
+        yield job, compute_job(model, job, config.n_bootstrap, show_progress=config.show_progress)
+
+
+SETTINGS_IGNORED = ("out", "show_progress", "workers", "ray_address", "worker_gpus", "device", "device_map")
 """EvalConfig fields that may differ from a results folder's ``config.json`` without ``allow_changed_settings``."""
 
 
@@ -160,6 +222,8 @@ def run_eval(config: EvalConfig, model: Model | None = None, *, allow_changed_se
     is refused unless ``allow_changed_settings`` (:func:`check_out`).
     """
     methods = config.validate()
+    if model is not None and config.workers > 1:
+        raise ValueError("workers > 1 loads the model in each worker from config.model; pass no model object")
     out = check_out(config, allow_changed_settings)
     with ResultsLock(out, "armlens eval"):
         return _run_eval(config, methods, out, model)
@@ -185,25 +249,13 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
             pending.append((plan, method, jcfg, key))
         else:
             finished[(plan.dataset, plan.seed, method)] = (result, read_items(plan.folder / method))
-    if pending and model is None:
-        logger.info("loading model %s", model_id)
-        model = M.load_model(config.model, device=config.device, dtype=config.dtype)
-    checked: set[tuple[str, int]] = set()
-    for plan, method, jcfg, _ in pending:  # before any fit: a prompt beyond the context stops the run here
-        if method not in PROMPTLESS and (plan.dataset, plan.seed) not in checked:
-            check_context(model, plan, jcfg)
-            checked.add((plan.dataset, plan.seed))
-
+    jobs = plan_jobs(config, [(plan, method, jcfg) for plan, method, jcfg, _ in pending])
+    keys = {(plan.dataset, plan.seed, method): key for plan, method, _, key in pending}
     bar = tqdm(total=len(pending), desc="eval", disable=not config.show_progress, unit="unit")
-    cuts: dict[tuple[str, int], dict[str, Any]] = {}
 
-    def finish(plan: Plan, method: str, jcfg: JudgeConfig, key: str, result: dict[str, Any],
-               items: list[dict[str, Any]]) -> None:
-        if method not in PROMPTLESS:
-            if (plan.dataset, plan.seed) not in cuts:
-                cuts[(plan.dataset, plan.seed)] = truncation_record(model, plan, jcfg.template)
-            result["truncation"] = cuts[(plan.dataset, plan.seed)]
-        result.update(key=key, format=RESULT_FORMAT, model=M.model_fingerprint(model), judge_config=jcfg.to_dict())
+    def finish(plan: Plan, method: str, jcfg: JudgeConfig, result: dict[str, Any], items: list[dict[str, Any]]) -> None:
+        key = keys[(plan.dataset, plan.seed, method)]
+        result.update(key=key, format=RESULT_FORMAT, judge_config=jcfg.to_dict())
         folder = plan.folder / method
         write_jsonl_atomic(folder / "items.jsonl", items)
         write_json_atomic(folder / "result.json", result)  # last: its presence marks the unit finished
@@ -212,19 +264,20 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
                     result["test"]["accuracy"], result["timings_s"]["total"])
         bar.update(1)
 
-    for name in config.data:  # mask-based methods of a dataset: every seed's units scored in one branch pass
-        batch = [u for u in pending if u[0].dataset == name and JUDGES[u[1]].mask_based]
-        if batch:
-            bar.set_postfix_str(f"{name}: {len(batch)} mask-based unit(s) over shared prefixes")
-            done = run_mask_units(model, [(p, m, j) for p, m, j, _ in batch], config.n_bootstrap,
-                                  show_progress=config.show_progress)
-            for (plan, method, jcfg, key), (result, items) in zip(batch, done, strict=True):
-                finish(plan, method, jcfg, key, result, items)
-    for plan, method, jcfg, key in pending:
-        if JUDGES[method].mask_based:
-            continue
-        bar.set_postfix_str(f"{plan.dataset} seed {plan.seed} {method}")
-        finish(plan, method, jcfg, key, *run_unit(model, plan, method, jcfg, config.n_bootstrap))
+    if jobs and config.workers > 1:
+        from armlens.evaluation.distributed import run_jobs
+
+        stream = run_jobs(config, jobs)
+    elif jobs:
+        if model is None:
+            logger.info("loading model %s", model_id)
+            model = load_config_model(config)
+        stream = _run_jobs_here(model, jobs, config, bar)
+    else:
+        stream = iter(())
+    for job, done in stream:  # each job's units are written as soon as it finishes
+        for (plan, method, jcfg), (result, items) in zip(job.units, done, strict=True):
+            finish(plan, method, jcfg, result, items)
     bar.close()
     computed = len(pending)
     results: list[dict[str, Any]] = []

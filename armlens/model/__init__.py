@@ -48,7 +48,7 @@ from armlens.model.identity import (
     model_fingerprint,
     model_info,
 )
-from armlens.model.loading import load_model, model_id
+from armlens.model.loading import load_model, model_id, parse_device_map
 from armlens.model.multimodal import ImageText, image_digest, is_multimodal, load_image, render_chat
 from armlens.model.prefix import (
     PrefixCache,
@@ -114,6 +114,7 @@ __all__ = [
     "length_batches",
     "load_image",
     "load_model",
+    "parse_device_map",
     "model_fingerprint",
     "model_id",
     "model_info",

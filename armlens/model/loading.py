@@ -87,3 +87,17 @@ def load_model(
 
 def model_id(model: Model) -> str:
     return getattr(model, "armlens_model_id", None) or getattr(model.cfg, "model_name", "unknown")
+
+
+def parse_device_map(text: str | None) -> str | dict[str, Any] | None:
+    """A device map given as text (``--device-map``): a strategy name, or a JSON object mapping modules to devices."""
+    import json
+
+    if text is None or not text.strip().startswith("{"):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--device-map is not a valid JSON object ({e.msg}); give auto, balanced, sequential "
+                         'or {"module": device, ...}') from None
+    return value
