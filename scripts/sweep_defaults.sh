@@ -6,16 +6,22 @@
 #
 #   ARMLENS_DATA_ROOT=/path/to/preference bash scripts/sweep_defaults.sh [AXES]
 #
-# AXES defaults to the first round (reading and layout, REINFORCE steps, objective, per-criterion vs pooled); the
-# second round adds demos,trials,prior. LLMBar asks one criterion, so its criteria axis would repeat the reference.
+# AXES defaults to every axis of the sweep (`--grid sweep`: selection, reading and layout, demonstrations per class,
+# trials, REINFORCE steps, prior, objective, per-criterion vs pooled); the selection axis adds the zero-shot judge
+# (no head patched), every head, and random/top-k heads of the reference's count, as branches of the same scoring
+# pass. Seed-major: seed 0 on every dataset, then seed 1, then seed 2, so an interrupted sweep is balanced across
+# the datasets. LLMBar asks one criterion, so its criteria axis would repeat the reference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARMLENS=${ARMLENS:-.venv/bin/armlens}
-AXES=${1:-reading,steps,objective,criteria}
-for data in llmbar xstest hhh; do
-  grid=$AXES
-  [ "$data" = llmbar ] && grid=$(echo "$AXES" | tr ',' '\n' | grep -vx criteria | paste -sd, -)
-  echo "== sweep on $data: $grid ($(date -u +%FT%TZ))"
-  "$ARMLENS" ablate --data "$data" --grid "$grid" --seeds 3 --limit 200 --n-fewshot 16 --quiet \
-    --out "experiments/sweep/$data"
+AXES=${1:-sweep}
+for seeds in 1 2 3; do
+  for data in llmbar xstest hhh; do
+    grid=$AXES
+    [ "$grid" = sweep ] && grid=$(.venv/bin/python -c "from armlens.analysis.grid import SWEEP_GRID; print(','.join(SWEEP_GRID))")
+    [ "$data" = llmbar ] && grid=$(echo "$grid" | tr ',' '\n' | grep -vx criteria | paste -sd, -)
+    echo "== sweep on $data, seeds 0-$((seeds - 1)): $grid ($(date -u +%FT%TZ))"
+    "$ARMLENS" ablate --data "$data" --grid "$grid" --seeds "$seeds" --limit 200 --n-fewshot 16 --quiet \
+      --out "experiments/sweep/$data"
+  done
 done

@@ -36,7 +36,7 @@ AXES: tuple[str, ...] = ("selection", "reading", "estimator", "demos", "trials",
 """Every ablation axis, in report order."""
 DEFAULT_GRID: tuple[str, ...] = ("selection", "reading", "estimator", "scoring", "heads")
 """Axes run when none are named."""
-SWEEP_GRID: tuple[str, ...] = ("reading", "demos", "trials", "steps", "prior", "objective", "criteria")
+SWEEP_GRID: tuple[str, ...] = ("selection", "reading", "demos", "trials", "steps", "prior", "objective", "criteria")
 """Axes of the defaults sweep (``docs/defaults.md``)."""
 SELECTIONS: tuple[str, ...] = ("reinforce", "random", "topk_prob", "topk_attribution", "all", "none")
 ESTIMATORS: tuple[str, ...] = ("mean", "wpca", "wpca_confidence", "class_diff", "median", "trimmed_mean")
