@@ -14,11 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARMLENS=${ARMLENS:-.venv/bin/armlens}
-AXES=${1:-sweep}
+AXES=${1:-sweep,estimator,scoring,heads}
+# "sweep" stands for the axes of `--grid sweep`; estimator, scoring and heads make the same folders the stage
+# ablations and head analyses at full size (they add fits only for the estimators; the rest are branches)
+AXES=$(.venv/bin/python -c "import sys; from armlens.analysis.grid import SWEEP_GRID as S
+print(','.join(dict.fromkeys(a for x in sys.argv[1].split(',') for a in (S if x == 'sweep' else (x,)))))" "$AXES")
 for seeds in 1 2 3; do
   for data in llmbar xstest hhh; do
     grid=$AXES
-    [ "$grid" = sweep ] && grid=$(.venv/bin/python -c "from armlens.analysis.grid import SWEEP_GRID; print(','.join(SWEEP_GRID))")
     [ "$data" = llmbar ] && grid=$(echo "$grid" | tr ',' '\n' | grep -vx criteria | paste -sd, -)
     echo "== sweep on $data, seeds 0-$((seeds - 1)): $grid ($(date -u +%FT%TZ))"
     "$ARMLENS" ablate --data "$data" --grid "$grid" --seeds "$seeds" --limit 200 --n-fewshot 16 --quiet \
