@@ -262,6 +262,10 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     sel = res.seeds[0].selections["reference"]
     assert sel.prob_trajectory is not None and sel.prob_trajectory.shape == (3, 2, 4)
     assert len(sel.entropy) == 3
+    # the steps axis's long run: its curves to the longest step count, without the trajectory
+    long = res.seeds[0].selections["steps3"]
+    assert long.prob_trajectory is None and len(long.losses) == len(long.entropy) == 3
+    assert long.losses == pytest.approx(sel.losses)  # the long run is the reference's REINFORCE stream, longer
     assert res.seeds[0].effects is not None and res.seeds[0].effects.shape == (2, 4)
     assert res.seeds[0].attention is not None and sum(res.seeds[0].attention.weights) == pytest.approx(1, abs=1e-3)
     summary = R.summarize(res.cells)

@@ -154,8 +154,8 @@ def test_ablation_plot_has_intervals_and_references():
 def test_figures_from_saved_results_html(results_dir, tmp_path):
     res = A.load_results(results_dir)
     figs, html = build_figures(res)
-    expected = {"heads_selection_probability", "heads_trajectory", "heads_training_curves", "heads_stability",
-                "heads_attribution", "heads_attention", "heads_criteria_jaccard", "ablation_overview",
+    expected = {"heads_selection_probability", "heads_trajectory", "heads_training_curves",
+                "heads_training_curves_long", "heads_stability", "heads_attribution", "heads_attention", "heads_criteria_jaccard", "ablation_overview",
                 *(f"ablation_{a}" for a in A.AXES)}
     assert set(figs) == expected and set(html) == {"heads_trajectory"}
     for name, fig in figs.items():
@@ -192,7 +192,7 @@ def test_figures_png(results_dir, tmp_path):
     out = tmp_path / "png"
     assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "png"]) == 0
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 7 + 1 + len(A.AXES) + 1  # seven head figures, the overview, one per axis, the sweep
+    assert len(pngs) == 8 + 1 + len(A.AXES) + 1  # eight head figures, the overview, one per axis, the sweep
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 300_000
 

@@ -212,21 +212,43 @@ class SeedRun:
         """Everything the head figures read: the reference ARM's REINFORCE history per criterion, attribution maps,
         one attention row."""
         rm = self.reference
-        for i, fit in enumerate(sorted(rm.fits.values(), key=lambda f: f.criterion)):
-            if fit.selection is None:
-                continue
-            subsets = sorted({p.subset for p in self.fewshot if rm.route_key(criterion_for(p)) == fit.criterion})
-            name = "pooled" if fit.criterion == POOLED else "+".join(subsets) or f"criterion{i}"
-            for label in ([f"criterion-{name}"] + (["reference"] if i == 0 else [])):
-                path = self.dir / f"selection-{slug(label)}.json"
-                if not path.is_file():
-                    write_json_atomic(path, selection_to_dict(fit.selection, name=label, seed=self.seed,
-                                                              criterion=fit.criterion, subsets=subsets))
+        for fit in self._write_selections(rm, "criterion-", "reference"):
             self.effects(fit)
         path = self.dir / "attention.json"
         if not path.is_file():
             row = self._attention(rm)
             write_json_atomic(path, row.to_dict())
+
+    def curve_artifacts(self, cells: Sequence[Cell]) -> None:
+        """The training curves of the steps axis's one long REINFORCE run, per criterion, once it is fitted
+        (``selection-steps{N}*.json``: losses, expected heads, entropy, validation; no trajectory, so they stay
+        small). They show whether the policy has converged by the default step count."""
+        steps = [c for c in cells if c.axis == "steps" and c.step is not None]
+        if not steps:
+            return
+        cell = max(steps, key=lambda c: c.step or 0)
+        if not (self.dir / "arms" / f"{fit_key(cell, self.base)}.arm").is_file():
+            return
+        self._write_selections(self.fit(cell), f"steps{cell.step}-", f"steps{cell.step}", trajectory=False)
+
+    def _write_selections(self, rm: ActivationRM, prefix: str, first: str, *, trajectory: bool = True
+                          ) -> list[CriterionARM]:
+        """Write each criterion's REINFORCE history as ``selection-{prefix}{criterion}.json`` (the first criterion's
+        also as ``selection-{first}.json``), unless already there; returns the fits that have one."""
+        fits = []
+        for i, fit in enumerate(sorted(rm.fits.values(), key=lambda f: f.criterion)):
+            if fit.selection is None:
+                continue
+            sel = fit.selection if trajectory else dataclasses.replace(fit.selection, prob_trajectory=None)
+            subsets = sorted({p.subset for p in self.fewshot if rm.route_key(criterion_for(p)) == fit.criterion})
+            name = "pooled" if fit.criterion == POOLED else "+".join(subsets) or f"criterion{i}"
+            for label in ([f"{prefix}{name}"] + ([first] if i == 0 else [])):
+                path = self.dir / f"selection-{slug(label)}.json"
+                if not path.is_file():
+                    write_json_atomic(path, selection_to_dict(sel, name=label, seed=self.seed,
+                                                              criterion=fit.criterion, subsets=subsets))
+            fits.append(fit)
+        return fits
 
     def _attention(self, rm: ActivationRM) -> AttentionRow:
         """Attention row of the top selected head (first test pair's criterion), from the first test prompt's last
@@ -389,6 +411,7 @@ def run_ablations(
         run = SeedRun(model, config, pairs, seed, out, show_progress=show_progress)
         run.head_artifacts()
         done = run.run_cells(cells, out)
+        run.curve_artifacts(cells)
         timings[seed] = time.perf_counter() - t0
         logger.info("seed %d: %d new cells in %.0f s", seed, len(done), timings[seed])
         meta = json.loads((out / "run.json").read_text())

@@ -158,6 +158,14 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
                 {s: r.losses for s, r in ref.items()}, {s: r.expected_heads for s, r in ref.items()},
                 entropy={s: r.entropy for s, r in ref.items()}, val_losses={s: r.val_losses for s, r in ref.items()},
                 subtitle=f"{data_name}; {sizes}")
+        longest = max(cfg.get("steps") or [0]) if "steps" in (cfg.get("grid") or []) else 0
+        long = results.selections(f"steps{longest}")
+        if long and all(r.losses for r in long.values()):
+            figs["heads_training_curves_long"] = plots.plot_training_curves(
+                {s: r.losses for s, r in long.items()}, {s: r.expected_heads for s, r in long.items()},
+                entropy={s: r.entropy for s, r in long.items()}, val_losses={s: r.val_losses for s, r in long.items()},
+                subtitle=f"{data_name}; the steps axis's run to {longest} steps x {rcfg.get('k_masks', '?')} masks "
+                         "(its choice after each step count is that step count's cell)")
         stack = torch.stack([masks[s] for s in seeds])
         pj = pairwise_jaccard(stack)
         off = pj[~torch.eye(len(seeds), dtype=torch.bool)]
