@@ -16,9 +16,10 @@ its cache) and every patch that prompt is asked under is a side-by-side branch o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -32,6 +33,8 @@ from armlens.prompts import AnswerIds
 from armlens.typing import HeadMask, Means, Model, RowMeans
 
 ScoreKind = Literal["prob", "normalized", "logit_diff"]
+RowResid = dict[int, Float[Tensor, "rows d_model"]]
+"""Residual additions of the rows of :func:`score_rows`: per layer, one vector per row (zero: none)."""
 SCORE_KINDS: tuple[str, ...] = ("prob", "normalized", "logit_diff")
 
 
@@ -106,24 +109,50 @@ class RowLogits:
     """Log-normaliser over the full vocabulary."""
     argmax: Int[Tensor, "texts rows"]
     """Greedy next token."""
+    captured: dict[str, Tensor] = field(default_factory=dict)
+    """``score_rows(capture=...)``: each hook's activation at each text's last token under ``capture_row``
+    (``[texts, ...]``; NaN for texts not asked under that row)."""
 
     def read(self, kind: ScoreKind | str) -> Float[Tensor, "texts rows"]:
         """``prob`` (full-vocabulary P(Yes)), ``normalized`` (P(Yes)/(P(Yes)+P(No))) or ``logit_diff``."""
         return score_from_parts(self.yes, self.no, self.logsumexp, kind)  # type: ignore[arg-type]
 
 
+def _resid_add_hook(x: Float[Tensor, "batch branch d_model"], hook: object, *, add: Tensor) -> Tensor:
+    """Add ``add[j]`` to branch ``j``'s residual stream (zero rows: nothing)."""
+    return x + add.to(x.device, x.dtype)[None]
+
+
+def _capture_hook(x: Tensor, hook: object, *, store: dict[str, Tensor], name: str, branch: int) -> None:
+    """Keep branch ``branch``'s activation as ``store[name]`` (the prompt's last token under that row)."""
+    store[name] = x[0, branch].detach().float().cpu().clone()
+
+
 def _branch_rows(
     model: Model, cache: M.PrefixCache, means: RowMeans, masks: Bool[Tensor, "rows n_layers n_heads"],
-    rows: Sequence[int], answer_ids: AnswerIds, chunk: int,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Yes, No, log-normaliser and argmax of one prompt's last token under each of ``rows`` (branches, chunked)."""
+    rows: Sequence[int], answer_ids: AnswerIds, chunk: int, resid: RowResid | None = None,
+    capture: Sequence[str] = (), capture_row: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    """Yes, No, log-normaliser and argmax of one prompt's last token under each of ``rows`` (branches, chunked),
+    and the ``capture`` hooks' activations under ``capture_row`` when it is among them."""
     parts: list[tuple[Tensor, ...]] = []
+    store: dict[str, Tensor] = {}
     for start in range(0, len(rows), chunk):
-        idx = torch.tensor(list(rows[start : start + chunk]))
-        logits = M.run_cached_branches(model, cache, len(idx), row_patch_hooks(model, means[idx], masks[idx]))[0]
+        here = list(rows[start : start + chunk])
+        idx = torch.tensor(here)
+        hooks = row_patch_hooks(model, means[idx], masks[idx])
+        for layer, add in (resid or {}).items():
+            if bool(add[idx].any()):
+                hooks.append((M.resid_post_name(layer), functools.partial(_resid_add_hook, add=add[idx])))
+        if capture and capture_row in here:
+            j = here.index(capture_row)
+            hooks += [(name, functools.partial(_capture_hook, store=store, name=name, branch=j))
+                      for name in capture]
+        logits = M.run_cached_branches(model, cache, len(idx), hooks)[0]
         logits = logits.float().cpu()
         parts.append((logits[:, answer_ids.yes], logits[:, answer_ids.no], logits.logsumexp(-1), logits.argmax(-1)))
-    return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+    yes, no, lse, top = (torch.cat(p) for p in zip(*parts, strict=True))
+    return yes, no, lse, top, store
 
 
 def score_rows(
@@ -137,13 +166,18 @@ def score_rows(
     groups: Sequence[Hashable] | None = None,
     min_shared_tokens: int = MIN_SHARED_TOKENS,
     chunk: int = 64,
+    resid: RowResid | None = None,
+    capture: Sequence[str] = (),
+    capture_row: int | None = None,
     show_progress: bool = False,
     desc: str = "scoring rows",
 ) -> RowLogits:
     """Texts under row patches: one prefix per text, every row it is asked under as a side-by-side branch over it.
 
     Row ``r`` overwrites the last-token hook_z of the heads in ``masks[r]`` with ``means[r]`` (an empty mask is the
-    plain judge). Text ``i`` is scored under ``rows_per_text[i]`` (default: every row). Texts with the same
+    plain judge) and, with ``resid`` (``{layer: [rows, d_model]}``, :meth:`RowTable.resid`), adds ``resid[l][r]`` to
+    the last token's ``blocks.{l}.hook_resid_post`` (a steering vector). ``capture`` names hooks whose last-token
+    activation under ``capture_row`` is kept per text (:attr:`RowLogits.captured`: the features of a probe). Text ``i`` is scored under ``rows_per_text[i]`` (default: every row). Texts with the same
     ``groups`` key (e.g. a pair's chosen and rejected prompts, or in-context prompts with the same demonstrations)
     run their common leading tokens once when those are at least ``min_shared_tokens`` long, and each text then only
     its own remaining tokens. Equals :func:`score_texts` per row within float tolerance (checked by the tests).
@@ -154,8 +188,11 @@ def score_rows(
         raise ValueError("rows_per_text and groups need one entry per text")
     if any(not 0 <= r < n_rows for rows in wanted for r in rows):
         raise ValueError(f"a row index is outside the {n_rows} rows")
+    if capture and capture_row is None:
+        raise ValueError("capture needs capture_row: the row whose activations are kept")
     nan = torch.full((n, n_rows), float("nan"))
     out = {"yes": nan.clone(), "no": nan.clone(), "logsumexp": nan.clone()}
+    captured: dict[str, list[Tensor | None]] = {name: [None] * n for name in capture}
     argmax = torch.full((n, n_rows), -1, dtype=torch.long)
     members: dict[Hashable, list[int]] = {}
     for i in range(n):
@@ -173,50 +210,77 @@ def score_rows(
         for i, tok in zip(idx, tokens, strict=True):
             cache = M.extend_prefix(model, shared, tok) if shared is not None else (
                 M.prefix_cache(model, tok, torch.ones_like(tok)))
-            yes, no, lse, top = _branch_rows(model, cache, means, masks, wanted[i], answer_ids, chunk)
+            yes, no, lse, top, store = _branch_rows(model, cache, means, masks, wanted[i], answer_ids, chunk, resid,
+                                                    capture, capture_row)
+            for name, value in store.items():
+                captured[name][i] = value
             cols = torch.tensor(wanted[i])
             out["yes"][i, cols], out["no"][i, cols], out["logsumexp"][i, cols] = yes, no, lse
             argmax[i, cols] = top
             bar.update(1)
     bar.close()
-    return RowLogits(out["yes"], out["no"], out["logsumexp"], argmax)
+    return RowLogits(out["yes"], out["no"], out["logsumexp"], argmax, _stack_captured(captured))
+
+
+def _stack_captured(captured: dict[str, list[Tensor | None]]) -> dict[str, Tensor]:
+    """Per hook, the texts' activations stacked (NaN where a text was not asked under the capture row)."""
+    out = {}
+    for name, values in captured.items():
+        shape = next((v.shape for v in values if v is not None), None)
+        if shape is None:
+            continue
+        out[name] = torch.stack([v if v is not None else torch.full(shape, float("nan")) for v in values])
+    return out
 
 
 class RowTable:
-    """Distinct ``(means, mask)`` patches as the rows of :func:`score_rows`.
+    """Distinct patches as the rows of :func:`score_rows`: ``(means, mask)`` written into last-token hook_z and,
+    optionally, a vector added to one layer's last-token residual stream (``resid=(layer, vector)``).
 
     Two patches are the same row when they select the same heads with the same values there (the values of
-    unselected heads never reach the model); every empty mask is the one plain-judge row.
+    unselected heads never reach the model) and add the same vector; every empty patch is the one plain-judge row.
     """
 
-    def __init__(self, n_layers: int, n_heads: int, d_head: int) -> None:
+    def __init__(self, n_layers: int, n_heads: int, d_head: int, d_model: int | None = None) -> None:
         self.shape = (n_layers, n_heads, d_head)
+        self.d_model = d_model
         self.means: list[Tensor] = []
         self.masks: list[Tensor] = []
+        self.adds: list[tuple[int, Tensor] | None] = []
         self._index: dict[str, int] = {}
 
     @classmethod
     def for_model(cls, model: Model) -> RowTable:
         cfg = model.cfg
-        return cls(cfg.n_layers, cfg.n_heads, cfg.d_head)
+        return cls(cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model)
 
-    def add(self, means: Means | None, mask: HeadMask | None) -> int:
-        """The row of this patch (``None`` or an empty mask: the plain judge), added when new."""
+    def add(self, means: Means | None, mask: HeadMask | None, resid: tuple[int, Tensor] | None = None) -> int:
+        """The row of this patch (``None`` or an empty mask and no ``resid``: the plain judge), added when new."""
+        h = hashlib.blake2b(digest_size=16)
         if mask is None or means is None or not bool(mask.any()):
-            key, means, mask = "plain", torch.zeros(self.shape), torch.zeros(self.shape[:2], dtype=torch.bool)
+            means, mask = torch.zeros(self.shape), torch.zeros(self.shape[:2], dtype=torch.bool)
+            h.update(b"plain")
         else:
             if tuple(means.shape) != self.shape or tuple(mask.shape) != self.shape[:2]:
                 raise ValueError(f"a patch needs means {self.shape} and mask {self.shape[:2]}, got "
                                  f"{tuple(means.shape)} and {tuple(mask.shape)}")
             means, mask = means.detach().float().cpu(), mask.cpu()
-            h = hashlib.blake2b(digest_size=16)
             h.update(mask.numpy().tobytes())
             h.update(means[mask].numpy().tobytes())
-            key = h.hexdigest()
+        if resid is not None:
+            layer, vector = int(resid[0]), resid[1].detach().float().cpu()
+            if not 0 <= layer < self.shape[0] or vector.shape != (self.d_model,):
+                raise ValueError(f"a residual addition needs a layer below {self.shape[0]} and a vector of "
+                                 f"d_model={self.d_model}, got layer {layer} and shape {tuple(vector.shape)}")
+            resid = (layer, vector)
+            h.update(f"resid{layer}".encode())
+            h.update(vector.numpy().tobytes())
+        key = h.hexdigest()
         if key not in self._index:
             self._index[key] = len(self.means)
             self.means.append(means)
             self.masks.append(mask)
+            self.adds.append(resid)
         return self._index[key]
 
     def __len__(self) -> int:
@@ -225,6 +289,18 @@ class RowTable:
     def stacked(self) -> tuple[RowMeans, Bool[Tensor, "rows n_layers n_heads"]]:
         """Means ``[rows, n_layers, n_heads, d_head]`` and masks ``[rows, n_layers, n_heads]``."""
         return torch.stack(self.means), torch.stack(self.masks)
+
+    def resid(self) -> RowResid | None:
+        """The residual additions as ``{layer: [rows, d_model]}`` (zero rows add nothing); ``None`` if no row has
+        one."""
+        if not any(a is not None for a in self.adds):
+            return None
+        out: RowResid = {}
+        for r, a in enumerate(self.adds):
+            if a is not None:
+                layer, vector = a
+                out.setdefault(layer, torch.zeros(len(self.adds), vector.shape[0]))[r] = vector
+        return out
 
 
 def score_patched(

@@ -156,8 +156,13 @@ def _check_shared_scoring_is_exact(model, pairs, demos, atol: float) -> None:
     from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig
     from armlens.evaluation.branches import score_mask_judges
 
+    from armlens.evaluation.baselines import make_judge
+
     requests = _mask_requests(model, pairs, seeds=2)
     assert len({type(j).__name__ for j, _ in requests}) == 3
+    for method in ("probe", "savs", "steering"):  # the activation baselines: read at, or steer, the last token
+        jcfg = JudgeConfig(template=TEMPLATE, savs_top_k=4, steering_coefs=(2.0,))
+        requests.append((make_judge(method, model, jcfg).fit(demos), requests[0][1]))
     for min_shared in (1, 10**9):
         for (judge, items), got in zip(requests, score_mask_judges(model, requests, min_shared_tokens=min_shared),
                                        strict=True):

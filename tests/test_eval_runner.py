@@ -126,19 +126,19 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
 
 def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    cfg = tiny_config(toy_file, out, methods=["zero-shot", "probe", "longer"], seeds=2, limit=4, bias_kinds=["length"])
-    counter = FitCounter(monkeypatch, fail="probe")
+    cfg = tiny_config(toy_file, out, methods=["zero-shot", "few-shot-icl", "longer"], seeds=2, limit=4, bias_kinds=["length"])
+    counter = FitCounter(monkeypatch, fail="few-shot-icl")
     # mask-based units (zero-shot) of every seed are fitted and scored together first, then the others one by one
-    with pytest.raises(RuntimeError, match="interrupted"):  # dies at seed 0's probe, after both zero-shots finished
+    with pytest.raises(RuntimeError, match="interrupted"):  # dies at seed 0's ICL judge, after both zero-shots finished
         run_eval(cfg, model=tiny)
-    assert counter.calls == ["zero-shot", "zero-shot", "probe"]
+    assert counter.calls == ["zero-shot", "zero-shot", "few-shot-icl"]
     assert not (out / "summary.json").exists()
     assert all((out / dataset_slug(f"path:{toy_file}") / f"seed{s}" / "zero-shot" / "result.json").is_file()
                for s in (0, 1))
 
     counter = FitCounter(monkeypatch)
     first = run_eval(cfg, model=tiny)
-    assert counter.calls == ["probe", "longer", "probe", "longer"]  # both zero-shot units were kept
+    assert counter.calls == ["few-shot-icl", "longer", "few-shot-icl", "longer"]  # both zero-shot units were kept
     assert first["run"] == {"units": 6, "computed": 4, "reused": 2}
 
     (out / "summary.json").unlink()
@@ -155,9 +155,9 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
 
     # a changed setting makes exactly the affected units stale
     counter = FitCounter(monkeypatch)
-    third = run_eval(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, probe_c=0.1)), model=tiny,
+    third = run_eval(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, icl_shots=1)), model=tiny,
                      allow_changed_settings=True)
-    assert counter.calls == ["probe", "probe"] and third["run"]["computed"] == 2
+    assert counter.calls == ["few-shot-icl", "few-shot-icl"] and third["run"]["computed"] == 2
 
 
 def test_bad_input_gives_clear_errors(tiny, toy_file, tmp_path):
@@ -246,10 +246,15 @@ def test_cli_end_to_end_and_resume(toy_file, tmp_path, capsys, saved_tiny_model)
 # ---------------------------------------------------------------------------------------------------- shared prefixes
 
 MASK_METHODS = ["arm", "mean-ablation", "zero-shot", "random-heads", "topk-heads"]
+ACTIVATION_METHODS = ["probe", "savs", "steering"]
+"""Activation baselines in the branch pass: a steering vector added at the last token, activations read there."""
+BRANCH_METHODS = MASK_METHODS + ACTIVATION_METHODS
 
 
 def test_mask_based_judges_declare_their_patch(tiny, toy_file, tmp_path):
-    assert {m for m, cls in baselines.JUDGES.items() if cls.mask_based} == set(MASK_METHODS)
+    branch = {m for m, cls in baselines.JUDGES.items() if cls.in_branch_pass(JudgeConfig())}
+    assert branch == set(BRANCH_METHODS)
+    assert not baselines.JUDGES["steering"].in_branch_pass(JudgeConfig(steering_positions="all"))
     cfg = tiny_config(toy_file, tmp_path, seeds=1)
     plans, _ = _plans(cfg, cfg.data[0], tmp_path)
     assert baselines.make_judge("zero-shot", tiny).patch_for(plans[0].test[0]) == (None, None)
@@ -271,11 +276,17 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path)
     plans, _ = _plans(cfg, cfg.data[0], tmp_path)
     requests = []
     for plan in plans:
-        for method in MASK_METHODS:
-            jcfg = dataclasses.replace(cfg.judge_config(plan.seed), head_count=3)
+        for method in BRANCH_METHODS + ["probe-hook_z", "savs-margin"]:
+            jcfg = dataclasses.replace(cfg.judge_config(plan.seed), head_count=3, savs_top_k=5, steering_coefs=(4.0,))
+            if method == "probe-hook_z":
+                method, jcfg = "probe", dataclasses.replace(jcfg, probe_features="hook_z")
+            if method == "savs-margin":
+                method, jcfg = "savs", dataclasses.replace(jcfg, savs_score="margin")
             judge = baselines.make_judge(method, tiny_any, jcfg).fit(plan.fewshot, plan.select)
             requests.append((judge, unit_items(plan)))
     wants = [judge.score_responses(items) for judge, items in requests]
+    by_name = {judge.name: want for (judge, _), want in zip(requests, wants, strict=True)}  # the last plan's
+    assert (by_name["steering"] - by_name["zero-shot"]).abs().max() > 1e-3  # the vector changes the scores
     for min_shared in (1, 10**6):  # a pair's prompts sharing their common leading part, or each its own prefix
         got = score_mask_judges(tiny_any, requests, min_shared_tokens=min_shared)
         for (judge, items), scores, want in zip(requests, got, wants, strict=True):
@@ -295,7 +306,7 @@ def test_score_mask_judges_refuses_other_judges(tiny):
 def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path):
     """The runner's units (mask-based ones scored together over shared prefixes) hold the numbers the old
     per-method path (run_unit: fit, then one full forward per prompt) gives, for every seed and method."""
-    cfg = tiny_config(toy_file, tmp_path / "out", methods=MASK_METHODS + ["longer"], seeds=2,
+    cfg = tiny_config(toy_file, tmp_path / "out", methods=BRANCH_METHODS + ["longer"], seeds=2,
                       bias_kinds=["length", "length-real"])
     summary = run_eval(cfg, model=tiny)
     items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
@@ -312,7 +323,7 @@ def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path)
             assert seed_entry["accuracy"] == result["test"]["accuracy"]
     timings = json.loads((plans[0].folder.parent.parent.parent / "out" / dataset_slug(cfg.data[0]) / "seed0" / "arm" /
                           "result.json").read_text())["timings_s"]
-    assert timings["units_sharing_scoring"] == 2 * len(MASK_METHODS)
+    assert timings["units_sharing_scoring"] == 2 * len(BRANCH_METHODS)
 
 
 def _comparable(summary: dict) -> dict:

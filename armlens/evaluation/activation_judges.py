@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from armlens import model as M
 from armlens.data.records import PreferencePair
-from armlens.evaluation.judge import Judge
+from armlens.evaluation.judge import Judge, JudgeConfig
 from armlens.prompts import AnswerIds, Example
 from armlens.scoring import score_from_logits
 from armlens.typing import Model
@@ -142,9 +142,30 @@ class ProbeJudge(Judge):
         )
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
-        x = self._features(self._queries(items)).double().numpy()
+        return self._predict(self._features(self._queries(items)))
+
+    def _predict(self, x: Float[Tensor, "n d"]) -> Float[Tensor, " n"]:
         yes_col = list(self.clf.classes_).index(True)
-        return torch.tensor(self.clf.predict_proba(x)[:, yes_col], dtype=torch.float32)
+        return torch.tensor(self.clf.predict_proba(x.double().numpy())[:, yes_col], dtype=torch.float32)
+
+    # in the branch pass: the features are the unpatched last token's activations there
+
+    mask_based = True
+
+    def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
+        return None, None
+
+    def branch_reads(self) -> list[str]:
+        if self.config.probe_features == "hook_z":
+            return [M.hook_z_name(layer) for layer in range(self.model.cfg.n_layers)]
+        return [resid_name(self._layer())]
+
+    def score_reads(self, reads: dict[str, Tensor]) -> Float[Tensor, " n"]:
+        if self.config.probe_features == "hook_z":  # [n, n_heads, d_head] per layer, as last_hook_z flattens them
+            x = torch.stack([reads[name] for name in self.branch_reads()], dim=1).flatten(1)
+        else:
+            x = reads[resid_name(self._layer())]
+        return self._predict(x)
 
 
 class SteeringJudge(Judge):
@@ -196,6 +217,16 @@ class SteeringJudge(Judge):
         self.vector, self.layer, self.coef = vectors[layer], layer, coef
         self.fit_info.update(layer=layer, coef=coef, vector_norm=float(vectors[layer].norm()), grid=results,
                              positions=cfg.steering_positions, n_examples=len(examples))
+
+    @classmethod
+    def in_branch_pass(cls, config: JudgeConfig) -> bool:
+        return config.steering_positions == "last"  # added at every position, it changes the prefix too
+
+    def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
+        return None, None
+
+    def resid_for(self, pair: PreferencePair) -> tuple[int, Tensor]:
+        return self.layer, self.coef * self.vector
 
     def hooks(self) -> list[M.Hook]:
         """The steering hook (with coefficient 0 it adds nothing: the zero-shot judge)."""
@@ -261,6 +292,28 @@ class SAVsJudge(Judge):
         cfg = self.config
         z = last_hook_z(self.model, self._prompts(self._queries(items)), batch_size=cfg.batch_size,
                         show_progress=cfg.show_progress, desc=self.name)
-        if cfg.savs_score == "margin":
-            return self._margins(z)[:, self.mask].mean(-1)
-        return (self._margins(z)[:, self.mask] > 0).float().mean(-1)
+        return self._from_z(z)
+
+    def _from_z(self, z: Float[Tensor, "batch n_layers n_heads d_head"]) -> Float[Tensor, " n"]:
+        margins = self._margins(z)[:, self.mask]
+        return margins.mean(-1) if self.config.savs_score == "margin" else (margins > 0).float().mean(-1)
+
+    # in the branch pass: hook_z of the voting heads' layers at the unpatched last token
+
+    mask_based = True
+
+    def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
+        return None, None
+
+    def _voting_layers(self) -> list[int]:
+        return [layer for layer in range(self.mask.shape[0]) if bool(self.mask[layer].any())]
+
+    def branch_reads(self) -> list[str]:
+        return [M.hook_z_name(layer) for layer in self._voting_layers()]
+
+    def score_reads(self, reads: dict[str, Tensor]) -> Float[Tensor, " n"]:
+        n = next(iter(reads.values())).shape[0]
+        z = torch.zeros(n, *self.mu_yes.shape)  # heads outside the voting layers are never read
+        for layer in self._voting_layers():
+            z[:, layer] = reads[M.hook_z_name(layer)]
+        return self._from_z(z)

@@ -45,9 +45,11 @@ Methods (registry names) and what each reads
 
 Mask-based judges
 -----------------
-``arm``, ``zero-shot``, ``random-heads`` and ``topk-heads`` differ from the zero-shot judge only in what they write
-into hook_z at the last token (:attr:`Judge.mask_based`, :meth:`Judge.patch_for`). ``armlens eval`` scores all of
-them, over every seed, as side-by-side branches over one prefix per judge prompt
+``arm``, ``mean-ablation``, ``zero-shot``, ``random-heads`` and ``topk-heads`` differ from the zero-shot judge only
+in what they write into hook_z at the last token (:attr:`Judge.mask_based`, :meth:`Judge.patch_for`); ``steering``
+(at the last position) only in the vector it adds to the residual stream there (:meth:`Judge.resid_for`); ``probe``
+and ``savs`` only read the unpatched last token's activations (:meth:`Judge.branch_reads`). ``armlens eval`` scores
+all of them (:meth:`Judge.in_branch_pass`), over every seed, as side-by-side branches over one prefix per judge prompt
 (:func:`armlens.evaluation.branches.score_mask_judges`); their own ``score_pairs`` is the one-forward-per-prompt
 reference it is tested against.
 

@@ -4,7 +4,9 @@ Context
 -------
 The zero-shot judge, every seed's ARM (every criterion's, through :meth:`armlens.rm.ActivationRM.patch_for`), random
 and top-k head sets all read the *same* zero-shot judge prompt and differ only in what they write into hook_z at its
-last token (:attr:`armlens.evaluation.baselines.Judge.mask_based`). Scoring each of them with its own full forward
+last token (:attr:`armlens.evaluation.baselines.Judge.mask_based`). So do the activation baselines: ``steering``
+adds its vector to the last token's residual stream (a row with a residual addition), and ``probe`` and ``savs``
+read the unpatched last token's activations (captured on the plain row's branch). Scoring each of them with its own full forward
 repeats the prompt's prefix M x S times (M methods, S seeds). :func:`score_mask_judges` instead collects the distinct
 prompts of all of them, the distinct patches (:class:`armlens.scoring.RowTable`), and which patches each prompt is
 asked under, then runs :func:`armlens.scoring.score_rows`: each prompt's prefix once, every patch it needs as a
@@ -56,8 +58,9 @@ def score_mask_judges(
         return []
     ids: AnswerIds | None = None
     for judge, _ in requests:
-        if not judge.mask_based:
-            raise ValueError(f"{judge.name} is not a mask-based judge: score it with its own score_responses()")
+        if not judge.in_branch_pass(judge.config):
+            raise ValueError(f"{judge.name} is not a mask-based judge (with these settings): score it with its own "
+                             "score_responses()")
         if not judge.fitted:
             raise RuntimeError(f"the {judge.name} judge is not fitted: call fit() first")
         here = AnswerIds.of(model, judge.config.template)
@@ -71,16 +74,22 @@ def score_mask_judges(
     groups: list[str] = []
     wanted: list[set[int]] = []
     cells: list[list[tuple[int, int]]] = []  # per request: (text, row) of each item
+    capture: dict[str, None] = {}  # hooks read at the plain row, for the judges that read activations
+    plain = table.add(None, None)
     for judge, items in requests:
         rows: dict[str, int] = {}
         prompts = judge._prompts(judge._queries(items))
+        reads = judge.branch_reads()
+        capture.update(dict.fromkeys(reads))
         out = []
         for (pair, _), text in zip(items, prompts, strict=True):
             if pair.id not in rows:
                 patch = judge.patch_for(pair)
                 if patch is None:
                     raise ValueError(f"{judge.name}.patch_for() returned None for a mask-based judge")
-                rows[pair.id] = table.add(*patch)
+                rows[pair.id] = table.add(*patch, resid=judge.resid_for(pair))
+                if reads and rows[pair.id] != plain:
+                    raise ValueError(f"{judge.name} reads activations, so it must leave the prompt unpatched")
             if text not in text_index:
                 text_index[text] = len(texts)
                 texts.append(text)
@@ -92,12 +101,19 @@ def score_mask_judges(
         cells.append(out)
     means, masks = table.stacked()
     logits = score_rows(model, texts, means, masks, answer_ids=ids, rows_per_text=[sorted(w) for w in wanted],
-                        groups=groups, min_shared_tokens=min_shared_tokens, chunk=chunk, show_progress=show_progress,
+                        groups=groups, min_shared_tokens=min_shared_tokens, chunk=chunk, resid=table.resid(),
+                        capture=list(capture), capture_row=plain if capture else None, show_progress=show_progress,
                         desc=f"{len(texts)} prompts x {len(table)} patches")
     results = []
     for (judge, _), out in zip(requests, cells, strict=True):
-        scores = logits.read(judge.config.score)
+        if not out:
+            results.append(torch.empty(0))
+            continue
         t = torch.tensor([c[0] for c in out], dtype=torch.long)
         r = torch.tensor([c[1] for c in out], dtype=torch.long)
-        results.append(scores[t, r].float().contiguous() if len(out) else torch.empty(0))
+        if judge.branch_reads():
+            scores = judge.score_reads({name: logits.captured[name][t] for name in judge.branch_reads()})
+        else:
+            scores = logits.read(judge.config.score)[t, r]
+        results.append(scores.float().contiguous())
     return results

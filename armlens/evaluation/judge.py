@@ -99,8 +99,10 @@ class Judge:
     settings: ClassVar[tuple[str, ...]] = ()
     """The :class:`JudgeConfig` fields that can change this method's scores (cached results are keyed by them)."""
     mask_based: ClassVar[bool] = False
-    """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), so that it
-    can be scored as a branch over a prefix shared with every other such method."""
+    """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), a vector
+    added to the last token's residual stream (:meth:`resid_for`) or activations read at the last token
+    (:meth:`branch_reads`), so that it is scored as a branch over a prefix shared with every other such method
+    (:meth:`in_branch_pass`)."""
 
     @classmethod
     def key_settings(cls, config: JudgeConfig) -> dict[str, Any]:
@@ -151,10 +153,29 @@ class Judge:
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
         raise NotImplementedError
 
+    @classmethod
+    def in_branch_pass(cls, config: JudgeConfig) -> bool:
+        """Whether this method, with ``config``, is scored in the shared branch pass
+        (:func:`armlens.evaluation.branches.score_mask_judges`)."""
+        return cls.mask_based
+
     def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None] | None:
         """For a mask-based judge, the ``(means, mask)`` written into last-token hook_z of ``pair``'s zero-shot judge
         prompts (``(None, None)``: unpatched); ``None`` for every other judge."""
         return None
+
+    def resid_for(self, pair: PreferencePair) -> tuple[int, Tensor] | None:
+        """For a branch-pass judge that steers: ``(layer, vector)`` added to the last token's
+        ``blocks.{layer}.hook_resid_post``; ``None``: nothing added."""
+        return None
+
+    def branch_reads(self) -> list[str]:
+        """For a branch-pass judge that reads activations: the hooks read at the unpatched last token."""
+        return []
+
+    def score_reads(self, reads: dict[str, Tensor]) -> Float[Tensor, " n"]:
+        """Scores from :meth:`branch_reads`' activations, ``{hook: [n, ...]}`` in the order of the items asked."""
+        raise NotImplementedError(f"{self.name} reads no activations in the branch pass")
 
     def info(self) -> dict[str, Any]:
         return {"method": self.name, "reads": self.reads, **self.fit_info}

@@ -43,9 +43,10 @@ affected units stale) and rebuilds the summary from the unit files. The model is
 
 Scoring at the physical limit
 -----------------------------
-Mask-based methods (:attr:`armlens.evaluation.baselines.Judge.mask_based`: ``arm``, ``zero-shot``,
-``random-heads``, ``topk-heads``) read the same zero-shot judge prompt and differ only in what they write into the
-last token's hook_z. Their pending units of a dataset, over every seed, are fitted first and then scored together
+Branch-pass methods (:meth:`armlens.evaluation.baselines.Judge.in_branch_pass`: ``arm``, ``mean-ablation``,
+``zero-shot``, ``random-heads``, ``topk-heads``, and the activation baselines ``probe``, ``savs`` and ``steering``)
+read the same zero-shot judge prompt and differ only at its last token: what they write into hook_z, a steering
+vector added to the residual stream there, or the activations they read there. Their pending units of a dataset, over every seed, are fitted first and then scored together
 (:func:`armlens.evaluation.branches.score_mask_judges`): one prefix forward per distinct judge prompt, every
 (method, seed) patch that prompt is asked under as a side-by-side branch of its last token. Every other method keeps
 its own path. The unit files are the same either way; ``timings_s`` says how the scoring time was shared.
@@ -153,10 +154,10 @@ def plan_jobs(config: EvalConfig, pending: list[tuple[Plan, str, JudgeConfig]]) 
     """The pending units as jobs: per dataset its mask-based units as one shared job first, then every other unit."""
     jobs = []
     for name in config.data:
-        batch = [u for u in pending if u[0].dataset == name and JUDGES[u[1]].mask_based]
+        batch = [u for u in pending if u[0].dataset == name and JUDGES[u[1]].in_branch_pass(u[2])]
         if batch:
             jobs.append(Job(batch, shared=True))
-    return jobs + [Job([u], shared=False) for u in pending if not JUDGES[u[1]].mask_based]
+    return jobs + [Job([u], shared=False) for u in pending if not JUDGES[u[1]].in_branch_pass(u[2])]
 
 
 def check_jobs(model: Model, jobs: list[Job]) -> None:
