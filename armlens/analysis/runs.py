@@ -302,7 +302,7 @@ class SeedRun:
             means = torch.stack([rows[firsts[r]][i][0] for r in range(len(distinct))])
             masks = torch.stack([rows[firsts[r]][i][1] for r in range(len(distinct))])
             logits = score_rows(self.model, self.test_texts[2 * i : 2 * i + 2], means, masks, answer_ids=self.ids,
-                                chunk=self.config.row_chunk)
+                                chunk=self.config.row_chunk, groups=[i, i])  # the pair's prompts share their start
             for c in order:
                 if c.reading != "generative":
                     scores[c][2 * i : 2 * i + 2] = logits.read(c.reading)[:, row_of[c]]  # type: ignore[arg-type]
