@@ -294,3 +294,22 @@ def test_baselines_on_the_default_model_with_real_pairs(default_model, data_root
     gen.score_pairs(pairs)
     assert gen.last_stats["n_answers"] == 8
     assert gen.last_stats["unparseable"] < gen.last_stats["n_answers"]  # the instruct model answers Yes/No
+
+
+def test_implicit_judge_computes_each_response_once_per_model(tiny, monkeypatch):
+    """Every seed of an evaluation asks the implicit judge the same questions: the second judge (another seed)
+    computes nothing, and its scores are the first one's."""
+    from armlens.evaluation import output_judges
+
+    pairs = make_pairs(3)
+    calls = []
+    real = output_judges.response_logprobs
+    monkeypatch.setattr(output_judges, "response_logprobs",
+                        lambda m, prompts, responses, **kw: calls.append(len(responses)) or real(m, prompts, responses, **kw))
+    output_judges._IMPLICIT_MEMO.pop(tiny, None)
+    first = make_judge("implicit", tiny, fast_config(seed=0)).score_pairs(pairs)
+    second = make_judge("implicit", tiny, fast_config(seed=1)).score_pairs(pairs[1:] + pairs[:1])
+    assert calls == [6]  # three pairs' six responses, once
+    torch.testing.assert_close(second[0], torch.cat([first[0][1:], first[0][:1]]))
+    want = real(tiny, [p.prompt for p in pairs], [p.chosen for p in pairs], max_response_tokens=SHORT.max_field_tokens)
+    torch.testing.assert_close(first[0], want)

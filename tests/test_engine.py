@@ -153,10 +153,8 @@ def _mask_requests(model, pairs, seeds: int):
 def _check_shared_scoring_is_exact(model, pairs, demos, atol: float) -> None:
     """score_mask_judges (shared pair prefixes and own prefixes) and the cached-demonstration ICL judge against one
     full forward per (method, seed, prompt)."""
-    from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig
+    from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig, make_judge
     from armlens.evaluation.branches import score_mask_judges
-
-    from armlens.evaluation.baselines import make_judge
 
     requests = _mask_requests(model, pairs, seeds=2)
     assert len({type(j).__name__ for j, _ in requests}) == 3

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import weakref
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
@@ -185,8 +187,20 @@ class ImplicitRewardJudge(Judge):
     settings = ("template", "batch_size")
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        """Reads no few-shot data, so every seed of an evaluation asks for the same (prompt, response) scores:
+        each is computed once per model and cap, and kept (:data:`_IMPLICIT_MEMO`)."""
         cfg = self.config
-        prompts = [p.prompt for p, _ in items]
-        responses = [r for _, r in items]
-        return response_logprobs(self.model, prompts, responses, max_response_tokens=cfg.template.max_field_tokens,
-                                 batch_size=cfg.batch_size, show_progress=cfg.show_progress, desc=self.name)
+        memo = _IMPLICIT_MEMO.setdefault(self.model, {})
+        keys = [json.dumps([cfg.template.max_field_tokens, p.prompt, r]) for p, r in items]
+        todo = list(dict.fromkeys(k for k in keys if k not in memo))
+        if todo:
+            asked = [json.loads(k) for k in todo]
+            scores = response_logprobs(self.model, [a[1] for a in asked], [a[2] for a in asked],
+                                       max_response_tokens=cfg.template.max_field_tokens, batch_size=cfg.batch_size,
+                                       show_progress=cfg.show_progress, desc=self.name)
+            memo.update(zip(todo, scores.tolist(), strict=True))
+        return torch.tensor([memo[k] for k in keys], dtype=torch.float32)
+
+
+_IMPLICIT_MEMO: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
+"""Implicit rewards already computed, per model (gone with the model)."""
