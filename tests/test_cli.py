@@ -141,6 +141,7 @@ def test_fit_help_shows_every_arm_field_with_its_docstring_and_dataclass_default
 
 
 def test_options_parse_to_the_config_dataclasses():
+    from armlens.analysis.grid import SWEEP_GRID
     from armlens.cli import parse
     from armlens.cli.options import UsageError
     from armlens.rm import ARMConfig
@@ -153,7 +154,7 @@ def test_options_parse_to_the_config_dataclasses():
                        "--limit", "all", "--arm.n-trials", "4"])
     cfg = ablate.config()
     assert cfg.fewshot_per_criterion == [1, 3] and cfg.seeds == [0, 1] and cfg.limit is None
-    assert cfg.grid == ["reading", "demos", "trials", "steps", "prior", "objective", "criteria"]
+    assert cfg.grid == list(SWEEP_GRID) and cfg.grid[0] == "selection" and "criteria" in cfg.grid
     assert cfg.arm.n_trials == 4 and cfg.steps == [50, 100, 200, 300, 600]
     for argv in (["ablate", "--out", "o", "--shots", "1,2"], ["ablate", "--out", "o", "--grid", "bogus"]):
         with pytest.raises(UsageError):

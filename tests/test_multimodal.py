@@ -205,3 +205,35 @@ def test_load_model_reads_a_saved_vision_language_model_with_its_processor(tmp_p
         own = loaded(enc["input_ids"], attention_mask=enc["attention_mask"],
                      **{k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")})[:, -1]
     torch.testing.assert_close(M.run_last_logits(loaded, *M.tokenize(loaded, [text])), own, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llava_onevision", "idefics3"])
+def test_booting_a_vision_language_model_never_installs_packages(family, monkeypatch, tmp_path):
+    """TransformerLens 4.3 pip-installs torchvision (unpinned: it replaced this machine's CPU torch with a CUDA
+    build mid-run) when a multimodal AutoProcessor fails to load; armlens boots with that hook only checking."""
+    import subprocess
+
+    from transformer_lens.model_bridge.sources.transformers import helpers
+
+    from armlens.model.tiny_vlm import tiny_vlm_parts
+
+    calls = []
+
+    def no_pip(cmd, *a, **k):
+        calls.append(cmd)
+        raise AssertionError(f"a package install was attempted: {cmd}")
+
+    monkeypatch.setattr(subprocess, "check_call", no_pip)
+    monkeypatch.setattr(subprocess, "run", no_pip)
+    real = helpers._ensure_torchvision
+    vlm = M.tiny_model(family=family, seed=0)
+    hf, _, _ = tiny_vlm_parts(family, seed=0)
+    hf.save_pretrained(tmp_path)
+    vlm.armlens_processor.save_pretrained(tmp_path)
+    M.load_model(str(tmp_path), device="cpu")
+    assert calls == [] and helpers._ensure_torchvision is real  # restored after the boot
+    from armlens.model.loading import no_package_installs
+
+    with no_package_installs():  # inside the guard: a check, no install
+        assert helpers._ensure_torchvision() == (__import__("importlib").util.find_spec("torchvision") is not None)
+    assert calls == []

@@ -1,6 +1,6 @@
 """Evaluation jobs across processes and machines, on Ray Core (``armlens eval --workers N``).
 
-An evaluation is already a list of independent, resumable jobs (:func:`armlens.evaluation.runner.plan_jobs`: the
+An evaluation is already a list of independent, resumable jobs (:func:`armlens.evaluation.jobs.plan_jobs`: the
 mask-based units of a dataset scored together over shared prefixes, and every other unit on its own). Here each of
 ``workers`` Ray actors loads the model once and takes the next job from the queue as soon as it is free; the driver
 keeps the results folder (its lock, every file write and the summary), so a run on N workers writes exactly the units,
@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from armlens.evaluation.eval_config import EvalConfig
+from armlens.evaluation.jobs import Job, check_jobs, compute_job, load_config_model
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +39,13 @@ class EvalWorker:
     """One worker process: the model, loaded once, and the jobs it is given (a Ray actor in :func:`run_jobs`)."""
 
     def __init__(self, config: EvalConfig):
-        from armlens.evaluation.runner import load_config_model
-
         self.model = load_config_model(config)
 
-    def check(self, jobs: list[Any]) -> None:
-        from armlens.evaluation.runner import check_jobs
-
+    def check(self, jobs: list[Job]) -> None:
         check_jobs(self.model, jobs)
 
-    def run(self, job: Any, n_bootstrap: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    def run(self, job: Job, n_bootstrap: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         import socket
-
-        from armlens.evaluation.runner import compute_job
 
         done = compute_job(self.model, job, n_bootstrap)
         for result, _ in done:
@@ -66,7 +61,7 @@ def _get(ray: Any, refs: Any) -> Any:
         raise e.as_instanceof_cause() from None
 
 
-def run_jobs(config: EvalConfig, jobs: list[Any]) -> Iterator[tuple[Any, list[Any]]]:
+def run_jobs(config: EvalConfig, jobs: list[Job]) -> Iterator[tuple[Job, list[Any]]]:
     """Run ``jobs`` on ``config.workers`` Ray actors; yields ``(job, per-unit (result, items))`` as jobs finish.
 
     Joins ``config.ray_address`` when given (or the cluster this process is already connected to), else starts a

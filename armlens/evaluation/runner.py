@@ -61,16 +61,15 @@ context stops the run before any fit, with an error naming the pairs (never a si
 Where it lives
 --------------
 This module runs the grid (:func:`run_eval`); :mod:`armlens.evaluation.eval_config` holds :class:`EvalConfig`,
-:mod:`armlens.evaluation.units` one unit (plan, key, fit, score), :mod:`armlens.evaluation.summary` the summary
-and ``results.md``.
+:mod:`armlens.evaluation.units` one unit (plan, key, fit, score), :mod:`armlens.evaluation.jobs` the pending units
+as jobs run here, :mod:`armlens.evaluation.distributed` the same jobs on Ray workers (``--workers N``), and
+:mod:`armlens.evaluation.summary` the summary and ``results.md``.
 """
 
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,22 +78,19 @@ from tqdm.auto import tqdm
 from armlens import model as M
 from armlens.data import build_bias_suite, load_pairs_with_report, split_pairs
 from armlens.data.records import pairs_hash
-from armlens.evaluation.baselines import JUDGES, JudgeConfig
+from armlens.evaluation.baselines import JudgeConfig
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
+from armlens.evaluation.jobs import load_config_model, plan_jobs, run_jobs_here
 from armlens.evaluation.protocol import write_json_atomic, write_jsonl_atomic
 from armlens.evaluation.summary import results_markdown, summarize_eval
 from armlens.evaluation.units import (
-    PROMPTLESS,
     RESULT_FORMAT,
     Plan,
-    check_context,
     dataset_slug,
     read_items,
     read_unit,
-    run_mask_units,
     run_unit,
     sample_test,
-    truncation_record,
     unit_items,
     unit_key,
 )
@@ -133,66 +129,6 @@ def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[Plan], dict[s
     data = {"name": name, "folder": folder.name, "n_pairs": len(pairs), "pairs_sha256": pairs_hash(pairs),
             "report": report.to_dict()}
     return plans, data
-
-
-def load_config_model(config: EvalConfig) -> Model:
-    """The model ``config`` names, placed as it says (``device``, ``dtype``, ``device_map``)."""
-    return M.load_model(config.model, device=config.device, dtype=config.dtype,
-                        device_map=M.parse_device_map(config.device_map))
-
-
-@dataclass
-class Job:
-    """Work done in one go: the mask-based units of a dataset (every seed; ``shared``: fitted, then scored together
-    as branches over shared prefixes) or one other unit."""
-
-    units: list[tuple[Plan, str, JudgeConfig]]
-    shared: bool
-
-
-def plan_jobs(config: EvalConfig, pending: list[tuple[Plan, str, JudgeConfig]]) -> list[Job]:
-    """The pending units as jobs: per dataset its mask-based units as one shared job first, then every other unit."""
-    jobs = []
-    for name in config.data:
-        batch = [u for u in pending if u[0].dataset == name and JUDGES[u[1]].in_branch_pass(u[2])]
-        if batch:
-            jobs.append(Job(batch, shared=True))
-    return jobs + [Job([u], shared=False) for u in pending if not JUDGES[u[1]].in_branch_pass(u[2])]
-
-
-def check_jobs(model: Model, jobs: list[Job]) -> None:
-    """Refuse, before any fit, a run with a judge prompt beyond the model's context (:func:`check_context`)."""
-    checked: set[tuple[str, int]] = set()
-    for job in jobs:
-        for plan, method, jcfg in job.units:
-            if method not in PROMPTLESS and (plan.dataset, plan.seed) not in checked:
-                check_context(model, plan, jcfg)
-                checked.add((plan.dataset, plan.seed))
-
-
-def compute_job(model: Model, job: Job, n_bootstrap: int, *, show_progress: bool = False) -> list[
-        tuple[dict[str, Any], list[dict[str, Any]]]]:
-    """Fit and score one job's units on ``model``: per unit (result, item rows), the result holding the model's
-    fingerprint and, for prompt-reading methods, how many test pairs had a field cut."""
-    if job.shared:
-        done = run_mask_units(model, job.units, n_bootstrap, show_progress=show_progress)
-    else:
-        done = [run_unit(model, *job.units[0], n_bootstrap)]
-    fingerprint = M.model_fingerprint(model)
-    for (plan, method, jcfg), (result, _) in zip(job.units, done, strict=True):
-        if method not in PROMPTLESS:
-            result["truncation"] = truncation_record(model, plan, jcfg.template)
-        result["model"] = fingerprint
-    return done
-
-
-def _run_jobs_here(model: Model, jobs: list[Job], config: EvalConfig, bar: Any) -> Iterator[tuple[Job, list[Any]]]:
-    check_jobs(model, jobs)
-    for job in jobs:
-        plan, method, _ = job.units[0]
-        bar.set_postfix_str(f"{plan.dataset}: {len(job.units)} mask-based unit(s) over shared prefixes"
-                            if job.shared else f"{plan.dataset} seed {plan.seed} {method}")
-        yield job, compute_job(model, job, config.n_bootstrap, show_progress=config.show_progress)
 
 
 SETTINGS_IGNORED = ("out", "show_progress", "workers", "ray_address", "worker_gpus", "device", "device_map")
@@ -273,7 +209,7 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
         if model is None:
             logger.info("loading model %s", model_id)
             model = load_config_model(config)
-        stream = _run_jobs_here(model, jobs, config, bar)
+        stream = run_jobs_here(model, jobs, config, bar)
     else:
         stream = iter(())
     for job, done in stream:  # each job's units are written as soon as it finishes

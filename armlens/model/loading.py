@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -15,13 +17,44 @@ from armlens.model.sources import DEFAULT_MODEL, load_hf
 from armlens.typing import Model
 
 
+def _torchvision_importable() -> bool:
+    """Whether torchvision can be imported (checked, never installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
+
+
+@contextlib.contextmanager
+def no_package_installs() -> Iterator[None]:
+    """TransformerLens 4.3 runs ``pip install torchvision`` (unpinned) when a multimodal model's AutoProcessor fails
+    to load while booting, and on a CPU machine that replaces the CPU torch build with a CUDA one in the middle of a
+    run. armlens loads its own processor (:mod:`armlens.model.multimodal`), so inside this block that hook only checks
+    whether torchvision is there (``tests/test_multimodal.py`` checks that booting never calls pip)."""
+    try:
+        from transformer_lens.model_bridge.sources.transformers import helpers
+    except ImportError:  # another TransformerLens layout: nothing to guard
+        yield
+        return
+    if not hasattr(helpers, "_ensure_torchvision"):
+        yield
+        return
+    real = helpers._ensure_torchvision
+    helpers._ensure_torchvision = _torchvision_importable
+    try:
+        yield
+    finally:
+        helpers._ensure_torchvision = real
+
+
 def boot(hf_model: Any, tokenizer: Any, folder: str, model_id: str, device: str | None) -> Model:
     from transformer_lens.model_bridge import TransformerBridge
 
     old = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the bridge must never reach for the Hub once weights are in memory
     try:
-        bridge = TransformerBridge.boot_transformers(folder, hf_model=hf_model, tokenizer=tokenizer, device=device)
+        with no_package_installs():
+            bridge = TransformerBridge.boot_transformers(folder, hf_model=hf_model, tokenizer=tokenizer,
+                                                         device=device)
     finally:
         if old is None:
             os.environ.pop("HF_HUB_OFFLINE", None)
