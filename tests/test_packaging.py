@@ -61,14 +61,26 @@ WIDGETS = "armlens/widgets/"
 RL = "armlens/grpo.py"
 """The one module of armlens that may import the optional ``rl`` extra (trl, inside its functions)."""
 
+DISTRIBUTED = "armlens/evaluation/distributed.py"
+"""The one module of armlens that may import the optional ``distributed`` extra (ray, inside its functions)."""
+
 
 def test_package_imports_are_declared():
     runtime, _ = _requirements()
     _, notebooks = _requirements("notebooks")
     _, rl = _requirements("rl")
+    _, distributed = _requirements("distributed")
     problems = _undeclared(ROOT / "armlens", runtime)
-    assert all(f"imported in {WIDGETS}" in p or f"imported in {RL}" in p for p in problems), problems
-    assert _undeclared(ROOT / "armlens", runtime | notebooks | rl) == []
+    assert all(any(f"imported in {m}" in p for m in (WIDGETS, RL, DISTRIBUTED)) for p in problems), problems
+    assert _undeclared(ROOT / "armlens", runtime | notebooks | rl | distributed) == []
+
+
+def test_ray_is_imported_only_inside_functions():
+    """``armlens eval`` works without the distributed extra: ray loads only when ``workers > 1``."""
+    tree = ast.parse((ROOT / DISTRIBUTED).read_text(encoding="utf-8"))
+    top = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    assert "ray" not in top
 
 
 def test_optional_widget_imports_stay_in_functions():
@@ -86,7 +98,8 @@ def test_test_and_notebook_imports_are_declared():
     runtime, test = _requirements()
     _, notebooks = _requirements("notebooks")
     _, rl = _requirements("rl")
-    assert _undeclared(ROOT / "tests", runtime | test | notebooks | rl) == []
+    _, distributed = _requirements("distributed")
+    assert _undeclared(ROOT / "tests", runtime | test | notebooks | rl | distributed) == []
     assert _undeclared(ROOT / "notebooks", runtime | test | notebooks) == []
 
 
