@@ -109,3 +109,20 @@ def test_plot_sweep_draws_every_compared_setting(tmp_path):
     assert pooled.y[list(pooled.x).index("answered")] == pytest.approx(want)
     with pytest.raises(ValueError, match="no setting"):
         plot_sweep(t.iloc[0:0])
+
+
+def test_plot_sweep_wraps_its_panels_and_leaves_out_all_heads(tmp_path):
+    from armlens.plots import plot_sweep
+
+    rng = np.random.default_rng(3)
+    settings = {"selection": ("reinforce", "all"), "reading": ("icl-lines", "answered"), "steps": ("300", "600"),
+                "objective": ("answer", "pairwise"), "prior": ("-1", "-2"), "trials": ("32", "8")}
+    cells = {(a, s): {k: (rng.random(40) < 0.6).astype(int) for k in range(3)}
+             for a, pair in settings.items() for s in pair}
+    t = sweep_table([_folder(tmp_path, "one", cells)], n_boot=100)
+    assert "all" in set(t["setting"])  # in the table
+    fig = plot_sweep(t, per_row=4)
+    drawn = {x for tr in fig.data for x in tr.x}
+    assert not any(x.startswith("all") or x.startswith("every") for x in drawn) and "pairwise" in drawn
+    assert {tr.yaxis for tr in fig.data} >= {"y", "y5"}  # six panels, four a row: a second row
+    assert "in the table only" in fig.layout.title.text

@@ -226,20 +226,32 @@ def plot_ablation_overview(
                   width=1300, height=560)
 
 
-def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chosen") -> go.Figure:
-    """The defaults sweep, one panel per axis: each setting's accuracy minus the current default's on the same pairs
-    and seeds (points; 95% interval from the seed-then-pair bootstrap), one marker per dataset and the pooled
-    estimate (equal weight per dataset). ``table`` is :func:`armlens.analysis.sweep.sweep_table`'s."""
-    rows = table[table["diff"].notna()]
-    axes = list(dict.fromkeys(rows["axis"]))
+SWEEP_TITLES = {"selection": "Heads (same means)", "reading": "Stage 1 reading", "demos": "Demos per class",
+                "trials": "Trials", "steps": "REINFORCE steps", "prior": "Prior logit", "objective": "Objective",
+                "criteria": "Per criterion or pooled", "estimator": "Estimator (Stage 1b)", "shots": "Pairs/criterion"}
+"""Short panel titles of :func:`plot_sweep` (its panels are narrow)."""
+SWEEP_LEFT_OUT = {("selection", "all")}
+"""Settings the sweep figure leaves out (still in its table): every head patched makes every score tie (0%), which
+only stretches the axis."""
+
+
+def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chosen", per_row: int = 5) -> go.Figure:
+    """The defaults sweep, one panel per axis (``per_row`` panels a row): each setting's accuracy minus the current
+    default's on the same pairs and seeds (points; 95% interval from the seed-then-pair bootstrap), one marker per
+    dataset and the pooled estimate (equal weight per dataset). ``table`` is :func:`armlens.analysis.sweep.sweep_table`'s."""
+    rows = table[table["diff"].notna()] if "diff" in table else table.iloc[:0]
+    if not rows.empty:
+        rows = rows[[(a, s) not in SWEEP_LEFT_OUT for a, s in zip(rows["axis"], rows["setting"], strict=True)]]
+    axes = list(dict.fromkeys(rows["axis"])) if not rows.empty else []
     if not axes:
         raise ValueError("the sweep table holds no setting compared with a default")
-    widths = [max(2, rows[rows["axis"] == a]["setting"].nunique()) for a in axes]
-    fig = make_subplots(rows=1, cols=len(axes), shared_yaxes=True, horizontal_spacing=0.025,
-                        column_widths=[w / sum(widths) for w in widths],
-                        subplot_titles=[AXIS_TITLES.get(a, a) for a in axes])
+    n_cols = min(per_row, len(axes))
+    n_rows = -(-len(axes) // n_cols)
+    fig = make_subplots(rows=n_rows, cols=n_cols, shared_yaxes="rows", horizontal_spacing=0.03,
+                        vertical_spacing=0.5 / n_rows, subplot_titles=[SWEEP_TITLES.get(a, a) for a in axes])
     datasets = list(dict.fromkeys(rows["data"]))
-    for j, a in enumerate(axes, start=1):
+    for j, a in enumerate(axes):
+        row, col = j // n_cols + 1, j % n_cols + 1
         on_axis = rows[rows["axis"] == a]
         order = list(dict.fromkeys(on_axis["setting"]))
         default = on_axis[on_axis["reference"]]["setting"].tolist()
@@ -251,7 +263,7 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chose
             diff = 100 * r["diff"]
             fig.add_trace(go.Scatter(
                 x=[names[s] for s in r.index], y=diff.tolist(), mode="markers",
-                name="pooled (equal weight per dataset)" if pooled else d, legendgroup=d, showlegend=j == 1,
+                name="pooled (equal weight per dataset)" if pooled else d, legendgroup=d, showlegend=j == 0,
                 marker={"size": 12 if pooled else 8, "color": colour, "symbol": "diamond" if pooled else "circle"},
                 error_y={"type": "data", "symmetric": False, "array": (100 * r["diff_high"] - diff).tolist(),
                          "arrayminus": (diff - 100 * r["diff_low"]).tolist(), "color": colour, "width": 3},
@@ -260,12 +272,15 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chose
                            for s, v, lo, hi, acc, n, k in zip(r.index, diff, r["diff_low"], r["diff_high"],
                                                               r["accuracy"], r["n_pairs"], r["n_seeds"], strict=True)],
                 hoverinfo="text", offsetgroup=d,
-            ), row=1, col=j)
-        fig.add_hline(y=0, line={"color": "#555", "width": 1}, row=1, col=j)
-        fig.update_xaxes(tickangle=-40, row=1, col=j)
-    fig.update_yaxes(title_text="Accuracy minus the default's (points)", row=1, col=1)
-    fig.update_layout(scattermode="group", scattergap=0.5, legend={"orientation": "h", "y": -0.42, "x": 0})
+            ), row=row, col=col)
+        fig.add_hline(y=0, line={"color": "#555", "width": 1}, row=row, col=col)
+        fig.update_xaxes(tickangle=-40, row=row, col=col)
+    for r in range(1, n_rows + 1):
+        fig.update_yaxes(title_text="points vs default", row=r, col=1)
+    fig.update_layout(scattermode="group", scattergap=0.5,
+                      legend={"orientation": "h", "y": -0.25 if n_rows > 1 else -0.42, "x": 0})
     n_seeds = int(rows["n_seeds"].min())
-    return style(fig, title, subtitle=f"each setting against the current default on the same test pairs and seeds "
+    left = " (every head patched: all ties, in the table only)" if (table["setting"] == "all").any() else ""
+    return style(fig, title, subtitle=f"accuracy minus the current default's, on the same test pairs and seeds "
                                         f"(at least {n_seeds} seeds); 95% intervals: seeds, then pairs, resampled; "
-                                        "a tie counts as wrong", width=1300, height=560)
+                                        f"a tie counts as wrong{left}", width=1300, height=200 + 380 * n_rows)
