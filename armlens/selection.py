@@ -64,6 +64,10 @@ class ReinforceConfig:
     """``answer``: one example per step, loss = CE of its gold answer (the reference). ``pairwise``: one
     (chosen, rejected) pair per step under the same K masks, loss = -log sigmoid(log P_c(Yes) - log P_r(Yes)),
     the paper's "ability to distinguish preferences"."""
+    final: Literal["sampled", "likely"] = "sampled"
+    """The final choice: ``sampled`` (the reference: the best of ``n_final_samples`` masks drawn from the learned
+    probabilities, judged on training examples) or ``likely`` (the policy's most likely mask, every head with
+    P(select) > 0.5; the mask the validation curve scores)."""
     n_final_samples: int = 10
     """Masks sampled from the learned probabilities for the final choice."""
     n_final_eval: int = 50
@@ -231,7 +235,9 @@ def final_choice(
     """Best of ``n_final_samples`` masks drawn from ``probs``, by mean loss on up to ``n_final_eval`` units.
 
     Draws from its own stream seeded by (seed, step), so the choice after S steps of a longer run equals the choice
-    of an S-step run with the same seed."""
+    of an S-step run with the same seed. With ``config.final == "likely"``: the heads with ``probs > 0.5``."""
+    if config.final == "likely":
+        return probs > 0.5, []
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     candidates = torch.bernoulli(probs.expand(config.n_final_samples, -1, -1), generator=gen).bool()
     units = torch.randperm(objective.n_units, generator=gen)[: config.n_final_eval].tolist()

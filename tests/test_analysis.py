@@ -262,6 +262,8 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     sel = res.seeds[0].selections["reference"]
     assert sel.prob_trajectory is not None and sel.prob_trajectory.shape == (3, 2, 4)
     assert len(sel.entropy) == 3
+    likely = res.cells[(res.cells.axis == "selection") & (res.cells.setting == "likely") & (res.cells.seed == 0)]
+    assert int(likely["n_heads"].iloc[0]) == int((sel.probs > 0.5).sum())  # the reference policy's most likely mask
     # the steps axis's long run: its curves to the longest step count, without the trajectory
     long = res.seeds[0].selections["steps3"]
     assert long.prob_trajectory is None and len(long.losses) == len(long.entropy) == 3

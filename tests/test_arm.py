@@ -342,6 +342,20 @@ def test_reinforce_is_seeded(tiny):
     assert torch.equal(a.mask, b.mask) and a.losses == b.losses
 
 
+def test_final_choice_likely_is_the_same_runs_most_likely_mask(tiny):
+    """``final="likely"`` changes only the last choice: the same policy, its heads with P(select) > 0.5."""
+    import dataclasses
+
+    exs = [Example(p.prompt, p.chosen, i % 2 == 0) for i, p in enumerate(make_pairs(4))]
+    means = random_means(tiny)
+    cfg = ReinforceConfig(steps=6, k_masks=8, n_final_samples=3, n_final_eval=2, seed=5, init_logit=0.5)
+    sampled = reinforce(tiny, means, exs, cfg, template=SHORT, show_progress=False)
+    likely = reinforce(tiny, means, exs, dataclasses.replace(cfg, final="likely"), template=SHORT, show_progress=False)
+    torch.testing.assert_close(likely.prob_trajectory, sampled.prob_trajectory)
+    assert torch.equal(likely.mask, sampled.probs > 0.5) and likely.final_candidate_losses == []
+    assert not torch.equal(likely.mask, sampled.mask)  # a sampled mask is not the most likely one here
+
+
 def test_selectors(tiny):
     exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(3)]
     means = random_means(tiny)

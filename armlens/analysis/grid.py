@@ -38,12 +38,12 @@ DEFAULT_GRID: tuple[str, ...] = ("selection", "reading", "estimator", "scoring",
 """Axes run when none are named."""
 SWEEP_GRID: tuple[str, ...] = ("selection", "reading", "demos", "trials", "steps", "prior", "objective", "criteria")
 """Axes of the defaults sweep (``docs/defaults.md``)."""
-SELECTIONS: tuple[str, ...] = ("reinforce", "random", "topk_prob", "topk_attribution", "all", "none")
+SELECTIONS: tuple[str, ...] = ("reinforce", "likely", "random", "topk_prob", "topk_attribution", "all", "none")
 ESTIMATORS: tuple[str, ...] = ("mean", "wpca", "wpca_confidence", "class_diff", "median", "trimmed_mean")
 READINGS: tuple[str, ...] = ("icl-lines", "icl-turns", "answered", "mean_ablation")
 SCORE_READINGS: tuple[str, ...] = ("prob", "normalized", "logit_diff", "generative")
 HEAD_SERIES: tuple[str, ...] = ("topk_prob", "topk_attribution", "random")
-HEAD_RULES: tuple[str, ...] = ("fit", "random", "topk_prob", "topk_attribution", "all", "none")
+HEAD_RULES: tuple[str, ...] = ("fit", "likely", "random", "topk_prob", "topk_attribution", "all", "none")
 SETTING_ORDER: tuple[str, ...] = (*SELECTIONS, *READINGS, *ESTIMATORS, "answer", "pairwise", "per_criterion",
                                   "pooled", *SCORE_READINGS)
 """Display order of the categorical settings."""

@@ -198,6 +198,10 @@ class SeedRun:
             return fit.means, torch.ones(shape, dtype=torch.bool)
         if cell.heads == "random":
             return fit.means, random_mask(*shape, k, seed=self.seed)
+        if cell.heads == "likely":  # the reference run's policy, its most likely mask (ReinforceConfig.final)
+            if fit.selection is None or fit.selection.probs is None:
+                raise ValueError("the most likely mask needs a REINFORCE fit")
+            return fit.means, fit.selection.probs > 0.5
         if cell.heads == "topk_prob":
             if fit.selection is None or fit.selection.probs is None:
                 raise ValueError("top-k by probability needs a REINFORCE fit")

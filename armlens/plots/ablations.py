@@ -50,6 +50,7 @@ X_TITLES = {
 
 SETTING_NAMES = {
     "reinforce": "REINFORCE",
+    "likely": "most likely (p > 0.5)",
     "random": "random (same k)",
     "topk_prob": "top-k P(select)",
     "topk_attribution": "top-k attribution",
