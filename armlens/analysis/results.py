@@ -24,7 +24,8 @@ from armlens.stats import t_interval
 
 
 def _round(x: Tensor, nd: int = 5) -> list[Any]:
-    return torch.round(x.detach().float().cpu() * 10**nd).div(10**nd).tolist()
+    """Nested lists of ``x`` rounded to ``nd`` decimals, as short decimals (float64: 0.2689, not 0.2689000070)."""
+    return torch.round(x.detach().double().cpu() * 10**nd).div(10**nd).tolist()
 
 
 def selection_to_dict(sel: SelectionResult, **extra: Any) -> dict[str, Any]:

@@ -48,7 +48,7 @@ from armlens.evaluation.protocol import (
     pairwise_correct,
     write_json_atomic,
 )
-from armlens.io import atomic_write_with
+from armlens.io import atomic_write, atomic_write_with, to_json
 from armlens.patching import HeadMask, Means, mask_labels
 from armlens.prompts import AnswerIds, criterion_for, examples_from_pairs, scalar_prompt
 from armlens.rm import POOLED, ActivationRM, CriterionARM
@@ -248,9 +248,10 @@ class SeedRun:
             name = "pooled" if fit.criterion == POOLED else "+".join(subsets) or f"criterion{i}"
             for label in ([f"{prefix}{name}"] + ([first] if i == 0 else [])):
                 path = self.dir / f"selection-{slug(label)}.json"
-                if not path.is_file():
-                    write_json_atomic(path, selection_to_dict(sel, name=label, seed=self.seed,
-                                                              criterion=fit.criterion, subsets=subsets))
+                if not path.is_file():  # one line: a trajectory is tens of thousands of numbers
+                    record = selection_to_dict(sel, name=label, seed=self.seed, criterion=fit.criterion,
+                                               subsets=subsets)
+                    atomic_write(path, to_json(record, indent=None) + "\n")
             fits.append(fit)
         return fits
 
