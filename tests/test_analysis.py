@@ -342,3 +342,26 @@ def test_ablation_config_is_strict():
 
     old = {k: v for k, v in cfg.to_dict().items() if k != "fewshot_per_criterion"} | {"shots": [2]}
     assert G.AblationConfig.from_dict(old).fewshot_per_criterion == [2]  # run.json written before the rename
+
+
+def test_fit_keys_and_run_files_survive_a_new_option_at_its_old_behaviour():
+    """A setting added later (``reinforce.final``) at the value that behaves as before keeps every cached fit's key
+    and lets a results folder saved before it existed resume."""
+    import dataclasses
+    import hashlib
+
+    from armlens.rm import ARMConfig
+
+    base = ARMConfig()
+    cell = G.Cell("selection", "ARM", "reinforce")
+    key = G.fit_key(cell, base)
+    likely = dataclasses.replace(base, reinforce=dataclasses.replace(base.reinforce, final="likely"))
+    assert G.fit_key(cell, likely) != key
+    arm = cell.arm_config(base).to_dict()
+    del arm["reinforce"]["final"]  # what a fit's key hashed before the option existed
+    blob = json.dumps({"arm": arm, "pairs": cell.pairs}, sort_keys=True, default=str)
+    assert key == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    cfg = G.AblationConfig()
+    old = cfg.to_dict()
+    del old["arm"]["reinforce"]["final"]
+    assert A.saved_fingerprint({"config": old}) == json.loads(json.dumps(cfg.fingerprint()))

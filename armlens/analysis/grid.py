@@ -219,12 +219,24 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     return cells
 
 
+LATER_FIELDS: dict[tuple[str, ...], Any] = {("reinforce", "final"): "sampled"}
+"""ARM settings added after fits were cached, with the value that behaves as before: :func:`fit_key` leaves them out
+at that value, so the fits saved before they existed stay valid."""
+
+
 def fit_key(cell: Cell, base: ARMConfig) -> str:
     """Which fitted ARM a cell needs: cells with the same config and few-shot pairs share one fit."""
     import hashlib
     import json
 
-    blob = json.dumps({"arm": cell.arm_config(base).to_dict(), "pairs": cell.pairs}, sort_keys=True, default=str)
+    arm = cell.arm_config(base).to_dict()
+    for (*parents, name), value in LATER_FIELDS.items():
+        holder = arm
+        for key in parents:
+            holder = holder[key]
+        if holder.get(name) == value:
+            del holder[name]
+    blob = json.dumps({"arm": arm, "pairs": cell.pairs}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -363,6 +363,14 @@ class SeedRun:
 # ---------------------------------------------------------------------------------------------------- entry points
 
 
+def saved_fingerprint(run: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint of a saved ``run.json``, its config read back through :class:`AblationConfig` so that fields
+    added since take their defaults (a run saved before a new option existed is the same run)."""
+    if "config" in run:
+        return json.loads(json.dumps(AblationConfig.from_dict(run["config"]).fingerprint()))
+    return run.get("fingerprint") or {}
+
+
 def _check_run_file(out: Path, config: AblationConfig, model: Model, pairs: Sequence[PreferencePair]) -> None:
     run = {
         "config": config.to_dict(),
@@ -377,8 +385,9 @@ def _check_run_file(out: Path, config: AblationConfig, model: Model, pairs: Sequ
         old = json.loads(path.read_text())
         problems = []
         fp = json.loads(json.dumps(run["fingerprint"]))
-        if old.get("fingerprint") != fp:
-            diff = sorted(k for k in fp if old.get("fingerprint", {}).get(k) != fp[k])
+        old_fp = saved_fingerprint(old)
+        if old_fp != fp:
+            diff = sorted(k for k in fp if old_fp.get(k) != fp[k])
             problems.append(f"config fields {diff}")
         if old.get("model") != run["model"]:
             problems.append("the model")

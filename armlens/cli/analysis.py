@@ -102,11 +102,12 @@ def run_ablate(args: AblateOptions) -> int:
 def _check_same_run(out: Path, config: Any) -> None:
     """Before the model loads: an ``out`` holding a run with other settings is refused (run_ablations checks the
     model and the data again once they are loaded)."""
+    from armlens.analysis.runs import saved_fingerprint
     from armlens.io import read_json, settings_diff
 
     run_file = out / "run.json"
     if run_file.is_file():
-        diff = settings_diff(read_json(run_file).get("fingerprint") or {}, config.fingerprint())
+        diff = settings_diff(saved_fingerprint(read_json(run_file)), config.fingerprint())
         if diff:
             raise ValueError(f"{out} holds results of a different run ({', '.join(diff)} differ); "
                              "use another --out folder or delete it")
