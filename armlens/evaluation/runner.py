@@ -142,7 +142,8 @@ def check_out(config: EvalConfig, allow_changed_settings: bool = False) -> Path:
                            hint="it holds no config.json, so it is not an evaluation folder; choose another --out")
     old = out / "config.json"
     if old.is_file() and not allow_changed_settings:
-        diff = settings_diff(read_json(old), config.to_dict(), ignore=SETTINGS_IGNORED)
+        saved = EvalConfig.from_dict(read_json(old)).to_dict()  # fields added since take their defaults
+        diff = settings_diff(saved, config.to_dict(), ignore=SETTINGS_IGNORED)
         if diff:
             shown = ", ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
             raise ValueError(f"{out} holds an evaluation with other settings ({shown} differ); use a new --out, "
