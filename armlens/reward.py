@@ -205,7 +205,7 @@ def judge_reward(judge: Any, *, criterion: str | None = None, weights: Mapping[s
                 idx = [i for i, x in enumerate(criteria) if x == c]
                 judge.config = dataclasses.replace(base, criterion=c)
                 items = [(_pair(prompts[i]), responses[i]) for i in idx]
-                if judge.mask_based and not judge.branch_reads():  # a hook_z patch: the branch fast path
+                if judge.mask_based:  # the zero-shot judge with its patch: the branch fast path
                     texts = judge._prompts(judge._queries(items))
                     patches = [judge.patch_for(p) for p, _ in items]
                     scores = score_patched(judge.model, texts, patches, kind=judge.config.score,

@@ -177,8 +177,8 @@ def score_rows(
     Row ``r`` overwrites the last-token hook_z of the heads in ``masks[r]`` with ``means[r]`` (an empty mask is the
     plain judge) and, with ``resid`` (``{layer: [rows, d_model]}``, :meth:`RowTable.resid`), adds ``resid[l][r]`` to
     the last token's ``blocks.{l}.hook_resid_post`` (a steering vector). ``capture`` names hooks whose last-token
-    activation under ``capture_row`` is kept per text (:attr:`RowLogits.captured`: the features of a probe). Text ``i`` is scored under ``rows_per_text[i]`` (default: every row). Texts with the same
-    ``groups`` key (e.g. a pair's chosen and rejected prompts, or in-context prompts with the same demonstrations)
+    activation under ``capture_row`` is kept per text (:attr:`RowLogits.captured`: the features of a probe). Text
+    ``i`` is scored under ``rows_per_text[i]`` (default: every row). Texts with the same ``groups`` key (e.g. a pair's chosen and rejected prompts, or in-context prompts with the same demonstrations)
     run their common leading tokens once when those are at least ``min_shared_tokens`` long, and each text then only
     its own remaining tokens. Equals :func:`score_texts` per row within float tolerance (checked by the tests).
     """

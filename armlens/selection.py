@@ -228,6 +228,11 @@ class MaskObjective:
         return total / max(1, len(units))
 
 
+def likely_mask(probs: Float[Tensor, "n_layers n_heads"]) -> HeadMask:
+    """The policy's most likely mask: every head with P(select) > 0.5."""
+    return probs > 0.5
+
+
 def final_choice(
     objective: MaskObjective, means: Means, probs: Float[Tensor, "n_layers n_heads"], config: ReinforceConfig,
     step: int, *, show_progress: bool = False,
@@ -237,7 +242,7 @@ def final_choice(
     Draws from its own stream seeded by (seed, step), so the choice after S steps of a longer run equals the choice
     of an S-step run with the same seed. With ``config.final == "likely"``: the heads with ``probs > 0.5``."""
     if config.final == "likely":
-        return probs > 0.5, []
+        return likely_mask(probs), []
     gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     candidates = torch.bernoulli(probs.expand(config.n_final_samples, -1, -1), generator=gen).bool()
     units = torch.randperm(objective.n_units, generator=gen)[: config.n_final_eval].tolist()
@@ -290,7 +295,7 @@ def reinforce(
         result.entropy.append(policy_entropy(new_probs))
         done = step + 1
         if val_obj is not None and (done % config.val_every == 0 or done == config.steps):
-            likely = (new_probs > 0.5)[None]
+            likely = likely_mask(new_probs)[None]
             result.val_losses.append((done, float(val_obj.mean_losses(range(val_obj.n_units), means, likely)[0])))
         if done in config.checkpoints and done != config.steps:
             result.checkpoint_masks[done] = final_choice(obj, means, new_probs, config, done)[0]

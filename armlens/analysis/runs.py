@@ -53,7 +53,7 @@ from armlens.patching import HeadMask, Means, mask_labels
 from armlens.prompts import AnswerIds, criterion_for, examples_from_pairs, scalar_prompt
 from armlens.rm import POOLED, ActivationRM, CriterionARM
 from armlens.scoring import score_rows
-from armlens.selection import random_mask, single_head_effects, top_k_mask
+from armlens.selection import likely_mask, random_mask, single_head_effects, top_k_mask
 from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class SeedRun:
         if cell.heads == "likely":  # the reference run's policy, its most likely mask (ReinforceConfig.final)
             if fit.selection is None or fit.selection.probs is None:
                 raise ValueError("the most likely mask needs a REINFORCE fit")
-            return fit.means, fit.selection.probs > 0.5
+            return fit.means, likely_mask(fit.selection.probs)
         if cell.heads == "topk_prob":
             if fit.selection is None or fit.selection.probs is None:
                 raise ValueError("top-k by probability needs a REINFORCE fit")

@@ -110,4 +110,3 @@ class ModelFlags:
         from armlens.model import load_model, parse_device_map
 
         return load_model(name, device=self.device, dtype=self.dtype, device_map=parse_device_map(self.device_map))
-

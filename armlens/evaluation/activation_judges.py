@@ -150,7 +150,9 @@ class ProbeJudge(Judge):
 
     # in the branch pass: the features are the unpatched last token's activations there
 
-    mask_based = True
+    @classmethod
+    def in_branch_pass(cls, config: JudgeConfig) -> bool:
+        return True
 
     def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
         return None, None
@@ -300,7 +302,9 @@ class SAVsJudge(Judge):
 
     # in the branch pass: hook_z of the voting heads' layers at the unpatched last token
 
-    mask_based = True
+    @classmethod
+    def in_branch_pass(cls, config: JudgeConfig) -> bool:
+        return True
 
     def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
         return None, None

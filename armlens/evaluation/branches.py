@@ -4,11 +4,12 @@ Context
 -------
 The zero-shot judge, every seed's ARM (every criterion's, through :meth:`armlens.rm.ActivationRM.patch_for`), random
 and top-k head sets all read the *same* zero-shot judge prompt and differ only in what they write into hook_z at its
-last token (:attr:`armlens.evaluation.baselines.Judge.mask_based`). So do the activation baselines: ``steering``
-adds its vector to the last token's residual stream (a row with a residual addition), and ``probe`` and ``savs``
-read the unpatched last token's activations (captured on the plain row's branch). Scoring each of them with its own full forward
-repeats the prompt's prefix M x S times (M methods, S seeds). :func:`score_mask_judges` instead collects the distinct
-prompts of all of them, the distinct patches (:class:`armlens.scoring.RowTable`), and which patches each prompt is
+last token (:attr:`armlens.evaluation.baselines.Judge.mask_based`). So do the activation baselines
+(:meth:`~armlens.evaluation.baselines.Judge.in_branch_pass`): ``steering`` adds its vector to the last token's
+residual stream (a row with a residual addition), and ``probe`` and ``savs`` read the unpatched last token's
+activations (captured on the plain row's branch). Scoring each of them with its own full forward repeats the
+prompt's prefix M x S times (M methods, S seeds). :func:`score_mask_judges` instead collects the distinct prompts
+of all of them, the distinct patches (:class:`armlens.scoring.RowTable`), and which patches each prompt is
 asked under, then runs :func:`armlens.scoring.score_rows`: each prompt's prefix once, every patch it needs as a
 side-by-side branch of its last token. Prompts about the same pair (chosen, rejected and the bias suite's hacked
 rejected responses) share the cache of their common leading part, the judge prompt up to the response, where it is
@@ -75,11 +76,13 @@ def score_mask_judges(
     wanted: list[set[int]] = []
     cells: list[list[tuple[int, int]]] = []  # per request: (text, row) of each item
     capture: dict[str, None] = {}  # hooks read at the plain row, for the judges that read activations
+    reads_of: list[list[str]] = []
     plain = table.add(None, None)
     for judge, items in requests:
         rows: dict[str, int] = {}
         prompts = judge._prompts(judge._queries(items))
         reads = judge.branch_reads()
+        reads_of.append(reads)
         capture.update(dict.fromkeys(reads))
         out = []
         for (pair, _), text in zip(items, prompts, strict=True):
@@ -105,14 +108,14 @@ def score_mask_judges(
                         capture=list(capture), capture_row=plain if capture else None, show_progress=show_progress,
                         desc=f"{len(texts)} prompts x {len(table)} patches")
     results = []
-    for (judge, _), out in zip(requests, cells, strict=True):
+    for (judge, _), out, reads in zip(requests, cells, reads_of, strict=True):
         if not out:
             results.append(torch.empty(0))
             continue
         t = torch.tensor([c[0] for c in out], dtype=torch.long)
         r = torch.tensor([c[1] for c in out], dtype=torch.long)
-        if judge.branch_reads():
-            scores = judge.score_reads({name: logits.captured[name][t] for name in judge.branch_reads()})
+        if reads:
+            scores = judge.score_reads({name: logits.captured[name][t] for name in reads})
         else:
             scores = logits.read(judge.config.score)[t, r]
         results.append(scores.float().contiguous())

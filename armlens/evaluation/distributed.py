@@ -1,7 +1,7 @@
 """Evaluation jobs across processes and machines, on Ray Core (``armlens eval --workers N``).
 
 An evaluation is already a list of independent, resumable jobs (:func:`armlens.evaluation.jobs.plan_jobs`: the
-mask-based units of a dataset scored together over shared prefixes, and every other unit on its own). Here each of
+branch-pass units of a dataset scored together over shared prefixes, and every other unit on its own). Here each of
 ``workers`` Ray actors loads the model once and takes the next job from the queue as soon as it is free; the driver
 keeps the results folder (its lock, every file write and the summary), so a run on N workers writes exactly the units,
 keys and summary a run in one process writes, and an interrupted run resumes either way. Why Ray and not a home-made
@@ -40,6 +40,7 @@ class EvalWorker:
 
     def __init__(self, config: EvalConfig):
         self.model = load_config_model(config)
+        self.cuts: dict[tuple[str, int, int | None], dict[str, Any]] = {}  # compute_job's, kept across jobs
 
     def check(self, jobs: list[Job]) -> None:
         check_jobs(self.model, jobs)
@@ -47,7 +48,7 @@ class EvalWorker:
     def run(self, job: Job, n_bootstrap: int) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
         import socket
 
-        done = compute_job(self.model, job, n_bootstrap)
+        done = compute_job(self.model, job, n_bootstrap, cuts=self.cuts)
         for result, _ in done:
             result["worker"] = {"host": socket.gethostname(), "pid": os.getpid()}
         return done

@@ -61,26 +61,33 @@ def check_jobs(model: Model, jobs: list[Job]) -> None:
                 checked.add((plan.dataset, plan.seed))
 
 
-def compute_job(model: Model, job: Job, n_bootstrap: int, *, show_progress: bool = False) -> list[
+def compute_job(model: Model, job: Job, n_bootstrap: int, *, show_progress: bool = False,
+                cuts: dict[tuple[str, int, int | None], dict[str, Any]] | None = None) -> list[
         tuple[dict[str, Any], list[dict[str, Any]]]]:
     """Fit and score one job's units on ``model``: per unit (result, item rows), the result holding the model's
-    fingerprint and, for prompt-reading methods, how many test pairs had a field cut."""
+    fingerprint and, for prompt-reading methods, how many test pairs had a field cut (counted once per dataset, seed
+    and cap: pass the same ``cuts`` dict to every job of a run)."""
     if job.shared:
         done = run_mask_units(model, job.units, n_bootstrap, show_progress=show_progress)
     else:
         done = [run_unit(model, *job.units[0], n_bootstrap)]
+    cuts = {} if cuts is None else cuts
     fingerprint = M.model_fingerprint(model)
     for (plan, method, jcfg), (result, _) in zip(job.units, done, strict=True):
         if method not in PROMPTLESS:
-            result["truncation"] = truncation_record(model, plan, jcfg.template)
+            key = (plan.dataset, plan.seed, jcfg.template.max_field_tokens)
+            if key not in cuts:
+                cuts[key] = truncation_record(model, plan, jcfg.template)
+            result["truncation"] = cuts[key]
         result["model"] = fingerprint
     return done
 
 
 def run_jobs_here(model: Model, jobs: list[Job], config: EvalConfig, bar: Any) -> Iterator[tuple[Job, list[Any]]]:
     check_jobs(model, jobs)
+    cuts: dict[tuple[str, int, int | None], dict[str, Any]] = {}
     for job in jobs:
         plan, method, _ = job.units[0]
         bar.set_postfix_str(f"{plan.dataset}: {len(job.units)} branch-pass unit(s) over shared prefixes"
                             if job.shared else f"{plan.dataset} seed {plan.seed} {method}")
-        yield job, compute_job(model, job, config.n_bootstrap, show_progress=config.show_progress)
+        yield job, compute_job(model, job, config.n_bootstrap, show_progress=config.show_progress, cuts=cuts)

@@ -99,10 +99,9 @@ class Judge:
     settings: ClassVar[tuple[str, ...]] = ()
     """The :class:`JudgeConfig` fields that can change this method's scores (cached results are keyed by them)."""
     mask_based: ClassVar[bool] = False
-    """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), a vector
-    added to the last token's residual stream (:meth:`resid_for`) or activations read at the last token
-    (:meth:`branch_reads`), so that it is scored as a branch over a prefix shared with every other such method
-    (:meth:`in_branch_pass`)."""
+    """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), so that it
+    can be scored as a branch over a prefix shared with every other such method (:meth:`in_branch_pass` also admits
+    judges that add a vector at the last token, :meth:`resid_for`, or read activations there, :meth:`branch_reads`)."""
 
     @classmethod
     def key_settings(cls, config: JudgeConfig) -> dict[str, Any]:
