@@ -102,6 +102,9 @@ def test_head_maps_are_labelled_and_scaled():
     assert len(slider.frames) == 10 and len(slider.layout.sliders[0].steps) == 10
     fig = plots.plot_training_curves({0: [1.0, 0.5]}, {0: [3.0, 2.5]})
     assert fig.layout.title.text and "REINFORCE step" in titles(fig)
+    assert any("no held-apart pairs" in a.text for a in fig.layout.annotations)  # the empty panel says why
+    fig = plots.plot_training_curves({0: [1.0, 0.5]}, {0: [3.0, 2.5]}, val_losses={0: [(2.0, 0.7)]})
+    assert not any("no held-apart pairs" in a.text for a in fig.layout.annotations)
 
 
 def test_transfer_plot_is_signed():

@@ -151,6 +151,12 @@ def plot_training_curves(
             fig.add_trace(go.Scatter(x=list(range(1, len(entropy[s]) + 1)), y=list(entropy[s]), mode="lines",
                                      name=f"seed {s}", legendgroup=str(s), showlegend=False,
                                      line={"color": colour, "width": 2.5}), row=2, col=2)
+    if not any((val_losses or {}).get(s) for s in losses):  # say why the panel is empty, rather than leave it blank
+        fig.add_annotation(text="no held-apart pairs: too few few-shot pairs per criterion<br>"
+                                "(ARMConfig.val_pairs holds pairs apart only when three times as many remain)",
+                           x=sum(fig.layout.xaxis2.domain) / 2, y=sum(fig.layout.yaxis2.domain) / 2, xref="paper",
+                           yref="paper", xanchor="center", yanchor="middle", showarrow=False,
+                           font={"size": 12, "color": "#666"})
     fig.update_xaxes(title_text="REINFORCE step")
     fig.update_yaxes(title_text="Loss (nats)", row=1, col=1)
     fig.update_yaxes(title_text="Loss (nats)", row=1, col=2)
