@@ -30,7 +30,7 @@ import numpy as np
 from armlens.data.records import PreferencePair
 from armlens.generation import generate_responses
 from armlens.prompts import criterion_for, prompt_key
-from armlens.stats import bootstrap_ci, spearman
+from armlens.stats import bootstrap_ci, paired_bootstrap, spearman
 from armlens.style import FEATURES, style_features
 from armlens.typing import Model
 
@@ -147,9 +147,10 @@ def _ci(values: Sequence[float], n: int, seed: int) -> dict[str, float]:
 
 
 def summarize(records: Sequence[Mapping[str, Any]], rewards: Sequence[str], *, bootstrap: int = 1000,
-              seed: int = 0) -> dict[str, Any]:
+              seed: int = 0, reference: str = "zero-shot") -> dict[str, Any]:
     """Per reward and feature: the selected responses' mean, the pool's mean, and their difference per prompt, with
-    bootstrap intervals over prompts; agreement between every two rewards."""
+    bootstrap intervals over prompts; each reward's selections against ``reference``'s (the plain judge), paired over
+    prompts; agreement between every two rewards."""
     if not records:
         raise ValueError("no best-of-N records to summarise")
     pool = {f: [float(np.mean(r["features"][f])) for r in records] for f in FEATURES}
@@ -161,6 +162,17 @@ def summarize(records: Sequence[Mapping[str, Any]], rewards: Sequence[str], *, b
             row[f] = {"selected": _ci(chosen, bootstrap, seed), "pool": float(np.mean(pool[f])),
                       "diff": _ci([c - p for c, p in zip(chosen, pool[f], strict=True)], bootstrap, seed)}
         per_reward[name] = row
+    versus: dict[str, Any] = {}
+    if reference in rewards:
+        ref = {f: [float(r["features"][f][r["selected"][reference]]) for r in records] for f in FEATURES}
+        for name in rewards:
+            if name != reference:
+                row = {}
+                for f in FEATURES:
+                    d = paired_bootstrap([float(r["features"][f][r["selected"][name]]) for r in records], ref[f],
+                                         n=bootstrap, seed=seed)
+                    row[f] = {"diff": d.diff, "ci95": [d.low, d.high], "p": d.p_value}
+                versus[name] = row
     agreement: dict[str, Any] = {}
     for i, a in enumerate(rewards):
         for b in rewards[i + 1:]:
@@ -173,7 +185,7 @@ def summarize(records: Sequence[Mapping[str, Any]], rewards: Sequence[str], *, b
     n = len(records[0]["responses"])
     return {"n_prompts": len(records), "n_per_prompt": n, "chance_same_selection": 1.0 / n,
             "pool": {f: _ci(v, bootstrap, seed) for f, v in pool.items()}, "rewards": per_reward,
-            "agreement": agreement}
+            "reference": reference if versus else None, "versus_reference": versus, "agreement": agreement}
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
@@ -188,6 +200,14 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
             fmt = "{:+.0f} [{:+.0f}, {:+.0f}]" if f == "length" else "{:+.2f} [{:+.2f}, {:+.2f}]"
             cells.append(fmt.format(d["mean"], *d["ci95"]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if summary.get("versus_reference"):
+        lines += ["", f"Selected minus the {summary['reference']} reward's selection, paired over prompts "
+                  "(95% bootstrap interval)", "", "| reward | length (chars) | formatted rate | upbeat rate |",
+                  "|---|---|---|---|"]
+        for name, row in summary["versus_reference"].items():
+            cells = [("{:+.0f} [{:+.0f}, {:+.0f}]" if f == "length" else "{:+.2f} [{:+.2f}, {:+.2f}]").format(
+                row[f]["diff"], *row[f]["ci95"]) for f in FEATURES]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     pool = summary["pool"]
     lines += ["", f"Pool: length {pool['length']['mean']:.0f} chars, formatted {pool['formatted']['mean']:.2f}, "
               f"upbeat {pool['upbeat']['mean']:.2f}", "",

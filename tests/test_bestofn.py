@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from armlens import model as M
-from armlens.bestofn import REWARDS, RecordLog, summarize
+from armlens.bestofn import REWARDS, RecordLog, summarize, summary_markdown
 from armlens.cli import main
 from armlens.prompts import JudgeTemplate
 from armlens.rm import ActivationRM, ARMConfig
@@ -72,3 +72,10 @@ def test_summary_agreement_and_pool():
     assert s["agreement"]["x vs y"]["same_selection"]["mean"] == 0.5
     assert s["agreement"]["x vs y"]["spearman_mean"] == 0.0  # +1 and -1
     assert s["rewards"]["y"]["length"]["diff"]["mean"] == 0.5 and s["pool"]["formatted"]["mean"] == 0.25
+    assert s["versus_reference"] == {} and s["reference"] is None  # no zero-shot reward among x, y
+    # against a reference reward: x's selections minus y's, paired over prompts
+    v = summarize(recs, ["x", "y"], bootstrap=20, reference="y")
+    assert v["reference"] == "y" and list(v["versus_reference"]) == ["x"]
+    assert v["versus_reference"]["x"]["length"]["diff"] == -0.5  # prompt 2: x picks 'a' (1), y picks 'bb' (2)
+    assert v["versus_reference"]["x"]["upbeat"]["diff"] == 0.5
+    assert "minus the y reward's selection" in summary_markdown(v)
