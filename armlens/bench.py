@@ -20,7 +20,9 @@ Rows:
   same count, the zero-shot judge) for S seeds over the same N real pairs: naive = each judge's own scoring (one full
   forward per method, seed and prompt); fast = :func:`armlens.evaluation.branches.score_mask_judges` (one prefix per
   prompt, every method and seed a branch; a pair's two prompts share their common leading part);
-  ``..._own_prefix`` is the fast side with that pair sharing turned off, which measures what it is worth.
+  ``..._own_prefix`` is the fast side with that pair sharing turned off, which measures what it is worth. With S > 1
+  the run also times one seed (``eval_3_methods_x_1_seeds``: the first seed's three judges, naive side their share
+  of the naive loop), so the ratio's growth with methods x seeds is read in one run.
 - ``icl_cached_demos``: the few-shot in-context judge on the same pairs, full prompts against its demonstrations
   run once as a shared prefix cache.
 - ``default_fit``: wall time and peak resident memory of a default ``ActivationRM.fit`` (100 extraction prompts,
@@ -139,16 +141,24 @@ def eval_rows(
     ms = len(judges)
     lengths = [int(M.tokenize(model, [t])[1].sum()) for t in judge_texts(model, test, template)]
     log(f"eval scoring: {ms} method x seed units over {n_pairs} pairs ({sum(lengths)} prompt tokens)")
-    t_naive, naive = _timed(lambda: [j.score_responses(items) for j in judges])
+    timed = [_timed(lambda j=j: j.score_responses(items)) for j in judges]  # naive: each judge on its own
+    naive = [scores for _, scores in timed]
     requests = [(j, items) for j in judges]
+    rows = []
+    if seeds > 1:  # one seed first, so that the growth of the ratio with methods x seeds is read in the same run
+        t_one, one = _timed(lambda: score_mask_judges(model, requests[:3]))
+        diff_one = max(float((a - b).abs().max()) for a, b in zip(naive[:3], one, strict=True))
+        rows.append(BenchRow("eval_3_methods_x_1_seeds", sum(t for t, _ in timed[:3]), t_one, "s",
+                             f"3 units x {2 * n_pairs} prompts; pair prefixes shared; max |score diff| {diff_one:.1e}"))
+    t_naive = sum(t for t, _ in timed)
     t_fast, fast = _timed(lambda: score_mask_judges(model, requests))
     t_own, own = _timed(lambda: score_mask_judges(model, requests, min_shared_tokens=10**9))
     diff = max(float((a - b).abs().max()) for a, b in zip(naive, fast, strict=True))
     diff_own = max(float((a - b).abs().max()) for a, b in zip(naive, own, strict=True))
-    rows = [BenchRow(f"eval_3_methods_x_{seeds}_seeds", t_naive, t_fast, "s",
-                     f"{ms} units x {2 * n_pairs} prompts; pair prefixes shared; max |score diff| {diff:.1e}"),
-            BenchRow(f"eval_3_methods_x_{seeds}_seeds_own_prefix", t_naive, t_own, "s",
-                     f"each prompt its own prefix; max |score diff| {diff_own:.1e}")]
+    rows += [BenchRow(f"eval_3_methods_x_{seeds}_seeds", t_naive, t_fast, "s",
+                      f"{ms} units x {2 * n_pairs} prompts; pair prefixes shared; max |score diff| {diff:.1e}"),
+             BenchRow(f"eval_3_methods_x_{seeds}_seeds_own_prefix", t_naive, t_own, "s",
+                      f"each prompt its own prefix; max |score diff| {diff_own:.1e}")]
     log(f"few-shot ICL judge: {icl_shots} demonstrations, {n_pairs} pairs")
     cfg = JudgeConfig(template=template, icl_shots=icl_shots)
     icl_full = FewShotICLJudge(model, dataclasses.replace(cfg, icl_cache_demos=False)).fit(demos)

@@ -1,7 +1,7 @@
 """A short GRPO on the default model, once with the ARM as the reward and once with the zero-shot judge, through
 TRL's GRPOTrainer (armlens.grpo), then what each run did to the policy, measured on held-apart prompts.
 
-    .venv/bin/python scripts/grpo_demo.py --rm hhh.arm --out results/grpo          # minutes per step on 2 cores
+    .venv/bin/python scripts/grpo_demo.py --rm hhh.arm --out results/grpo          # about 40 s a step on 2 cores
     .venv/bin/python scripts/grpo_demo.py --steps 2 --heldout 4 --out /tmp/grpo-smoke  # no --rm: fits a small ARM
     .venv/bin/python scripts/grpo_demo.py --out results/grpo --figure-only           # redraw from the saved files
 
@@ -37,11 +37,12 @@ def main() -> int:
     ap.add_argument("--data", default="hhh", help="dataset whose prompts are trained on")
     ap.add_argument("--root", default=None, help="data root folder")
     ap.add_argument("--out", required=True, help="result folder")
-    ap.add_argument("--steps", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--generations", type=int, default=4, help="completions per prompt (the GRPO group)")
     ap.add_argument("--prompts-per-step", type=int, default=2)
     ap.add_argument("--max-completion-length", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-5)
+    ap.add_argument("--lr", type=float, default=3e-5,
+                    help="learning rate (3e-5: set before any run, for a visible change in a few dozen steps)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--heldout", type=int, default=40, help="prompts held apart for the before/after comparison")
     ap.add_argument("--samples", type=int, default=2, help="completions per held-apart prompt and policy")
@@ -62,7 +63,7 @@ def main() -> int:
     from armlens.evaluation.judge import JudgeConfig
     from armlens.evaluation.protocol import environment_versions
     from armlens.grpo import compare_policies, load_policy, run_grpo, sample_policy
-    from armlens.io import atomic_write
+    from armlens.io import atomic_write, sha256_file
     from armlens.prompts import criterion_for
     from armlens.reward import arm_reward, judge_reward
     from armlens.rm import ActivationRM, ARMConfig
@@ -90,6 +91,7 @@ def main() -> int:
                "zero-shot": judge_reward(make_judge("zero-shot", judge_model,
                                                     JudgeConfig(template=rm.config.template, score=rm.config.score)))}
     settings = {**{k: getattr(args, k) for k in RUN_KEYS}, "runs": runs, "heads": rm.heads,
+                "rm_sha256": sha256_file(args.rm) if args.rm else None,
                 "n_train_prompts": len(train), "n_heldout_prompts": len(held),
                 "heldout_ids": [p.id for p in held], "versions": {**environment_versions(), "trl": _version("trl")}}
     atomic_write(out / "settings.json", json.dumps(settings, indent=2))

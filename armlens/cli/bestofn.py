@@ -99,7 +99,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
     from armlens.evaluation.baselines import make_judge
     from armlens.evaluation.judge import JudgeConfig
     from armlens.evaluation.protocol import environment_versions
-    from armlens.io import ResultsLock, atomic_write, write_json
+    from armlens.io import ResultsLock, atomic_write, sha256_file, write_json
     from armlens.model import model_id
     from armlens.reward import arm_reward, judge_reward, length_reward
     from armlens.rm import ActivationRM
@@ -141,7 +141,8 @@ def run_bestofn(args: BestOfNOptions) -> int:
         records = [done[p.id] for p in prompts]
         summary = summarize(records, REWARDS, bootstrap=args.bootstrap, seed=args.seed)
         write_json(out / "summary.json", {
-            "config": {**_settings(args), "limit": args.limit, "bestofn": config.to_dict(),
+            "config": {**_settings(args), "rm_sha256": sha256_file(args.rm), "limit": args.limit,
+                       "bestofn": config.to_dict(),
                        "judges": dataclasses.asdict(jc), "arm": rm.config.to_dict(), "heads": rm.heads},
             "seeds": {"run": args.seed, "per_prompt": {r["id"]: r["seed"] for r in records}},
             "model": model_id(model), "versions": {**environment_versions(), "trl": _version("trl")},
