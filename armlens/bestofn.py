@@ -7,6 +7,11 @@ it chose from: per reward, :func:`summarize` reports the selected responses' len
 phrase rate (:mod:`armlens.style`) against the pool's average, with bootstrap intervals over prompts, and how often
 two rewards pick the same response (and the rank correlation of their scores within a prompt).
 
+Other fits of the ARM (``--replicates``: other seeds, so other few-shot draws) are scored on the same sampled
+responses, each on the prompts outside its own few-shot draw (:func:`score_replicate`), and
+:func:`replicate_summary` pools the ARM's selections against the plain judge's over those fits, resampling fits,
+then prompts (:func:`armlens.stats.clustered_bootstrap`), so the spread between few-shot draws is in the interval.
+
 Records are per prompt and appended to ``records.jsonl`` as each prompt finishes (:class:`RecordLog`), so an
 interrupted run resumes where it stopped; each prompt's sampling seed derives from the run's seed and the prompt's
 id, so a resumed run writes what an uninterrupted one would.
@@ -30,7 +35,7 @@ import numpy as np
 from armlens.data.records import PreferencePair
 from armlens.generation import generate_responses
 from armlens.prompts import criterion_for, prompt_key
-from armlens.stats import bootstrap_ci, paired_bootstrap, spearman
+from armlens.stats import bootstrap_ci, clustered_bootstrap, interval_of, paired_bootstrap, spearman
 from armlens.style import FEATURES, style_features
 from armlens.typing import Model
 
@@ -217,4 +222,66 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         s = a["same_selection"]
         rho = "n/a" if a["spearman_mean"] is None else f"{a['spearman_mean']:+.2f}"
         lines.append(f"| {pair} | {s['mean']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}] | {rho} |")
+    return "\n".join(lines) + "\n"
+
+
+def score_replicate(records: Sequence[Mapping[str, Any]], reward: RewardFn, log: RecordLog,
+                    exclude: Sequence[PreferencePair] = ()) -> dict[str, dict[str, Any]]:
+    """Score each record's sampled responses with another fit's ``reward`` (no new sampling) and select its best,
+    skipping prompts of ``exclude`` (that fit's few-shot pairs). Per prompt ``{id, scores, selected}`` is appended to
+    ``log``; prompts already in it are read back. Returns the log's records by prompt id."""
+    banned = {prompt_key(p.prompt) for p in exclude}
+    done = log.read()
+    for r in records:
+        if r["id"] in done or prompt_key(r["prompt"]) in banned:
+            continue
+        n = len(r["responses"])
+        scores = [float(x) for x in reward(prompts=[r["prompt"]] * n, completions=r["responses"],
+                                           criterion=[r["criterion"]] * n)]
+        rec = {"id": r["id"], "scores": scores, "selected": int(np.argmax(scores))}
+        log.append(rec)
+        done[r["id"]] = rec
+    return done
+
+
+def replicate_summary(records: Sequence[Mapping[str, Any]], replicates: Mapping[str, Mapping[str, Any]], *,
+                      base: str = "arm", reference: str = "zero-shot", bootstrap: int = 2000,
+                      seed: int = 0) -> dict[str, Any]:
+    """The ARM's selections minus ``reference``'s, per fit (``base``: the run's own ARM, on every record; each
+    replicate on the records it scored) and pooled over fits with a two-stage bootstrap (fits, then prompts)."""
+    fits: dict[str, dict[str, np.ndarray]] = {}
+    by_id = {r["id"]: r for r in records}
+    sources = {base: {r["id"]: r["selected"][base] for r in records},
+               **{name: {i: rec["selected"] for i, rec in reps.items() if i in by_id} for name, reps in replicates.items()}}
+    for name, picks in sources.items():
+        if not picks:
+            raise ValueError(f"the {name} fit selected on no prompt of this run")
+        ids = [i for i in by_id if i in picks]
+        fits[name] = {f: np.array([float(by_id[i]["features"][f][picks[i]])
+                                   - float(by_id[i]["features"][f][by_id[i]["selected"][reference]]) for i in ids])
+                      for f in FEATURES}
+    out: dict[str, Any] = {"reference": reference, "fits": {}, "pooled": {}}
+    for name, diffs in fits.items():
+        out["fits"][name] = {"n_prompts": int(diffs["length"].size),
+                             **{f: {"diff": float(d.mean()), "ci95": list(_ci(d.tolist(), bootstrap, seed)["ci95"])}
+                                for f, d in diffs.items()}}
+    for f in FEATURES:
+        groups = [fits[n][f] for n in fits]
+        est = float(np.mean([g.mean() for g in groups]))
+        d = interval_of(clustered_bootstrap(groups, n=bootstrap, seed=seed), est)
+        out["pooled"][f] = {"diff": d.diff, "ci95": [d.low, d.high], "p": d.p_value}
+    out["n_fits"] = len(fits)
+    return out
+
+
+def replicate_markdown(rep: Mapping[str, Any]) -> str:
+    """Per fit and pooled: the ARM's selection minus the reference judge's, as a Markdown table."""
+    lines = [f"The ARM's selection minus the {rep['reference']} judge's, per ARM fit and pooled over "
+             f"{rep['n_fits']} fits (95% interval; pooled: fits, then prompts, resampled)", "",
+             "| fit | prompts | length (chars) | formatted rate | upbeat rate |", "|---|---|---|---|---|"]
+    rows = [(n, r["n_prompts"], r) for n, r in rep["fits"].items()] + [("pooled", "", rep["pooled"])]
+    for name, n, r in rows:
+        cells = [("{:+.0f} [{:+.0f}, {:+.0f}]" if f == "length" else "{:+.2f} [{:+.2f}, {:+.2f}]").format(
+            r[f]["diff"], *r[f]["ci95"]) for f in FEATURES]
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -79,3 +79,50 @@ def test_summary_agreement_and_pool():
     assert v["versus_reference"]["x"]["length"]["diff"] == -0.5  # prompt 2: x picks 'a' (1), y picks 'bb' (2)
     assert v["versus_reference"]["x"]["upbeat"]["diff"] == 0.5
     assert "minus the y reward's selection" in summary_markdown(v)
+
+
+def test_replicates_score_the_same_pool_and_pool_over_fits(setup, tiny, capsys):
+    t = setup
+    g = torch.Generator().manual_seed(5)
+    mask = torch.zeros(tiny.cfg.n_layers, tiny.cfg.n_heads, dtype=torch.bool)
+    mask[0, 1] = True
+    other = ActivationRM.from_patch(tiny, torch.randn(tiny.cfg.n_layers, tiny.cfg.n_heads, tiny.cfg.d_head,
+                                                      generator=g), mask,
+                                    ARMConfig(template=JudgeTemplate(max_field_tokens=16), seed=1))
+    other.save(t / "t1.arm")
+    assert main(_argv(t, "--replicates", str(t / "t1.arm"))) == 0
+    summary = json.loads((t / "o" / "summary.json").read_text())
+    records = [json.loads(line) for line in (t / "o" / "records.jsonl").read_text().splitlines()]
+    reps = [json.loads(line) for line in (t / "o" / "replicate-seed1.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in reps] == [r["id"] for r in records]  # the same sampled pool, no new sampling
+    rep = summary["replicates"]
+    assert set(rep["fits"]) == {"arm", "arm seed 1"} and rep["n_fits"] == 2
+    assert rep["fits"]["arm seed 1"]["n_prompts"] == 3 and "upbeat" in rep["pooled"]
+    assert summary["config"]["replicates"]["arm seed 1"]["sha256"]
+    assert "pooled over 2 fits" in (t / "o" / "summary.md").read_text()
+    # a rerun reads the replicate's scores back
+    assert main(_argv(t, "--replicates", str(t / "t1.arm"))) == 0
+    assert len((t / "o" / "replicate-seed1.jsonl").read_text().splitlines()) == 3
+    # the run's own seed again is not a replicate
+    assert main(_argv(t, "--replicates", str(t / "t.arm"))) == 2
+    assert "replicates need other seeds" in capsys.readouterr().err
+
+
+def test_replicate_summary_and_exclusion(tmp_path):
+    from armlens.bestofn import replicate_summary, score_replicate
+    from armlens.data.records import PreferencePair
+
+    def rec(i, lengths, picks):
+        return {"id": f"p{i}", "prompt": f"Q{i}", "criterion": "c", "responses": ["x"] * len(lengths),
+                "features": {"length": lengths, "formatted": [0] * len(lengths), "upbeat": [0] * len(lengths)},
+                "selected": picks}
+    records = [rec(i, [10, 20, 30], {"arm": 2, "zero-shot": 0}) for i in range(4)]
+    longest = lambda prompts, completions, **_: [float(k) for k in range(len(completions))]  # noqa: E731
+    banned = [PreferencePair(id="f", source="s", subset="s", prompt="Q3", chosen="a", rejected="b")]
+    reps = score_replicate(records, longest, RecordLog(tmp_path / "r.jsonl"), exclude=banned)
+    assert sorted(reps) == ["p0", "p1", "p2"] and all(r["selected"] == 2 for r in reps.values())
+    out = replicate_summary(records, {"arm seed 1": reps}, bootstrap=200)
+    assert out["fits"]["arm"]["n_prompts"] == 4 and out["fits"]["arm seed 1"]["n_prompts"] == 3
+    assert out["pooled"]["length"]["diff"] == 20.0 and out["pooled"]["length"]["ci95"] == [20.0, 20.0]
+    with pytest.raises(ValueError, match="selected on no prompt"):
+        replicate_summary(records, {"empty": {}})

@@ -40,6 +40,10 @@ class BestOfNOptions(ModelFlags):
     """Sampling temperature."""
     max_new_tokens: int = 96
     """Tokens sampled at most per response."""
+    replicates: list[str] | None = None
+    """Other fits of the ARM (FILE.arm, comma-separated; e.g. other seeds) scored on the same sampled responses,
+    each on the prompts outside its own few-shot draw; the summary pools the ARM against the zero-shot judge over
+    all fits (default: none)."""
     icl_shots: int = 4
     """Demonstrations of the few-shot ICL judge (drawn from the ARM's few-shot pairs)."""
     seed: int = 0
@@ -69,8 +73,9 @@ def _check(args: BestOfNOptions) -> Path:
     from armlens.cli.common import output_dir
     from armlens.io import read_json, settings_diff
 
-    if not Path(args.rm).is_file():
-        raise FileNotFoundError(f"no saved ARM at {args.rm}" + (" (it is a folder)" if Path(args.rm).is_dir() else ""))
+    for path in [args.rm, *(args.replicates or [])]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no saved ARM at {path}" + (" (it is a folder)" if Path(path).is_dir() else ""))
     out = output_dir(args.out, SETTINGS)
     if (out / SETTINGS).is_file() and not args.overwrite:
         diff = settings_diff(read_json(out / SETTINGS), _settings(args), ignore=("limit",))
@@ -90,7 +95,10 @@ def run_bestofn(args: BestOfNOptions) -> int:
         BestOfNConfig,
         RecordLog,
         draw_prompts,
+        replicate_markdown,
+        replicate_summary,
         run_prompt,
+        score_replicate,
         summarize,
         summary_markdown,
     )
@@ -140,15 +148,33 @@ def run_bestofn(args: BestOfNOptions) -> int:
             done[rec["id"]] = rec
         records = [done[p.id] for p in prompts]
         summary = summarize(records, REWARDS, bootstrap=args.bootstrap, seed=args.seed)
+        replicate_files: dict[str, Any] = {}
+        if args.replicates:
+            reps = {}
+            for path in args.replicates:
+                other = ActivationRM.load(path, model, force=args.force)
+                name = f"arm seed {other.config.seed}"
+                if name in reps or other.config.seed == rm.config.seed:
+                    raise ValueError(f"{path}: a second fit with seed {other.config.seed}; replicates need other seeds")
+                ids = set(other.fit_info.get("few_shot_ids", [])) | set(other.fit_info.get("select_ids", []))
+                logger.info("replicate %s (%s): scoring the sampled responses", name, path)
+                reps[name] = score_replicate(records, arm_reward(other, criterion=next(iter(other.fits))),
+                                             RecordLog(out / f"replicate-seed{other.config.seed}.jsonl"),
+                                             exclude=[p for p in pairs if p.id in ids])
+                replicate_files[name] = {"path": path, "sha256": sha256_file(path), "heads": len(other.heads)}
+            summary["replicates"] = replicate_summary(records, reps, bootstrap=args.bootstrap, seed=args.seed)
         write_json(out / "summary.json", {
             "config": {**_settings(args), "rm_sha256": sha256_file(args.rm), "limit": args.limit,
                        "bestofn": config.to_dict(),
-                       "judges": dataclasses.asdict(jc), "arm": rm.config.to_dict(), "heads": rm.heads},
+                       "judges": dataclasses.asdict(jc), "arm": rm.config.to_dict(), "heads": rm.heads,
+                       "replicates": replicate_files},
             "seeds": {"run": args.seed, "per_prompt": {r["id"]: r["seed"] for r in records}},
             "model": model_id(model), "versions": {**environment_versions(), "trl": _version("trl")},
             **summary})
-        atomic_write(out / "summary.md", summary_markdown(summary))
-    print(summary_markdown(summary), end="")
+        text = summary_markdown(summary) + ("\n" + replicate_markdown(summary["replicates"])
+                                            if "replicates" in summary else "")
+        atomic_write(out / "summary.md", text)
+    print(text, end="")
     print(f"wrote {out / 'records.jsonl'}, {out / 'summary.json'} and {out / 'summary.md'}")
     return 0
 
