@@ -306,9 +306,13 @@ def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
     for name in ("single_head_effects", "score_rows", "attention_from_last"):
         monkeypatch.setattr(A, name, boom)
     monkeypatch.setattr(A.ActivationRM, "fit", boom)
+    spent = json.loads((out / "run.json").read_text())["seconds"]
     again = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
     assert len(again) == len(cells)
     assert {p: p.stat().st_mtime_ns for p in before} == before
+    # a resumed run adds its (short) time to each seed's compute time instead of replacing it
+    after = json.loads((out / "run.json").read_text())["seconds"]
+    assert set(after) == set(spent) and all(spent[s] < after[s] < spent[s] + 60 for s in spent)
 
 
 def test_runner_resume_adds_only_missing_cells(tiny_results, tiny, monkeypatch):

@@ -430,7 +430,8 @@ def run_ablations(
         logger.info("seed %d: %d new cells in %.0f s", seed, len(done), timings[seed])
         meta = json.loads((out / "run.json").read_text())
         meta["seeds_done"] = sorted(set(meta.get("seeds_done") or []) | {seed})
-        meta.setdefault("seconds", {})[str(seed)] = timings[seed]
+        spent = meta.setdefault("seconds", {})  # compute time per seed, summed over resumed runs
+        spent[str(seed)] = spent.get(str(seed), 0.0) + timings[seed]
         write_json_atomic(out / "run.json", meta)
         if on_seed is not None:
             on_seed(seed, timings[seed])
