@@ -63,7 +63,7 @@ SETTINGS = "settings.json"
 
 def _settings(args: BestOfNOptions) -> dict[str, Any]:
     """What decides a run's records (compared with the settings an earlier run left in --out)."""
-    return {"rm": str(Path(args.rm).resolve()), "data": args.data, "root": args.root,
+    return {"rm": str(args.rm), "data": args.data, "root": args.root,  # as given: a clone resumes the same folder
             "subsets": ",".join(args.subsets) if args.subsets else None, "model": args.model, "n": args.n,
             "temperature": args.temperature, "max_new_tokens": args.max_new_tokens, "icl_shots": args.icl_shots,
             "seed": args.seed}
