@@ -193,26 +193,31 @@ def summarize(records: Sequence[Mapping[str, Any]], rewards: Sequence[str], *, b
             "reference": reference if versus else None, "versus_reference": versus, "agreement": agreement}
 
 
+def _feature_cells(row: Mapping[str, Any]) -> str:
+    """A table row's feature cells: each feature's difference and 95% interval (``{diff, ci95}``), length in whole
+    characters, rates to two decimals."""
+    cells = []
+    for f in FEATURES:
+        fmt = "{:+.0f} [{:+.0f}, {:+.0f}]" if f == "length" else "{:+.2f} [{:+.2f}, {:+.2f}]"
+        cells.append(fmt.format(row[f]["diff"], *row[f]["ci95"]))
+    return " | ".join(cells)
+
+
 def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """The summary as two Markdown tables: selected minus pool per feature, and agreement."""
+    """The summary as Markdown tables: selected minus pool per feature, selected minus the reference reward's
+    selection, and agreement."""
     lines = [f"Best-of-{summary['n_per_prompt']} on {summary['n_prompts']} prompts: selected minus pool average "
              "(95% bootstrap interval over prompts)", "",
              "| reward | length (chars) | formatted rate | upbeat rate |", "|---|---|---|---|"]
     for name, row in summary["rewards"].items():
-        cells = []
-        for f in FEATURES:
-            d = row[f]["diff"]
-            fmt = "{:+.0f} [{:+.0f}, {:+.0f}]" if f == "length" else "{:+.2f} [{:+.2f}, {:+.2f}]"
-            cells.append(fmt.format(d["mean"], *d["ci95"]))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        diffs = {f: {"diff": row[f]["diff"]["mean"], "ci95": row[f]["diff"]["ci95"]} for f in FEATURES}
+        lines.append(f"| {name} | {_feature_cells(diffs)} |")
     if summary.get("versus_reference"):
         lines += ["", f"Selected minus the {summary['reference']} reward's selection, paired over prompts "
                   "(95% bootstrap interval)", "", "| reward | length (chars) | formatted rate | upbeat rate |",
                   "|---|---|---|---|"]
         for name, row in summary["versus_reference"].items():
-            cells = [("{:+.0f} [{:+.0f}, {:+.0f}]" if f == "length" else "{:+.2f} [{:+.2f}, {:+.2f}]").format(
-                row[f]["diff"], *row[f]["ci95"]) for f in FEATURES]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {_feature_cells(row)} |")
     pool = summary["pool"]
     lines += ["", f"Pool: length {pool['length']['mean']:.0f} chars, formatted {pool['formatted']['mean']:.2f}, "
               f"upbeat {pool['upbeat']['mean']:.2f}", "",
@@ -281,7 +286,5 @@ def replicate_markdown(rep: Mapping[str, Any]) -> str:
              "| fit | prompts | length (chars) | formatted rate | upbeat rate |", "|---|---|---|---|---|"]
     rows = [(n, r["n_prompts"], r) for n, r in rep["fits"].items()] + [("pooled", "", rep["pooled"])]
     for name, n, r in rows:
-        cells = [("{:+.0f} [{:+.0f}, {:+.0f}]" if f == "length" else "{:+.2f} [{:+.2f}, {:+.2f}]").format(
-            r[f]["diff"], *r[f]["ci95"]) for f in FEATURES]
-        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {n} | {_feature_cells(r)} |")
     return "\n".join(lines) + "\n"

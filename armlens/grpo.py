@@ -87,8 +87,8 @@ def run_grpo(
     """``steps`` GRPO steps of ``policy`` with ``reward`` (a TRL reward function) on ``prompts`` (strings, or chat
     messages for conversational training), ``prompts_per_step`` prompts times ``num_generations`` completions per
     step; ``columns``: extra dataset columns, one value per prompt, passed to the reward (``criterion`` routes each
-    prompt to its criterion). Returns TRL's log history (one entry per step, with ``rewards/{name}/mean`` for the reward and for the
-    monitors); each entry is also appended to ``out/steps.jsonl``. ``conversational``: pass every prompt as chat
+    prompt to its criterion). Returns TRL's log history (one entry per step, with ``rewards/{name}/mean`` for the
+    reward and for the monitors); each entry is also appended to ``out/steps.jsonl``. ``conversational``: pass every prompt as chat
 messages, so TRL applies the policy's chat template (``None``: when any prompt is already messages; a dataset
 column cannot mix both). ``grpo_args`` go to ``GRPOConfig``."""
     from datasets import Dataset
@@ -97,8 +97,7 @@ column cannot mix both). ``grpo_args`` go to ``GRPOConfig``."""
 
     if conversational is None:
         conversational = any(not isinstance(p, str) for p in prompts)
-    rows = [([{"role": "user", "content": p}] if isinstance(p, str) else [dict(m) for m in p]) if conversational
-            else p for p in prompts]
+    rows = [_messages(p) if conversational else p for p in prompts]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "steps.jsonl"
@@ -126,10 +125,11 @@ column cannot mix both). ``grpo_args`` go to ``GRPOConfig``."""
 
 def _columns(columns: dict[str, Sequence[Any]] | None, n: int) -> dict[str, list[Any]]:
     out = {k: list(v) for k, v in (columns or {}).items()}
+    if "prompt" in out:
+        raise ValueError("the prompt column is the prompts themselves")
     for k, v in out.items():
-        if k == "prompt" or len(v) != n:
-            raise ValueError(f"column {k!r} needs one value per prompt ({n}), not {len(v)}"
-                             if k != "prompt" else "the prompt column is the prompts themselves")
+        if len(v) != n:
+            raise ValueError(f"column {k!r} needs one value per prompt ({n}), not {len(v)}")
     return out
 
 

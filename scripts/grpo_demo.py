@@ -97,11 +97,15 @@ def main() -> int:
     atomic_write(out / "settings.json", json.dumps(settings, indent=2))
     key = {k: settings[k] for k in RUN_KEYS}
 
-    def heldout(name: str, policy, tok) -> dict:
-        """The policy's samples on the held-apart prompts and both rewards' scores (read back when saved)."""
+    def saved(name: str) -> dict | None:
+        """A finished policy's held-apart record, if it was made with these settings."""
         path = out / name / "heldout.json"
-        if path.exists() and json.loads(path.read_text()).get("key") == key:
-            return json.loads(path.read_text())
+        record = json.loads(path.read_text()) if path.exists() else None
+        return record if record and record.get("key") == key else None
+
+    def heldout(name: str, policy, tok) -> dict:
+        """The policy's samples on the held-apart prompts and both rewards' scores, saved."""
+        path = out / name / "heldout.json"
         t0 = time.perf_counter()
         samples = sample_policy(policy, tok, [p.prompt for p in held], n=args.samples,
                                 max_new_tokens=args.max_completion_length, seed=args.seed)
@@ -117,10 +121,10 @@ def main() -> int:
         atomic_write(path, json.dumps(record))
         return record
 
-    records = {"initial": heldout("initial", *load_policy())}
+    records = {"initial": saved("initial") or heldout("initial", *load_policy())}
     for name in runs:
-        path = out / name / "heldout.json"
-        if not (path.exists() and json.loads(path.read_text()).get("key") == key):
+        records[name] = saved(name)
+        if records[name] is None:
             t0 = time.perf_counter()
             policy, tok = load_policy()
             hist = run_grpo(policy, tok, rewards[name], [p.prompt for p in train], out / name, steps=args.steps,
@@ -130,14 +134,13 @@ def main() -> int:
                             columns={"criterion": [crit[p.id] for p in train]})
             print(f"{name}: {len(hist)} steps in {time.perf_counter() - t0:.0f} s")
             records[name] = heldout(name, policy, tok)
-        else:
-            records[name] = json.loads(path.read_text())
     summary = compare_policies({n: r["samples"] for n, r in records.items()},
                                {rname: {n: r["scores"][rname] for n, r in records.items()} for rname in rewards},
                                seed=args.seed)
     atomic_write(out / "summary.json", json.dumps({"settings": settings, **summary}, indent=2))
-    atomic_write(out / "summary.md", summary_markdown(summary))
-    print(summary_markdown(summary))
+    text = summary_markdown(summary)
+    atomic_write(out / "summary.md", text)
+    print(text)
     figure({name: _read_steps(out / name) for name in runs}, out)
     return 0
 
