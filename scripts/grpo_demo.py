@@ -93,7 +93,7 @@ def main() -> int:
     settings = {**{k: getattr(args, k) for k in RUN_KEYS}, "runs": runs, "heads": rm.heads,
                 "rm_sha256": sha256_file(args.rm) if args.rm else None,
                 "n_train_prompts": len(train), "n_heldout_prompts": len(held),
-                "heldout_ids": [p.id for p in held], "versions": {**environment_versions(), "trl": _version("trl")}}
+                "heldout_ids": [p.id for p in held], "versions": environment_versions(extra=("trl",))}
     atomic_write(out / "settings.json", json.dumps(settings, indent=2))
     key = {k: settings[k] for k in RUN_KEYS}
 
@@ -203,15 +203,6 @@ def figure(histories: dict[str, list[dict]], out: Path) -> None:
         print(f"PNG skipped: {e}")
         paths = [out / "grpo.html"]
     print("wrote " + ", ".join(str(p) for p in paths))
-
-
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

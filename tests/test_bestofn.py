@@ -103,9 +103,12 @@ def test_replicates_score_the_same_pool_and_pool_over_fits(setup, tiny, capsys):
     # a rerun reads the replicate's scores back
     assert main(_argv(t, "--replicates", str(t / "t1.arm"))) == 0
     assert len((t / "o" / "replicate-seed1.jsonl").read_text().splitlines()) == 3
-    # the run's own seed again is not a replicate
-    assert main(_argv(t, "--replicates", str(t / "t.arm"))) == 2
+    # the run's own seed again is not a replicate: refused before anything is sampled
+    argv = _argv(t, "--replicates", str(t / "t.arm"))
+    argv[argv.index(str(t / "o"))] = str(t / "fresh")
+    assert main(argv) == 2
     assert "replicates need other seeds" in capsys.readouterr().err
+    assert not (t / "fresh" / "records.jsonl").exists()
 
 
 def test_replicate_summary_and_exclusion(tmp_path):

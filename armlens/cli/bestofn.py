@@ -124,8 +124,14 @@ def run_bestofn(args: BestOfNOptions) -> int:
         write_json(out / SETTINGS, _settings(args))
         model = args.load(args.model)
         rm = ActivationRM.load(args.rm, model, force=args.force)
-        fit_ids = set(rm.fit_info.get("few_shot_ids", [])) | set(rm.fit_info.get("select_ids", []))
-        few_shot = [p for p in pairs if p.id in fit_ids]
+        others = {}  # loaded and checked before any sampling
+        for path in args.replicates or []:
+            other = ActivationRM.load(path, model, force=args.force)
+            name = f"arm seed {other.config.seed}"
+            if name in others or other.config.seed == rm.config.seed:
+                raise ValueError(f"{path}: a second fit with seed {other.config.seed}; replicates need other seeds")
+            others[name] = (path, other)
+        few_shot = _fit_pairs(rm, pairs)
         if not few_shot:  # an ARM fitted elsewhere: the ICL judge's demonstrations come from this data instead
             few_shot = draw_prompts(pairs, 2 * args.icl_shots, args.seed + 1)
             logger.info("the ARM's few-shot pairs are not in %s: %d pairs drawn for the ICL judge", args.data,
@@ -148,20 +154,14 @@ def run_bestofn(args: BestOfNOptions) -> int:
             done[rec["id"]] = rec
         records = [done[p.id] for p in prompts]
         summary = summarize(records, REWARDS, bootstrap=args.bootstrap, seed=args.seed)
-        replicate_files: dict[str, Any] = {}
-        if args.replicates:
-            reps = {}
-            for path in args.replicates:
-                other = ActivationRM.load(path, model, force=args.force)
-                name = f"arm seed {other.config.seed}"
-                if name in reps or other.config.seed == rm.config.seed:
-                    raise ValueError(f"{path}: a second fit with seed {other.config.seed}; replicates need other seeds")
-                ids = set(other.fit_info.get("few_shot_ids", [])) | set(other.fit_info.get("select_ids", []))
-                logger.info("replicate %s (%s): scoring the sampled responses", name, path)
-                reps[name] = score_replicate(records, arm_reward(other, criterion=next(iter(other.fits))),
-                                             RecordLog(out / f"replicate-seed{other.config.seed}.jsonl"),
-                                             exclude=[p for p in pairs if p.id in ids])
-                replicate_files[name] = {"path": path, "sha256": sha256_file(path), "heads": len(other.heads)}
+        reps, replicate_files = {}, {}
+        for name, (path, other) in others.items():
+            logger.info("replicate %s (%s): scoring the sampled responses", name, path)
+            reps[name] = score_replicate(records, arm_reward(other, criterion=next(iter(other.fits))),
+                                         RecordLog(out / f"replicate-seed{other.config.seed}.jsonl"),
+                                         exclude=_fit_pairs(other, pairs))
+            replicate_files[name] = {"path": path, "sha256": sha256_file(path), "heads": len(other.heads)}
+        if reps:
             summary["replicates"] = replicate_summary(records, reps, bootstrap=args.bootstrap, seed=args.seed)
         write_json(out / "summary.json", {
             "config": {**_settings(args), "rm_sha256": sha256_file(args.rm), "limit": args.limit,
@@ -169,7 +169,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
                        "judges": dataclasses.asdict(jc), "arm": rm.config.to_dict(), "heads": rm.heads,
                        "replicates": replicate_files},
             "seeds": {"run": args.seed, "per_prompt": {r["id"]: r["seed"] for r in records}},
-            "model": model_id(model), "versions": {**environment_versions(), "trl": _version("trl")},
+            "model": model_id(model), "versions": environment_versions(extra=("trl",)),
             **summary})
         text = summary_markdown(summary) + ("\n" + replicate_markdown(summary["replicates"])
                                             if "replicates" in summary else "")
@@ -179,13 +179,10 @@ def run_bestofn(args: BestOfNOptions) -> int:
     return 0
 
 
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+def _fit_pairs(rm: Any, pairs: list[Any]) -> list[Any]:
+    """The pairs of ``pairs`` that ``rm`` was fitted on (its few-shot and selection pairs)."""
+    ids = set(rm.fit_info.get("few_shot_ids", [])) | set(rm.fit_info.get("select_ids", []))
+    return [p for p in pairs if p.id in ids]
 
 
 COMMANDS = {"bestofn": Command(BestOfNOptions, run_bestofn)}

@@ -258,10 +258,11 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> P
     return write_jsonl(path, rows)
 
 
-def environment_versions() -> dict[str, str | None]:
-    """Versions of Python and the libraries that shape results (None when not installed). Imports nothing heavy."""
+def environment_versions(extra: Sequence[str] = ()) -> dict[str, str | None]:
+    """Versions of Python and the libraries that shape results, plus the distributions named in ``extra`` (for
+    example ``("trl",)`` for post-training results); None when not installed. Imports nothing heavy."""
     out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("armlens", "torch", "transformers", "transformer_lens", "numpy", "datasets"):
+    for dist in ("armlens", "torch", "transformers", "transformer_lens", "numpy", "datasets", *extra):
         try:
             out[dist] = importlib_metadata.version(dist.replace("_", "-"))
         except importlib_metadata.PackageNotFoundError:
