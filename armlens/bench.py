@@ -25,9 +25,9 @@ Rows:
   of the naive loop), so the ratio's growth with methods x seeds is read in one run.
 - ``icl_cached_demos``: the few-shot in-context judge on the same pairs, full prompts against its demonstrations
   run once as a shared prefix cache.
-- ``default_fit``: wall time and peak resident memory of a default ``ActivationRM.fit`` (100 extraction prompts,
-  200 REINFORCE steps, best of 10 final masks on 50 examples), run in a child process so its peak is its own, with
-  the per-phase profile.
+- ``default_fit``: wall time and peak resident memory of a default ``ActivationRM.fit`` (``ARMConfig()`` on 50 HHH
+  pairs, whatever the defaults are at the time: see :func:`default_fit_description`), run in a child process so its
+  peak is its own, with the per-phase profile.
 """
 
 from __future__ import annotations
@@ -240,12 +240,22 @@ def run_bench(
         "rows": [r.to_dict() for r in rows],
     }
     if fit:
-        log("default fit in a child process (100 extraction prompts, 200 steps, best of 10 masks on 50 examples)")
+        log(f"default fit in a child process ({default_fit_description()})")
         out["default_fit"] = run_default_fit_child(root, seed)
     from armlens.evaluation.protocol import environment_versions
 
     out["versions"] = environment_versions()
     return out
+
+
+def default_fit_description() -> str:
+    """What the bench's default fit runs, read off ``ARMConfig()`` (so the log never describes an older default)."""
+    from armlens.rm import ARMConfig
+
+    cfg = ARMConfig()
+    r = cfg.reinforce
+    return (f"50 HHH pairs, reading {cfg.reading!r}, {cfg.criteria}, {cfg.n_trials} trials, {r.steps} REINFORCE steps "
+            f"of {r.k_masks} masks, final choice {r.final!r}")
 
 
 def fit_pairs(root: str | None = None) -> list[Any]:
