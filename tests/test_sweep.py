@@ -126,3 +126,51 @@ def test_plot_sweep_wraps_its_panels_and_leaves_out_all_heads(tmp_path):
     assert not any(x.startswith("all") or x.startswith("every") for x in drawn) and "pairwise" in drawn
     assert {tr.yaxis for tr in fig.data} >= {"y", "y5"}  # six panels, four a row: a second row
     assert "in the table only" in fig.layout.title.text
+
+
+def _draws(rng, p, n=200, seeds=3):
+    return {s: (rng.random(n) < p).astype(int) for s in range(seeds)}
+
+
+def _lift(rng, base, p):
+    """base with a fraction p of its wrong pairs made right (never worse: a clear paired gain)."""
+    return {s: np.maximum(c, (rng.random(c.size) < p).astype(int)) for s, c in base.items()}
+
+
+def test_sweep_decisions_apply_the_rule(tmp_path):
+    from armlens.analysis.sweep import decisions_markdown, sweep_decisions
+
+    rng = np.random.default_rng(3)
+    folders = []
+    for name in ("one", "two"):
+        base = _draws(rng, 0.55)
+        cells = {
+            ("reading", "icl-lines"): base,
+            ("reading", "mean_ablation"): _lift(rng, base, 0.6),  # the largest gain, but a baseline: never chosen
+            ("reading", "answered"): _lift(rng, base, 0.3),  # a clear gain on both datasets: chosen
+            ("reading", "icl-turns"): base,
+            ("objective", "answer"): base,
+            # a big gain on one dataset, a loss on the other: reported, not chosen
+            ("objective", "pairwise"): _lift(rng, base, 0.8) if name == "one"
+            else {s: c * (rng.random(c.size) < 0.7) for s, c in base.items()},
+            ("steps", str(ReinforceConfig().steps)): base,
+            ("steps", "50"): {s: c * (rng.random(c.size) < 0.5) for s, c in base.items()},  # clearly worse
+            ("steps", "100"): base,  # as good as the best within noise: the cheapest acceptable
+            # the best, by a little and with noise both ways: not significantly better than 100
+            ("steps", "600"): {s: np.where(rng.random(c.size) < 0.08, 1 - c, c) for s, c in _lift(rng, base, 0.08).items()},
+        }
+        folders.append(_folder(tmp_path, name, cells))
+    d = sweep_decisions(folders, n_boot=500).set_index("axis")
+    assert d.loc["reading", "choice"] == "answered" and d.loc["reading", "changed"]
+    assert d.loc["reading", "diff_low"] > 0 and d.loc["reading", "compared"] == "answered - icl-lines"
+    assert d.loc["objective", "choice"] == "answer" and not d.loc["objective", "changed"]
+    assert "pairwise is above the default pooled but below it on two" in d.loc["objective", "note"]
+    assert d.loc["steps", "choice"] == "100" and d.loc["steps", "diff_high"] >= 0
+    assert d.loc["steps", "compared"] == "100 - 600" and "best 600" in d.loc["steps", "note"]
+    assert not d["provisional"].any() and set(d["n_data"]) == {2}
+    md = decisions_markdown(d.reset_index())
+    assert "| reading | `reading / icl_layout` | icl-lines | **answered** |" in md
+    # one seed only: every decision is marked provisional
+    one = sweep_decisions([_folder(tmp_path / "x", "one", {k: {0: v[0]} for k, v in cells.items()}, seeds=(0,))],
+                          n_boot=200)
+    assert one["provisional"].all() and "provisional" in decisions_markdown(one)

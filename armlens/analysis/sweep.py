@@ -63,13 +63,29 @@ def _per_seed(cells: pd.DataFrame) -> dict[tuple[str, str], dict[int, dict[str, 
     return out
 
 
+def _folder_cells(folder: Path) -> tuple[AblationConfig, dict[tuple[str, str], dict[int, dict[str, Any]]]]:
+    """One results folder's ablation config and its ARM cells as {(axis, setting): {seed: record}}."""
+    run = json.loads((folder / "run.json").read_text())
+    return AblationConfig.from_dict(run["config"]), _per_seed(load_cells(folder, with_scores=True))
+
+
+def _paired(folder: Path, a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], what: str
+            ) -> list[np.ndarray]:
+    """Per-seed per-pair differences of ``correct`` (a minus b) on the seeds both finished; refuses cells scored
+    on different test pairs."""
+    diffs = []
+    for s in sorted(set(a) & set(b)):
+        if a[s].get("test_sha256") != b[s].get("test_sha256"):
+            raise ValueError(f"{folder}: {what} were scored on different test pairs in seed {s}")
+        diffs.append(np.asarray(a[s]["correct"], float) - np.asarray(b[s]["correct"], float))
+    return diffs
+
+
 def _distributions(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
     """Per (axis, setting) of one results folder: estimates and bootstrap distributions (accuracy and paired
     difference to the axis's reference), on the seeds both the setting and its reference finished."""
-    run = json.loads((folder / "run.json").read_text())
-    config = AblationConfig.from_dict(run["config"])
+    config, by_cell = _folder_cells(folder)
     data = config.data
-    by_cell = _per_seed(load_cells(folder, with_scores=True))
     rows = []
     for (axis, setting), seeds in by_cell.items():
         ref_name = reference_setting(axis, config.arm)
@@ -87,11 +103,7 @@ def _distributions(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]
             "diff_est": math.nan, "diff_dist": None,
         }
         if ref is not None:
-            for s in common:
-                if seeds[s].get("test_sha256") != ref[s].get("test_sha256"):
-                    raise ValueError(f"{folder}: {axis}={setting} and {ref_name} were scored on different test "
-                                     f"pairs in seed {s}")
-            diffs = [np.asarray(seeds[s]["correct"], float) - np.asarray(ref[s]["correct"], float) for s in common]
+            diffs = _paired(folder, seeds, ref, f"{axis}={setting} and {ref_name}")
             row["diff_est"] = float(np.mean([d.mean() for d in diffs]))
             row["diff_dist"] = clustered_bootstrap(diffs, n_boot, seed)
         rows.append(row)
@@ -118,8 +130,8 @@ def sweep_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int 
     ``n_pairs`` = scored items (pairs x seeds); intervals from :func:`armlens.stats.clustered_bootstrap`.
     """
     per_data: list[dict[str, Any]] = []
-    for f in folders:
-        rows = _distributions(Path(f), n_boot, seed)
+    for i, f in enumerate(folders):  # each dataset its own bootstrap stream, so the pooled resampling is independent
+        rows = _distributions(Path(f), n_boot, seed + i)
         if any(r["data"] in {p["data"] for p in per_data} for r in rows):  # two runs on one dataset: name the folder
             rows = [{**r, "data": f"{r['data']} ({Path(f).name})"} for r in rows]
         per_data += rows
@@ -171,4 +183,129 @@ def sweep_markdown(table: pd.DataFrame, data: str = POOLED_DATA) -> str:
             p = f"{r['p_value']:.2g}"
         lines.append(f"| {r['axis']} | {r['setting']} | {acc} | {diff} | {p} | {r['n_pairs']} pairs, "
                      f"{r['n_seeds']} seeds |")
+    return "\n".join(lines)
+
+
+COST_AXES: dict[str, str] = {"steps": "reinforce.steps", "trials": "n_trials", "demos": "demos_per_class"}
+"""Axes whose settings cost time, ordered by their number, and the config field each decides."""
+CHOICE_AXES: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "reading": ("reading / icl_layout", ("icl-lines", "icl-turns", "answered")),
+    "objective": ("reinforce.objective", None),
+    "criteria": ("criteria", None),
+    "prior": ("reinforce.init_logit", None),
+    "estimator": ("estimator", None),
+    "selection": ("reinforce.final (reinforce = sampled)", ("reinforce", "likely")),
+}
+"""Axes without a cost: the config field each decides and the settings that may become the default (``None``:
+all). ``mean_ablation`` is a baseline, not an ARM, and random, top-k, all and none are context for the selection
+axis, so none of them can be chosen; ``likely`` is ``reinforce.final="likely"``."""
+DECISION_COLUMNS = ["axis", "field", "default", "choice", "changed", "compared", "diff", "diff_low", "diff_high",
+                    "n_data", "n_seeds", "provisional", "rule", "note"]
+
+
+def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int = 0, min_seeds: int = 3
+                    ) -> pd.DataFrame:
+    """The decision rule of ``docs/defaults.md`` applied to the sweep, one row per decided axis.
+
+    - Axes without a cost (:data:`CHOICE_AXES`): a setting replaces the default only if its difference to the
+      default, pooled over the datasets that ran the axis (equal weight), has a 95% interval above zero and no
+      single dataset's interval lies below zero (a setting that wins on one dataset and loses on another is
+      reported in ``note``, not chosen); of several such settings the largest pooled gain is taken.
+    - Axes with a cost (:data:`COST_AXES`): the best setting is the one with the highest pooled accuracy; the choice
+      is the cheapest setting whose pooled difference to the best has a 95% interval that reaches zero.
+
+    Differences are paired (same test pairs and seeds) and bootstrapped by :func:`armlens.stats.clustered_bootstrap`
+    per dataset (seeds, then pairs), each dataset with its own stream. ``compared`` names the difference in the
+    ``diff`` columns: the choice minus the default when it changed, else the best other setting minus the default
+    (cost axes: the choice minus the best). Axes that no folder ran, or that ran only their default, are left out.
+    A row whose comparison rests on fewer than ``min_seeds`` seeds on some dataset is ``provisional``: the rule
+    needs 3 seeds before a default is changed on its word.
+    """
+    cells = [(Path(f), *_folder_cells(Path(f))) for f in folders]
+
+    def pooled(axis: str, a: str, b: str) -> tuple[dict[str, Any], list[str]] | None:
+        """Pooled a minus b (``compared``, estimate, interval, datasets, seeds) and the datasets where a is
+        significantly worse than b."""
+        est, dists, worse, n_seeds = [], [], [], []
+        for i, (folder, config, by_cell) in enumerate(cells):
+            if (axis, a) not in by_cell or (axis, b) not in by_cell:
+                continue
+            diffs = _paired(folder, by_cell[(axis, a)], by_cell[(axis, b)], f"{axis}={a} and {b}")
+            if not diffs:
+                continue
+            dist = clustered_bootstrap(diffs, n_boot, seed + i)
+            e = float(np.mean([d.mean() for d in diffs]))
+            if interval_of(dist, e).high < 0:
+                worse.append(config.data)
+            est.append(e)
+            dists.append(dist)
+            n_seeds.append(len(diffs))
+        if not est:
+            return None
+        iv = interval_of(np.mean(dists, axis=0), float(np.mean(est)))
+        return {"compared": f"{a} - {b}", "diff": iv.diff, "diff_low": iv.low, "diff_high": iv.high,
+                "n_data": len(est), "n_seeds": min(n_seeds)}, worse
+
+    def settings_of(axis: str) -> list[str]:
+        return list(dict.fromkeys(s for _, _, by_cell in cells for (ax, s) in by_cell if ax == axis))
+
+    def default_of(axis: str) -> str | None:
+        return next((reference_setting(axis, c.arm) for _, c, _ in cells), None)
+
+    rows = []
+    for axis, (fld, allowed) in CHOICE_AXES.items():
+        default = default_of(axis)
+        options = [s for s in settings_of(axis) if s != default and (allowed is None or s in allowed)]
+        compared = {s: r for s in options if (r := pooled(axis, s, default)) is not None} if default else {}
+        if not compared:
+            continue
+        winners = {s: st for s, (st, worse) in compared.items() if st["diff_low"] > 0 and not worse}
+        notes = [f"{s} is above the default pooled but below it on {', '.join(w)}"
+                 for s, (st, w) in compared.items() if st["diff_low"] > 0 and w]
+        pick = max(winners or {s: st for s, (st, _) in compared.items()},
+                   key=lambda s: compared[s][0]["diff"])
+        rows.append({"axis": axis, "field": fld, "default": default, "choice": pick if winners else default,
+                     "changed": bool(winners), **compared[pick][0],
+                     "rule": "pooled interval above 0, no dataset below", "note": "; ".join(notes)})
+    for axis, fld in COST_AXES.items():
+        default = default_of(axis)
+        options = sorted(settings_of(axis), key=float)
+        if default is None or len(options) < 2:
+            continue
+        accuracy = {s: float(np.mean([np.mean([np.mean(r["correct"]) for r in by_cell[(axis, s)].values()])
+                                      for _, _, by_cell in cells if (axis, s) in by_cell])) for s in options}
+        best = max(options, key=lambda s: accuracy[s])
+        choice, stats = best, None
+        for s in options:  # cheapest first; the best itself ends the search
+            if s == best:
+                break
+            r = pooled(axis, s, best)
+            if r is not None and r[0]["diff_high"] >= 0:
+                choice, stats = s, r[0]
+                break
+        if stats is None:  # the best is the cheapest acceptable: show it against the default
+            r = pooled(axis, best, default) if best != default else None
+            stats = r[0] if r else {"compared": "", "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan,
+                                    "n_data": math.nan, "n_seeds": math.nan}
+        rows.append({"axis": axis, "field": fld, "default": default, "choice": choice, "changed": choice != default,
+                     **stats, "rule": "cheapest not significantly worse than the best",
+                     "note": f"best {best}: {100 * accuracy[best]:.1f}% pooled accuracy"})
+    for r in rows:
+        r["provisional"] = bool(math.isnan(r["n_seeds"]) or r["n_seeds"] < min_seeds)
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS)
+
+
+def decisions_markdown(decisions: pd.DataFrame) -> str:
+    """:func:`sweep_decisions` as Markdown: what each axis decides, the choice, and the evidence in points."""
+    lines = ["| axis | decides | default | choice | evidence, points (95% CI) | datasets, seeds | rule | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in decisions.to_dict("records"):
+        ev = "" if math.isnan(r["diff"]) else (f"{r['compared']}: {100 * r['diff']:+.1f} "
+                                               f"({100 * r['diff_low']:+.1f} to {100 * r['diff_high']:+.1f})")
+        n = "" if math.isnan(r["n_data"]) else f"{int(r['n_data'])}, {int(r['n_seeds'])}"
+        choice = f"**{r['choice']}**" if r["changed"] else r["choice"]
+        if r["provisional"]:
+            choice += " (provisional: too few seeds)"
+        lines.append(f"| {r['axis']} | `{r['field']}` | {r['default']} | {choice} | {ev} | {n} | {r['rule']} | "
+                     f"{r['note']} |")
     return "\n".join(lines)

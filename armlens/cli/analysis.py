@@ -224,7 +224,7 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
 
 def run_figures(args: FiguresOptions) -> int:
     from armlens.analysis.results import load_results
-    from armlens.analysis.sweep import sweep_markdown, sweep_table
+    from armlens.analysis.sweep import decisions_markdown, sweep_decisions, sweep_markdown, sweep_table
     from armlens.cli.common import output_dir
     from armlens.io import atomic_write, atomic_write_with
     from armlens.plots import plot_sweep, write_figures
@@ -248,7 +248,10 @@ def run_figures(args: FiguresOptions) -> int:
         figs["sweep"] = plot_sweep(table)
         atomic_write_with(out / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
         pooled = "all" if (table["data"] == "all").any() else str(table["data"].iloc[0])
-        atomic_write(out / "sweep.md", sweep_markdown(table, pooled) + "\n")
+        decisions = sweep_decisions(folders)
+        atomic_write(out / "sweep.md", "## What the decision rule chooses\n\n" + decisions_markdown(decisions)
+                     + f"\n\n## Every setting against the default ({pooled})\n\n" + sweep_markdown(table, pooled)
+                     + "\n")
     if not figs:
         raise ValueError(f"{', '.join(map(str, folders))} hold(s) no results to draw (run `armlens ablate --out DIR` "
                          "first)")
