@@ -28,7 +28,8 @@ def default_fit(root: str | None, seed: int) -> dict[str, Any]:
     rss_loaded = _rss_mb()
     pairs = fit_pairs(root)
     t1 = time.perf_counter()
-    rm = ActivationRM(model, seed=seed).fit(pairs, show_progress=False)
+    # one process: ru_maxrss below is this process's peak, which a forked criterion's would escape
+    rm = ActivationRM(model, seed=seed).fit(pairs, show_progress=False, processes=1)
     fit_s = time.perf_counter() - t1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     device = {}

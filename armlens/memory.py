@@ -134,6 +134,9 @@ class MemoryPlan:
     runtime_bytes: int
     k_branches: int
     notes: dict[str, str] = field(default_factory=dict)
+    processes: int = 1
+    """Criteria fitted side by side in forked processes (``ActivationRM.fit(processes=...)``): each holds its own
+    pool and working set; the weights and runtime are shared copy-on-write."""
 
     @property
     def working_bytes(self) -> int:
@@ -142,7 +145,7 @@ class MemoryPlan:
 
     @property
     def peak_bytes(self) -> int:
-        return self.runtime_bytes + self.weights_bytes + self.pool_bytes + self.working_bytes
+        return self.runtime_bytes + self.weights_bytes + self.processes * (self.pool_bytes + self.working_bytes)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "working_bytes": self.working_bytes, "peak_bytes": self.peak_bytes}
@@ -157,6 +160,7 @@ def memory_plan(
     pool_prompts: int | None = None,
     extraction_tokens: int | None = None,
     runtime_mb: float | int = RUNTIME_MB,
+    processes: int = 1,
 ) -> MemoryPlan:
     """The memory a default fit of ``arm`` (an :class:`~armlens.rm.ARMConfig`; its defaults when ``None``) needs
     on a model of ``shape`` loaded in ``dtype``, for judge prompts of about ``prompt_tokens`` tokens.
@@ -165,6 +169,8 @@ def memory_plan(
     default ``arm.n_train + 2 * arm.val_pairs``, the most a criterion holds. The pool is freed between criteria.
     ``extraction_tokens``: length of an ``icl`` extraction prompt, run as a full forward (default 3 x
     ``prompt_tokens``: demonstrations and a query; 517 measured against 168-token judge prompts on HHH).
+    ``processes``: criteria fitted at once in forked processes (a CPU fit of several criteria uses one per torch
+    thread, at most one per criterion, unless ``processes=1`` is passed): pool and working set count once each.
     """
     if arm is None:
         from armlens.rm import ARMConfig
@@ -172,6 +178,8 @@ def memory_plan(
         arm = ARMConfig()
     if prompt_tokens < 2:
         raise ValueError("prompt_tokens must be at least 2")
+    if processes < 1:
+        raise ValueError("processes must be at least 1")
     b = dtype_bytes(dtype)
     per_token = kv_bytes_per_token(shape, dtype)
     params = shape.param_count()
@@ -198,7 +206,7 @@ def memory_plan(
     return MemoryPlan(model=shape.name, dtype=str(dtype).removeprefix("torch."), params=params,
                       weights_bytes=params * b, kv_bytes_per_token=per_token, prompt_tokens=t, pool_prompts=n_pool,
                       pool_bytes=pool, pool_cap_bytes=cap, branch_bytes=branch, forward_bytes=forward,
-                      runtime_bytes=int(runtime_mb * 2**20), k_branches=k, notes=notes)
+                      runtime_bytes=int(runtime_mb * 2**20), k_branches=k, notes=notes, processes=processes)
 
 
 @dataclass
@@ -251,6 +259,7 @@ def format_plan(plan: MemoryPlan) -> str:
     lines = [f"memory plan for a default fit: {plan.model} in {plan.dtype}, ~{plan.prompt_tokens}-token prompts",
              f"key/value cache per token: {plan.kv_bytes_per_token / 1024:.1f} KiB", ""]
     lines += [f"  {name:<14} {mb(n):>12}  {note}" for name, n, note in rows]
-    lines += ["", f"  {'predicted peak':<14} {mb(plan.peak_bytes):>12}  runtime + weights + pool + the larger "
-                  "of branches and full forward"]
+    each = "pool + the larger of branches and full forward"
+    lines += ["", f"  {'predicted peak':<14} {mb(plan.peak_bytes):>12}  runtime + weights + "
+                  + (each if plan.processes == 1 else f"{plan.processes} x ({each}), one per forked process")]
     return "\n".join(lines)

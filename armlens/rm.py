@@ -48,6 +48,7 @@ from armlens.activations import (
 )
 from armlens.data.records import PreferencePair, Prompt, image_key, pairs_hash
 from armlens.io import atomic_write_with
+from armlens.parallel import check_processes, fork_map
 from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, parse_heads, patched
 from armlens.prompts import (
     DEFAULT_CRITERION,
@@ -215,12 +216,17 @@ class ActivationRM:
         *,
         show_progress: bool = True,
         extraction_cache: dict[str, Any] | None = None,
+        processes: int | None = None,
     ) -> ActivationRM:
         """Per criterion: Stage 1 on ``few_shot`` (pairs give a Yes and a No example each), Stage 2 on ``select``
         (default: the same examples, less ``val_pairs`` held apart), subsampled to ``n_train``. Returns ``self``.
 
         ``extraction_cache``: a dict shared between fits (e.g. an ablation grid's) that keeps Stage 1 results keyed by
-        everything that decides them, so fits that differ only in Stage 2 settings run Stage 1 once."""
+        everything that decides them, so fits that differ only in Stage 2 settings run Stage 1 once.
+
+        ``processes``: criteria fitted side by side in forked one-thread processes (:mod:`armlens.parallel`; the
+        result is the same whatever the number). Default: one per torch thread, at most one per criterion, on a CPU
+        model under Linux; 1 elsewhere (GPU models always fit in this process)."""
         fs_groups = self._groups(self._examples(few_shot))
         if not fs_groups:
             raise ValueError("fit() needs at least one few-shot pair or labelled example")
@@ -228,12 +234,21 @@ class ActivationRM:
         if select is not None and not sel_groups:
             raise ValueError("the head-selection set is empty")
         self.fits = {}
-        for key, fs in fs_groups.items():
-            label = "pooled" if key == POOLED else key[:48]
-            if show_progress and len(fs_groups) > 1:
-                logger.info("fitting criterion %d/%d: %s", len(self.fits) + 1, len(fs_groups), label)
-            self.fits[key] = self._fit_one(key, fs, sel_groups.get(key, fs), show_progress=show_progress,
-                                           cache=extraction_cache)
+        jobs = [(key, fs, sel_groups.get(key, fs)) for key, fs in fs_groups.items()]
+        n_processes = check_processes(self.model, processes, len(jobs))
+        if n_processes > 1:
+            logger.info("fitting %d criteria in %d processes of one thread each", len(jobs), n_processes)
+            done = fork_map(self._fit_forked, [(*job, extraction_cache) for job in jobs], n_processes)
+            for (key, _, _), (fit, new_entries) in zip(jobs, done, strict=True):
+                self.fits[key] = fit
+                if extraction_cache is not None:
+                    extraction_cache.update(new_entries)
+        else:
+            for key, fs, sel in jobs:
+                label = "pooled" if key == POOLED else key[:48]
+                if show_progress and len(fs_groups) > 1:
+                    logger.info("fitting criterion %d/%d: %s", len(self.fits) + 1, len(fs_groups), label)
+                self.fits[key] = self._fit_one(key, fs, sel, show_progress=show_progress, cache=extraction_cache)
         timings: dict[str, float] = {}
         for fit in self.fits.values():  # per phase, summed over criteria
             for phase, seconds in fit.info["timings_s"].items():
@@ -246,6 +261,15 @@ class ActivationRM:
                 self.fit_info[f"{name}_hash"] = pairs_hash(list(data))  # type: ignore[arg-type]
         logger.info("fitted ARM: %s", "; ".join(f"{len(f.heads)} heads" for f in self.fits.values()))
         return self
+
+    def _fit_forked(self, key: str, fs: list[Example], sel: list[Example], cache: dict[str, Any] | None
+                    ) -> tuple[CriterionARM, dict[str, Any]]:
+        """:meth:`_fit_one` in a forked child: the fit and the Stage 1 cache entries it added (the child's cache is
+        a copy, so they are sent back to the parent's)."""
+        before = set(cache or ())
+        fit = self._fit_one(key, fs, sel, show_progress=False, cache=cache)
+        logger.info("fitted criterion %s: %d heads", "pooled" if key == POOLED else key[:48], len(fit.heads))
+        return fit, {k: v for k, v in (cache or {}).items() if k not in before}
 
     def _fit_one(self, key: str, fs: list[Example], sel: list[Example], *, show_progress: bool,
                  cache: dict[str, Any] | None = None) -> CriterionARM:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 
 import pytest
 import torch
@@ -585,3 +587,40 @@ def test_pooled_criteria_fit_one_arm(tiny):
     assert list(rm.fits) == ["*"] and rm.fit_for().info["n_few_shot_examples"] == 16
     means, mask = rm.patch_for(pairs[0])
     assert means is rm.means and rm.patch_for(pairs[-1])[1] is mask
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forked fits run on Linux only")
+def test_forked_criteria_fits_equal_the_serial_fit(tiny):
+    pairs = two_criteria_pairs()
+    serial_cache: dict = {}
+    serial = ActivationRM(tiny, small_config()).fit(pairs, show_progress=False, processes=1,
+                                                      extraction_cache=serial_cache)
+    forked_cache: dict = {}
+    forked = ActivationRM(tiny, small_config()).fit(pairs, show_progress=False, processes=2,
+                                                      extraction_cache=forked_cache)
+    assert list(forked.fits) == list(serial.fits)
+    for key, a in serial.fits.items():
+        b = forked.fits[key]
+        assert torch.equal(a.means, b.means) and torch.equal(a.mask, b.mask)
+        assert a.selection.losses == b.selection.losses and a.info["n_extraction_prompts"] == b.info[
+            "n_extraction_prompts"]
+    assert set(forked_cache) == set(serial_cache) and len(serial_cache) == 2  # the children's Stage 1 came back
+    assert torch.get_num_threads() == min(2, os.cpu_count() or 1)  # the parent keeps its threads
+    with pytest.raises(ValueError, match="processes must be a whole number"):
+        ActivationRM(tiny, small_config()).fit(pairs, show_progress=False, processes=0)
+
+
+def test_default_processes_follow_the_thread_budget(tiny):
+    from armlens.parallel import check_processes, default_processes
+
+    assert default_processes(tiny, 1) == 1  # one criterion: nothing to spread
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert default_processes(tiny, 4) == 1  # a one-thread run stays serial
+        torch.set_num_threads(2)
+        assert default_processes(tiny, 4) == (2 if sys.platform == "linux" else 1)
+    finally:
+        torch.set_num_threads(threads)
+    if sys.platform == "linux":
+        assert check_processes(tiny, 8, 3) == 3  # capped at one per job

@@ -9,7 +9,7 @@ import pytest
 
 from armlens import model as M
 from armlens.cli import main
-from armlens.memory import SHAPES, ModelShape, fit_work, kv_bytes_per_token, memory_plan
+from armlens.memory import SHAPES, ModelShape, fit_work, format_plan, kv_bytes_per_token, memory_plan
 from armlens.rm import ARMConfig
 from armlens.selection import ReinforceConfig
 
@@ -61,8 +61,13 @@ def test_plan_arithmetic_by_hand(tiny):
     assert capped.pool_bytes == 2**20 == capped.pool_cap_bytes  # 12 x 1000 x 1 KiB > 1 MiB: the cap holds
     half = memory_plan(shape, arm, dtype="bfloat16", prompt_tokens=51, runtime_mb=0)
     assert half.weights_bytes * 2 == plan.weights_bytes and half.pool_bytes * 2 == plan.pool_bytes
+    forked = memory_plan(shape, arm, prompt_tokens=51, runtime_mb=0, processes=3)  # 3 criteria fitted at once
+    assert forked.peak_bytes == plan.weights_bytes + 3 * (plan.pool_bytes + plan.working_bytes)
+    assert "3 x (pool" in format_plan(forked)
     with pytest.raises(ValueError, match="unknown dtype"):
         memory_plan(shape, dtype="int3")
+    with pytest.raises(ValueError, match="processes must be at least 1"):
+        memory_plan(shape, processes=0)
 
 
 def test_fit_work_counts_tokens_and_forwards(tiny):

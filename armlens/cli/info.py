@@ -33,6 +33,9 @@ class InfoOptions:
     """--memory: the dtype the weights and caches are held in (float32, bfloat16, float16)."""
     prompt_tokens: int = 300
     """--memory: typical judge-prompt length in tokens (the bench's REINFORCE prompt has about 300)."""
+    processes: int = 1
+    """--memory: criteria fitted side by side in forked processes (a CPU fit of several criteria uses one per torch
+    thread by default, at most one per criterion)."""
 
 
 def model_shape(args: InfoOptions):
@@ -55,7 +58,8 @@ def run_memory(args: InfoOptions) -> int:
     from armlens.memory import dtype_bytes, format_plan, memory_plan
 
     dtype_bytes(args.dtype)  # an unknown dtype fails before anything loads
-    plan = memory_plan(model_shape(args), dtype=args.dtype, prompt_tokens=args.prompt_tokens)
+    plan = memory_plan(model_shape(args), dtype=args.dtype, prompt_tokens=args.prompt_tokens,
+                       processes=args.processes)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
     return 0
 
