@@ -11,7 +11,8 @@ sets one torch thread before any work (a child of a process that has used OpenMP
 OpenMP threads of its own) and sends back its pickled result. Results do not depend on the number of processes:
 every job must be a pure function of its arguments and the model (seeded from its own arguments, never from a
 shared stream). Only on Linux, on CPU models, outside daemonic processes (a multiprocessing pool worker cannot
-have children); elsewhere :func:`default_processes` is 1 and work runs in this process.
+have children); elsewhere :func:`default_processes` is 1 and work runs in this process. A child that dies raises
+``BrokenProcessPool`` in the caller.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import torch
@@ -79,8 +81,9 @@ def fork_map(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], processes:
     if _TASK is not None:
         raise RuntimeError("fork_map does not nest")
     _TASK = (fn, jobs)
-    try:
-        with mp.get_context("fork").Pool(min(processes, len(jobs)), initializer=_one_thread) as pool:
-            return pool.map(_run, range(len(jobs)), chunksize=1)
+    try:  # a child that dies (killed, out of memory) raises BrokenProcessPool here instead of hanging the map
+        with ProcessPoolExecutor(min(processes, len(jobs)), mp_context=mp.get_context("fork"),
+                                 initializer=_one_thread) as pool:
+            return list(pool.map(_run, range(len(jobs))))
     finally:
         _TASK = None
