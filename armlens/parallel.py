@@ -11,7 +11,7 @@ sets one torch thread before any work (a child of a process that has used OpenMP
 OpenMP threads of its own) and sends back its pickled result. Results do not depend on the number of processes:
 every job must be a pure function of its arguments and the model (seeded from its own arguments, never from a
 shared stream). Only on Linux, on CPU models, outside daemonic processes (a multiprocessing pool worker cannot
-have children); elsewhere :func:`default_processes` is 1 and work runs in this process. A child that dies raises
+have children), Jupyter kernels (their ZeroMQ sockets do not survive a fork) and Ray runtimes; elsewhere :func:`default_processes` is 1 and work runs in this process. A child that dies raises
 ``BrokenProcessPool`` in the caller.
 """
 
@@ -31,9 +31,22 @@ _TASK: tuple[Callable[..., Any], Sequence[tuple[Any, ...]]] | None = None
 """The function and jobs of the running :func:`fork_map`, inherited by its forked children."""
 
 
+def _fork_unsafe_runtime() -> str | None:
+    """What in this process would not survive a fork: a Jupyter kernel's ZeroMQ sockets (a forked child broke the
+    kernel's message loop: "Socket operation on non-socket") or a Ray runtime's gRPC channels."""
+    kernel = sys.modules.get("ipykernel.kernelapp")
+    if kernel is not None and kernel.IPKernelApp.initialized():
+        return "a Jupyter kernel"
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        return "a Ray runtime"
+    return None
+
+
 def can_fork(model: Model | None = None) -> bool:
-    """Whether work on ``model`` may be forked: Linux, CPU parameters, not inside a daemonic process."""
-    if sys.platform != "linux" or mp.current_process().daemon:
+    """Whether work on ``model`` may be forked: Linux, CPU parameters, not inside a daemonic process, a Jupyter
+    kernel or a Ray runtime."""
+    if sys.platform != "linux" or mp.current_process().daemon or _fork_unsafe_runtime():
         return False
     if model is None:
         return True
@@ -57,8 +70,10 @@ def check_processes(model: Model | None, processes: int | None, n_jobs: int) -> 
         raise ValueError(f"processes must be a whole number >= 1 (got {processes!r})")
     processes = min(processes, max(1, n_jobs))
     if processes > 1 and not can_fork(model):
+        where = _fork_unsafe_runtime()
         raise ValueError("processes > 1 forks the loaded model, which needs Linux, a model on the CPU and a "
-                         "non-daemonic process; use processes=1 here")
+                         "non-daemonic process" + (f", and this process runs {where}" if where else "")
+                         + "; use processes=1 here")
     return processes
 
 

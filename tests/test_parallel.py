@@ -51,3 +51,21 @@ def test_check_processes_refuses_bad_values():
         with pytest.raises(ValueError, match="processes must be a whole number"):
             check_processes(None, bad, 4)
     assert check_processes(None, 1, 4) == 1 and check_processes(None, 5, 2) == 2
+
+
+def test_no_fork_inside_a_jupyter_kernel_or_ray(monkeypatch):
+    import types
+
+    from armlens.parallel import can_fork, default_processes
+
+    assert can_fork()
+    kernelapp = types.ModuleType("ipykernel.kernelapp")
+    kernelapp.IPKernelApp = types.SimpleNamespace(initialized=lambda: True)
+    monkeypatch.setitem(sys.modules, "ipykernel.kernelapp", kernelapp)
+    assert not can_fork() and default_processes(None, 4) == 1  # a notebook's fit stays in its kernel
+    with pytest.raises(ValueError, match="runs a Jupyter kernel"):
+        check_processes(None, 2, 4)
+    kernelapp.IPKernelApp = types.SimpleNamespace(initialized=lambda: False)  # imported, no kernel running
+    assert can_fork()
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: True))
+    assert not can_fork()
