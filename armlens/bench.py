@@ -248,21 +248,25 @@ def run_bench(
     return out
 
 
+FIT_PAIRS = 50
+"""HHH pairs the bench's default fit is given (100 labelled examples)."""
+
+
 def default_fit_description() -> str:
     """What the bench's default fit runs, read off ``ARMConfig()`` (so the log never describes an older default)."""
     from armlens.rm import ARMConfig
 
     cfg = ARMConfig()
     r = cfg.reinforce
-    return (f"50 HHH pairs, reading {cfg.reading!r}, {cfg.criteria}, {cfg.n_trials} trials, {r.steps} REINFORCE steps "
-            f"of {r.k_masks} masks, final choice {r.final!r}")
+    return (f"{FIT_PAIRS} HHH pairs, reading {cfg.reading!r}, {cfg.criteria}, {cfg.n_trials} trials, "
+            f"{r.steps} REINFORCE steps of {r.k_masks} masks, final choice {r.final!r}")
 
 
 def fit_pairs(root: str | None = None) -> list[Any]:
-    """50 HHH pairs = 100 labelled examples: the default fit's 100 extraction prompts and REINFORCE pool."""
+    """:data:`FIT_PAIRS` HHH pairs: the default fit's labelled examples."""
     from armlens.data import load_pairs
 
-    return load_pairs("hhh", root=root, limit=50)
+    return load_pairs("hhh", root=root, limit=FIT_PAIRS)
 
 
 def run_default_fit_child(root: str | None, seed: int) -> dict[str, Any]:

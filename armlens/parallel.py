@@ -11,8 +11,9 @@ sets one torch thread before any work (a child of a process that has used OpenMP
 OpenMP threads of its own) and sends back its pickled result. Results do not depend on the number of processes:
 every job must be a pure function of its arguments and the model (seeded from its own arguments, never from a
 shared stream). Only on Linux, on CPU models, outside daemonic processes (a multiprocessing pool worker cannot
-have children), Jupyter kernels (their ZeroMQ sockets do not survive a fork) and Ray runtimes; elsewhere :func:`default_processes` is 1 and work runs in this process. A child that dies raises
-``BrokenProcessPool`` in the caller.
+have children), Jupyter kernels (their ZeroMQ sockets do not survive a fork) and Ray runtimes; elsewhere
+:func:`default_processes` is 1 and work runs in this process. A child that dies raises ``BrokenProcessPool`` in the
+caller.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def default_processes(model: Model | None, n_jobs: int) -> int:
     a run limited to one thread stays serial), at most one per job, 1 where forking is not possible."""
     if n_jobs < 2 or not can_fork(model):
         return 1
-    return max(1, min(n_jobs, torch.get_num_threads()))
+    return min(n_jobs, torch.get_num_threads())
 
 
 def check_processes(model: Model | None, processes: int | None, n_jobs: int) -> int:

@@ -158,6 +158,11 @@ class CriterionARM:
         return mask_labels(self.mask)
 
 
+def _label(key: str) -> str:
+    """A fit's routing key as logs show it."""
+    return "pooled" if key == POOLED else key[:48]
+
+
 def hold_apart(examples: Sequence[Example], n_pairs: int, seed: int) -> tuple[list[Example], list[Example]]:
     """Split examples into (train, validation) by prompt: ``n_pairs`` prompt groups (seeded) go to validation when at
     least three times as many stay for training; else everything trains."""
@@ -245,9 +250,8 @@ class ActivationRM:
                     extraction_cache.update(new_entries)
         else:
             for key, fs, sel in jobs:
-                label = "pooled" if key == POOLED else key[:48]
                 if show_progress and len(fs_groups) > 1:
-                    logger.info("fitting criterion %d/%d: %s", len(self.fits) + 1, len(fs_groups), label)
+                    logger.info("fitting criterion %d/%d: %s", len(self.fits) + 1, len(fs_groups), _label(key))
                 self.fits[key] = self._fit_one(key, fs, sel, show_progress=show_progress, cache=extraction_cache)
         timings: dict[str, float] = {}
         for fit in self.fits.values():  # per phase, summed over criteria
@@ -268,7 +272,7 @@ class ActivationRM:
         a copy, so they are sent back to the parent's)."""
         before = set(cache or ())
         fit = self._fit_one(key, fs, sel, show_progress=False, cache=cache)
-        logger.info("fitted criterion %s: %d heads", "pooled" if key == POOLED else key[:48], len(fit.heads))
+        logger.info("fitted criterion %s: %d heads", _label(key), len(fit.heads))
         return fit, {k: v for k, v in (cache or {}).items() if k not in before}
 
     def _fit_one(self, key: str, fs: list[Example], sel: list[Example], *, show_progress: bool,

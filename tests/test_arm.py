@@ -590,14 +590,18 @@ def test_pooled_criteria_fit_one_arm(tiny):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="forked fits run on Linux only")
-def test_forked_criteria_fits_equal_the_serial_fit(tiny):
+def test_forked_criteria_fits_equal_the_serial_fit(tiny, caplog):
+    import logging
+
     pairs = two_criteria_pairs()
     serial_cache: dict = {}
     serial = ActivationRM(tiny, small_config()).fit(pairs, show_progress=False, processes=1,
                                                       extraction_cache=serial_cache)
     forked_cache: dict = {}
-    forked = ActivationRM(tiny, small_config()).fit(pairs, show_progress=False, processes=2,
-                                                      extraction_cache=forked_cache)
+    with caplog.at_level(logging.INFO, logger="armlens.rm"):
+        forked = ActivationRM(tiny, small_config()).fit(pairs, show_progress=False, processes=2,
+                                                          extraction_cache=forked_cache)
+    assert "fitting 2 criteria in 2 processes" in caplog.text  # the fits really ran in children
     assert list(forked.fits) == list(serial.fits)
     for key, a in serial.fits.items():
         b = forked.fits[key]

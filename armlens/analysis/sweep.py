@@ -81,6 +81,11 @@ def _paired(folder: Path, a: dict[int, dict[str, Any]], b: dict[int, dict[str, A
     return diffs
 
 
+def _estimate(diffs: list[np.ndarray], n_boot: int, seed: int) -> tuple[float, np.ndarray]:
+    """The mean over seeds of per-seed mean differences, and its seeds-then-pairs bootstrap distribution."""
+    return float(np.mean([d.mean() for d in diffs])), clustered_bootstrap(diffs, n_boot, seed)
+
+
 def _distributions(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
     """Per (axis, setting) of one results folder: estimates and bootstrap distributions (accuracy and paired
     difference to the axis's reference), on the seeds both the setting and its reference finished."""
@@ -103,9 +108,8 @@ def _distributions(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]
             "diff_est": math.nan, "diff_dist": None,
         }
         if ref is not None:
-            diffs = _paired(folder, seeds, ref, f"{axis}={setting} and {ref_name}")
-            row["diff_est"] = float(np.mean([d.mean() for d in diffs]))
-            row["diff_dist"] = clustered_bootstrap(diffs, n_boot, seed)
+            row["diff_est"], row["diff_dist"] = _estimate(
+                _paired(folder, seeds, ref, f"{axis}={setting} and {ref_name}"), n_boot, seed)
         rows.append(row)
     return rows
 
@@ -233,8 +237,7 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
             diffs = _paired(folder, by_cell[(axis, a)], by_cell[(axis, b)], f"{axis}={a} and {b}")
             if not diffs:
                 continue
-            dist = clustered_bootstrap(diffs, n_boot, seed + i)
-            e = float(np.mean([d.mean() for d in diffs]))
+            e, dist = _estimate(diffs, n_boot, seed + i)
             if interval_of(dist, e).high < 0:
                 worse.append(config.data)
             est.append(e)
