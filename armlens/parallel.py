@@ -1,8 +1,9 @@
 """Independent work on one loaded CPU model, spread over forked processes of one torch thread each.
 
 Why: on a small model the heavy calls are matrix products of a few dozen rows (a REINFORCE step is 32 one-token
-branches), which one thread already runs near its peak; a second torch thread adds little (a K = 32 step took
-0.217 s with 2 threads and 0.223 s with 1 on 2 cores), while two processes of one thread each do twice the work.
+branches), which a second torch thread speeds up little, while a second process runs a second job beside the first:
+on 2 cores two one-thread processes did 1.59x the REINFORCE steps and 1.40x the full forwards of one 2-thread
+process (``scripts/thread_scaling.py``, ``experiments/bench/threads.json``).
 A per-criterion ARM has one independent fit per criterion, so :meth:`armlens.rm.ActivationRM.fit` hands them to
 :func:`fork_map`.
 

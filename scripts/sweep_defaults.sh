@@ -13,8 +13,8 @@
 #   B. the secondary axes (SECONDARY: demonstrations per class, trials, prior) with the stage ablations (estimator,
 #      scoring, heads), dataset by dataset. Finished cells and fits of phase A are read back, never recomputed.
 # On a machine of C cores, run C one-thread sweeps over disjoint datasets instead of one C-thread sweep (each dataset
-# folder holds a lock, so two runs never share one): on 2 cores two one-thread processes did 1.23x the forwards per
-# second of one two-thread process (2 x 1.17 s against 0.72 s a forward, 280 tokens), e.g.
+# folder holds a lock, so two runs never share one): on 2 cores two one-thread processes did 1.40x the forwards and
+# 1.59x the REINFORCE steps per second of one two-thread process (scripts/thread_scaling.py), e.g.
 #   DATASETS=hhh bash scripts/sweep_defaults.sh --threads 1 &  DATASETS="llmbar xstest" bash scripts/sweep_defaults.sh --threads 1
 # The selection axis adds the zero-shot judge (no head patched), every head, and random/top-k heads of the
 # reference's count as branches of the same scoring pass. LLMBar asks one criterion, so its criteria axis would
