@@ -153,6 +153,12 @@ def test_sweep_decisions_apply_the_rule(tmp_path):
             # a big gain on one dataset, a loss on the other: reported, not chosen
             ("objective", "pairwise"): _lift(rng, base, 0.8) if name == "one"
             else {s: c * (rng.random(c.size) < 0.7) for s, c in base.items()},
+            ("criteria", "per_criterion"): base,
+            # a clear gain on one dataset, a loss within noise on the other, so the pooled interval reaches 0:
+            # not chosen, but the gain is named in the note
+            ("criteria", "pooled"): _lift(rng, base, 0.1) if name == "one"
+            else {s: np.where(rng.random(c.size) < 0.2, 1 - c, c) * (rng.random(c.size) < 0.95)
+                  for s, c in base.items()},
             ("steps", str(ReinforceConfig().steps)): base,
             ("steps", "50"): {s: c * (rng.random(c.size) < 0.5) for s, c in base.items()},  # clearly worse
             ("steps", "100"): base,  # as good as the best within noise: the cheapest acceptable
@@ -164,7 +170,13 @@ def test_sweep_decisions_apply_the_rule(tmp_path):
     assert d.loc["reading", "choice"] == "answered" and d.loc["reading", "changed"]
     assert d.loc["reading", "diff_low"] > 0 and d.loc["reading", "compared"] == "answered - icl-lines"
     assert d.loc["objective", "choice"] == "answer" and not d.loc["objective", "changed"]
-    assert "pairwise is above the default pooled but below it on two" in d.loc["objective", "note"]
+    assert "pairwise is above the default pooled, +" in d.loc["objective", "note"]
+    assert d.loc["objective", "note"].endswith("but below it on two")
+    # the baseline beats the ARM here: never chosen, never hidden
+    assert "mean_ablation is above the default pooled" in d.loc["reading", "note"]
+    assert "not an ARM setting, never chosen" in d.loc["reading", "note"]
+    assert d.loc["criteria", "choice"] == "per_criterion" and not d.loc["criteria", "changed"]
+    assert d.loc["criteria", "note"].startswith("pooled is above the default on one (+")
     assert d.loc["steps", "choice"] == "100" and d.loc["steps", "diff_high"] >= 0
     assert d.loc["steps", "compared"] == "100 - 600" and "best 600" in d.loc["steps", "note"]
     assert not d["provisional"].any() and set(d["n_data"]) == {2}

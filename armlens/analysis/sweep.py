@@ -227,10 +227,10 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
     """
     cells = [(Path(f), *_folder_cells(Path(f))) for f in folders]
 
-    def pooled(axis: str, a: str, b: str) -> tuple[dict[str, Any], list[str]] | None:
-        """Pooled a minus b (``compared``, estimate, interval, datasets, seeds) and the datasets where a is
-        significantly worse than b."""
-        est, dists, worse, n_seeds = [], [], [], []
+    def pooled(axis: str, a: str, b: str) -> tuple[dict[str, Any], list[str], list[str]] | None:
+        """Pooled a minus b (``compared``, estimate, interval, datasets, seeds), the datasets where a is
+        significantly worse than b and those where it is significantly better."""
+        est, dists, worse, better, n_seeds = [], [], [], [], []
         for i, (folder, config, by_cell) in enumerate(cells):
             if (axis, a) not in by_cell or (axis, b) not in by_cell:
                 continue
@@ -238,8 +238,11 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
             if not diffs:
                 continue
             e, dist = _estimate(diffs, n_boot, seed + i)
-            if interval_of(dist, e).high < 0:
+            iv = interval_of(dist, e)
+            if iv.high < 0:
                 worse.append(config.data)
+            elif iv.low > 0:
+                better.append(f"{config.data} ({100 * iv.diff:+.1f}, {100 * iv.low:+.1f} to {100 * iv.high:+.1f})")
             est.append(e)
             dists.append(dist)
             n_seeds.append(len(diffs))
@@ -247,7 +250,7 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
             return None
         iv = interval_of(np.mean(dists, axis=0), float(np.mean(est)))
         return {"compared": f"{a} - {b}", "diff": iv.diff, "diff_low": iv.low, "diff_high": iv.high,
-                "n_data": len(est), "n_seeds": min(n_seeds)}, worse
+                "n_data": len(est), "n_seeds": min(n_seeds)}, worse, better
 
     def settings_of(axis: str) -> list[str]:
         return list(dict.fromkeys(s for _, _, by_cell in cells for (ax, s) in by_cell if ax == axis))
@@ -258,14 +261,23 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
     rows = []
     for axis, (fld, allowed) in CHOICE_AXES.items():
         default = default_of(axis)
-        options = [s for s in settings_of(axis) if s != default and (allowed is None or s in allowed)]
-        compared = {s: r for s in options if (r := pooled(axis, s, default)) is not None} if default else {}
+        others = {s: r for s in settings_of(axis) if s != default
+                  and (r := pooled(axis, s, default)) is not None} if default else {}
+        compared = {s: r for s, r in others.items() if allowed is None or s in allowed}
         if not compared:
             continue
-        winners = {s: st for s, (st, worse) in compared.items() if st["diff_low"] > 0 and not worse}
-        notes = [f"{s} is above the default pooled but below it on {', '.join(w)}"
-                 for s, (st, w) in compared.items() if st["diff_low"] > 0 and w]
-        pick = max(winners or {s: st for s, (st, _) in compared.items()},
+        winners = {s: st for s, (st, worse, _) in compared.items() if st["diff_low"] > 0 and not worse}
+        notes = []  # every setting that beats the default somewhere and is not chosen, so no loss of it is hidden
+        for s, (st, worse, better) in others.items():
+            if s in winners:
+                continue
+            pooled_iv = f"{100 * st['diff']:+.1f} ({100 * st['diff_low']:+.1f} to {100 * st['diff_high']:+.1f})"
+            if st["diff_low"] > 0:
+                why = f"below it on {', '.join(worse)}" if s in compared else "not an ARM setting, never chosen"
+                notes.append(f"{s} is above the default pooled, {pooled_iv}, but {why}")
+            elif better:
+                notes.append(f"{s} is above the default on {'; '.join(better)}")
+        pick = max(winners or {s: st for s, (st, _, _) in compared.items()},
                    key=lambda s: compared[s][0]["diff"])
         rows.append({"axis": axis, "field": fld, "default": default, "choice": pick if winners else default,
                      "changed": bool(winners), **compared[pick][0],
