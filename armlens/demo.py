@@ -46,7 +46,7 @@ def run_demo(
     *,
     root: str | None = None,
     seed: int = 0,
-    limit: int = 120,
+    limit: int = 100,
     n_fewshot: int = 16,
     steps: int | None = None,
     max_field_tokens: int | None = None,

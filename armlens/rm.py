@@ -61,7 +61,13 @@ from armlens.prompts import (
     scalar_prompt,
 )
 from armlens.scoring import ScoreKind, score_patched, score_texts
-from armlens.selection import ReinforceConfig, SelectionResult, SelectorName, select_heads
+from armlens.selection import (
+    ReinforceConfig,
+    SelectionResult,
+    SelectorName,
+    check_pairwise_examples,
+    select_heads,
+)
 from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
@@ -78,10 +84,10 @@ class ARMConfig:
     ``ablate`` and the notebooks all start from ``ARMConfig()``). Saved with every fitted ARM and every result.
     ``docs/defaults.md`` says how the defaults were chosen."""
 
-    reading: Reading = "icl"
-    """Stage 1 reading: ``icl`` (answered class-balanced demonstrations + a query; MTV's), ``answered`` (each
-    example's judge prompt + its gold answer, read at the answer token) or ``mean_ablation`` (unanswered prompts:
-    the unconditional mean, a baseline, not an ARM)."""
+    reading: Reading = "answered"
+    """Stage 1 reading: ``answered`` (each example's judge prompt + its gold answer, read at the answer token; the
+    sweep's choice), ``icl`` (answered class-balanced demonstrations + a query; MTV's) or ``mean_ablation``
+    (unanswered prompts: the unconditional mean, a baseline, not an ARM)."""
     icl_layout: IclLayout = "lines"
     """``icl`` layout: ``lines`` (one user turn of answered questions, the reference) or ``turns`` (chat turns)."""
     demos_per_class: int = 1
@@ -240,6 +246,9 @@ class ActivationRM:
             raise ValueError("the head-selection set is empty")
         self.fits = {}
         jobs = [(key, fs, sel_groups.get(key, fs)) for key, fs in fs_groups.items()]
+        if self.config.selector == "reinforce" and self.config.reinforce.objective == "pairwise":
+            for _, _, sel in jobs:  # now, not after Stage 1's minutes
+                check_pairwise_examples(sel)
         n_processes = check_processes(self.model, processes, len(jobs))
         if n_processes > 1:
             logger.info("fitting %d criteria in %d processes of one thread each", len(jobs), n_processes)

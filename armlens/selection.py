@@ -50,8 +50,9 @@ class ReinforceConfig:
     """REINFORCE head selection. The policy and optimiser follow the reference (MTV); steps, prior, sparsity and the
     objective are options whose defaults come from the sweep in ``docs/defaults.md``."""
 
-    steps: int = 300
-    """Optimisation steps (MTV used 600; its reward-scoring variant 200)."""
+    steps: int = 100
+    """Optimisation steps (MTV used 600; its reward-scoring variant 200). The sweep's choice: the cheapest count not
+    significantly worse than the best (docs/defaults.md)."""
     k_masks: int = 32
     """Masks sampled per step."""
     lr: float = 0.1
@@ -60,10 +61,10 @@ class ReinforceConfig:
     """Prior: initial theta for every head (sigmoid(-1) = 0.27 of the heads expected at the start)."""
     sparsity: float = 0.0
     """Penalty per selected head added to every mask's loss (nats; 0: none), in training and in the final choice."""
-    objective: Objective = "answer"
-    """``answer``: one example per step, loss = CE of its gold answer (the reference). ``pairwise``: one
-    (chosen, rejected) pair per step under the same K masks, loss = -log sigmoid(log P_c(Yes) - log P_r(Yes)),
-    the paper's "ability to distinguish preferences"."""
+    objective: Objective = "pairwise"
+    """``pairwise`` (the sweep's choice): one (chosen, rejected) pair per step under the same K masks, loss =
+    -log sigmoid(log P_c(Yes) - log P_r(Yes)), the paper's "ability to distinguish preferences". ``answer``: one
+    example per step, loss = CE of its gold answer (the reference's)."""
     final: Literal["sampled", "likely"] = "sampled"
     """The final choice: ``sampled`` (the reference: the best of ``n_final_samples`` masks drawn from the learned
     probabilities, judged on training examples) or ``likely`` (the policy's most likely mask, every head with
@@ -183,6 +184,19 @@ def mask_losses_reference(
 # ---------------------------------------------------------------------------------------------------- REINFORCE
 
 
+def check_pairwise_examples(examples: Sequence[Example]) -> None:
+    """Raise a clear error unless ``examples`` are (chosen: Yes, rejected: No) siblings of one prompt, in that order:
+    what the ``pairwise`` objective trains on."""
+    ok = len(examples) % 2 == 0 and all(
+        examples[i].label and not examples[i + 1].label and examples[i].prompt == examples[i + 1].prompt
+        for i in range(0, len(examples), 2))
+    if not ok:
+        raise ValueError("the pairwise objective (the default) needs examples as (chosen: Yes, rejected: No) "
+                         "siblings of one prompt, in that order (armlens.prompts.examples_from_pairs gives them so; "
+                         "fit on PreferencePairs); for unpaired labelled examples set "
+                         "ReinforceConfig(objective='answer')")
+
+
 class MaskObjective:
     """Loss of each of K head masks on one training *unit*: an example (``answer``: CE of its gold answer) or a
     (chosen, rejected) pair (``pairwise``: -log sigmoid of the Yes log-probability gap), plus the sparsity penalty.
@@ -201,12 +215,7 @@ class MaskObjective:
         self.texts = [scalar_prompt(model, e, template) for e in examples]
         self.gold = torch.tensor([self.ids.yes if e.label else self.ids.no for e in examples])
         if objective == "pairwise":
-            ok = len(examples) % 2 == 0 and all(
-                examples[i].label and not examples[i + 1].label and examples[i].prompt == examples[i + 1].prompt
-                for i in range(0, len(examples), 2))
-            if not ok:
-                raise ValueError("the pairwise objective needs examples as (chosen: Yes, rejected: No) siblings of one "
-                                 "prompt, in that order (armlens.prompts.examples_from_pairs gives them so)")
+            check_pairwise_examples(examples)
         self.n_units = len(examples) // 2 if objective == "pairwise" else len(examples)
 
     def losses(self, unit: int, means: Means, masks: Masks) -> Float[Tensor, " k"]:

@@ -2,16 +2,23 @@
 # The defaults sweep (docs/defaults.md), on the development data only: `armlens ablate` around ARMConfig's defaults
 # (every cell is the default ARM with one setting changed), 3 seeds, up to 200 test pairs per seed, 16 few-shot pairs
 # drawn per subset. Hours on 2 cores, so it is resumable: rerun the same command and finished cells and fits are read
-# back. Results: experiments/sweep/<data>/ (cells, splits, histories committed; fitted .arm files are a local cache).
+# back. Results: experiments/sweep/<data>/, experiments/sweep-secondary/<data>/ and experiments/sweep-icl/<data>/
+# (cells, splits, histories committed; fitted .arm files are a local cache).
 #
 #   ARMLENS_DATA_ROOT=/path/to/preference bash scripts/sweep_defaults.sh [ABLATE OPTIONS, e.g. --device cuda]
 #
-# Two phases, each resumable, so that the decisions that matter most come first on every dataset:
+# Two rounds, each resumable, so that the decisions that matter most come first on every dataset:
 #   A. the primary axes (PRIMARY: selection for context, reading and layout, REINFORCE steps, objective,
-#      per-criterion vs pooled), seed-major: seed 0 on every dataset, then seed 1, then seed 2 (an interrupted sweep
-#      is balanced across datasets);
-#   B. the secondary axes (SECONDARY: demonstrations per class, trials, prior) with the stage ablations (estimator,
-#      scoring, heads), dataset by dataset. Finished cells and fits of phase A are read back, never recomputed.
+#      per-criterion vs pooled) around the first release's defaults (ROUND1: pinned, so this round's folders
+#      experiments/sweep/<data> stay resumable after the defaults it chose were applied), seed-major: seed 0 on every
+#      dataset, then seed 1, then seed 2 (an interrupted sweep is balanced across datasets);
+#   B. around today's ARMConfig, i.e. the ARM round A chose, dataset by dataset, in experiments/sweep-secondary/<data>:
+#      SECONDARY = the reading again (does round A's choice hold under round A's other choices?), REINFORCE steps
+#      again (round A ran them under the answer objective; STEPS_B: one run to 300, the choice made at each), the prior,
+#      and the stage ablations (estimator, score reading, head count) and head-selection context, so the stage
+#      ablations and head analyses describe the shipped ARM. Then, in experiments/sweep-icl/<data>, demonstrations
+#      per class and trials, which shape only the icl reading: that run's reference is the icl reading with
+#      today's other defaults, and it asks whether icl at MTV's sizes (4 per class, 100 trials) catches up.
 # On a machine of C cores, run C one-thread sweeps over disjoint datasets instead of one C-thread sweep (each dataset
 # folder holds a lock, so two runs never share one): on 2 cores two one-thread processes did 1.40x the forwards and
 # 1.59x the REINFORCE steps per second of one two-thread process (scripts/thread_scaling.py), e.g.
@@ -23,18 +30,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ARMLENS=${ARMLENS:-.venv/bin/armlens}
 PRIMARY=${PRIMARY:-selection,reading,steps,objective,criteria}
-SECONDARY=${SECONDARY:-demos,trials,prior,estimator,scoring,heads}
+SECONDARY=${SECONDARY:-selection,reading,steps,prior,estimator,scoring,heads}
+STEPS_B=${STEPS_B:-50,100,200,300}
 DATASETS=${DATASETS:-llmbar xstest hhh}
+# the defaults round A was swept around (the first release's), so its folders resume whatever today's defaults are
+ROUND1=(--arm.reading icl --arm.icl-layout lines --arm.reinforce.objective answer --arm.reinforce.steps 300)
 
-ablate() {  # ablate DATA SEEDS GRID
+ablate() {  # ablate DATA SEEDS GRID OUT [OPTIONS]
   local grid=$3
   [ "$1" = llmbar ] && grid=$(echo "$grid" | tr ',' '\n' | grep -vx criteria | paste -sd, -)
-  echo "== sweep on $1, seeds 0-$(($2 - 1)): $grid ($(date -u +%FT%TZ))"
+  echo "== sweep on $1, seeds 0-$(($2 - 1)): $grid -> $4 ($(date -u +%FT%TZ))"
   "$ARMLENS" ablate --data "$1" --grid "$grid" --seeds "$2" --limit 200 --n-fewshot 16 --quiet \
-    --out "experiments/sweep/$1" "${@:4}"
+    --out "$4/$1" "${@:5}"
 }
 
 for seeds in 1 2 3; do
-  for data in $DATASETS; do ablate "$data" "$seeds" "$PRIMARY" "$@"; done
+  for data in $DATASETS; do ablate "$data" "$seeds" "$PRIMARY" experiments/sweep "${ROUND1[@]}" "$@"; done
 done
-for data in $DATASETS; do ablate "$data" 3 "$PRIMARY,$SECONDARY" "$@"; done
+for data in $DATASETS; do
+  ablate "$data" 3 "$SECONDARY" experiments/sweep-secondary --steps "$STEPS_B" "$@"
+  ablate "$data" 3 demos,trials experiments/sweep-icl --arm.reading icl --arm.icl-layout lines \
+    --demos 1,2,4 --trials 8,32,100 "$@"
+done

@@ -185,19 +185,21 @@ def test_score_rows_equals_score_texts(tiny_any):
 
 
 def test_cells_are_the_reference_arm_with_one_setting_changed():
+    from armlens.analysis.sweep import reference_setting
     from armlens.rm import ARMConfig
 
     base = ARMConfig()
     cells = {(c.axis, c.setting): c for c in G.plan_cells(tiny_config(priors=[-1.0, -2.0]), 2, 4)}
-    assert cells[("reading", "answered")].arm_config(base) == dataclasses.replace(base, reading="answered")
+    turns = cells[("reading", "icl-turns")].arm_config(base)
+    assert turns == dataclasses.replace(base, reading="icl", icl_layout="turns")
     assert cells[("prior", "-2")].arm_config(base).reinforce.init_logit == -2.0
     assert cells[("criteria", "pooled")].arm_config(base).criteria == "pooled"
     # the reference settings give the reference fit: the same key as the selection axis' REINFORCE cell
     ref = G.fit_key(cells[("selection", "reinforce")], base)
-    same = [c for c in cells.values() if G.fit_key(c, base) == ref]
-    assert {(c.axis, c.setting) for c in same} >= {("reading", "icl-lines"), ("estimator", "mean"),
-                                                  ("objective", "answer"), ("criteria", "per_criterion")}
-    assert G.fit_key(cells[("reading", "answered")], base) != ref
+    same = {(c.axis, c.setting) for c in cells.values() if G.fit_key(c, base) == ref}
+    axes = ("reading", "estimator", "objective", "criteria", "prior")
+    assert same >= {(a, reference_setting(a, base)) for a in axes}
+    assert not any(a in axes and s != reference_setting(a, base) for a, s in same)  # other settings: other fits
 
 
 # ---------------------------------------------------------------------------------------------------- the runner

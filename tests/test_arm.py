@@ -323,7 +323,7 @@ def planted_model(target=(1, 2)):
 def test_reinforce_finds_the_planted_head():
     model, means = planted_model(target=(1, 2))
     exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(6)]
-    cfg = ReinforceConfig(steps=60, k_masks=16, n_final_samples=6, n_final_eval=6, seed=0)
+    cfg = ReinforceConfig(steps=60, k_masks=16, n_final_samples=6, n_final_eval=6, seed=0, objective="answer")
     result = reinforce(model, means, exs, cfg, template=SHORT, show_progress=False)
     assert result.mask[1, 2], f"planted head not selected: {result.mask}"
     assert result.probs[1, 2] > 0.9 and int(result.probs.flatten().argmax()) == 1 * 4 + 2
@@ -337,7 +337,7 @@ def test_reinforce_finds_the_planted_head():
 def test_reinforce_is_seeded(tiny):
     exs = [Example(p.prompt, p.chosen, i % 2 == 0) for i, p in enumerate(make_pairs(4))]
     means = random_means(tiny)
-    cfg = ReinforceConfig(steps=4, k_masks=8, n_final_samples=3, n_final_eval=2, seed=11)
+    cfg = ReinforceConfig(steps=4, k_masks=8, n_final_samples=3, n_final_eval=2, seed=11, objective="answer")
     a = reinforce(tiny, means, exs, cfg, template=SHORT, show_progress=False)
     b = reinforce(tiny, means, exs, cfg, template=SHORT, show_progress=False)
     torch.testing.assert_close(a.prob_trajectory, b.prob_trajectory)
@@ -350,7 +350,8 @@ def test_final_choice_likely_is_the_same_runs_most_likely_mask(tiny):
 
     exs = [Example(p.prompt, p.chosen, i % 2 == 0) for i, p in enumerate(make_pairs(4))]
     means = random_means(tiny)
-    cfg = ReinforceConfig(steps=6, k_masks=8, n_final_samples=3, n_final_eval=2, seed=5, init_logit=0.5)
+    cfg = ReinforceConfig(steps=6, k_masks=8, n_final_samples=3, n_final_eval=2, seed=5, init_logit=0.5,
+                          objective="answer")
     sampled = reinforce(tiny, means, exs, cfg, template=SHORT, show_progress=False)
     likely = reinforce(tiny, means, exs, dataclasses.replace(cfg, final="likely"), template=SHORT, show_progress=False)
     torch.testing.assert_close(likely.prob_trajectory, sampled.prob_trajectory)
@@ -371,6 +372,23 @@ def test_selectors(tiny):
         select_heads(tiny, means, exs, "random")
 
 
+def test_default_fit_refuses_unpaired_examples_before_stage_1(tiny, monkeypatch):
+    """The default objective is pairwise: unpaired labelled examples get the clear error at once (no Stage 1 run),
+    and fit with objective='answer'."""
+    import armlens.rm as rm_module
+
+    exs = [Example("Is water wet?", "Yes.", True), Example("Is fire cold?", "Yes.", False)]
+    calls = []
+    real = rm_module.extract_means
+    monkeypatch.setattr(rm_module, "extract_means", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pytest.raises(ValueError, match="objective='answer'"):
+        ActivationRM(tiny, ARMConfig(criterion="c", val_pairs=0, template=SHORT)).fit(exs, show_progress=False)
+    assert not calls
+    quick = ARMConfig(criterion="c", val_pairs=0, template=SHORT, reinforce=ReinforceConfig(
+        steps=2, k_masks=4, n_final_samples=2, n_final_eval=2, objective="answer"))
+    assert ActivationRM(tiny, quick).fit(exs, show_progress=False, processes=1).fits and calls
+
+
 def test_pairwise_reinforce_is_seeded_and_needs_sibling_order():
     """Pairwise REINFORCE runs on (chosen, rejected) siblings, is seeded, and refuses examples out of pair order."""
     model, means = planted_model(target=(1, 2))
@@ -381,8 +399,9 @@ def test_pairwise_reinforce_is_seeded_and_needs_sibling_order():
     a = reinforce(model, means, exs, cfg, template=SHORT, show_progress=False)
     b = reinforce(model, means, exs, cfg, template=SHORT, show_progress=False)
     assert a.losses == b.losses and all(0 < x < 50 for x in a.losses)
-    with pytest.raises(ValueError, match="siblings"):
+    with pytest.raises(ValueError, match="siblings") as err:
         reinforce(model, means, exs[1:] + exs[:1], cfg, template=SHORT, show_progress=False)
+    assert "objective='answer'" in str(err.value)  # the error names the way out for unpaired examples
 
 
 def test_pairwise_loss_is_the_log_sigmoid_gap(tiny):

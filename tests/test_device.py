@@ -64,7 +64,8 @@ def test_device_arm_fits_and_scores_like_cpu(pair):
     from armlens.prompts import Example
 
     quick = ARMConfig(criterion="The answer is correct.", val_pairs=0,
-                      reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
+                      reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2,
+                                                objective="answer"))  # unpaired examples
     rm = ActivationRM(dev, quick).fit([Example(p, r, y, quick.criterion) for p, r, y in examples],
                                       show_progress=False)
     s = rm.score("Is ice cold?", "Yes.")

@@ -14,6 +14,9 @@ from armlens.rm import ARMConfig
 from armlens.selection import ReinforceConfig
 from armlens.stats import clustered_bootstrap, interval_of
 
+BASE = ARMConfig(reading="icl", icl_layout="lines", reinforce=ReinforceConfig(objective="answer", steps=300))
+"""The reference ARM of these planted folders (round 1's), pinned so the tests do not move with the defaults."""
+
 
 def test_clustered_bootstrap_keeps_seed_variance():
     rng = np.random.default_rng(0)
@@ -35,8 +38,10 @@ def test_clustered_bootstrap_keeps_seed_variance():
 
 def test_reference_setting_is_the_default():
     arm = ARMConfig()
-    assert reference_setting("reading", arm) == "icl-lines"
+    assert reference_setting("reading", BASE) == "icl-lines"
+    assert reference_setting("reading", ARMConfig(reading="icl", icl_layout="turns")) == "icl-turns"
     assert reference_setting("reading", ARMConfig(reading="answered")) == "answered"
+    assert reference_setting("objective", BASE) == "answer" and reference_setting("steps", BASE) == "300"
     assert reference_setting("steps", arm) == str(arm.reinforce.steps)
     assert reference_setting("prior", ARMConfig(reinforce=ReinforceConfig(init_logit=-2.0))) == "-2"
     assert reference_setting("criteria", arm) == arm.criteria
@@ -46,7 +51,7 @@ def test_reference_setting_is_the_default():
 def _folder(tmp_path, data, correct_by_setting, seeds=(0, 1, 2)):
     out = tmp_path / data
     (out / "cells").mkdir(parents=True)
-    (out / "run.json").write_text(json.dumps({"config": AblationConfig(data=data).to_dict()}))
+    (out / "run.json").write_text(json.dumps({"config": AblationConfig(data=data, arm=BASE).to_dict()}))
     for (axis, setting), per_seed in correct_by_setting.items():
         d = out / "cells" / axis / setting
         d.mkdir(parents=True)
@@ -81,7 +86,7 @@ def test_sweep_table_pairs_each_setting_with_the_default(tmp_path):
     assert pooled[pooled["setting"] == "answered"].iloc[0]["n_pairs"] == 600
     assert list(t["data"].drop_duplicates()) == ["one", "two", POOLED_DATA]
     md = sweep_markdown(t)
-    assert "| reading | answered |" in md and "default" in md and "600 pairs, 3 seeds" in md
+    assert "| reading | answered |" in md and "| reference |" in md and "600 pairs, 3 seeds" in md
 
 
 def test_sweep_table_refuses_unpaired_cells(tmp_path):
@@ -103,7 +108,7 @@ def test_plot_sweep_draws_every_compared_setting(tmp_path):
     t = sweep_table([_folder(tmp_path, "one", cells), _folder(tmp_path, "two", cells)], n_boot=200)
     fig = plot_sweep(t)
     points = {(tr.name, x) for tr in fig.data for x in tr.x}
-    assert ("one", "answered") in points and ("pooled (equal weight per dataset)", "icl (one turn) (default)") in points
+    assert ("one", "answered") in points and ("pooled (equal weight per dataset)", "icl (one turn) (reference)") in points
     pooled = next(tr for tr in fig.data if tr.name.startswith("pooled") and "answered" in tr.x)
     want = 100 * t[(t["data"] == POOLED_DATA) & (t["setting"] == "answered")].iloc[0]["diff"]
     assert pooled.y[list(pooled.x).index("answered")] == pytest.approx(want)
@@ -159,7 +164,7 @@ def test_sweep_decisions_apply_the_rule(tmp_path):
             ("criteria", "pooled"): _lift(rng, base, 0.1) if name == "one"
             else {s: np.where(rng.random(c.size) < 0.2, 1 - c, c) * (rng.random(c.size) < 0.95)
                   for s, c in base.items()},
-            ("steps", str(ReinforceConfig().steps)): base,
+            ("steps", str(BASE.reinforce.steps)): base,
             ("steps", "50"): {s: c * (rng.random(c.size) < 0.5) for s, c in base.items()},  # clearly worse
             ("steps", "100"): base,  # as good as the best within noise: the cheapest acceptable
             # the best, by a little and with noise both ways: not significantly better than 100
@@ -171,7 +176,7 @@ def test_sweep_decisions_apply_the_rule(tmp_path):
     assert d.loc["reading", "diff_low"] > 0 and d.loc["reading", "compared"] == "answered - icl-lines"
     assert d.loc["objective", "choice"] == "answer" and not d.loc["objective", "changed"]
     assert "pairwise is above the default pooled, +" in d.loc["objective", "note"]
-    assert d.loc["objective", "note"].endswith("but below it on two")
+    assert "but below it on two (-" in d.loc["objective", "note"]
     # the baseline beats the ARM here: never chosen, never hidden
     assert "mean_ablation is above the default pooled" in d.loc["reading", "note"]
     assert "not an ARM setting, never chosen" in d.loc["reading", "note"]
@@ -186,3 +191,20 @@ def test_sweep_decisions_apply_the_rule(tmp_path):
     one = sweep_decisions([_folder(tmp_path / "x", "one", {k: {0: v[0]} for k, v in cells.items()}, seeds=(0,))],
                           n_boot=200)
     assert one["provisional"].all() and "provisional" in decisions_markdown(one)
+
+
+def test_sweep_decisions_name_where_the_cheap_choice_loses(tmp_path):
+    """A cost axis takes the cheapest setting not significantly worse than the best pooled; where that setting is
+    significantly worse on one dataset, the note says so with its interval."""
+    from armlens.analysis.sweep import sweep_decisions
+
+    rng = np.random.default_rng(5)
+    folders = []
+    for name in ("one", "two"):
+        base = _draws(rng, 0.55)
+        # a clear loss on one dataset, a gain as large on the other: not significantly worse pooled
+        cheap = {s: c * (rng.random(c.size) < 0.9) for s, c in base.items()} if name == "one" else _lift(rng, base, 0.12)
+        folders.append(_folder(tmp_path, name, {("steps", str(BASE.reinforce.steps)): base, ("steps", "50"): cheap}))
+    d = sweep_decisions(folders, n_boot=500).set_index("axis")
+    assert d.loc["steps", "choice"] == "50"
+    assert "50 is below 300 on one (-" in d.loc["steps", "note"]

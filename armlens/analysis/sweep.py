@@ -2,9 +2,9 @@
 datasets.
 
 The sweep (``scripts/sweep_defaults.sh``, ``docs/defaults.md``) is ``armlens ablate`` run per dataset with the
-reference ARM set to the current defaults; every cell is that ARM with one setting changed, scored on the same test
-pairs as the reference. So each setting is compared with the axis's *reference setting* (the current default) item
-by item: per seed, the per-pair differences of ``correct``; pooled over seeds by :func:`armlens.stats.clustered_bootstrap`
+reference ARM set to the defaults of the time (each round's folder records its reference ARM); every cell is that ARM
+with one setting changed, scored on the same test pairs as the reference. So each setting is compared with the
+axis's *reference setting* (the default it would replace) item by item: per seed, the per-pair differences of ``correct``; pooled over seeds by :func:`armlens.stats.clustered_bootstrap`
 (seeds, then pairs within a seed: a seed is a new few-shot draw and a new fit, so its variance is kept); pooled over
 datasets with equal weight per dataset (each dataset resampled independently). Nothing here runs a model.
 """
@@ -174,12 +174,12 @@ def sweep_markdown(table: pd.DataFrame, data: str = POOLED_DATA) -> str:
     """The table of one dataset's rows (default: the pooled ones) as Markdown: accuracy and the paired difference
     to the default, in points with 95% intervals, and n."""
     t = table[table["data"] == data]
-    lines = ["| axis | setting | accuracy % (95% CI) | vs default, points (95% CI) | p | n |",
+    lines = ["| axis | setting | accuracy % (95% CI) | vs reference, points (95% CI) | p | n |",
              "|---|---|---|---|---|---|"]
     for r in t.to_dict("records"):
         acc = f"{100 * r['accuracy']:.1f} ({100 * r['acc_low']:.1f}-{100 * r['acc_high']:.1f})"
         if r["reference"]:
-            diff, p = "default", ""
+            diff, p = "reference", ""
         elif math.isnan(r["diff"]):
             diff, p = "", ""
         else:
@@ -239,10 +239,11 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
                 continue
             e, dist = _estimate(diffs, n_boot, seed + i)
             iv = interval_of(dist, e)
+            named = f"{config.data} ({100 * iv.diff:+.1f}, {100 * iv.low:+.1f} to {100 * iv.high:+.1f})"
             if iv.high < 0:
-                worse.append(config.data)
+                worse.append(named)
             elif iv.low > 0:
-                better.append(f"{config.data} ({100 * iv.diff:+.1f}, {100 * iv.low:+.1f} to {100 * iv.high:+.1f})")
+                better.append(named)
             est.append(e)
             dists.append(dist)
             n_seeds.append(len(diffs))
@@ -273,7 +274,7 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
                 continue
             pooled_iv = f"{100 * st['diff']:+.1f} ({100 * st['diff_low']:+.1f} to {100 * st['diff_high']:+.1f})"
             if st["diff_low"] > 0:
-                why = f"below it on {', '.join(worse)}" if s in compared else "not an ARM setting, never chosen"
+                why = f"below it on {'; '.join(worse)}" if s in compared else "not an ARM setting, never chosen"
                 notes.append(f"{s} is above the default pooled, {pooled_iv}, but {why}")
             elif better:
                 notes.append(f"{s} is above the default on {'; '.join(better)}")
@@ -290,21 +291,24 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
         accuracy = {s: float(np.mean([np.mean([np.mean(r["correct"]) for r in by_cell[(axis, s)].values()])
                                       for _, _, by_cell in cells if (axis, s) in by_cell])) for s in options}
         best = max(options, key=lambda s: accuracy[s])
-        choice, stats = best, None
+        choice, stats, below, than = best, None, [], best
         for s in options:  # cheapest first; the best itself ends the search
             if s == best:
                 break
             r = pooled(axis, s, best)
             if r is not None and r[0]["diff_high"] >= 0:
-                choice, stats = s, r[0]
+                choice, stats, below = s, r[0], r[1]
                 break
+        if choice == best != default and (r := pooled(axis, best, default)) is not None:
+            below, than = r[1], default  # the best pooled may still lose to the default on one dataset
         if stats is None:  # the best is the cheapest acceptable: show it against the default
             r = pooled(axis, best, default) if best != default else None
             stats = r[0] if r else {"compared": "", "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan,
                                     "n_data": math.nan, "n_seeds": math.nan}
         rows.append({"axis": axis, "field": fld, "default": default, "choice": choice, "changed": choice != default,
                      **stats, "rule": "cheapest not significantly worse than the best",
-                     "note": f"best {best}: {100 * accuracy[best]:.1f}% pooled accuracy"})
+                     "note": f"best {best}: {100 * accuracy[best]:.1f}% pooled accuracy"
+                     + (f"; {choice} is below {than} on {'; '.join(below)}" if below else "")})
     for r in rows:
         r["provisional"] = bool(math.isnan(r["n_seeds"]) or r["n_seeds"] < min_seeds)
     return pd.DataFrame(rows, columns=DECISION_COLUMNS)
@@ -312,7 +316,8 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
 
 def decisions_markdown(decisions: pd.DataFrame) -> str:
     """:func:`sweep_decisions` as Markdown: what each axis decides, the choice, and the evidence in points."""
-    lines = ["| axis | decides | default | choice | evidence, points (95% CI) | datasets, seeds | rule | note |",
+    lines = ["| axis | decides | reference (the default then) | choice | evidence, points (95% CI) | datasets, seeds "
+             "| rule | note |",
              "|---|---|---|---|---|---|---|---|"]
     for r in decisions.to_dict("records"):
         ev = "" if math.isnan(r["diff"]) else (f"{r['compared']}: {100 * r['diff']:+.1f} "

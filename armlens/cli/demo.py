@@ -19,7 +19,7 @@ class DemoOptions:
     """Data root holding hhh_alignment/ (default: found or fetched)."""
     seed: int = 0
     """Seed of the few-shot draw, REINFORCE and the test sample."""
-    limit: int = 120
+    limit: int = 100
     """Test pairs scored."""
     n_fewshot: int = 16
     """Few-shot pairs the ARMs are fitted on, drawn per criterion (16: 4 per HHH criterion)."""

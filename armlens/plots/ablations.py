@@ -256,7 +256,7 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chose
         on_axis = rows[rows["axis"] == a]
         order = list(dict.fromkeys(on_axis["setting"]))
         default = on_axis[on_axis["reference"]]["setting"].tolist()
-        names = {s: pretty(s) + (" (default)" if s in default else "") for s in order}
+        names = {s: pretty(s) + (" (reference)" if s in default else "") for s in order}
         for i, d in enumerate(datasets):
             r = on_axis[on_axis["data"] == d].set_index("setting").reindex(order).dropna(subset=["diff"])
             pooled = d == "all"
@@ -277,11 +277,11 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chose
         fig.add_hline(y=0, line={"color": "#555", "width": 1}, row=row, col=col)
         fig.update_xaxes(tickangle=-40, row=row, col=col)
     for r in range(1, n_rows + 1):
-        fig.update_yaxes(title_text="points vs default", row=r, col=1)
+        fig.update_yaxes(title_text="points vs reference", row=r, col=1)
     fig.update_layout(scattermode="group", scattergap=0.5,
                       legend={"orientation": "h", "y": -0.25 if n_rows > 1 else -0.42, "x": 0})
     n_seeds = int(rows["n_seeds"].min())
     left = " (every head patched: all ties, in the table only)" if (table["setting"] == "all").any() else ""
-    return style(fig, title, subtitle=f"accuracy minus the current default's, on the same test pairs and seeds "
+    return style(fig, title, subtitle=f"accuracy minus the reference ARM's (the defaults the sweep ran around), same test pairs and seeds "
                                         f"(at least {n_seeds} seeds); 95% intervals: seeds, then pairs, resampled; "
                                         f"a tie counts as wrong{left}", width=1300, height=200 + 380 * n_rows)
