@@ -58,7 +58,6 @@ from armlens.stats import bootstrap_ci  # noqa: E402
 N_FEWSHOT = 8  # few-shot pairs, two per HHH criterion: each gives a Yes (chosen) and a No (rejected) example
 N_TEST = 12  # held-out pairs to score
 STEPS = 30  # REINFORCE steps (ARMConfig's default is longer; kept short so the notebook runs in a minute or two)
-N_TRIALS = 8  # icl extraction prompts per criterion (ARMConfig's default averages more)
 TEMPLATE = JudgeTemplate(max_field_tokens=96)  # cut prompt and responses to 96 tokens: short judge prompts
 
 assert ROOT.joinpath("armlens", "__init__.py").is_file()
@@ -143,14 +142,16 @@ assert torch.allclose(alone, zero_shot[:1], atol=1e-5), (alone, zero_shot[:1])
 # %% [markdown]
 # ## 5. Fit the ARM
 #
-# `ActivationRM.fit` fits one ARM per criterion. Stage 1 (the `icl` reading, the paper's): each extraction prompt
-# holds an answered Yes and an answered No demonstration and one unanswered query from another prompt, so the label
-# reaches the activations; the mean of each head's last-token hook_z over those prompts is what the ARM writes.
-# Stage 2: REINFORCE over Bernoulli head masks, then the best of 10 sampled masks.
+# `ActivationRM.fit` fits one ARM per criterion. Stage 1 uses `ARMConfig`'s default reading, `answered`: each
+# few-shot example's judge prompt followed by its gold answer word (Yes for the chosen response, No for the rejected
+# one), read at that answer token, so the label reaches the activations; the mean of each head's hook_z there is
+# what the ARM writes. (`reading="icl"` is MTV's alternative, answered demonstrations plus an unanswered query;
+# `mean_ablation` averages unanswered prompts: no label, a baseline, not an ARM. `docs/defaults.md` shows the sweep
+# that chose `answered`.) Stage 2: REINFORCE over Bernoulli head masks with the pairwise objective (one chosen /
+# rejected pair per step, shared masks), then the best of 10 sampled masks.
 
 # %%
-config = ARMConfig(template=TEMPLATE, n_trials=N_TRIALS, reinforce=ReinforceConfig(steps=STEPS, n_final_eval=16),
-                   seed=0)
+config = ARMConfig(template=TEMPLATE, reinforce=ReinforceConfig(steps=STEPS, n_final_eval=16), seed=0)
 rm = ActivationRM(model, config)
 t0 = time.perf_counter()
 rm.fit(split.fewshot, show_progress=False)
@@ -174,9 +175,9 @@ assert abs(sel.expected_heads[-1] - float(sel.probs.sum())) < 1e-3
 assert len(sel.final_candidate_losses) == config.reinforce.n_final_samples
 # Stage 1 is literally an average: rebuild this criterion's extraction prompts and average their last-token hook_z.
 helpful_examples = [e for e in examples_from_pairs(split.fewshot) if e.criterion == helpful]
-prompts = extraction_prompts(model, helpful_examples, "icl", shots=config.demos_per_class, n_trials=N_TRIALS,
-                             layout=config.icl_layout, template=TEMPLATE, seed=0)
-assert all(t.count(" Yes\n") + t.count(" No\n") >= 2 for t in prompts.texts), "answered demonstrations"
+assert config.reading == "answered"
+prompts = extraction_prompts(model, helpful_examples, config.reading, template=TEMPLATE)
+assert [t.endswith(TEMPLATE.yes) for t in prompts.texts] == [e.label for e in helpful_examples], "gold answers"
 z_extract, _ = capture_last_z(model, prompts.texts)
 assert torch.allclose(z_extract.mean(0), fit.means, atol=1e-4), "the means are the average last-token hook_z"
 

@@ -48,10 +48,10 @@ from armlens.model import PrefixPool, load_model, tokenize  # noqa: E402
 from armlens.patching import head_label, mask_labels, parse_heads  # noqa: E402
 from armlens.prompts import AnswerIds, JudgeTemplate, examples_from_pairs, scalar_prompt  # noqa: E402
 from armlens.scoring import score_texts  # noqa: E402
+from armlens.rm import ARMConfig  # noqa: E402
 from armlens.selection import ReinforceConfig, mask_losses, reinforce, single_head_effects  # noqa: E402
 
 N_FEWSHOT = 8  # few-shot pairs of one criterion (HHH helpful: 16 labelled examples), for the means and REINFORCE
-N_TRIALS = 8  # icl extraction prompts averaged (ARMConfig's default averages more)
 STEPS = 30  # REINFORCE steps per seed (reference: 200)
 SEEDS = (0, 1, 2)  # REINFORCE seeds for the stability analysis
 N_ATTRIBUTION = 8  # examples in the single-head patching sweep (alternating Yes / No)
@@ -62,10 +62,11 @@ assert SEEDS[0] == 0 and len(set(SEEDS)) == len(SEEDS)
 # %% [markdown]
 # ## 1. Model, data and the mean activations (Stage 1)
 #
-# One criterion (an ARM is fitted per criterion): HHH's helpful pairs. Stage 1 is the `icl` reading: extraction
-# prompts hold an answered Yes and an answered No demonstration and an unanswered query from another prompt, so the
-# label reaches the activations. One `PrefixPool` holds the key/value cache of every few-shot judge prompt's prefix,
-# so REINFORCE and the patching sweep run each prefix once; every head mask then costs a single-token forward.
+# One criterion (an ARM is fitted per criterion): HHH's helpful pairs. Stage 1 is `ARMConfig`'s default reading,
+# `answered`: each example's judge prompt followed by its gold answer (Yes for the chosen response, No for the
+# rejected one), read at the answer token, so the label reaches the activations (`docs/defaults.md`: the sweep that
+# chose it over MTV's `icl` reading). One `PrefixPool` holds the key/value cache of every few-shot judge prompt's
+# prefix, so REINFORCE and the patching sweep run each prefix once; every head mask then costs a single-token forward.
 
 # %%
 model = load_model()
@@ -75,23 +76,25 @@ split = split_pairs(load_pairs("hhh", subsets=["hhh-helpful"]), seed=0, n_fewsho
 examples = examples_from_pairs(split.fewshot)
 texts = [scalar_prompt(model, e, TEMPLATE) for e in examples]
 pool = PrefixPool(model)
-extraction = extract_means(model, examples, reading="icl", n_trials=N_TRIALS, template=TEMPLATE, show_progress=False)
+extraction = extract_means(model, examples, reading=ARMConfig().reading, template=TEMPLATE, show_progress=False)
 means = extraction.means
 print(f"{len(examples)} examples ({len(set(texts))} distinct judge prompts); means {tuple(means.shape)} from "
-      f"{extraction.n_prompts} icl prompts; the unpatched judge prefers the query's gold answer on "
+      f"{extraction.n_prompts} answered prompts; the unpatched judge prefers the gold answer on "
       f"{extraction.gold_accuracy:.0%} of them")
 
 # %%
 assert means.shape == (cfg.n_layers, cfg.n_heads, cfg.d_head) and torch.isfinite(means).all()
 assert [e.label for e in examples[:4]] == [True, False, True, False], "pairs give (chosen: Yes, rejected: No)"
-assert extraction.n_prompts == N_TRIALS and 0.0 <= extraction.gold_accuracy <= 1.0
+assert extraction.n_prompts == len(examples) and 0.0 <= extraction.gold_accuracy <= 1.0  # one prompt per example
 
 # %% [markdown]
 # ## 2. Which heads REINFORCE selects
 #
-# Each step draws one example, samples 32 head masks from independent Bernoullis `p = sigmoid(theta)`, scores each
-# mask by the cross-entropy of the gold answer with those heads patched, and moves `theta` towards the masks with
-# below-average loss. The final mask is the best of 10 masks sampled from the learned probabilities.
+# Each step draws one (chosen, rejected) pair, samples 32 head masks from independent Bernoullis `p = sigmoid(theta)`,
+# scores each mask by the pairwise loss `-log sigmoid(log P(Yes | chosen) - log P(Yes | rejected))` with those heads
+# patched (the default objective; `objective="answer"` scores one example's gold-answer cross-entropy instead), and
+# moves `theta` towards the masks with below-average loss. The final mask is the best of 10 masks sampled from the
+# learned probabilities.
 
 # %%
 runs = {}
@@ -109,10 +112,11 @@ assert sel.prob_trajectory.shape == (STEPS, cfg.n_layers, cfg.n_heads)
 assert torch.equal(sel.prob_trajectory[-1], sel.probs)
 assert float(sel.probs.min()) >= 1e-3 - 1e-7 and float(sel.probs.max()) <= 1 - 1e-3 + 1e-7
 assert sel.n_heads == len(mask_labels(sel.mask)) and torch.equal(parse_heads(mask_labels(sel.mask), *sel.mask.shape), sel.mask)
-# The final mask is the candidate with the lowest mean loss over the training examples: recompute its loss.
-gold = torch.tensor([ids.yes if e.label else ids.no for e in examples])
-chosen_loss = torch.stack([mask_losses(model, pool[t], means, sel.mask[None], gold[i : i + 1])[0, 0]
-                           for i, t in enumerate(texts)]).mean()
+# The final mask is the candidate with the lowest mean loss over the training pairs: recompute its loss. The default
+# pairwise objective's loss of a (chosen, rejected) pair is -log sigmoid(log P(Yes | chosen) - log P(Yes | rejected)).
+yes = torch.tensor([ids.yes])
+log_p_yes = torch.stack([-mask_losses(model, pool[t], means, sel.mask[None], yes)[0, 0] for t in texts])
+chosen_loss = torch.nn.functional.softplus(-(log_p_yes[0::2] - log_p_yes[1::2])).mean()
 assert abs(float(chosen_loss) - min(sel.final_candidate_losses)) < 1e-4, (float(chosen_loss), sel.final_candidate_losses)
 
 # %% [markdown]

@@ -59,7 +59,8 @@ from armlens.rm import ARMConfig  # noqa: E402
 from armlens.selection import ReinforceConfig  # noqa: E402
 
 OUT = Path(tempfile.mkdtemp(prefix="armlens-nb03-"))  # results folder (deleted at the end; keep it if you like)
-# The reference ARM of this small run: ARMConfig's defaults, made small (few icl prompts, 20 REINFORCE steps).
+# The reference ARM of this small run: ARMConfig's defaults (the answered reading), made small (20 REINFORCE
+# steps; the icl-lines cell of the reading axis averages 4 icl prompts).
 ARM = ARMConfig(n_trials=4, template=JudgeTemplate(max_field_tokens=96),
                 reinforce=ReinforceConfig(steps=20, n_final_eval=8))
 CONFIG = AblationConfig(  # one criterion (HHH helpful), so one ARM per fit; three fits per seed besides the reference
@@ -113,7 +114,7 @@ full = load_cells(OUT, with_scores=True).set_index(["axis", "series", "setting",
 for seed in CONFIG.seeds:
     ref = full.loc[("selection", "ARM", "reinforce", seed)]
     # the same reference fit, and the choice after 20 of the steps axis' 20 steps (one run to the longest)
-    for key in [("scoring", "ARM", "prob"), ("reading", "ARM", "icl-lines"), ("steps", "ARM", "20")]:
+    for key in [("scoring", "ARM", "prob"), ("reading", "ARM", "answered"), ("steps", "ARM", "20")]:
         other = full.loc[(*key, seed)]
         assert other["chosen_scores"] == ref["chosen_scores"] and other["rejected_scores"] == ref["rejected_scores"], key
     assert full.loc[("selection", "ARM", "none", seed)]["chosen_scores"] == \

@@ -61,21 +61,21 @@ assert (cfg.n_layers, cfg.n_heads) == (30, 9)
 # ## An ARM to patch with
 #
 # One criterion, HHH helpful, fitted on 6 few-shot pairs with small settings so that the notebook stays quick: Stage 1
-# averages every head's last-token hook_z over 8 `icl` extraction prompts (each with an answered Yes and an answered
-# No demonstration and an unanswered query), Stage 2 runs 15 REINFORCE steps, so the selection probabilities have
+# averages every head's hook_z at the gold answer token of the few-shot examples' judge prompts (the default
+# `answered` reading: Yes after the chosen response, No after the rejected one), Stage 2 runs 15 REINFORCE steps, so the selection probabilities have
 # only started to separate. To use your own fit instead: `rm = ActivationRM.load("my.arm", model)`.
 
 # %%
 CRITERION = CRITERIA["hhh-helpful"]
 split = split_pairs(load_pairs("hhh", subsets=["hhh-helpful"]), seed=0, n_fewshot=6, n_select=0)
-arm_config = ARMConfig(template=TEMPLATE, n_trials=8, reinforce=ReinforceConfig(steps=15, n_final_samples=4))
+arm_config = ARMConfig(template=TEMPLATE, reinforce=ReinforceConfig(steps=15, n_final_samples=4))
 rm = ActivationRM(model, arm_config).fit(split.fewshot, show_progress=False)
 fit = rm.fit_for(CRITERION)
 means = fit.means
 print(rm)
 
 # %%
-assert list(rm.fits) == [CRITERION] and fit.info["n_extraction_prompts"] == 8
+assert list(rm.fits) == [CRITERION] and fit.info["n_extraction_prompts"] == 2 * len(split.fewshot)  # Yes and No
 assert means.shape == (cfg.n_layers, cfg.n_heads, cfg.d_head) and torch.isfinite(means).all()
 assert fit.selection is not None and fit.selection.probs is not None and bool(fit.mask.any())
 
