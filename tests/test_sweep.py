@@ -48,10 +48,10 @@ def test_reference_setting_is_the_default():
     assert reference_setting("heads", arm) is None
 
 
-def _folder(tmp_path, data, correct_by_setting, seeds=(0, 1, 2)):
+def _folder(tmp_path, data, correct_by_setting, seeds=(0, 1, 2), arm=BASE):
     out = tmp_path / data
     (out / "cells").mkdir(parents=True)
-    (out / "run.json").write_text(json.dumps({"config": AblationConfig(data=data, arm=BASE).to_dict()}))
+    (out / "run.json").write_text(json.dumps({"config": AblationConfig(data=data, arm=arm).to_dict()}))
     for (axis, setting), per_seed in correct_by_setting.items():
         d = out / "cells" / axis / setting
         d.mkdir(parents=True)
@@ -208,3 +208,31 @@ def test_sweep_decisions_name_where_the_cheap_choice_loses(tmp_path):
     d = sweep_decisions(folders, n_boot=500).set_index("axis")
     assert d.loc["steps", "choice"] == "50"
     assert "50 is below 300 on one (-" in d.loc["steps", "note"]
+
+
+def test_compare_rounds_pairs_the_two_reference_arms(tmp_path):
+    """Round 2's reference ARM (the defaults round 1 chose) against round 1's, on the same test pairs and seeds."""
+    from armlens.analysis.sweep import compare_rounds
+
+    rng = np.random.default_rng(7)
+    chosen = ARMConfig(reading="answered", reinforce=ReinforceConfig(objective="pairwise", steps=100))
+    before, after, want = [], [], []
+    for name, gain in (("one", 0.3), ("two", 0.0)):
+        base = _draws(rng, 0.5)
+        better = _lift(rng, base, gain)
+        before.append(_folder(tmp_path / "r1", name, {("selection", "reinforce"): base, ("reading", "answered"): better}))
+        # in round 2 the reference is the answered reading; its selection/reinforce cell is the same fit
+        after.append(_folder(tmp_path / "r2", name, {("reading", "answered"): better, ("reading", "icl-lines"): base},
+                             arm=chosen))
+        want.append(np.mean([better[s].mean() - base[s].mean() for s in range(3)]))
+    t = compare_rounds(before, after, n_boot=500).set_index("data")
+    assert list(t.index) == ["one", "two", POOLED_DATA]
+    assert t.loc["one", "diff"] == pytest.approx(want[0]) and t.loc["one", "diff_low"] > 0
+    assert t.loc["two", "diff"] == 0 and t.loc["two", "n_pairs"] == 600
+    assert t.loc[POOLED_DATA, "diff"] == pytest.approx(np.mean(want))
+    assert t.loc["one", "acc_after"] > t.loc["one", "acc_before"]
+    # cells of the two rounds scored on other test pairs are refused
+    f = after[0] / "cells" / "reading" / "answered" / "seed2.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "test_sha256": "other"}))
+    with pytest.raises(ValueError, match="different test pairs in seed 2"):
+        compare_rounds(before, after, n_boot=50)

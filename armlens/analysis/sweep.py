@@ -329,3 +329,65 @@ def decisions_markdown(decisions: pd.DataFrame) -> str:
         lines.append(f"| {r['axis']} | `{r['field']}` | {r['default']} | {choice} | {ev} | {n} | {r['rule']} | "
                      f"{r['note']} |")
     return "\n".join(lines)
+
+
+ROUNDS_COLUMNS = ["data", "before", "after", "acc_before", "acc_after", "diff", "diff_low", "diff_high", "p_value",
+                  "n_seeds", "n_pairs"]
+
+
+def _reference_cells(by_cell: dict[tuple[str, str], dict[int, dict[str, Any]]], arm: ARMConfig
+                     ) -> dict[int, dict[str, Any]] | None:
+    """A folder's reference ARM, per seed: any cell whose setting is its axis's reference (they are one fit)."""
+    for (axis, setting), seeds in by_cell.items():
+        if axis != "heads" and reference_setting(axis, arm) == setting:
+            return seeds
+    return None
+
+
+def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *, n_boot: int = 2000, seed: int = 0
+                   ) -> pd.DataFrame:
+    """The reference ARM of one sweep round (``after``: its folders) against another's (``before``), dataset by
+    dataset on the same test pairs and seeds (the rounds draw the same splits), and pooled with equal weight per
+    dataset: did the defaults a round chose, taken together, beat the ones it started from?
+
+    Differences are ``after - before`` per pair, bootstrapped seeds-then-pairs per dataset (each its own stream), as
+    in :func:`sweep_table`; cells scored on different test pairs are refused. Datasets in only one round are left
+    out."""
+    def refs(folders: Sequence[str | Path]) -> dict[str, tuple[Path, dict[int, dict[str, Any]]]]:
+        out = {}
+        for f in folders:
+            config, by_cell = _folder_cells(Path(f))
+            cells = _reference_cells(by_cell, config.arm)
+            if cells is None:
+                raise ValueError(f"{f}: no cell of the reference ARM to compare")
+            out[config.data] = (Path(f), cells)
+        return out
+
+    old, new = refs(before), refs(after)
+    rows, dists, accs = [], [], []
+    for i, data in enumerate(d for d in new if d in old):
+        folder, cells_new = new[data]
+        _, cells_old = old[data]
+        diffs = _paired(folder, cells_new, cells_old, f"the two rounds' reference ARMs on {data}")
+        if not diffs:
+            continue
+        est, dist = _estimate(diffs, n_boot, seed + i)
+        common = sorted(set(cells_new) & set(cells_old))
+        acc = tuple(float(np.mean([np.mean(c[s]["correct"]) for s in common])) for c in (cells_old, cells_new))
+        iv = interval_of(dist, est)
+        rows.append({"data": data, "acc_before": acc[0], "acc_after": acc[1], "diff": iv.diff, "diff_low": iv.low,
+                     "diff_high": iv.high, "p_value": iv.p_value, "n_seeds": len(diffs),
+                     "n_pairs": int(sum(d.size for d in diffs))})
+        dists.append(dist)
+        accs.append(acc)
+    if not rows:
+        raise ValueError("the two rounds share no dataset with scored reference cells")
+    if len(rows) > 1:
+        iv = interval_of(np.mean(dists, axis=0), float(np.mean([r["diff"] for r in rows])))
+        rows.append({"data": POOLED_DATA, "acc_before": float(np.mean([a[0] for a in accs])),
+                     "acc_after": float(np.mean([a[1] for a in accs])), "diff": iv.diff, "diff_low": iv.low,
+                     "diff_high": iv.high, "p_value": iv.p_value, "n_seeds": min(r["n_seeds"] for r in rows),
+                     "n_pairs": sum(r["n_pairs"] for r in rows)})
+    label = {"before": ", ".join(Path(f).parent.name for f in before[:1]),
+             "after": ", ".join(Path(f).parent.name for f in after[:1])}
+    return pd.DataFrame([{**r, **label} for r in rows], columns=ROUNDS_COLUMNS)
