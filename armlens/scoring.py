@@ -20,7 +20,7 @@ import functools
 import hashlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -164,6 +164,7 @@ def score_rows(
     answer_ids: AnswerIds,
     rows_per_text: Sequence[Sequence[int]] | None = None,
     groups: Sequence[Hashable] | None = None,
+    subgroups: Sequence[Hashable] | None = None,
     min_shared_tokens: int = MIN_SHARED_TOKENS,
     chunk: int = 64,
     resid: RowResid | None = None,
@@ -180,12 +181,14 @@ def score_rows(
     activation under ``capture_row`` is kept per text (:attr:`RowLogits.captured`: the features of a probe). Text
     ``i`` is scored under ``rows_per_text[i]`` (default: every row). Texts with the same ``groups`` key (e.g. a pair's chosen and rejected prompts, or in-context prompts with the same demonstrations)
     run their common leading tokens once when those are at least ``min_shared_tokens`` long, and each text then only
-    its own remaining tokens. Equals :func:`score_texts` per row within float tolerance (checked by the tests).
+    its own remaining tokens. Within a group, texts with the same ``subgroups`` key (e.g. an in-context judge's
+    chosen and rejected queries after shared demonstrations) run their longer common part once more, on top of the
+    group's. Equals :func:`score_texts` per row within float tolerance (checked by the tests).
     """
     n, n_rows = len(texts), masks.shape[0]
     wanted = [list(range(n_rows))] * n if rows_per_text is None else [list(r) for r in rows_per_text]
-    if len(wanted) != n or (groups is not None and len(groups) != n):
-        raise ValueError("rows_per_text and groups need one entry per text")
+    if len(wanted) != n or (groups is not None and len(groups) != n) or (subgroups is not None and len(subgroups) != n):
+        raise ValueError("rows_per_text, groups and subgroups need one entry per text")
     if any(not 0 <= r < n_rows for rows in wanted for r in rows):
         raise ValueError(f"a row index is outside the {n_rows} rows")
     if capture and capture_row is None:
@@ -207,19 +210,45 @@ def score_rows(
             common = min(common, min(t.shape[1] for t in tokens) - 1)
             if common >= max(1, min_shared_tokens):
                 shared = M.shared_prefix(model, tokens[0][:, :common])
-        for i, tok in zip(idx, tokens, strict=True):
-            cache = M.extend_prefix(model, shared, tok) if shared is not None else (
-                M.prefix_cache(model, tok, torch.ones_like(tok)))
-            yes, no, lse, top, store = _branch_rows(model, cache, means, masks, wanted[i], answer_ids, chunk, resid,
-                                                    capture, capture_row)
-            for name, value in store.items():
-                captured[name][i] = value
-            cols = torch.tensor(wanted[i])
-            out["yes"][i, cols], out["no"][i, cols], out["logsumexp"][i, cols] = yes, no, lse
-            argmax[i, cols] = top
-            bar.update(1)
+        for sub in _subgroups_of(idx, subgroups):  # one subgroup's prefix alive at a time
+            start = _subgroup_prefix(model, [tokens[j] for j in sub], shared, min_shared_tokens)
+            for j in sub:
+                i, tok = idx[j], tokens[j]
+                cache = M.extend_prefix(model, start, tok) if start is not None else (
+                    M.prefix_cache(model, tok, torch.ones_like(tok)))
+                yes, no, lse, top, store = _branch_rows(model, cache, means, masks, wanted[i], answer_ids, chunk,
+                                                        resid, capture, capture_row)
+                for name, value in store.items():
+                    captured[name][i] = value
+                cols = torch.tensor(wanted[i])
+                out["yes"][i, cols], out["no"][i, cols], out["logsumexp"][i, cols] = yes, no, lse
+                argmax[i, cols] = top
+                bar.update(1)
     bar.close()
     return RowLogits(out["yes"], out["no"], out["logsumexp"], argmax, _stack_captured(captured))
+
+
+def _subgroups_of(idx: list[int], subgroups: Sequence[Hashable] | None) -> list[list[int]]:
+    """Positions in ``idx`` grouped by their ``subgroups`` key, in first-appearance order (each alone without keys)."""
+    if subgroups is None:
+        return [[j] for j in range(len(idx))]
+    by_sub: dict[Hashable, list[int]] = {}
+    for j, i in enumerate(idx):
+        by_sub.setdefault(subgroups[i], []).append(j)
+    return list(by_sub.values())
+
+
+def _subgroup_prefix(model: Model, toks: list[Tensor], shared: Any, min_shared_tokens: int) -> Any:
+    """The cache the texts of one subgroup extend: their common leading tokens, built on the group's ``shared``
+    prefix, where that is at least ``min_shared_tokens`` longer than it; else ``shared`` itself."""
+    if len(toks) < 2:
+        return shared
+    n_shared = shared.get_seq_length() if shared is not None else 0
+    common = min(M.common_prefix_length([t[0].tolist() for t in toks]), min(t.shape[1] for t in toks) - 1)
+    if common - n_shared < max(1, min_shared_tokens):
+        return shared
+    return (M.extend_prefix(model, shared, toks[0][:, :common + 1]).past if shared is not None
+            else M.shared_prefix(model, toks[0][:, :common]))
 
 
 def _stack_captured(captured: dict[str, list[Tensor | None]]) -> dict[str, Tensor]:
@@ -311,6 +340,7 @@ def score_patched(
     answer_ids: AnswerIds | None = None,
     kind: ScoreKind = "prob",
     groups: Sequence[Hashable] | None = None,
+    subgroups: Sequence[Hashable] | None = None,
     show_progress: bool = False,
     desc: str = "scoring",
 ) -> Float[Tensor, " batch"]:
@@ -322,5 +352,6 @@ def score_patched(
     rows = [table.add(m, k) for m, k in patches]
     means, masks = table.stacked()
     logits = score_rows(model, texts, means, masks, answer_ids=answer_ids or AnswerIds.of(model),
-                        rows_per_text=[[r] for r in rows], groups=groups, show_progress=show_progress, desc=desc)
+                        rows_per_text=[[r] for r in rows], groups=groups, subgroups=subgroups,
+                        show_progress=show_progress, desc=desc)
     return logits.read(kind)[torch.arange(len(texts)), torch.tensor(rows)]

@@ -134,6 +134,42 @@ def test_pair_prefix_sharing_runs_the_common_part_once(tiny, monkeypatch):
     assert calls == []
 
 
+def test_subgroups_share_their_longer_prefix_on_top_of_the_group(tiny_any, monkeypatch):
+    """In-context prompts: one group (the demonstrations), and each pair's chosen and rejected queries a subgroup
+    that also shares its prompt; the scores equal one full forward per text, and less is run."""
+    from armlens.prompts import icl_prompt
+
+    model = tiny_any
+    demos = [Example(f"Question {i}: is {i} even?", "Yes." if i % 2 == 0 else "No.", i % 2 == 0) for i in range(2)]
+    pairs = [(f"Tell me about the number {k} and why it matters " * 3, f"It is {k}.", f"I will not say {k}.")
+             for k in range(3)]
+    texts = [icl_prompt(model, demos, Example(p, r, None), TEMPLATE) for p, c, x in pairs for r in (c, x)]
+    subgroups = [k for k in range(3) for _ in range(2)]
+    means, masks = random_rows(model, 2, seed=3)
+    ids = AnswerIds.of(model)
+    run: list[int] = []  # tokens each extension runs (all but the last token, beyond what is cached)
+    real = M.extend_prefix
+
+    def counting(model_, shared, tokens):
+        run.append(int(tokens.shape[1]) - 1 - shared.get_seq_length())
+        return real(model_, shared, tokens)
+
+    monkeypatch.setattr(M, "extend_prefix", counting)
+    plain = score_rows(model, texts, means, masks, answer_ids=ids, groups=[0] * 6, min_shared_tokens=1)
+    plain_run, run[:] = sum(run), []
+    nested = score_rows(model, texts, means, masks, answer_ids=ids, groups=[0] * 6, subgroups=subgroups,
+                        min_shared_tokens=1)
+    for k in ("yes", "no", "logsumexp"):
+        torch.testing.assert_close(getattr(nested, k), getattr(plain, k), atol=1e-4, rtol=1e-3)
+    for i, t in enumerate(texts):
+        want = score_texts(model, [t], means=means[0], mask=masks[0], kind="prob")[0]
+        torch.testing.assert_close(nested.read("prob")[i, 0], want, atol=1e-4, rtol=1e-3)
+    # 3 subgroup prefixes built on the group's, then 6 texts extended from them: each pair's prompt runs once
+    assert len(run) == 9 and sum(run) < 0.7 * plain_run
+    with pytest.raises(ValueError, match="subgroups"):
+        score_rows(model, texts, means, masks, answer_ids=ids, groups=[0] * 6, subgroups=[0])
+
+
 def test_row_patch_hooks_refuse_bad_shapes(tiny):
     from armlens.patching import row_patch_hooks
 

@@ -22,7 +22,7 @@ from armlens.data.records import PreferencePair, Prompt
 from armlens.evaluation.judge import Judge, JudgeConfig
 from armlens.generation import generate_answers, votes_to_scores
 from armlens.patching import HeadMask, Means
-from armlens.prompts import AnswerIds, Example, cut_to_tokens, icl_prompt
+from armlens.prompts import AnswerIds, Example, cut_to_tokens, icl_prompt, prompt_key
 from armlens.scoring import score_patched, score_texts
 from armlens.typing import Model
 
@@ -80,9 +80,12 @@ class FewShotICLJudge(Judge):
         cfg = self.config
         texts = [icl_prompt(self.model, self.demos, q, cfg.template) for q in self._queries(items)]
         ids = AnswerIds.of(self.model, cfg.template)
-        if cfg.icl_cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache
+        if cfg.icl_cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache, and
+            # a pair's chosen and rejected queries also share their prompt on top of it
+            pair_of = [prompt_key(p.prompt) for p, _ in items]
             return score_patched(self.model, texts, [(None, None)] * len(texts), answer_ids=ids, kind=cfg.score,
-                                 groups=[0] * len(texts), show_progress=cfg.show_progress, desc=self.name)
+                                 groups=[0] * len(texts), subgroups=pair_of, show_progress=cfg.show_progress,
+                                 desc=self.name)
         return score_texts(self.model, texts, answer_ids=ids, kind=cfg.score, batch_size=cfg.batch_size,
                            show_progress=cfg.show_progress, desc=self.name)
 
