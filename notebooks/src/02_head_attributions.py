@@ -47,8 +47,8 @@ from armlens.data import load_pairs, split_pairs  # noqa: E402
 from armlens.model import PrefixPool, load_model, tokenize  # noqa: E402
 from armlens.patching import head_label, mask_labels, parse_heads  # noqa: E402
 from armlens.prompts import AnswerIds, JudgeTemplate, examples_from_pairs, scalar_prompt  # noqa: E402
-from armlens.scoring import score_texts  # noqa: E402
 from armlens.rm import ARMConfig  # noqa: E402
+from armlens.scoring import score_texts  # noqa: E402
 from armlens.selection import ReinforceConfig, mask_losses, reinforce, single_head_effects  # noqa: E402
 
 N_FEWSHOT = 8  # few-shot pairs of one criterion (HHH helpful: 16 labelled examples), for the means and REINFORCE
