@@ -187,7 +187,7 @@ def score_rows(
     """
     n, n_rows = len(texts), masks.shape[0]
     wanted = [list(range(n_rows))] * n if rows_per_text is None else [list(r) for r in rows_per_text]
-    if len(wanted) != n or (groups is not None and len(groups) != n) or (subgroups is not None and len(subgroups) != n):
+    if len(wanted) != n or any(keys is not None and len(keys) != n for keys in (groups, subgroups)):
         raise ValueError("rows_per_text, groups and subgroups need one entry per text")
     if any(not 0 <= r < n_rows for rows in wanted for r in rows):
         raise ValueError(f"a row index is outside the {n_rows} rows")
@@ -204,14 +204,9 @@ def score_rows(
     bar = tqdm(total=sum(len(m) for m in members.values()), desc=desc, disable=not show_progress, leave=False)
     for idx in members.values():
         tokens = [M.tokenize(model, [texts[i]])[0] for i in idx]
-        shared = None
-        if len(idx) > 1:
-            common = M.common_prefix_length([t[0].tolist() for t in tokens])
-            common = min(common, min(t.shape[1] for t in tokens) - 1)
-            if common >= max(1, min_shared_tokens):
-                shared = M.shared_prefix(model, tokens[0][:, :common])
+        shared = _common_prefix_cache(model, tokens, None, min_shared_tokens)
         for sub in _subgroups_of(idx, subgroups):  # one subgroup's prefix alive at a time
-            start = _subgroup_prefix(model, [tokens[j] for j in sub], shared, min_shared_tokens)
+            start = _common_prefix_cache(model, [tokens[j] for j in sub], shared, min_shared_tokens)
             for j in sub:
                 i, tok = idx[j], tokens[j]
                 cache = M.extend_prefix(model, start, tok) if start is not None else (
@@ -238,9 +233,10 @@ def _subgroups_of(idx: list[int], subgroups: Sequence[Hashable] | None) -> list[
     return list(by_sub.values())
 
 
-def _subgroup_prefix(model: Model, toks: list[Tensor], shared: Any, min_shared_tokens: int) -> Any:
-    """The cache the texts of one subgroup extend: their common leading tokens, built on the group's ``shared``
-    prefix, where that is at least ``min_shared_tokens`` longer than it; else ``shared`` itself."""
+def _common_prefix_cache(model: Model, toks: list[Tensor], shared: Any, min_shared_tokens: int) -> Any:
+    """The cache several texts extend: their common leading tokens (all but each text's last), built on ``shared``
+    (a cache of fewer of them, or ``None``) where that part is at least ``min_shared_tokens`` longer than it; else
+    ``shared`` itself. Used for a group (on nothing) and for a subgroup (on its group's cache)."""
     if len(toks) < 2:
         return shared
     n_shared = shared.get_seq_length() if shared is not None else 0

@@ -4,9 +4,10 @@ datasets.
 The sweep (``scripts/sweep_defaults.sh``, ``docs/defaults.md``) is ``armlens ablate`` run per dataset with the
 reference ARM set to the defaults of the time (each round's folder records its reference ARM); every cell is that ARM
 with one setting changed, scored on the same test pairs as the reference. So each setting is compared with the
-axis's *reference setting* (the default it would replace) item by item: per seed, the per-pair differences of ``correct``; pooled over seeds by :func:`armlens.stats.clustered_bootstrap`
-(seeds, then pairs within a seed: a seed is a new few-shot draw and a new fit, so its variance is kept); pooled over
-datasets with equal weight per dataset (each dataset resampled independently). Nothing here runs a model.
+axis's *reference setting* (the default it would replace) item by item: per seed, the per-pair differences of
+``correct``; pooled over seeds by :func:`armlens.stats.clustered_bootstrap` (seeds, then pairs within a seed: a
+seed is a new few-shot draw and a new fit, so its variance is kept); pooled over datasets with equal weight per
+dataset (each dataset resampled independently). Nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -299,12 +300,12 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
             if r is not None and r[0]["diff_high"] >= 0:
                 choice, stats, below = s, r[0], r[1]
                 break
-        if choice == best != default and (r := pooled(axis, best, default)) is not None:
-            below, than = r[1], default  # the best pooled may still lose to the default on one dataset
         if stats is None:  # the best is the cheapest acceptable: show it against the default
             r = pooled(axis, best, default) if best != default else None
             stats = r[0] if r else {"compared": "", "diff": math.nan, "diff_low": math.nan, "diff_high": math.nan,
                                     "n_data": math.nan, "n_seeds": math.nan}
+            if r:  # the best pooled may still lose to the default on one dataset
+                below, than = r[1], default
         rows.append({"axis": axis, "field": fld, "default": default, "choice": choice, "changed": choice != default,
                      **stats, "rule": "cheapest not significantly worse than the best",
                      "note": f"best {best}: {100 * accuracy[best]:.1f}% pooled accuracy"
@@ -388,6 +389,5 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
                      "acc_after": float(np.mean([a[1] for a in accs])), "diff": iv.diff, "diff_low": iv.low,
                      "diff_high": iv.high, "p_value": iv.p_value, "n_seeds": min(r["n_seeds"] for r in rows),
                      "n_pairs": sum(r["n_pairs"] for r in rows)})
-    label = {"before": ", ".join(Path(f).parent.name for f in before[:1]),
-             "after": ", ".join(Path(f).parent.name for f in after[:1])}
+    label = {"before": Path(before[0]).parent.name, "after": Path(after[0]).parent.name}
     return pd.DataFrame([{**r, **label} for r in rows], columns=ROUNDS_COLUMNS)

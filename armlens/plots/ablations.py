@@ -282,6 +282,6 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chose
                       legend={"orientation": "h", "y": -0.25 if n_rows > 1 else -0.42, "x": 0})
     n_seeds = int(rows["n_seeds"].min())
     left = " (every head patched: all ties, in the table only)" if (table["setting"] == "all").any() else ""
-    return style(fig, title, subtitle=f"accuracy minus the reference ARM's (the defaults the sweep ran around), same test pairs and seeds "
-                                        f"(at least {n_seeds} seeds); 95% intervals: seeds, then pairs, resampled; "
+    return style(fig, title, subtitle=f"accuracy minus the reference ARM's (the defaults the sweep ran around), "
+                                        f"same test pairs and seeds (at least {n_seeds} seeds); 95% intervals: seeds, then pairs, resampled; "
                                         f"a tie counts as wrong{left}", width=1300, height=200 + 380 * n_rows)
