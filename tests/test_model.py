@@ -237,3 +237,10 @@ def test_length_batches():
     assert M.length_batches(texts, 100) == [[1, 4, 3, 6, 0, 2, 5]] and M.length_batches([], 2) == []
     with pytest.raises(ValueError, match="at least 1"):
         M.length_batches(texts, 0)
+
+
+def test_boot_places_preloaded_weights_on_the_device():
+    """TransformerLens 4.3 only records ``device`` for a pre-loaded model; boot must move the weights itself (found on
+    an H200: a "cuda" bridge held CPU weights and its first forward failed). The meta device stands in for a GPU."""
+    model = M.tiny_model(device="meta", n_layers=2, n_heads=4, d_head=16, seed=3)
+    assert {p.device.type for p in model.parameters()} == {"meta"} and str(model.cfg.device) == "meta"

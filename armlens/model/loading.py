@@ -49,6 +49,10 @@ def no_package_installs() -> Iterator[None]:
 def boot(hf_model: Any, tokenizer: Any, folder: str, model_id: str, device: str | None) -> Model:
     from transformer_lens.model_bridge import TransformerBridge
 
+    if device is not None and not getattr(hf_model, "hf_device_map", None):
+        # TransformerLens 4.3 records ``device`` in cfg.device but leaves a pre-loaded model where it is, so without
+        # this a "cuda" bridge ran CPU weights on cuda inputs (tests/test_device.py; a device map places itself)
+        hf_model = hf_model.to(device)
     old = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the bridge must never reach for the Hub once weights are in memory
     try:
