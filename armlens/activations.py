@@ -333,8 +333,8 @@ def collect(
             z, logits = M.capture_hook_z_and_logits(model, *M.tokenize(model, [texts[i] for i in idx]),
                                                     logits_from_end=prompts.logits_from_end)
         labels = torch.tensor([gold[i] for i in idx])
-        yes_no = logits[:, [ids.yes, ids.no]].softmax(-1)
-        confidence = torch.where(labels, yes_no[:, 0], yes_no[:, 1]).cpu()
+        yes_no = logits[:, [ids.yes, ids.no]].softmax(-1).cpu()
+        confidence = torch.where(labels, yes_no[:, 0], yes_no[:, 1])
         right += int((confidence > 0.5).sum())
         for est in estimators:
             est.update(z.cpu(), labels, confidence)

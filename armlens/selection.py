@@ -227,7 +227,7 @@ class MaskObjective:
             logp = [mask_logits(self.model, self.pool[self.texts[2 * unit + j]], means, masks, self.chunk)[0]
                     .log_softmax(-1)[:, self.ids.yes] for j in (0, 1)]
             raw = -torch.nn.functional.logsigmoid(logp[0] - logp[1])
-        return raw + self.sparsity * masks.sum((-2, -1)).float()
+        return raw.cpu() + self.sparsity * masks.sum((-2, -1)).float()
 
     def mean_losses(self, units: Sequence[int], means: Means, masks: Masks) -> Float[Tensor, " k"]:
         """Mean loss of every mask over ``units``."""
