@@ -259,6 +259,9 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     # the per-seed head artifacts are there
     run = json.loads((out / "run.json").read_text())
     assert run["seeds_done"] == [0, 1] and run["data"]["sha256"] and run["versions"]["torch"]
+    assert run["environments"] == {s: [{"device": "cpu", "torch": torch.__version__, "transformers":
+                                        run["versions"]["transformers"], "python": run["versions"]["python"]}]
+                                   for s in ("0", "1")}
     res = R.load_results(out)
     assert set(res.seeds) == {0, 1}
     sel = res.seeds[0].selections["reference"]
@@ -308,8 +311,15 @@ def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
     for name in ("single_head_effects", "score_rows", "attention_from_last"):
         monkeypatch.setattr(A, name, boom)
     monkeypatch.setattr(A.ActivationRM, "fit", boom)
-    spent = json.loads((out / "run.json").read_text())["seconds"]
+    meta = json.loads((out / "run.json").read_text())
+    spent = meta["seconds"]
+    # a seed partly computed elsewhere (a GPU, say) keeps that record when a run here resumes it
+    elsewhere = {"device": "cuda:0 (a GPU)", "torch": "2.11.0", "transformers": "5.23.0", "python": "3.12.3"}
+    meta["environments"]["1"].insert(0, elsewhere)
+    (out / "run.json").write_text(json.dumps(meta))
     again = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
+    envs = json.loads((out / "run.json").read_text())["environments"]
+    assert envs["1"] == meta["environments"]["1"] and envs["0"] == meta["environments"]["0"]  # no duplicate
     assert len(again) == len(cells)
     assert {p: p.stat().st_mtime_ns for p in before} == before
     # a resumed run adds its (short) time to each seed's compute time instead of replacing it

@@ -13,7 +13,7 @@ criterion's fit, as :meth:`ActivationRM.score_pairs` routes it). The generative 
 
 Files (resumable: anything already on disk is read back, never recomputed)
 --------------------------------------------------------------------------
-``OUT/run.json`` (config, versions, model fingerprint, data hash), ``OUT/cells/{axis}/{setting}/seed{s}.json`` (one
+``OUT/run.json`` (config, versions, model fingerprint, data hash, seconds and environments per seed), ``OUT/cells/{axis}/{setting}/seed{s}.json`` (one
 tidy record per cell, scores included), ``OUT/seeds/seed{s}/`` (split, ``arms/{key}.arm`` fitted ARMs,
 ``selection-*.json`` REINFORCE histories per criterion of the reference ARM, attribution maps, an attention row),
 ``OUT/summary.csv``.
@@ -398,7 +398,19 @@ def _check_run_file(out: Path, config: AblationConfig, model: Model, pairs: Sequ
                              "use another --out folder or delete it")
         run["seeds_done"] = sorted(set(old.get("seeds_done", [])))
         run["seconds"] = old.get("seconds", {})
+        run["environments"] = old.get("environments", {})
     write_json_atomic(path, run)
+
+
+def run_environment(model: Model) -> dict[str, str]:
+    """Where a seed's compute ran (device, and the versions that can move its last digits), for ``run.json``'s
+    per-seed ``environments``: a resumed run may finish a seed on another machine, and ``versions`` holds only the
+    last run's."""
+    device = str(model.cfg.device)
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = f"{device} ({torch.cuda.get_device_name()})"
+    v = environment_versions()
+    return {"device": device, **{k: str(v[k]) for k in ("torch", "transformers", "python") if k in v}}
 
 
 def run_ablations(
@@ -432,6 +444,9 @@ def run_ablations(
         meta["seeds_done"] = sorted(set(meta.get("seeds_done") or []) | {seed})
         spent = meta.setdefault("seconds", {})  # compute time per seed, summed over resumed runs
         spent[str(seed)] = spent.get(str(seed), 0.0) + timings[seed]
+        envs = meta.setdefault("environments", {}).setdefault(str(seed), [])
+        if (env := run_environment(model)) not in envs:
+            envs.append(env)
         write_json_atomic(out / "run.json", meta)
         if on_seed is not None:
             on_seed(seed, timings[seed])
