@@ -126,13 +126,21 @@ def paired_bootstrap(
     return PairedDiff(d, low, high, (1 + extreme) / (n + 1))
 
 
-def clustered_bootstrap(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 0) -> np.ndarray:
-    """Seeded bootstrap distribution of the mean of group means, resampling groups, then items within each group.
+def clustered_bootstrap(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 0,
+                        clusters: Sequence[ArrayLike | None] | None = None) -> np.ndarray:
+    """Seeded bootstrap distribution of the mean of group means, resampling groups, then clusters of items within
+    each group.
 
     ``groups`` are per-item values of independent units that each carry their own variance (one array per seed: a
     seed is a new few-shot draw and a new fit, and its items share that fit). A plain item bootstrap over all seeds'
     items would ignore the seed-to-seed variance; this two-stage resampling keeps it. Per-item differences of two
     methods on the same items give a paired comparison. Returns ``n`` resampled statistics; see :func:`interval_of`.
+
+    ``clusters``: per group, one label per item (or ``None``): items sharing a label are resampled together, and a
+    resample's group statistic is the mean over the items of its drawn clusters. Pairs built from one prompt (HHH's
+    221 pairs come from 102 prompts) share that prompt's difficulty, so resampling them one by one treats them as
+    independent and narrows the interval; passing the prompt as the cluster does not. With every label distinct
+    (or ``None``), the result is exactly the item bootstrap.
     """
     arrays = [np.asarray(g, dtype=float).ravel() for g in groups]
     if not arrays or any(a.size == 0 for a in arrays):
@@ -140,12 +148,30 @@ def clustered_bootstrap(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 
     if not all(np.all(np.isfinite(a)) for a in arrays):
         raise ValueError("clustered_bootstrap: values contain NaN or infinity")
     _check_bootstrap_args(n, 0.05, "clustered_bootstrap")
+    if clusters is None:
+        clusters = [None] * len(arrays)
+    if len(clusters) != len(arrays):
+        raise ValueError(f"clustered_bootstrap: {len(clusters)} cluster label lists for {len(arrays)} groups")
+    sums, counts = [], []
+    for g, (a, labels) in enumerate(zip(arrays, clusters, strict=True)):
+        if labels is None:
+            sums.append(a)
+            counts.append(np.ones_like(a))
+            continue
+        labels = list(labels)
+        if len(labels) != a.size:
+            raise ValueError(f"clustered_bootstrap: group {g} has {a.size} items but {len(labels)} cluster labels")
+        index: dict[Any, int] = {}  # clusters in order of first appearance, so distinct labels = the item bootstrap
+        ids = np.array([index.setdefault(lab, len(index)) for lab in labels])
+        sums.append(np.bincount(ids, weights=a, minlength=len(index)))
+        counts.append(np.bincount(ids, minlength=len(index)).astype(float))
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(arrays), size=(n, len(arrays)))  # resample b draws groups pick[b]
     means = np.empty(pick.shape)
-    for g, a in enumerate(arrays):  # each draw of group g gets its own resample of g's items
+    for g, (s, c) in enumerate(zip(sums, counts, strict=True)):  # each draw of group g resamples g's clusters
         where = pick == g
-        means[where] = a[rng.integers(0, a.size, size=(int(where.sum()), a.size))].mean(axis=1)
+        drawn = rng.integers(0, s.size, size=(int(where.sum()), s.size))
+        means[where] = s[drawn].sum(axis=1) / c[drawn].sum(axis=1)
     return means.mean(axis=1)
 
 

@@ -262,6 +262,10 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     assert run["environments"] == {s: [{"device": "cpu", "torch": torch.__version__, "transformers":
                                         run["versions"]["transformers"], "python": run["versions"]["python"]}]
                                    for s in ("0", "1")}
+    # each seed's split records its test pairs' prompts, the clusters of the sweep's bootstrap
+    key = {p.id: p.prompt_key() for p in toy_pairs()}
+    split = json.loads((out / "seeds" / "seed0" / "split.json").read_text())
+    assert split["test_used_prompts"] == [key[i] for i in split["test_used"]] and split["test_used"]
     res = R.load_results(out)
     assert set(res.seeds) == {0, 1}
     sel = res.seeds[0].selections["reference"]
@@ -317,9 +321,14 @@ def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
     elsewhere = {"device": "cuda:0 (a GPU)", "torch": "2.11.0", "transformers": "5.23.0", "python": "3.12.3"}
     meta["environments"]["1"].insert(0, elsewhere)
     (out / "run.json").write_text(json.dumps(meta))
+    split_file = out / "seeds" / "seed1" / "split.json"  # a split written before prompts were recorded gains them
+    split = json.loads(split_file.read_text())
+    split_file.write_text(json.dumps({k: v for k, v in split.items() if k != "test_used_prompts"}))
+    before.pop(split_file)
     again = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
     envs = json.loads((out / "run.json").read_text())["environments"]
     assert envs["1"] == meta["environments"]["1"] and envs["0"] == meta["environments"]["0"]  # no duplicate
+    assert json.loads(split_file.read_text()) == split
     assert len(again) == len(cells)
     assert {p: p.stat().st_mtime_ns for p in before} == before
     # a resumed run adds its (short) time to each seed's compute time instead of replacing it

@@ -36,6 +36,44 @@ def test_clustered_bootstrap_keeps_seed_variance():
         clustered_bootstrap([np.array([1.0, math.nan])])
 
 
+def _item_bootstrap_before_clusters(groups, n, seed):
+    """clustered_bootstrap as it was before cluster labels (each item resampled alone), kept to pin its numbers."""
+    arrays = [np.asarray(g, dtype=float).ravel() for g in groups]
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(arrays), size=(n, len(arrays)))
+    means = np.empty(pick.shape)
+    for g, a in enumerate(arrays):
+        where = pick == g
+        means[where] = a[rng.integers(0, a.size, size=(int(where.sum()), a.size))].mean(axis=1)
+    return means.mean(axis=1)
+
+
+def test_clustered_bootstrap_resamples_prompts_together():
+    rng = np.random.default_rng(1)
+    seeds = [rng.random(120) < p for p in (0.5, 0.6, 0.7)]
+    # distinct labels (or none) are the item bootstrap, bit for bit, so folders without prompt labels keep their numbers
+    before = _item_bootstrap_before_clusters(seeds, 800, 3)
+    np.testing.assert_array_equal(clustered_bootstrap(seeds, 800, 3), before)
+    np.testing.assert_array_equal(clustered_bootstrap(seeds, 800, 3, clusters=[range(120)] * 3), before)
+    np.testing.assert_array_equal(clustered_bootstrap(seeds, 800, 3, clusters=[None, range(120), None]), before)
+    # 50 prompts with 4 pairs each that share the prompt's outcome: the information of 50 items, not 200
+    prompt_outcome = rng.random(50) < 0.6
+    values = np.repeat(prompt_outcome, 4)
+    labels = np.repeat(np.arange(50), 4)
+    shuffled = rng.permutation(200)  # cluster members need not be adjacent
+    by_pair = clustered_bootstrap([values[shuffled]], 4000, 0).std()
+    by_prompt = clustered_bootstrap([values[shuffled]], 4000, 0, clusters=[labels[shuffled]]).std()
+    expected = prompt_outcome.std() / math.sqrt(50)
+    assert by_prompt == pytest.approx(expected, rel=0.1) and by_pair == pytest.approx(expected / 2, rel=0.1)
+    # unequal cluster sizes: a resample's statistic is the mean over its drawn items
+    one = clustered_bootstrap([np.array([1.0, 0.0, 0.0])], 2000, 0, clusters=[["a", "b", "b"]])
+    assert set(np.round(one, 6)) <= {0.0, 1.0, round(1 / 3, 6)}
+    with pytest.raises(ValueError, match="2 items but 3 cluster labels"):
+        clustered_bootstrap([np.ones(2)], clusters=[["a", "b", "c"]])
+    with pytest.raises(ValueError, match="1 cluster label lists for 2 groups"):
+        clustered_bootstrap([np.ones(2), np.ones(2)], clusters=[None])
+
+
 def test_reference_setting_is_the_default():
     arm = ARMConfig()
     assert reference_setting("reading", BASE) == "icl-lines"
@@ -87,6 +125,37 @@ def test_sweep_table_pairs_each_setting_with_the_default(tmp_path):
     assert list(t["data"].drop_duplicates()) == ["one", "two", POOLED_DATA]
     md = sweep_markdown(t)
     assert "| reading | answered |" in md and "| reference |" in md and "600 pairs, 3 seeds" in md
+
+
+def test_sweep_table_resamples_the_prompts_its_splits_record(tmp_path):
+    """Pairs that share a prompt (4 per prompt, the same outcome within it) are one unit of evidence: with the
+    prompts in the seed's split.json the intervals are about twice as wide as resampling pairs (one seed, so no
+    seed-to-seed spread dilutes the ratio), and n_prompts says how many prompts they rest on. A split that holds
+    other test pairs is not used."""
+    rng = np.random.default_rng(4)
+    base = {0: np.repeat(rng.random(100) < 0.5, 4).astype(int)}
+    better = {0: np.maximum(base[0], np.repeat(rng.random(100) < 0.3, 4)).astype(int)}
+    cells = {("reading", "icl-lines"): base, ("reading", "answered"): better}
+    by_pair = sweep_table([_folder(tmp_path / "a", "one", cells, seeds=(0,))], n_boot=4000)
+    folder = _folder(tmp_path / "b", "one", cells, seeds=(0,))
+    (folder / "seeds" / "seed0").mkdir(parents=True)
+    split = folder / "seeds" / "seed0" / "split.json"
+    split.write_text(json.dumps({"test_used": [f"p{i}" for i in range(400)], "test_used_sha256": "t0",
+                                 "test_used_prompts": [f"prompt{i // 4}" for i in range(400)]}))
+    by_prompt = sweep_table([folder], n_boot=4000)
+
+    def width(t, setting, lo, hi):
+        r = t[t["setting"] == setting].iloc[0]
+        return r[hi] - r[lo]
+
+    for setting, lo, hi in (("icl-lines", "acc_low", "acc_high"), ("answered", "diff_low", "diff_high")):
+        assert 1.7 < width(by_prompt, setting, lo, hi) / width(by_pair, setting, lo, hi) < 2.3
+    row = by_prompt[by_prompt["setting"] == "answered"].iloc[0]
+    assert row["n_prompts"] == 100 and row["n_pairs"] == 400 and math.isnan(by_pair["n_prompts"].iloc[0])
+    assert row["diff"] == by_pair[by_pair["setting"] == "answered"].iloc[0]["diff"]  # the estimate is unchanged
+    assert "400 pairs (100 prompts), 1 seeds" in sweep_markdown(by_prompt, "one")
+    split.write_text(json.dumps({**json.loads(split.read_text()), "test_used_sha256": "other pairs"}))
+    assert math.isnan(sweep_table([folder], n_boot=200)["n_prompts"].iloc[0])
 
 
 def test_sweep_table_refuses_unpaired_cells(tmp_path):

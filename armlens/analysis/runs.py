@@ -117,9 +117,14 @@ class SeedRun:
         self.fewshot = split.fewshot
         self.test = split.test[: cfg.limit] if cfg.limit is not None else split.test
         path = self.dir / "split.json"
+        prompts = [p.prompt_key() for p in self.test]  # the bootstrap's clusters (armlens.analysis.sweep)
         if not path.is_file():
             write_json_atomic(path, {**split.to_dict(), "test_used": [p.id for p in self.test],
-                                     "test_used_sha256": pairs_hash(self.test)})
+                                     "test_used_sha256": pairs_hash(self.test), "test_used_prompts": prompts})
+        else:  # a split written before the prompts were recorded gains them (same test pairs, checked)
+            saved = json.loads(path.read_text())
+            if "test_used_prompts" not in saved and saved.get("test_used_sha256") == pairs_hash(self.test):
+                write_json_atomic(path, {**saved, "test_used_prompts": prompts})
         self.test_texts = [scalar_prompt(self.model, e, self.base.template)
                            for p in self.test for e in examples_from_pairs([p], self.base.criterion)]
 

@@ -5,9 +5,11 @@ The sweep (``scripts/sweep_defaults.sh``, ``docs/defaults.md``) is ``armlens abl
 reference ARM set to the defaults of the time (each round's folder records its reference ARM); every cell is that ARM
 with one setting changed, scored on the same test pairs as the reference. So each setting is compared with the
 axis's *reference setting* (the default it would replace) item by item: per seed, the per-pair differences of
-``correct``; pooled over seeds by :func:`armlens.stats.clustered_bootstrap` (seeds, then pairs within a seed: a
-seed is a new few-shot draw and a new fit, so its variance is kept); pooled over datasets with equal weight per
-dataset (each dataset resampled independently). Nothing here runs a model.
+``correct``; pooled over seeds by :func:`armlens.stats.clustered_bootstrap` (seeds, then prompts within a seed: a
+seed is a new few-shot draw and a new fit, so its variance is kept, and pairs built from one prompt are resampled
+together, as their seed's ``split.json`` records them; a folder written before the prompts were recorded resamples
+pairs, and its rows say so in ``n_prompts``); pooled over datasets with equal weight per dataset (each dataset
+resampled independently). Nothing here runs a model.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from armlens.stats import clustered_bootstrap, interval_of
 
 POOLED_DATA = "all"
 """Name of the rows that pool the datasets (equal weight per dataset)."""
-SWEEP_COLUMNS = ["data", "axis", "setting", "x", "reference", "n_seeds", "n_pairs", "accuracy", "acc_low",
+SWEEP_COLUMNS = ["data", "axis", "setting", "x", "reference", "n_seeds", "n_pairs", "n_prompts", "accuracy", "acc_low",
                  "acc_high", "diff", "diff_low", "diff_high", "p_value", "n_heads"]
 
 
@@ -65,26 +67,45 @@ def _per_seed(cells: pd.DataFrame) -> dict[tuple[str, str], dict[int, dict[str, 
 
 
 def _folder_cells(folder: Path) -> tuple[AblationConfig, dict[tuple[str, str], dict[int, dict[str, Any]]]]:
-    """One results folder's ablation config and its ARM cells as {(axis, setting): {seed: record}}."""
+    """One results folder's ablation config and its ARM cells as {(axis, setting): {seed: record}}, each record
+    with ``prompts``: its test pairs' prompt keys from the seed's ``split.json`` (``None`` where the split predates
+    them or holds other test pairs)."""
     run = json.loads((folder / "run.json").read_text())
-    return AblationConfig.from_dict(run["config"]), _per_seed(load_cells(folder, with_scores=True))
+    by_cell = _per_seed(load_cells(folder, with_scores=True))
+    splits: dict[int, dict[str, Any]] = {}
+    for seeds in by_cell.values():
+        for s, rec in seeds.items():
+            if s not in splits:
+                path = folder / "seeds" / f"seed{s}" / "split.json"
+                splits[s] = json.loads(path.read_text()) if path.is_file() else {}
+            split, n = splits[s], len(rec["correct"])
+            aligned = split.get("test_used_sha256") == rec.get("test_sha256") and len(split.get("test_used", [])) == n
+            rec["prompts"] = split.get("test_used_prompts") if aligned else None
+    return AblationConfig.from_dict(run["config"]), by_cell
 
 
 def _paired(folder: Path, a: dict[int, dict[str, Any]], b: dict[int, dict[str, Any]], what: str
-            ) -> list[np.ndarray]:
-    """Per-seed per-pair differences of ``correct`` (a minus b) on the seeds both finished; refuses cells scored
-    on different test pairs."""
-    diffs = []
+            ) -> tuple[list[np.ndarray], list[list[str] | None]]:
+    """Per-seed per-pair differences of ``correct`` (a minus b) on the seeds both finished, and each seed's prompt
+    keys (the bootstrap's clusters); refuses cells scored on different test pairs."""
+    diffs, prompts = [], []
     for s in sorted(set(a) & set(b)):
         if a[s].get("test_sha256") != b[s].get("test_sha256"):
             raise ValueError(f"{folder}: {what} were scored on different test pairs in seed {s}")
         diffs.append(np.asarray(a[s]["correct"], float) - np.asarray(b[s]["correct"], float))
-    return diffs
+        prompts.append(a[s].get("prompts") or b[s].get("prompts"))
+    return diffs, prompts
 
 
-def _estimate(diffs: list[np.ndarray], n_boot: int, seed: int) -> tuple[float, np.ndarray]:
-    """The mean over seeds of per-seed mean differences, and its seeds-then-pairs bootstrap distribution."""
-    return float(np.mean([d.mean() for d in diffs])), clustered_bootstrap(diffs, n_boot, seed)
+def _estimate(diffs: list[np.ndarray], prompts: list[list[str] | None], n_boot: int, seed: int
+              ) -> tuple[float, np.ndarray]:
+    """The mean over seeds of per-seed mean differences, and its seeds-then-prompts bootstrap distribution."""
+    return float(np.mean([d.mean() for d in diffs])), clustered_bootstrap(diffs, n_boot, seed, clusters=prompts)
+
+
+def _n_prompts(prompts: list[list[str] | None]) -> float:
+    """Distinct prompts summed over seeds (the bootstrap's clusters); NaN when a seed's prompts are unknown."""
+    return math.nan if any(p is None for p in prompts) else float(sum(len(set(p)) for p in prompts))
 
 
 def _distributions(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
@@ -100,17 +121,19 @@ def _distributions(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]
         if not common:
             continue
         acc = [np.asarray(seeds[s]["correct"], dtype=float) for s in common]
+        prompts = [seeds[s].get("prompts") for s in common]
         row: dict[str, Any] = {
             "data": data, "axis": axis, "setting": setting, "x": seeds[common[0]].get("x"),
             "reference": setting == ref_name, "n_seeds": len(common), "n_pairs": int(sum(a.size for a in acc)),
+            "n_prompts": _n_prompts(prompts),
             "n_heads": float(np.mean([seeds[s]["n_heads"] for s in common])),
             "acc_est": float(np.mean([a.mean() for a in acc])),
-            "acc_dist": clustered_bootstrap(acc, n_boot, seed),
+            "acc_dist": clustered_bootstrap(acc, n_boot, seed, clusters=prompts),
             "diff_est": math.nan, "diff_dist": None,
         }
         if ref is not None:
             row["diff_est"], row["diff_dist"] = _estimate(
-                _paired(folder, seeds, ref, f"{axis}={setting} and {ref_name}"), n_boot, seed)
+                *_paired(folder, seeds, ref, f"{axis}={setting} and {ref_name}"), n_boot, seed)
         rows.append(row)
     return rows
 
@@ -132,7 +155,9 @@ def sweep_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int 
 
     Columns: accuracy and its 95% interval; ``diff`` = accuracy minus the reference setting's on the same pairs and
     seeds, its 95% interval and two-sided p-value (``reference`` marks the current default, whose diff is 0);
-    ``n_pairs`` = scored items (pairs x seeds); intervals from :func:`armlens.stats.clustered_bootstrap`.
+    ``n_pairs`` = scored items (pairs x seeds); ``n_prompts`` = distinct prompts summed over seeds, the units the
+    intervals resample within a seed (NaN: a folder that predates recorded prompts, resampled by pair); intervals
+    from :func:`armlens.stats.clustered_bootstrap`.
     """
     per_data: list[dict[str, Any]] = []
     for i, f in enumerate(folders):  # each dataset its own bootstrap stream, so the pooled resampling is independent
@@ -152,7 +177,8 @@ def sweep_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int 
         pooled.append({
             "data": POOLED_DATA, "axis": axis, "setting": setting, "x": group[0]["x"],
             "reference": group[0]["reference"], "n_seeds": min(r["n_seeds"] for r in group),
-            "n_pairs": sum(r["n_pairs"] for r in group), "n_heads": float(np.mean([r["n_heads"] for r in group])),
+            "n_pairs": sum(r["n_pairs"] for r in group), "n_prompts": sum(r["n_prompts"] for r in group),
+            "n_heads": float(np.mean([r["n_heads"] for r in group])),
             "acc_est": float(np.mean([r["acc_est"] for r in group])),
             "acc_dist": np.mean([r["acc_dist"] for r in group], axis=0),
             "diff_est": float(np.mean([r["diff_est"] for r in with_diff])) if len(with_diff) == len(group)
@@ -186,7 +212,9 @@ def sweep_markdown(table: pd.DataFrame, data: str = POOLED_DATA) -> str:
         else:
             diff = f"{100 * r['diff']:+.1f} ({100 * r['diff_low']:+.1f} to {100 * r['diff_high']:+.1f})"
             p = f"{r['p_value']:.2g}"
-        lines.append(f"| {r['axis']} | {r['setting']} | {acc} | {diff} | {p} | {r['n_pairs']} pairs, "
+        prompts = "" if math.isnan(r["n_prompts"]) or r["n_prompts"] == r["n_pairs"] else \
+            f" ({int(r['n_prompts'])} prompts)"
+        lines.append(f"| {r['axis']} | {r['setting']} | {acc} | {diff} | {p} | {r['n_pairs']} pairs{prompts}, "
                      f"{r['n_seeds']} seeds |")
     return "\n".join(lines)
 
@@ -235,10 +263,10 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
         for i, (folder, config, by_cell) in enumerate(cells):
             if (axis, a) not in by_cell or (axis, b) not in by_cell:
                 continue
-            diffs = _paired(folder, by_cell[(axis, a)], by_cell[(axis, b)], f"{axis}={a} and {b}")
+            diffs, prompts = _paired(folder, by_cell[(axis, a)], by_cell[(axis, b)], f"{axis}={a} and {b}")
             if not diffs:
                 continue
-            e, dist = _estimate(diffs, n_boot, seed + i)
+            e, dist = _estimate(diffs, prompts, n_boot, seed + i)
             iv = interval_of(dist, e)
             named = f"{config.data} ({100 * iv.diff:+.1f}, {100 * iv.low:+.1f} to {100 * iv.high:+.1f})"
             if iv.high < 0:
@@ -333,7 +361,7 @@ def decisions_markdown(decisions: pd.DataFrame) -> str:
 
 
 ROUNDS_COLUMNS = ["data", "before", "after", "acc_before", "acc_after", "diff", "diff_low", "diff_high", "p_value",
-                  "n_seeds", "n_pairs"]
+                  "n_seeds", "n_pairs", "n_prompts"]
 
 
 def _reference_cells(by_cell: dict[tuple[str, str], dict[int, dict[str, Any]]], arm: ARMConfig
@@ -369,16 +397,16 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
     for i, data in enumerate(d for d in new if d in old):
         folder, cells_new = new[data]
         _, cells_old = old[data]
-        diffs = _paired(folder, cells_new, cells_old, f"the two rounds' reference ARMs on {data}")
+        diffs, prompts = _paired(folder, cells_new, cells_old, f"the two rounds' reference ARMs on {data}")
         if not diffs:
             continue
-        est, dist = _estimate(diffs, n_boot, seed + i)
+        est, dist = _estimate(diffs, prompts, n_boot, seed + i)
         common = sorted(set(cells_new) & set(cells_old))
         acc = tuple(float(np.mean([np.mean(c[s]["correct"]) for s in common])) for c in (cells_old, cells_new))
         iv = interval_of(dist, est)
         rows.append({"data": data, "acc_before": acc[0], "acc_after": acc[1], "diff": iv.diff, "diff_low": iv.low,
                      "diff_high": iv.high, "p_value": iv.p_value, "n_seeds": len(diffs),
-                     "n_pairs": int(sum(d.size for d in diffs))})
+                     "n_pairs": int(sum(d.size for d in diffs)), "n_prompts": _n_prompts(prompts)})
         dists.append(dist)
         accs.append(acc)
     if not rows:
@@ -388,6 +416,6 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
         rows.append({"data": POOLED_DATA, "acc_before": float(np.mean([a[0] for a in accs])),
                      "acc_after": float(np.mean([a[1] for a in accs])), "diff": iv.diff, "diff_low": iv.low,
                      "diff_high": iv.high, "p_value": iv.p_value, "n_seeds": min(r["n_seeds"] for r in rows),
-                     "n_pairs": sum(r["n_pairs"] for r in rows)})
+                     "n_pairs": sum(r["n_pairs"] for r in rows), "n_prompts": sum(r["n_prompts"] for r in rows)})
     label = {"before": Path(before[0]).parent.name, "after": Path(after[0]).parent.name}
     return pd.DataFrame([{**r, **label} for r in rows], columns=ROUNDS_COLUMNS)
