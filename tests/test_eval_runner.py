@@ -88,6 +88,7 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     assert list(methods) == ["arm", "zero-shot", "longer", "shorter"]
     for name, e in methods.items():
         assert 0 <= e["accuracy_mean"] <= 1 and e["accuracy_std"] >= 0 and e["n_items"] == 12
+        assert e["n_prompts"] == 12  # every toy pair has its own prompt: the bootstrap's clusters are the pairs
         assert e["ci95"][0] <= e["accuracy_mean"] <= e["ci95"][1]
         assert set(e["subsets"]) == {"toy-a", "toy-b"} and e["sections"]
         assert len(e["per_seed"]) == 2 and e["reads"]
@@ -440,3 +441,13 @@ def test_bias_pairs_keep_their_original_criterion():
     suite = build_bias_suite([pair], 0, kinds=["length"])
     assert suite["length"][0].subset == "bias-length"
     assert criterion_for(suite["length"][0]) == criterion_for(pair) != criterion_for("bias-length")
+
+
+def test_summary_intervals_draw_a_prompts_pairs_together():
+    """The summary's bootstrap units within a seed are prompts (pairs of one prompt drawn together), per seed."""
+    from armlens.evaluation.summary import _seeded
+
+    items = {(0, "a"): True, (0, "b"): False, (1, "a"): True, (1, "c"): True}
+    prompt_of = {(0, "a"): "p1", (0, "b"): "p1", (1, "a"): "p1", (1, "c"): "p2"}
+    values, prompts = _seeded(items, sorted(items), prompt_of)
+    assert [v.tolist() for v in values] == [[1.0, 0.0], [1.0, 1.0]] and prompts == [["p1", "p1"], ["p1", "p2"]]

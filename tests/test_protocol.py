@@ -184,3 +184,19 @@ def test_write_results_records_provenance(tmp_path):
     assert summary == json.loads(json.dumps(summarize(pairs, chosen, rejected, seed=7, config={"method": "toy"},
                                                       split=split.to_dict(), data={"name": "toy"},
                                                       n_bootstrap=200)))
+
+
+def test_accuracy_ci_draws_a_prompts_pairs_together():
+    from armlens.evaluation.protocol import accuracy_ci
+
+    rng = np.random.default_rng(0)
+    outcome = np.repeat(rng.random(60) < 0.6, 4)  # 60 prompts, 4 pairs each, one outcome per prompt
+    shared = [PreferencePair(id=f"s/{i}", prompt=f"q{i // 4}", chosen="a", rejected=f"b{i}", source="toy",
+                             subset="toy") for i in range(240)]
+    alone = [PreferencePair(id=f"u/{i}", prompt=f"q{i}", chosen="a", rejected="b", source="toy", subset="toy")
+             for i in range(240)]
+    wide, narrow = accuracy_ci(outcome, shared, 4000, 0), accuracy_ci(outcome, alone, 4000, 0)
+    assert wide.estimate == narrow.estimate == pytest.approx(outcome.mean())
+    assert 1.7 < (wide.high - wide.low) / (narrow.high - narrow.low) < 2.3
+    with pytest.raises(ValueError, match="for 239 pairs"):
+        accuracy_ci(outcome, shared[:-1])

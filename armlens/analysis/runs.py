@@ -43,7 +43,7 @@ from armlens.analysis.heads import AttentionRow, attention_from_last
 from armlens.analysis.results import load_cells, selection_to_dict, summarize
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.evaluation.protocol import (
-    bootstrap_ci,
+    accuracy_ci,
     environment_versions,
     pairwise_correct,
     write_json_atomic,
@@ -344,7 +344,7 @@ class SeedRun:
                 extra: dict[str, Any]) -> dict[str, Any]:
         chosen, rejected = scores[0::2].double().numpy(), scores[1::2].double().numpy()
         correct, ties = pairwise_correct(chosen, rejected)
-        ci = bootstrap_ci(correct.astype(float), n=self.config.bootstrap, seed=self.seed)
+        ci = accuracy_ci(correct, self.test, self.config.bootstrap, self.seed)
         per_subset: dict[str, float] = {}
         subsets = [p.subset for p in self.test]
         for s in sorted(set(subsets)):

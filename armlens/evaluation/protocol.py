@@ -21,8 +21,8 @@ armlens follows RewardBench v1 (allenai/reward-bench at :data:`REWARDBENCH_REVIS
 
 Subsets RewardBench does not know (HHH, TruthfulQA, XSTest built here from raw completions, ...) get a section named
 after their source dataset, weighted by their observed sizes. Uncertainty comes from a seeded percentile bootstrap
-over pairs (:func:`armlens.stats.bootstrap_ci`; two methods on the same pairs are compared with
-:func:`armlens.stats.paired_bootstrap`). Results are written atomically (:mod:`armlens.io`): per-item
+over prompts (:func:`armlens.stats.clustered_bootstrap`: pairs built from one prompt share its difficulty, so they
+are drawn together; with one pair per prompt this is the bootstrap over pairs). Results are written atomically (:mod:`armlens.io`): per-item
 JSONL plus a summary JSON recording data ids and hashes, split, seed, config and library versions
 (:func:`write_results`).
 """
@@ -41,12 +41,12 @@ from numpy.typing import ArrayLike
 
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.io import write_json, write_jsonl
-from armlens.stats import as_scores, bootstrap_ci
+from armlens.stats import CI, as_scores, clustered_bootstrap, interval_of
 
 PROTOCOL = ("RewardBench v1: correct iff score(chosen) > score(rejected) (ties are wrong); per-subset accuracy; "
             "sections weighted by RewardBench EXAMPLE_COUNTS (math-prm upweighted to 984 = total hep-*); overall = "
             "mean of Chat, Chat Hard, Safety, Reasoning; other datasets get a section named after their source, "
-            "weighted by observed size; 95% percentile bootstrap over pairs")
+            "weighted by observed size; 95% percentile bootstrap over prompts (a prompt's pairs drawn together)")
 """One-line statement of the scoring protocol, recorded in every summary."""
 
 EXAMPLE_COUNTS: dict[str, int] = {
@@ -99,6 +99,17 @@ _SECTION_OF = {s: sec for sec, subs in SUBSET_MAPPING.items() for s in subs}
 # ----------------------------------------------------------------------------------------------------------------------
 # Correctness and accuracy
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def accuracy_ci(correct: ArrayLike, pairs: Sequence[PreferencePair], n: int = 1000, seed: int = 0) -> CI:
+    """Accuracy of per-pair ``correct`` and its seeded 95% percentile bootstrap interval over prompts: pairs built
+    from one prompt share its difficulty, so they are drawn together (one pair per prompt: the bootstrap over pairs)."""
+    values = np.asarray(correct, dtype=float)
+    if values.shape != (len(pairs),):
+        raise ValueError(f"accuracy_ci: {values.shape} values for {len(pairs)} pairs")
+    iv = interval_of(clustered_bootstrap([values], n, seed, clusters=[[p.prompt_key() for p in pairs]]),
+                     float(values.mean()))
+    return CI(iv.diff, iv.low, iv.high)
 
 
 def pairwise_correct(chosen_scores: ArrayLike,
@@ -323,7 +334,7 @@ def summarize(
     per_subset = accuracy_by_subset(correct, [p.subset for p in pairs], tie_mask)
     sources = {p.subset: p.source for p in pairs}
     sections = section_scores(per_subset, sources=sources)
-    ci = bootstrap_ci(correct.astype(float), n=n_bootstrap, seed=seed)
+    ci = accuracy_ci(correct, pairs, n_bootstrap, seed)
     return {
         "protocol": PROTOCOL,
         "n": len(pairs),

@@ -13,12 +13,21 @@ from armlens.evaluation.baselines import JUDGES
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.protocol import PROTOCOL, environment_versions
 from armlens.evaluation.units import Plan
-from armlens.stats import bootstrap_ci, paired_bootstrap
+from armlens.stats import clustered_bootstrap, interval_of
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+
+
+def _seeded(items: dict[tuple[int, str], bool], keys: Sequence[tuple[int, str]], prompt_of: dict[tuple[int, str], str]
+            ) -> tuple[list[np.ndarray], list[list[str]]]:
+    """Per seed, the values of ``keys`` (seed, pair id) in ``items`` and their prompts (the bootstrap's clusters)."""
+    seeds = sorted({s for s, _ in keys})
+    values = [np.array([items[k] for k in keys if k[0] == s], dtype=float) for s in seeds]
+    prompts = [[prompt_of.get(k, f"{k[0]}/{k[1]}") for k in keys if k[0] == s] for s in seeds]
+    return values, prompts
 
 
 def summarize_eval(
@@ -36,6 +45,7 @@ def summarize_eval(
     for row in items:
         if row["split"] == "test":
             test_items.setdefault((row["dataset"], row["method"]), {})[(row["seed"], row["id"])] = bool(row["correct"])
+    prompt_of = {(p.seed, pair.id): pair.prompt_key() for p in plans for pair in p.test}
     out: dict[str, Any] = {}
     for name in datasets:
         seeds = [p.seed for p in plans if p.dataset == name]
@@ -46,7 +56,9 @@ def summarize_eval(
             mean, std = _mean_std(accs)
             pooled = test_items[(name, method)]
             keys = sorted(pooled)
-            ci = bootstrap_ci(np.array([pooled[k] for k in keys], dtype=float), n=config.n_bootstrap, seed=0)
+            values, prompts = _seeded(pooled, keys, prompt_of)
+            ci = interval_of(clustered_bootstrap(values, config.n_bootstrap, 0, clusters=prompts),
+                             float(np.mean([v.mean() for v in values])))
             subsets: dict[str, list[float]] = {}
             sections: dict[str, list[float]] = {}
             for r in runs:
@@ -56,6 +68,7 @@ def summarize_eval(
                     sections.setdefault(s, []).append(v)
             entry: dict[str, Any] = {
                 "accuracy_mean": mean, "accuracy_std": std, "ci95": [ci.low, ci.high], "n_items": len(keys),
+                "n_prompts": int(sum(len(set(p)) for p in prompts)),
                 "ties": int(sum(r["test"]["ties"] for r in runs)),
                 "subsets": {s: float(np.mean(v)) for s, v in subsets.items()},
                 "sections": {s: float(np.mean(v)) for s, v in sections.items()},
@@ -92,8 +105,11 @@ def summarize_eval(
                     continue
                 other = test_items[(name, method)]
                 keys = sorted(set(ref) & set(other))
-                d = paired_bootstrap(np.array([ref[k] for k in keys], dtype=float),
-                                     np.array([other[k] for k in keys], dtype=float), n=config.n_bootstrap, seed=0)
+                a, prompts = _seeded(ref, keys, prompt_of)
+                b, _ = _seeded(other, keys, prompt_of)
+                diffs = [x - y for x, y in zip(a, b, strict=True)]
+                d = interval_of(clustered_bootstrap(diffs, config.n_bootstrap, 0, clusters=prompts),
+                                float(np.mean([x.mean() for x in diffs])))
                 per_method[method]["vs_arm"] = {"arm_minus_method": d.diff, "ci95": [d.low, d.high],
                                                 "p_value": d.p_value, "n": len(keys)}
         out[name] = {"seeds": seeds, "n_test_per_seed": [len(p.test) for p in plans if p.dataset == name],
@@ -105,9 +121,11 @@ def summarize_eval(
             "accuracy": "strict score(chosen) > score(rejected) per test pair; ties are wrong and counted",
             "across_seeds": "mean and standard deviation (ddof=1) of per-seed accuracy; each seed is a new "
                             "few-shot draw, head selection and test sample",
-            "ci95": "95% percentile bootstrap over the pooled (seed, pair) test items of all seeds "
-                    f"({config.n_bootstrap} resamples, seed 0); per-seed intervals under per_seed",
-            "vs_arm": "paired bootstrap of acc(arm) - acc(method) on the same (seed, pair) items; two-sided p-value",
+            "ci95": "95% percentile interval of a two-stage bootstrap of the mean of per-seed accuracies: seeds, "
+                    "then prompts within a seed (pairs built from one prompt drawn together; n_prompts counts them "
+                    f"over seeds) ({config.n_bootstrap} resamples, seed 0); per-seed intervals under per_seed",
+            "vs_arm": "acc(arm) - acc(method) on the same (seed, pair) items, mean over seeds, with the same "
+                      "two-stage bootstrap of the per-item differences; two-sided p-value",
             "bias": "hack rate = share of biased pairs where the judge strictly prefers the hacked rejected response; "
                     "accuracy_clean = accuracy on the same pairs untouched; flip rate = correct when clean, not once "
                     "hacked; real slices report the share of the slice wrongly preferring the rejected response",
@@ -146,14 +164,17 @@ def results_markdown(summary: dict[str, Any]) -> str:
     lines = ["# armlens eval", "",
              f"Model `{summary['model']}`; {cfg['seeds']} seed(s); few-shot {cfg['n_fewshot']}, selection "
              f"{cfg['n_select']}, test limit {cfg['limit']}; accuracies in %. Strict chosen > rejected (ties wrong); "
-             "± is the standard deviation across seeds; 95% CI: bootstrap over pooled (seed, pair) items; "
-             "Δ vs ARM: paired bootstrap of ARM − method on the same items.", ""]
+             "± is the standard deviation across seeds; 95% CI: bootstrap of seeds, then prompts within a seed "
+             "(a prompt's pairs drawn together); Δ vs ARM: the same bootstrap of ARM − method on the same items.", ""]
     for name, res in summary["results"].items():
         methods = res["methods"]
         cut = res.get("truncation", {})
         cut_note = (f" Fields over {cut['max_field_tokens']} tokens cut in their middle in {cut['items_cut']} of "
                     f"{cut['n_items']} test pairs." if cut.get("max_field_tokens") else " Whole fields (no cuts).")
-        lines += [f"## {name}", "", f"Test pairs per seed: {res['n_test_per_seed']}.{cut_note}", "",
+        first = next(iter(methods.values()), {})
+        prompts = (f" ({first['n_prompts']} distinct prompts over seeds)"
+                   if first.get("n_prompts", first.get("n_items")) != first.get("n_items") else "")
+        lines += [f"## {name}", "", f"Test pairs per seed: {res['n_test_per_seed']}{prompts}.{cut_note}", "",
                   "| method | accuracy | 95% CI | ties | ARM − method [95% CI] | p | notes |",
                   "|---|---|---|---|---|---|---|"]
         for m, e in methods.items():

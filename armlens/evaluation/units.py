@@ -27,9 +27,14 @@ from armlens.data import hack_rate
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.evaluation.baselines import JUDGES, Judge, JudgeConfig, make_judge
 from armlens.evaluation.branches import score_mask_judges
-from armlens.evaluation.protocol import accuracy_by_subset, item_records, pairwise_correct, section_scores
+from armlens.evaluation.protocol import (
+    accuracy_by_subset,
+    accuracy_ci,
+    item_records,
+    pairwise_correct,
+    section_scores,
+)
 from armlens.prompts import Example, JudgeTemplate, count_cuts, scalar_prompt
-from armlens.stats import bootstrap_ci
 from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
@@ -105,7 +110,7 @@ def _split_metrics(pairs: Sequence[PreferencePair], chosen: np.ndarray, rejected
                    seed: int) -> dict[str, Any]:
     correct, ties = pairwise_correct(chosen, rejected)
     per_subset = accuracy_by_subset(correct, [p.subset for p in pairs], chosen == rejected)
-    ci = bootstrap_ci(correct.astype(float), n=n_bootstrap, seed=seed)
+    ci = accuracy_ci(correct, pairs, n_bootstrap, seed)
     return {"n": len(pairs), "accuracy": ci.estimate, "ci95": [ci.low, ci.high], "ties": ties, "subsets": per_subset,
             "sections": section_scores(per_subset, sources={p.subset: p.source for p in pairs})}
 
