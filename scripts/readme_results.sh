@@ -4,14 +4,17 @@
 # and head selection), with the bias suite; bootstrap intervals and paired tests. Hours on 2 cores: resumable (rerun
 # the same command). Results in experiments/eval/ (committed), figures redrawn from them into figures/.
 # Data is read from a data root: set ARMLENS_DATA_ROOT (or pass --root DIR after OUT).
+# generative and voting decode (greedy, and 5 samples at a temperature) up to 4 tokens after one forward of each judge
+# prompt (armlens.generation): about one zero-shot forward per response each, affordable beside the rest, so they run
+# on every dataset rather than on a subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-experiments/eval}
 .venv/bin/armlens eval --data llmbar,hhh,xstest,truthfulqa --limit all --seeds 5 --n-fewshot 16 --n-select 0 \
-  --methods arm,mean-ablation,zero-shot,few-shot-icl,longer,shorter,probe,steering,savs,implicit \
+  --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
   --out "$OUT" "${@:2}"
 .venv/bin/armlens eval --data hh-rlhf --limit 500 --seeds 5 --n-fewshot 16 --n-select 0 \
-  --methods arm,mean-ablation,zero-shot,few-shot-icl,longer,shorter,probe,steering,savs,implicit \
+  --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
   --out "$OUT-hh-rlhf" "${@:2}"
 .venv/bin/python - "$OUT" "$OUT-hh-rlhf" <<'PY'
 import json, sys
