@@ -13,8 +13,9 @@ criterion's fit, as :meth:`ActivationRM.score_pairs` routes it). The generative 
 
 Files (resumable: anything already on disk is read back, never recomputed)
 --------------------------------------------------------------------------
-``OUT/run.json`` (config, versions, model fingerprint, data hash, seconds and environments per seed), ``OUT/cells/{axis}/{setting}/seed{s}.json`` (one
-tidy record per cell, scores included), ``OUT/seeds/seed{s}/`` (split, ``arms/{key}.arm`` fitted ARMs,
+``OUT/run.json`` (config, versions, model fingerprint, data hash, seconds and environments per seed),
+``OUT/cells/{axis}/{setting}/seed{s}.json`` (one tidy record per cell, scores included), ``OUT/seeds/seed{s}/``
+(split with the test pairs' prompts, ``arms/{key}.arm`` fitted ARMs,
 ``selection-*.json`` REINFORCE histories per criterion of the reference ARM, attribution maps, an attention row),
 ``OUT/summary.csv``.
 """

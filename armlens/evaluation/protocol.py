@@ -22,9 +22,9 @@ armlens follows RewardBench v1 (allenai/reward-bench at :data:`REWARDBENCH_REVIS
 Subsets RewardBench does not know (HHH, TruthfulQA, XSTest built here from raw completions, ...) get a section named
 after their source dataset, weighted by their observed sizes. Uncertainty comes from a seeded percentile bootstrap
 over prompts (:func:`armlens.stats.clustered_bootstrap`: pairs built from one prompt share its difficulty, so they
-are drawn together; with one pair per prompt this is the bootstrap over pairs). Results are written atomically (:mod:`armlens.io`): per-item
-JSONL plus a summary JSON recording data ids and hashes, split, seed, config and library versions
-(:func:`write_results`).
+are drawn together; with one pair per prompt this is the bootstrap over pairs). Results are written atomically
+(:mod:`armlens.io`): per-item JSONL plus a summary JSON recording data ids and hashes, split, seed, config and
+library versions (:func:`write_results`).
 """
 
 from __future__ import annotations

@@ -165,7 +165,8 @@ def results_markdown(summary: dict[str, Any]) -> str:
              f"Model `{summary['model']}`; {cfg['seeds']} seed(s); few-shot {cfg['n_fewshot']}, selection "
              f"{cfg['n_select']}, test limit {cfg['limit']}; accuracies in %. Strict chosen > rejected (ties wrong); "
              "± is the standard deviation across seeds; 95% CI: bootstrap of seeds, then prompts within a seed "
-             "(a prompt's pairs drawn together); Δ vs ARM: the same bootstrap of ARM − method on the same items.", ""]
+             "(a prompt's pairs drawn together); Δ vs ARM: the same bootstrap of ARM − method on the same "
+             "items.", ""]
     for name, res in summary["results"].items():
         methods = res["methods"]
         cut = res.get("truncation", {})
