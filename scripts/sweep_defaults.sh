@@ -18,7 +18,8 @@
 #      and the stage ablations (estimator, score reading, head count) and head-selection context, so the stage
 #      ablations and head analyses describe the shipped ARM. Then, in experiments/sweep-icl/<data>, demonstrations
 #      per class and trials, which shape only the icl reading: that run's reference is the icl reading with
-#      today's other defaults, and it asks whether icl at MTV's sizes (4 per class, 100 trials) catches up.
+#      today's other defaults, and it asks whether icl at MTV's sizes (4 per class, 100 trials) catches up;
+#   C. on HHH, 64 few-shot pairs instead of 16, so that each criterion's ARM has 12-18 examples (experiments/sweep-shots).
 # On a machine of C cores, run C one-thread sweeps over disjoint datasets instead of one C-thread sweep (each dataset
 # folder holds a lock, so two runs never share one): on 2 cores two one-thread processes did 1.40x the forwards and
 # 1.59x the REINFORCE steps per second of one two-thread process (scripts/thread_scaling.py), e.g.
@@ -40,7 +41,7 @@ ablate() {  # ablate DATA SEEDS GRID OUT [OPTIONS]
   local grid=$3
   [ "$1" = llmbar ] && grid=$(echo "$grid" | tr ',' '\n' | grep -vx criteria | paste -sd, -)
   echo "== sweep on $1, seeds 0-$(($2 - 1)): $grid -> $4 ($(date -u +%FT%TZ))"
-  "$ARMLENS" ablate --data "$1" --grid "$grid" --seeds "$2" --limit 200 --n-fewshot 16 --quiet \
+  "$ARMLENS" ablate --data "$1" --grid "$grid" --seeds "$2" --limit 200 --n-fewshot "${NFEW:-16}" --quiet \
     --out "$4/$1" "${@:5}"
 }
 
@@ -51,4 +52,11 @@ for data in $DATASETS; do
   ablate "$data" 3 "$SECONDARY" experiments/sweep-secondary --steps "$STEPS_B" "$@"
   ablate "$data" 3 demos,trials experiments/sweep-icl --arm.reading icl --arm.icl-layout lines \
     --demos 1,2,4 --trials 8,32,100 "$@"
+done
+# C. Few-shot pairs per criterion on HHH (experiments/sweep-shots/hhh): 16 few-shot pairs per dataset leave each HHH
+# criterion 3-5 pairs from 1-4 prompts; 64 leave 12-18 from 7-12 (and 157 test pairs per seed, all that remain).
+# Does one ARM per criterion then catch up with one pooled ARM and the zero-shot judge (criteria and selection axes,
+# paired within the folder)?
+for data in $DATASETS; do
+  if [ "$data" = hhh ]; then NFEW=64 ablate hhh 3 criteria,selection experiments/sweep-shots "$@"; fi
 done
