@@ -28,7 +28,7 @@ class BenchOptions(ModelFlags):
     eval_seeds: int = 5
     """Seeds in the eval row."""
     fit: bool = True
-    """Time the default fit and its memory (~3 min; --no-fit skips it)."""
+    """Time the default fit and its memory (about 2 min on 2 cores; --no-fit skips it)."""
     threads: int | None = None
     """Torch threads (default: torch's choice)."""
     json: bool = False
