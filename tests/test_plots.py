@@ -154,7 +154,7 @@ def test_ablation_plot_has_intervals_and_references():
         plots.plot_ablation(summary, axis="flip")
 
 
-def test_figures_from_saved_results_html(results_dir, tmp_path):
+def test_figures_from_saved_results_html(results_dir, tmp_path, capsys):
     res = A.load_results(results_dir)
     figs, html = build_figures(res)
     expected = {"heads_selection_probability", "heads_trajectory", "heads_training_curves",
@@ -174,6 +174,18 @@ def test_figures_from_saved_results_html(results_dir, tmp_path):
     assert cli_main(["figures", "--results", f"{results_dir},{other}", "--out", str(two),
                      "--formats", "html"]) == 0  # several folders: per-folder prefixes, one pooled sweep
     assert (two / "other_heads_trajectory.html").is_file() and (two / "sweep.html").is_file()
+    # --before: the reference ARM against an earlier round's (here the same run copied: a difference of 0 exactly)
+    rounds = tmp_path / "rounds"
+    assert cli_main(["figures", "--results", str(other), "--before", str(results_dir), "--out", str(rounds),
+                     "--formats", "html"]) == 0
+    table = pd.read_csv(rounds / "rounds.csv")
+    assert len(table) == 1 and table["diff"].iloc[0] == 0 and table["p_value"].iloc[0] == 1
+    md = (rounds / "rounds.md").read_text()
+    assert "| data |" in md and "+0.0 (+0.0 to +0.0)" in md and f"{int(table['n_pairs'].iloc[0])} pairs" in md
+    capsys.readouterr()
+    assert cli_main(["figures", "--results", str(other), "--before", str(tmp_path / "nope"), "--out", str(rounds)]) != 0
+    err = capsys.readouterr().err
+    assert "--before" in err and "does not exist" in err
     text = (out / "heads_trajectory.html").read_text()
     assert "cdn.plot.ly" in text and "sliders" in text  # small file, interactive slider in the HTML
 

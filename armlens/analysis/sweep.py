@@ -419,3 +419,20 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
                      "n_pairs": sum(r["n_pairs"] for r in rows), "n_prompts": sum(r["n_prompts"] for r in rows)})
     label = {"before": Path(before[0]).parent.name, "after": Path(after[0]).parent.name}
     return pd.DataFrame([{**r, **label} for r in rows], columns=ROUNDS_COLUMNS)
+
+
+def rounds_markdown(table: pd.DataFrame) -> str:
+    """:func:`compare_rounds`' table as Markdown: each round's reference ARM, their paired difference in points
+    with its 95% interval and p-value, and n (pairs, prompts where fewer, seeds)."""
+    if table.empty:
+        raise ValueError("rounds_markdown got an empty table")
+    before, after = table["before"].iloc[0], table["after"].iloc[0]
+    lines = [f"| data | {before} reference % | {after} reference % | {after} - {before}, points (95% CI) | p | n |",
+             "|---|---|---|---|---|---|"]
+    for r in table.to_dict("records"):
+        prompts = "" if math.isnan(r["n_prompts"]) or r["n_prompts"] == r["n_pairs"] else \
+            f" ({int(r['n_prompts'])} prompts)"
+        lines.append(f"| {r['data']} | {100 * r['acc_before']:.1f} | {100 * r['acc_after']:.1f} | "
+                     f"{100 * r['diff']:+.1f} ({100 * r['diff_low']:+.1f} to {100 * r['diff_high']:+.1f}) | "
+                     f"{r['p_value']:.2g} | {r['n_pairs']} pairs{prompts}, {r['n_seeds']} seeds |")
+    return "\n".join(lines)

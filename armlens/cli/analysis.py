@@ -69,6 +69,10 @@ class FiguresOptions:
     """png and/or html, comma-separated (PNG needs Chromium)."""
     seed: int | None = None
     """Seed shown in single-seed figures (default: the lowest)."""
+    before: list[str] | None = None
+    """Folders of an earlier sweep round, comma-separated (one per dataset, as --results): also write rounds.md and
+    rounds.csv, the reference ARM of --results against theirs on the same test pairs and seeds, per dataset and
+    pooled (armlens.analysis.sweep.compare_rounds)."""
 
 
 def run_ablate(args: AblateOptions) -> int:
@@ -224,17 +228,25 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
 
 def run_figures(args: FiguresOptions) -> int:
     from armlens.analysis.results import load_results
-    from armlens.analysis.sweep import decisions_markdown, sweep_decisions, sweep_markdown, sweep_table
+    from armlens.analysis.sweep import (
+        compare_rounds,
+        decisions_markdown,
+        rounds_markdown,
+        sweep_decisions,
+        sweep_markdown,
+        sweep_table,
+    )
     from armlens.cli.common import output_dir
     from armlens.io import atomic_write, atomic_write_with
     from armlens.plots import plot_sweep, write_figures
 
     formats = list(dict.fromkeys(args.formats))
     folders = [Path(r) for r in dict.fromkeys(args.results)]
-    for results_dir in folders:
+    earlier = [Path(r) for r in dict.fromkeys(args.before or [])]
+    for flag, results_dir in [("--results", f) for f in folders] + [("--before", f) for f in earlier]:
         if not results_dir.is_dir():
-            raise FileNotFoundError(f"--results {results_dir} " + ("is a file, not a results folder"
-                                                                   if results_dir.exists() else "does not exist"))
+            raise FileNotFoundError(f"{flag} {results_dir} " + ("is a file, not a results folder"
+                                                                if results_dir.exists() else "does not exist"))
     out = output_dir(args.out)
     figs: dict[str, Any] = {}
     html: dict[str, Any] = {}
@@ -252,6 +264,11 @@ def run_figures(args: FiguresOptions) -> int:
         atomic_write(out / "sweep.md", "## What the decision rule chooses\n\n" + decisions_markdown(decisions)
                      + f"\n\n## Every setting against the default ({pooled})\n\n" + sweep_markdown(table, pooled)
                      + "\n")
+    if earlier:
+        rounds = compare_rounds(earlier, folders)
+        atomic_write_with(out / "rounds.csv", lambda tmp: rounds.to_csv(tmp, index=False))
+        atomic_write(out / "rounds.md", "## The reference ARM against the earlier round's\n\n"
+                     + rounds_markdown(rounds) + "\n")
     if not figs:
         raise ValueError(f"{', '.join(map(str, folders))} hold(s) no results to draw (run `armlens ablate --out DIR` "
                          "first)")
