@@ -19,7 +19,8 @@
 #      ablations and head analyses describe the shipped ARM. Then, in experiments/sweep-icl/<data>, demonstrations
 #      per class and trials, which shape only the icl reading: that run's reference is the icl reading with
 #      today's other defaults, and it asks whether icl at MTV's sizes (4 per class, 100 trials) catches up;
-#   C. on HHH, 64 few-shot pairs instead of 16, so that each criterion's ARM has 12-18 examples (experiments/sweep-shots).
+#   C. REINFORCE's learning rate (0.1, 0.3, 1.0) on every dataset (experiments/sweep-lr);
+#   D. on HHH, 64 few-shot pairs instead of 16, so that each criterion's ARM has 12-18 examples (experiments/sweep-shots).
 # On a machine of C cores, run C one-thread sweeps over disjoint datasets instead of one C-thread sweep (each dataset
 # folder holds a lock, so two runs never share one): on 2 cores two one-thread processes did 1.40x the forwards and
 # 1.59x the REINFORCE steps per second of one two-thread process (scripts/thread_scaling.py), e.g.
@@ -53,7 +54,10 @@ for data in $DATASETS; do
   ablate "$data" 3 demos,trials experiments/sweep-icl --arm.reading icl --arm.icl-layout lines \
     --demos 1,2,4 --trials 8,32,100 "$@"
 done
-# C. Few-shot pairs per criterion on HHH (experiments/sweep-shots/hhh): 16 few-shot pairs per dataset leave each HHH
+# C. REINFORCE's learning rate on every dataset (experiments/sweep-lr/<data>): at lr 0.1 the policy is still moving
+# at 300 steps (docs/defaults.md); does a larger rate settle it within the default 100 steps, and does that help?
+for data in $DATASETS; do ablate "$data" 3 lr experiments/sweep-lr --learning-rates 0.1,0.3,1.0 "$@"; done
+# D. Few-shot pairs per criterion on HHH (experiments/sweep-shots/hhh): 16 few-shot pairs per dataset leave each HHH
 # criterion 3-5 pairs from 1-4 prompts; 64 leave 12-18 from 7-12 (and 157 test pairs per seed, all that remain).
 # Does one ARM per criterion then catch up with one pooled ARM and the zero-shot judge (criteria and selection axes,
 # paired within the folder)?

@@ -189,15 +189,17 @@ def test_cells_are_the_reference_arm_with_one_setting_changed():
     from armlens.rm import ARMConfig
 
     base = ARMConfig()
-    cells = {(c.axis, c.setting): c for c in G.plan_cells(tiny_config(priors=[-1.0, -2.0]), 2, 4)}
+    cells = {(c.axis, c.setting): c for c in G.plan_cells(tiny_config(priors=[-1.0, -2.0],
+                                                                      learning_rates=[0.1, 0.3]), 2, 4)}
     turns = cells[("reading", "icl-turns")].arm_config(base)
     assert turns == dataclasses.replace(base, reading="icl", icl_layout="turns")
     assert cells[("prior", "-2")].arm_config(base).reinforce.init_logit == -2.0
+    assert cells[("lr", "0.3")].arm_config(base).reinforce.lr == 0.3 and cells[("lr", "0.3")].x == 0.3
     assert cells[("criteria", "pooled")].arm_config(base).criteria == "pooled"
     # the reference settings give the reference fit: the same key as the selection axis' REINFORCE cell
     ref = G.fit_key(cells[("selection", "reinforce")], base)
     same = {(c.axis, c.setting) for c in cells.values() if G.fit_key(c, base) == ref}
-    axes = ("reading", "estimator", "objective", "criteria", "prior")
+    axes = ("reading", "estimator", "objective", "criteria", "prior", "lr")
     assert same >= {(a, reference_setting(a, base)) for a in axes}
     assert not any(a in axes and s != reference_setting(a, base) for a, s in same)  # other settings: other fits
 
@@ -213,7 +215,7 @@ def tiny_config(**kw) -> G.AblationConfig:
                                                                            n_final_samples=3))
     base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, arm=arm, attribution_examples=2,
                 fewshot_per_criterion=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1],
-                priors=[-1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
+                priors=[-1.0], learning_rates=[0.1, 0.5], bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
     base.update(kw)
     return G.AblationConfig(**base)
 

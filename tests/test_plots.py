@@ -37,7 +37,8 @@ def tiny_config() -> A.AblationConfig:
                     reinforce=ReinforceConfig(steps=3, k_masks=4, n_final_eval=4, n_final_samples=3))
     return A.AblationConfig(data="toy", seeds=[0, 1], n_fewshot=6, limit=4, arm=arm, attribution_examples=2,
                             fewshot_per_criterion=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3],
-                            trials=[2], demos=[1], priors=[-1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(A.AXES))
+                            trials=[2], demos=[1], priors=[-1.0], learning_rates=[0.1], bootstrap=50,
+                            gen_max_new_tokens=2, grid=list(A.AXES))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

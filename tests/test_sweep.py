@@ -82,6 +82,7 @@ def test_reference_setting_is_the_default():
     assert reference_setting("objective", BASE) == "answer" and reference_setting("steps", BASE) == "300"
     assert reference_setting("steps", arm) == str(arm.reinforce.steps)
     assert reference_setting("prior", ARMConfig(reinforce=ReinforceConfig(init_logit=-2.0))) == "-2"
+    assert reference_setting("lr", ARMConfig(reinforce=ReinforceConfig(lr=0.3))) == "0.3"
     assert reference_setting("criteria", arm) == arm.criteria
     assert reference_setting("heads", arm) is None
 

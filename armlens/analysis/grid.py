@@ -9,7 +9,7 @@ command uses). Each *axis* varies one thing and holds the rest at the reference:
 - ARM axes (a new ARM is fitted through :class:`armlens.rm.ActivationRM` with one config field changed, so its heads
   are always selected for the means it patches): ``reading`` (icl-lines, icl-turns, answered, mean_ablation),
   ``estimator``, ``demos`` (answered demonstrations per class), ``trials`` (icl prompts averaged), ``prior``
-  (REINFORCE's initial logit), ``objective`` (answer / pairwise), ``criteria`` (per criterion / pooled), ``shots``
+  (REINFORCE's initial logit), ``lr`` (REINFORCE's learning rate), ``objective`` (answer / pairwise), ``criteria`` (per criterion / pooled), ``shots``
   (few-shot pairs per criterion), ``flip`` (a share of the few-shot labels swapped), ``steps`` (REINFORCE steps:
   one run to the longest, the final choice made at every step count, which equals an S-step run's).
 - Head-set axes on the reference fit (its means, other heads): ``selection`` (REINFORCE, random of the same count,
@@ -31,7 +31,7 @@ from typing import Any
 from armlens import config as C
 from armlens.rm import ARMConfig
 
-AXES: tuple[str, ...] = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "objective",
+AXES: tuple[str, ...] = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "lr", "objective",
                          "criteria", "shots", "flip", "heads", "scoring")
 """Every ablation axis, in report order."""
 DEFAULT_GRID: tuple[str, ...] = ("selection", "reading", "estimator", "scoring", "heads")
@@ -92,6 +92,8 @@ class AblationConfig:
     """``steps`` axis: REINFORCE step counts (one run to the longest)."""
     priors: list[float] = field(default_factory=lambda: [-1.0, -2.0, -3.0])
     """``prior`` axis: REINFORCE's initial logit per head."""
+    learning_rates: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])
+    """``lr`` axis: REINFORCE's learning rate (does the policy settle within the steps it is given?)."""
     fewshot_per_criterion: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     """``shots`` axis: few-shot pairs per criterion the ARM is fitted on (the first N of each criterion's draw, at most
     what it holds)."""
@@ -200,6 +202,9 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     if "prior" in grid:
         cells += [_arm("prior", f"{p:g}", {"reinforce.init_logit": float(p)}, x=float(p))
                   for p in sorted(set(config.priors))]
+    if "lr" in grid:
+        cells += [_arm("lr", f"{lr:g}", {"reinforce.lr": float(lr)}, x=float(lr))
+                  for lr in sorted(set(config.learning_rates))]
     if "objective" in grid:
         cells += [_arm("objective", o, {"reinforce.objective": o}) for o in ("answer", "pairwise")]
     if "criteria" in grid:

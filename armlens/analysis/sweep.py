@@ -48,6 +48,7 @@ def reference_setting(axis: str, arm: ARMConfig) -> str | None:
         "trials": str(arm.n_trials),
         "steps": str(rf.steps),
         "prior": f"{rf.init_logit:g}",
+        "lr": f"{rf.lr:g}",
         "objective": rf.objective,
         "criteria": arm.criteria,
         "selection": "reinforce",
@@ -226,6 +227,7 @@ CHOICE_AXES: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "objective": ("reinforce.objective", None),
     "criteria": ("criteria", None),
     "prior": ("reinforce.init_logit", None),
+    "lr": ("reinforce.lr", None),
     "estimator": ("estimator", None),
     "selection": ("reinforce.final (reinforce = sampled)", ("reinforce", "likely")),
 }

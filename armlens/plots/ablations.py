@@ -22,6 +22,7 @@ AXIS_TITLES = {
     "trials": "Extraction prompts averaged (icl)",
     "steps": "REINFORCE steps",
     "prior": "REINFORCE prior (initial logit)",
+    "lr": "REINFORCE learning rate",
     "objective": "REINFORCE objective",
     "criteria": "One ARM per criterion vs pooled",
     "scoring": "Score reading (Stage 3)",
@@ -39,6 +40,7 @@ X_TITLES = {
     "trials": "Prompts averaged",
     "steps": "Steps",
     "prior": "Initial logit",
+    "lr": "Learning rate",
     "objective": "Objective",
     "criteria": "ARMs",
     "scoring": "Reading of the last-token logits",
@@ -228,7 +230,8 @@ def plot_ablation_overview(
 
 
 SWEEP_TITLES = {"selection": "Heads (same means)", "reading": "Stage 1 reading", "demos": "Demos per class",
-                "trials": "Trials", "steps": "REINFORCE steps", "prior": "Prior logit", "objective": "Objective",
+                "trials": "Trials", "steps": "REINFORCE steps", "prior": "Prior logit", "lr": "Learning rate",
+                "objective": "Objective",
                 "criteria": "Per criterion or pooled", "estimator": "Estimator (Stage 1b)", "shots": "Pairs/criterion"}
 """Short panel titles of :func:`plot_sweep` (its panels are narrow)."""
 SWEEP_LEFT_OUT = {("selection", "all")}
