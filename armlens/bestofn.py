@@ -35,7 +35,7 @@ import numpy as np
 from armlens.data.records import PreferencePair
 from armlens.generation import generate_responses
 from armlens.prompts import criterion_for, prompt_key
-from armlens.stats import bootstrap_ci, clustered_bootstrap, interval_of, paired_bootstrap, spearman
+from armlens.stats import bootstrap_ci, clustered_interval, paired_bootstrap, spearman
 from armlens.style import FEATURES, style_features
 from armlens.typing import Model
 
@@ -271,9 +271,7 @@ def replicate_summary(records: Sequence[Mapping[str, Any]], replicates: Mapping[
                              **{f: {"diff": float(d.mean()), "ci95": list(_ci(d.tolist(), bootstrap, seed)["ci95"])}
                                 for f, d in diffs.items()}}
     for f in FEATURES:
-        groups = [fits[n][f] for n in fits]
-        est = float(np.mean([g.mean() for g in groups]))
-        d = interval_of(clustered_bootstrap(groups, n=bootstrap, seed=seed), est)
+        d = clustered_interval([fits[n][f] for n in fits], bootstrap, seed)
         out["pooled"][f] = {"diff": d.diff, "ci95": [d.low, d.high], "p": d.p_value}
     out["n_fits"] = len(fits)
     return out

@@ -175,6 +175,13 @@ def clustered_bootstrap(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 
     return means.mean(axis=1)
 
 
+def clustered_interval(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 0,
+                        clusters: Sequence[ArrayLike | None] | None = None) -> PairedDiff:
+    """The mean of group means and its :func:`clustered_bootstrap` 95% interval and p-value (:func:`interval_of`)."""
+    estimate = float(np.mean([np.asarray(g, dtype=float).mean() for g in groups]))
+    return interval_of(clustered_bootstrap(groups, n, seed, clusters=clusters), estimate)
+
+
 def interval_of(distribution: ArrayLike, estimate: float, alpha: float = 0.05) -> PairedDiff:
     """Percentile ``1 - alpha`` interval of a bootstrap distribution around ``estimate``, with the two-sided
     p-value of "estimate is 0" computed as in :func:`paired_bootstrap` (the distribution centred on zero)."""

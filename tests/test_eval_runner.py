@@ -449,5 +449,46 @@ def test_summary_intervals_draw_a_prompts_pairs_together():
 
     items = {(0, "a"): True, (0, "b"): False, (1, "a"): True, (1, "c"): True}
     prompt_of = {(0, "a"): "p1", (0, "b"): "p1", (1, "a"): "p1", (1, "c"): "p2"}
-    values, prompts = _seeded(items, sorted(items), prompt_of)
+    values, prompts = _seeded(items, prompt_of)
     assert [v.tolist() for v in values] == [[1.0, 0.0], [1.0, 1.0]] and prompts == [["p1", "p1"], ["p1", "p2"]]
+
+
+def test_summary_intervals_widen_when_pairs_share_prompts(tmp_path):
+    """summarize_eval's pooled and ARM-minus-method intervals resample prompts: 4 pairs per prompt with one outcome
+    per prompt give intervals about twice as wide as the same outcomes on one pair per prompt."""
+    import numpy as np
+
+    from armlens.data.records import PreferencePair
+    from armlens.evaluation.summary import summarize_eval
+    from armlens.evaluation.units import Plan
+
+    rng = np.random.default_rng(0)
+    outcome = {(s, m): np.repeat(rng.random(50) < p, 4) for s in (0, 1) for m, p in (("arm", 0.7), ("zero-shot", 0.5))}
+    cfg = tiny_config(tmp_path / "none.jsonl", tmp_path / "out", methods=["arm", "zero-shot"], bias_kinds=[],
+                      n_bootstrap=4000)
+
+    def summary(per_prompt: int) -> dict:
+        plans, results, items = [], [], []
+        for s in (0, 1):
+            test = [PreferencePair(id=f"{s}/{i}", prompt=f"q{s}-{i // per_prompt}", chosen="a", rejected=f"b{i}",
+                                   source="toy", subset="toy") for i in range(200)]
+            plans.append(Plan("toy", s, [], [], test, {}, {}, tmp_path))
+            for m in ("arm", "zero-shot"):
+                c = outcome[(s, m)]
+                results.append({"dataset": "toy", "seed": s, "method": m, "bias": {},
+                                "test": {"accuracy": float(c.mean()), "subsets": {}, "sections": {}, "ties": 0,
+                                         "ci95": [0, 1], "n": 200}})
+                items += [{"dataset": "toy", "method": m, "seed": s, "id": p.id, "split": "test",
+                           "correct": bool(v)} for p, v in zip(test, c, strict=True)]
+        out = summarize_eval(cfg, ["arm", "zero-shot"], plans, {"toy": {}}, results, items, "tiny")
+        return out["results"]["toy"]["methods"]
+
+    def width(entry: dict) -> float:
+        return entry["ci95"][1] - entry["ci95"][0]
+
+    shared, alone = summary(4), summary(1)
+    assert shared["arm"]["n_prompts"] == 100 and alone["arm"]["n_prompts"] == 400
+    assert 1.6 < width(shared["arm"]) / width(alone["arm"]) < 2.4
+    vs = [e["zero-shot"]["vs_arm"] for e in (shared, alone)]
+    assert vs[0]["arm_minus_method"] == vs[1]["arm_minus_method"] and vs[0]["n"] == 400
+    assert 1.6 < width(vs[0]) / width(vs[1]) < 2.4

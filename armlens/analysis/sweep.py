@@ -104,6 +104,13 @@ def _estimate(diffs: list[np.ndarray], prompts: list[list[str] | None], n_boot: 
     return float(np.mean([d.mean() for d in diffs])), clustered_bootstrap(diffs, n_boot, seed, clusters=prompts)
 
 
+def _n_cell(row: dict[str, Any]) -> str:
+    """A table row's n: pairs, the prompts they come from where fewer (and known), seeds."""
+    prompts = "" if math.isnan(row["n_prompts"]) or row["n_prompts"] == row["n_pairs"] else \
+        f" ({int(row['n_prompts'])} prompts)"
+    return f"{row['n_pairs']} pairs{prompts}, {row['n_seeds']} seeds"
+
+
 def _n_prompts(prompts: list[list[str] | None]) -> float:
     """Distinct prompts summed over seeds (the bootstrap's clusters); NaN when a seed's prompts are unknown."""
     return math.nan if any(p is None for p in prompts) else float(sum(len(set(p)) for p in prompts))
@@ -213,10 +220,7 @@ def sweep_markdown(table: pd.DataFrame, data: str = POOLED_DATA) -> str:
         else:
             diff = f"{100 * r['diff']:+.1f} ({100 * r['diff_low']:+.1f} to {100 * r['diff_high']:+.1f})"
             p = f"{r['p_value']:.2g}"
-        prompts = "" if math.isnan(r["n_prompts"]) or r["n_prompts"] == r["n_pairs"] else \
-            f" ({int(r['n_prompts'])} prompts)"
-        lines.append(f"| {r['axis']} | {r['setting']} | {acc} | {diff} | {p} | {r['n_pairs']} pairs{prompts}, "
-                     f"{r['n_seeds']} seeds |")
+        lines.append(f"| {r['axis']} | {r['setting']} | {acc} | {diff} | {p} | {_n_cell(r)} |")
     return "\n".join(lines)
 
 
@@ -250,7 +254,7 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
       is the cheapest setting whose pooled difference to the best has a 95% interval that reaches zero.
 
     Differences are paired (same test pairs and seeds) and bootstrapped by :func:`armlens.stats.clustered_bootstrap`
-    per dataset (seeds, then pairs), each dataset with its own stream. ``compared`` names the difference in the
+    per dataset (seeds, then prompts), each dataset with its own stream. ``compared`` names the difference in the
     ``diff`` columns: the choice minus the default when it changed, else the best other setting minus the default
     (cost axes: the choice minus the best). Axes that no folder ran, or that ran only their default, are left out.
     A row whose comparison rests on fewer than ``min_seeds`` seeds on some dataset is ``provisional``: the rule
@@ -381,7 +385,7 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
     dataset on the same test pairs and seeds (the rounds draw the same splits), and pooled with equal weight per
     dataset: did the defaults a round chose, taken together, beat the ones it started from?
 
-    Differences are ``after - before`` per pair, bootstrapped seeds-then-pairs per dataset (each its own stream), as
+    Differences are ``after - before`` per pair, bootstrapped seeds-then-prompts per dataset (each its own stream), as
     in :func:`sweep_table`; cells scored on different test pairs are refused. Datasets in only one round are left
     out."""
     def refs(folders: Sequence[str | Path]) -> dict[str, tuple[Path, dict[int, dict[str, Any]]]]:
@@ -432,9 +436,7 @@ def rounds_markdown(table: pd.DataFrame) -> str:
     lines = [f"| data | {before} reference % | {after} reference % | {after} - {before}, points (95% CI) | p | n |",
              "|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
-        prompts = "" if math.isnan(r["n_prompts"]) or r["n_prompts"] == r["n_pairs"] else \
-            f" ({int(r['n_prompts'])} prompts)"
         lines.append(f"| {r['data']} | {100 * r['acc_before']:.1f} | {100 * r['acc_after']:.1f} | "
                      f"{100 * r['diff']:+.1f} ({100 * r['diff_low']:+.1f} to {100 * r['diff_high']:+.1f}) | "
-                     f"{r['p_value']:.2g} | {r['n_pairs']} pairs{prompts}, {r['n_seeds']} seeds |")
+                     f"{r['p_value']:.2g} | {_n_cell(r)} |")
     return "\n".join(lines)

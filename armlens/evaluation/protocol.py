@@ -41,7 +41,7 @@ from numpy.typing import ArrayLike
 
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.io import write_json, write_jsonl
-from armlens.stats import CI, as_scores, clustered_bootstrap, interval_of
+from armlens.stats import CI, as_scores, clustered_interval
 
 PROTOCOL = ("RewardBench v1: correct iff score(chosen) > score(rejected) (ties are wrong); per-subset accuracy; "
             "sections weighted by RewardBench EXAMPLE_COUNTS (math-prm upweighted to 984 = total hep-*); overall = "
@@ -107,8 +107,7 @@ def accuracy_ci(correct: ArrayLike, pairs: Sequence[PreferencePair], n: int = 10
     values = np.asarray(correct, dtype=float)
     if values.shape != (len(pairs),):
         raise ValueError(f"accuracy_ci: {values.shape} values for {len(pairs)} pairs")
-    iv = interval_of(clustered_bootstrap([values], n, seed, clusters=[[p.prompt_key() for p in pairs]]),
-                     float(values.mean()))
+    iv = clustered_interval([values], n, seed, clusters=[[p.prompt_key() for p in pairs]])
     return CI(iv.diff, iv.low, iv.high)
 
 

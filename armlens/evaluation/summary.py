@@ -13,7 +13,7 @@ from armlens.evaluation.baselines import JUDGES
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.protocol import PROTOCOL, environment_versions
 from armlens.evaluation.units import Plan
-from armlens.stats import clustered_bootstrap, interval_of
+from armlens.stats import clustered_interval
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -21,12 +21,14 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
 
 
-def _seeded(items: dict[tuple[int, str], bool], keys: Sequence[tuple[int, str]], prompt_of: dict[tuple[int, str], str]
-            ) -> tuple[list[np.ndarray], list[list[str]]]:
-    """Per seed, the values of ``keys`` (seed, pair id) in ``items`` and their prompts (the bootstrap's clusters)."""
+def _seeded(items: dict[tuple[int, str], bool] | dict[tuple[int, str], float],
+            prompt_of: dict[tuple[int, str], str]) -> tuple[list[np.ndarray], list[list[str]]]:
+    """Per seed, the values of ``items`` (keyed by seed and pair id, in key order) and their pairs' prompts (the
+    bootstrap's clusters)."""
+    keys = sorted(items)
     seeds = sorted({s for s, _ in keys})
     values = [np.array([items[k] for k in keys if k[0] == s], dtype=float) for s in seeds]
-    prompts = [[prompt_of.get(k, f"{k[0]}/{k[1]}") for k in keys if k[0] == s] for s in seeds]
+    prompts = [[prompt_of[k] for k in keys if k[0] == s] for s in seeds]
     return values, prompts
 
 
@@ -55,10 +57,8 @@ def summarize_eval(
             accs = [r["test"]["accuracy"] for r in runs]
             mean, std = _mean_std(accs)
             pooled = test_items[(name, method)]
-            keys = sorted(pooled)
-            values, prompts = _seeded(pooled, keys, prompt_of)
-            ci = interval_of(clustered_bootstrap(values, config.n_bootstrap, 0, clusters=prompts),
-                             float(np.mean([v.mean() for v in values])))
+            values, prompts = _seeded(pooled, prompt_of)
+            ci = clustered_interval(values, config.n_bootstrap, 0, clusters=prompts)
             subsets: dict[str, list[float]] = {}
             sections: dict[str, list[float]] = {}
             for r in runs:
@@ -67,7 +67,7 @@ def summarize_eval(
                 for s, v in r["test"]["sections"].items():
                     sections.setdefault(s, []).append(v)
             entry: dict[str, Any] = {
-                "accuracy_mean": mean, "accuracy_std": std, "ci95": [ci.low, ci.high], "n_items": len(keys),
+                "accuracy_mean": mean, "accuracy_std": std, "ci95": [ci.low, ci.high], "n_items": len(pooled),
                 "n_prompts": int(sum(len(set(p)) for p in prompts)),
                 "ties": int(sum(r["test"]["ties"] for r in runs)),
                 "subsets": {s: float(np.mean(v)) for s, v in subsets.items()},
@@ -104,14 +104,11 @@ def summarize_eval(
                 if method == REFERENCE:
                     continue
                 other = test_items[(name, method)]
-                keys = sorted(set(ref) & set(other))
-                a, prompts = _seeded(ref, keys, prompt_of)
-                b, _ = _seeded(other, keys, prompt_of)
-                diffs = [x - y for x, y in zip(a, b, strict=True)]
-                d = interval_of(clustered_bootstrap(diffs, config.n_bootstrap, 0, clusters=prompts),
-                                float(np.mean([x.mean() for x in diffs])))
+                diff = {k: float(ref[k]) - float(other[k]) for k in set(ref) & set(other)}
+                values, prompts = _seeded(diff, prompt_of)
+                d = clustered_interval(values, config.n_bootstrap, 0, clusters=prompts)
                 per_method[method]["vs_arm"] = {"arm_minus_method": d.diff, "ci95": [d.low, d.high],
-                                                "p_value": d.p_value, "n": len(keys)}
+                                                "p_value": d.p_value, "n": len(diff)}
         out[name] = {"seeds": seeds, "n_test_per_seed": [len(p.test) for p in plans if p.dataset == name],
                      "truncation": _truncation(config, [by_unit[(name, s, m)] for s in seeds for m in methods]),
                      "methods": per_method}
