@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -392,3 +393,16 @@ def test_fit_keys_and_run_files_survive_a_new_option_at_its_old_behaviour():
     old = cfg.to_dict()
     del old["arm"]["reinforce"]["final"]
     assert A.saved_fingerprint({"config": old}) == json.loads(json.dumps(cfg.fingerprint()))
+
+
+def test_bad_reinforce_settings_are_refused_before_any_work():
+    from armlens.selection import ReinforceConfig
+
+    for bad, name in (({"lr": 0.0}, "lr=0.0"), ({"lr": float("nan")}, "lr=nan"), ({"steps": 0}, "steps=0"),
+                      ({"k_masks": -2}, "k_masks=-2")):
+        with pytest.raises(ValueError, match=f"ReinforceConfig: {re.escape(name)}"):
+            ReinforceConfig(**bad)
+    # the lr axis's settings are checked when the ablation config is made, before a model loads
+    with pytest.raises(ValueError, match="lr=-1"):
+        G.AblationConfig(learning_rates=[0.1, -1.0])
+    assert G.AblationConfig(learning_rates=[0.3, 1.0]).learning_rates == [0.3, 1.0]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from armlens import config as C
@@ -109,6 +109,10 @@ class AblationConfig:
     """Rows evaluated per forward over a test prompt's prefix cache (as side-by-side branches of the last token)."""
     bootstrap: int = 1000
     """Bootstrap resamples for each cell's interval over test pairs."""
+
+    def __post_init__(self) -> None:
+        for lr in self.learning_rates:  # the lr axis's settings pass ReinforceConfig's own check before any work
+            replace(self.arm.reinforce, lr=lr)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
