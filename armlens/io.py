@@ -8,7 +8,7 @@ Everything armlens writes goes through one temp-file-and-rename tail (``_staged`
 folder, are flushed and ``fsync``-ed, and the temporary file is renamed over the destination with ``os.replace``.
 A reader therefore sees either the old file or the new one, never half of one; on any failure (including Ctrl-C)
 the temporary file is removed. The final file gets the usual mode of a new file, ``0o666`` minus the process umask
-(``tempfile.mkstemp`` alone would leave ``0o600``). A whole folder (the de-quantised model cache) is written the
+(the temporary file is made ``0o600``). A whole folder (the de-quantised model cache) is written the
 same way by :func:`atomic_dir`.
 
 Output paths are checked before any long work starts (:func:`check_output_file`, :func:`check_output_dir`), so a
@@ -26,9 +26,9 @@ import json
 import logging
 import math
 import os
+import secrets
 import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -84,9 +84,13 @@ def _staged(paths: Sequence[Path], *, keep_suffix: bool = False) -> Iterator[lis
         for path in paths:
             path.parent.mkdir(parents=True, exist_ok=True)
             suffix = ".tmp" + (path.suffix if keep_suffix else "")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-            os.close(fd)
-            tmps.append(tmp)
+            while True:  # the name is recorded before the file exists, so a Ctrl-C at any point leaves no stray file
+                tmps.append(str(path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"))
+                try:
+                    os.close(os.open(tmps[-1], os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                    break
+                except FileExistsError:
+                    tmps.pop()
         yield tmps
         for tmp, path in zip(tmps, paths, strict=True):
             _fsync(tmp)
@@ -153,15 +157,21 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     half-written folder is never found at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    tmp = None
+    try:  # named before it exists (as in _staged): a Ctrl-C between making and entering cannot strand it
+        while tmp is None:
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+            try:
+                tmp.mkdir()
+            except FileExistsError:  # another writer's folder: never ours to remove
+                tmp = None
         yield tmp
         for f in tmp.rglob("*"):
             if f.is_file():
                 _fsync(f)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 

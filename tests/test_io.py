@@ -57,6 +57,33 @@ def test_failed_writes_leave_the_old_file_and_no_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
 
 
+def test_ctrl_c_just_after_the_temp_file_is_made_leaves_none(tmp_path, monkeypatch):
+    # CI once found a stray '.result.json.*.tmp' after a Ctrl-C: the signal landed between the temporary file's
+    # creation and its being recorded for clean-up. A Ctrl-C at the first step after creation must leave nothing.
+    path = aio.atomic_write(tmp_path / "f.txt", "old")
+    real_close, real_mkdir = os.close, Path.mkdir
+
+    def interrupted_close(fd):
+        real_close(fd)
+        monkeypatch.setattr(os, "close", real_close)
+        raise KeyboardInterrupt
+
+    def interrupted_mkdir(self, *args, **kwargs):
+        real_mkdir(self, *args, **kwargs)
+        if self.name.endswith(".tmp"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt):
+        aio.atomic_write(path, "new")
+    monkeypatch.setattr(Path, "mkdir", interrupted_mkdir)
+    with pytest.raises(KeyboardInterrupt):
+        with aio.atomic_dir(tmp_path / "cache"):
+            pass
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.txt"]
+
+
 def test_jsonl_and_nan(tmp_path):
     path = aio.write_jsonl(tmp_path / "i.jsonl", [{"a": float("nan")}, {"a": 1}])
     assert aio.read_jsonl(path) == [{"a": None}, {"a": 1}]
