@@ -7,7 +7,7 @@
 #
 #   ARMLENS_DATA_ROOT=/path/to/preference bash scripts/sweep_defaults.sh [ABLATE OPTIONS, e.g. --device cuda]
 #
-# Two rounds, each resumable, so that the decisions that matter most come first on every dataset:
+# Four rounds, each resumable, so that the decisions that matter most come first on every dataset:
 #   A. the primary axes (PRIMARY: selection for context, reading and layout, REINFORCE steps, objective,
 #      per-criterion vs pooled) around the first release's defaults (ROUND1: pinned, so this round's folders
 #      experiments/sweep/<data> stay resumable after the defaults it chose were applied), seed-major: seed 0 on every
@@ -16,11 +16,12 @@
 #      SECONDARY = the reading again (does round A's choice hold under round A's other choices?), REINFORCE steps
 #      again (round A ran them under the answer objective; STEPS_B: one run to 300, the choice made at each), the prior,
 #      and the stage ablations (estimator, score reading, head count) and head-selection context, so the stage
-#      ablations and head analyses describe the shipped ARM. Then, in experiments/sweep-icl/<data>, demonstrations
-#      per class and trials, which shape only the icl reading: that run's reference is the icl reading with
-#      today's other defaults, and it asks whether icl at MTV's sizes (4 per class, 100 trials) catches up;
+#      ablations and head analyses describe the shipped ARM;
 #   C. REINFORCE's learning rate (0.1, 0.3, 1.0) on every dataset (experiments/sweep-lr);
-#   D. on HHH, 64 few-shot pairs instead of 16, so that each criterion's ARM has 12-18 examples (experiments/sweep-shots).
+#   D. on HHH, 64 few-shot pairs instead of 16, so that each criterion's ARM has 12-18 examples (experiments/sweep-shots);
+#   then, in experiments/sweep-icl/<data>, demonstrations per class and trials, which shape only the icl reading:
+#   that run's reference is the icl reading with today's other defaults, and it asks whether icl at MTV's sizes
+#   (4 per class, 100 trials) catches up.
 # On a machine of C cores, run C one-thread sweeps over disjoint datasets instead of one C-thread sweep (each dataset
 # folder holds a lock, so two runs never share one): on 2 cores two one-thread processes did 1.40x the forwards and
 # 1.59x the REINFORCE steps per second of one two-thread process (scripts/thread_scaling.py), e.g.
@@ -51,8 +52,6 @@ for seeds in 1 2 3; do
 done
 for data in $DATASETS; do
   ablate "$data" 3 "$SECONDARY" experiments/sweep-secondary --steps "$STEPS_B" "$@"
-  ablate "$data" 3 demos,trials experiments/sweep-icl --arm.reading icl --arm.icl-layout lines \
-    --demos 1,2,4 --trials 8,32,100 "$@"
 done
 # C. REINFORCE's learning rate on every dataset (experiments/sweep-lr/<data>): at lr 0.1 the policy is still moving
 # at 300 steps (docs/defaults.md); does a larger rate settle it within the default 100 steps, and does that help?
@@ -63,4 +62,10 @@ for data in $DATASETS; do ablate "$data" 3 lr experiments/sweep-lr --learning-ra
 # paired within the folder)?
 for data in $DATASETS; do
   if [ "$data" = hhh ]; then NFEW=64 ablate hhh 3 criteria,selection experiments/sweep-shots "$@"; fi
+done
+# The icl reading's demonstrations and trials last: on LLMBar (3 seeds) neither changed anything significant, so
+# rounds C and D, which bear on today's defaults, come first.
+for data in $DATASETS; do
+  ablate "$data" 3 demos,trials experiments/sweep-icl --arm.reading icl --arm.icl-layout lines \
+    --demos 1,2,4 --trials 8,32,100 "$@"
 done
