@@ -280,12 +280,47 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     long = res.seeds[0].selections["steps3"]
     assert long.prob_trajectory is None and len(long.losses) == len(long.entropy) == 3
     assert long.losses == pytest.approx(sel.losses)  # the long run is the reference's REINFORCE stream, longer
+    # each learning rate's run: its curves, and lr 0.1 (the reference's rate) is the reference run itself
+    lrs = {lr: res.seeds[0].selections[f"lr{lr}"] for lr in ("0.1", "0.5")}
+    assert all(r.prob_trajectory is None and len(r.entropy) == 3 for r in lrs.values())
+    assert lrs["0.1"].entropy == pytest.approx(sel.entropy) and lrs["0.5"].entropy != pytest.approx(sel.entropy)
+    conv = R.convergence_table(res, "toy")
+    assert set(conv["run"]) == {"reference", "steps3", "lr0.1", "lr0.5"} and set(conv["seed"]) == {0, 1}
     assert res.seeds[0].effects is not None and res.seeds[0].effects.shape == (2, 4)
     assert res.seeds[0].attention is not None and sum(res.seeds[0].attention.weights) == pytest.approx(1, abs=1e-3)
     summary = R.summarize(res.cells)
     assert (summary["n_seeds"] == 2).all()
     sel_rows = summary[summary.axis == "selection"]["setting"].tolist()
     assert sel_rows == list(G.SELECTIONS)
+
+
+def test_convergence_table_reads_settling_off_the_curves():
+    from armlens.selection import SelectionResult, policy_entropy, policy_probs
+
+    prior = policy_entropy(policy_probs(torch.full((2, 3), -1.0)))
+    probs = torch.tensor([[0.05, 0.5, 0.95], [0.2, 0.8, 0.01]])
+    mask = probs > 0.5
+
+    def sel(entropy, val=()):
+        return SelectionResult(mask=mask, method="reinforce", probs=probs, entropy=list(entropy),
+                               losses=[1.0] * len(entropy), val_losses=list(val))
+
+    steady = [prior - 0.25 * (t + 1) for t in range(8)]  # falls by the same amount every step
+    settled = [prior - 2.0] * 8  # all of its fall in the first step
+    seeds = {s: R.SeedArtifacts(s, {"criterion-a": sel(steady, [(0, 0.7), (8, 0.5)]), "reference": sel(steady),
+                                    "lr1-a": sel(settled), "flip-0.5": sel(steady)}, None, None) for s in (0, 1)}
+    res = R.AblationResults({"config": {"arm": {"reinforce": {"init_logit": -1.0}}}}, R.load_cells("/nonexistent"),
+                            seeds)
+    table = R.convergence_table(res, "toy")
+    assert len(table) == 4 and set(table["run"]) == {"reference", "lr1"}  # one row per run, criterion and seed
+    ref = table[table.run == "reference"].iloc[0]
+    assert ref["entropy_prior"] == pytest.approx(prior) and ref["last_quarter_share"] == pytest.approx(0.25)
+    assert ref["undecided"] == 3 and ref["likely_heads"] == 2 and (ref["val_first"], ref["val_last"]) == (0.7, 0.5)
+    assert table[table.run == "lr1"]["last_quarter_share"].tolist() == [0.0, 0.0]
+    summary = R.convergence_summary(table)
+    assert summary["n_seeds"].tolist() == [2, 2] and summary["jaccard"].tolist() == [1.0, 1.0]  # same mask both seeds
+    md = R.convergence_markdown(summary)
+    assert "| toy | reference | a | 2 | 8 |" in md and "0.700 -> 0.500" in md and "none held apart" in md
 
 
 def test_ablation_cell_scores_like_activation_rm(tiny_results, tiny):

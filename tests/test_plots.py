@@ -159,7 +159,8 @@ def test_figures_from_saved_results_html(results_dir, tmp_path, capsys):
     res = A.load_results(results_dir)
     figs, html = build_figures(res)
     expected = {"heads_selection_probability", "heads_trajectory", "heads_training_curves",
-                "heads_training_curves_long", "heads_stability", "heads_attribution", "heads_attention", "heads_criteria_jaccard", "ablation_overview",
+                "heads_training_curves_long", "heads_training_curves_lr0.1",
+                "heads_stability", "heads_attribution", "heads_attention", "heads_criteria_jaccard", "ablation_overview",
                 *(f"ablation_{a}" for a in A.AXES)}
     assert set(figs) == expected and set(html) == {"heads_trajectory"}
     for name, fig in figs.items():
@@ -170,6 +171,9 @@ def test_figures_from_saved_results_html(results_dir, tmp_path, capsys):
     assert written == expected | {"sweep"}  # every setting against its axis's default, paired
     table = pd.read_csv(out / "sweep.csv")
     assert set(table["axis"]) <= set(A.AXES) and table["reference"].any() and (out / "sweep.md").is_file()
+    conv = pd.read_csv(out / "convergence.csv")  # REINFORCE's settling, per training run, from the saved curves
+    assert set(conv["run"]) == {"reference", "steps3", "lr0.1"} and (conv["n_seeds"] == 2).all()
+    assert "Has REINFORCE converged?" in (out / "convergence.md").read_text()
     other = shutil.copytree(results_dir, tmp_path / "other")
     two = tmp_path / "two"
     assert cli_main(["figures", "--results", f"{results_dir},{other}", "--out", str(two),
@@ -208,7 +212,7 @@ def test_figures_png(results_dir, tmp_path):
     out = tmp_path / "png"
     assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "png"]) == 0
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 8 + 1 + len(A.AXES) + 1  # eight head figures, the overview, one per axis, the sweep
+    assert len(pngs) == 9 + 1 + len(A.AXES) + 1  # nine head figures, the overview, one per axis, the sweep
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 300_000
 

@@ -17,9 +17,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from armlens.analysis.grid import AXES, HEAD_SERIES, SETTING_ORDER
-from armlens.analysis.heads import AttentionRow
+from armlens.analysis.heads import AttentionRow, expected_random_jaccard, pairwise_jaccard
 from armlens.patching import head_label, mask_labels
-from armlens.selection import SelectionResult
+from armlens.selection import SelectionResult, policy_entropy, policy_probs
 from armlens.stats import t_interval
 
 
@@ -174,6 +174,92 @@ def load_results(out: str | Path) -> AblationResults:
             if (d / "attention.json").is_file() else None
         seeds[int(m.group(1))] = SeedArtifacts(int(m.group(1)), sels, eff, att)
     return AblationResults(json.loads(run_file.read_text()), load_cells(out), seeds)
+
+
+# ---------------------------------------------------------------------------------------------------- convergence
+
+CURVE_RUN = re.compile(r"(criterion|steps\d+|lr[^-]+)-(.+)")
+"""Selection names with training curves, per criterion: the reference fit (``criterion-*``), the steps axis's long run
+(``steps{N}-*``) and each learning rate's run (``lr{X}-*``)."""
+UNDECIDED = (0.1, 0.9)
+"""A head whose final selection probability lies strictly inside this range is undecided."""
+
+
+def convergence_table(results: AblationResults, data: str = "") -> pd.DataFrame:
+    """Has REINFORCE converged? One row per training run (reference, steps axis's long run, each learning rate),
+    criterion and seed, read off the saved curves (no model).
+
+    ``entropy_prior`` is the policy's entropy before the first step (every head at the run's ``init_logit``);
+    ``last_quarter_share`` the part of the entropy's whole fall that came in the last quarter of the steps (a policy
+    that has settled: near 0; a steady fall: 0.25); ``undecided`` the heads with a final probability inside
+    :data:`UNDECIDED`; ``val_first``/``val_last`` the held-apart validation loss of the policy's most likely mask at
+    its first and last reading.
+    """
+    rcfg = results.run.get("config", {}).get("arm", {}).get("reinforce", {})
+    init = float(rcfg.get("init_logit", -1.0))
+    rows = []
+    for seed, art in sorted(results.seeds.items()):
+        for name, sel in sorted(art.selections.items()):
+            m = CURVE_RUN.fullmatch(name)
+            if not m or not sel.entropy or sel.probs is None:
+                continue
+            run = "reference" if m.group(1) == "criterion" else m.group(1)
+            prior = policy_entropy(policy_probs(torch.full(sel.probs.shape, init)))
+            ent = sel.entropy
+            q = max(1, len(ent) // 4)
+            fall = prior - ent[-1]
+            probs = sel.probs.float()
+            rows.append({
+                "data": data, "run": run, "criterion": m.group(2), "seed": seed, "steps": len(ent),
+                "entropy_prior": prior, "entropy_end": ent[-1],
+                "last_quarter_share": (ent[-q - 1] - ent[-1]) / fall if len(ent) > q and fall > 0 else float("nan"),
+                "undecided": int(((probs > UNDECIDED[0]) & (probs < UNDECIDED[1])).sum()),
+                "likely_heads": int((probs > 0.5).sum()), "n_heads": int(sel.mask.sum()),
+                "val_first": sel.val_losses[0][1] if sel.val_losses else float("nan"),
+                "val_last": sel.val_losses[-1][1] if sel.val_losses else float("nan"),
+                "_mask": sel.mask})
+    return pd.DataFrame(rows)
+
+
+def convergence_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`convergence_table` averaged over seeds per (data, run, criterion), with the chosen head sets' mean
+    Jaccard index between seeds beside that of random sets of the same size (agreement at chance: the choice is not
+    reproducible)."""
+    cols = ["data", "run", "criterion", "n_seeds", "steps", "entropy_prior", "entropy_end", "last_quarter_share",
+            "undecided", "likely_heads", "n_heads", "val_first", "val_last", "jaccard", "jaccard_random"]
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (data, run, crit), g in table.groupby(["data", "run", "criterion"], sort=False):
+        masks = torch.stack(list(g["_mask"]))
+        k = float(masks.float().sum((1, 2)).mean())
+        pj = pairwise_jaccard(masks)
+        off = pj[~torch.eye(len(masks), dtype=torch.bool)]
+        row = {"data": data, "run": run, "criterion": crit, "n_seeds": int(g["seed"].nunique())}
+        row |= {c: float(g[c].mean()) for c in cols[4:13]}
+        row |= {"jaccard": float(off.mean()) if len(masks) > 1 else float("nan"),
+                "jaccard_random": expected_random_jaccard(k, k, masks[0].numel())}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def convergence_markdown(summary: pd.DataFrame) -> str:
+    """The convergence summary as a Markdown table (means over seeds)."""
+    head = ("| data | run | criterion | seeds | steps | entropy: prior -> end (nats) | last quarter's share of the fall |"
+            " undecided heads | P > 0.5 | chosen | validation loss: first -> last | Jaccard between seeds (random) |")
+    lines = [head, "|" + "---|" * 12]
+
+    def f(x: float, spec: str) -> str:
+        return "n/a" if x is None or math.isnan(x) else format(x, spec)
+
+    for r in summary.itertuples(index=False):
+        crit = r.criterion if len(r.criterion) <= 40 else r.criterion[:37] + "..."
+        val = "none held apart" if math.isnan(r.val_first) else f"{r.val_first:.3f} -> {r.val_last:.3f}"
+        lines.append(f"| {r.data} | {r.run} | {crit} | {r.n_seeds} | {r.steps:.0f} | {r.entropy_prior:.0f} -> "
+                     f"{r.entropy_end:.0f} | {f(r.last_quarter_share, '.2f')} | {r.undecided:.0f} | "
+                     f"{r.likely_heads:.0f} | {r.n_heads:.0f} | {val} | {f(r.jaccard, '.2f')} "
+                     f"({r.jaccard_random:.2f}) |")
+    return "\n".join(lines)
 
 
 def label_grid(n_layers: int, n_heads: int) -> list[list[str]]:

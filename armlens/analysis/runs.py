@@ -230,16 +230,19 @@ class SeedRun:
             write_json_atomic(path, row.to_dict())
 
     def curve_artifacts(self, cells: Sequence[Cell]) -> None:
-        """The training curves of the steps axis's one long REINFORCE run, per criterion, once it is fitted
-        (``selection-steps{N}*.json``: losses, expected heads, entropy, validation; no trajectory, so they stay
-        small). They show whether the policy has converged by the default step count."""
+        """The training curves of the fits whose convergence is in question, per criterion, once fitted: the steps
+        axis's one long REINFORCE run (``selection-steps{N}*.json``) and each learning rate's run
+        (``selection-lr{X}*.json``): losses, expected heads, entropy, validation, final probabilities; no trajectory,
+        so they stay small. They show whether the policy has converged by a given step count
+        (:func:`armlens.analysis.results.convergence_table`)."""
+        runs = [(c, f"lr{c.setting}") for c in cells if c.axis == "lr"]
         steps = [c for c in cells if c.axis == "steps" and c.step is not None]
-        if not steps:
-            return
-        cell = max(steps, key=lambda c: c.step or 0)
-        if not (self.dir / "arms" / f"{fit_key(cell, self.base)}.arm").is_file():
-            return
-        self._write_selections(self.fit(cell), f"steps{cell.step}-", f"steps{cell.step}", trajectory=False)
+        if steps:
+            cell = max(steps, key=lambda c: c.step or 0)
+            runs.insert(0, (cell, f"steps{cell.step}"))
+        for cell, label in runs:
+            if (self.dir / "arms" / f"{fit_key(cell, self.base)}.arm").is_file():
+                self._write_selections(self.fit(cell), f"{label}-", label, trajectory=False)
 
     def _write_selections(self, rm: ActivationRM, prefix: str, first: str, *, trajectory: bool = True
                           ) -> list[CriterionARM]:

@@ -171,6 +171,16 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
                 entropy={s: r.entropy for s, r in long.items()}, val_losses={s: r.val_losses for s, r in long.items()},
                 subtitle=f"{data_name}; the steps axis's run to {longest} steps x {rcfg.get('k_masks', '?')} masks "
                          "(its choice after each step count is that step count's cell)")
+        if "lr" in (cfg.get("grid") or []):
+            for lr in sorted(set(cfg.get("learning_rates") or [])):
+                runs = results.selections(f"lr{lr:g}")
+                if runs and all(r.losses for r in runs.values()):
+                    figs[f"heads_training_curves_lr{lr:g}"] = plots.plot_training_curves(
+                        {s: r.losses for s, r in runs.items()}, {s: r.expected_heads for s, r in runs.items()},
+                        entropy={s: r.entropy for s, r in runs.items()},
+                        val_losses={s: r.val_losses for s, r in runs.items()},
+                        subtitle=f"{data_name}; the lr axis's run at learning rate {lr:g}, "
+                                 f"{rcfg.get('steps', '?')} steps x {rcfg.get('k_masks', '?')} masks")
         stack = torch.stack([masks[s] for s in seeds])
         pj = pairwise_jaccard(stack)
         off = pj[~torch.eye(len(seeds), dtype=torch.bool)]
@@ -226,8 +236,22 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
     return figs, html
 
 
+CONVERGENCE_NOTE = (
+    "Read off the saved training curves (`armlens.analysis.results.convergence_table`). A policy that has settled "
+    "has fallen little in the last quarter of its steps (a steady fall gives 0.25), leaves few heads undecided (final "
+    "P(select) between 0.1 and 0.9), stops improving its held-apart validation loss, and picks head sets that agree "
+    "across seeds above the Jaccard index of random sets of the same size.")
+
+
 def run_figures(args: FiguresOptions) -> int:
-    from armlens.analysis.results import load_results
+    import pandas as pd
+
+    from armlens.analysis.results import (
+        convergence_markdown,
+        convergence_summary,
+        convergence_table,
+        load_results,
+    )
     from armlens.analysis.sweep import (
         compare_rounds,
         decisions_markdown,
@@ -250,11 +274,20 @@ def run_figures(args: FiguresOptions) -> int:
     out = output_dir(args.out)
     figs: dict[str, Any] = {}
     html: dict[str, Any] = {}
+    curves = []
     for results_dir in folders:
-        f, h = build_figures(load_results(results_dir), seed=args.seed)
+        results = load_results(results_dir)
+        f, h = build_figures(results, seed=args.seed)
         prefix = f"{results_dir.name}_" if len(folders) > 1 else ""
         figs |= {prefix + k: v for k, v in f.items()}
         html |= {prefix + k: v for k, v in h.items()}
+        curves.append(convergence_table(results, results.run.get("data", {}).get("name") or results_dir.name))
+    curves = [c for c in curves if not c.empty]
+    if curves:
+        conv = convergence_summary(pd.concat(curves, ignore_index=True))
+        atomic_write_with(out / "convergence.csv", lambda tmp: conv.to_csv(tmp, index=False))
+        atomic_write(out / "convergence.md", "## Has REINFORCE converged? (means over seeds)\n\n"
+                     + convergence_markdown(conv) + "\n\n" + CONVERGENCE_NOTE + "\n")
     table = sweep_table(folders)
     if table["diff"].notna().any():
         figs["sweep"] = plot_sweep(table)
