@@ -67,7 +67,7 @@ SETTING_NAMES = {
     "icl-lines": "icl (one turn)",
     "icl-turns": "icl (chat turns)",
     "answered": "answered",
-    "mean_ablation": "mean-ablation (no label)",
+    "mean_ablation": "mean-ablation<br>(no label)",  # two lines: one is wider than a narrow panel's tick gap
     "answer": "answer CE",
     "pairwise": "pairwise",
     "per_criterion": "per criterion",
