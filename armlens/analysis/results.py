@@ -193,7 +193,7 @@ def convergence_table(results: AblationResults, data: str = "") -> pd.DataFrame:
     ``last_quarter_share`` the part of the entropy's whole fall that came in the last quarter of the steps (a policy
     that has settled: near 0; a steady fall: 0.25); ``undecided`` the heads with a final probability inside
     :data:`UNDECIDED`; ``val_first``/``val_last`` the held-apart validation loss of the policy's most likely mask at
-    its first and last reading.
+    its first and last reading; ``mask`` the chosen head set (a tensor, for :func:`convergence_summary`'s Jaccard).
     """
     rcfg = results.run.get("config", {}).get("arm", {}).get("reinforce", {})
     init = float(rcfg.get("init_logit", -1.0))
@@ -217,7 +217,7 @@ def convergence_table(results: AblationResults, data: str = "") -> pd.DataFrame:
                 "likely_heads": int((probs > 0.5).sum()), "n_heads": int(sel.mask.sum()),
                 "val_first": sel.val_losses[0][1] if sel.val_losses else float("nan"),
                 "val_last": sel.val_losses[-1][1] if sel.val_losses else float("nan"),
-                "_mask": sel.mask})
+                "mask": sel.mask})
     return pd.DataFrame(rows)
 
 
@@ -231,7 +231,7 @@ def convergence_summary(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     rows = []
     for (data, run, crit), g in table.groupby(["data", "run", "criterion"], sort=False):
-        masks = torch.stack(list(g["_mask"]))
+        masks = torch.stack(list(g["mask"]))
         k = float(masks.float().sum((1, 2)).mean())
         pj = pairwise_jaccard(masks)
         off = pj[~torch.eye(len(masks), dtype=torch.bool)]
