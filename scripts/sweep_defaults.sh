@@ -37,7 +37,11 @@ SECONDARY=${SECONDARY:-selection,reading,steps,prior,estimator,scoring,heads}
 STEPS_B=${STEPS_B:-50,100,200,300}
 DATASETS=${DATASETS:-llmbar xstest hhh}
 # the defaults round A was swept around (the first release's), so its folders resume whatever today's defaults are
-ROUND1=(--arm.reading icl --arm.icl-layout lines --arm.reinforce.objective answer --arm.reinforce.steps 300)
+ROUND1=(--arm.reading icl --arm.icl-layout lines --arm.reinforce.objective answer --arm.reinforce.steps 300
+        --arm.reinforce.lr 0.1)
+# round 2, C and the icl run were swept around the defaults of their time (lr 0.1, which round C then moved to 1.0):
+# pinned, so their folders stay resumable
+ROUND2=(--arm.reinforce.lr 0.1)
 
 ablate() {  # ablate DATA SEEDS GRID OUT [OPTIONS]
   local grid=$3
@@ -51,11 +55,11 @@ for seeds in 1 2 3; do
   for data in $DATASETS; do ablate "$data" "$seeds" "$PRIMARY" experiments/sweep "${ROUND1[@]}" "$@"; done
 done
 for data in $DATASETS; do
-  ablate "$data" 3 "$SECONDARY" experiments/sweep-secondary --steps "$STEPS_B" "$@"
+  ablate "$data" 3 "$SECONDARY" experiments/sweep-secondary --steps "$STEPS_B" "${ROUND2[@]}" "$@"
 done
 # C. REINFORCE's learning rate on every dataset (experiments/sweep-lr/<data>): at lr 0.1 the policy is still moving
 # at 300 steps (docs/defaults.md); does a larger rate settle it within the default 100 steps, and does that help?
-for data in $DATASETS; do ablate "$data" 3 lr experiments/sweep-lr --learning-rates 0.1,0.3,1.0 "$@"; done
+for data in $DATASETS; do ablate "$data" 3 lr experiments/sweep-lr --learning-rates 0.1,0.3,1.0 "${ROUND2[@]}" "$@"; done
 # D. Few-shot pairs per criterion on HHH (experiments/sweep-shots/hhh): 16 few-shot pairs per dataset leave each HHH
 # criterion 3-5 pairs from 1-4 prompts; 64 leave 12-18 from 7-12 (and 157 test pairs per seed, all that remain).
 # Does one ARM per criterion then catch up with one pooled ARM and the zero-shot judge (criteria and selection axes,
@@ -67,5 +71,5 @@ done
 # rounds C and D, which bear on today's defaults, come first.
 for data in $DATASETS; do
   ablate "$data" 3 demos,trials experiments/sweep-icl --arm.reading icl --arm.icl-layout lines \
-    --demos 1,2,4 --trials 8,32,100 "$@"
+    --demos 1,2,4 --trials 8,32,100 "${ROUND2[@]}" "$@"
 done

@@ -191,7 +191,7 @@ def test_cells_are_the_reference_arm_with_one_setting_changed():
 
     base = ARMConfig()
     cells = {(c.axis, c.setting): c for c in G.plan_cells(tiny_config(priors=[-1.0, -2.0],
-                                                                      learning_rates=[0.1, 0.3]), 2, 4)}
+                                                                      learning_rates=[0.3, base.reinforce.lr]), 2, 4)}
     turns = cells[("reading", "icl-turns")].arm_config(base)
     assert turns == dataclasses.replace(base, reading="icl", icl_layout="turns")
     assert cells[("prior", "-2")].arm_config(base).reinforce.init_logit == -2.0
@@ -216,7 +216,7 @@ def tiny_config(**kw) -> G.AblationConfig:
                                                                            n_final_samples=3))
     base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, arm=arm, attribution_examples=2,
                 fewshot_per_criterion=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1],
-                priors=[-1.0], learning_rates=[0.1, 0.5], bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
+                priors=[-1.0], learning_rates=[0.1, 1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
     base.update(kw)
     return G.AblationConfig(**base)
 
@@ -280,12 +280,15 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     long = res.seeds[0].selections["steps3"]
     assert long.prob_trajectory is None and len(long.losses) == len(long.entropy) == 3
     assert long.losses == pytest.approx(sel.losses)  # the long run is the reference's REINFORCE stream, longer
-    # each learning rate's run: its curves, and lr 0.1 (the reference's rate) is the reference run itself
-    lrs = {lr: res.seeds[0].selections[f"lr{lr}"] for lr in ("0.1", "0.5")}
+    # each learning rate's run: its curves, and the reference's rate gives the reference run itself
+    assert cfg.arm.reinforce.lr in cfg.learning_rates
+    lrs = {lr: res.seeds[0].selections[f"lr{lr:g}"] for lr in cfg.learning_rates}
     assert all(r.prob_trajectory is None and len(r.entropy) == 3 for r in lrs.values())
-    assert lrs["0.1"].entropy == pytest.approx(sel.entropy) and lrs["0.5"].entropy != pytest.approx(sel.entropy)
+    for lr, r in lrs.items():
+        assert (r.entropy == pytest.approx(sel.entropy)) == (lr == cfg.arm.reinforce.lr), lr
     conv = R.convergence_table(res, "toy")
-    assert set(conv["run"]) == {"reference", "steps3", "lr0.1", "lr0.5"} and set(conv["seed"]) == {0, 1}
+    assert set(conv["run"]) == {"reference", "steps3"} | {f"lr{lr:g}" for lr in cfg.learning_rates}
+    assert set(conv["seed"]) == {0, 1}
     assert res.seeds[0].effects is not None and res.seeds[0].effects.shape == (2, 4)
     assert res.seeds[0].attention is not None and sum(res.seeds[0].attention.weights) == pytest.approx(1, abs=1e-3)
     summary = R.summarize(res.cells)

@@ -323,10 +323,17 @@ def planted_model(target=(1, 2)):
 def test_reinforce_finds_the_planted_head():
     model, means = planted_model(target=(1, 2))
     exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(6)]
-    cfg = ReinforceConfig(steps=60, k_masks=16, n_final_samples=6, n_final_eval=6, seed=0, objective="answer")
+    cfg = ReinforceConfig(steps=60, k_masks=16, n_final_samples=6, n_final_eval=6, seed=0, objective="answer",
+                          lr=0.1)  # the reference's rate: the planted head rises alone
     result = reinforce(model, means, exs, cfg, template=SHORT, show_progress=False)
     assert result.mask[1, 2], f"planted head not selected: {result.mask}"
     assert result.probs[1, 2] > 0.9 and int(result.probs.flatten().argmax()) == 1 * 4 + 2
+    # today's default rate (1.0) settles every head within the steps: the planted one is chosen and certain, but
+    # heads without an effect are settled too, either way (the trade-off docs/defaults.md reports)
+    fast = reinforce(model, means, exs, dataclasses.replace(cfg, lr=ReinforceConfig().lr), template=SHORT,
+                     show_progress=False)
+    assert ReinforceConfig().lr == 1.0 and fast.mask[1, 2] and fast.probs[1, 2] > 0.99
+    assert int(((fast.probs > 0.1) & (fast.probs < 0.9)).sum()) <= 1
     assert result.losses[-1] < result.losses[0]
     assert result.prob_trajectory.shape == (60, 2, 4) and len(result.expected_heads) == 60
     # ...and the single-head attribution sweep agrees
