@@ -158,29 +158,25 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
             steps = trajectory_steps(traj.shape[0], 6)
             figs["heads_trajectory"] = plots.plot_trajectory(traj, steps, seed=s0, subtitle=f"{data_name}; {sizes}")
             html["heads_trajectory"] = plots.plot_trajectory_slider(traj, seed=s0, subtitle=f"{data_name}; {sizes}")
-        if all(r.losses for r in ref.values()):
-            figs["heads_training_curves"] = plots.plot_training_curves(
-                {s: r.losses for s, r in ref.items()}, {s: r.expected_heads for s, r in ref.items()},
-                entropy={s: r.entropy for s, r in ref.items()}, val_losses={s: r.val_losses for s, r in ref.items()},
-                subtitle=f"{data_name}; {sizes}")
+
+        def curves(name: str, runs: dict[int, Any], subtitle: str) -> None:
+            """One training-curve figure over seeds, when every seed's run has its curves."""
+            if runs and all(r.losses for r in runs.values()):
+                figs[name] = plots.plot_training_curves(
+                    {s: r.losses for s, r in runs.items()}, {s: r.expected_heads for s, r in runs.items()},
+                    entropy={s: r.entropy for s, r in runs.items()},
+                    val_losses={s: r.val_losses for s, r in runs.items()}, subtitle=subtitle)
+
+        curves("heads_training_curves", ref, f"{data_name}; {sizes}")
         longest = max(cfg.get("steps") or [0]) if "steps" in (cfg.get("grid") or []) else 0
-        long = results.selections(f"steps{longest}")
-        if long and all(r.losses for r in long.values()):
-            figs["heads_training_curves_long"] = plots.plot_training_curves(
-                {s: r.losses for s, r in long.items()}, {s: r.expected_heads for s, r in long.items()},
-                entropy={s: r.entropy for s, r in long.items()}, val_losses={s: r.val_losses for s, r in long.items()},
-                subtitle=f"{data_name}; the steps axis's run to {longest} steps x {rcfg.get('k_masks', '?')} masks "
-                         "(its choice after each step count is that step count's cell)")
+        curves("heads_training_curves_long", results.selections(f"steps{longest}"),
+               f"{data_name}; the steps axis's run to {longest} steps x {rcfg.get('k_masks', '?')} masks "
+               "(its choice after each step count is that step count's cell)")
         if "lr" in (cfg.get("grid") or []):
             for lr in sorted(set(cfg.get("learning_rates") or [])):
-                runs = results.selections(f"lr{lr:g}")
-                if runs and all(r.losses for r in runs.values()):
-                    figs[f"heads_training_curves_lr{lr:g}"] = plots.plot_training_curves(
-                        {s: r.losses for s, r in runs.items()}, {s: r.expected_heads for s, r in runs.items()},
-                        entropy={s: r.entropy for s, r in runs.items()},
-                        val_losses={s: r.val_losses for s, r in runs.items()},
-                        subtitle=f"{data_name}; the lr axis's run at learning rate {lr:g}, "
-                                 f"{rcfg.get('steps', '?')} steps x {rcfg.get('k_masks', '?')} masks")
+                curves(f"heads_training_curves_lr{lr:g}", results.selections(f"lr{lr:g}"),
+                       f"{data_name}; the lr axis's run at learning rate {lr:g}, {rcfg.get('steps', '?')} steps x "
+                       f"{rcfg.get('k_masks', '?')} masks")
         stack = torch.stack([masks[s] for s in seeds])
         pj = pairwise_jaccard(stack)
         off = pj[~torch.eye(len(seeds), dtype=torch.bool)]
