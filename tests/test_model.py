@@ -191,6 +191,45 @@ def test_load_local_folder(tmp_path):
     torch.testing.assert_close(M.run_last_logits(model, tokens, mask).softmax(-1), ref.softmax(-1), atol=PROB_ATOL, rtol=0)
 
 
+def _fake_gguf_load(monkeypatch, tmp_path, winner: bool):
+    """Load a stand-in GGUF (the tiny model) while the cache write fails; ``winner``: another process wrote it first."""
+    import contextlib
+
+    import transformers
+
+    from armlens.model import sources
+
+    hf, tok = M.tiny_hf_model(n_layers=1, n_heads=2, d_head=8, seed=5)
+    monkeypatch.setenv("ARMLENS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: hf)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tok)
+
+    @contextlib.contextmanager
+    def losing_race(path):
+        yield tmp_path
+        if winner:
+            path.mkdir(parents=True)
+            (path / "config.json").write_text("{}")
+        raise OSError(39, "Directory not empty")
+
+    monkeypatch.setattr(sources, "atomic_dir", losing_race)
+    gguf = tmp_path / "m.gguf"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    gguf.write_bytes(b"GGUF stand-in")
+    return sources._load_hf_from_gguf(gguf, torch.float32, use_cache=True)
+
+
+def test_model_cache_written_by_a_concurrent_process_is_not_a_warning(monkeypatch, tmp_path, caplog):
+    """Two runs de-quantising the same GGUF at once: the loser's rename fails, but the cache is there, so no warning;
+    a cache that could not be written at all still warns."""
+    with caplog.at_level("WARNING", logger="armlens.model.sources"):
+        model, _, _ = _fake_gguf_load(monkeypatch, tmp_path / "a", winner=True)
+    assert model is not None and not caplog.records
+    with caplog.at_level("WARNING", logger="armlens.model.sources"):
+        _fake_gguf_load(monkeypatch, tmp_path / "b", winner=False)
+    assert any("could not write the model cache" in r.getMessage() for r in caplog.records)
+
+
 # ---------------------------------------------------------------------------------------------- default model (slow)
 
 

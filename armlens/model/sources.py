@@ -82,7 +82,10 @@ def _load_hf_from_gguf(gguf: Path, dtype: torch.dtype, use_cache: bool,
                 save_model(hf, str(tmp / "model.safetensors"), metadata={"format": "pt"})
                 tok.save_pretrained(tmp)
         except OSError as e:  # a read-only home is not fatal
-            logger.warning("could not write the model cache at %s: %s", cached, e)
+            if (cached / "config.json").is_file():  # another process de-quantised the same file at the same time
+                logger.debug("model cache at %s was written by another process", cached)
+            else:
+                logger.warning("could not write the model cache at %s: %s", cached, e)
     return hf, tok, str(gguf.parent)
 
 
