@@ -281,9 +281,20 @@ class SeedRun:
 
     # -------------------------------------------------------------------------------------------- cells
 
+    def missing_cells(self, cells: Sequence[Cell], out: Path) -> list[Cell]:
+        """The cells whose result for this seed is not on disk."""
+        return [c for c in cells if not (out / "cells" / c.axis / c.key / f"seed{self.seed}.json").is_file()]
+
+    def complete(self, cells: Sequence[Cell], out: Path) -> bool:
+        """Whether a rerun has nothing to add for this seed: every cell and the head artifacts are on disk. Then no
+        ARM is fitted (fits are a local cache a fresh clone lacks, and refitting one only to find nothing to do costs
+        minutes to hours)."""
+        head_files = [self.dir / "selection-reference.json", self.dir / "attention.json"]
+        return all(f.is_file() for f in head_files) and not self.missing_cells(cells, out)
+
     def run_cells(self, cells: Sequence[Cell], out: Path) -> list[dict[str, Any]]:
         """Compute the cells not yet on disk (one branch pass over each test prompt) and write one JSON per cell."""
-        missing = [c for c in cells if not (out / "cells" / c.axis / c.key / f"seed{self.seed}.json").is_file()]
+        missing = self.missing_cells(cells, out)
         if not missing:
             return []
         rows: dict[Cell, list[tuple[Means, HeadMask]]] = {}
@@ -444,6 +455,11 @@ def run_ablations(
     for seed in config.seeds:
         t0 = time.perf_counter()
         run = SeedRun(model, config, pairs, seed, out, show_progress=show_progress)
+        if seed in (json.loads((out / "run.json").read_text()).get("seeds_done") or []) and run.complete(cells, out):
+            logger.info("seed %d: every cell is on file", seed)
+            if on_seed is not None:
+                on_seed(seed, 0.0)
+            continue
         run.head_artifacts()
         done = run.run_cells(cells, out)
         run.curve_artifacts(cells)
