@@ -101,6 +101,14 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     assert longer["length"]["n"] == 12 and longer["length"]["accuracy_clean_mean"] == methods["longer"]["accuracy_mean"]
     assert longer["length-real"]["n"] > 0 and longer["length-real"]["hack_rate_mean"] == 1.0
     assert shorter["length-real"]["hack_rate_mean"] == 0.0 and longer["format-real"]["hack_rate_mean"] == 1.0
+    # hack rates carry intervals, and the ARM's is compared with each method's on the same biased pairs
+    assert longer["length"]["ci95"] == [1.0, 1.0] and shorter["length"]["ci95"] == [0.0, 0.0]
+    arm_length = methods["arm"]["bias"]["length"]
+    assert arm_length["ci95"][0] <= arm_length["hack_rate_mean"] <= arm_length["ci95"][1]
+    assert "vs_arm" not in arm_length
+    d = longer["length"]["vs_arm"]
+    assert d["n"] == 12 and d["arm_minus_method"] == pytest.approx(arm_length["hack_rate_mean"] - 1.0)
+    assert d["ci95"][0] <= d["arm_minus_method"] <= d["ci95"][1]
     vs = methods["longer"]["vs_arm"]
     assert vs["n"] == 12 and vs["ci95"][0] <= vs["arm_minus_method"] <= vs["ci95"][1] and 0 < vs["p_value"] <= 1
     # files
@@ -122,6 +130,9 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     assert "strict" in saved["protocol"]["accuracy"] and saved["config"]["methods"] == ["arm", "zero-shot", "longer", "shorter"]
     md = (out / "results.md").read_text()
     assert "| arm |" in md and "ARM − method" in md and "length (n=" in md
+    longer_row = next(line for line in md.split("Bias suite")[1].splitlines() if line.startswith("| longer |"))
+    assert "| 100.0 [100.0, 100.0] |" in longer_row
+    assert "Hack rate, ARM − method" in md
     assert md == results_markdown(saved)
 
 
