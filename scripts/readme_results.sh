@@ -2,7 +2,7 @@
 # The README's headline comparison at full size: the ARM (ARMConfig's defaults) against every baseline on every test
 # pair of LLMBar, HHH and XSTest, a seeded 500 of HH-RLHF harmless and TruthfulQA, 5 seeds (each a new few-shot draw
 # and head selection), with the bias suite; bootstrap intervals and paired tests. Hours on 2 cores: resumable (rerun
-# the same command). Results in experiments/eval/ (committed), figures redrawn from them into figures/.
+# the same command). Results in experiments/eval/ (committed), figures redrawn from them into figures/eval/.
 # Data is read from a data root: set ARMLENS_DATA_ROOT (or pass --root DIR after OUT).
 # generative and voting decode (greedy, and 5 samples at a temperature) up to 4 tokens after one forward of each judge
 # prompt (armlens.generation): about one zero-shot forward per response each, affordable beside the rest, so they run
@@ -16,14 +16,5 @@ OUT=${1:-experiments/eval}
 .venv/bin/armlens eval --data hh-rlhf --limit 500 --seeds 5 --n-fewshot 16 --n-select 0 \
   --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
   --out "$OUT-hh-rlhf" "${@:2}"
-.venv/bin/python - "$OUT" "$OUT-hh-rlhf" <<'PY'
-import json, sys
-from armlens.plots import find_browser, plot_method_accuracy, write_figures
-figs = {}
-for folder in sys.argv[1:]:
-    summary = json.load(open(f"{folder}/summary.json"))
-    figs |= {f"eval_{name.replace('-', '_')}": plot_method_accuracy(summary, name) for name in summary["results"]}
-formats = ("png", "html") if find_browser() else ("html",)
-for path in write_figures(figs, "figures", formats=formats):
-    print("wrote", path)
-PY
+# every figure of both folders (accuracy per method, bias-suite hack rates), redrawn from the committed summaries
+.venv/bin/armlens figures --results "$OUT,$OUT-hh-rlhf" --out figures/eval

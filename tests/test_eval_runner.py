@@ -503,3 +503,27 @@ def test_summary_intervals_widen_when_pairs_share_prompts(tmp_path):
     vs = [e["zero-shot"]["vs_arm"] for e in (shared, alone)]
     assert vs[0]["arm_minus_method"] == vs[1]["arm_minus_method"] and vs[0]["n"] == 400
     assert 1.6 < width(vs[0]) / width(vs[1]) < 2.4
+
+
+def test_figures_are_redrawn_from_an_eval_folder(tiny, toy_file, tmp_path):
+    """`armlens figures` on an `armlens eval` folder: per dataset, every method's accuracy and the bias suite's hack
+    rates, with the intervals of summary.json as error bars."""
+    from armlens.cli import main as cli_main
+    from armlens.plots import plot_hack_rates
+
+    out = tmp_path / "out"
+    summary = run_eval(tiny_config(toy_file, out), model=tiny)
+    name = f"path:{toy_file}"
+    fig = plot_hack_rates(summary, name)
+    assert fig.layout.title.text and fig.layout.yaxis.title.text == "Hack rate (%)"
+    longer = next(t for t in fig.data if t.name == "longer")
+    e = summary["results"][name]["methods"]["longer"]["bias"]
+    assert list(longer.y) == [100 * e[k]["hack_rate_mean"] for k in ("length", "format-real", "length-real")]
+    arm = next(t for t in fig.data if t.name == "arm")
+    lo, hi = summary["results"][name]["methods"]["arm"]["bias"]["length"]["ci95"]
+    assert arm.y[0] - arm.error_y.arrayminus[0] == pytest.approx(100 * lo)
+    assert arm.y[0] + arm.error_y.array[0] == pytest.approx(100 * hi)
+    figs = tmp_path / "figs"
+    assert cli_main(["figures", "--results", str(out), "--out", str(figs), "--formats", "html"]) == 0
+    key = dataset_slug(name).replace("-", "_")
+    assert {p.stem for p in figs.glob("*.html")} == {f"eval_{key}", f"bias_{key}"}

@@ -57,12 +57,14 @@ ABLATE_HIDDEN = ("arm.seed", "arm.reinforce.seed", "arm.reinforce.checkpoints")
 
 @dataclass
 class FiguresOptions:
-    """Write every analysis figure (PNG + interactive HTML) from an `armlens ablate` results folder (no model, no
-    forward passes)."""
+    """Write every analysis figure (PNG + interactive HTML) from `armlens ablate` or `armlens eval` results folders
+    (no model, no forward passes)."""
 
     results: list[str]
-    """Results folder(s) written by `armlens ablate`, comma-separated. With several (the defaults sweep, one per
-    dataset), each folder's figures are prefixed with its name, and the sweep figure and table pool them."""
+    """Results folder(s) written by `armlens ablate` or `armlens eval`, comma-separated. With several (the defaults
+    sweep, one per dataset), each folder's figures are prefixed with its name, and the sweep figure and table pool
+    them. An eval folder gives per dataset `eval_<data>` (every method's accuracy) and `bias_<data>` (the bias
+    suite's hack rates)."""
     out: str = "figures"
     """Output folder."""
     formats: list[Literal["png", "html"]] = field(default_factory=lambda: ["png", "html"])
@@ -239,6 +241,29 @@ CONVERGENCE_NOTE = (
     "across seeds above the Jaccard index of random sets of the same size.")
 
 
+def is_eval_folder(folder: Path) -> bool:
+    """An `armlens eval` results folder: its summary.json, and no ablation run file."""
+    return (folder / "summary.json").is_file() and not (folder / "run.json").is_file()
+
+
+def eval_figures(folder: Path) -> dict[str, Any]:
+    """Per dataset of an `armlens eval` folder: every method's accuracy and, with a bias suite, its hack rates."""
+    from armlens.evaluation.units import dataset_slug
+    from armlens.io import read_json
+    from armlens.plots import plot_hack_rates, plot_method_accuracy
+
+    summary = read_json(folder / "summary.json")
+    if not isinstance(summary, dict) or not isinstance(summary.get("results"), dict):
+        raise ValueError(f"{folder / 'summary.json'} is not an `armlens eval` summary (no 'results')")
+    figs = {}
+    for name, res in summary["results"].items():
+        key = dataset_slug(name).replace("-", "_")
+        figs[f"eval_{key}"] = plot_method_accuracy(summary, name)
+        if any(b.get("n") for e in res["methods"].values() for b in e.get("bias", {}).values()):
+            figs[f"bias_{key}"] = plot_hack_rates(summary, name)
+    return figs
+
+
 def run_figures(args: FiguresOptions) -> int:
     import pandas as pd
 
@@ -271,6 +296,10 @@ def run_figures(args: FiguresOptions) -> int:
     figs: dict[str, Any] = {}
     html: dict[str, Any] = {}
     curves = []
+    evals = [f for f in folders if is_eval_folder(f)]
+    for results_dir in evals:
+        figs |= {(f"{results_dir.name}_{k}" if k in figs else k): v for k, v in eval_figures(results_dir).items()}
+    given, folders = folders, [f for f in folders if f not in evals]
     for results_dir in folders:
         results = load_results(results_dir)
         f, h = build_figures(results, seed=args.seed)
@@ -284,8 +313,8 @@ def run_figures(args: FiguresOptions) -> int:
         atomic_write_with(out / "convergence.csv", lambda tmp: conv.to_csv(tmp, index=False))
         atomic_write(out / "convergence.md", "## Has REINFORCE converged? (means over seeds)\n\n"
                      + convergence_markdown(conv) + "\n\n" + CONVERGENCE_NOTE + "\n")
-    table = sweep_table(folders)
-    if table["diff"].notna().any():
+    table = sweep_table(folders) if folders else None
+    if table is not None and table["diff"].notna().any():
         figs["sweep"] = plot_sweep(table)
         atomic_write_with(out / "sweep.csv", lambda tmp: table.to_csv(tmp, index=False))
         pooled = "all" if (table["data"] == "all").any() else str(table["data"].iloc[0])
@@ -299,8 +328,8 @@ def run_figures(args: FiguresOptions) -> int:
         atomic_write(out / "rounds.md", "## The reference ARM against the earlier round's\n\n"
                      + rounds_markdown(rounds) + "\n")
     if not figs:
-        raise ValueError(f"{', '.join(map(str, folders))} hold(s) no results to draw (run `armlens ablate --out DIR` "
-                         "first)")
+        raise ValueError(f"{', '.join(map(str, given))} hold(s) no results to draw (run `armlens ablate --out DIR` "
+                         "or `armlens eval --out DIR` first)")
     written = write_figures(figs, out, formats=formats, html_figures=html)
     for path in written:
         print(path)

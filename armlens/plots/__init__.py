@@ -9,7 +9,7 @@ Nothing here computes: :func:`write_figures` only writes HTML (always, ``include
 kaleido, which needs a Chrome-family browser: :func:`find_browser`, :class:`BrowserNotFoundError`).
 
 By figure family: :mod:`~armlens.plots.heads` (head maps, REINFORCE, attribution, attention),
-:mod:`~armlens.plots.ablations` (stage ablations), :mod:`~armlens.plots.evaluation` (``armlens eval`` accuracy),
+:mod:`~armlens.plots.ablations` (stage ablations), :mod:`~armlens.plots.evaluation` (``armlens eval`` accuracy and bias suite),
 :mod:`~armlens.plots.export` (writing files); :mod:`~armlens.plots.style` holds the shared style. Every figure
 function is imported from ``armlens.plots``.
 """
@@ -24,7 +24,7 @@ from armlens.plots.ablations import (
     plot_ablation_overview,
     plot_sweep,
 )
-from armlens.plots.evaluation import plot_method_accuracy
+from armlens.plots.evaluation import plot_hack_rates, plot_method_accuracy
 from armlens.plots.export import (
     BROWSER_HELP,
     BrowserNotFoundError,
@@ -49,7 +49,7 @@ from armlens.plots.style import ACC_TITLE, FONT, SERIES_COLOURS, SHARE, SIGNED
 __all__ = [
     "ACC_TITLE", "AXIS_TITLES", "BROWSER_HELP", "FONT", "SERIES_COLOURS", "SERIES_NAMES", "SETTING_NAMES", "SHARE",
     "SIGNED", "X_TITLES", "BrowserNotFoundError", "find_browser", "plot_ablation", "plot_ablation_overview",
-    "plot_attention", "plot_attribution", "plot_head_map", "plot_jaccard", "plot_method_accuracy",
+    "plot_attention", "plot_attribution", "plot_hack_rates", "plot_head_map", "plot_jaccard", "plot_method_accuracy",
     "plot_selection_probability", "plot_stability", "plot_sweep", "plot_trajectory", "plot_trajectory_slider",
     "plot_training_curves", "plot_transfer", "quiet_export_logs", "write_figures",
 ]
