@@ -187,7 +187,28 @@ def test_figures_from_saved_results_html(results_dir, tmp_path, capsys):
     assert len(table) == 1 and table["diff"].iloc[0] == 0 and table["p_value"].iloc[0] == 1
     md = (rounds / "rounds.md").read_text()
     assert "| data |" in md and "+0.0 (+0.0 to +0.0)" in md and f"{int(table['n_pairs'].iloc[0])} pairs" in md
+    # one cell of each round instead of their references: a steps cell against the reference fit it ends as, and
+    # another steps cell (a different choice) against it
+    assert cli_main(["figures", "--results", str(other), "--before", str(results_dir), "--cell", "steps/3",
+                     "--before-cell", "selection/reinforce", "--out", str(rounds), "--formats", "html"]) == 0
+    same = pd.read_csv(rounds / "rounds-steps_3-vs-selection_reinforce.csv")
+    assert same["diff"].iloc[0] == 0 and same["after"].iloc[0].endswith(" steps=3")
+    assert cli_main(["figures", "--results", str(other), "--before", str(results_dir), "--cell", "steps/2",
+                     "--out", str(rounds), "--formats", "html"]) == 0
+    two_vs_ref = pd.read_csv(rounds / "rounds-steps_2-vs-reference.csv")
+    cells = A.load_cells(results_dir, with_scores=True)
+    step2 = cells[(cells.axis == "steps") & (cells.setting == "2")].sort_values("seed")
+    ref = cells[(cells.axis == "selection") & (cells.setting == "reinforce")].sort_values("seed")
+    assert two_vs_ref["diff"].iloc[0] == pytest.approx(step2["accuracy"].mean() - ref["accuracy"].mean())
     capsys.readouterr()
+    assert cli_main(["figures", "--results", str(other), "--before", str(results_dir), "--cell", "steps/9",
+                     "--out", str(rounds)]) != 0
+    assert "no cell of steps=9" in capsys.readouterr().err
+    assert cli_main(["figures", "--results", str(other), "--cell", "steps/3", "--out", str(rounds)]) != 0
+    assert "pass the earlier round with --before" in capsys.readouterr().err
+    assert cli_main(["figures", "--results", str(other), "--before", str(results_dir), "--cell", "steps",
+                     "--out", str(rounds)]) != 0
+    assert "expected AXIS/SETTING" in capsys.readouterr().err
     assert cli_main(["figures", "--results", str(other), "--before", str(tmp_path / "nope"), "--out", str(rounds)]) != 0
     err = capsys.readouterr().err
     assert "--before" in err and "does not exist" in err

@@ -379,26 +379,33 @@ def _reference_cells(by_cell: dict[tuple[str, str], dict[int, dict[str, Any]]], 
     return None
 
 
-def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *, n_boot: int = 2000, seed: int = 0
+def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *, n_boot: int = 2000, seed: int = 0,
+                   before_cell: tuple[str, str] | None = None, after_cell: tuple[str, str] | None = None
                    ) -> pd.DataFrame:
     """The reference ARM of one sweep round (``after``: its folders) against another's (``before``), dataset by
     dataset on the same test pairs and seeds (the rounds draw the same splits), and pooled with equal weight per
     dataset: did the defaults a round chose, taken together, beat the ones it started from?
 
+    ``before_cell`` / ``after_cell`` (``(axis, setting)``, e.g. ``("lr", "1")``) compare that cell of a round instead of
+    its reference ARM: two settings measured in different rounds, on the same pairs.
+
     Differences are ``after - before`` per pair, bootstrapped seeds-then-prompts per dataset (each its own stream), as
     in :func:`sweep_table`; cells scored on different test pairs are refused. Datasets in only one round are left
     out."""
-    def refs(folders: Sequence[str | Path]) -> dict[str, tuple[Path, dict[int, dict[str, Any]]]]:
+    def refs(folders: Sequence[str | Path], cell: tuple[str, str] | None
+             ) -> dict[str, tuple[Path, dict[int, dict[str, Any]]]]:
         out = {}
         for f in folders:
             config, by_cell = _folder_cells(Path(f))
-            cells = _reference_cells(by_cell, config.arm)
+            cells = _reference_cells(by_cell, config.arm) if cell is None else by_cell.get(cell)
             if cells is None:
-                raise ValueError(f"{f}: no cell of the reference ARM to compare")
+                what = "the reference ARM" if cell is None else f"{cell[0]}={cell[1]}"
+                raise ValueError(f"{f}: no cell of {what} to compare (cells: "
+                                 f"{', '.join(sorted(f'{a}={s}' for a, s in by_cell))})")
             out[config.data] = (Path(f), cells)
         return out
 
-    old, new = refs(before), refs(after)
+    old, new = refs(before, before_cell), refs(after, after_cell)
     rows, dists, accs = [], [], []
     for i, data in enumerate(d for d in new if d in old):
         folder, cells_new = new[data]
@@ -423,7 +430,8 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
                      "acc_after": float(np.mean([a[1] for a in accs])), "diff": iv.diff, "diff_low": iv.low,
                      "diff_high": iv.high, "p_value": iv.p_value, "n_seeds": min(r["n_seeds"] for r in rows),
                      "n_pairs": sum(r["n_pairs"] for r in rows), "n_prompts": sum(r["n_prompts"] for r in rows)})
-    label = {"before": Path(before[0]).parent.name, "after": Path(after[0]).parent.name}
+    label = {"before": Path(before[0]).parent.name + (f" {before_cell[0]}={before_cell[1]}" if before_cell else ""),
+             "after": Path(after[0]).parent.name + (f" {after_cell[0]}={after_cell[1]}" if after_cell else "")}
     return pd.DataFrame([{**r, **label} for r in rows], columns=ROUNDS_COLUMNS)
 
 
@@ -433,7 +441,8 @@ def rounds_markdown(table: pd.DataFrame) -> str:
     if table.empty:
         raise ValueError("rounds_markdown got an empty table")
     before, after = table["before"].iloc[0], table["after"].iloc[0]
-    lines = [f"| data | {before} reference % | {after} reference % | {after} - {before}, points (95% CI) | p | n |",
+    name = {r: r if "=" in r else f"{r} reference" for r in (before, after)}
+    lines = [f"| data | {name[before]} % | {name[after]} % | {after} - {before}, points (95% CI) | p | n |",
              "|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
         lines.append(f"| {r['data']} | {100 * r['acc_before']:.1f} | {100 * r['acc_after']:.1f} | "

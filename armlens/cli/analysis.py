@@ -75,6 +75,11 @@ class FiguresOptions:
     """Folders of an earlier sweep round, comma-separated (one per dataset, as --results): also write rounds.md and
     rounds.csv, the reference ARM of --results against theirs on the same test pairs and seeds, per dataset and
     pooled (armlens.analysis.sweep.compare_rounds)."""
+    before_cell: str | None = None
+    """With --before: compare this cell of the earlier round, AXIS/SETTING as in its cells/ folder (e.g. steps/300),
+    instead of its reference ARM."""
+    cell: str | None = None
+    """With --before: compare this cell of --results, AXIS/SETTING (e.g. lr/1), instead of its reference ARM."""
 
 
 def run_ablate(args: AblateOptions) -> int:
@@ -241,6 +246,16 @@ CONVERGENCE_NOTE = (
     "across seeds above the Jaccard index of random sets of the same size.")
 
 
+def _cell_arg(flag: str, value: str | None) -> tuple[str, str] | None:
+    """AXIS/SETTING as (axis, setting)."""
+    if value is None:
+        return None
+    axis, sep, setting = value.partition("/")
+    if not sep or not axis or not setting:
+        raise ValueError(f"{flag} {value!r}: expected AXIS/SETTING, e.g. steps/300")
+    return axis, setting
+
+
 def is_eval_folder(folder: Path) -> bool:
     """An `armlens eval` results folder: its summary.json, and no ablation run file."""
     return (folder / "summary.json").is_file() and not (folder / "run.json").is_file()
@@ -323,10 +338,17 @@ def run_figures(args: FiguresOptions) -> int:
                      + f"\n\n## Every setting against the default ({pooled})\n\n" + sweep_markdown(table, pooled)
                      + "\n")
     if earlier:
-        rounds = compare_rounds(earlier, folders)
-        atomic_write_with(out / "rounds.csv", lambda tmp: rounds.to_csv(tmp, index=False))
-        atomic_write(out / "rounds.md", "## The reference ARM against the earlier round's\n\n"
-                     + rounds_markdown(rounds) + "\n")
+        cells = {flag: _cell_arg(flag, value) for flag, value in (("--before-cell", args.before_cell),
+                                                                   ("--cell", args.cell))}
+        rounds = compare_rounds(earlier, folders, before_cell=cells["--before-cell"], after_cell=cells["--cell"])
+        stem = "rounds" if not any(cells.values()) else "rounds-" + "-vs-".join(
+            "_".join(c) if c else "reference" for c in (cells["--cell"], cells["--before-cell"]))
+        title = ("The reference ARM against the earlier round's" if not any(cells.values())
+                 else f"{rounds['after'].iloc[0]} against {rounds['before'].iloc[0]}")
+        atomic_write_with(out / f"{stem}.csv", lambda tmp: rounds.to_csv(tmp, index=False))
+        atomic_write(out / f"{stem}.md", f"## {title}\n\n" + rounds_markdown(rounds) + "\n")
+    elif args.before_cell or args.cell:
+        raise ValueError("--before-cell and --cell compare two rounds: pass the earlier round with --before")
     if not figs:
         raise ValueError(f"{', '.join(map(str, given))} hold(s) no results to draw (run `armlens ablate --out DIR` "
                          "or `armlens eval --out DIR` first)")
