@@ -315,12 +315,17 @@ def test_score_mask_judges_refuses_other_judges(tiny):
         score_mask_judges(tiny, [(baselines.make_judge("arm", tiny), [])])
 
 
-def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path):
+def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path, caplog):
     """The runner's units (mask-based ones scored together over shared prefixes) hold the numbers the old
     per-method path (run_unit: fit, then one full forward per prompt) gives, for every seed and method."""
     cfg = tiny_config(toy_file, tmp_path / "out", methods=BRANCH_METHODS + ["longer"], seeds=2,
                       bias_kinds=["length", "length-real"])
-    summary = run_eval(cfg, model=tiny)
+    with caplog.at_level("INFO", logger="armlens.evaluation.jobs"):
+        summary = run_eval(cfg, model=tiny)
+    done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job done")]
+    assert len(done) == 3  # the shared job, then `longer` per seed, each logged with what it holds
+    assert f"(seeds 0,1; {2 * len(BRANCH_METHODS)} unit(s); shared scoring)" in done[0]
+    assert done[0].split(": ", 1)[1].startswith(f"path:{toy_file}: {','.join(BRANCH_METHODS)} ")
     items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
     plans, _ = _plans(cfg, cfg.data[0], tmp_path / "ref")
     for plan in plans:

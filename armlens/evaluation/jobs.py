@@ -8,6 +8,8 @@ is what :func:`compute_job` returns, and the runner writes it.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +27,8 @@ from armlens.evaluation.units import (
 )
 from armlens.typing import Model
 
+logger = logging.getLogger(__name__)
+
 
 def load_config_model(config: EvalConfig) -> Model:
     """The model ``config`` names, placed as it says (``device``, ``dtype``, ``device_map``)."""
@@ -39,6 +43,15 @@ class Job:
 
     units: list[tuple[Plan, str, JudgeConfig]]
     shared: bool
+
+    def describe(self) -> str:
+        """One line for the logs: dataset(s), methods, seeds, unit count."""
+        def names(values: Iterator[Any]) -> str:
+            return ",".join(str(v) for v in dict.fromkeys(values))
+
+        return (f"{names(p.dataset for p, _, _ in self.units)}: {names(m for _, m, _ in self.units)} "
+                f"(seeds {names(p.seed for p, _, _ in self.units)}; {len(self.units)} unit(s)"
+                + ("; shared scoring)" if self.shared else ")"))
 
 
 def plan_jobs(config: EvalConfig, pending: list[tuple[Plan, str, JudgeConfig]]) -> list[Job]:
@@ -67,10 +80,14 @@ def compute_job(model: Model, job: Job, n_bootstrap: int, *, show_progress: bool
     """Fit and score one job's units on ``model``: per unit (result, item rows), the result holding the model's
     fingerprint and, for prompt-reading methods, how many test pairs had a field cut (counted once per dataset, seed
     and cap: pass the same ``cuts`` dict to every job of a run)."""
+    what = job.describe()
+    logger.info("job started: %s", what)  # a long run's only sign of life between finished units (Ray workers too)
+    t0 = time.perf_counter()
     if job.shared:
         done = run_mask_units(model, job.units, n_bootstrap, show_progress=show_progress)
     else:
         done = [run_unit(model, *job.units[0], n_bootstrap)]
+    logger.info("job done in %.0f s: %s", time.perf_counter() - t0, what)
     cuts = {} if cuts is None else cuts
     fingerprint = M.model_fingerprint(model)
     for (plan, method, jcfg), (result, _) in zip(job.units, done, strict=True):
