@@ -32,6 +32,16 @@ def _seeded(items: dict[tuple[int, str], bool] | dict[tuple[int, str], float],
     return values, prompts
 
 
+def _vs_arm(ref: dict[tuple[int, str], bool], other: dict[tuple[int, str], bool],
+            prompt_of: dict[tuple[int, str], str], n_bootstrap: int) -> dict[str, Any]:
+    """The ARM's per-item outcome minus another method's on the items both have (keyed by seed and pair id): mean
+    over seeds, two-stage bootstrap interval (seeds, then prompts) and two-sided p-value."""
+    diff = {k: float(ref[k]) - float(other[k]) for k in set(ref) & set(other)}
+    values, prompts = _seeded(diff, prompt_of)
+    d = clustered_interval(values, n_bootstrap, 0, clusters=prompts)
+    return {"arm_minus_method": d.diff, "ci95": [d.low, d.high], "p_value": d.p_value, "n": len(diff)}
+
+
 def summarize_eval(
     config: EvalConfig,
     methods: Sequence[str],
@@ -113,19 +123,11 @@ def summarize_eval(
             for method in methods:
                 if method == REFERENCE:
                     continue
-                other = test_items[(name, method)]
-                diff = {k: float(ref[k]) - float(other[k]) for k in set(ref) & set(other)}
-                values, prompts = _seeded(diff, prompt_of)
-                d = clustered_interval(values, config.n_bootstrap, 0, clusters=prompts)
-                per_method[method]["vs_arm"] = {"arm_minus_method": d.diff, "ci95": [d.low, d.high],
-                                                "p_value": d.p_value, "n": len(diff)}
+                per_method[method]["vs_arm"] = _vs_arm(ref, test_items[(name, method)], prompt_of, config.n_bootstrap)
                 for kind, b_entry in per_method[method]["bias"].items():  # hack rates, paired on the same pairs
                     ref_h, other_h = hacked.get((name, REFERENCE, kind), {}), hacked.get((name, method, kind), {})
-                    if shared := set(ref_h) & set(other_h):
-                        values, prompts = _seeded({k: float(ref_h[k]) - float(other_h[k]) for k in shared}, prompt_of)
-                        d = clustered_interval(values, config.n_bootstrap, 0, clusters=prompts)
-                        b_entry["vs_arm"] = {"arm_minus_method": d.diff, "ci95": [d.low, d.high],
-                                             "p_value": d.p_value, "n": len(shared)}
+                    if set(ref_h) & set(other_h):
+                        b_entry["vs_arm"] = _vs_arm(ref_h, other_h, prompt_of, config.n_bootstrap)
         out[name] = {"seeds": seeds, "n_test_per_seed": [len(p.test) for p in plans if p.dataset == name],
                      "truncation": _truncation(config, [by_unit[(name, s, m)] for s in seeds for m in methods]),
                      "methods": per_method}
