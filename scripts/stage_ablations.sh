@@ -16,4 +16,4 @@ for data in $DATASETS; do
   "$ARMLENS" ablate --data "$data" --seeds 3 --limit 200 --n-fewshot 16 --quiet --out "experiments/ablations/$data" "$@"
 done
 folders=$(for d in llmbar xstest hhh; do [ -f "experiments/ablations/$d/run.json" ] && echo "experiments/ablations/$d"; done | paste -sd, -)
-[ -n "$folders" ] && "$ARMLENS" figures --results "$folders" --out figures/ablations
+if [ -n "$folders" ]; then "$ARMLENS" figures --results "$folders" --out figures/ablations; fi

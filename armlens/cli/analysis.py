@@ -303,6 +303,9 @@ def run_figures(args: FiguresOptions) -> int:
     formats = list(dict.fromkeys(args.formats))
     folders = [Path(r) for r in dict.fromkeys(args.results)]
     earlier = [Path(r) for r in dict.fromkeys(args.before or [])]
+    before_cell, after_cell = _cell_arg("--before-cell", args.before_cell), _cell_arg("--cell", args.cell)
+    if (before_cell or after_cell) and not earlier:
+        raise ValueError("--before-cell and --cell compare two rounds: pass the earlier round with --before")
     for flag, results_dir in [("--results", f) for f in folders] + [("--before", f) for f in earlier]:
         if not results_dir.is_dir():
             raise FileNotFoundError(f"{flag} {results_dir} " + ("is a file, not a results folder"
@@ -338,17 +341,14 @@ def run_figures(args: FiguresOptions) -> int:
                      + f"\n\n## Every setting against the default ({pooled})\n\n" + sweep_markdown(table, pooled)
                      + "\n")
     if earlier:
-        cells = {flag: _cell_arg(flag, value) for flag, value in (("--before-cell", args.before_cell),
-                                                                   ("--cell", args.cell))}
-        rounds = compare_rounds(earlier, folders, before_cell=cells["--before-cell"], after_cell=cells["--cell"])
-        stem = "rounds" if not any(cells.values()) else "rounds-" + "-vs-".join(
-            "_".join(c) if c else "reference" for c in (cells["--cell"], cells["--before-cell"]))
-        title = ("The reference ARM against the earlier round's" if not any(cells.values())
-                 else f"{rounds['after'].iloc[0]} against {rounds['before'].iloc[0]}")
+        rounds = compare_rounds(earlier, folders, before_cell=before_cell, after_cell=after_cell)
+        if before_cell or after_cell:
+            stem = "rounds-" + "-vs-".join("_".join(c) if c else "reference" for c in (after_cell, before_cell))
+            title = f"{rounds['after'].iloc[0]} against {rounds['before'].iloc[0]}"
+        else:
+            stem, title = "rounds", "The reference ARM against the earlier round's"
         atomic_write_with(out / f"{stem}.csv", lambda tmp: rounds.to_csv(tmp, index=False))
         atomic_write(out / f"{stem}.md", f"## {title}\n\n" + rounds_markdown(rounds) + "\n")
-    elif args.before_cell or args.cell:
-        raise ValueError("--before-cell and --cell compare two rounds: pass the earlier round with --before")
     if not figs:
         raise ValueError(f"{', '.join(map(str, given))} hold(s) no results to draw (run `armlens ablate --out DIR` "
                          "or `armlens eval --out DIR` first)")
