@@ -70,11 +70,11 @@ class FitCounter:
     def __init__(self, monkeypatch, fail: str | None = None):
         self.calls: list[str] = []
 
-        def fit(judge, few_shot, select=None):
+        def fit(judge, few_shot, select=None, **kw):
             self.calls.append(judge.name)
             if judge.name == fail:
                 raise RuntimeError("interrupted")
-            return _ORIGINAL_FIT(judge, few_shot, select)
+            return _ORIGINAL_FIT(judge, few_shot, select, **kw)
 
         monkeypatch.setattr(baselines.Judge, "fit", fit)
 
@@ -170,6 +170,55 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
     third = run_eval(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, icl_shots=1)), model=tiny,
                      allow_changed_settings=True)
     assert counter.calls == ["few-shot-icl", "few-shot-icl"] and third["run"]["computed"] == 2
+
+
+def test_a_shared_job_stopped_while_scoring_resumes_without_fitting_again(tiny, toy_file, tmp_path, monkeypatch,
+                                                                           caplog):
+    from armlens.evaluation import units
+    from armlens.rm import ActivationRM
+
+    out = tmp_path / "out"
+    cfg = tiny_config(toy_file, out, methods=["arm", "zero-shot"], seeds=2, limit=4, bias_kinds=["length"])
+
+    def stop(*a, **k):
+        raise RuntimeError("stopped while scoring")
+
+    with monkeypatch.context() as m:  # both ARMs fitted, then the run dies in the shared scoring pass
+        m.setattr(units, "score_mask_judges", stop)
+        with pytest.raises(RuntimeError, match="stopped while scoring"):
+            run_eval(cfg, model=tiny)
+    folder = out / dataset_slug(f"path:{toy_file}")
+    cached = {s: list((folder / f"seed{s}" / "arm").glob("fit-*.arm")) for s in (0, 1)}
+    assert all(len(v) == 1 for v in cached.values()) and not list(folder.glob("seed*/*/result.json"))
+    assert not list(folder.glob("seed*/zero-shot/fit-*"))  # a judge with nothing to learn keeps no file
+
+    fits = []
+    original = ActivationRM.fit
+    monkeypatch.setattr(ActivationRM, "fit", lambda self, *a, **k: fits.append(1) or original(self, *a, **k))
+    resumed = run_eval(cfg, model=tiny)
+    assert fits == [] and resumed["run"]["computed"] == 4  # every unit scored, no ARM fitted again
+    infos = {s: json.loads((folder / f"seed{s}" / "arm" / "result.json").read_text())["info"] for s in (0, 1)}
+    assert {s: i["fit_cache"] for s, i in infos.items()} == {s: v[0].name for s, v in cached.items()}
+    assert infos[0]["heads"] != [] and infos[0]["few_shot_hash"]
+
+    # the cached fit gives the numbers a fresh fit gives
+    fresh = run_eval(dataclasses.replace(cfg, out=str(tmp_path / "fresh")), model=tiny)
+    assert len(fits) == 2
+    key = f"path:{toy_file}"
+    assert resumed["results"][key]["methods"]["arm"]["accuracy_mean"] == fresh["results"][key]["methods"]["arm"][
+        "accuracy_mean"]
+
+    # an unreadable cache file is fitted over, with a warning; another ARM setting is another file
+    cached[0][0].write_bytes(b"not a safetensors file")
+    for f in folder.glob("seed*/arm/result.json"):
+        f.unlink()
+    with caplog.at_level("WARNING"):
+        run_eval(cfg, model=tiny)
+    assert len(fits) == 3 and "cached fit" in caplog.text and "fitting again" in caplog.text
+    arm = dataclasses.replace(cfg.judge.arm, n_trials=3)
+    run_eval(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, arm=arm)), model=tiny,
+             allow_changed_settings=True)
+    assert len(fits) == 5 and len(list((folder / "seed0" / "arm").glob("fit-*.arm"))) == 2
 
 
 def test_bad_input_gives_clear_errors(tiny, toy_file, tmp_path):

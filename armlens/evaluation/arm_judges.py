@@ -5,13 +5,14 @@ label in the means), ``random-heads`` and ``topk-heads`` (other heads than REINF
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from armlens.data.records import PreferencePair
+from armlens.data.records import PreferencePair, pairs_hash
 from armlens.evaluation.judge import Judge
 from armlens.patching import HeadMask, Means
 from armlens.rm import ActivationRM, ARMConfig
@@ -37,8 +38,25 @@ class ARMJudge(Judge):
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
         self.rm = ActivationRM(self.model, self.arm_config()).fit(few_shot, select,
                                                                   show_progress=self.config.show_progress)
+        self._record_fit()
+
+    def _record_fit(self) -> None:
         self.fit_info.update(heads=self.rm.heads, n_heads=len(self.rm.heads),
                              **{k: v for k, v in self.rm.fit_info.items() if not k.endswith("_ids")})
+
+    def _save_fit(self, path: Path) -> None:
+        self.rm.save(path)
+
+    def _load_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> bool:
+        rm = ActivationRM.load(path, self.model)  # refuses another model (ValueError)
+        if rm.config.to_dict() != self.arm_config().to_dict():
+            raise ValueError("it was fitted with other ARM settings")
+        for name, pairs in (("few_shot", few_shot), ("select", select)):
+            if rm.fit_info.get(f"{name}_hash") != pairs_hash(pairs):
+                raise ValueError(f"it was fitted on other {name.replace('_', '-')} pairs")
+        self.rm = rm
+        self._record_fit()
+        return True
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
         texts = self._prompts(self._queries(items))

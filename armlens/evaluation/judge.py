@@ -9,8 +9,10 @@ response's score does not depend on the other response of its pair. The judges t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from jaxtyping import Float
@@ -23,6 +25,8 @@ from armlens.prompts import Example, JudgeTemplate, criterion_for, examples_from
 from armlens.rm import ARMConfig
 from armlens.scoring import ScoreKind
 from armlens.typing import Model
+
+logger = logging.getLogger(__name__)
 
 PairScores = tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]
 
@@ -116,18 +120,47 @@ class Judge:
         self.fit_info: dict[str, Any] = {}
         self.last_stats: dict[str, Any] = {}
 
-    def fit(self, few_shot: Sequence[PreferencePair], select: Sequence[PreferencePair] | None = None) -> Judge:
-        """Learn from ``few_shot`` (and ``select``, default: ``few_shot``). Returns ``self``."""
+    def fit(self, few_shot: Sequence[PreferencePair], select: Sequence[PreferencePair] | None = None, *,
+            cache: str | Path | None = None) -> Judge:
+        """Learn from ``few_shot`` (and ``select``, default: ``few_shot``). Returns ``self``.
+
+        ``cache``: a file for what the fit learned, for judges whose fit is worth keeping (:meth:`_save_fit`; the
+        ARM's, minutes each): read instead of fitting when it exists and loads on this model, written after a
+        fit otherwise. The caller names it after everything the fit depends on (:func:`armlens.evaluation.units.
+        fit_key`); an unreadable file is refitted over, with a warning.
+        """
         if self.trains:
             if not few_shot:
                 raise ValueError(f"{self.name}: fit() needs at least one few-shot pair")
-            self._fit(list(few_shot), list(select) if select else list(few_shot))
-            self.fit_info["few_shot_hash"] = pairs_hash(list(few_shot))
+            few, sel = list(few_shot), list(select) if select else list(few_shot)
+            path = None if cache is None else Path(cache)
+            if path is not None and path.is_file() and self._load_fit_file(path, few, sel):
+                self.fit_info["fit_cache"] = path.name
+            else:
+                self._fit(few, sel)
+                if path is not None:
+                    self._save_fit(path)
+            self.fit_info["few_shot_hash"] = pairs_hash(few)
         self.fitted = True
         return self
 
+    def _load_fit_file(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> bool:
+        try:
+            return self._load_fit(path, few_shot, select)
+        except (OSError, ValueError, KeyError) as e:
+            logger.warning("%s: cached fit %s not used (%s); fitting again", self.name, path, e)
+            return False
+
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
         raise NotImplementedError
+
+    def _save_fit(self, path: Path) -> None:
+        """Write what :meth:`_fit` learned to ``path`` (atomically); judges whose fit is cheap write nothing."""
+
+    def _load_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> bool:
+        """Restore a fit written by :meth:`_save_fit` from these pools; False where this judge keeps no fit files,
+        a ValueError where the file was fitted otherwise."""
+        return False
 
     def score_pairs(self, pairs: Sequence[PreferencePair]) -> PairScores:
         """Scores of (chosen, rejected) for each pair: float tensors of shape ``[n_pairs]``."""

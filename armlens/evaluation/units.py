@@ -157,11 +157,24 @@ def check_context(model: Model, plan: Plan, judge_cfg: JudgeConfig) -> None:
         )
 
 
+def fit_key(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig) -> str:
+    """A hash of everything a unit's fit depends on: model, method, its settings and the plan's pools (not the test
+    pairs or the bias suite, which only scoring reads)."""
+    return _hash({"format": RESULT_FORMAT, "model": M.model_id(model), "method": method, "seed": plan.seed,
+                  "fewshot": pairs_hash(plan.fewshot), "select": pairs_hash(plan.select),
+                  "judge": JUDGES[method].key_settings(judge_cfg)})
+
+
 def fit_unit(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig) -> tuple[Judge, float]:
-    """A judge fitted on the plan's pools, and the seconds the fit took."""
+    """A judge fitted on the plan's pools, and the seconds the fit took.
+
+    A fit worth keeping (the ARM's and its variants') is cached in the unit's folder as ``fit-<fit_key>.arm``
+    (git-ignored), so that a run stopped between the fits and the end of a long shared scoring pass resumes without
+    fitting again; the unit's ``info.fit_cache`` then names the file, and its fit time is the load's.
+    """
     judge = make_judge(method, model, judge_cfg)
     t0 = time.perf_counter()
-    judge.fit(plan.fewshot, plan.select)
+    judge.fit(plan.fewshot, plan.select, cache=plan.folder / method / f"fit-{fit_key(model, plan, method, judge_cfg)}.arm")
     return judge, time.perf_counter() - t0
 
 
