@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from armlens import generation
 from armlens import model as M
 from armlens.data.records import PreferencePair
+from armlens.evaluation import output_judges
 from armlens.evaluation.baselines import (
     METHODS,
     Judge,
@@ -138,6 +140,7 @@ def test_generative_judge_parses_and_counts_unparseable(tiny, monkeypatch):
     monkeypatch.setattr(M, "run_last_logits", scripted_logits(tiny))
     monkeypatch.setattr(decoding, "run_last_logits", scripted_logits(tiny))
     monkeypatch.setattr(generation, "USE_CACHE", False)  # the script fakes full forwards
+    monkeypatch.setitem(output_judges._GREEDY_MEMO, tiny, {})  # answers of the real tiny model stay out
     judge = make_judge("generative", tiny, fast_config(gen_max_new_tokens=4))
     c, r = judge.score_pairs(scripted_pairs())
     assert c.tolist() == [1.0, 1.0, 0.5] and r.tolist() == [0.0, 0.5, 0.0]
@@ -147,6 +150,28 @@ def test_generative_judge_parses_and_counts_unparseable(tiny, monkeypatch):
     texts = ["<|im_start|>user\nResponse:\nnonsense<|im_end|>\n<|im_start|>assistant\n",
              "<|im_start|>user\nResponse:\nGOOD<|im_end|>\n<|im_start|>assistant\n"]
     assert generate_answers(tiny, texts, max_new_tokens=4) == [["xxxx"], ["Yes"]]
+
+
+def test_greedy_answers_are_generated_once_per_model_and_sampled_votes_are_not(tiny, monkeypatch):
+    """Every seed of an evaluation asks the generative judge the same questions on the test pairs the seeds share."""
+    calls = []
+    real = output_judges.generate_answers
+    monkeypatch.setattr(output_judges, "generate_answers",
+                        lambda m, texts, **kw: calls.append(len(texts)) or real(m, texts, **kw))
+    monkeypatch.setitem(output_judges._GREEDY_MEMO, tiny, {})
+    pairs = make_pairs(3)
+    first = make_judge("generative", tiny, fast_config(seed=0, gen_max_new_tokens=2)).score_pairs(pairs[:2])
+    second = make_judge("generative", tiny, fast_config(seed=1, gen_max_new_tokens=2)).score_pairs(pairs)
+    assert calls == [4, 2]  # the second seed generates only the new pair's two answers
+    assert torch.equal(second[0][:2], first[0]) and torch.equal(second[1][:2], first[1])
+    judge = make_judge("generative", tiny, fast_config(gen_max_new_tokens=2))
+    text = judge._prompts(judge._queries([(pairs[2], pairs[2].chosen)]))[0]
+    assert output_judges._GREEDY_MEMO[tiny][json.dumps([2, text])] == real(tiny, [text], max_new_tokens=2)[0]
+    make_judge("generative", tiny, fast_config(gen_max_new_tokens=3)).score_pairs(pairs[:1])
+    assert calls[-1] == 2  # another answer length is another question
+    for _ in range(2):
+        make_judge("voting", tiny, fast_config(voting_n=2, voting_temperature=1.0)).score_pairs(pairs[:1])
+    assert calls[-2:] == [2, 2]  # sampled votes are drawn every time
 
 
 def test_voting_is_seeded(tiny, monkeypatch):

@@ -150,7 +150,8 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
 
     counter = FitCounter(monkeypatch)
     first = run_eval(cfg, model=tiny)
-    assert counter.calls == ["few-shot-icl", "longer", "few-shot-icl", "longer"]  # both zero-shot units were kept
+    # both zero-shot units were kept; `longer` is seed-free, so its two seeds are one job
+    assert counter.calls == ["few-shot-icl", "longer", "longer", "few-shot-icl"]
     assert first["run"] == {"units": 6, "computed": 4, "reused": 2}
 
     (out / "summary.json").unlink()
@@ -221,6 +222,51 @@ def test_a_shared_job_stopped_while_scoring_resumes_without_fitting_again(tiny, 
     assert len(fits) == 5 and len(list((folder / "seed0" / "arm").glob("fit-*.arm"))) == 2
 
 
+def test_bias_methods_limits_the_hacked_responses_to_some_methods(tiny, toy_file, tmp_path):
+    out = tmp_path / "out"
+    cfg = tiny_config(toy_file, out, methods=["arm", "zero-shot", "longer"], seeds=2, limit=4,
+                      bias_kinds=["length", "length-real"])
+    everything = run_eval(cfg, model=tiny)
+    assert everything["run"]["computed"] == 6
+    some = dataclasses.replace(cfg, bias_methods=["arm", "longer"])
+    fewer = run_eval(some, model=tiny, allow_changed_settings=True)
+    assert fewer["run"] == {"units": 6, "computed": 2, "reused": 4}  # only zero-shot's units changed
+    key = f"path:{toy_file}"
+    zero, arm = (fewer["results"][key]["methods"][m]["bias"] for m in ("zero-shot", "arm"))
+    assert zero["length"] == {"n": 0} and arm["length"]["n"] == 8 and "vs_arm" not in zero["length"]
+    assert zero["length-real"]["n"] == arm["length-real"]["n"] > 0  # a real slice costs nothing: every method has it
+    assert fewer["results"][key]["methods"]["zero-shot"]["accuracy_mean"] == \
+        everything["results"][key]["methods"]["zero-shot"]["accuracy_mean"]
+    folder = out / dataset_slug(key)
+    splits = {r["split"] for r in unit_items_of(folder / "seed0" / "zero-shot")}
+    assert splits == {"test", "bias-length-real"}
+    assert "bias-length" in {r["split"] for r in unit_items_of(folder / "seed0" / "arm")}
+    md = results_markdown(fewer)
+    assert "| zero-shot | " in md and "n/a" in md
+    with pytest.raises(ValueError, match="--bias-methods names probe, not among --methods"):
+        dataclasses.replace(cfg, bias_methods=["arm", "probe"]).validate()
+
+
+def unit_items_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
+
+
+def test_a_seed_free_method_is_one_job_per_dataset(toy_file, tmp_path):
+    from armlens.evaluation.jobs import plan_jobs
+
+    cfg = tiny_config(toy_file, tmp_path / "out", methods=["arm", "generative", "voting", "implicit", "few-shot-icl"],
+                      seeds=3)
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path / "out")
+    jobs = plan_jobs(cfg, [(p, m, cfg.judge_config(p.seed)) for p in plans for m in cfg.methods])
+    got = [(job.shared, [(p.seed, m) for p, m, _ in job.units]) for job in jobs]
+    assert got[0] == (True, [(0, "arm"), (1, "arm"), (2, "arm")])
+    for method in ("generative", "implicit"):  # greedy answers and likelihoods: the same for every seed
+        assert (False, [(0, method), (1, method), (2, method)]) in got
+    for method in ("voting", "few-shot-icl"):  # seeded samples, seeded demonstrations: one job per unit
+        assert [u for shared, u in got if u[0][1] == method] == [[(s, method)] for s in range(3)]
+    assert sum(len(u) for _, u in got) == 15
+
+
 def test_bad_input_gives_clear_errors(tiny, toy_file, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="unknown method"):
@@ -257,6 +303,9 @@ def test_cli_builds_the_config():
     seeded = cfg.judge_config(1)
     assert seeded.seed == 1 and seeded.arm.reinforce.steps == 7 and seeded.template.max_field_tokens is None
     assert EvalConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.bias_methods is None  # every method scores the bias suite unless told otherwise
+    for flag, want in (("arm,longer", ["arm", "longer"]), ("all", None), ("none", [])):
+        assert parse(["eval", "--bias-methods", flag])[1].config().bias_methods == want
     # the nested form of the same flags
     _, nested = parse(["eval", "--judge.arm.reinforce.steps", "7", "--judge.arm.reading", "answered", "--no-stratify"])
     assert nested.config().judge.arm.reinforce.steps == 7 and nested.config().judge.arm.reading == "answered"
@@ -372,8 +421,9 @@ def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path,
     with caplog.at_level("INFO", logger="armlens.evaluation.jobs"):
         summary = run_eval(cfg, model=tiny)
     done = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job done")]
-    assert len(done) == 3  # the shared job, then `longer` per seed, each logged with what it holds
+    assert len(done) == 2  # the shared job, then `longer` (seed-free) over both seeds, each logged with what it holds
     assert f"(seeds 0,1; {2 * len(BRANCH_METHODS)} unit(s); shared scoring)" in done[0]
+    assert done[1].endswith(f"path:{toy_file}: longer (seeds 0,1; 2 unit(s))")
     assert done[0].split(": ", 1)[1].startswith(f"path:{toy_file}: {','.join(BRANCH_METHODS)} ")
     items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
     plans, _ = _plans(cfg, cfg.data[0], tmp_path / "ref")

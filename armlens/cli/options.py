@@ -152,6 +152,17 @@ def list_of(item: Callable[[str], Any], *, none_word: bool = False) -> Callable[
     return parse
 
 
+def list_or_all(item: Callable[[str], Any]) -> Callable[[str], list | None]:
+    """Like :func:`list_of` (``none``: the empty list), and ``all`` for None (no restriction)."""
+    items = list_of(item, none_word=True)
+
+    def parse(text: str) -> list | None:
+        return None if text.strip().lower() in ALL_WORDS else items(text)
+
+    parse.__name__ = items.__name__
+    return parse
+
+
 def choice(text: str, choices: tuple[str, ...]) -> str:
     """``text`` if it is one of ``choices``."""
     if text not in choices:
@@ -197,6 +208,7 @@ NAMED: dict[str, Rule] = {
     "flips": Rule(list_of(fraction), "X,...", _show_list),
     "voting_temperature": Rule(non_negative_float, "FLOAT"),
     "bias_kinds": Rule(list_of(str, none_word=True), "KIND,...|none", _show_list),
+    "bias_methods": Rule(list_or_all(str), "METHOD,...|all|none", lambda x: "all" if x is None else _show_list(x)),
 }
 """Rules by field name that differ from the rule of the field's type."""
 

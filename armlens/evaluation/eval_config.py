@@ -10,6 +10,7 @@ from typing import Any
 
 from armlens import config as C
 from armlens.data import BIAS_KINDS
+from armlens.data.bias import TRANSFORM_KINDS
 from armlens.evaluation.baselines import METHODS, parse_methods
 from armlens.evaluation.judge import JudgeConfig
 
@@ -46,6 +47,10 @@ class EvalConfig:
     """Fill the few-shot and selection pools per subset, proportionally (each criterion's ARM needs its own pairs)."""
     bias_kinds: list[str] = field(default_factory=lambda: list(BIAS_KINDS))
     """Bias-suite kinds (``armlens.data.BIAS_KINDS``) built from each seed's test pairs; empty: no bias suite."""
+    bias_methods: list[str] | None = None
+    """Methods that also score the bias suite's hacked responses (``length``, ``format``, ``positivity``: a scoring
+    pass of their own, 1.5x the test pairs' prompts); ``None``: every method. The real slices (``length-real``,
+    ``format-real``) are test pairs, whose scores every method has, so every method reports them."""
     n_bootstrap: int = 2000
     """Bootstrap resamples for intervals and paired tests."""
     model: str | None = None
@@ -93,9 +98,20 @@ class EvalConfig:
         unknown = [k for k in self.bias_kinds if k not in BIAS_KINDS]
         if unknown:
             raise ValueError(f"unknown bias kind(s) {unknown}; choose from {', '.join(BIAS_KINDS)}")
+        if self.bias_methods is not None:
+            outside = [m for m in parse_methods(self.bias_methods) if m not in methods] if self.bias_methods else []
+            if outside:
+                raise ValueError(f"--bias-methods names {', '.join(outside)}, not among --methods")
         if REFERENCE in methods and self.n_fewshot < 1:
             raise ValueError("the ARM needs few-shot pairs (n_fewshot >= 1)")
         return methods
+
+    def bias_kinds_for(self, method: str) -> list[str]:
+        """The bias kinds ``method`` reports: all of ``bias_kinds``, or only the real slices for a method outside
+        ``bias_methods``."""
+        if self.bias_methods is None or method in self.bias_methods:
+            return list(self.bias_kinds)
+        return [k for k in self.bias_kinds if k not in TRANSFORM_KINDS]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -39,7 +39,8 @@ def load_config_model(config: EvalConfig) -> Model:
 @dataclass
 class Job:
     """Work done in one go: the branch-pass units of a dataset (every seed; ``shared``: fitted, then scored together
-    as branches over shared prefixes) or one other unit."""
+    as branches over shared prefixes), one other unit, or a seed-free method's units of one dataset, one after the
+    other (:func:`plan_jobs`)."""
 
     units: list[tuple[Plan, str, JudgeConfig]]
     shared: bool
@@ -55,13 +56,28 @@ class Job:
 
 
 def plan_jobs(config: EvalConfig, pending: list[tuple[Plan, str, JudgeConfig]]) -> list[Job]:
-    """The pending units as jobs: per dataset its branch-pass units as one shared job first, then every other unit."""
+    """The pending units as jobs: per dataset its branch-pass units as one shared job first, then every other unit
+    on its own, except that a seed-free method's units of one dataset (:meth:`Judge.seed_free`: ``generative``,
+    ``implicit``, which keep what they computed per model) form one job, so that one process answers the test pairs
+    every seed shares once."""
     jobs = []
     for name in config.data:
         batch = [u for u in pending if u[0].dataset == name and JUDGES[u[1]].in_branch_pass(u[2])]
         if batch:
             jobs.append(Job(batch, shared=True))
-    return jobs + [Job([u], shared=False) for u in pending if not JUDGES[u[1]].in_branch_pass(u[2])]
+    together: dict[tuple[str, str], Job] = {}
+    for unit in pending:
+        plan, method, jcfg = unit
+        judge = JUDGES[method]
+        if judge.in_branch_pass(jcfg):
+            continue
+        if not judge.seed_free(jcfg):
+            jobs.append(Job([unit], shared=False))
+        elif (plan.dataset, method) in together:
+            together[(plan.dataset, method)].units.append(unit)
+        else:
+            jobs.append(together.setdefault((plan.dataset, method), Job([unit], shared=False)))
+    return jobs
 
 
 def check_jobs(model: Model, jobs: list[Job]) -> None:
@@ -86,7 +102,7 @@ def compute_job(model: Model, job: Job, n_bootstrap: int, *, show_progress: bool
     if job.shared:
         done = run_mask_units(model, job.units, n_bootstrap, show_progress=show_progress)
     else:
-        done = [run_unit(model, *job.units[0], n_bootstrap)]
+        done = [run_unit(model, *unit, n_bootstrap) for unit in job.units]
     logger.info("job done in %.0f s: %s", time.perf_counter() - t0, what)
     cuts = {} if cuts is None else cuts
     fingerprint = M.model_fingerprint(model)

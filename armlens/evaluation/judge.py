@@ -186,6 +186,12 @@ class Judge:
         raise NotImplementedError
 
     @classmethod
+    def seed_free(cls, config: JudgeConfig) -> bool:
+        """Whether this method's scores depend on nothing a seed changes (it learns nothing and reads no seed), so
+        that the units of every seed may be run by one process, one after the other, sharing what it keeps."""
+        return not cls.trains and "seed" not in cls.settings
+
+    @classmethod
     def in_branch_pass(cls, config: JudgeConfig) -> bool:
         """Whether this method, with ``config``, is scored in the shared branch pass
         (:func:`armlens.evaluation.branches.score_mask_judges`)."""

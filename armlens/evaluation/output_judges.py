@@ -101,17 +101,36 @@ class GenerativeJudge(Judge):
     temperature: float = 0.0
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        """Greedy answers are a function of the prompt alone, so every seed of an evaluation asks for the same ones
+        on the test pairs it shares with the others: each is generated once per model and kept
+        (:data:`_GREEDY_MEMO`); sampled answers (``voting``) are drawn anew."""
         cfg = self.config
         texts = self._prompts(self._queries(items))
-        answers = generate_answers(self.model, texts, n=self.n_samples, temperature=self.temperature,
-                                   max_new_tokens=cfg.gen_max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size,
-                                   show_progress=cfg.show_progress, desc=self.name)
+
+        def generate(asked: list[str]) -> list[list[str]]:
+            return generate_answers(self.model, asked, n=self.n_samples, temperature=self.temperature,
+                                    max_new_tokens=cfg.gen_max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size,
+                                    show_progress=cfg.show_progress, desc=self.name)
+
+        if self.n_samples == 1 and self.temperature <= 0:
+            memo = _GREEDY_MEMO.setdefault(self.model, {})
+            keys = [json.dumps([cfg.gen_max_new_tokens, t]) for t in texts]
+            todo = list(dict.fromkeys(k for k in keys if k not in memo))
+            if todo:
+                memo.update(zip(todo, generate([json.loads(k)[1] for k in todo]), strict=True))
+            answers = [memo[k] for k in keys]
+        else:
+            answers = generate(texts)
         scores, counts = votes_to_scores(answers)
         self.last_stats = {"answers": counts, "unparseable": counts["unparseable"],
                            "n_answers": sum(counts.values()), "examples": [a[0] for a in answers[:4]]}
         if counts["unparseable"]:
             logger.info("%s: %d of %d answers unparseable", self.name, counts["unparseable"], sum(counts.values()))
         return scores
+
+
+_GREEDY_MEMO: weakref.WeakKeyDictionary[Any, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+"""Greedy answers already generated, per model (gone with the model)."""
 
 
 class VotingJudge(GenerativeJudge):

@@ -176,12 +176,12 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
         datasets[name] = d
     write_json_atomic(out / "config.json", config.to_dict())
 
-    units = [(plan, method) for plan in plans for method in methods]
+    units = [(plan.with_bias_kinds(config.bias_kinds_for(method)), method) for plan in plans for method in methods]
     finished: dict[tuple[str, int, str], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     pending: list[tuple[Plan, str, JudgeConfig, str]] = []
     for plan, method in units:
         jcfg = config.judge_config(plan.seed)
-        key = unit_key(plan, method, jcfg, model_id, config.bias_kinds)
+        key = unit_key(plan, method, jcfg, model_id, config.bias_kinds_for(method))
         result = read_unit(plan.folder / method, key)
         if result is None:
             pending.append((plan, method, jcfg, key))

@@ -8,6 +8,7 @@ several mask-based methods and scores them together as branches over shared pref
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -75,6 +76,11 @@ class Plan:
     suite: dict[str, list[PreferencePair]]
     split_record: dict[str, Any]
     folder: Path
+
+    def with_bias_kinds(self, kinds: Sequence[str]) -> Plan:
+        """This plan with only these bias-suite kinds (the clean test pairs stay)."""
+        keep = {k: v for k, v in self.suite.items() if k == "clean" or k in kinds}
+        return self if keep.keys() == self.suite.keys() else dataclasses.replace(self, suite=keep)
 
 
 def unit_key(plan: Plan, method: str, judge_cfg: JudgeConfig, model_id: str, bias_kinds: Sequence[str]) -> str:
