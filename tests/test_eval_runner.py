@@ -452,14 +452,20 @@ def _comparable(summary: dict) -> dict:
     return summary
 
 
-def test_two_ray_workers_give_the_serial_summary(saved_tiny_model, toy_file, tmp_path):
+def test_two_ray_workers_give_the_serial_summary(saved_tiny_model, toy_file, tmp_path, caplog):
     """``workers=2`` (two local Ray processes) writes the units, keys and summary of the run in one process."""
     pytest.importorskip("ray", reason='the distributed extra: pip install "armlens[distributed]"')
     folder = str(saved_tiny_model())
     kw = dict(model=folder, methods=["arm", "zero-shot", "few-shot-icl", "longer"], seeds=2,
               bias_kinds=["length", "length-real"])
     serial = run_eval(tiny_config(toy_file, tmp_path / "serial", **kw))
-    parallel = run_eval(tiny_config(toy_file, tmp_path / "ray", workers=2, **kw))
+    with caplog.at_level("INFO", logger="armlens.evaluation.distributed"):
+        parallel = run_eval(tiny_config(toy_file, tmp_path / "ray", workers=2, **kw))
+    # the driver logs each job as it starts and ends (the workers' own logs stay in their processes)
+    said = [r.getMessage() for r in caplog.records]
+    started, done = ([m for m in said if m.startswith(w)] for w in ("job started", "job done"))
+    assert len(started) == len(done) == 4  # the shared job, ICL per seed, `longer` over both seeds
+    assert any(m.endswith("longer (seeds 0,1; 2 unit(s))") for m in done)
     files = sorted((tmp_path / "ray").glob("*/seed*/*/result.json"))
     results = [json.loads(f.read_text()) for f in files]
     assert len(results) == 8 and all(r["worker"]["pid"] != os.getpid() for r in results)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,11 +88,15 @@ def run_jobs(config: EvalConfig, jobs: list[Job]) -> Iterator[tuple[Job, list[An
         while queue or running:
             while queue and idle:
                 w, job = idle.pop(), queue.pop(0)
-                running[w.run.remote(job, config.n_bootstrap)] = (job, w)
+                running[w.run.remote(job, config.n_bootstrap)] = (job, w, time.perf_counter())
+                # the workers' own log lines stay in their processes (log_to_driver=False): the driver says it
+                logger.info("job started (%d left in the queue): %s", len(queue), job.describe())
             (ref,), _ = ray.wait(list(running), num_returns=1)
-            job, w = running.pop(ref)
+            job, w, t0 = running.pop(ref)
             idle.append(w)
-            yield job, _get(ray, ref)
+            done = _get(ray, ref)
+            logger.info("job done in %.0f s: %s", time.perf_counter() - t0, job.describe())
+            yield job, done
     finally:
         if started:
             ray.shutdown()
