@@ -637,3 +637,17 @@ def test_figures_are_redrawn_from_an_eval_folder(tiny, toy_file, tmp_path):
     assert cli_main(["figures", "--results", str(out), "--out", str(figs), "--formats", "html"]) == 0
     key = dataset_slug(name).replace("-", "_")
     assert {p.stem for p in figs.glob("*.html")} == {f"eval_{key}", f"bias_{key}"}
+    # the headline table across datasets, with the sizes every number rests on
+    import pandas as pd
+
+    table = pd.read_csv(figs / "eval.csv")
+    methods = summary["results"][name]["methods"]
+    assert list(table["method"]) == list(methods) and set(table["data"]) == {name}
+    zero = table.set_index("method").loc["zero-shot"]
+    assert zero["accuracy"] == pytest.approx(methods["zero-shot"]["accuracy_mean"])
+    assert zero["arm_minus_method"] == pytest.approx(methods["zero-shot"]["vs_arm"]["arm_minus_method"])
+    assert (zero["seeds"], zero["pairs_per_seed"]) == (2, 6) and pd.isna(table.set_index("method").loc["arm", "p_value"])
+    md = (figs / "eval.md").read_text()
+    lo, hi = methods["zero-shot"]["ci95"]
+    assert f"| zero-shot | {100 * zero['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |" in md
+    assert f"{name} (2 seeds x 6 pairs)" in md and "| arm | n/a |" in md

@@ -297,7 +297,7 @@ def run_figures(args: FiguresOptions) -> int:
         sweep_table,
     )
     from armlens.cli.common import output_dir
-    from armlens.io import atomic_write, atomic_write_with
+    from armlens.io import atomic_write, atomic_write_with, read_json
     from armlens.plots import plot_sweep, write_figures
 
     formats = list(dict.fromkeys(args.formats))
@@ -317,6 +317,12 @@ def run_figures(args: FiguresOptions) -> int:
     evals = [f for f in folders if is_eval_folder(f)]
     for results_dir in evals:
         figs |= {(f"{results_dir.name}_{k}" if k in figs else k): v for k, v in eval_figures(results_dir).items()}
+    if evals:  # every eval folder's datasets side by side: the README's headline table
+        from armlens.evaluation.summary import headline_markdown, headline_rows
+
+        rows = headline_rows([read_json(f / "summary.json") for f in evals])
+        atomic_write_with(out / "eval.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+        atomic_write(out / "eval.md", "## The ARM against every method, per dataset\n\n" + headline_markdown(rows))
     given, folders = folders, [f for f in folders if f not in evals]
     for results_dir in folders:
         results = load_results(results_dir)

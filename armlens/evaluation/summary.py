@@ -245,3 +245,56 @@ def results_markdown(summary: dict[str, Any]) -> str:
         lines.append("")
     lines += ["Methods:", ""] + [f"- `{m}`: {r}" for m, r in summary["methods"].items()] + [""]
     return "\n".join(lines)
+
+
+def headline_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, method) of one or more eval summaries: accuracy (mean over seeds) with its interval,
+    the sizes it rests on, and the paired ARM − method difference; the tidy form of :func:`headline_markdown`."""
+    rows = []
+    for summary in summaries:
+        for name, res in summary["results"].items():
+            for method, e in res["methods"].items():
+                vs = e.get("vs_arm") or {}
+                rows.append({
+                    "data": name, "method": method, "seeds": len(res["seeds"]),
+                    "pairs_per_seed": min(res["n_test_per_seed"]), "n_items": e["n_items"],
+                    "n_prompts": e.get("n_prompts", e["n_items"]), "accuracy": e["accuracy_mean"],
+                    "ci_low": e["ci95"][0], "ci_high": e["ci95"][1], "arm_minus_method": vs.get("arm_minus_method"),
+                    "diff_ci_low": vs["ci95"][0] if vs else None, "diff_ci_high": vs["ci95"][1] if vs else None,
+                    "p_value": vs.get("p_value"),
+                })
+    return rows
+
+
+def headline_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """Two tables across datasets from :func:`headline_rows`: every method's accuracy [95% CI], and the ARM's paired
+    difference from it [95% CI]; each column says how many seeds and test pairs per seed it rests on."""
+    data = list(dict.fromkeys(r["data"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cell = {(r["data"], r["method"]): r for r in rows}
+
+    def size(name: str) -> str:
+        r = next(r for r in rows if r["data"] == name)
+        return f"{name} ({r['seeds']} seeds x {r['pairs_per_seed']} pairs)"
+
+    def table(what: Any) -> list[str]:
+        lines = ["| method | " + " | ".join(size(d) for d in data) + " |", "|---|" + "---|" * len(data)]
+        for m in methods:
+            lines.append(f"| {m} | " + " | ".join(what(cell[(d, m)]) if (d, m) in cell else "n/a" for d in data)
+                         + " |")
+        return lines
+
+    def acc(r: dict[str, Any]) -> str:
+        return f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+
+    def diff(r: dict[str, Any]) -> str:
+        if r["arm_minus_method"] is None:
+            return "n/a"
+        return (f"{100 * r['arm_minus_method']:+.1f} [{100 * r['diff_ci_low']:+.1f}, {100 * r['diff_ci_high']:+.1f}]"
+                f"{' *' if r['diff_ci_low'] > 0 or r['diff_ci_high'] < 0 else ''}")
+
+    return "\n".join(
+        ["Accuracy, % [95% CI] (mean over seeds; the interval resamples seeds, then prompts):", ""] + table(acc)
+        + ["", f"ARM − method, points [95% CI], paired on the same test pairs (* the interval excludes 0; "
+               f"{REFERENCE} itself: n/a):", ""]
+        + table(diff)) + "\n"
