@@ -9,7 +9,7 @@ import json
 import logging
 import random
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -93,6 +93,17 @@ class FewShotICLJudge(Judge):
 # ------------------------------------------------------------------------------------------------------- generation
 
 
+def per_model_memo(store: weakref.WeakKeyDictionary[Any, dict[str, Any]], model: Model, keys: Sequence[str],
+                   compute: Callable[[list[str]], Sequence[Any]]) -> list[Any]:
+    """The value of each key for ``model``: the keys not in ``store`` yet are computed in one ``compute(todo)`` call
+    (each once, in first-appearance order) and kept there per model, gone with the model."""
+    memo = store.setdefault(model, {})
+    todo = list(dict.fromkeys(k for k in keys if k not in memo))
+    if todo:
+        memo.update(zip(todo, compute(todo), strict=True))
+    return [memo[k] for k in keys]
+
+
 class GenerativeJudge(Judge):
     name = "generative"
     reads = "the greedily generated answer to the zero-shot prompt, parsed for Yes/No (1 / 0; unparseable 0.5)"
@@ -113,12 +124,8 @@ class GenerativeJudge(Judge):
                                     show_progress=cfg.show_progress, desc=self.name)
 
         if self.n_samples == 1 and self.temperature <= 0:
-            memo = _GREEDY_MEMO.setdefault(self.model, {})
-            keys = [json.dumps([cfg.gen_max_new_tokens, t]) for t in texts]
-            todo = list(dict.fromkeys(k for k in keys if k not in memo))
-            if todo:
-                memo.update(zip(todo, generate([json.loads(k)[1] for k in todo]), strict=True))
-            answers = [memo[k] for k in keys]
+            answers = per_model_memo(_GREEDY_MEMO, self.model, [json.dumps([cfg.gen_max_new_tokens, t]) for t in texts],
+                                     lambda todo: generate([json.loads(k)[1] for k in todo]))
         else:
             answers = generate(texts)
         scores, counts = votes_to_scores(answers)
@@ -212,16 +219,15 @@ class ImplicitRewardJudge(Judge):
         """Reads no few-shot data, so every seed of an evaluation asks for the same (prompt, response) scores:
         each is computed once per model and cap, and kept (:data:`_IMPLICIT_MEMO`)."""
         cfg = self.config
-        memo = _IMPLICIT_MEMO.setdefault(self.model, {})
-        keys = [json.dumps([cfg.template.max_field_tokens, p.prompt, r]) for p, r in items]
-        todo = list(dict.fromkeys(k for k in keys if k not in memo))
-        if todo:
+
+        def compute(todo: list[str]) -> list[float]:
             asked = [json.loads(k) for k in todo]
-            scores = response_logprobs(self.model, [a[1] for a in asked], [a[2] for a in asked],
-                                       max_response_tokens=cfg.template.max_field_tokens, batch_size=cfg.batch_size,
-                                       show_progress=cfg.show_progress, desc=self.name)
-            memo.update(zip(todo, scores.tolist(), strict=True))
-        return torch.tensor([memo[k] for k in keys], dtype=torch.float32)
+            return response_logprobs(self.model, [a[1] for a in asked], [a[2] for a in asked],
+                                     max_response_tokens=cfg.template.max_field_tokens, batch_size=cfg.batch_size,
+                                     show_progress=cfg.show_progress, desc=self.name).tolist()
+
+        keys = [json.dumps([cfg.template.max_field_tokens, p.prompt, r]) for p, r in items]
+        return torch.tensor(per_model_memo(_IMPLICIT_MEMO, self.model, keys, compute), dtype=torch.float32)
 
 
 _IMPLICIT_MEMO: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()

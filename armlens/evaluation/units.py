@@ -180,7 +180,8 @@ def fit_unit(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig) -> t
     """
     judge = make_judge(method, model, judge_cfg)
     t0 = time.perf_counter()
-    judge.fit(plan.fewshot, plan.select, cache=plan.folder / method / f"fit-{fit_key(model, plan, method, judge_cfg)}.arm")
+    cache = plan.folder / method / f"fit-{fit_key(model, plan, method, judge_cfg)}.arm"
+    judge.fit(plan.fewshot, plan.select, cache=cache)
     return judge, time.perf_counter() - t0
 
 
