@@ -222,6 +222,52 @@ def test_a_shared_job_stopped_while_scoring_resumes_without_fitting_again(tiny, 
     assert len(fits) == 5 and len(list((folder / "seed0" / "arm").glob("fit-*.arm"))) == 2
 
 
+def test_a_shared_job_stopped_halfway_through_scoring_resumes_from_its_saved_parts(tiny, toy_file, tmp_path,
+                                                                                    monkeypatch):
+    from armlens.evaluation import branches
+    from armlens.evaluation.activation_judges import ProbeJudge
+    from armlens.rm import ActivationRM
+
+    out = tmp_path / "out"
+    cfg = tiny_config(toy_file, out, methods=["arm", "zero-shot", "probe"], seeds=2, limit=4, bias_kinds=["length"])
+    monkeypatch.setattr(branches, "PART_PROMPTS", 4)
+    calls = []
+    original = branches.score_rows
+
+    def dies_on_the_second_part(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("stopped while scoring")
+        return original(*a, **k)
+
+    with monkeypatch.context() as m:
+        m.setattr(branches, "score_rows", dies_on_the_second_part)
+        with pytest.raises(RuntimeError, match="stopped while scoring"):
+            run_eval(cfg, model=tiny)
+    folder = out / dataset_slug(f"path:{toy_file}")
+    assert [p.name for p in (folder / "branch-pass").iterdir()] == ["part-0000.json"]
+    assert len(list(folder.glob("seed*/arm/fit-*.arm"))) == 2 and len(list(folder.glob("seed*/probe/fit-*"))) == 2
+
+    fits, calls = [], []
+    for cls in (ActivationRM, ProbeJudge):
+        monkeypatch.setattr(cls, "fit" if cls is ActivationRM else "_fit",
+                            lambda self, *a, _f=getattr(cls, "fit" if cls is ActivationRM else "_fit"), **k:
+                            fits.append(1) or _f(self, *a, **k))
+    monkeypatch.setattr(branches, "score_rows", lambda *a, **k: calls.append(1) or original(*a, **k))
+    resumed = run_eval(cfg, model=tiny)
+    result = json.loads((folder / "seed0" / "arm" / "result.json").read_text())
+    assert fits == [] and result["branch_pass"]["parts_reused"] == 1
+    assert len(calls) == result["branch_pass"]["parts"] - 1  # only the parts not saved yet
+    assert not (folder / "branch-pass").exists()  # its parts are in the units now
+
+    monkeypatch.setattr(branches, "score_rows", original)
+    fresh = run_eval(dataclasses.replace(cfg, out=str(tmp_path / "fresh")), model=tiny)
+    key = f"path:{toy_file}"
+    for method in ("arm", "zero-shot", "probe"):
+        assert resumed["results"][key]["methods"][method]["accuracy_mean"] == pytest.approx(
+            fresh["results"][key]["methods"][method]["accuracy_mean"]), method
+
+
 def test_bias_methods_limits_the_hacked_responses_to_some_methods(tiny, toy_file, tmp_path):
     out = tmp_path / "out"
     cfg = tiny_config(toy_file, out, methods=["arm", "zero-shot", "longer"], seeds=2, limit=4,
@@ -397,11 +443,97 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path)
     wants = [judge.score_responses(items) for judge, items in requests]
     by_name = {judge.name: want for (judge, _), want in zip(requests, wants, strict=True)}  # the last plan's
     assert (by_name["steering"] - by_name["zero-shot"]).abs().max() > 1e-3  # the vector changes the scores
-    for min_shared in (1, 10**6):  # a pair's prompts sharing their common leading part, or each its own prefix
-        got = score_mask_judges(tiny_any, requests, min_shared_tokens=min_shared)
+    for min_shared, part in ((1, None), (10**6, None), (1, 3)):  # a pair's prompts sharing their common leading
+        # part, or each its own prefix; the prompts in one part, or in parts of 3 (a pair's prompts kept together)
+        got = score_mask_judges(tiny_any, requests, min_shared_tokens=min_shared, part_prompts=part)
         for (judge, items), scores, want in zip(requests, got, wants, strict=True):
             assert scores.shape == want.shape and len(items) > 12  # test pairs and hacked rejected responses
             torch.testing.assert_close(scores, want, atol=1e-4, rtol=1e-3, msg=judge.name)
+
+
+def _fitted_branch_requests(model, cfg, plan, **settings):
+    requests = []
+    for method in ("arm", "zero-shot", "probe", "savs", "steering"):
+        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), savs_top_k=5, steering_coefs=(4.0,), **settings)
+        requests.append((baselines.make_judge(method, model, jcfg).fit(plan.fewshot, plan.select), unit_items(plan)))
+    return requests
+
+
+def test_the_branch_pass_resumes_from_its_saved_parts(tiny, toy_file, tmp_path, monkeypatch, caplog):
+    from armlens.evaluation import branches
+
+    cfg = tiny_config(toy_file, tmp_path, seeds=1, bias_kinds=["length"])
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    requests = _fitted_branch_requests(tiny, cfg, plans[0])
+    folder = tmp_path / "branch-pass"
+    calls = []
+    original = branches.score_rows
+    monkeypatch.setattr(branches, "score_rows", lambda *a, **k: calls.append(len(a[1])) or original(*a, **k))
+
+    stats: dict[str, int] = {}
+    first = branches.score_mask_judges(tiny, requests, checkpoint=folder, part_prompts=4, stats=stats)
+    n_parts = stats["parts"]
+    assert n_parts >= 3 and stats["parts_reused"] == 0 and len(calls) == n_parts
+    assert sorted(p.name for p in folder.iterdir()) == [f"part-{k:04d}.json" for k in range(n_parts)]
+    assert sum(calls) == stats["prompts"]  # every prompt in exactly one part
+
+    calls.clear()  # every part saved: nothing is run again, and the scores are the same bit for bit
+    again = branches.score_mask_judges(tiny, requests, checkpoint=folder, part_prompts=4, stats=stats)
+    assert calls == [] and stats["parts_reused"] == n_parts
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+
+    (folder / "part-0000.json").unlink()  # a part lost and one broken: those two are scored again
+    (folder / "part-0001.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        again = branches.score_mask_judges(tiny, requests, checkpoint=folder, part_prompts=4, stats=stats)
+    assert len(calls) == 2 and stats["parts_reused"] == n_parts - 2 and "part-0001.json not used" in caplog.text
+    for a, b in zip(first, again, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+    calls.clear()  # a probe fitted otherwise reads the same activations differently: no saved part is valid for it
+    other = _fitted_branch_requests(tiny, cfg, plans[0], probe_c=0.01)
+    branches.score_mask_judges(tiny, other, checkpoint=folder, part_prompts=4, stats=stats)
+    assert len(calls) == n_parts and stats["parts_reused"] == 0
+
+    calls.clear()  # a judge that reads activations but names no fitted state: no part is saved or read
+    nameless = type("NamelessProbe", (type(requests[2][0]),), {"fit_state": ()})
+    judge = nameless(tiny, requests[2][0].config).fit(plans[0].fewshot, plans[0].select)
+    unsaved = tmp_path / "unsaved"
+    with caplog.at_level("WARNING"):
+        branches.score_mask_judges(tiny, [*requests[:2], (judge, requests[2][1])], checkpoint=unsaved,
+                                   part_prompts=4)
+    assert not unsaved.exists() and "names no fit_state" in caplog.text
+
+
+def test_activation_judges_read_back_their_fit_files(tiny, toy_file, tmp_path, caplog):
+    cfg = tiny_config(toy_file, tmp_path, seeds=1, bias_kinds=["length"])
+    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    plan, items = plans[0], unit_items(plans[0])
+    for method in ("probe", "savs", "steering"):
+        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), savs_top_k=5, steering_coefs=(0.0, 4.0))
+        path = tmp_path / f"{method}.safetensors"
+        fitted = baselines.make_judge(method, tiny, jcfg).fit(plan.fewshot, plan.select, cache=path)
+        assert path.is_file() and "fit_cache" not in fitted.fit_info
+        loaded = baselines.make_judge(method, tiny, jcfg).fit(plan.fewshot, plan.select, cache=path)
+        assert loaded.fit_info["fit_cache"] == path.name and loaded.state_digest() == fitted.state_digest()
+        assert torch.equal(loaded.score_responses(items), fitted.score_responses(items)), method
+        for k, v in fitted.fit_info.items():
+            assert loaded.fit_info[k] == v, (method, k)
+        with caplog.at_level("WARNING"):  # other pools or settings: fitted again, with the reason
+            baselines.make_judge(method, tiny, jcfg).fit(plan.fewshot[:2], plan.select, cache=path)
+            assert "fitted on other few-shot pairs" in caplog.text
+            other = dataclasses.replace(jcfg, probe_c=0.5, savs_top_k=3, steering_coefs=(2.0,))
+            baselines.make_judge(method, tiny, other).fit(plan.fewshot, plan.select, cache=path)
+            assert "fitted with other settings" in caplog.text
+            assert baselines.make_judge("savs" if method != "savs" else "probe", tiny, jcfg).fit(
+                plan.fewshot, plan.select, cache=path).fit_info.get("fit_cache") is None
+        caplog.clear()
+    probe = baselines.make_judge("probe", tiny, cfg.judge_config(0)).fit(plan.fewshot, plan.select)
+    wider = baselines.make_judge("probe", tiny, dataclasses.replace(cfg.judge_config(0), probe_c=0.01))
+    assert probe.state_digest() != wider.fit(plan.fewshot, plan.select).state_digest()
+    assert baselines.make_judge("zero-shot", tiny).state_digest() == ""
+    assert baselines.make_judge("arm", tiny).state_digest() is None  # its state is in its patches
 
 
 def test_score_mask_judges_refuses_other_judges(tiny):

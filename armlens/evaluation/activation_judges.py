@@ -106,6 +106,12 @@ class ProbeJudge(Judge):
     reads = "logistic regression on last-token activations (residual stream or all hook_z) of the zero-shot prompt"
     trains = True
     settings = ("template", "criterion", "batch_size", "seed", "probe_features", "probe_layer", "probe_c")
+    fit_state = ("scaler_mean", "scaler_scale", "coef", "intercept")
+
+    scaler_mean: Tensor
+    scaler_scale: Tensor
+    coef: Tensor
+    intercept: Tensor
 
     def _layer(self) -> int:
         n = self.model.cfg.n_layers
@@ -132,21 +138,27 @@ class ProbeJudge(Judge):
 
         train = self._examples(_union(few_shot, select))
         x, y = self._features(train).double().numpy(), _labels(train).numpy()
-        self.clf = make_pipeline(
+        clf = make_pipeline(
             StandardScaler(), LogisticRegression(C=self.config.probe_c, max_iter=2000, random_state=self.config.seed)
         ).fit(x, y)
+        scaler, lr = clf[0], clf[-1]
+        if list(lr.classes_) != [False, True]:
+            raise ValueError(f"the probe needs Yes and No examples, got classes {list(lr.classes_)}")
+        self.scaler_mean, self.scaler_scale = torch.from_numpy(scaler.mean_), torch.from_numpy(scaler.scale_)
+        self.coef, self.intercept = torch.from_numpy(lr.coef_[0]), torch.from_numpy(lr.intercept_)
         self.fit_info.update(
             n_train=len(train), features=self.config.probe_features, n_features=int(x.shape[1]),
             layer=self._layer() if self.config.probe_features == "resid" else None,
-            train_accuracy=float(self.clf.score(x, y)),
+            train_accuracy=float(clf.score(x, y)),
         )
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
         return self._predict(self._features(self._queries(items)))
 
     def _predict(self, x: Float[Tensor, "n d"]) -> Float[Tensor, " n"]:
-        yes_col = list(self.clf.classes_).index(True)
-        return torch.tensor(self.clf.predict_proba(x.double().numpy())[:, yes_col], dtype=torch.float32)
+        """P(Yes) of the fitted scaler and logistic regression (sklearn's ``predict_proba``, in float64)."""
+        z = ((x.double() - self.scaler_mean) / self.scaler_scale) @ self.coef + self.intercept
+        return torch.sigmoid(z).float()
 
     # in the branch pass: the features are the unpatched last token's activations there
 
@@ -176,6 +188,7 @@ class SteeringJudge(Judge):
     trains = True
     settings = ("template", "criterion", "batch_size", "score", "steering_layers", "steering_coefs",
                 "steering_positions")
+    fit_state = ("vector", "layer", "coef")
 
     vector: Tensor
     layer: int
@@ -256,6 +269,11 @@ class SAVsJudge(Judge):
     reads = "per-head nearest-class-mean votes (cosine) on last-token hook_z; the top-k heads by accuracy vote"
     trains = True
     settings = ("template", "criterion", "batch_size", "savs_top_k", "savs_score")
+    fit_state = ("mu_yes", "mu_no", "mask")
+
+    mu_yes: Tensor
+    mu_no: Tensor
+    mask: Tensor
 
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
         cfg = self.config

@@ -24,6 +24,7 @@ class ARMJudge(Judge):
     trains = True
     settings: ClassVar[tuple[str, ...]] = ("template", "criterion", "batch_size", "score", "seed", "arm")
     mask_based = True
+    fit_suffix = ".arm"
 
     rm: ActivationRM
 
@@ -44,7 +45,7 @@ class ARMJudge(Judge):
         self.fit_info.update(heads=self.rm.heads, n_heads=len(self.rm.heads),
                              **{k: v for k, v in self.rm.fit_info.items() if not k.endswith("_ids")})
 
-    def _save_fit(self, path: Path) -> None:
+    def _save_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
         self.rm.save(path)
 
     def _load_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> bool:

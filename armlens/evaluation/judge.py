@@ -9,17 +9,22 @@ response's score does not depend on the other response of its pair. The judges t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from armlens import config as C
+from armlens import model as M
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.io import atomic_write_with, to_json
 from armlens.patching import HeadMask, Means
 from armlens.prompts import Example, JudgeTemplate, criterion_for, examples_from_pairs, scalar_prompt
 from armlens.rm import ARMConfig
@@ -106,6 +111,11 @@ class Judge:
     """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), so that it
     can be scored as a branch over a prefix shared with every other such method (:meth:`in_branch_pass` also admits
     judges that add a vector at the last token, :meth:`resid_for`, or read activations there, :meth:`branch_reads`)."""
+    fit_suffix: ClassVar[str] = ".safetensors"
+    """The suffix of this judge's fit cache file (:meth:`fit`)."""
+    fit_state: ClassVar[tuple[str, ...]] = ()
+    """The attributes that hold what :meth:`_fit` learned (tensors, numbers, strings): what the fit cache of a judge
+    without its own :meth:`_save_fit` keeps, and what :meth:`state_digest` hashes."""
 
     @classmethod
     def key_settings(cls, config: JudgeConfig) -> dict[str, Any]:
@@ -124,10 +134,11 @@ class Judge:
             cache: str | Path | None = None) -> Judge:
         """Learn from ``few_shot`` (and ``select``, default: ``few_shot``). Returns ``self``.
 
-        ``cache``: a file for what the fit learned, for judges whose fit is worth keeping (:meth:`_save_fit`; the
-        ARM's, minutes each): read instead of fitting when it exists and loads on this model, written after a
-        fit otherwise. The caller names it after everything the fit depends on (:func:`armlens.evaluation.units.
-        fit_key`); an unreadable file is refitted over, with a warning.
+        ``cache``: a file for what the fit learned (:meth:`_save_fit`: the ARM's, minutes each, and the
+        :attr:`fit_state` of the judges that have one): read instead of fitting when it exists and loads on this model
+        from these pools, written after a fit otherwise, so that a resumed run scores with the very judge it started
+        with, not a refit that may differ in the last bits. The caller names it after everything the fit depends on
+        (:func:`armlens.evaluation.units.fit_key`); an unreadable file is refitted over, with a warning.
         """
         if self.trains:
             if not few_shot:
@@ -139,7 +150,7 @@ class Judge:
             else:
                 self._fit(few, sel)
                 if path is not None:
-                    self._save_fit(path)
+                    self._save_fit(path, few, sel)
             self.fit_info["few_shot_hash"] = pairs_hash(few)
         self.fitted = True
         return self
@@ -154,13 +165,80 @@ class Judge:
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
         raise NotImplementedError
 
-    def _save_fit(self, path: Path) -> None:
-        """Write what :meth:`_fit` learned to ``path`` (atomically); judges whose fit is cheap write nothing."""
+    def _save_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
+        """Write what :meth:`_fit` learned to ``path`` (atomically): its :attr:`fit_state` in a safetensors file,
+        with the model, settings and pools it was fitted on; judges without one write nothing."""
+        if not self.fit_state:
+            return
+        from safetensors.torch import save_file
+
+        tensors, values = self._state()
+        meta = {"method": self.name, "model": M.model_fingerprint(self.model), "settings": self._settings_json(),
+                "few_shot_hash": pairs_hash(few_shot), "select_hash": pairs_hash(select), "values": values,
+                "fit_info": self.fit_info}
+        atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata={"armlens": to_json(meta, None)}))
 
     def _load_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> bool:
         """Restore a fit written by :meth:`_save_fit` from these pools; False where this judge keeps no fit files,
-        a ValueError where the file was fitted otherwise."""
-        return False
+        a ValueError where the file was fitted otherwise (another model, settings or pools)."""
+        if not self.fit_state:
+            return False
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                raw = (f.metadata() or {}).get("armlens")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises its own error types for corrupt files
+            raise ValueError(f"it is not a readable fit file ({e})") from e
+        meta = json.loads(raw) if raw else {}
+        if meta.get("method") != self.name:
+            raise ValueError(f"it holds a {meta.get('method')!r} fit, not {self.name!r}")
+        shape, other = M.fingerprint_differences(meta["model"], M.model_fingerprint(self.model))
+        if shape or other:
+            raise ValueError(f"it was fitted on another model ({'; '.join(shape + other)} differ)")
+        if meta["settings"] != self._settings_json():
+            raise ValueError("it was fitted with other settings")
+        for name, pairs in (("few_shot", few_shot), ("select", select)):
+            if meta.get(f"{name}_hash") != pairs_hash(pairs):
+                raise ValueError(f"it was fitted on other {name.replace('_', '-')} pairs")
+        missing = [n for n in self.fit_state if n not in tensors and n not in meta["values"]]
+        if missing:
+            raise ValueError(f"it lacks {', '.join(missing)}")
+        for name in self.fit_state:
+            setattr(self, name, tensors[name] if name in tensors else meta["values"][name])
+        self.fit_info.update(meta.get("fit_info", {}))
+        return True
+
+    def _settings_json(self) -> Any:
+        return json.loads(to_json(self.key_settings(self.config), None))
+
+    def _state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """The :attr:`fit_state` split into tensors and JSON values."""
+        tensors, values = {}, {}
+        for name in self.fit_state:
+            value = getattr(self, name)
+            if isinstance(value, Tensor):
+                tensors[name] = value.detach().contiguous().cpu()
+            else:
+                values[name] = value
+        return tensors, values
+
+    def state_digest(self) -> str | None:
+        """A hash of what the fit learned (:attr:`fit_state`), ``""`` for a judge that learns nothing, ``None`` for
+        one that learns but names no state: the branch pass keys its saved parts by it
+        (:func:`armlens.evaluation.branches.score_mask_judges`)."""
+        if not self.trains:
+            return ""
+        if not self.fit_state:
+            return None
+        tensors, values = self._state()
+        h = hashlib.blake2b(to_json(values, None).encode(), digest_size=16)
+        for name in sorted(tensors):
+            t = tensors[name]
+            h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
 
     def score_pairs(self, pairs: Sequence[PreferencePair]) -> PairScores:
         """Scores of (chosen, rejected) for each pair: float tensors of shape ``[n_pairs]``."""

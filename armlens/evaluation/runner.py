@@ -30,6 +30,8 @@ Files under ``out`` (all written atomically)
     <dataset>/seed<s>/split.json              the split (ids, sizes, hashes) and the test sample
     <dataset>/seed<s>/<method>/items.jsonl     per-item scores (test and bias pairs)
     <dataset>/seed<s>/<method>/result.json     the unit's metrics, fit info, timings, and its key (written last)
+    <dataset>/seed<s>/<method>/fit-<key>.*      a trained judge's fit (.arm: the ARM's), read back on a resume
+    <dataset>/branch-pass/part-<k>.json        the shared scoring pass's finished parts, while it is unfinished
     items.jsonl                                every unit's items, concatenated
     summary.json                               protocol, config, versions, model, data hashes, splits, results
     results.md                                 the tables
@@ -40,6 +42,10 @@ A unit is finished iff its ``result.json`` exists and holds the same *key*: a ha
 numbers (model id, dataset name and content hash, the split's ids, the test sample, bias kinds, method and the
 method's settings for that seed). A rerun recomputes only missing or stale units (a changed setting makes exactly the
 affected units stale) and rebuilds the summary from the unit files. The model is loaded only when a unit needs it.
+Within a dataset's shared scoring pass (hours at full size), a trained judge is read back from its fit file rather
+than fitted again, and the pass resumes from its saved parts (:func:`armlens.evaluation.branches.score_mask_judges`),
+so a run stopped in it loses at most one part; commit the fit files and ``branch-pass/`` to resume on another
+machine.
 
 Scoring at the physical limit
 -----------------------------
@@ -47,8 +53,8 @@ Branch-pass methods (:meth:`armlens.evaluation.baselines.Judge.in_branch_pass`: 
 ``zero-shot``, ``random-heads``, ``topk-heads``, and the activation baselines ``probe``, ``savs`` and ``steering``)
 read the same zero-shot judge prompt and differ only at its last token: what they write into hook_z, a steering
 vector added to the residual stream there, or the activations they read there. Their pending units of a dataset,
-over every seed, are fitted first and then scored together (:func:`armlens.evaluation.branches.score_mask_judges`): one prefix forward per distinct judge prompt, every
-(method, seed) patch that prompt is asked under as a side-by-side branch of its last token. Every other method keeps
+over every seed, are fitted first and then scored together (:func:`armlens.evaluation.branches.score_mask_judges`):
+one prefix forward per distinct judge prompt, every (method, seed) patch that prompt is asked under as a side-by-side branch of its last token. Every other method keeps
 its own path. The unit files are the same either way; ``timings_s`` says how the scoring time was shared.
 
 Field cuts and the context
@@ -70,6 +76,7 @@ as jobs run here, :mod:`armlens.evaluation.distributed` the same jobs on Ray wor
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +93,7 @@ from armlens.evaluation.summary import results_markdown, summarize_eval
 from armlens.evaluation.units import (
     RESULT_FORMAT,
     Plan,
+    branch_pass_folder,
     dataset_slug,
     read_items,
     read_unit,
@@ -216,6 +224,8 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
     for job, done in stream:  # each job's units are written as soon as it finishes
         for (plan, method, jcfg), (result, items) in zip(job.units, done, strict=True):
             finish(plan, method, jcfg, result, items)
+        if job.shared:  # its saved parts are in the units now
+            shutil.rmtree(branch_pass_folder(job.units[0][0]), ignore_errors=True)
     bar.close()
     computed = len(pending)
     results: list[dict[str, Any]] = []

@@ -174,15 +174,22 @@ def fit_key(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig) -> st
 def fit_unit(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig) -> tuple[Judge, float]:
     """A judge fitted on the plan's pools, and the seconds the fit took.
 
-    A fit worth keeping (the ARM's and its variants') is cached in the unit's folder as ``fit-<fit_key>.arm``
-    (git-ignored), so that a run stopped between the fits and the end of a long shared scoring pass resumes without
-    fitting again; the unit's ``info.fit_cache`` then names the file, and its fit time is the load's.
+    A trained judge's fit (the ARM's and its variants', and the activation baselines' :attr:`Judge.fit_state`) is
+    kept in the unit's folder as ``fit-<fit_key>`` (``.arm`` or ``.safetensors``) and read back instead of fitting
+    again: a run stopped before the end of a long shared scoring pass resumes with the same judges, so its saved
+    parts stay valid (:func:`branch_pass_folder`); the unit's ``info.fit_cache`` then names the file, and its fit
+    time is the load's.
     """
     judge = make_judge(method, model, judge_cfg)
     t0 = time.perf_counter()
-    cache = plan.folder / method / f"fit-{fit_key(model, plan, method, judge_cfg)}.arm"
+    cache = plan.folder / method / f"fit-{fit_key(model, plan, method, judge_cfg)}{judge.fit_suffix}"
     judge.fit(plan.fewshot, plan.select, cache=cache)
     return judge, time.perf_counter() - t0
+
+
+def branch_pass_folder(plan: Plan) -> Path:
+    """Where a dataset's shared scoring pass saves its finished parts (removed once its units are written)."""
+    return plan.folder.parent / "branch-pass"
 
 
 def score_unit(plan: Plan, method: str, judge: Judge, score: Scorer, n_bootstrap: int) -> tuple[
@@ -242,7 +249,9 @@ def run_mask_units(model: Model, units: Sequence[tuple[Plan, str, JudgeConfig]],
     fitted = [fit_unit(model, plan, method, jcfg) for plan, method, jcfg in units]
     requests = [(judge, unit_items(plan)) for (plan, _, _), (judge, _) in zip(units, fitted, strict=True)]
     t0 = time.perf_counter()
-    all_scores = score_mask_judges(model, requests, show_progress=show_progress)
+    parts: dict[str, int] = {}
+    all_scores = score_mask_judges(model, requests, checkpoint=branch_pass_folder(units[0][0]) if units else None,
+                                   show_progress=show_progress, stats=parts)
     shared_s = time.perf_counter() - t0
     out = []
     for (plan, method, _), (judge, fit_s), (_, items), scores in zip(units, fitted, requests, all_scores, strict=True):
@@ -255,5 +264,6 @@ def run_mask_units(model: Model, units: Sequence[tuple[Plan, str, JudgeConfig]],
         result, rows = score_unit(plan, method, judge, score, n_bootstrap)
         result["timings_s"] = {"fit": fit_s, "score_shared": shared_s, "units_sharing_scoring": len(units),
                                "total": fit_s + shared_s / len(units)}
+        result["branch_pass"] = parts  # parts_reused > 0: score_shared is the time of the resumed part only
         out.append((result, rows))
     return out
