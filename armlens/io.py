@@ -138,6 +138,30 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> Path:
     return path
 
 
+def write_tensors(path: str | Path, tensors: Mapping[str, Any], meta: Any) -> Path:
+    """One safetensors file of ``tensors`` with ``meta`` as JSON under the ``armlens`` metadata key, written
+    atomically (saved ARMs, judges' fit files)."""
+    from safetensors.torch import save_file
+
+    return atomic_write_with(path, lambda tmp: save_file(dict(tensors), tmp, metadata={"armlens": to_json(meta, None)}))
+
+
+def read_tensors(path: str | Path, what: str) -> tuple[dict[str, Any], Any]:
+    """``(tensors, meta)`` of a file :func:`write_tensors` wrote; a ValueError naming ``what`` was expected where it
+    cannot be read or holds no armlens metadata."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("armlens")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise ValueError(f"{path} is not a readable {what}: {e}") from e
+    if raw is None:
+        raise ValueError(f"{path} is a safetensors file but holds no armlens metadata")
+    return tensors, json.loads(raw)
+
+
 def atomic_write_files(paths: Sequence[Path], writer: Callable[[list[str]], Any]) -> list[Path]:
     """Like :func:`atomic_write_with` for a writer that makes several files in one call (kaleido's PNG export).
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import random
 import time
@@ -47,7 +46,7 @@ from armlens.activations import (
     make_estimator,
 )
 from armlens.data.records import PreferencePair, Prompt, image_key, pairs_hash
-from armlens.io import atomic_write_with
+from armlens.io import read_tensors, write_tensors
 from armlens.parallel import check_processes, fork_map
 from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, parse_heads, patched
 from armlens.prompts import (
@@ -461,8 +460,6 @@ class ActivationRM:
     def save(self, path: str | Path) -> Path:
         """One safetensors file: every criterion's tensors (``{i}.means``, ``{i}.mask``, selection history) + JSON
         metadata (config, model fingerprint, per-criterion records). Written atomically."""
-        from safetensors.torch import save_file
-
         self._require_fit()
         path = Path(path)
         tensors: dict[str, Tensor] = {}
@@ -484,7 +481,7 @@ class ActivationRM:
             "fits": records,
             "fit_info": self.fit_info,
         }
-        return atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata={"armlens": json.dumps(meta)}))
+        return write_tensors(path, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path, model: Model, *, force: bool = False) -> ActivationRM:
@@ -495,20 +492,10 @@ class ActivationRM:
         ValueError naming what differs. ``force=True`` loads it anyway, with a warning (a deliberate transfer, e.g.
         to a fine-tune); a different number of layers or heads or a different d_head is refused even then.
         """
-        from safetensors import safe_open
-
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no saved ARM at {path}")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                raw = (f.metadata() or {}).get("armlens")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise ValueError(f"{path} is not a readable armlens ARM file: {e}") from e
-        if raw is None:
-            raise ValueError(f"{path} is a safetensors file but holds no armlens metadata")
-        meta = json.loads(raw)
+        tensors, meta = read_tensors(path, "armlens ARM file")
         saved, here = meta["model"], M.model_fingerprint(model)
         shape, other = M.fingerprint_differences(saved, here)
         fitted = f"{path} was fitted on model {saved.get('model_id')!r} and cannot be loaded on {here['model_id']!r}"

@@ -24,7 +24,7 @@ from torch import Tensor
 from armlens import config as C
 from armlens import model as M
 from armlens.data.records import PreferencePair, pairs_hash
-from armlens.io import atomic_write_with, to_json
+from armlens.io import read_tensors, to_json, write_tensors
 from armlens.patching import HeadMask, Means
 from armlens.prompts import Example, JudgeTemplate, criterion_for, examples_from_pairs, scalar_prompt
 from armlens.rm import ARMConfig
@@ -170,28 +170,18 @@ class Judge:
         with the model, settings and pools it was fitted on; judges without one write nothing."""
         if not self.fit_state:
             return
-        from safetensors.torch import save_file
-
         tensors, values = self._state()
-        meta = {"method": self.name, "model": M.model_fingerprint(self.model), "settings": self._settings_json(),
-                "few_shot_hash": pairs_hash(few_shot), "select_hash": pairs_hash(select), "values": values,
-                "fit_info": self.fit_info}
-        atomic_write_with(path, lambda tmp: save_file(tensors, tmp, metadata={"armlens": to_json(meta, None)}))
+        write_tensors(path, tensors, {
+            "method": self.name, "model": M.model_fingerprint(self.model), "settings": self._settings_json(),
+            "few_shot_hash": pairs_hash(few_shot), "select_hash": pairs_hash(select), "values": values,
+            "fit_info": self.fit_info})
 
     def _load_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> bool:
         """Restore a fit written by :meth:`_save_fit` from these pools; False where this judge keeps no fit files,
         a ValueError where the file was fitted otherwise (another model, settings or pools)."""
         if not self.fit_state:
             return False
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                raw = (f.metadata() or {}).get("armlens")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise ValueError(f"it is not a readable fit file ({e})") from e
-        meta = json.loads(raw) if raw else {}
+        tensors, meta = read_tensors(path, "fit file")
         if meta.get("method") != self.name:
             raise ValueError(f"it holds a {meta.get('method')!r} fit, not {self.name!r}")
         shape, other = M.fingerprint_differences(meta["model"], M.model_fingerprint(self.model))
