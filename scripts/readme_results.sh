@@ -5,13 +5,15 @@
 # the same command). Results in experiments/eval/ (committed), figures redrawn from them into figures/eval/.
 # Data is read from a data root: set ARMLENS_DATA_ROOT (or pass --root DIR after OUT).
 # generative and voting decode (greedy, and 5 samples at a temperature) up to 4 tokens after one forward of each judge
-# prompt (armlens.generation): about one zero-shot forward per response each, so they run on every dataset and seed,
-# but score the bias suite's real slices only (--bias-methods leaves out their hacked responses, which would cost 1.5x
-# their test pairs again: hours of this run on 2 cores). Every other method scores the whole bias suite.
+# prompt (armlens.generation), and few-shot-icl reads each prompt after its demonstrations (a cached prefix, but every
+# query still runs over ~2,000 tokens of context: 1-2 s per prompt on LLMBar). They run on every dataset and seed but
+# score the bias suite's real slices only: --bias-methods leaves out their hacked responses, which would cost 1.2-1.5x
+# their test pairs again (for few-shot-icl alone, about 8 more hours of this run on 2 cores). Every other method,
+# the zero-shot judge included, scores the whole bias suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-experiments/eval}
-BIAS_METHODS=arm,mean-ablation,zero-shot,few-shot-icl,longer,shorter,probe,steering,savs,implicit
+BIAS_METHODS=arm,mean-ablation,zero-shot,longer,shorter,probe,steering,savs,implicit
 .venv/bin/armlens eval --data llmbar,hhh,xstest,truthfulqa --limit all --seeds 5 --n-fewshot 16 --n-select 0 \
   --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
   --bias-methods "$BIAS_METHODS" --out "$OUT" "${@:2}"
