@@ -311,6 +311,10 @@ class RowTable:
     def __len__(self) -> int:
         return len(self.means)
 
+    def keys(self) -> list[str]:
+        """Each row's content hash (its heads, their values there, its residual addition), in row order."""
+        return list(self._index)
+
     def stacked(self) -> tuple[RowMeans, Bool[Tensor, "rows n_layers n_heads"]]:
         """Means ``[rows, n_layers, n_heads, d_head]`` and masks ``[rows, n_layers, n_heads]``."""
         return torch.stack(self.means), torch.stack(self.masks)

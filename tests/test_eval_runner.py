@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -454,7 +455,8 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path)
 def _fitted_branch_requests(model, cfg, plan, **settings):
     requests = []
     for method in ("arm", "zero-shot", "probe", "savs", "steering"):
-        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), savs_top_k=5, steering_coefs=(4.0,), **settings)
+        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), **{"savs_top_k": 5, "steering_coefs": (4.0,),
+                                                                    **settings})
         requests.append((baselines.make_judge(method, model, jcfg).fit(plan.fewshot, plan.select), unit_items(plan)))
     return requests
 
@@ -491,9 +493,17 @@ def test_the_branch_pass_resumes_from_its_saved_parts(tiny, toy_file, tmp_path, 
     for a, b in zip(first, again, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
-    calls.clear()  # a probe fitted otherwise reads the same activations differently: no saved part is valid for it
+    calls.clear()  # another patch (a steering vector twice as strong) voids every part
+    other = _fitted_branch_requests(tiny, cfg, plans[0], steering_coefs=(8.0,))
+    branches.score_mask_judges(tiny, other, checkpoint=shutil.copytree(folder, tmp_path / "steer"), part_prompts=4,
+                               stats=stats)
+    assert len(calls) == n_parts and stats["parts_reused"] == 0
+
+    calls.clear()  # a probe fitted otherwise reads the same activations differently: no saved part is valid
+    # for it either
     other = _fitted_branch_requests(tiny, cfg, plans[0], probe_c=0.01)
-    branches.score_mask_judges(tiny, other, checkpoint=folder, part_prompts=4, stats=stats)
+    branches.score_mask_judges(tiny, other, checkpoint=shutil.copytree(folder, tmp_path / "probe"), part_prompts=4,
+                               stats=stats)
     assert len(calls) == n_parts and stats["parts_reused"] == 0
 
     calls.clear()  # a judge that reads activations but names no fitted state: no part is saved or read

@@ -126,7 +126,7 @@ def score_mask_judges(
     means, masks = table.stacked()
     resid = table.resid()
     digest = _pass_digest(table, requests, cells, capture) if checkpoint is not None else None
-    folder = Path(checkpoint) if checkpoint is not None else None
+    folder = Path(checkpoint) if digest is not None and checkpoint is not None else None
     results = [torch.full((len(out),), float("nan")) for out in cells]
     by_text: dict[int, list[tuple[int, int]]] = {}  # text -> (request, item position)
     for r, out in enumerate(cells):
@@ -135,17 +135,20 @@ def score_mask_judges(
     parts = _parts(groups, PART_PROMPTS if part_prompts is None else part_prompts)
     reused = 0
     for k, part in enumerate(parts):
+        positions_of: dict[int, list[int]] = {}  # request -> its item positions in this part
+        for t in part:
+            for r, pos in by_text.get(t, []):
+                positions_of.setdefault(r, []).append(pos)
         key = None
-        if digest is not None and folder is not None:
-            h = hashlib.blake2b(digest.encode(), digest_size=16)
+        if folder is not None:
+            h = hashlib.blake2b(str(digest).encode(), digest_size=16)
             for t in part:
                 h.update(texts[t].encode() + b"\0")
             key = h.hexdigest()
             saved = _read_part(folder / f"part-{k:04d}.json", key)
             if saved is not None:
                 for r, values in saved.items():
-                    positions = [pos for t in part for rr, pos in by_text.get(t, []) if rr == r]
-                    results[r][positions] = torch.tensor(values, dtype=torch.float32)
+                    results[r][positions_of[r]] = torch.tensor(values, dtype=torch.float32)
                 reused += 1
                 continue
         logits = score_rows(model, [texts[t] for t in part], means, masks, answer_ids=ids,
@@ -156,10 +159,8 @@ def score_mask_judges(
                             desc=f"part {k + 1}/{len(parts)}: {len(part)} prompts x {len(table)} patches")
         local = {t: i for i, t in enumerate(part)}
         scores_of: dict[int, list[float]] = {}
-        for r, ((judge, _), out, reads) in enumerate(zip(requests, cells, reads_of, strict=True)):
-            positions = [pos for t in part for rr, pos in by_text.get(t, []) if rr == r]
-            if not positions:
-                continue
+        for r, positions in positions_of.items():
+            (judge, _), out, reads = requests[r], cells[r], reads_of[r]
             t_idx = torch.tensor([local[out[pos][0]] for pos in positions], dtype=torch.long)
             rows = torch.tensor([out[pos][1] for pos in positions], dtype=torch.long)
             if reads:
@@ -168,7 +169,7 @@ def score_mask_judges(
                 scores = logits.read(judge.config.score)[t_idx, rows]
             results[r][positions] = scores.float()
             scores_of[r] = scores.float().tolist()
-        if key is not None and folder is not None:
+        if folder is not None:
             atomic_write(folder / f"part-{k:04d}.json", to_json({"key": key, "scores": scores_of}, None))
     if stats is not None:
         stats.update(parts=len(parts), parts_reused=reused, prompts=len(texts))
@@ -197,14 +198,7 @@ def _pass_digest(table: RowTable, requests: Sequence[tuple[Judge, Items]], cells
     """A hash of what every part's scores depend on besides its prompts: the patches, each request's (prompt, patch)
     cells and reading, and the fitted state of the judges that read activations; ``None`` (no checkpoint) where a
     reading judge names no state (:meth:`Judge.state_digest`)."""
-    h = hashlib.blake2b(digest_size=16)
-    means, masks = table.stacked()
-    for r in range(len(table)):
-        h.update(masks[r].numpy().tobytes())
-        h.update(means[r][masks[r]].numpy().tobytes())
-    for layer, vectors in sorted((table.resid() or {}).items()):
-        h.update(f"resid{layer}".encode())
-        h.update(vectors.numpy().tobytes())
+    h = hashlib.blake2b(json.dumps(table.keys()).encode(), digest_size=16)
     h.update(json.dumps(list(capture)).encode())
     for (judge, _), out in zip(requests, cells, strict=True):
         state = judge.state_digest() if judge.branch_reads() else ""
