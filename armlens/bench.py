@@ -25,6 +25,9 @@ Rows:
   of the naive loop), so the ratio's growth with methods x seeds is read in one run.
 - ``icl_cached_demos``: the few-shot in-context judge on the same pairs, full prompts against its demonstrations
   run once as a shared prefix cache.
+- ``implicit_shared_prompt``: the implicit-reward judge's likelihoods of each pair's chosen, rejected and a hacked
+  rejected response (the bias suite's ``length`` padding), one full forward per response against the prompt run once as
+  a key/value cache its three responses continue.
 - ``default_fit``: wall time and peak resident memory of a default ``ActivationRM.fit`` (``ARMConfig()`` on 50 HHH
   pairs, whatever the defaults are at the time: see :func:`default_fit_description`), run in a child process so its
   peak is its own, with the per-phase profile.
@@ -168,6 +171,16 @@ def eval_rows(
     rows.append(BenchRow("icl_cached_demos", t_icl_full, t_icl_cached, "s",
                          f"{icl_shots} demos, {2 * n_pairs} prompts; max |score diff| "
                          f"{float((icl_a - icl_b).abs().max()):.1e}"))
+    from armlens.data.bias import transform_rejected
+    from armlens.evaluation.output_judges import response_logprobs
+
+    log(f"implicit reward: {n_pairs} prompts x 3 responses")
+    prompts = [p.prompt for p in test for _ in range(3)]
+    responses = [r for p in test for r in (p.chosen, p.rejected, transform_rejected(p, "length", 0).rejected)]
+    t_lp_full, lp_a = _timed(lambda: response_logprobs(model, prompts, responses, share_prompts=False))
+    t_lp_shared, lp_b = _timed(lambda: response_logprobs(model, prompts, responses))
+    rows.append(BenchRow("implicit_shared_prompt", t_lp_full, t_lp_shared, "s",
+                         f"{len(responses)} responses; max |score diff| {float((lp_a - lp_b).abs().max()):.1e}"))
     return rows, {"eval_pairs": n_pairs, "eval_seeds": seeds, "eval_units": ms, "eval_prompt_tokens": lengths}
 
 

@@ -265,6 +265,24 @@ def test_implicit_reward_is_the_mean_response_logprob(tiny_any):
     torch.testing.assert_close(batched[0], manual, atol=1e-5, rtol=1e-5)
 
 
+def test_responses_to_one_prompt_share_its_forward_and_score_the_same(tiny_any, monkeypatch):
+    """Two prompts asked three times each (chosen, rejected, a hacked one) and one asked once: the shared prompts
+    run once each, and every score is the full forward's; an empty response still gets EMPTY_REWARD."""
+    prompts = ["Tell me about tea."] * 3 + [[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"},
+                                           {"role": "user", "content": "And rain?"}]] * 3 + ["Alone here."]
+    responses = ["Tea is a drink.", "No.", "Tea is a drink!!! Great question!", "Rain is water falling.", "Wet.", "",
+                 "Indeed."]
+    runs = []
+    real = M.shared_prefix
+    monkeypatch.setattr(M, "shared_prefix", lambda m, t: runs.append(t.shape[1]) or real(m, t))
+    shared = response_logprobs(tiny_any, prompts, responses, batch_size=2)
+    assert len(runs) == 2  # one cache per repeated prompt; the lone prompt takes a full forward
+    full = response_logprobs(tiny_any, prompts, responses, batch_size=2, share_prompts=False)
+    assert len(runs) == 2
+    torch.testing.assert_close(shared, full, atol=1e-5, rtol=1e-5)
+    assert shared[5] == output_judges.EMPTY_REWARD and (shared[:5] < 0).all()
+
+
 def test_icl_judge_without_demonstrations_is_the_zero_shot_judge(tiny):
     pairs = make_pairs(6)
     zero = make_judge("zero-shot", tiny, fast_config()).score_pairs(pairs[4:])
@@ -315,6 +333,10 @@ def test_baselines_on_the_default_model_with_real_pairs(default_model, data_root
     assert zero[0].shape == (4,) and ((zero[0] > 0) & (zero[0] < 1)).all()
     implicit = make_judge("implicit", default_model, cfg).score_pairs(pairs)
     assert (implicit[0] < 0).all() and torch.isfinite(implicit[1]).all()  # mean log-probabilities
+    prompts, responses = [p.prompt for p in pairs for _ in range(2)], [r for p in pairs for r in (p.chosen, p.rejected)]
+    shared = response_logprobs(default_model, prompts, responses)  # a pair's two responses after one prompt forward
+    torch.testing.assert_close(shared, response_logprobs(default_model, prompts, responses, share_prompts=False),
+                               atol=2e-5, rtol=2e-5)
     gen = make_judge("generative", default_model, cfg)
     gen.score_pairs(pairs)
     assert gen.last_stats["n_answers"] == 8
@@ -338,3 +360,45 @@ def test_implicit_judge_computes_each_response_once_per_model(tiny, monkeypatch)
     torch.testing.assert_close(second[0], torch.cat([first[0][1:], first[0][:1]]))
     want = real(tiny, [p.prompt for p in pairs], [p.chosen for p in pairs], max_response_tokens=SHORT.max_field_tokens)
     torch.testing.assert_close(first[0], want)
+
+
+@pytest.mark.parametrize("method", ["implicit", "generative"])
+def test_a_seed_free_judge_keeps_what_it_computed_in_its_memo_folder(tiny, tmp_path, monkeypatch, method, caplog):
+    """With a memo folder, a judge in a new process (an emptied memo) reads back every saved value and computes
+    nothing; a lost or broken part is computed again, and only it; another model reads nothing."""
+    from armlens.evaluation import output_judges
+
+    store = output_judges._IMPLICIT_MEMO if method == "implicit" else output_judges._GREEDY_MEMO
+    pairs = make_pairs(5)
+    calls = []
+    monkeypatch.setattr(output_judges, "MEMO_PART", 4)
+
+    def judge(model):
+        j = make_judge(method, model, fast_config(gen_max_new_tokens=2))
+        j.memo_folder = tmp_path / "memo"
+        return j
+
+    def spy(name):
+        real = getattr(output_judges, name)
+        monkeypatch.setattr(output_judges, name, lambda m, a, *rest, **kw: calls.append(len(a)) or real(m, a, *rest, **kw))
+
+    spy("response_logprobs" if method == "implicit" else "generate_answers")
+    monkeypatch.setitem(store, tiny, {})
+    first = judge(tiny).score_pairs(pairs)
+    assert calls == [4, 4, 2] and len(list((tmp_path / "memo").glob("part-*.json"))) == 3
+    monkeypatch.setitem(store, tiny, {})  # a new process
+    again = judge(tiny).score_pairs(pairs)
+    assert calls == [4, 4, 2]
+    torch.testing.assert_close(again[0], first[0])
+    torch.testing.assert_close(again[1], first[1])
+    (tmp_path / "memo" / "part-00001.json").unlink()
+    (tmp_path / "memo" / "part-00002.json").write_text("{broken")
+    monkeypatch.setitem(store, tiny, {})
+    with caplog.at_level("WARNING"):
+        judge(tiny).score_pairs(pairs)
+    assert "part-00002.json not used" in caplog.text
+    assert calls == [4, 4, 2, 4, 2]  # the six lost values, in new parts
+    other = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=5)
+    monkeypatch.setitem(store, other, {})
+    judge(other).score_pairs(pairs[:1])
+    assert calls[-1] == 2  # saved under another model's fingerprint: nothing read back

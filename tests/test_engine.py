@@ -214,7 +214,7 @@ def test_eval_bench_rows_on_tiny(tiny, data_root):
     rows, info = eval_rows(tiny, root=str(data_root), n_pairs=2, seeds=2, icl_shots=2,
                            template=JudgeTemplate(max_field_tokens=32), log=lambda s: None)
     assert [r.name for r in rows] == ["eval_3_methods_x_1_seeds", "eval_3_methods_x_2_seeds",
-                                      "eval_3_methods_x_2_seeds_own_prefix", "icl_cached_demos"]
+                                      "eval_3_methods_x_2_seeds_own_prefix", "icl_cached_demos", "implicit_shared_prompt"]
     assert rows[0].reference < rows[1].reference  # one seed's share of the naive loop
     assert info["eval_units"] == 6 and len(info["eval_prompt_tokens"]) == 4
     for r in rows:

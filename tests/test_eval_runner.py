@@ -269,6 +269,52 @@ def test_a_shared_job_stopped_halfway_through_scoring_resumes_from_its_saved_par
             fresh["results"][key]["methods"][method]["accuracy_mean"]), method
 
 
+def test_a_seed_free_job_stopped_halfway_resumes_from_its_memo(tiny, toy_file, tmp_path, monkeypatch):
+    """The implicit judge's job (every seed in one process) dies in its third part: on the rerun, in a new process
+    (emptied memo), the saved parts are read back and only the rest is computed; the memo folder is gone once the
+    units are written, and the numbers are a fresh run's."""
+    from armlens.evaluation import output_judges
+
+    out = tmp_path / "out"
+    cfg = tiny_config(toy_file, out, methods=["implicit"], seeds=2, limit=4, bias_kinds=["length"])
+    monkeypatch.setattr(output_judges, "MEMO_PART", 4)
+    real = output_judges.response_logprobs
+    asked: list[int] = []
+
+    def dies_on_the_third_part(m, prompts, responses, **kw):
+        asked.append(len(responses))
+        if len(asked) == 3:
+            raise RuntimeError("stopped while scoring")
+        return real(m, prompts, responses, **kw)
+
+    monkeypatch.setitem(output_judges._IMPLICIT_MEMO, tiny, {})
+    with monkeypatch.context() as m:
+        m.setattr(output_judges, "response_logprobs", dies_on_the_third_part)
+        with pytest.raises(RuntimeError, match="stopped while scoring"):
+            run_eval(cfg, model=tiny)
+    folder = out / dataset_slug(f"path:{toy_file}")
+    assert sorted(p.name for p in (folder / "implicit-memo").iterdir()) == ["part-00000.json", "part-00001.json"]
+    assert not list(folder.glob("seed*/implicit/result.json"))  # the job had written nothing else
+
+    monkeypatch.setitem(output_judges._IMPLICIT_MEMO, tiny, {})  # a new process
+    asked.clear()
+    monkeypatch.setattr(output_judges, "response_logprobs", lambda m, p, r, **kw: asked.append(len(r)) or real(m, p, r, **kw))
+    resumed = run_eval(cfg, model=tiny)
+    monkeypatch.setitem(output_judges._IMPLICIT_MEMO, tiny, {})
+    fresh_asked = len(asked)
+    fresh = run_eval(dataclasses.replace(cfg, out=str(tmp_path / "fresh")), model=tiny)
+    n_all = sum(asked[fresh_asked:])
+    assert sum(asked[:fresh_asked]) == n_all - 8  # the two saved parts were not computed again
+    assert not (folder / "implicit-memo").exists()
+    key = f"path:{toy_file}"
+    assert resumed["results"][key]["methods"]["implicit"]["accuracy_mean"] == \
+        fresh["results"][key]["methods"]["implicit"]["accuracy_mean"]
+    for seed in (0, 1):
+        got, want = (unit_items_of(f / dataset_slug(key) / f"seed{seed}" / "implicit") for f in (out, tmp_path / "fresh"))
+        assert [s for r in got for s in (r["chosen_score"], r["rejected_score"])] == pytest.approx(
+            [s for r in want for s in (r["chosen_score"], r["rejected_score"])], abs=1e-6)
+
+
 def test_bias_methods_limits_the_hacked_responses_to_some_methods(tiny, toy_file, tmp_path):
     out = tmp_path / "out"
     cfg = tiny_config(toy_file, out, methods=["arm", "zero-shot", "longer"], seeds=2, limit=4,

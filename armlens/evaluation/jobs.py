@@ -102,7 +102,7 @@ def compute_job(model: Model, job: Job, n_bootstrap: int, *, show_progress: bool
     if job.shared:
         done = run_mask_units(model, job.units, n_bootstrap, show_progress=show_progress)
     else:
-        done = [run_unit(model, *unit, n_bootstrap) for unit in job.units]
+        done = [run_unit(model, *unit, n_bootstrap, keep_memo=True) for unit in job.units]
     logger.info("job done in %.0f s: %s", time.perf_counter() - t0, what)
     cuts = {} if cuts is None else cuts
     fingerprint = M.model_fingerprint(model)

@@ -129,6 +129,10 @@ class Judge:
         self.fitted = not self.trains
         self.fit_info: dict[str, Any] = {}
         self.last_stats: dict[str, Any] = {}
+        self.memo_folder: Path | None = None
+        """A seed-free judge that keeps what it computed per model (``generative``, ``implicit``) also keeps it in
+        this folder, read back after a stop (:func:`armlens.evaluation.output_judges.per_model_memo`); the evaluation
+        runner sets it for its seed-free jobs."""
 
     def fit(self, few_shot: Sequence[PreferencePair], select: Sequence[PreferencePair] | None = None, *,
             cache: str | Path | None = None) -> Judge:

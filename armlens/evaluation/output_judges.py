@@ -5,11 +5,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
+import re
 import weakref
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +24,7 @@ from armlens import model as M
 from armlens.data.records import PreferencePair, Prompt
 from armlens.evaluation.judge import Judge, JudgeConfig
 from armlens.generation import generate_answers, votes_to_scores
+from armlens.io import atomic_write, read_json, to_json
 from armlens.patching import HeadMask, Means
 from armlens.prompts import AnswerIds, Example, cut_to_tokens, icl_prompt, prompt_key
 from armlens.scoring import score_patched, score_texts
@@ -93,15 +97,57 @@ class FewShotICLJudge(Judge):
 # ------------------------------------------------------------------------------------------------------- generation
 
 
+MEMO_PART = 256
+"""Keys computed and saved together by :func:`per_model_memo` with a folder (a stop loses at most one part)."""
+
+
 def per_model_memo(store: weakref.WeakKeyDictionary[Any, dict[str, Any]], model: Model, keys: Sequence[str],
-                   compute: Callable[[list[str]], Sequence[Any]]) -> list[Any]:
-    """The value of each key for ``model``: the keys not in ``store`` yet are computed in one ``compute(todo)`` call
-    (each once, in first-appearance order) and kept there per model, gone with the model."""
+                   compute: Callable[[list[str]], Sequence[Any]], *, folder: Path | None = None,
+                   part: int | None = None) -> list[Any]:
+    """The value of each key for ``model``: the keys not in ``store`` yet are computed with ``compute(todo)`` (each
+    once, in first-appearance order) and kept there per model, gone with the model.
+
+    ``folder``: also keep them on disk, so that a long seed-free job (:meth:`Judge.seed_free`: every seed of a dataset
+    in one process) resumes after a stop. Keys found in the folder's ``part-*.json`` files are read back instead of
+    computed; the others are computed ``part`` (default :data:`MEMO_PART`) at a time, each part written atomically as soon as it is done. Saved
+    keys are hashes of the model's fingerprint and the key, so another model never reads them; values must be JSON.
+    """
     memo = store.setdefault(model, {})
     todo = list(dict.fromkeys(k for k in keys if k not in memo))
-    if todo:
+    if todo and folder is None:
         memo.update(zip(todo, compute(todo), strict=True))
+    elif todo and folder is not None:
+        tag = to_json(M.model_fingerprint(model), None)
+        hashed = {k: hashlib.blake2b(f"{tag}\0{k}".encode(), digest_size=16).hexdigest() for k in todo}
+        saved, n_files = _read_memo(folder)
+        memo.update((k, saved[hashed[k]]) for k in todo if hashed[k] in saved)
+        todo = [k for k in todo if k not in memo]
+        step = max(1, MEMO_PART if part is None else part)
+        for start in range(0, len(todo), step):
+            chunk = todo[start:start + step]
+            values = list(compute(chunk))
+            memo.update(zip(chunk, values, strict=True))
+            saved_part = {hashed[k]: v for k, v in zip(chunk, values, strict=True)}
+            atomic_write(folder / f"part-{n_files:05d}.json", to_json(saved_part, None))
+            n_files += 1
     return [memo[k] for k in keys]
+
+
+def _read_memo(folder: Path) -> tuple[dict[str, Any], int]:
+    """The values saved in ``folder`` by :func:`per_model_memo`, and the next free part number; a broken part file is
+    skipped with a warning (its keys are computed again)."""
+    saved: dict[str, Any] = {}
+    files = sorted(folder.glob("part-*.json")) if folder.is_dir() else []
+    for path in files:
+        try:
+            values = read_json(path)
+            if not isinstance(values, dict):
+                raise ValueError("not a JSON object")
+            saved.update(values)
+        except (OSError, ValueError) as e:
+            logger.warning("%s not used (%s); its values are computed again", path, e)
+    numbers = [int(m.group(1)) for p in files if (m := re.fullmatch(r"part-(\d+)\.json", p.name))]
+    return saved, max(numbers, default=-1) + 1
 
 
 class GenerativeJudge(Judge):
@@ -125,7 +171,7 @@ class GenerativeJudge(Judge):
 
         if self.n_samples == 1 and self.temperature <= 0:
             answers = per_model_memo(_GREEDY_MEMO, self.model, [json.dumps([cfg.gen_max_new_tokens, t]) for t in texts],
-                                     lambda todo: generate([json.loads(k)[1] for k in todo]))
+                                     lambda todo: generate([json.loads(k)[1] for k in todo]), folder=self.memo_folder)
         else:
             answers = generate(texts)
         scores, counts = votes_to_scores(answers)
@@ -185,28 +231,61 @@ EMPTY_REWARD = -1e9
 
 def response_logprobs(
     model: Model, prompts: Sequence[Prompt], responses: Sequence[str], *, max_response_tokens: int | None = None,
-    batch_size: int = 4, show_progress: bool = False, desc: str = "log-likelihood",
+    batch_size: int = 4, share_prompts: bool = True, show_progress: bool = False, desc: str = "log-likelihood",
 ) -> Float[Tensor, " n"]:
-    """Mean log-probability of each response's tokens after the chat-templated prompt (assistant turn)."""
+    """Mean log-probability of each response's tokens after the chat-templated prompt (assistant turn).
+
+    ``share_prompts``: responses to the same prompt (a pair's chosen and rejected, the bias suite's hacked ones) run
+    the prompt once, as a key/value cache each response continues (:func:`armlens.model.run_cached_continuation`);
+    the same numbers within float tolerance. A prompt asked once, or whose tokens change where a response begins,
+    takes a full forward, batched ``batch_size`` at a time."""
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
     prefixes = [M.apply_chat_template(model, _messages(p)) for p in prompts]
     bodies = [cut_to_tokens(model, r, max_response_tokens, marker="", where="end") for r in responses]
-    n_prefix = [len(M.encode(model, p)) for p in prefixes]
     out = torch.empty(len(prompts))
-    full = [p + b for p, b in zip(prefixes, bodies, strict=True)]
-    for idx in tqdm(M.length_batches(full, batch_size), desc=desc, disable=not show_progress, leave=False):
-        tokens, attn = M.tokenize(model, [prefixes[i] + bodies[i] for i in idx])
+
+    def put(i: int, token_logp: Tensor, n_resp: int) -> None:
+        if n_resp < 1:  # an empty response has no likelihood: it loses to any non-empty one
+            logger.warning("response %d is empty after tokenisation; its implicit reward is %g", i, EMPTY_REWARD)
+            out[i] = EMPTY_REWARD
+        else:
+            out[i] = token_logp[-n_resp:].mean().cpu()
+
+    asked: dict[str, list[int]] = {}
+    for i, prefix in enumerate(prefixes):
+        asked.setdefault(prefix, []).append(i)
+    alone = [i for idx in asked.values() if len(idx) == 1 or not share_prompts for i in idx]
+    shared = [(prefix, idx) for prefix, idx in asked.items() if len(idx) > 1 and share_prompts]
+    bar = tqdm(total=len(prompts), desc=desc, disable=not show_progress, leave=False)
+    for prefix, idx in shared:
+        head = M.tokenize(model, [prefix])[0]
+        n_prefix = head.shape[1]
+        if n_prefix < 2:
+            alone += idx
+            continue
+        cache = None
+        for i in idx:
+            tokens = M.tokenize(model, [prefix + bodies[i]])[0]
+            if not torch.equal(tokens[:, :n_prefix], head):  # the response's first token merges into the prompt's
+                alone.append(i)
+                continue
+            cache = M.shared_prefix(model, head[:, :-1]) if cache is None else cache
+            logp = M.run_cached_continuation(model, cache, tokens[:, n_prefix - 1:]).log_softmax(-1)[0]
+            put(i, logp[:-1].gather(-1, tokens[0, n_prefix:].unsqueeze(-1)).squeeze(-1), tokens.shape[1] - n_prefix)
+            bar.update(1)
+    full = {i: prefixes[i] + bodies[i] for i in alone}
+    order = sorted(alone)
+    for batch in M.length_batches([full[i] for i in order], batch_size):
+        idx = [order[b] for b in batch]
+        tokens, attn = M.tokenize(model, [full[i] for i in idx])
         logp = M.run_with_hooks(model, tokens, attn).log_softmax(-1)  # [b, pos, vocab]
         token_logp = logp[:, :-1].gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # logp of token t+1
         lengths = attn.sum(-1)
         for row, i in enumerate(idx):
-            n_resp = int(lengths[row]) - n_prefix[i]
-            if n_resp < 1:  # an empty response has no likelihood: it loses to any non-empty one
-                logger.warning("response %d is empty after tokenisation; its implicit reward is %g", i, EMPTY_REWARD)
-                out[i] = EMPTY_REWARD
-                continue
-            out[i] = token_logp[row, -n_resp:].mean().cpu()
+            put(i, token_logp[row], int(lengths[row]) - len(M.encode(model, prefixes[i])))
+        bar.update(len(idx))
+    bar.close()
     return out
 
 
@@ -227,7 +306,8 @@ class ImplicitRewardJudge(Judge):
                                      show_progress=cfg.show_progress, desc=self.name).tolist()
 
         keys = [json.dumps([cfg.template.max_field_tokens, p.prompt, r]) for p, r in items]
-        return torch.tensor(per_model_memo(_IMPLICIT_MEMO, self.model, keys, compute), dtype=torch.float32)
+        return torch.tensor(per_model_memo(_IMPLICIT_MEMO, self.model, keys, compute, folder=self.memo_folder),
+                            dtype=torch.float32)
 
 
 _IMPLICIT_MEMO: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()

@@ -32,6 +32,7 @@ Files under ``out`` (all written atomically)
     <dataset>/seed<s>/<method>/result.json     the unit's metrics, fit info, timings, and its key (written last)
     <dataset>/seed<s>/<method>/fit-<key>.*      a trained judge's fit (.arm: the ARM's), read back on a resume
     <dataset>/branch-pass/part-<k>.json        the shared scoring pass's finished parts, while it is unfinished
+    <dataset>/<method>-memo/part-<k>.json      what a seed-free method's job computed so far, while it is unfinished
     items.jsonl                                every unit's items, concatenated
     summary.json                               protocol, config, versions, model, data hashes, splits, results
     results.md                                 the tables
@@ -44,8 +45,10 @@ method's settings for that seed). A rerun recomputes only missing or stale units
 affected units stale) and rebuilds the summary from the unit files. The model is loaded only when a unit needs it.
 Within a dataset's shared scoring pass (hours at full size), a trained judge is read back from its fit file rather
 than fitted again, and the pass resumes from its saved parts (:func:`armlens.evaluation.branches.score_mask_judges`),
-so a run stopped in it loses at most one part; commit the fit files and ``branch-pass/`` to resume on another
-machine.
+so a run stopped in it loses at most one part. A seed-free method's job (``generative``, ``implicit``: every seed of a
+dataset in one process, each answer computed once) keeps what it computed in ``<method>-memo/`` as it goes
+(:func:`armlens.evaluation.output_judges.per_model_memo`). Commit the fit files, ``branch-pass/`` and ``*-memo/`` to
+resume on another machine.
 
 Scoring at the physical limit
 -----------------------------
@@ -95,6 +98,7 @@ from armlens.evaluation.units import (
     Plan,
     branch_pass_folder,
     dataset_slug,
+    memo_folder,
     read_items,
     read_unit,
     run_unit,
@@ -226,6 +230,9 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
             finish(plan, method, jcfg, result, items)
         if job.shared:  # its saved parts are in the units now
             shutil.rmtree(branch_pass_folder(job.units[0][0]), ignore_errors=True)
+        else:  # so is what a seed-free job kept
+            plan, method, _ = job.units[0]
+            shutil.rmtree(memo_folder(plan, method), ignore_errors=True)
     bar.close()
     computed = len(pending)
     results: list[dict[str, Any]] = []

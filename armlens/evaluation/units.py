@@ -192,6 +192,12 @@ def branch_pass_folder(plan: Plan) -> Path:
     return plan.folder.parent / "branch-pass"
 
 
+def memo_folder(plan: Plan, method: str) -> Path:
+    """Where a seed-free method's job keeps what its judge computed, read back after a stop (removed once the job's
+    units are written)."""
+    return plan.folder.parent / f"{method}-memo"
+
+
 def score_unit(plan: Plan, method: str, judge: Judge, score: Scorer, n_bootstrap: int) -> tuple[
         dict[str, Any], list[dict[str, Any]]]:
     """Score a fitted judge's test pairs and bias suite with ``score``: (result, item rows)."""
@@ -232,10 +238,15 @@ def score_unit(plan: Plan, method: str, judge: Judge, score: Scorer, n_bootstrap
     return result, items
 
 
-def run_unit(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig, n_bootstrap: int) -> tuple[
-        dict[str, Any], list[dict[str, Any]]]:
-    """Fit one method on the plan's pools, score its test pairs and bias suite on its own: (result, item rows)."""
+def run_unit(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig, n_bootstrap: int, *,
+             keep_memo: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit one method on the plan's pools, score its test pairs and bias suite on its own: (result, item rows).
+
+    ``keep_memo``: a seed-free judge keeps what it computes in :func:`memo_folder` as it goes, and reads back what is
+    there (a seed-free job of every seed, stopped halfway, resumes from it)."""
     judge, fit_s = fit_unit(model, plan, method, judge_cfg)
+    if keep_memo and judge.seed_free(judge_cfg):
+        judge.memo_folder = memo_folder(plan, method)
     result, items = score_unit(plan, method, judge, judge.score_responses, n_bootstrap)
     t = result["timings_s"]
     result["timings_s"] = {"fit": fit_s, **t, "total": fit_s + t["score_test"] + t["score_bias"]}

@@ -58,6 +58,7 @@ from armlens.model.prefix import (
     extend_prefix,
     prefix_cache,
     run_cached_branches,
+    run_cached_continuation,
     run_cached_last_logits,
     shared_prefix,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "default_gguf_path",
     "encode",
     "extend_prefix",
+    "run_cached_continuation",
     "fingerprint_differences",
     "hook_z_name",
     "hooks",

@@ -97,6 +97,20 @@ def extend_prefix(model: Model, shared: Any, tokens: Int[Tensor, "1 pos"]) -> Pr
     return PrefixCache(past=past, last_tokens=tokens[:, -1:], attention_mask=torch.ones_like(tokens))
 
 
+def run_cached_continuation(model: Model, shared: Any, tokens: Int[Tensor, "1 pos"]) -> Float[Tensor, "1 pos d_vocab"]:
+    """Logits at every position of ``tokens`` (one unpadded row) run after a :func:`shared_prefix` cache (copied,
+    never mutated): what a full forward of prefix + ``tokens`` gives at those positions, for the cost of ``tokens``
+    alone (e.g. several responses' likelihoods after one prompt)."""
+    if tokens.ndim != 2 or tokens.shape[0] != 1 or tokens.shape[1] < 1:
+        raise ValueError(f"run_cached_continuation() takes one non-empty row of token ids, got {tuple(tokens.shape)}")
+    past = copy.deepcopy(shared)
+    n = shared.get_seq_length() + tokens.shape[1]
+    with torch.inference_mode():
+        logits = model(tokens, past_key_values=past, attention_mask=torch.ones(1, n, dtype=torch.long,
+                                                                                device=tokens.device))
+    return logits.float()
+
+
 def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     """Number of leading token ids every row has in common (0 for no rows)."""
     if not rows:
