@@ -109,8 +109,9 @@ def per_model_memo(store: weakref.WeakKeyDictionary[Any, dict[str, Any]], model:
 
     ``folder``: also keep them on disk, so that a long seed-free job (:meth:`Judge.seed_free`: every seed of a dataset
     in one process) resumes after a stop. Keys found in the folder's ``part-*.json`` files are read back instead of
-    computed; the others are computed ``part`` (default :data:`MEMO_PART`) at a time, each part written atomically as soon as it is done. Saved
-    keys are hashes of the model's fingerprint and the key, so another model never reads them; values must be JSON.
+    computed; the others are computed ``part`` (default :data:`MEMO_PART`) at a time, each part written atomically
+    as soon as it is done. Saved keys are hashes of the model's fingerprint and the key, so another model never reads
+    them; values must be JSON.
     """
     memo = store.setdefault(model, {})
     todo = list(dict.fromkeys(k for k in keys if k not in memo))
