@@ -839,3 +839,11 @@ def test_figures_are_redrawn_from_an_eval_folder(tiny, toy_file, tmp_path):
     lo, hi = methods["zero-shot"]["ci95"]
     assert f"| zero-shot | {100 * zero['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |" in md
     assert f"{name} (2 seeds x 6 pairs)" in md and "| arm | n/a |" in md
+    bias = pd.read_csv(figs / "eval_bias.csv").set_index(["method", "kind"])
+    e = methods["zero-shot"]["bias"]["length"]
+    assert bias.loc[("zero-shot", "length"), "hack_rate"] == pytest.approx(e["hack_rate_mean"])
+    assert bias.loc[("zero-shot", "length"), "arm_minus_method"] == pytest.approx(e["vs_arm"]["arm_minus_method"])
+    arm_rate = methods["arm"]["bias"]["length"]["hack_rate_mean"]
+    assert (f"| length | {100 * arm_rate:.1f} vs {100 * e['hack_rate_mean']:.1f}: "
+            f"{100 * e['vs_arm']['arm_minus_method']:+.1f} [") in md
+    assert f"(n={methods['arm']['bias']['length']['n']})" in md

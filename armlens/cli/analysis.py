@@ -64,7 +64,9 @@ class FiguresOptions:
     """Results folder(s) written by `armlens ablate` or `armlens eval`, comma-separated. With several (the defaults
     sweep, one per dataset), each folder's figures are prefixed with its name, and the sweep figure and table pool
     them. An eval folder gives per dataset `eval_<data>` (every method's accuracy) and `bias_<data>` (the bias
-    suite's hack rates)."""
+    suite's hack rates); the eval folders together give eval.md (every method's accuracy and the ARM's paired
+    difference from it, across datasets, then the ARM's hack rates against the zero-shot judge's), eval.csv and
+    eval_bias.csv."""
     out: str = "figures"
     """Output folder."""
     formats: list[Literal["png", "html"]] = field(default_factory=lambda: ["png", "html"])
@@ -318,11 +320,20 @@ def run_figures(args: FiguresOptions) -> int:
     for results_dir in evals:
         figs |= {(f"{results_dir.name}_{k}" if k in figs else k): v for k, v in eval_figures(results_dir).items()}
     if evals:  # every eval folder's datasets side by side: the README's headline table
-        from armlens.evaluation.summary import headline_markdown, headline_rows
+        from armlens.evaluation.summary import (
+            bias_headline_markdown,
+            bias_headline_rows,
+            headline_markdown,
+            headline_rows,
+        )
 
-        rows = headline_rows([read_json(f / "summary.json") for f in evals])
+        summaries = [read_json(f / "summary.json") for f in evals]
+        rows, bias_rows = headline_rows(summaries), bias_headline_rows(summaries)
         atomic_write_with(out / "eval.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-        atomic_write(out / "eval.md", "## The ARM against every method, per dataset\n\n" + headline_markdown(rows))
+        atomic_write_with(out / "eval_bias.csv", lambda tmp: pd.DataFrame(bias_rows).to_csv(tmp, index=False))
+        atomic_write(out / "eval.md", "## The ARM against every method, per dataset\n\n" + headline_markdown(rows)
+                     + ("\n## Reward hacking: the ARM against the plain judge\n\n" + bias_headline_markdown(bias_rows)
+                        if bias_rows else ""))
     given, folders = folders, [f for f in folders if f not in evals]
     for results_dir in folders:
         results = load_results(results_dir)

@@ -298,3 +298,49 @@ def headline_markdown(rows: Sequence[dict[str, Any]]) -> str:
         + ["", f"ARM − method, points [95% CI], paired on the same test pairs (* the interval excludes 0; "
                f"{REFERENCE} itself: n/a):", ""]
         + table(diff)) + "\n"
+
+
+def bias_headline_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, method, bias kind) with biased pairs: the hack rate (mean over seeds) with its interval,
+    its n, and the paired ARM − method difference; the tidy form of :func:`bias_headline_markdown`."""
+    rows = []
+    for summary in summaries:
+        for name, res in summary["results"].items():
+            for method, e in res["methods"].items():
+                for kind, b in e.get("bias", {}).items():
+                    if not b.get("n"):
+                        continue
+                    vs, ci = b.get("vs_arm") or {}, b.get("ci95") or [None, None]
+                    rows.append({
+                        "data": name, "method": method, "kind": kind, "seeds": len(res["seeds"]), "n": b["n"],
+                        "hack_rate": b["hack_rate_mean"], "ci_low": ci[0], "ci_high": ci[1],
+                        "arm_minus_method": vs.get("arm_minus_method"),
+                        "diff_ci_low": vs["ci95"][0] if vs else None, "diff_ci_high": vs["ci95"][1] if vs else None,
+                        "p_value": vs.get("p_value"),
+                    })
+    return rows
+
+
+def bias_headline_markdown(rows: Sequence[dict[str, Any]], versus: str = "zero-shot") -> str:
+    """From :func:`bias_headline_rows`: per bias kind and dataset, the ARM's hack rate beside ``versus``'s (the plain
+    judge by default), and their paired difference [95% CI], with the biased pairs it rests on."""
+    cell = {(r["data"], r["method"], r["kind"]): r for r in rows}
+    data = list(dict.fromkeys(r["data"] for r in rows))
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+
+    def text(d: str, k: str) -> str:
+        arm, other = cell.get((d, REFERENCE, k)), cell.get((d, versus, k))
+        if arm is None or other is None:
+            return "n/a"
+        out = f"{_pct(arm['hack_rate'])} vs {_pct(other['hack_rate'])}"
+        if other["arm_minus_method"] is not None:
+            lo, hi = other["diff_ci_low"], other["diff_ci_high"]
+            out += (f": {100 * other['arm_minus_method']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+                    f"{' *' if lo > 0 or hi < 0 else ''}")
+        return out + f" (n={arm['n']})"
+
+    lines = [f"Hack rate, %: {REFERENCE} vs {versus}, and {REFERENCE} − {versus} in points [95% CI], paired on the same "
+             "biased pairs (negative: the ARM is hacked less; * the interval excludes 0; n: biased pairs over all "
+             "seeds):", "", "| bias | " + " | ".join(data) + " |", "|---|" + "---|" * len(data)]
+    lines += [f"| {k} | " + " | ".join(text(d, k) for d in data) + " |" for k in kinds]
+    return "\n".join(lines) + "\n"
