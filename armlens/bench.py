@@ -134,8 +134,10 @@ def eval_rows(
     template: JudgeTemplate = JudgeTemplate(), log: Callable[[str], None] = logger.info,
 ) -> tuple[list[BenchRow], dict[str, Any]]:
     """The evaluation rows (see the module docstring): mask-based methods x seeds, and the ICL judge's demonstrations."""
+    from armlens.data.bias import transform_rejected
     from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig
     from armlens.evaluation.branches import score_mask_judges
+    from armlens.evaluation.output_judges import response_logprobs
 
     pairs = bench_pairs(n_pairs + icl_shots, root)
     test, demos = pairs[:n_pairs], pairs[n_pairs:]
@@ -171,9 +173,6 @@ def eval_rows(
     rows.append(BenchRow("icl_cached_demos", t_icl_full, t_icl_cached, "s",
                          f"{icl_shots} demos, {2 * n_pairs} prompts; max |score diff| "
                          f"{float((icl_a - icl_b).abs().max()):.1e}"))
-    from armlens.data.bias import transform_rejected
-    from armlens.evaluation.output_judges import response_logprobs
-
     log(f"implicit reward: {n_pairs} prompts x 3 responses")
     prompts = [p.prompt for p in test for _ in range(3)]
     responses = [r for p in test for r in (p.chosen, p.rejected, transform_rejected(p, "length", 0).rejected)]

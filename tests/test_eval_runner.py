@@ -298,7 +298,8 @@ def test_a_seed_free_job_stopped_halfway_resumes_from_its_memo(tiny, toy_file, t
 
     monkeypatch.setitem(output_judges._IMPLICIT_MEMO, tiny, {})  # a new process
     asked.clear()
-    monkeypatch.setattr(output_judges, "response_logprobs", lambda m, p, r, **kw: asked.append(len(r)) or real(m, p, r, **kw))
+    monkeypatch.setattr(output_judges, "response_logprobs",
+                        lambda m, p, r, **kw: asked.append(len(r)) or real(m, p, r, **kw))
     resumed = run_eval(cfg, model=tiny)
     monkeypatch.setitem(output_judges._IMPLICIT_MEMO, tiny, {})
     fresh_asked = len(asked)
@@ -310,7 +311,8 @@ def test_a_seed_free_job_stopped_halfway_resumes_from_its_memo(tiny, toy_file, t
     assert resumed["results"][key]["methods"]["implicit"]["accuracy_mean"] == \
         fresh["results"][key]["methods"]["implicit"]["accuracy_mean"]
     for seed in (0, 1):
-        got, want = (unit_items_of(f / dataset_slug(key) / f"seed{seed}" / "implicit") for f in (out, tmp_path / "fresh"))
+        got, want = (unit_items_of(f / dataset_slug(key) / f"seed{seed}" / "implicit")
+                     for f in (out, tmp_path / "fresh"))
         assert [s for r in got for s in (r["chosen_score"], r["rejected_score"])] == pytest.approx(
             [s for r in want for s in (r["chosen_score"], r["rejected_score"])], abs=1e-6)
 

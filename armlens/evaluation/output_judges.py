@@ -275,11 +275,11 @@ def response_logprobs(
             logp = M.run_cached_continuation(model, cache, tokens[:, n_prefix - 1:]).log_softmax(-1)[0]
             put(i, logp[:-1].gather(-1, tokens[0, n_prefix:].unsqueeze(-1)).squeeze(-1), tokens.shape[1] - n_prefix)
             bar.update(1)
-    full = {i: prefixes[i] + bodies[i] for i in alone}
     order = sorted(alone)
-    for batch in M.length_batches([full[i] for i in order], batch_size):
+    full = [prefixes[i] + bodies[i] for i in order]
+    for batch in M.length_batches(full, batch_size):
         idx = [order[b] for b in batch]
-        tokens, attn = M.tokenize(model, [full[i] for i in idx])
+        tokens, attn = M.tokenize(model, [full[b] for b in batch])
         logp = M.run_with_hooks(model, tokens, attn).log_softmax(-1)  # [b, pos, vocab]
         token_logp = logp[:, :-1].gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)  # logp of token t+1
         lengths = attn.sum(-1)

@@ -58,7 +58,8 @@ read the same zero-shot judge prompt and differ only at its last token: what the
 vector added to the residual stream there, or the activations they read there. Their pending units of a dataset,
 over every seed, are fitted first and then scored together (:func:`armlens.evaluation.branches.score_mask_judges`):
 one prefix forward per distinct judge prompt, every (method, seed) patch that prompt is asked under as a side-by-side
-branch of its last token. Every other method keeps its own path. The unit files are the same either way; ``timings_s`` says how the scoring time was shared.
+branch of its last token. Every other method keeps its own path. The unit files are the same either way;
+``timings_s`` says how the scoring time was shared.
 
 Field cuts and the context
 --------------------------

@@ -247,6 +247,21 @@ def results_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _vs_columns(vs: dict[str, Any] | None) -> dict[str, Any]:
+    """A paired ARM − method comparison (``vs_arm``) as tidy columns (all ``None`` without one)."""
+    vs = vs or {}
+    return {"arm_minus_method": vs.get("arm_minus_method"), "diff_ci_low": vs["ci95"][0] if vs else None,
+            "diff_ci_high": vs["ci95"][1] if vs else None, "p_value": vs.get("p_value")}
+
+
+def _diff_cell(r: dict[str, Any]) -> str:
+    """A row's ARM − method difference in points with its interval, starred where the interval excludes 0."""
+    if r["arm_minus_method"] is None:
+        return "n/a"
+    return (f"{100 * r['arm_minus_method']:+.1f} [{100 * r['diff_ci_low']:+.1f}, {100 * r['diff_ci_high']:+.1f}]"
+            f"{' *' if r['diff_ci_low'] > 0 or r['diff_ci_high'] < 0 else ''}")
+
+
 def headline_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (dataset, method) of one or more eval summaries: accuracy (mean over seeds) with its interval,
     the sizes it rests on, and the paired ARM − method difference; the tidy form of :func:`headline_markdown`."""
@@ -254,14 +269,11 @@ def headline_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for summary in summaries:
         for name, res in summary["results"].items():
             for method, e in res["methods"].items():
-                vs = e.get("vs_arm") or {}
                 rows.append({
                     "data": name, "method": method, "seeds": len(res["seeds"]),
                     "pairs_per_seed": min(res["n_test_per_seed"]), "n_items": e["n_items"],
                     "n_prompts": e.get("n_prompts", e["n_items"]), "accuracy": e["accuracy_mean"],
-                    "ci_low": e["ci95"][0], "ci_high": e["ci95"][1], "arm_minus_method": vs.get("arm_minus_method"),
-                    "diff_ci_low": vs["ci95"][0] if vs else None, "diff_ci_high": vs["ci95"][1] if vs else None,
-                    "p_value": vs.get("p_value"),
+                    "ci_low": e["ci95"][0], "ci_high": e["ci95"][1], **_vs_columns(e.get("vs_arm")),
                 })
     return rows
 
@@ -287,17 +299,11 @@ def headline_markdown(rows: Sequence[dict[str, Any]]) -> str:
     def acc(r: dict[str, Any]) -> str:
         return f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
 
-    def diff(r: dict[str, Any]) -> str:
-        if r["arm_minus_method"] is None:
-            return "n/a"
-        return (f"{100 * r['arm_minus_method']:+.1f} [{100 * r['diff_ci_low']:+.1f}, {100 * r['diff_ci_high']:+.1f}]"
-                f"{' *' if r['diff_ci_low'] > 0 or r['diff_ci_high'] < 0 else ''}")
-
     return "\n".join(
         ["Accuracy, % [95% CI] (mean over seeds; the interval resamples seeds, then prompts):", ""] + table(acc)
         + ["", f"ARM − method, points [95% CI], paired on the same test pairs (* the interval excludes 0; "
                f"{REFERENCE} itself: n/a):", ""]
-        + table(diff)) + "\n"
+        + table(_diff_cell)) + "\n"
 
 
 def bias_headline_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -310,13 +316,11 @@ def bias_headline_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, An
                 for kind, b in e.get("bias", {}).items():
                     if not b.get("n"):
                         continue
-                    vs, ci = b.get("vs_arm") or {}, b.get("ci95") or [None, None]
+                    ci = b.get("ci95") or [None, None]
                     rows.append({
                         "data": name, "method": method, "kind": kind, "seeds": len(res["seeds"]), "n": b["n"],
                         "hack_rate": b["hack_rate_mean"], "ci_low": ci[0], "ci_high": ci[1],
-                        "arm_minus_method": vs.get("arm_minus_method"),
-                        "diff_ci_low": vs["ci95"][0] if vs else None, "diff_ci_high": vs["ci95"][1] if vs else None,
-                        "p_value": vs.get("p_value"),
+                        **_vs_columns(b.get("vs_arm")),
                     })
     return rows
 
@@ -334,13 +338,11 @@ def bias_headline_markdown(rows: Sequence[dict[str, Any]], versus: str = "zero-s
             return "n/a"
         out = f"{_pct(arm['hack_rate'])} vs {_pct(other['hack_rate'])}"
         if other["arm_minus_method"] is not None:
-            lo, hi = other["diff_ci_low"], other["diff_ci_high"]
-            out += (f": {100 * other['arm_minus_method']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-                    f"{' *' if lo > 0 or hi < 0 else ''}")
+            out += f": {_diff_cell(other)}"
         return out + f" (n={arm['n']})"
 
-    lines = [f"Hack rate, %: {REFERENCE} vs {versus}, and {REFERENCE} − {versus} in points [95% CI], paired on the same "
-             "biased pairs (negative: the ARM is hacked less; * the interval excludes 0; n: biased pairs over all "
+    lines = [f"Hack rate, %: {REFERENCE} vs {versus}, and {REFERENCE} − {versus} in points [95% CI], paired on the "
+             "same biased pairs (negative: the ARM is hacked less; * the interval excludes 0; n: biased pairs over all "
              "seeds):", "", "| bias | " + " | ".join(data) + " |", "|---|" + "---|" * len(data)]
     lines += [f"| {k} | " + " | ".join(text(d, k) for d in data) + " |" for k in kinds]
     return "\n".join(lines) + "\n"
