@@ -100,6 +100,10 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     longer, shorter = methods["longer"]["bias"], methods["shorter"]["bias"]
     assert longer["length"]["hack_rate_mean"] == 1.0 and shorter["length"]["hack_rate_mean"] == 0.0
     assert longer["length"]["n"] == 12 and longer["length"]["accuracy_clean_mean"] == methods["longer"]["accuracy_mean"]
+    # the seeds' test samples overlap, so n (pairs scored over seeds) and the distinct pairs differ: both are kept
+    items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    length_ids = {r["id"] for r in items if r["split"] == "bias-length" and r["method"] == "longer"}
+    assert longer["length"]["n_pairs"] == len(length_ids) < longer["length"]["n"]
     assert longer["length-real"]["n"] > 0 and longer["length-real"]["hack_rate_mean"] == 1.0
     assert shorter["length-real"]["hack_rate_mean"] == 0.0 and longer["format-real"]["hack_rate_mean"] == 1.0
     # hack rates carry intervals, and the ARM's is compared with each method's on the same biased pairs
@@ -130,7 +134,9 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     assert set(saved["datasets"][f"path:{toy_file}"]["splits"]) == {"0", "1"}
     assert "strict" in saved["protocol"]["accuracy"] and saved["config"]["methods"] == ["arm", "zero-shot", "longer", "shorter"]
     md = (out / "results.md").read_text()
-    assert "| arm |" in md and "ARM − method" in md and "length (n=" in md
+    assert "| arm |" in md and "ARM − method" in md
+    n_pairs = summary["results"][f"path:{toy_file}"]["methods"]["arm"]["bias"]["length"]["n_pairs"]
+    assert f"length (n=12, {n_pairs} distinct)" in md
     longer_row = next(line for line in md.split("Bias suite")[1].splitlines() if line.startswith("| longer |"))
     assert "| 100.0 [100.0, 100.0] |" in longer_row
     assert "Hack rate, ARM − method" in md
@@ -815,14 +821,28 @@ def test_figures_are_redrawn_from_an_eval_folder(tiny, toy_file, tmp_path):
     summary = run_eval(tiny_config(toy_file, out), model=tiny)
     name = f"path:{toy_file}"
     fig = plot_hack_rates(summary, name)
-    assert fig.layout.title.text and fig.layout.yaxis.title.text == "Hack rate (%)"
-    longer = next(t for t in fig.data if t.name == "longer")
-    e = summary["results"][name]["methods"]["longer"]["bias"]
-    assert list(longer.y) == [100 * e[k]["hack_rate_mean"] for k in ("length", "format-real", "length-real")]
+    kinds = ("length", "format-real", "length-real")  # one panel each, in the summary's order
+    res = summary["results"][name]
+    assert fig.layout.title.text and fig.layout.xaxis2.title.text == "Hack rate (%)"
+    # each panel names its bias kind with the distinct biased pairs and the seeds they were scored under
+    titles = [a.text for a in fig.layout.annotations]
+    assert [t.split("</b>")[0].removeprefix("<b>") for t in titles] == list(kinds)
+    for t, k in zip(titles, kinds, strict=True):
+        b = res["methods"]["arm"]["bias"][k]
+        assert 0 < b["n_pairs"] <= b["n"] and f"{b['n_pairs']} pair" in t and f"x {len(res['seeds'])} seeds" in t
+    # one row per method on the shared y axis, its hack rate on x, panel by panel
+    longer = [t for t in fig.data if t.name == "longer"]
+    e = res["methods"]["longer"]["bias"]
+    assert [t.y[0] for t in longer] == ["longer"] * 3
+    assert [t.x[0] for t in longer] == [100 * e[k]["hack_rate_mean"] for k in kinds]
+    assert [t.xaxis for t in longer] == ["x", "x2", "x3"]
     arm = next(t for t in fig.data if t.name == "arm")
-    lo, hi = summary["results"][name]["methods"]["arm"]["bias"]["length"]["ci95"]
-    assert arm.y[0] - arm.error_y.arrayminus[0] == pytest.approx(100 * lo)
-    assert arm.y[0] + arm.error_y.array[0] == pytest.approx(100 * hi)
+    lo, hi = res["methods"]["arm"]["bias"]["length"]["ci95"]
+    assert arm.x[0] - arm.error_x.arrayminus[0] == pytest.approx(100 * lo)
+    assert arm.x[0] + arm.error_x.array[0] == pytest.approx(100 * hi)
+    # the ARM and the plain judge stand out from the grey baselines
+    colour = {t.name: t.marker.color for t in fig.data}
+    assert len({colour["arm"], colour["zero-shot"], colour["longer"]}) == 3 and colour["longer"] == colour["shorter"]
     figs = tmp_path / "figs"
     assert cli_main(["figures", "--results", str(out), "--out", str(figs), "--formats", "html"]) == 0
     key = dataset_slug(name).replace("-", "_")
@@ -848,4 +868,6 @@ def test_figures_are_redrawn_from_an_eval_folder(tiny, toy_file, tmp_path):
     arm_rate = methods["arm"]["bias"]["length"]["hack_rate_mean"]
     assert (f"| length | {100 * arm_rate:.1f} vs {100 * e['hack_rate_mean']:.1f}: "
             f"{100 * e['vs_arm']['arm_minus_method']:+.1f} [") in md
-    assert f"(n={methods['arm']['bias']['length']['n']})" in md
+    arm_length = methods["arm"]["bias"]["length"]
+    assert f"(n={arm_length['n']}, {arm_length['n_pairs']} distinct)" in md
+    assert bias.loc[("arm", "length"), "n_pairs"] == arm_length["n_pairs"] < arm_length["n"]

@@ -115,6 +115,7 @@ def summarize_eval(
                     values, prompts = _seeded(per_pair, prompt_of)
                     ci = clustered_interval(values, config.n_bootstrap, 0, clusters=prompts)
                     b_entry["ci95"] = [ci.low, ci.high]
+                    b_entry["n_pairs"] = len({pair for _, pair in per_pair})  # distinct pairs: seeds' tests overlap
                 bias[kind] = b_entry
             entry["bias"] = bias
             per_method[method] = entry
@@ -185,6 +186,13 @@ def _rate_cell(entry: dict[str, Any]) -> str:
     return _pct(entry.get("hack_rate_mean")) + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
 
 
+def _n_text(entry: dict[str, Any]) -> str:
+    """A bias cell's size: biased pairs scored over all seeds, and the distinct pairs among them where the summary
+    counts them (a pair in several seeds' test splits is scored once per seed)."""
+    pairs = entry.get("n_pairs")
+    return f"n={entry['n']}" + (f", {pairs} distinct" if pairs is not None and pairs != entry["n"] else "")
+
+
 def _delta_cell(vs: dict[str, Any] | None) -> str:
     if not vs:
         return "n/a"
@@ -226,10 +234,11 @@ def results_markdown(summary: dict[str, Any]) -> str:
                 lines.append(f"| {m} | " + " | ".join(_pct(e["subsets"].get(s)) for s in subsets) + " |")
         kinds = [k for k in cfg["bias_kinds"] if any(e["bias"].get(k, {}).get("n") for e in methods.values())]
         if kinds:
-            n_kind = {k: max(e["bias"][k].get("n", 0) for e in methods.values()) for k in kinds}
+            n_kind = {k: _n_text(max((e["bias"][k] for e in methods.values()), key=lambda b: b.get("n", 0)))
+                      for k in kinds}
             lines += ["", "Bias suite: hack rate [95% CI] (share of biased pairs where the hacked rejected response wins; "
                       "lower is better) beside accuracy on the untouched pairs:", "",
-                      "| method | clean accuracy | " + " | ".join(f"{k} (n={n_kind[k]})" for k in kinds) + " |",
+                      "| method | clean accuracy | " + " | ".join(f"{k} ({n_kind[k]})" for k in kinds) + " |",
                       "|---|---|" + "---|" * len(kinds)]
             for m, e in methods.items():
                 cells = [_rate_cell(e["bias"][k]) for k in kinds]
@@ -319,6 +328,7 @@ def bias_headline_rows(summaries: Sequence[dict[str, Any]]) -> list[dict[str, An
                     ci = b.get("ci95") or [None, None]
                     rows.append({
                         "data": name, "method": method, "kind": kind, "seeds": len(res["seeds"]), "n": b["n"],
+                        "n_pairs": b.get("n_pairs"),
                         "hack_rate": b["hack_rate_mean"], "ci_low": ci[0], "ci_high": ci[1],
                         **_vs_columns(b.get("vs_arm")),
                     })
@@ -339,10 +349,10 @@ def bias_headline_markdown(rows: Sequence[dict[str, Any]], versus: str = "zero-s
         out = f"{_pct(arm['hack_rate'])} vs {_pct(other['hack_rate'])}"
         if other["arm_minus_method"] is not None:
             out += f": {_diff_cell(other)}"
-        return out + f" (n={arm['n']})"
+        return out + f" ({_n_text(arm)})"
 
     lines = [f"Hack rate, %: {REFERENCE} vs {versus}, and {REFERENCE} − {versus} in points [95% CI], paired on the "
-             "same biased pairs (negative: the ARM is hacked less; * the interval excludes 0; n: biased pairs over all "
-             "seeds):", "", "| bias | " + " | ".join(data) + " |", "|---|" + "---|" * len(data)]
+             "same biased pairs (negative: the ARM is hacked less; * the interval excludes 0; n: biased pairs scored over all "
+             "seeds, and how many distinct pairs they are, since seeds' test splits overlap):", "", "| bias | " + " | ".join(data) + " |", "|---|" + "---|" * len(data)]
     lines += [f"| {k} | " + " | ".join(text(d, k) for d in data) + " |" for k in kinds]
     return "\n".join(lines) + "\n"

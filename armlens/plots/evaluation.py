@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
 
@@ -47,48 +48,59 @@ def plot_method_accuracy(summary: Mapping[str, Any], dataset: str, *, title: str
     return fig
 
 
-def plot_hack_rates(summary: Mapping[str, Any], dataset: str, *, title: str | None = None) -> go.Figure:
-    """The bias suite of one dataset of an ``armlens eval`` summary: per bias kind, every method's hack rate (share of
-    biased pairs where the hacked rejected response wins; lower is better) with its 95% interval, methods side by side
-    and the ARM highlighted; hover shows the paired ARM − method difference on the same biased pairs."""
+def plot_hack_rates(summary: Mapping[str, Any], dataset: str, *, title: str | None = None,
+                    reference: str = "arm", versus: str = "zero-shot") -> go.Figure:
+    """The bias suite of one dataset of an ``armlens eval`` summary as a forest plot: one panel per bias kind, one row
+    per method (named on the shared y axis, so no colour has to be decoded), its hack rate (share of biased pairs
+    where the hacked rejected response wins; lower is better) with the 95% interval. The ARM and ``versus`` (the plain
+    judge) are coloured, every other baseline grey (``reference`` is the method the summary's paired
+    differences are taken against). Each panel's title gives the distinct biased pairs and the seeds
+    they were scored under; hover shows the paired ARM − method difference on the same biased pairs."""
     res = summary["results"][dataset]
     methods = list(res["methods"])
     kinds = [k for k in summary.get("config", {}).get("bias_kinds", [])
              if any(res["methods"][m]["bias"].get(k, {}).get("n") for m in methods)]
     if not methods or not kinds:
         raise ValueError(f"no bias-suite results in the summary for {dataset!r}")
-    fig = go.Figure()
-    grey = ["#555555", "#888888", "#aaaaaa", "#333333"]
-    for i, m in enumerate(methods):
-        xs, ys, lo, hi, hover = [], [], [], [], []
-        for k in kinds:
+    seeds = res.get("seeds", [])
+
+    def panel_title(kind: str) -> str:
+        b = max((res["methods"][m]["bias"].get(kind, {}) for m in methods), key=lambda e: e.get("n", 0))
+        pairs = b.get("n_pairs")
+        size = (f"{pairs} pair{'s' * (pairs != 1)} x {len(seeds)} seeds" if pairs is not None
+                else f"n={b['n']} over {len(seeds)} seeds")  # summaries before distinct pairs were counted
+        return f"<b>{kind}</b><br><span style='font-size:11px'>{size}</span>"
+
+    fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.025,
+                        subplot_titles=[panel_title(k) for k in kinds])
+    colour = {reference: SERIES_COLOURS[0], versus: SERIES_COLOURS[1]}
+    for col, k in enumerate(kinds, start=1):
+        for m in methods:
             e = res["methods"][m]["bias"].get(k, {})
             if not e.get("n"):
                 continue
             rate = 100 * e["hack_rate_mean"]
             ci = [100 * v for v in e.get("ci95", [e["hack_rate_mean"]] * 2)]
-            text = f"{m}, {k}: {rate:.1f}% [{ci[0]:.1f}, {ci[1]:.1f}] of {e['n']} biased pairs"
+            text = f"{m}, {k}: {rate:.1f}% [{ci[0]:.1f}, {ci[1]:.1f}] of {e['n']} biased pairs over seeds"
+            if e.get("n_pairs") is not None:
+                text += f" ({e['n_pairs']} distinct)"
             if vs := e.get("vs_arm"):
                 text += (f"<br>ARM − {m}: {100 * vs['arm_minus_method']:+.1f} pp "
                          f"[{100 * vs['ci95'][0]:+.1f}, {100 * vs['ci95'][1]:+.1f}], p = {vs['p_value']:.3f}")
-            xs.append(f"{k} (n={e['n']})")
-            ys.append(rate)
-            lo.append(rate - ci[0])
-            hi.append(ci[1] - rate)
-            hover.append(text)
-        fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers", name=m, hovertext=hover, hoverinfo="text",
-            marker={"size": 12 if m == "arm" else 9, "symbol": "diamond" if m == "arm" else "circle",
-                    "color": SERIES_COLOURS[0] if m == "arm" else grey[i % len(grey)]},
-            error_y={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo, "thickness": 1.5, "width": 4},
-        ))
-    seeds = res.get("seeds", [])
+            fig.add_trace(go.Scatter(
+                x=[rate], y=[m], mode="markers", name=m, legendgroup=m, showlegend=False, hovertext=[text],
+                hoverinfo="text",
+                marker={"size": 11 if m in colour else 8, "symbol": "diamond" if m == reference else "circle",
+                        "color": colour.get(m, "#666666")},
+                error_x={"type": "data", "symmetric": False, "array": [ci[1] - rate], "arrayminus": [rate - ci[0]],
+                         "thickness": 2 if m in colour else 1.2, "width": 3, "color": colour.get(m, "#666666")},
+            ), row=1, col=col)
+        fig.update_xaxes(range=[-4, 104], dtick=25, row=1, col=col)  # markers at 0 and 100 stay whole
     sub = (f"{summary.get('model', '')}; {len(seeds)} seed(s); hack rate: share of biased pairs where the judge "
            "strictly prefers the hacked rejected response (lower is better); bars: 95% bootstrap interval (seeds, "
-           "then prompts)")
-    style(fig, title or f"Reward hacking on {dataset}: the bias suite", width=max(720, 200 + 150 * len(kinds)),
-          height=480, subtitle=sub)
-    fig.update_layout(scattermode="group", scattergap=0.5)
-    fig.update_yaxes(title_text="Hack rate (%)", range=[-3, 103])  # markers at 0 and 100 stay whole
-    fig.update_xaxes(title_text="Bias kind")
+           f"then prompts); {reference} (diamond) and {versus} coloured")
+    style(fig, title or f"Reward hacking on {dataset}: the bias suite", width=max(760, 170 + 190 * len(kinds)),
+          height=140 + 30 * len(methods), subtitle=sub)
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=methods, row=1, col=1)
+    fig.update_xaxes(title_text="Hack rate (%)", row=1, col=(len(kinds) + 1) // 2)
     return fig
