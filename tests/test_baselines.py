@@ -295,6 +295,41 @@ def test_icl_judge_without_demonstrations_is_the_zero_shot_judge(tiny):
     assert sum(d.label for d in demos) == 2 and demos == balanced_demos(examples, 4, seed=1)
 
 
+@pytest.mark.parametrize("cache_demos", [True, False])
+def test_icl_judge_keeps_its_scores_in_a_memo_folder(tiny, tmp_path, monkeypatch, cache_demos):
+    """A few-shot-icl unit (tens of minutes at full size) saves its scores part by part and resumes from them: with
+    a memo folder its scores equal the scores without one, a new judge of the same seed reads every one back and
+    computes nothing, a lost part is computed again (only it), and another seed's demonstrations read nothing."""
+    monkeypatch.setattr(output_judges, "MEMO_PART", 4)
+    pairs = make_pairs(9)
+    calls = []
+    fn = "score_patched" if cache_demos else "score_texts"
+    real = getattr(output_judges, fn)
+    monkeypatch.setattr(output_judges, fn, lambda m, texts, *a, **kw: calls.append(len(texts)) or real(m, texts, *a, **kw))
+
+    def judge(seed=0, memo=True):
+        j = make_judge("few-shot-icl", tiny, fast_config(icl_shots=2, seed=seed, icl_cache_demos=cache_demos))
+        j.memo_folder = tmp_path / "memo" if memo else None
+        return j.fit(pairs[:4])
+
+    plain = judge(memo=False).score_pairs(pairs[4:])
+    assert calls == [10]
+    first = judge().score_pairs(pairs[4:])
+    assert calls == [10, 4, 4, 2] and len(list((tmp_path / "memo").glob("part-*.json"))) == 3
+    for a, b in zip(first, plain, strict=True):
+        torch.testing.assert_close(a, b)
+    again = judge().score_pairs(pairs[4:])
+    assert calls == [10, 4, 4, 2]  # a resumed unit: everything read back
+    torch.testing.assert_close(again[0], first[0])
+    (tmp_path / "memo" / "part-00001.json").unlink()
+    judge().score_pairs(pairs[4:])
+    assert calls == [10, 4, 4, 2, 4]
+    other = judge(seed=1)
+    assert other.demos != judge().demos
+    other.score_pairs(pairs[4:])
+    assert calls[5:] == [4, 4, 2]  # other demonstrations, other prompts: nothing read back
+
+
 def test_arm_judge_is_the_activation_rm(tiny_gqa):
     pairs = make_pairs(6)
     judge = make_judge("arm", tiny_gqa, fast_config(seed=2, score="logit_diff")).fit(pairs[:2], pairs[2:4])

@@ -323,6 +323,42 @@ def test_a_seed_free_job_stopped_halfway_resumes_from_its_memo(tiny, toy_file, t
             [s for r in want for s in (r["chosen_score"], r["rejected_score"])], abs=1e-6)
 
 
+def test_an_icl_unit_stopped_halfway_resumes_from_its_seeds_memo(tiny, toy_file, tmp_path, monkeypatch):
+    """A few-shot-icl unit dies in its second part: its seed's memo folder keeps the first, the rerun computes only
+    the rest, the folder is gone once the unit is written, and the scores are a fresh run's."""
+    from armlens.evaluation import output_judges
+
+    out = tmp_path / "out"
+    cfg = tiny_config(toy_file, out, methods=["few-shot-icl"], seeds=1, limit=4, bias_kinds=["length-real"])
+    monkeypatch.setattr(output_judges, "MEMO_PART", 4)
+    real = output_judges.score_patched
+    asked: list[int] = []
+
+    def dies_on_the_second_part(m, texts, *a, **kw):
+        asked.append(len(texts))
+        if len(asked) == 2:
+            raise RuntimeError("stopped while scoring")
+        return real(m, texts, *a, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(output_judges, "score_patched", dies_on_the_second_part)
+        with pytest.raises(RuntimeError, match="stopped while scoring"):
+            run_eval(cfg, model=tiny)
+    seed = out / dataset_slug(f"path:{toy_file}") / "seed0"
+    assert sorted(p.name for p in (seed / "few-shot-icl-memo").iterdir()) == ["part-00000.json"]
+    assert not (seed / "few-shot-icl" / "result.json").exists()
+    asked.clear()
+    monkeypatch.setattr(output_judges, "score_patched", lambda m, t, *a, **kw: asked.append(len(t)) or real(m, t, *a, **kw))
+    run_eval(cfg, model=tiny)
+    assert asked == [4]  # 4 test pairs' 8 prompts: the saved part was read back
+    assert not (seed / "few-shot-icl-memo").exists() and (seed / "few-shot-icl" / "result.json").is_file()
+    run_eval(dataclasses.replace(cfg, out=str(tmp_path / "fresh")), model=tiny)
+    got, want = (unit_items_of(f / dataset_slug(f"path:{toy_file}") / "seed0" / "few-shot-icl")
+                 for f in (out, tmp_path / "fresh"))
+    assert [s for r in got for s in (r["chosen_score"], r["rejected_score"])] == pytest.approx(
+        [s for r in want for s in (r["chosen_score"], r["rejected_score"])], abs=1e-6)
+
+
 def test_bias_methods_limits_the_hacked_responses_to_some_methods(tiny, toy_file, tmp_path):
     out = tmp_path / "out"
     cfg = tiny_config(toy_file, out, methods=["arm", "zero-shot", "longer"], seeds=2, limit=4,

@@ -81,17 +81,29 @@ class FewShotICLJudge(Judge):
         self.fit_info["demo_labels"] = [bool(d.label) for d in self.demos]
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
+        """Every prompt read after the demonstrations. With a :attr:`memo_folder` (the evaluation runner sets one per
+        unit: a unit is tens of minutes on a CPU), the scores are saved :data:`MEMO_PART` prompts at a time and read
+        back after a stop; they are a function of the prompt text, which holds this seed's demonstrations."""
         cfg = self.config
         texts = [icl_prompt(self.model, self.demos, q, cfg.template) for q in self._queries(items)]
         ids = AnswerIds.of(self.model, cfg.template)
-        if cfg.icl_cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache, and
-            # a pair's chosen and rejected queries also share their prompt on top of it
-            pair_of = [prompt_key(p.prompt) for p, _ in items]
-            return score_patched(self.model, texts, [(None, None)] * len(texts), answer_ids=ids, kind=cfg.score,
-                                 groups=[0] * len(texts), subgroups=pair_of, show_progress=cfg.show_progress,
-                                 desc=self.name)
-        return score_texts(self.model, texts, answer_ids=ids, kind=cfg.score, batch_size=cfg.batch_size,
-                           show_progress=cfg.show_progress, desc=self.name)
+        pair_of = dict(zip(texts, (prompt_key(p.prompt) for p, _ in items), strict=True))
+
+        def compute(todo: list[str]) -> Float[Tensor, " n"]:
+            if cfg.icl_cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache,
+                # and a pair's chosen and rejected queries also share their prompt on top of it
+                return score_patched(self.model, todo, [(None, None)] * len(todo), answer_ids=ids, kind=cfg.score,
+                                     groups=[0] * len(todo), subgroups=[pair_of[t] for t in todo],
+                                     show_progress=cfg.show_progress, desc=self.name)
+            return score_texts(self.model, todo, answer_ids=ids, kind=cfg.score, batch_size=cfg.batch_size,
+                               show_progress=cfg.show_progress, desc=self.name)
+
+        if self.memo_folder is None:
+            return compute(texts)
+        # a store of this call only: these long prompts are scored once per seed, not kept for other seeds
+        values = per_model_memo(weakref.WeakKeyDictionary(), self.model, texts, lambda todo: compute(todo).tolist(),
+                                folder=self.memo_folder)
+        return torch.tensor(values, dtype=torch.float32)
 
 
 # ------------------------------------------------------------------------------------------------------- generation

@@ -33,6 +33,7 @@ Files under ``out`` (all written atomically)
     <dataset>/seed<s>/<method>/fit-<key>.*      a trained judge's fit (.arm: the ARM's), read back on a resume
     <dataset>/branch-pass/part-<k>.json        the shared scoring pass's finished parts, while it is unfinished
     <dataset>/<method>-memo/part-<k>.json      what a seed-free method's job computed so far, while it is unfinished
+    <dataset>/seed<s>/<method>-memo/part-<k>.json  the same for a long unit of one seed (few-shot-icl)
     items.jsonl                                every unit's items, concatenated
     summary.json                               protocol, config, versions, model, data hashes, splits, results
     results.md                                 the tables
@@ -47,7 +48,8 @@ Within a dataset's shared scoring pass (hours at full size), a trained judge is 
 than fitted again, and the pass resumes from its saved parts (:func:`armlens.evaluation.branches.score_mask_judges`),
 so a run stopped in it loses at most one part. A seed-free method's job (``generative``, ``implicit``: every seed of a
 dataset in one process, each answer computed once) keeps what it computed in ``<method>-memo/`` as it goes
-(:func:`armlens.evaluation.output_judges.per_model_memo`). Commit the fit files, ``branch-pass/`` and ``*-memo/`` to
+(:func:`armlens.evaluation.output_judges.per_model_memo`), and so does a ``few-shot-icl`` unit (tens of minutes at
+full size) in its seed's folder. Commit the fit files, ``branch-pass/`` and ``*-memo/`` to
 resume on another machine.
 
 Scoring at the physical limit
@@ -89,7 +91,7 @@ from tqdm.auto import tqdm
 from armlens import model as M
 from armlens.data import build_bias_suite, load_pairs_with_report, split_pairs
 from armlens.data.records import pairs_hash
-from armlens.evaluation.baselines import JudgeConfig
+from armlens.evaluation.baselines import JUDGES, JudgeConfig
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.jobs import load_config_model, plan_jobs, run_jobs_here
 from armlens.evaluation.protocol import write_json_atomic, write_jsonl_atomic
@@ -231,9 +233,9 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
             finish(plan, method, jcfg, result, items)
         if job.shared:  # its saved parts are in the units now
             shutil.rmtree(branch_pass_folder(job.units[0][0]), ignore_errors=True)
-        else:  # so is what a seed-free job kept
-            plan, method, _ = job.units[0]
-            shutil.rmtree(memo_folder(plan, method), ignore_errors=True)
+        else:  # so is what its judge kept
+            for plan, method, jcfg in job.units:
+                shutil.rmtree(memo_folder(plan, method, seed_free=JUDGES[method].seed_free(jcfg)), ignore_errors=True)
     bar.close()
     computed = len(pending)
     results: list[dict[str, Any]] = []

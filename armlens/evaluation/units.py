@@ -192,10 +192,11 @@ def branch_pass_folder(plan: Plan) -> Path:
     return plan.folder.parent / "branch-pass"
 
 
-def memo_folder(plan: Plan, method: str) -> Path:
-    """Where a seed-free method's job keeps what its judge computed, read back after a stop (removed once the job's
-    units are written)."""
-    return plan.folder.parent / f"{method}-memo"
+def memo_folder(plan: Plan, method: str, *, seed_free: bool = True) -> Path:
+    """Where a unit's judge keeps what it computed, read back after a stop (removed once the job's units are
+    written): one folder per dataset for a seed-free method's job (every seed in one process), one per seed for a
+    unit that keeps its own (``few-shot-icl``: its prompts hold the seed's demonstrations)."""
+    return (plan.folder.parent if seed_free else plan.folder) / f"{method}-memo"
 
 
 def score_unit(plan: Plan, method: str, judge: Judge, score: Scorer, n_bootstrap: int) -> tuple[
@@ -242,11 +243,12 @@ def run_unit(model: Model, plan: Plan, method: str, judge_cfg: JudgeConfig, n_bo
              keep_memo: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fit one method on the plan's pools, score its test pairs and bias suite on its own: (result, item rows).
 
-    ``keep_memo``: a seed-free judge keeps what it computes in :func:`memo_folder` as it goes, and reads back what is
-    there (a seed-free job of every seed, stopped halfway, resumes from it)."""
+    ``keep_memo``: the judge keeps what it computes in :func:`memo_folder` as it goes, and reads back what is there
+    (a seed-free job of every seed, or a long unit, stopped halfway, resumes from it); judges that keep nothing
+    ignore it."""
     judge, fit_s = fit_unit(model, plan, method, judge_cfg)
-    if keep_memo and judge.seed_free(judge_cfg):
-        judge.memo_folder = memo_folder(plan, method)
+    if keep_memo:
+        judge.memo_folder = memo_folder(plan, method, seed_free=judge.seed_free(judge_cfg))
     result, items = score_unit(plan, method, judge, judge.score_responses, n_bootstrap)
     t = result["timings_s"]
     result["timings_s"] = {"fit": fit_s, **t, "total": fit_s + t["score_test"] + t["score_bias"]}
