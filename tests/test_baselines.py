@@ -305,7 +305,8 @@ def test_icl_judge_keeps_its_scores_in_a_memo_folder(tiny, tmp_path, monkeypatch
     calls = []
     fn = "score_patched" if cache_demos else "score_texts"
     real = getattr(output_judges, fn)
-    monkeypatch.setattr(output_judges, fn, lambda m, texts, *a, **kw: calls.append(len(texts)) or real(m, texts, *a, **kw))
+    monkeypatch.setattr(output_judges, fn,
+                        lambda m, texts, *a, **kw: calls.append(len(texts)) or real(m, texts, *a, **kw))
 
     def judge(seed=0, memo=True):
         j = make_judge("few-shot-icl", tiny, fast_config(icl_shots=2, seed=seed, icl_cache_demos=cache_demos))

@@ -348,7 +348,8 @@ def test_an_icl_unit_stopped_halfway_resumes_from_its_seeds_memo(tiny, toy_file,
     assert sorted(p.name for p in (seed / "few-shot-icl-memo").iterdir()) == ["part-00000.json"]
     assert not (seed / "few-shot-icl" / "result.json").exists()
     asked.clear()
-    monkeypatch.setattr(output_judges, "score_patched", lambda m, t, *a, **kw: asked.append(len(t)) or real(m, t, *a, **kw))
+    monkeypatch.setattr(output_judges, "score_patched",
+                        lambda m, t, *a, **kw: asked.append(len(t)) or real(m, t, *a, **kw))
     run_eval(cfg, model=tiny)
     assert asked == [4]  # 4 test pairs' 8 prompts: the saved part was read back
     assert not (seed / "few-shot-icl-memo").exists() and (seed / "few-shot-icl" / "result.json").is_file()

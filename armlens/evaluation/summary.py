@@ -352,7 +352,8 @@ def bias_headline_markdown(rows: Sequence[dict[str, Any]], versus: str = "zero-s
         return out + f" ({_n_text(arm)})"
 
     lines = [f"Hack rate, %: {REFERENCE} vs {versus}, and {REFERENCE} − {versus} in points [95% CI], paired on the "
-             "same biased pairs (negative: the ARM is hacked less; * the interval excludes 0; n: biased pairs scored over all "
-             "seeds, and how many distinct pairs they are, since seeds' test splits overlap):", "", "| bias | " + " | ".join(data) + " |", "|---|" + "---|" * len(data)]
+             "same biased pairs (negative: the ARM is hacked less; * the interval excludes 0; n: biased pairs scored "
+             "over all seeds, and how many distinct pairs they are, since seeds' test splits overlap):", "",
+             "| bias | " + " | ".join(data) + " |", "|---|" + "---|" * len(data)]
     lines += [f"| {k} | " + " | ".join(text(d, k) for d in data) + " |" for k in kinds]
     return "\n".join(lines) + "\n"
