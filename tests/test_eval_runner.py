@@ -861,12 +861,12 @@ def test_figures_are_redrawn_from_an_eval_folder(tiny, toy_file, tmp_path):
     kinds = ("length", "format-real", "length-real")  # one panel each, in the summary's order
     res = summary["results"][name]
     assert fig.layout.title.text and fig.layout.xaxis2.title.text == "Hack rate (%)"
-    # each panel names its bias kind with the distinct biased pairs and the seeds they were scored under
+    # each panel names its bias kind with the pairs scored over all seeds, how many are distinct, and the seeds
     titles = [a.text for a in fig.layout.annotations]
     assert [t.split("</b>")[0].removeprefix("<b>") for t in titles] == list(kinds)
     for t, k in zip(titles, kinds, strict=True):
         b = res["methods"]["arm"]["bias"][k]
-        assert 0 < b["n_pairs"] <= b["n"] and f"{b['n_pairs']} pair" in t and f"x {len(res['seeds'])} seeds" in t
+        assert 0 < b["n_pairs"] <= b["n"] and f"n={b['n']} ({b['n_pairs']} distinct), {len(res['seeds'])} seeds" in t
     # one row per method on the shared y axis, its hack rate on x, panel by panel
     longer = [t for t in fig.data if t.name == "longer"]
     e = res["methods"]["longer"]["bias"]

@@ -67,8 +67,9 @@ def plot_hack_rates(summary: Mapping[str, Any], dataset: str, *, title: str | No
     def panel_title(kind: str) -> str:
         b = max((res["methods"][m]["bias"].get(kind, {}) for m in methods), key=lambda e: e.get("n", 0))
         pairs = b.get("n_pairs")
-        size = (f"{pairs} pair{'s' * (pairs != 1)} x {len(seeds)} seeds" if pairs is not None
-                else f"n={b['n']} over {len(seeds)} seeds")  # summaries before distinct pairs were counted
+        # n counts pairs scored over all seeds; seeds' test splits overlap (or, as on HH-RLHF, differ), so the
+        # distinct pairs are neither n nor n / seeds
+        size = f"n={b['n']}" + (f" ({pairs} distinct)" if pairs is not None else "") + f", {len(seeds)} seeds"
         return f"<b>{kind}</b><br><span style='font-size:11px'>{size}</span>"
 
     fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.025,
