@@ -154,7 +154,7 @@ def test_sweep_table_resamples_the_prompts_its_splits_record(tmp_path):
     row = by_prompt[by_prompt["setting"] == "answered"].iloc[0]
     assert row["n_prompts"] == 100 and row["n_pairs"] == 400 and math.isnan(by_pair["n_prompts"].iloc[0])
     assert row["diff"] == by_pair[by_pair["setting"] == "answered"].iloc[0]["diff"]  # the estimate is unchanged
-    assert "400 pairs (100 prompts), 1 seeds" in sweep_markdown(by_prompt, "one")
+    assert "400 pairs (100 prompts), 1 seed |" in sweep_markdown(by_prompt, "one")
     split.write_text(json.dumps({**json.loads(split.read_text()), "test_used_sha256": "other pairs"}))
     assert math.isnan(sweep_table([folder], n_boot=200)["n_prompts"].iloc[0])
 

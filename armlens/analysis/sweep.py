@@ -108,7 +108,8 @@ def _n_cell(row: dict[str, Any]) -> str:
     """A table row's n: pairs, the prompts they come from where fewer (and known), seeds."""
     prompts = "" if math.isnan(row["n_prompts"]) or row["n_prompts"] == row["n_pairs"] else \
         f" ({int(row['n_prompts'])} prompts)"
-    return f"{row['n_pairs']} pairs{prompts}, {row['n_seeds']} seeds"
+    seeds = int(row["n_seeds"])
+    return f"{row['n_pairs']} pairs{prompts}, {seeds} seed{'s' if seeds != 1 else ''}"
 
 
 def _n_prompts(prompts: list[list[str] | None]) -> float:
