@@ -94,6 +94,9 @@ def test_head_maps_are_labelled_and_scaled():
     fig = plots.plot_stability(probs, 3)
     check_labelled(fig, "Head", "Layer")
     assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1
+    # a run with one seed so far (a stage-ablation folder mid-run) says "1 seed", not "1 seeds"
+    assert "across 3 seeds and" in fig.layout.title.text
+    assert "across 1 seed and" in plots.plot_stability(probs, 1).layout.title.text
 
     traj = torch.rand(10, 3, 4, generator=g)
     fig = plots.plot_trajectory(traj, [0, 4, 9], seed=0)

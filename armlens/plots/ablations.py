@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
+from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, counted, style
 
 AXIS_TITLES = {
     "selection": "Head selection",
@@ -180,7 +180,7 @@ def plot_ablation(
     fig.update_layout(legend={"orientation": "h", "y": -0.22, "x": 0}, hovermode="closest", scattermode="group",
                       scattergap=0.6)
     on = f" on {data_name}" if data_name else ""
-    sub = f"mean over {n_seeds} seed{'s' if n_seeds != 1 else ''} ({interval}); a tie counts as wrong"
+    sub = f"mean over {counted(n_seeds, 'seed')} ({interval}); a tie counts as wrong"
     return style(fig, f"{AXIS_TITLES.get(axis, axis)}: pairwise accuracy{on}", subtitle=sub, width=900, height=520)
 
 
@@ -225,7 +225,7 @@ def plot_ablation_overview(
     fig.add_annotation(text="Setting of the varied stage (each panel holds the other stages at the reference)",
                        x=0.5, y=-0.36, xref="paper", yref="paper", showarrow=False, font={"size": 14})
     return style(fig, f"What each ARM stage contributes{on}",
-                  subtitle=f"pairwise accuracy, mean over {n_seeds} seeds ({interval}); a tie counts as wrong",
+                  subtitle=f"pairwise accuracy, mean over {counted(n_seeds, 'seed')} ({interval}); a tie counts as wrong",
                   width=1300, height=560)
 
 
@@ -272,7 +272,7 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chose
                 error_y={"type": "data", "symmetric": False, "array": (100 * r["diff_high"] - diff).tolist(),
                          "arrayminus": (diff - 100 * r["diff_low"]).tolist(), "color": colour, "width": 3},
                 hovertext=[f"{d} · {names[s]}: {v:+.1f} points ({100 * lo:+.1f} to {100 * hi:+.1f}), accuracy "
-                           f"{100 * acc:.1f}%, n = {n} pairs over {k} seeds"
+                           f"{100 * acc:.1f}%, n = {n} pairs over {counted(k, 'seed')}"
                            for s, v, lo, hi, acc, n, k in zip(r.index, diff, r["diff_low"], r["diff_high"],
                                                               r["accuracy"], r["n_pairs"], r["n_seeds"], strict=True)],
                 hoverinfo="text", offsetgroup=d,
@@ -286,5 +286,5 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chose
     n_seeds = int(rows["n_seeds"].min())
     left = " (every head patched: all ties, in the table only)" if (table["setting"] == "all").any() else ""
     return style(fig, title, subtitle=f"accuracy minus the reference ARM's (the defaults the sweep ran around), "
-                                        f"same test pairs and seeds (at least {n_seeds} seeds); 95% intervals: seeds, then prompts, resampled; "
+                                        f"same test pairs and seeds (at least {counted(n_seeds, 'seed')}); 95% intervals: seeds, then prompts, resampled; "
                                         f"a tie counts as wrong{left}", width=1300, height=200 + 380 * n_rows)

@@ -10,7 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
+from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, counted, style
 
 
 def plot_method_accuracy(summary: Mapping[str, Any], dataset: str, *, title: str | None = None) -> go.Figure:
@@ -38,7 +38,7 @@ def plot_method_accuracy(summary: Mapping[str, Any], dataset: str, *, title: str
                   annotation_position="bottom right")
     cfg = summary.get("config", {})
     seeds = res.get("seeds", [])
-    sub = (f"{summary.get('model', '')}; {len(seeds)} seed(s); "
+    sub = (f"{summary.get('model', '')}; {counted(len(seeds), 'seed')}; "
            f"{'/'.join(str(n) for n in res['n_test_per_seed'])} test pairs per seed; "
            f"{cfg.get('n_fewshot', '?')} few-shot pairs; points: mean over seeds, bars: 95% bootstrap interval (seeds, then "
            "prompts); a tie counts as wrong")
@@ -69,7 +69,7 @@ def plot_hack_rates(summary: Mapping[str, Any], dataset: str, *, title: str | No
         pairs = b.get("n_pairs")
         # n counts pairs scored over all seeds; seeds' test splits overlap (or, as on HH-RLHF, differ), so the
         # distinct pairs are neither n nor n / seeds
-        size = f"n={b['n']}" + (f" ({pairs} distinct)" if pairs is not None else "") + f", {len(seeds)} seeds"
+        size = f"n={b['n']}" + (f" ({pairs} distinct)" if pairs is not None else "") + f", {counted(len(seeds), 'seed')}"
         return f"<b>{kind}</b><br><span style='font-size:11px'>{size}</span>"
 
     fig = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.025,
@@ -97,7 +97,7 @@ def plot_hack_rates(summary: Mapping[str, Any], dataset: str, *, title: str | No
                          "thickness": 2 if m in colour else 1.2, "width": 3, "color": colour.get(m, "#666666")},
             ), row=1, col=col)
         fig.update_xaxes(range=[-4, 104], dtick=25, row=1, col=col)  # markers at 0 and 100 stay whole
-    sub = (f"{summary.get('model', '')}; {len(seeds)} seed(s); hack rate: share of biased pairs where the judge "
+    sub = (f"{summary.get('model', '')}; {counted(len(seeds), 'seed')}; hack rate: share of biased pairs where the judge "
            "strictly prefers the hacked rejected response (lower is better); bars: 95% bootstrap interval (seeds, "
            f"then prompts); {reference} (diamond) and {versus} coloured")
     style(fig, title or f"Reward hacking on {dataset}: the bias suite", width=max(760, 170 + 190 * len(kinds)),

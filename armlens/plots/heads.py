@@ -19,6 +19,7 @@ from armlens.plots.style import (
     SERIES_COLOURS,
     SHARE,
     SIGNED,
+    counted,
     grid,
     head_axes,
     heatmap,
@@ -167,7 +168,7 @@ def plot_training_curves(
 
 def plot_stability(frequency: HeadValues, n_runs: int, *, subtitle: str | None = None) -> go.Figure:
     """Share of seeds / few-shot draws whose final head set contains each head."""
-    return plot_head_map(frequency, title=f"Stability of the chosen heads across {n_runs} seeds and few-shot draws",
+    return plot_head_map(frequency, title=f"Stability of the chosen heads across {counted(n_runs, 'seed')} and few-shot draws",
                          colorbar_title="share of seeds", subtitle=subtitle)
 
 

@@ -29,6 +29,11 @@ FONT = {"family": "Arial, Helvetica, sans-serif", "size": 13}
 ACC_TITLE = "Pairwise accuracy (%)"
 
 
+def counted(n: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a count with its noun, plural unless it is one."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def labels(n_layers: int, n_heads: int) -> list[list[str]]:
     return [[head_label(layer, head) for head in range(n_heads)] for layer in range(n_layers)]
 
