@@ -1,5 +1,5 @@
 """Statistics shared by evaluation, analysis and the bias suite: score checks, bootstrap intervals, paired tests,
-t-intervals and rank correlation.
+t-intervals, rank correlation, and the wording of a count (``counted``: "1 seed", "3 seeds").
 
 Context
 -------
@@ -207,6 +207,12 @@ def t_interval(values: Sequence[float | None], level: float = 0.95) -> tuple[flo
     sd = float(v.std(ddof=1))
     half = float(t.ppf(0.5 + level / 2, v.size - 1)) * sd / math.sqrt(v.size)  # t.interval refuses sd = 0
     return mean, sd, mean - half, mean + half
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 seed"``, ``"3 seeds"``: a count with its noun, plural unless it is one (tables and figure titles report
+    their n with it)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def spearman(a: ArrayLike, b: ArrayLike) -> float:

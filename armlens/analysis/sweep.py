@@ -26,7 +26,7 @@ import pandas as pd
 from armlens.analysis.grid import AXES, READING_OVERRIDES, SETTING_ORDER, AblationConfig
 from armlens.analysis.results import load_cells
 from armlens.rm import ARMConfig
-from armlens.stats import clustered_bootstrap, interval_of
+from armlens.stats import clustered_bootstrap, counted, interval_of
 
 POOLED_DATA = "all"
 """Name of the rows that pool the datasets (equal weight per dataset)."""
@@ -108,8 +108,7 @@ def _n_cell(row: dict[str, Any]) -> str:
     """A table row's n: pairs, the prompts they come from where fewer (and known), seeds."""
     prompts = "" if math.isnan(row["n_prompts"]) or row["n_prompts"] == row["n_pairs"] else \
         f" ({int(row['n_prompts'])} prompts)"
-    seeds = int(row["n_seeds"])
-    return f"{row['n_pairs']} pairs{prompts}, {seeds} seed{'s' if seeds != 1 else ''}"
+    return f"{row['n_pairs']} pairs{prompts}, {counted(int(row['n_seeds']), 'seed')}"
 
 
 def _n_prompts(prompts: list[list[str] | None]) -> float:

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from torch import Tensor
 
 from armlens.patching import head_label
+from armlens.stats import counted  # noqa: F401  (re-exported: figure titles count seeds with it)
 from armlens.typing import HeadMask, HeadValues
 
 SIGNED = "RdBu"
@@ -27,11 +28,6 @@ FONT = {"family": "Arial, Helvetica, sans-serif", "size": 13}
 
 
 ACC_TITLE = "Pairwise accuracy (%)"
-
-
-def counted(n: int, noun: str) -> str:
-    """``"1 seed"``, ``"3 seeds"``: a count with its noun, plural unless it is one."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def labels(n_layers: int, n_heads: int) -> list[list[str]]:
