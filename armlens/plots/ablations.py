@@ -239,7 +239,7 @@ SWEEP_LEFT_OUT = {("selection", "all")}
 only stretches the axis."""
 
 
-def plot_sweep(table: pd.DataFrame, *, title: str = "How the defaults were chosen", per_row: int = 5) -> go.Figure:
+def plot_sweep(table: pd.DataFrame, *, title: str = "Each setting against the reference ARM", per_row: int = 5) -> go.Figure:
     """The defaults sweep, one panel per axis (``per_row`` panels a row): each setting's accuracy minus the current
     default's on the same pairs and seeds (points; 95% interval from the seed-then-pair bootstrap), one marker per
     dataset and the pooled estimate (equal weight per dataset). ``table`` is :func:`armlens.analysis.sweep.sweep_table`'s."""
