@@ -7,6 +7,10 @@
 # C one-thread processes over disjoint datasets, e.g. DATASETS=hhh ... --threads 1 & DATASETS="llmbar xstest" ...
 #
 #   ARMLENS_DATA_ROOT=/path/to/preference bash scripts/stage_ablations.sh [ABLATE OPTIONS, e.g. --threads 1]
+#
+# To stop a run started in the background (`&`, nohup), `kill` its armlens process: a background job of a
+# non-interactive shell ignores SIGINT. Cells and fits are written atomically as each finishes, so a kill loses only
+# the one in flight, and the results folder's lock of a dead process is taken over by the next run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARMLENS=${ARMLENS:-.venv/bin/armlens}
