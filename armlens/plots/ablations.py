@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, counted, style
+from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
+from armlens.stats import counted
 
 AXIS_TITLES = {
     "selection": "Head selection",

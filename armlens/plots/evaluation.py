@@ -10,7 +10,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, counted, style
+from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
+from armlens.stats import counted
 
 
 def plot_method_accuracy(summary: Mapping[str, Any], dataset: str, *, title: str | None = None) -> go.Figure:

@@ -19,7 +19,6 @@ from armlens.plots.style import (
     SERIES_COLOURS,
     SHARE,
     SIGNED,
-    counted,
     grid,
     head_axes,
     heatmap,
@@ -27,6 +26,7 @@ from armlens.plots.style import (
     style,
     symmetric,
 )
+from armlens.stats import counted
 from armlens.typing import HeadMask, HeadValues
 
 

@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 from torch import Tensor
 
 from armlens.patching import head_label
-from armlens.stats import counted  # noqa: F401  (re-exported: figure titles count seeds with it)
 from armlens.typing import HeadMask, HeadValues
 
 SIGNED = "RdBu"
