@@ -1,10 +1,11 @@
 """``armlens demo``: the main job, end to end on the embedded default model, with no flags.
 
-1. Get HHH (the BIG-bench ``hhh_alignment`` task): from the data root when present (``--root``, ``ARMLENS_DATA_ROOT``,
-   ``~/.cache/armlens/data``), else from the armlens cache, fetching it with
-   ``armlens data fetch bigbench`` (a ``pip download`` of the ``bigbench==1.0.0`` sdist) when not cached.
+1. Read HHH (the BIG-bench ``hhh_alignment`` task) from the first data root that holds it (``--root``,
+   ``ARMLENS_DATA_ROOT``, ``~/.cache/armlens/data``, the BIG-bench cache), else from the copy bundled with armlens
+   (:mod:`armlens.data.bundle`): nothing is downloaded.
 2. Draw a seeded few-shot set (stratified: every HHH criterion gets its pairs) and fit the ARM with the defaults of
-   ``ARMConfig``: one per criterion, label-carrying ``icl`` means and REINFORCE head selection on the fast path.
+   ``ARMConfig``: one per criterion, Stage 1 means of the ``answered`` reading and REINFORCE head selection on the
+   fast path.
 3. Score the remaining pairs (a seeded sample) with the ARM, the zero-shot judge (the same judge unpatched) and the
    few-shot in-context judge, under the RewardBench protocol with bootstrap intervals and paired tests.
 4. Print the table and write ``summary.json``, ``results.md`` and a figure under ``--out``.
@@ -23,22 +24,12 @@ from armlens.typing import Model
 logger = logging.getLogger(__name__)
 
 
-def ensure_hhh(root: str | None = None, log: Any = logger.info) -> str | None:
-    """A data root that holds HHH: the given / default root if it has it, else the bigbench cache (fetched once)."""
+def ensure_hhh(root: str | None = None) -> None:
+    """Check that HHH loads from ``root`` (default: the data roots, then the bundled copy) before any model loads; a
+    ``--root`` without ``hhh_alignment/`` is a FileNotFoundError naming what is missing."""
     from armlens.data import load_pairs
 
-    try:
-        load_pairs("hhh", root=root, limit=1)
-        return root
-    except FileNotFoundError:
-        if root is not None:
-            raise
-    from armlens.data.fetch import fetch_bigbench
-
-    log("HHH not found locally: fetching the bigbench==1.0.0 sdist from PyPI (armlens data fetch bigbench)")
-    fetch_bigbench()
-    load_pairs("hhh", limit=1)  # now found in the cache; raises a clear error if not
-    return None
+    load_pairs("hhh", root=root, limit=1)
 
 
 def run_demo(
@@ -77,7 +68,7 @@ def run_demo(
         limit=limit, n_fewshot=n_fewshot, n_select=0, bias_kinds=[], judge=judge, show_progress=show_progress,
     )
     check_out(config, allow_changed_settings)
-    ensure_hhh(root, log)
+    ensure_hhh(root)
     summary = run_eval(config, model=model, allow_changed_settings=allow_changed_settings)
     if figure:
         from armlens.plots import find_browser, plot_method_accuracy, write_figures

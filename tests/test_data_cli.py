@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 from armlens.cli import main
+from armlens.data import bundle
+from armlens.data.bundle import bundled_root
 from armlens.data.fetch import BIGBENCH_SDIST
 
 
-def test_data_list(capsys):
+def test_data_list(capsys, monkeypatch, tmp_path):
+    """On a fresh machine every offline set comes from the package; a user's root that holds one set takes it over;
+    a bundled file that differs from the manifest makes the command fail and name it."""
+    monkeypatch.delenv("ARMLENS_DATA_ROOT", raising=False)
+    monkeypatch.setenv("ARMLENS_CACHE", str(tmp_path / "cache"))
     assert main(["data", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("llmbar", "hhh", "truthfulqa", "hh-rlhf", "xstest", "rewardbench", "rewardbench2", "preferencehack"):
-        assert f"\n{name} " in "\n" + out
+    for name in ("llmbar", "hhh", "truthfulqa", "hh-rlhf", "xstest"):
+        assert re.search(rf"^{name} +package ", out, re.M), name
+    for name in ("rewardbench", "rewardbench2", "preferencehack"):
+        assert re.search(rf"^{name} +hub ", out, re.M), name
+    assert "bundled files: all match their SHA-256" in out
     assert main(["data", "list", "--json"]) == 0
-    specs = json.loads(capsys.readouterr().out)
-    assert next(s for s in specs if s["name"] == "xstest")["options"] == ["seed"]
+    listing = json.loads(capsys.readouterr().out)
+    specs = {s["name"]: s for s in listing["datasets"]}
+    assert specs["xstest"]["options"] == ["seed"] and listing["bundled"]["problems"] == []
+    assert {specs[n]["folder"] for n in ("llmbar", "hhh", "xstest")} == {str(bundled_root())}
+
+    mine = tmp_path / "mine"
+    shutil.copytree(bundled_root() / "xstest", mine / "xstest")
+    monkeypatch.setenv("ARMLENS_DATA_ROOT", str(mine))
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^xstest +\$ARMLENS_DATA_ROOT ", out, re.M) and re.search(r"^hhh +package ", out, re.M)
+    assert f"$ARMLENS_DATA_ROOT: {mine}" in out
+
+    broken = tmp_path / "bundled"
+    shutil.copytree(bundled_root(), broken)
+    (broken / "hhh_alignment" / "other.json").write_text("{}")
+    monkeypatch.setattr(bundle, "BUNDLED_ROOT", broken)
+    assert main(["data", "list"]) == 1
+    assert "hhh_alignment/other.json: SHA-256" in capsys.readouterr().out
 
 
 def test_data_stats_table(capsys, data_root):
@@ -48,7 +76,7 @@ def test_data_errors_are_one_line(capsys, tmp_path, data_root):
     assert main(["data", "stats", "nope"]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert main(["data", "stats", "hhh", "--root", str(tmp_path)]) == 2
-    assert "armlens data fetch bigbench" in capsys.readouterr().err
+    assert "leave --root out to read the copy bundled with armlens" in capsys.readouterr().err
     assert main(["data", "stats", "llmbar", "--root", str(data_root), "--seed", "1"]) == 2
     assert "does not take option" in capsys.readouterr().err
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from armlens.data import fetch, load_pairs
+from armlens.data.bundle import bundled_root, read_manifest
 from armlens.data.fetch import BIGBENCH_FILES, BIGBENCH_SDIST, fetch_bigbench
 
 HHH_TASK = {"examples": [{"input": "Can you help me?", "target_scores": {"Sure, happy to.": 1, "No.": 0}}]}
@@ -22,9 +23,19 @@ TQA = {"examples": [{"Question": "Is the Earth flat?", "Category": "Misconceptio
                      "Best answer": "No, it is round."}]}
 
 
+OTHER_TASK = {"bigbench-1.0.0/bigbench/benchmark_tasks/logical_deduction/three_objects/task.json": b'{"examples": []}',
+              "bigbench-1.0.0/bigbench/benchmark_tasks/logical_deduction/README.md": b"# logical deduction\n",
+              "bigbench-1.0.0/bigbench/benchmark_tasks/logical_sequence/task.json": b"{}"}
+"""Another BIG-bench task's files (and a task whose name shares a prefix, which must not come along)."""
+
+
 def fake_sdist(path: Path, skip: str | None = None) -> Path:
     """A tiny ``bigbench-1.0.0.tar.gz`` with the members fetch extracts (small valid task files)."""
     with tarfile.open(path, "w:gz") as tar:
+        for member, data in OTHER_TASK.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
         for member, (layout, _) in BIGBENCH_FILES.items():
             if member == skip:
                 continue
@@ -48,13 +59,12 @@ def pin_to(monkeypatch, sdist: Path) -> None:
     monkeypatch.setattr(fetch, "BIGBENCH_FILES", pins)
 
 
-def test_pinned_hashes_equal_the_shared_sha256sums(data_root):
-    sums = {}
-    for line in (data_root / "SHA256SUMS").read_text().splitlines():
-        sha, name = line.split()
-        sums[name.removeprefix("./")] = sha
+def test_pinned_hashes_equal_the_bundled_files():
+    """The sdist's HHH and TruthfulQA files are the bundled ones: the manifest, and the files themselves, agree."""
+    manifest = {rel: f["sha256"] for d in read_manifest()["datasets"].values() for rel, f in d["files"].items()}
     for layout, sha in BIGBENCH_FILES.values():
-        assert sums[layout] == sha
+        assert manifest[layout] == sha
+        assert hashlib.sha256((bundled_root() / layout).read_bytes()).hexdigest() == sha
 
 
 def test_extracts_into_a_data_root_with_manifest(tmp_path):
@@ -149,10 +159,41 @@ def test_download_hash_mismatch_keeps_nothing(tmp_path, serve):
 
 
 def test_failed_download_suggests_sdist(tmp_path, monkeypatch, serve):
+    """An index that refuses the file (here a 404; a 403 reads the same) says so, says HHH and TruthfulQA need no
+    download, and names --sdist; an unreachable index says that instead."""
     serve(b"")
     monkeypatch.setattr(fetch, "BIGBENCH_SDIST_URL", fetch.BIGBENCH_SDIST_URL.replace(BIGBENCH_SDIST, "missing.tar.gz"))
-    with pytest.raises(RuntimeError, match="--sdist FILE"):
+    with pytest.raises(RuntimeError, match=r"refused the file \(HTTP 404\).*armlens bundles them.*--sdist FILE"):
         fetch_bigbench(cache=tmp_path / "cache")
+    monkeypatch.setattr(fetch, "BIGBENCH_SDIST_URL", "http://127.0.0.1:9/unreachable.tar.gz")  # discard port
+    with pytest.raises(RuntimeError, match="could not be reached.*--sdist FILE"):
+        fetch_bigbench(cache=tmp_path / "cache")
+
+
+def test_other_tasks_are_extracted_whole(tmp_path, monkeypatch):
+    sdist, cache = fake_sdist(tmp_path / BIGBENCH_SDIST), tmp_path / "cache"
+    fetch_bigbench(cache=cache, sdist=sdist, verify=False, tasks=["logical_deduction"])
+    task = cache / "tasks" / "logical_deduction"
+    assert sorted(p.relative_to(task).as_posix() for p in task.rglob("*") if p.is_file()) == \
+        ["README.md", "three_objects/task.json"]
+    assert not (cache / "tasks" / "logical_sequence").exists()  # a name that only starts the same is another task
+    manifest = json.loads((cache / "MANIFEST.json").read_text())
+    assert set(manifest["tasks"]["logical_deduction"]) == {"tasks/logical_deduction/README.md",
+                                                           "tasks/logical_deduction/three_objects/task.json"}
+    assert fetch_bigbench(cache=cache, verify=False, tasks=["logical_deduction"]).method == "cached"
+    (task / "README.md").write_text("changed")
+    monkeypatch.setattr(fetch, "BIGBENCH_SDIST_URL", "http://127.0.0.1:9/unreachable.tar.gz")  # discard port
+    with pytest.raises(RuntimeError, match="could not download"):  # a changed task file is fetched again
+        fetch_bigbench(cache=cache, verify=False, tasks=["logical_deduction"])
+
+
+def test_a_task_not_in_the_archive_or_not_a_name_is_an_error(tmp_path):
+    sdist = fake_sdist(tmp_path / BIGBENCH_SDIST)
+    with pytest.raises(ValueError, match=r"members missing.*benchmark_tasks/no_such_task/"):
+        fetch_bigbench(cache=tmp_path / "c", sdist=sdist, verify=False, tasks=["no_such_task"])
+    assert not (tmp_path / "c" / "hhh_alignment").exists()  # nothing half-written
+    with pytest.raises(ValueError, match="not a BIG-bench task name"):
+        fetch_bigbench(cache=tmp_path / "c", sdist=sdist, verify=False, tasks=["../etc"])
 
 
 def test_unverified_cache_is_not_reused_when_verifying(tmp_path, monkeypatch):

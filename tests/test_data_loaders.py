@@ -1,4 +1,4 @@
-"""Loaders on the real files in ../shared/data/preference, Hub-shaped loaders on small local files, and bad input."""
+"""Loaders on the real files bundled with the package, Hub-shaped loaders on small local files, and bad input."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from armlens.data import data_root, list_datasets, load_pairs, load_pairs_with_report
 from armlens.data.bias import has_list_format
+from armlens.data.bundle import bundled_root
 from armlens.data.hub import HubUnavailableError
 
 LLMBAR_COUNTS = {"llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
@@ -56,7 +57,7 @@ def test_data_root_resolution_order(tmp_path, monkeypatch, isolated):
     env_root, arg_root = tmp_path / "env", tmp_path / "arg"
     env_root.mkdir()
     arg_root.mkdir()
-    assert data_root() == tmp_path / "cache" / "bigbench"  # nothing exists: the (missing) cache path
+    assert data_root() == bundled_root()  # nothing of the user's: the copy inside the package
     (tmp_path / "cache" / "bigbench").mkdir(parents=True)
     assert data_root() == tmp_path / "cache" / "bigbench"
     shared = tmp_path / "a" / "shared" / "data" / "preference"
@@ -189,11 +190,29 @@ def test_subsets_and_limit(data_root):
     assert len(report.file_sha256) == 5 and len(report.pairs_sha256) == 64
 
 
-def test_hhh_missing_everywhere_says_fetch(isolated):
-    with pytest.raises(FileNotFoundError, match="armlens data fetch bigbench"):
-        load_pairs("hhh")
-    with pytest.raises(FileNotFoundError, match="armlens data fetch bigbench"):
-        load_pairs("truthfulqa")
+def test_every_offline_set_loads_from_the_package_alone(isolated):
+    """A fresh machine: no data root, no cache, no ../shared. Every offline loader reads the bundled copy."""
+    for name, n in [("llmbar", 419), ("hhh", 221), ("truthfulqa", 299), ("xstest", None), ("hh-rlhf", None)]:
+        pairs, report = load_pairs_with_report(name)
+        assert report.files and all(Path(f).is_relative_to(bundled_root()) for f in report.files), name
+        assert len(pairs) == n if n is not None else len(pairs) > 100, (name, len(pairs))
+
+
+def test_a_user_copy_comes_before_the_bundled_one(isolated, monkeypatch, tmp_path):
+    mine = tmp_path / "mine" / "llmbar"
+    shutil.copytree(bundled_root() / "llmbar", mine)
+    rows = json.loads((mine / "Natural.json").read_text())[:3]
+    (mine / "Natural.json").write_text(json.dumps(rows))
+    monkeypatch.setenv("ARMLENS_DATA_ROOT", str(mine.parent))
+    assert len(load_pairs("llmbar", subsets=["llmbar-natural"])) == 3
+    assert len(load_pairs("hhh")) == 221  # what the user's root lacks still comes from the package
+
+
+def test_hhh_missing_under_an_explicit_root_says_how_to_get_it(isolated, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"hhh_alignment.*leave --root out to read the copy bundled"):
+        load_pairs("hhh", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="leave --root out"):
+        load_pairs("truthfulqa", root=tmp_path)
 
 
 def test_offline_loaders_find_data_through_env(isolated, monkeypatch, data_root):
@@ -396,3 +415,34 @@ def test_bad_names_options_and_subsets(data_root):
         load_pairs("llmbar", root=data_root, limit=0)
     with pytest.raises(FileNotFoundError, match="data root .* does not exist"):
         load_pairs("llmbar", root="/nonexistent/root")
+
+
+def test_the_bundled_data_is_intact_and_ships_in_the_wheel(tmp_path):
+    """The committed manifest matches the files (a changed file fails until the manifest is rewritten on purpose),
+    every licence and source note is there, and a built wheel (not only this editable checkout) carries them all."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from armlens.data.bundle import BUNDLED_SETS, build_manifest, read_manifest, verify_bundle
+
+    assert verify_bundle() == [] and build_manifest() == read_manifest()
+    manifest = read_manifest()["datasets"]
+    assert set(manifest) == {s.folder for s in BUNDLED_SETS}
+    for folder, entry in manifest.items():
+        assert {f"{folder}/LICENSE", f"{folder}/SOURCE"} <= set(entry["files"]) and entry["source"], folder
+    for folder in ("hhh_alignment", "truthfulqa_bigbench"):  # BIG-bench files keep their canary string
+        data = [rel for rel in manifest[folder]["files"] if rel.endswith(".json")]
+        assert data and all("canary" in (bundled_root() / rel).read_text() for rel in data), folder
+
+    project = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    shutil.copytree(project / "armlens", src / "armlens", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(project / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(src),
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("armlens-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"armlens/data/bundled/{rel}" for entry in manifest.values() for rel in entry["files"]}
+    assert expected | {"armlens/data/bundled/MANIFEST.json"} <= names

@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data list": ("armlens.cli.data", "list the registered datasets"),
     "data stats": ("armlens.cli.data",
                    "pairs per subset, response lengths, share of pairs with the shorter chosen"),
-    "data fetch": ("armlens.cli.data", "download data that is not on the Hub (bigbench: HHH and TruthfulQA)"),
+    "data fetch": ("armlens.cli.data", "BIG-bench task files from the bigbench sdist (HHH and TruthfulQA come bundled)"),
     "fit": ("armlens.cli.arm", "fit an Activation Reward Model on a seeded few-shot draw and save it"),
     "score": ("armlens.cli.arm", "score a dataset's pairs with a saved ARM (pairs used to fit it are left out)"),
     "bench": ("armlens.cli.bench", "time the last-token fast path against one full forward per head mask"),

@@ -16,7 +16,8 @@ class DemoOptions:
     out: str = "results/demo"
     """Output folder; reused to resume."""
     root: str | None = None
-    """Data root holding hhh_alignment/ (default: found or fetched)."""
+    """Data root holding hhh_alignment/ (default: $ARMLENS_DATA_ROOT, ~/.cache/armlens/data, the BIG-bench cache, then
+    the copy bundled with armlens)."""
     seed: int = 0
     """Seed of the few-shot draw, REINFORCE and the test sample."""
     limit: int = 100

@@ -7,12 +7,13 @@ Everything downstream (prompts, activations, head selection, scoring, evaluation
 
 - :mod:`armlens.data.records`    the :class:`PreferencePair` record and :func:`pairs_hash`
 - :mod:`armlens.data.roots`      where data lives (``--root``, ``ARMLENS_DATA_ROOT``, ``~/.cache/armlens/data``,
-  the BIG-bench cache)
+  the BIG-bench cache, the bundled copy)
+- :mod:`armlens.data.bundle`     the five small sets bundled in the package, their licences and SHA-256 manifest
 - :mod:`armlens.data.loaders`    the registry, :func:`load_pairs`, :class:`LoadReport`
 - :mod:`armlens.data.rows`       file readers, field maps, rows to pairs, the generic ``path:FILE`` loader
 - :mod:`armlens.data.benchmarks` offline loaders: ``llmbar``, ``hhh``, ``truthfulqa``, ``hh-rlhf``, ``xstest``
 - :mod:`armlens.data.hub`        Hub-or-local loaders: ``rewardbench``, ``rewardbench2``, ``preferencehack``
-- :mod:`armlens.data.fetch`      ``armlens data fetch bigbench``: HHH and TruthfulQA from the PyPI sdist
+- :mod:`armlens.data.fetch`      ``armlens data fetch bigbench``: BIG-bench task files from the PyPI sdist
 - :mod:`armlens.data.splits`     few-shot / head-selection / test splits grouped by prompt
 - :mod:`armlens.data.bias`       PreferenceHack-style bias slices and seeded transforms, and the hack rate
 - :mod:`armlens.data.stats`      per-subset counts and length statistics

@@ -3,8 +3,9 @@
 Context
 -------
 These datasets are read from files under a data root (see :mod:`armlens.data.roots`): any folder with the layout
-below (``--root`` / ``ARMLENS_DATA_ROOT`` / ``~/.cache/armlens/data``), or,
-for HHH and TruthfulQA, the cache filled from the ``bigbench==1.0.0`` sdist by ``armlens data fetch bigbench``.
+below (``--root`` / ``ARMLENS_DATA_ROOT`` / ``~/.cache/armlens/data``), for HHH and TruthfulQA the cache filled
+from the ``bigbench==1.0.0`` sdist by ``armlens data fetch bigbench``, and last the copy bundled inside the package
+(:mod:`armlens.data.bundle`), so every one of them loads on a fresh machine with no option at all.
 
 Subset names follow RewardBench where RewardBench has the data (``llmbar-natural``, ``llmbar-adver-neighbor``, ...,
 ``xstest-should-respond``, ``xstest-should-refuse``), so section scores line up with RewardBench's Chat Hard and
@@ -30,7 +31,8 @@ from armlens.io import read_text
 
 log = logging.getLogger(__name__)
 
-FETCH_HINT = "run `armlens data fetch bigbench` to download it from PyPI (bigbench==1.0.0)"
+FETCH_HINT = ("leave --root out to read the copy bundled with armlens (`armlens data list` says where each set comes "
+              "from)")
 
 
 def find_folder(folder: str, files: list[str], root: str | Path | None, dataset: str, hint: str = "") -> Path:

@@ -1,19 +1,24 @@
-"""``armlens data fetch bigbench``: HHH and TruthfulQA from the ``bigbench==1.0.0`` sdist on PyPI, hash-verified.
+"""``armlens data fetch bigbench``: BIG-bench task files from the ``bigbench==1.0.0`` sdist, hash-verified.
 
 Context
 -------
-Anthropic's HHH alignment eval and TruthfulQA ship inside BIG-bench's source distribution. Fetching them from PyPI
-gives users the real data without the Hugging Face Hub. The steps:
+Anthropic's HHH alignment eval and TruthfulQA ship inside BIG-bench's source distribution. armlens bundles both
+(:mod:`armlens.data.bundle`), because the package index no longer serves that sdist (it lists ``bigbench`` 0.0.1
+only) and a direct file URL may be refused. This command stays for users who can reach the sdist, or hold a copy:
+to rebuild HHH and TruthfulQA from upstream and check them against the pinned hashes, and to extract *other*
+BIG-bench tasks (``--task NAME``). The steps:
 
 1. download ``bigbench-1.0.0.tar.gz`` from its PyPI file URL (:data:`BIGBENCH_SDIST_URL`) with pooch, which checks
    the pinned SHA-256 (:data:`BIGBENCH_SDIST_SHA256`) before the file is moved into place; or take a local copy
-   (``--sdist FILE``, fully offline), whose SHA-256 is checked against the same pin;
+   (``--sdist FILE``, fully offline), whose SHA-256 is checked against the same pin. When the index refuses the
+   file, the error says so and names ``--sdist``;
 2. stream only the needed members out of the 358 MB archive (no other file is written, no code from it runs);
-3. check each file against :data:`BIGBENCH_FILES`, whose hashes equal those of the files the project's tests read
-   (checked by downloading the sdist once: the files are identical);
-4. lay them out as a data root (``hhh_alignment/<category>.json``, ``truthfulqa_bigbench/{questions,task_mc}.json``)
-   under ``$ARMLENS_CACHE/bigbench`` (default ``~/.cache/armlens/bigbench``) with a ``MANIFEST.json`` recording
-   every file's SHA-256, so the ``hhh`` and ``truthfulqa`` loaders find them with no option at all.
+3. check each HHH and TruthfulQA file against :data:`BIGBENCH_FILES`, whose hashes equal those of the bundled
+   files (``tests/test_data_fetch.py`` checks it); another task's files are covered by the sdist's pin;
+4. lay them out as a data root (``hhh_alignment/<category>.json``, ``truthfulqa_bigbench/{questions,task_mc}.json``,
+   ``tasks/<task>/...`` for other tasks) under ``$ARMLENS_CACHE/bigbench`` (default ``~/.cache/armlens/bigbench``)
+   with a ``MANIFEST.json`` recording every file's SHA-256; the ``hhh`` and ``truthfulqa`` loaders read the cache
+   before the bundled copy.
 
 pip is not used: pip 26 refuses to download this sdist ("Distributions from PyPI cannot declare direct URL
 dependencies": bigbench 1.0.0 declares ``bleurt @ file://...``), even with ``--no-deps``.
@@ -25,9 +30,11 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import re
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from armlens.data.roots import bigbench_cache_dir
 from armlens.io import atomic_write_files, sha256_file, write_json
@@ -61,6 +68,8 @@ BIGBENCH_FILES: dict[str, tuple[str, str]] = {
 }
 """sdist member -> (path under the cache, pinned SHA-256). The hashes equal those in the ``SHA256SUMS`` of the
 preference data the tests read (``tests/test_data_fetch.py`` checks it)."""
+TASK_NAME = re.compile(r"[A-Za-z0-9_]+")
+"""What a BIG-bench task folder name looks like (``--task`` accepts nothing else: no paths)."""
 MANIFEST = "MANIFEST.json"
 """Name of the manifest written beside the extracted files."""
 
@@ -97,49 +106,78 @@ def download_sdist(dest: Path, verify: bool = True, show_progress: bool = False)
     except ValueError as e:  # pooch: the downloaded file's hash differs from the pin
         raise ValueError(f"{BIGBENCH_SDIST_URL}: the download differs from the pinned SHA-256 ({e})") from e
     except OSError as e:  # requests' errors are OSErrors
-        raise RuntimeError(f"could not download {BIGBENCH_SDIST} (offline? pass --sdist FILE with a copy of "
-                           f"{BIGBENCH_SDIST}): {e}") from e
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        why = (f"the package index refused the file (HTTP {status}): it may no longer serve {BIGBENCH_SDIST}"
+               if status is not None else "the package index could not be reached (offline? behind a proxy?)")
+        raise RuntimeError(f"could not download {BIGBENCH_SDIST}: {why}. HHH and TruthfulQA need no download: "
+                           f"armlens bundles them (`armlens data list`). For other BIG-bench tasks pass --sdist FILE "
+                           f"with a copy of {BIGBENCH_SDIST} (SHA-256 {BIGBENCH_SDIST_SHA256}). ({e})") from e
     return Path(got)
 
 
-def _cached(dest: Path, verify: bool) -> dict[str, str] | None:
+def _cached(dest: Path, verify: bool, tasks: Sequence[str] = ()) -> dict[str, str] | None:
     """The manifest's files if every one is present with its recorded hash (and, with ``verify``, the pinned
-    hash), else None."""
+    hash) and every task in ``tasks`` was extracted, else None."""
     mpath = dest / MANIFEST
     if not mpath.is_file():
         return None
     try:
-        files = {k: v["sha256"] for k, v in json.loads(mpath.read_text())["files"].items()}
+        manifest = json.loads(mpath.read_text())
+        files = {k: v["sha256"] for k, v in manifest["files"].items()}
+        extracted = manifest.get("tasks", {})
+        extra = {k: v["sha256"] for t in tasks for k, v in extracted[t].items()}
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     pinned = dict(BIGBENCH_FILES.values())
     if set(files) != set(pinned) or (verify and files != pinned):
         return None
+    files.update(extra)
     for rel, sha in files.items():
         if not (dest / rel).is_file() or sha256_file(dest / rel) != sha:
             return None
     return files
 
 
-def extract_members(sdist: Path, dest: Path, verify: bool = True) -> dict[str, str]:
-    """Stream the :data:`BIGBENCH_FILES` members of ``sdist`` into ``dest``; returns layout path -> SHA-256.
+def check_task_names(tasks: Sequence[str]) -> list[str]:
+    """``tasks`` if each is a plain BIG-bench task folder name (``[A-Za-z0-9_]+``); else a ValueError naming it."""
+    bad = [t for t in tasks if not TASK_NAME.fullmatch(t)]
+    if bad:
+        raise ValueError(f"--task {bad[0]!r} is not a BIG-bench task name (letters, digits and underscores, as in "
+                         "'logical_deduction')")
+    return list(dict.fromkeys(tasks))
+
+
+def extract_members(sdist: Path, dest: Path, verify: bool = True, tasks: Sequence[str] = ()) -> dict[str, str]:
+    """Stream the :data:`BIGBENCH_FILES` members of ``sdist``, and every file of each task in ``tasks``
+    (``tasks/<task>/...``), into ``dest``; returns layout path -> SHA-256.
 
     The members are read into memory and written (:func:`armlens.io.atomic_write_files`) only once all are present
     (and, with ``verify``, all match their pinned hashes), so a failed fetch never leaves a half-written data root.
     """
+    tasks = check_task_names(tasks)
+    prefixes = {f"{_TASKS}/{t}/": t for t in tasks}
     blobs: dict[str, bytes] = {}
     try:
         with tarfile.open(sdist, "r:gz") as tar:
             for member in tar:
-                if member.name not in BIGBENCH_FILES or not member.isfile():
+                if not member.isfile():
                     continue
+                if member.name in BIGBENCH_FILES:
+                    layout = BIGBENCH_FILES[member.name][0]
+                else:
+                    prefix = next((p for p in prefixes if member.name.startswith(p)), None)
+                    rel = PurePosixPath(member.name.removeprefix(prefix or ""))
+                    if prefix is None or ".." in rel.parts:
+                        continue
+                    layout = f"tasks/{prefixes[prefix]}/{rel}"
                 src = tar.extractfile(member)
                 assert src is not None
-                blobs[BIGBENCH_FILES[member.name][0]] = src.read()
+                blobs[layout] = src.read()
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ValueError(f"{sdist}: not a readable .tar.gz ({type(e).__name__}: {e})") from e
     found = {layout: hashlib.sha256(data).hexdigest() for layout, data in blobs.items()}
     missing = [m for m, (layout, _) in BIGBENCH_FILES.items() if layout not in found]
+    missing += [f"{_TASKS}/{t}/" for t in tasks if not any(k.startswith(f"tasks/{t}/") for k in found)]
     if missing:
         raise ValueError(f"{sdist}: members missing from the archive: {missing}")
     if verify:
@@ -163,8 +201,9 @@ def fetch_bigbench(
     force: bool = False,
     verify: bool = True,
     show_progress: bool = False,
+    tasks: Sequence[str] = (),
 ) -> FetchResult:
-    """Fetch HHH and TruthfulQA from the ``bigbench==1.0.0`` sdist into ``cache`` (a data root).
+    """Fetch HHH, TruthfulQA and any other ``tasks`` from the ``bigbench==1.0.0`` sdist into ``cache`` (a data root).
 
     Args:
         cache: destination (default ``$ARMLENS_CACHE/bigbench``, i.e. ``~/.cache/armlens/bigbench``).
@@ -174,14 +213,17 @@ def fetch_bigbench(
         verify: require the pinned SHA-256 of the sdist and of every extracted file (turn off only for a
             different, trusted build of the archive; the manifest then records ``"verified": false``).
         show_progress: show a progress bar while downloading.
+        tasks: other BIG-bench task folders to extract whole, to ``<cache>/tasks/<task>/`` (e.g.
+            ``["logical_deduction"]``); no armlens loader reads them: they are files for your own code.
 
     Returns:
         A :class:`FetchResult`. Raises ValueError on a hash mismatch or a broken archive, RuntimeError when the
         download fails.
     """
+    tasks = check_task_names(tasks)
     dest = Path(cache).expanduser() if cache is not None else bigbench_cache_dir()
     if not force and sdist is None:
-        files = _cached(dest, verify)
+        files = _cached(dest, verify, tasks)
         if files is not None:
             log.info("%s already holds verified BIG-bench files", dest)
             return FetchResult(dest, files, json.loads((dest / MANIFEST).read_text()).get("sdist_sha256", ""),
@@ -197,7 +239,7 @@ def fetch_bigbench(
     sdist_sha = sha256_file(path)
     if verify and sdist_sha != BIGBENCH_SDIST_SHA256:
         raise ValueError(f"{path}: SHA-256 {sdist_sha} differs from the pinned {BIGBENCH_SDIST_SHA256}")
-    files = extract_members(path, dest, verify=verify)
+    files = extract_members(path, dest, verify=verify, tasks=tasks)
     manifest = {
         "source": f"PyPI bigbench=={BIGBENCH_VERSION} sdist ({BIGBENCH_SDIST})",
         "sdist_sha256": sdist_sha,
@@ -207,6 +249,8 @@ def fetch_bigbench(
         "license": "Apache-2.0 (BIG-bench)",
         "files": {layout: {"member": member, "sha256": files[layout], "bytes": (dest / layout).stat().st_size}
                   for member, (layout, _) in BIGBENCH_FILES.items()},
+        "tasks": {t: {k: {"sha256": v, "bytes": (dest / k).stat().st_size} for k, v in files.items()
+                      if k.startswith(f"tasks/{t}/")} for t in tasks},
     }
     write_json(dest / MANIFEST, manifest)
     if downloaded and not keep_sdist:
@@ -215,5 +259,5 @@ def fetch_bigbench(
             path.parent.rmdir()
         except OSError:
             pass
-    log.info("BIG-bench HHH and TruthfulQA are in %s (%s)", dest, method)
+    log.info("BIG-bench HHH, TruthfulQA%s are in %s (%s)", "".join(f", {t}" for t in tasks), dest, method)
     return FetchResult(dest, files, sdist_sha, method, verify)

@@ -16,18 +16,23 @@ Every root belongs to the user. It is resolved in this order (:func:`data_root`)
 2. the environment variable ``ARMLENS_DATA_ROOT``;
 3. the user's data folder ``$ARMLENS_CACHE/data`` (default ``~/.cache/armlens/data``), if it exists;
 4. the BIG-bench cache filled by ``armlens data fetch bigbench`` (``$ARMLENS_CACHE/bigbench``, default
-   ``~/.cache/armlens/bigbench``), which holds ``hhh_alignment/`` and ``truthfulqa_bigbench/`` in the same layout.
+   ``~/.cache/armlens/bigbench``), which holds ``hhh_alignment/`` and ``truthfulqa_bigbench/`` in the same layout;
+5. the copy bundled inside the package (:mod:`armlens.data.bundle`), which holds all five sets and always exists.
 
 A loader that needs one particular file searches every candidate root (:func:`candidate_roots`) unless the caller
-named a root explicitly, so HHH is found in the cache even when ``ARMLENS_DATA_ROOT`` names a folder without it.
+named a root explicitly, so HHH is found in the package even when ``ARMLENS_DATA_ROOT`` names a folder without it,
+and a user's own copy of a set (roots 1-4) is read instead of the bundled one. An explicit ``root`` is the only root
+searched: ``--root DIR`` means "read this folder". :func:`where_from` says which root a dataset is read from.
 A single file of pairs is not a root: it is loaded with ``--data path:FILE``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from armlens.data.bundle import bundled_root
 from armlens.io import CACHE_ENV, cache_dir  # noqa: F401  (the cache folder is defined once, in io)
 
 DATA_ROOT_ENV = "ARMLENS_DATA_ROOT"
@@ -58,7 +63,7 @@ def candidate_roots(root: str | Path | None = None) -> list[Path]:
     """The roots a loader searches, in priority order.
 
     An explicit ``root`` is the only candidate (and must be a folder). Otherwise: ``$ARMLENS_DATA_ROOT`` (must be a
-    folder if set), the user's data folder if it exists, and the BIG-bench cache if it exists.
+    folder if set), the user's data folder if it exists, the BIG-bench cache if it exists, and the bundled copy.
     """
     if root is not None:
         return [_check_root(Path(root).expanduser(), "data root")]
@@ -69,16 +74,14 @@ def candidate_roots(root: str | Path | None = None) -> list[Path]:
     for folder in (user_data_dir(), bigbench_cache_dir()):
         if folder.is_dir():
             roots.append(folder)
+    roots.append(bundled_root())
     return roots
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """The data root: the first of (``root``, ``$ARMLENS_DATA_ROOT``, the user's data folder, BIG-bench cache).
-
-    When nothing exists yet, the (missing) BIG-bench cache path is returned so that messages can point at it.
-    """
-    roots = candidate_roots(root)
-    return roots[0] if roots else bigbench_cache_dir()
+    """The data root: the first of (``root``, ``$ARMLENS_DATA_ROOT``, the user's data folder, the BIG-bench cache,
+    the bundled copy); the bundled copy when the user has none of the others."""
+    return candidate_roots(root)[0]
 
 
 def find_data_file(relative: str | Path, root: str | Path | None = None) -> Path | None:
@@ -90,13 +93,30 @@ def find_data_file(relative: str | Path, root: str | Path | None = None) -> Path
     return None
 
 
+def root_label(path: Path) -> str:
+    """Which of the candidate roots ``path`` is, in words: ``package``, ``$ARMLENS_DATA_ROOT``, ``user data``,
+    ``BIG-bench cache`` or ``--root``."""
+    if path == bundled_root():
+        return "package"
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env and path == Path(env).expanduser():
+        return f"${DATA_ROOT_ENV}"
+    return {user_data_dir(): "user data", bigbench_cache_dir(): "BIG-bench cache"}.get(path, "--root")
+
+
+def where_from(files: Sequence[str], root: str | Path | None = None) -> Path | None:
+    """The first candidate root holding every one of ``files`` (relative paths; a ``<name>`` part matches any
+    file), or None."""
+    for r in candidate_roots(root):
+        if all(any(r.glob(f.replace("<model>", "*"))) if "<" in f else (r / f).is_file() for f in files):
+            return r
+    return None
+
+
 def describe_roots(root: str | Path | None = None) -> str:
     """A short human-readable list of the roots searched, for error messages."""
     try:
         roots = candidate_roots(root)
     except FileNotFoundError as e:
         return str(e)
-    if not roots:
-        return (f"no data root found (tried --root, ${DATA_ROOT_ENV}, {user_data_dir()}, {bigbench_cache_dir()}; "
-                "`armlens data fetch bigbench` fills the last)")
-    return ", ".join(str(r) for r in roots)
+    return ", ".join(f"{r} ({root_label(r)})" for r in roots)
