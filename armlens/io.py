@@ -15,12 +15,17 @@ Output paths are checked before any long work starts (:func:`check_output_file`,
 finished fit is never lost to a bad ``--out``. A results folder has one writer at a time (:class:`ResultsLock`): a
 lock file holding the writer's process id; a lock whose process is gone is stale and taken over.
 
+Per-item results are written gzip-compressed with deterministic bytes (``items.jsonl.gz``: :func:`gzip_bytes`,
+:func:`write_text_maybe_gz`), and every reader here takes either form of a name (:func:`resolve_compressed`), so
+folders written before, with plain files, still read and resume.
+
 This module sits at the bottom of armlens: it imports nothing from the rest of the package.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import logging
@@ -30,8 +35,10 @@ import secrets
 import shutil
 import socket
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
 
@@ -208,6 +215,81 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# ---------------------------------------------------------------------------------------------------- compressed results
+
+GZ = ".gz"
+"""Suffix of a gzip-compressed results file (``items.jsonl.gz``, ``selection-reference.json.gz``)."""
+
+
+def other_form(path: str | Path) -> Path:
+    """The other form of a results file: ``x.jsonl.gz`` for ``x.jsonl``, ``x.jsonl`` for ``x.jsonl.gz``."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(GZ)) if path.name.endswith(GZ) else path.with_name(path.name + GZ)
+
+
+def resolve_compressed(path: str | Path) -> Path:
+    """The file to read for ``path``: ``path`` itself where it exists, else its other form (:func:`other_form`)
+    where that exists, else ``path`` (so a missing file's error names what was asked for).
+
+    Per-item results are committed gzip-compressed (a fifteenth of the bytes) while folders written before keep
+    their plain files; every reader goes through here, so code may name either form and reads whichever is on disk.
+    The writers keep one form per file (:func:`write_text_maybe_gz` removes the other), so the order matters only
+    for files copied in by hand: the name asked for wins.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    other = other_form(path)
+    return other if other.exists() else path
+
+
+def result_exists(path: str | Path) -> bool:
+    """Whether ``path`` or its other form (:func:`other_form`) is a file: a finished result, in either form."""
+    return resolve_compressed(path).is_file()
+
+
+def result_files(folder: str | Path, pattern: str) -> list[Path]:
+    """The files under ``folder`` matching the glob ``pattern`` in either form, each named by its plain form
+    (``.gz`` dropped; :func:`read_json` and the others find the file), sorted and without duplicates, so a folder
+    lists the same names, in the same order, before and after its files are compressed."""
+    folder = Path(folder)
+    found = [*folder.glob(pattern), *folder.glob(pattern + GZ)]
+    return sorted({f.with_name(f.name.removesuffix(GZ)) for f in found if f.is_file()})
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """``data`` gzip-compressed with deterministic bytes: no file name and a zero time stamp in the header, so the
+    same content always gives the same file (a rerun of a results folder changes nothing that git sees)."""
+    buf = BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as f:
+        f.write(data)
+    return buf.getvalue()
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes, decompressed where its name ends in ``.gz``; a corrupt compressed file is a ValueError naming
+    it. ``path`` is read as given (see :func:`resolve_compressed` for either form)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if not path.name.endswith(GZ):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise ValueError(f"{path} is not a readable gzip file: {e}") from e
+
+
+def write_text_maybe_gz(path: str | Path, text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically, gzip-compressed (:func:`gzip_bytes`) when ``path`` ends in
+    ``.gz``; then remove ``path``'s other form (:func:`other_form`), which would otherwise be a stale copy that a
+    reader naming that form reads first. Returns ``path``."""
+    path = Path(path)
+    data = text.encode("utf-8")
+    atomic_write(path, gzip_bytes(data) if path.name.endswith(GZ) else data)
+    other_form(path).unlink(missing_ok=True)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------------- JSON
 
 
@@ -243,19 +325,21 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(_nan_to_none(obj), indent=indent, default=_default, allow_nan=False)
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`to_json`)."""
-    return atomic_write(path, to_json(obj) + "\n")
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON (indented, or on one line with ``indent=None``) to ``path`` atomically (see
+    :func:`to_json`); gzip-compressed when ``path`` ends in ``.gz`` (:func:`write_text_maybe_gz`)."""
+    return write_text_maybe_gz(path, to_json(obj, indent) + "\n")
 
 
 def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write one JSON object per line to ``path`` atomically."""
-    return atomic_write(path, "".join(to_json(r, indent=None) + "\n" for r in rows))
+    """Write one JSON object per line to ``path`` atomically; gzip-compressed when ``path`` ends in ``.gz``."""
+    return write_text_maybe_gz(path, "".join(to_json(r, indent=None) + "\n" for r in rows))
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; a malformed file is a ValueError naming the file and the line."""
-    path = Path(path)
+    """Read a JSON file, or its gzip-compressed form (:func:`resolve_compressed`); a malformed file is a ValueError
+    naming the file and the line."""
+    path = resolve_compressed(path)
     try:
         return json.loads(read_text(path))
     except json.JSONDecodeError as e:
@@ -263,8 +347,9 @@ def read_json(path: str | Path) -> Any:
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
-    """Read a JSON-lines file (blank lines skipped); a bad line is a ValueError naming the file and the line."""
-    path = Path(path)
+    """Read a JSON-lines file, or its gzip-compressed form (:func:`resolve_compressed`; blank lines skipped); a bad
+    line is a ValueError naming the file and the line."""
+    path = resolve_compressed(path)
     rows = []
     for i, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
@@ -276,9 +361,10 @@ def read_jsonl(path: str | Path) -> list[Any]:
 
 
 def read_text(path: str | Path, encoding: str = "utf-8") -> str:
-    """Read a text file; bytes that are not ``encoding`` are a ValueError naming the file, line and byte offset."""
-    path = Path(path)
-    data = path.read_bytes()
+    """Read a text file, or its gzip-compressed form (:func:`read_bytes`); bytes that are not ``encoding`` are a
+    ValueError naming the file, line and byte offset."""
+    path = resolve_compressed(path)
+    data = read_bytes(path)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:

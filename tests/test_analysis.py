@@ -10,6 +10,7 @@ import re
 import pytest
 import torch
 
+from armlens import io as aio
 from armlens import model as M
 from armlens.analysis import grid as G
 from armlens.analysis import results as R
@@ -229,7 +230,9 @@ def tiny_results(tmp_path_factory, tiny):
 
 
 def cell_path(out, cell, seed):
-    return out / "cells" / cell.axis / cell.key / f"seed{seed}.json"
+    path = out / "cells" / cell.axis / cell.key / f"seed{seed}.json.gz"  # gzip-compressed, with per-pair scores
+    assert path == A.cell_file(out, cell, seed)
+    return path
 
 
 def test_runner_writes_every_cell(tiny_results, tiny):
@@ -243,7 +246,7 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     assert len(cells) == len(planned) * len(cfg.seeds)
     assert set(cells.columns) >= set(R.CELL_COLUMNS)
     assert cells["accuracy"].between(0, 1).all() and (cells["n_pairs"] == 5).all()
-    rec = json.loads(cell_path(out, planned[0], 0).read_text())
+    rec = aio.read_json(cell_path(out, planned[0], 0))
     assert len(rec["correct"]) == len(rec["chosen_scores"]) == 5 and rec["test_sha256"]
     # invariants: "none" patches nothing and equals the zero-shot judge; "all" makes every score tie
     none = cells[(cells.axis == "selection") & (cells.setting == "none")].set_index("seed")["accuracy"]
@@ -257,7 +260,7 @@ def test_runner_writes_every_cell(tiny_results, tiny):
     # the step-count cell at the reference's steps equals the reference (the choice after S steps is an S-step run's)
     three = cells[(cells.axis == "steps") & (cells.setting == "3")].set_index("seed")
     assert three["accuracy"].to_dict() == ref["accuracy"].to_dict()
-    gen = json.loads(cell_path(out, G.Cell("scoring", "ARM", "generative", reading="generative"), 0).read_text())
+    gen = aio.read_json(cell_path(out, G.Cell("scoring", "ARM", "generative", reading="generative"), 0))
     assert sum(gen["answers"].values()) == 10
     # the per-seed head artifacts are there
     run = json.loads((out / "run.json").read_text())
@@ -267,7 +270,7 @@ def test_runner_writes_every_cell(tiny_results, tiny):
                                    for s in ("0", "1")}
     # each seed's split records its test pairs' prompts, the clusters of the sweep's bootstrap
     key = {p.id: p.prompt_key() for p in toy_pairs()}
-    split = json.loads((out / "seeds" / "seed0" / "split.json").read_text())
+    split = aio.read_json(out / "seeds" / "seed0" / "split.json.gz")
     assert split["test_used_prompts"] == [key[i] for i in split["test_used"]] and split["test_used"]
     res = R.load_results(out)
     assert set(res.seeds) == {0, 1}
@@ -339,7 +342,7 @@ def test_ablation_cell_scores_like_activation_rm(tiny_results, tiny):
     for cell, arm in ((G.Cell("selection", "ARM", "reinforce"), cfg.arm),
                       (next(c for c in G.plan_cells(cfg, 2, 4) if c.setting == "answered"),
                        dataclasses.replace(cfg.arm, reading="answered"))):
-        rec = json.loads(cell_path(out, cell, 0).read_text())
+        rec = aio.read_json(cell_path(out, cell, 0))
         rm = ActivationRM(tiny, dataclasses.replace(arm, seed=0)).fit(run.fewshot, show_progress=False)
         chosen, rejected = rm.score_pairs(run.test, show_progress=False)
         assert rec["chosen_scores"] == pytest.approx(chosen.tolist(), abs=1e-5)
@@ -348,7 +351,8 @@ def test_ablation_cell_scores_like_activation_rm(tiny_results, tiny):
 
 def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
     out, cells = tiny_results
-    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.json") if p.name != "run.json"}
+    before = {p: p.stat().st_mtime_ns for p in [*out.rglob("*.json"), *out.rglob("*.json.gz")] if p.name != "run.json"}
+    assert any(p.name == "selection-reference.json.gz" for p in before)
 
     def boom(*a, **k):
         raise AssertionError("a finished result was recomputed")
@@ -362,19 +366,54 @@ def test_runner_resumes_without_recomputing(tiny_results, tiny, monkeypatch):
     elsewhere = {"device": "cuda:0 (a GPU)", "torch": "2.11.0", "transformers": "5.23.0", "python": "3.12.3"}
     meta["environments"]["1"].insert(0, elsewhere)
     (out / "run.json").write_text(json.dumps(meta))
-    split_file = out / "seeds" / "seed1" / "split.json"  # a split written before prompts were recorded gains them
-    split = json.loads(split_file.read_text())
-    split_file.write_text(json.dumps({k: v for k, v in split.items() if k != "test_used_prompts"}))
+    split_file = out / "seeds" / "seed1" / "split.json.gz"  # a split written before prompts were recorded, and
+    split = aio.read_json(split_file)                      # before splits were compressed, gains them, compressed
+    old = split_file.with_name("split.json")
+    old.write_text(json.dumps({k: v for k, v in split.items() if k != "test_used_prompts"}))
+    split_file.unlink()
     before.pop(split_file)
     again = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
     envs = json.loads((out / "run.json").read_text())["environments"]
     assert envs["1"] == meta["environments"]["1"] and envs["0"] == meta["environments"]["0"]  # no duplicate
-    assert json.loads(split_file.read_text()) == split
+    assert aio.read_json(split_file) == split and not old.exists()
     assert len(again) == len(cells)
     assert {p: p.stat().st_mtime_ns for p in before} == before
     # a resumed run adds its (short) time to each seed's compute time instead of replacing it
     after = json.loads((out / "run.json").read_text())["seconds"]
     assert set(after) == set(spent) and all(spent[s] <= after[s] < spent[s] + 60 for s in spent)
+
+
+def test_a_folder_written_before_compression_resumes_and_reads_the_same(tiny_results, tiny, monkeypatch, tmp_path):
+    """A results folder from before per-item files were compressed (plain cells, splits and REINFORCE histories)
+    resumes without recomputing or rewriting anything, and reads back to the same cells and head artifacts."""
+    import gzip
+    import shutil
+
+    src, cells = tiny_results
+    out = tmp_path / "old"
+    shutil.copytree(src, out)
+    packed = list(out.rglob("*.json.gz"))
+    assert {p.name for p in packed} >= {"seed0.json.gz", "split.json.gz", "selection-reference.json.gz"}
+    for gz in packed:
+        gz.with_name(gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.json") if p.name != "run.json"}
+
+    def boom(*a, **k):
+        raise AssertionError("a finished result was recomputed")
+
+    for name in ("single_head_effects", "score_rows", "attention_from_last"):
+        monkeypatch.setattr(A, name, boom)
+    monkeypatch.setattr(A.ActivationRM, "fit", boom)
+    again = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
+    cols = ["axis", "series", "setting", "seed", "accuracy"]
+    assert again[cols].equals(cells[cols])
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps and not list(out.rglob("*.gz"))
+    old, new = R.load_results(out), R.load_results(src)
+    assert old.cells.equals(new.cells) and R.load_cells(out, with_scores=True).equals(R.load_cells(src, with_scores=True))
+    for s in new.seeds:
+        assert old.seeds[s].selections.keys() == new.seeds[s].selections.keys()
+        assert torch.equal(old.seeds[s].selections["reference"].probs, new.seeds[s].selections["reference"].probs)
 
 
 def test_a_complete_folder_resumes_without_its_fit_cache(tiny_results, tiny, monkeypatch):

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from armlens import io as aio
 from armlens.cli import _COMMAND_MODULES, main
 
 
@@ -47,7 +48,7 @@ def test_fit_then_score_leaves_fitting_pairs_out(tiny_folder, data_root, tmp_pat
     split = json.loads((tmp_path / "hhh.arm.split.json").read_text())
     few_shot_ids = set(split["ids"]["fewshot"])
     assert len(few_shot_ids) == 8 and summary["n"] == 6 and not few_shot_ids & set(summary["data"]["ids"])
-    assert len((out / "items.jsonl").read_text().splitlines()) == 6
+    assert len(aio.read_jsonl(out / "items.jsonl.gz")) == 6 and not (out / "items.jsonl").exists()
 
 
 def test_score_on_the_wrong_model_is_a_clear_error(tiny_folder, data_root, tmp_path, capsys, saved_tiny_model):

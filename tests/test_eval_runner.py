@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from armlens import io as aio
 from armlens import model as M
 from armlens.cli import main
 from armlens.evaluation import baselines
@@ -101,7 +103,7 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     assert longer["length"]["hack_rate_mean"] == 1.0 and shorter["length"]["hack_rate_mean"] == 0.0
     assert longer["length"]["n"] == 12 and longer["length"]["accuracy_clean_mean"] == methods["longer"]["accuracy_mean"]
     # the seeds' test samples overlap, so n (pairs scored over seeds) and the distinct pairs differ: both are kept
-    items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    items = aio.read_jsonl(out / "items.jsonl.gz")
     length_ids = {r["id"] for r in items if r["split"] == "bias-length" and r["method"] == "longer"}
     assert longer["length"]["n_pairs"] == len(length_ids) < longer["length"]["n"]
     assert longer["length-real"]["n"] > 0 and longer["length-real"]["hack_rate_mean"] == 1.0
@@ -117,14 +119,15 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     vs = methods["longer"]["vs_arm"]
     assert vs["n"] == 12 and vs["ci95"][0] <= vs["arm_minus_method"] <= vs["ci95"][1] and 0 < vs["p_value"] <= 1
     # files
-    for f in ("summary.json", "results.md", "items.jsonl", "config.json"):
+    for f in ("summary.json", "results.md", "items.jsonl.gz", "config.json"):  # per-item files gzip-compressed
         assert (out / f).is_file()
     slug = dataset_slug(f"path:{toy_file}")
     unit = out / slug / "seed0" / "arm"
-    assert (unit / "result.json").is_file() and (unit / "items.jsonl").is_file()
-    split = json.loads((out / slug / "seed0" / "split.json").read_text())
+    assert (unit / "result.json").is_file() and (unit / "items.jsonl.gz").is_file()
+    assert not list(out.rglob("items.jsonl")) and not list(out.rglob("split.json"))
+    split = aio.read_json(out / slug / "seed0" / "split.json.gz")
     assert split["sizes"] == {"fewshot": 3, "select": 2, "test": 9} and len(split["test_sample"]["ids"]) == 6
-    items = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    items = aio.read_jsonl(out / "items.jsonl.gz")
     test_rows = [r for r in items if r["split"] == "test"]
     assert len(test_rows) == 4 * 2 * 6
     assert {r["split"] for r in items} >= {"test", "bias-length"}
@@ -386,7 +389,7 @@ def test_bias_methods_limits_the_hacked_responses_to_some_methods(tiny, toy_file
 
 
 def unit_items_of(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines()]
+    return aio.read_jsonl(folder / "items.jsonl.gz")
 
 
 def test_a_seed_free_method_is_one_job_per_dataset(toy_file, tmp_path):
@@ -637,6 +640,51 @@ def test_activation_judges_read_back_their_fit_files(tiny, toy_file, tmp_path, c
     assert baselines.make_judge("arm", tiny).state_digest() is None  # its state is in its patches
 
 
+def test_a_unit_is_finished_with_its_items_in_either_form(tmp_path):
+    """A unit written before per-item files were compressed (``items.jsonl``) and one written since
+    (``items.jsonl.gz``) are both finished, with the same rows; one whose items are gone in both forms is not."""
+    from armlens.evaluation.units import ITEMS, read_items, read_unit
+
+    rows = [{"dataset": "d", "seed": 0, "method": "arm", "split": "test", "id": "p1", "correct": True},
+            {"dataset": "d", "seed": 0, "method": "arm", "split": "bias-length", "id": "p1-h", "correct": False}]
+    assert ITEMS == "items.jsonl.gz"
+    for name in ("items.jsonl", "items.jsonl.gz"):
+        unit = tmp_path / name
+        aio.write_json(unit / "result.json", {"key": "k1", "test": {"accuracy": 1.0}})
+        aio.write_jsonl(unit / name, rows)
+        assert read_unit(unit, "k1") == {"key": "k1", "test": {"accuracy": 1.0}}, name
+        assert read_items(unit) == rows, name
+        assert read_unit(unit, "k2") is None  # another key: stale in either form
+        (unit / name).unlink()
+        assert read_unit(unit, "k1") is None, name
+
+
+def test_an_eval_folder_resumes_with_compressed_or_plain_per_item_files(tiny, toy_file, tmp_path, monkeypatch):
+    """A rerun reuses every unit whether its per-item files are compressed (as written now) or plain (a folder
+    written before): nothing is fitted, the summary is the same, and the plain unit files are left as they are."""
+    out = tmp_path / "out"
+    cfg = tiny_config(toy_file, out, methods=["zero-shot", "longer"], seeds=2, limit=4, bias_kinds=["length"])
+    first = run_eval(cfg, model=tiny)
+    packed = sorted(out.glob("*/seed*/*/items.jsonl.gz"))
+    assert len(packed) == 4 and not list(out.rglob("items.jsonl"))
+    counter = FitCounter(monkeypatch)
+    again = run_eval(cfg, model=tiny)
+    assert counter.calls == [] and again["run"] == {"units": 4, "computed": 0, "reused": 4}
+    assert again["results"] == first["results"]
+    for gz in out.rglob("*.gz"):  # the layout of a folder written before: every per-item file plain
+        gz.with_name(gz.name.removesuffix(".gz")).write_bytes(gzip.decompress(gz.read_bytes()))
+        gz.unlink()
+    plain = {p: p.stat().st_mtime_ns for p in out.glob("*/seed*/*/items.jsonl")}
+    assert len(plain) == 4
+    old = run_eval(cfg, model=tiny)
+    assert counter.calls == [] and old["run"] == {"units": 4, "computed": 0, "reused": 4}
+    assert old["results"] == first["results"]
+    assert {p: p.stat().st_mtime_ns for p in plain} == plain and not list(out.glob("*/seed*/*/items.jsonl.gz"))
+    assert (out / "items.jsonl.gz").is_file() and not (out / "items.jsonl").exists()  # the combined file, rewritten
+    combined, per_unit = aio.read_jsonl(out / "items.jsonl"), [r for p in plain for r in aio.read_jsonl(p)]
+    assert sorted(map(json.dumps, combined)) == sorted(map(json.dumps, per_unit)) and combined
+
+
 def test_score_mask_judges_refuses_other_judges(tiny):
     from armlens.evaluation.branches import score_mask_judges
 
@@ -658,7 +706,7 @@ def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path,
     assert f"(seeds 0,1; {2 * len(BRANCH_METHODS)} unit(s); shared scoring)" in done[0]
     assert done[1].endswith(f"path:{toy_file}: longer (seeds 0,1; 2 unit(s))")
     assert done[0].split(": ", 1)[1].startswith(f"path:{toy_file}: {','.join(BRANCH_METHODS)} ")
-    items = [json.loads(line) for line in (tmp_path / "out" / "items.jsonl").read_text().splitlines()]
+    items = aio.read_jsonl(tmp_path / "out" / "items.jsonl.gz")
     plans, _ = _plans(cfg, cfg.data[0], tmp_path / "ref")
     for plan in plans:
         for method in cfg.methods:
@@ -705,8 +753,7 @@ def test_two_ray_workers_give_the_serial_summary(saved_tiny_model, toy_file, tmp
     assert len({r["worker"]["pid"] for r in results}) == 2  # both workers took jobs
     for f, r in zip(files, results, strict=True):  # the same unit keys: a serial rerun would reuse them
         assert r["key"] == json.loads((tmp_path / "serial" / f.relative_to(tmp_path / "ray")).read_text())["key"]
-    rows = [[json.loads(line) for line in (tmp_path / run / "items.jsonl").read_text().splitlines()]
-            for run in ("serial", "ray")]
+    rows = [aio.read_jsonl(tmp_path / run / "items.jsonl.gz") for run in ("serial", "ray")]
     assert len(rows[0]) == len(rows[1]) > 8 * 6
     for x, y in zip(*rows, strict=True):
         assert (x["seed"], x["method"], x["split"], x["id"]) == (y["seed"], y["method"], y["split"], y["id"])

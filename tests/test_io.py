@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import os
 import stat
@@ -169,3 +170,76 @@ def test_settings_diff_is_dotted():
     old = {"seeds": 2, "out": "a", "judge": {"arm": {"mode": "icl"}, "voting_n": 5}}
     new = {"seeds": 3, "out": "b", "judge": {"arm": {"mode": "per_example"}, "voting_n": 5}}
     assert aio.settings_diff(old, new, ignore=["out"]) == ["judge.arm.mode", "seeds"]
+
+
+# ---------------------------------------------------------------------------------------------------- compressed results
+
+
+ROWS = [{"id": "p1", "chosen_score": 0.75, "rejected_score": float("nan"), "text": "caf\u00e9"}, {"id": "p2", "x": [1, 2]}]
+
+
+def test_a_gz_writer_writes_deterministic_gzip_of_the_plain_bytes(tmp_path):
+    plain = aio.write_jsonl(tmp_path / "plain" / "items.jsonl", ROWS)
+    first = aio.write_jsonl(tmp_path / "a" / "items.jsonl.gz", ROWS)
+    data = first.read_bytes()
+    assert data[:3] == b"\x1f\x8b\x08" and data[3] == 0, "gzip, deflate, no header flags (no file name)"
+    assert data[4:8] == b"\0\0\0\0", "a zero time stamp"
+    assert gzip.decompress(data) == plain.read_bytes()  # the same text as the plain writer's
+    os.utime(first, (1, 1))
+    again = aio.write_jsonl(first, ROWS)  # rewritten later: the same bytes
+    assert again.read_bytes() == data and again.stat().st_mtime > 1
+    elsewhere = aio.write_jsonl(tmp_path / "b" / "other-name.jsonl.gz", ROWS)  # no name or folder in the bytes
+    assert elsewhere.read_bytes() == data
+    obj = {"mask": [[0, 1]], "probs": [0.25, None]}
+    one_line = aio.write_json(tmp_path / "selection-reference.json.gz", obj, indent=None)
+    assert gzip.decompress(one_line.read_bytes()) == (aio.to_json(obj, None) + "\n").encode()
+    assert aio.gzip_bytes(b"x") == aio.gzip_bytes(b"x") != aio.gzip_bytes(b"y")
+
+
+def test_readers_take_either_form_of_a_name(tmp_path):
+    plain = aio.write_jsonl(tmp_path / "plain" / "items.jsonl", ROWS)
+    packed = aio.write_jsonl(tmp_path / "packed" / "items.jsonl.gz", ROWS)
+    want = aio.read_jsonl(plain)
+    assert want[0]["rejected_score"] is None and want[0]["text"] == "caf\u00e9"
+    for folder in ("plain", "packed"):  # whichever form is on disk, under either name
+        for name in ("items.jsonl", "items.jsonl.gz"):
+            assert aio.read_jsonl(tmp_path / folder / name) == want, (folder, name)
+            assert aio.result_exists(tmp_path / folder / name)
+    assert aio.resolve_compressed(tmp_path / "plain" / "items.jsonl.gz") == plain
+    assert aio.resolve_compressed(tmp_path / "packed" / "items.jsonl") == packed
+    aio.write_json(tmp_path / "s.json.gz", {"a": 1})
+    assert aio.read_json(tmp_path / "s.json") == aio.read_json(tmp_path / "s.json.gz") == {"a": 1}
+    assert aio.read_text(tmp_path / "s.json") == '{\n  "a": 1\n}\n'
+    # both forms on disk (copied in by hand): the name asked for wins
+    (tmp_path / "both.json").write_text('{"form": "plain"}')
+    (tmp_path / "both.json.gz").write_bytes(aio.gzip_bytes(b'{"form": "gz"}'))
+    assert aio.read_json(tmp_path / "both.json") == {"form": "plain"}
+    assert aio.read_json(tmp_path / "both.json.gz") == {"form": "gz"}
+    # neither: the error names what was asked for; a damaged file is named too
+    assert not aio.result_exists(tmp_path / "none.jsonl")
+    with pytest.raises(FileNotFoundError, match=r"none\.jsonl'"):
+        aio.read_jsonl(tmp_path / "none.jsonl")
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed.read_bytes()[:20])
+    with pytest.raises(ValueError, match=r"cut\.jsonl\.gz is not a readable gzip file"):
+        aio.read_jsonl(tmp_path / "cut.jsonl")
+    (tmp_path / "bad.jsonl.gz").write_bytes(aio.gzip_bytes(b'{"a": 1}\n{oops\n'))
+    with pytest.raises(ValueError, match=r"bad\.jsonl\.gz, line 2: not valid JSON"):
+        aio.read_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_a_write_replaces_the_other_form_so_no_stale_copy_is_read(tmp_path):
+    old = aio.write_jsonl(tmp_path / "items.jsonl", [{"v": "old"}])
+    new = aio.write_jsonl(tmp_path / "items.jsonl.gz", [{"v": "new"}])
+    assert not old.exists() and aio.read_jsonl(old) == [{"v": "new"}]
+    assert aio.write_json(tmp_path / "items.jsonl", {"v": "plain again"}) == old and not new.exists()
+
+
+def test_result_files_list_the_same_names_in_the_same_order_in_either_form(tmp_path):
+    names = ["seed0.json", "seed1.json", "seed10.json", "seed2.json"]
+    for i, n in enumerate(names):
+        aio.write_json(tmp_path / "cells" / "a" / "x" / (n + ".gz" if i % 2 else n), {"i": i})
+    (tmp_path / "cells" / "a" / "x" / "notes.txt").write_text("not a cell")
+    found = aio.result_files(tmp_path, "cells/*/*/seed*.json")
+    assert [f.name for f in found] == sorted(names)
+    assert [aio.read_json(f)["i"] for f in found] == [0, 1, 2, 3]  # plain and compressed alike
+    assert aio.result_files(tmp_path / "missing", "*.json") == []

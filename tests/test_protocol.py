@@ -23,6 +23,7 @@ from armlens.evaluation.protocol import (
     write_jsonl_atomic,
     write_results,
 )
+from armlens.io import read_jsonl
 
 
 def test_pairwise_correct_is_strict_and_counts_ties():
@@ -171,7 +172,8 @@ def test_write_results_records_provenance(tmp_path):
     rejected = [0.0, 1.0, 1.0, 1.0, 0.0, 0.2]
     paths = write_results(tmp_path, pairs, chosen, rejected, seed=7, config={"method": "toy"},
                           split=split.to_dict(), data={"name": "toy"}, n_bootstrap=200)
-    rows = [json.loads(line) for line in paths["items"].read_text().splitlines()]
+    assert paths["items"].name == "items.jsonl.gz"  # per-item scores, gzip-compressed
+    rows = read_jsonl(paths["items"])
     assert [r["correct"] for r in rows] == [True, False, False, True, True, False]
     assert rows[1]["tie"] and not rows[0]["tie"]
     summary = json.loads(paths["summary"].read_text())

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from armlens import io as aio
 from armlens.analysis.grid import AblationConfig
 from armlens.analysis.sweep import POOLED_DATA, reference_setting, sweep_markdown, sweep_table
 from armlens.rm import ARMConfig
@@ -157,6 +158,28 @@ def test_sweep_table_resamples_the_prompts_its_splits_record(tmp_path):
     assert "400 pairs (100 prompts), 1 seed |" in sweep_markdown(by_prompt, "one")
     split.write_text(json.dumps({**json.loads(split.read_text()), "test_used_sha256": "other pairs"}))
     assert math.isnan(sweep_table([folder], n_boot=200)["n_prompts"].iloc[0])
+
+
+def test_sweep_table_is_the_same_once_cells_and_splits_are_compressed(tmp_path):
+    """A folder whose per-pair files are gzip-compressed (as written now, or by scripts/compress_results.py) gives
+    the table its plain files gave, prompts (from the compressed split) included."""
+    rng = np.random.default_rng(5)
+    base = {s: (rng.random(40) < 0.5).astype(int) for s in range(3)}
+    better = {s: np.maximum(base[s], (rng.random(40) < 0.3).astype(int)) for s in range(3)}
+    folder = _folder(tmp_path, "one", {("reading", "icl-lines"): base, ("reading", "answered"): better})
+    for s in range(3):
+        (folder / "seeds" / f"seed{s}").mkdir(parents=True)
+        (folder / "seeds" / f"seed{s}" / "split.json").write_text(json.dumps({
+            "test_used": [f"p{i}" for i in range(40)], "test_used_sha256": f"t{s}",
+            "test_used_prompts": [f"prompt{i // 2}" for i in range(40)]}))
+    plain = sweep_table([folder], n_boot=300)
+    assert plain["n_prompts"].tolist() == [60.0, 60.0]
+    files = [*folder.glob("cells/*/*/seed*.json"), *folder.glob("seeds/*/split.json")]
+    assert len(files) == 9
+    for f in files:
+        aio.write_text_maybe_gz(f.with_name(f.name + ".gz"), f.read_text())  # and the plain file goes
+    assert not list(folder.glob("cells/*/*/seed*.json")) and not list(folder.glob("seeds/*/split.json"))
+    assert sweep_table([folder], n_boot=300).to_csv() == plain.to_csv()
 
 
 def test_sweep_table_refuses_unpaired_cells(tmp_path):

@@ -4,7 +4,6 @@ artifacts (no model, no forward passes).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from torch import Tensor
 
 from armlens.analysis.grid import AXES, HEAD_SERIES, SETTING_ORDER
 from armlens.analysis.heads import AttentionRow, expected_random_jaccard, pairwise_jaccard
+from armlens.io import read_json, result_exists, result_files
 from armlens.patching import head_label, mask_labels
 from armlens.selection import SelectionResult, policy_entropy, policy_probs
 from armlens.stats import t_interval
@@ -64,11 +64,12 @@ CELL_COLUMNS = ["axis", "series", "setting", "x", "reading", "seed", "accuracy",
 
 
 def load_cells(out: str | Path, *, with_scores: bool = False) -> pd.DataFrame:
-    """Every cell record under ``OUT/cells`` as one tidy DataFrame (one row per axis, series, setting, seed)."""
-    files = sorted(Path(out).glob("cells/*/*/seed*.json"))
+    """Every cell record under ``OUT/cells`` as one tidy DataFrame (one row per axis, series, setting, seed); each
+    file gzip-compressed (``seed0.json.gz``) or plain (written before), in the same order either way."""
+    files = result_files(out, "cells/*/*/seed*.json")
     rows = []
     for f in files:
-        rec = json.loads(f.read_text())
+        rec = read_json(f)
         if not with_scores:
             rec = {k: v for k, v in rec.items() if k not in ("correct", "chosen_scores", "rejected_scores")}
         rows.append(rec)
@@ -145,7 +146,8 @@ class AblationResults:
 
 
 def load_results(out: str | Path) -> AblationResults:
-    """Read a results folder written by :func:`run_ablations` (no model, no forward passes)."""
+    """Read a results folder written by :func:`run_ablations` (no model, no forward passes); its per-item files
+    gzip-compressed or plain (:func:`armlens.io.result_files`)."""
     out = Path(out)
     run_file = out / "run.json"
     if not run_file.is_file():
@@ -157,23 +159,22 @@ def load_results(out: str | Path) -> AblationResults:
         if not m:
             continue
         sels = {}
-        for f in sorted(d.glob("selection-*.json")):
-            rec = json.loads(f.read_text())
+        for f in result_files(d, "selection-*.json"):
+            rec = read_json(f)
             name = rec.get("name", f.stem.removeprefix("selection-"))
             sels[name] = selection_from_dict(rec)
             if name == "reference":
                 ref_criteria[int(m.group(1))] = rec.get("criterion")
         ref = sels.get("reference")
-        eff_files = sorted(d.glob("attribution-*.json"))
+        eff_files = result_files(d, "attribution-*.json")
         eff = None
         for f in eff_files:  # the reference selection's criterion first
-            rec = json.loads(f.read_text())
+            rec = read_json(f)
             if eff is None or (ref is not None and rec.get("criterion") == ref_criteria.get(int(m.group(1)))):
                 eff = torch.tensor(rec["effects"])
-        att = AttentionRow.from_dict(json.loads((d / "attention.json").read_text())) \
-            if (d / "attention.json").is_file() else None
+        att = AttentionRow.from_dict(read_json(d / "attention.json")) if result_exists(d / "attention.json") else None
         seeds[int(m.group(1))] = SeedArtifacts(int(m.group(1)), sels, eff, att)
-    return AblationResults(json.loads(run_file.read_text()), load_cells(out), seeds)
+    return AblationResults(read_json(run_file), load_cells(out), seeds)
 
 
 # ---------------------------------------------------------------------------------------------------- convergence

@@ -14,10 +14,14 @@ criterion's fit, as :meth:`ActivationRM.score_pairs` routes it). The generative 
 Files (resumable: anything already on disk is read back, never recomputed)
 --------------------------------------------------------------------------
 ``OUT/run.json`` (config, versions, model fingerprint, data hash, seconds and environments per seed),
-``OUT/cells/{axis}/{setting}/seed{s}.json`` (one tidy record per cell, scores included), ``OUT/seeds/seed{s}/``
-(split with the test pairs' prompts, ``arms/{key}.arm`` fitted ARMs,
-``selection-*.json`` REINFORCE histories per criterion of the reference ARM, attribution maps, an attention row),
+``OUT/cells/{axis}/{setting}/seed{s}.json.gz`` (one tidy record per cell, scores included), ``OUT/seeds/seed{s}/``
+(``split.json.gz`` with the test pairs' prompts, ``arms/{key}.arm`` fitted ARMs,
+``selection-*.json.gz`` REINFORCE histories per criterion of the reference ARM, attribution maps, an attention row),
 ``OUT/summary.csv``.
+
+The per-item and per-step files (``*.json.gz``) are gzip-compressed with deterministic bytes
+(:func:`armlens.io.gzip_bytes`); a folder written before holds them plain (``seed0.json``, ``selection-*.json``) and
+is read and resumed the same (:func:`armlens.io.resolve_compressed`).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from armlens.evaluation.protocol import (
     pairwise_correct,
     write_json_atomic,
 )
-from armlens.io import atomic_write, atomic_write_with, to_json
+from armlens.io import atomic_write_with, read_json, result_exists, write_json
 from armlens.patching import HeadMask, Means, mask_labels
 from armlens.prompts import AnswerIds, criterion_for, examples_from_pairs, scalar_prompt
 from armlens.rm import POOLED, ActivationRM, CriterionARM
@@ -58,6 +62,16 @@ from armlens.selection import likely_mask, random_mask, single_head_effects, top
 from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
+
+GZ_JSON = ".json.gz"
+"""Suffix of the per-item and per-step files written here (cells, splits, REINFORCE histories): gzip-compressed
+JSON, a third to a tenth of the bytes that every clone of a committed sweep carries."""
+
+
+def cell_file(out: Path, cell: Cell, seed: int) -> Path:
+    """Where one cell's record for ``seed`` is written (a folder written before holds ``seed{s}.json``, which
+    :func:`armlens.io.resolve_compressed` finds from this name)."""
+    return out / "cells" / cell.axis / cell.key / f"seed{seed}{GZ_JSON}"
 
 
 def flip_pairs(pairs: Sequence[PreferencePair], share: float, seed: int) -> tuple[list[PreferencePair], list[str]]:
@@ -117,13 +131,13 @@ class SeedRun:
             split = split_pairs(self.pairs, seed=self.seed, n_fewshot=cfg.n_fewshot, n_select=0, stratify=True)
         self.fewshot = split.fewshot
         self.test = split.test[: cfg.limit] if cfg.limit is not None else split.test
-        path = self.dir / "split.json"
+        path = self.dir / f"split{GZ_JSON}"
         prompts = [p.prompt_key() for p in self.test]  # the bootstrap's clusters (armlens.analysis.sweep)
-        if not path.is_file():
+        if not result_exists(path):
             write_json_atomic(path, {**split.to_dict(), "test_used": [p.id for p in self.test],
                                      "test_used_sha256": pairs_hash(self.test), "test_used_prompts": prompts})
         else:  # a split written before the prompts were recorded gains them (same test pairs, checked)
-            saved = json.loads(path.read_text())
+            saved = read_json(path)
             if "test_used_prompts" not in saved and saved.get("test_used_sha256") == pairs_hash(self.test):
                 write_json_atomic(path, {**saved, "test_used_prompts": prompts})
         self.test_texts = [scalar_prompt(self.model, e, self.base.template)
@@ -172,7 +186,7 @@ class SeedRun:
             return self._effects[name]
         path = self.dir / f"attribution-{name}.json"
         if path.is_file():
-            effects = torch.tensor(json.loads(path.read_text())["effects"])
+            effects = torch.tensor(read_json(path)["effects"])
         else:
             examples = [e for e in examples_from_pairs(self.fewshot, self.base.criterion)
                         if fit.criterion in (POOLED, e.criterion)][: self.config.attribution_examples]
@@ -256,11 +270,11 @@ class SeedRun:
             subsets = sorted({p.subset for p in self.fewshot if rm.route_key(criterion_for(p)) == fit.criterion})
             name = "pooled" if fit.criterion == POOLED else "+".join(subsets) or f"criterion{i}"
             for label in ([f"{prefix}{name}"] + ([first] if i == 0 else [])):
-                path = self.dir / f"selection-{slug(label)}.json"
-                if not path.is_file():  # one line: a trajectory is tens of thousands of numbers
+                path = self.dir / f"selection-{slug(label)}{GZ_JSON}"
+                if not result_exists(path):  # one line: a trajectory is tens of thousands of numbers
                     record = selection_to_dict(sel, name=label, seed=self.seed, criterion=fit.criterion,
                                                subsets=subsets)
-                    atomic_write(path, to_json(record, indent=None) + "\n")
+                    write_json(path, record, indent=None)
             fits.append(fit)
         return fits
 
@@ -283,14 +297,14 @@ class SeedRun:
 
     def missing_cells(self, cells: Sequence[Cell], out: Path) -> list[Cell]:
         """The cells whose result for this seed is not on disk."""
-        return [c for c in cells if not (out / "cells" / c.axis / c.key / f"seed{self.seed}.json").is_file()]
+        return [c for c in cells if not result_exists(cell_file(out, c, self.seed))]
 
     def complete(self, cells: Sequence[Cell], out: Path) -> bool:
         """Whether a rerun has nothing to add for this seed: every cell and the head artifacts are on disk. Then no
         ARM is fitted (fits are a local cache a fresh clone lacks, and refitting one only to find nothing to do costs
         minutes to hours)."""
-        head_files = [self.dir / "selection-reference.json", self.dir / "attention.json"]
-        return all(f.is_file() for f in head_files) and not self.missing_cells(cells, out)
+        head_files = [self.dir / f"selection-reference{GZ_JSON}", self.dir / "attention.json"]
+        return all(result_exists(f) for f in head_files) and not self.missing_cells(cells, out)
 
     def run_cells(self, cells: Sequence[Cell], out: Path) -> list[dict[str, Any]]:
         """Compute the cells not yet on disk (one branch pass over each test prompt) and write one JSON per cell."""
@@ -340,7 +354,7 @@ class SeedRun:
         records = []
         for c in order:
             rec = self._record(c, scores[c], rows[c], extra.get(c, {}))
-            write_json_atomic(out / "cells" / c.axis / c.key / f"seed{self.seed}.json", rec)
+            write_json_atomic(cell_file(out, c, self.seed), rec)
             records.append(rec)
         return records
 
@@ -402,7 +416,7 @@ def _check_run_file(out: Path, config: AblationConfig, model: Model, pairs: Sequ
     }
     path = out / "run.json"
     if path.is_file():
-        old = json.loads(path.read_text())
+        old = read_json(path)
         problems = []
         fp = json.loads(json.dumps(run["fingerprint"]))
         old_fp = saved_fingerprint(old)
@@ -455,7 +469,7 @@ def run_ablations(
     for seed in config.seeds:
         t0 = time.perf_counter()
         run = SeedRun(model, config, pairs, seed, out, show_progress=show_progress)
-        if seed in (json.loads((out / "run.json").read_text()).get("seeds_done") or []) and run.complete(cells, out):
+        if seed in (read_json(out / "run.json").get("seeds_done") or []) and run.complete(cells, out):
             logger.info("seed %d: every cell is on file", seed)
             if on_seed is not None:
                 on_seed(seed, 0.0)
@@ -465,7 +479,7 @@ def run_ablations(
         run.curve_artifacts(cells)
         timings[seed] = time.perf_counter() - t0
         logger.info("seed %d: %d new cells in %.0f s", seed, len(done), timings[seed])
-        meta = json.loads((out / "run.json").read_text())
+        meta = read_json(out / "run.json")
         meta["seeds_done"] = sorted(set(meta.get("seeds_done") or []) | {seed})
         spent = meta.setdefault("seconds", {})  # compute time per seed, summed over resumed runs
         spent[str(seed)] = spent.get(str(seed), 0.0) + timings[seed]

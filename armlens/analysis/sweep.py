@@ -14,7 +14,6 @@ resampled independently). Nothing here runs a model.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import pandas as pd
 
 from armlens.analysis.grid import AXES, READING_OVERRIDES, SETTING_ORDER, AblationConfig
 from armlens.analysis.results import load_cells
+from armlens.io import read_json, result_exists
 from armlens.rm import ARMConfig
 from armlens.stats import clustered_bootstrap, counted, interval_of
 
@@ -71,14 +71,14 @@ def _folder_cells(folder: Path) -> tuple[AblationConfig, dict[tuple[str, str], d
     """One results folder's ablation config and its ARM cells as {(axis, setting): {seed: record}}, each record
     with ``prompts``: its test pairs' prompt keys from the seed's ``split.json`` (``None`` where the split predates
     them or holds other test pairs)."""
-    run = json.loads((folder / "run.json").read_text())
+    run = read_json(folder / "run.json")
     by_cell = _per_seed(load_cells(folder, with_scores=True))
     splits: dict[int, dict[str, Any]] = {}
     for seeds in by_cell.values():
         for s, rec in seeds.items():
             if s not in splits:
-                path = folder / "seeds" / f"seed{s}" / "split.json"
-                splits[s] = json.loads(path.read_text()) if path.is_file() else {}
+                path = folder / "seeds" / f"seed{s}" / "split.json"  # or split.json.gz: either form is read
+                splits[s] = read_json(path) if result_exists(path) else {}
             split, n = splits[s], len(rec["correct"])
             aligned = split.get("test_used_sha256") == rec.get("test_sha256") and len(split.get("test_used", [])) == n
             rec["prompts"] = split.get("test_used_prompts") if aligned else None

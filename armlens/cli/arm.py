@@ -58,7 +58,7 @@ class ScoreOptions(ModelFlags):
     data: str
     """Dataset name (see `armlens data list`) or path:FILE."""
     out: str
-    """Output folder (items.jsonl, summary.json)."""
+    """Output folder (items.jsonl.gz, summary.json)."""
     root: str | None = None
     """Data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)."""
     subsets: list[str] | None = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from armlens.io import check_output_dir, check_output_file
+from armlens.io import check_output_dir, check_output_file, result_files
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ def interrupt_message(command: str) -> str:
 
 
 def count_files(folder: str | Path, pattern: str) -> int:
-    """How many files under ``folder`` match the glob ``pattern`` (0 if the folder does not exist)."""
+    """How many files under ``folder`` match the glob ``pattern``, each counted once whether plain or
+    gzip-compressed (:func:`armlens.io.result_files`); 0 if the folder does not exist."""
     folder = Path(folder)
-    return sum(1 for _ in folder.glob(pattern)) if folder.is_dir() else 0
+    return len(result_files(folder, pattern)) if folder.is_dir() else 0
 
 
 def resume_note(folder: str | Path, pattern: str, what: str) -> Callable[[], str]:

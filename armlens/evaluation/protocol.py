@@ -256,7 +256,8 @@ def group_accuracy(correct: ArrayLike, groups: Sequence[str]) -> float:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (:func:`armlens.io.write_json`).
+    """Write ``obj`` as indented JSON to ``path`` atomically (:func:`armlens.io.write_json`; gzip-compressed, with
+    deterministic bytes, when ``path`` ends in ``.gz``).
 
     numpy values, paths and dataclasses are converted; NaN is written as ``null`` rather than invalid JSON.
     """
@@ -264,7 +265,8 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
 
 
 def write_jsonl_atomic(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write one JSON object per line to ``path`` atomically (:func:`armlens.io.write_jsonl`)."""
+    """Write one JSON object per line to ``path`` atomically (:func:`armlens.io.write_jsonl`; gzip-compressed, with
+    deterministic bytes, when ``path`` ends in ``.gz``)."""
     return write_jsonl(path, rows)
 
 
@@ -366,9 +368,10 @@ def write_results(
     n_bootstrap: int = 1000,
     prefix: str = "",
 ) -> dict[str, Path]:
-    """Write ``<prefix>items.jsonl`` and ``<prefix>summary.json`` into ``out_dir`` atomically; returns both paths."""
+    """Write ``<prefix>items.jsonl.gz`` (per-item scores, gzip-compressed like an eval unit's) and
+    ``<prefix>summary.json`` into ``out_dir`` atomically; returns both paths."""
     out = Path(out_dir)
-    items = write_jsonl_atomic(out / f"{prefix}items.jsonl", item_records(pairs, chosen_scores, rejected_scores))
+    items = write_jsonl_atomic(out / f"{prefix}items.jsonl.gz", item_records(pairs, chosen_scores, rejected_scores))
     summary = write_json_atomic(out / f"{prefix}summary.json",
                                 summarize(pairs, chosen_scores, rejected_scores, seed=seed, config=config,
                                           split=split, data=data, n_bootstrap=n_bootstrap))

@@ -27,16 +27,20 @@ Files under ``out`` (all written atomically)
 --------------------------------------------
 ::
 
-    <dataset>/seed<s>/split.json              the split (ids, sizes, hashes) and the test sample
-    <dataset>/seed<s>/<method>/items.jsonl     per-item scores (test and bias pairs)
+    <dataset>/seed<s>/split.json.gz           the split (ids, sizes, hashes) and the test sample
+    <dataset>/seed<s>/<method>/items.jsonl.gz  per-item scores (test and bias pairs)
     <dataset>/seed<s>/<method>/result.json     the unit's metrics, fit info, timings, and its key (written last)
     <dataset>/seed<s>/<method>/fit-<key>.*      a trained judge's fit (.arm: the ARM's), read back on a resume
     <dataset>/branch-pass/part-<k>.json        the shared scoring pass's finished parts, while it is unfinished
     <dataset>/<method>-memo/part-<k>.json      what a seed-free method's job computed so far, while it is unfinished
     <dataset>/seed<s>/<method>-memo/part-<k>.json  the same for a long unit of one seed (few-shot-icl)
-    items.jsonl                                every unit's items, concatenated
+    items.jsonl.gz                             every unit's items, concatenated
     summary.json                               protocol, config, versions, model, data hashes, splits, results
     results.md                                 the tables
+
+The per-item files (``*.jsonl.gz``, ``split.json.gz``) are gzip-compressed with deterministic bytes
+(:func:`armlens.io.gzip_bytes`: a rerun writes identical files); a folder written before, with plain ``items.jsonl``
+and ``split.json``, is read and resumed the same, and a rewritten file replaces its plain form.
 
 Resuming
 --------
@@ -97,7 +101,9 @@ from armlens.evaluation.jobs import load_config_model, plan_jobs, run_jobs_here
 from armlens.evaluation.protocol import write_json_atomic, write_jsonl_atomic
 from armlens.evaluation.summary import results_markdown, summarize_eval
 from armlens.evaluation.units import (
+    ITEMS,
     RESULT_FORMAT,
+    SPLIT,
     Plan,
     branch_pass_folder,
     dataset_slug,
@@ -139,7 +145,7 @@ def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[Plan], dict[s
                                                      "pairs_sha256": pairs_hash(test)},
                   "bias_suite": {k: len(v) for k, v in suite.items()}}
         plan = Plan(name, seed, split.fewshot, split.select, test, suite, record, folder / f"seed{seed}")
-        write_json_atomic(plan.folder / "split.json", record)
+        write_json_atomic(plan.folder / SPLIT, record)
         plans.append(plan)
     data = {"name": name, "folder": folder.name, "n_pairs": len(pairs), "pairs_sha256": pairs_hash(pairs),
             "report": report.to_dict()}
@@ -210,7 +216,7 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
         key = keys[(plan.dataset, plan.seed, method)]
         result.update(key=key, format=RESULT_FORMAT, judge_config=jcfg.to_dict())
         folder = plan.folder / method
-        write_jsonl_atomic(folder / "items.jsonl", items)
+        write_jsonl_atomic(folder / ITEMS, items)
         write_json_atomic(folder / "result.json", result)  # last: its presence marks the unit finished
         finished[(plan.dataset, plan.seed, method)] = (result, items)
         logger.info("%s seed %d %s: accuracy %.3f (%.1f s)", plan.dataset, plan.seed, method,
@@ -248,7 +254,7 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
 
     summary = summarize_eval(config, methods, plans, datasets, results, all_items, model_id)
     summary["run"] = {"units": len(units), "computed": computed, "reused": len(units) - computed}
-    write_jsonl_atomic(out / "items.jsonl", all_items)
+    write_jsonl_atomic(out / ITEMS, all_items)
     write_json_atomic(out / "summary.json", summary)
     atomic_write(out / "results.md", results_markdown(summary))
     return summary

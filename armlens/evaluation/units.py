@@ -35,6 +35,7 @@ from armlens.evaluation.protocol import (
     pairwise_correct,
     section_scores,
 )
+from armlens.io import read_jsonl, result_exists
 from armlens.prompts import Example, JudgeTemplate, count_cuts, scalar_prompt
 from armlens.typing import Model
 
@@ -42,6 +43,12 @@ logger = logging.getLogger(__name__)
 
 
 RESULT_FORMAT = 1
+ITEMS = "items.jsonl.gz"
+"""A unit's per-item scores, gzip-compressed JSON lines (a tenth of the bytes of the plain file, committed for every
+unit). A unit written before holds ``items.jsonl``: it is read, and resumed, the same (:func:`armlens.io.read_jsonl`
+takes either form)."""
+SPLIT = "split.json.gz"
+"""A seed's split record (ids of every pool and the test sample), gzip-compressed like :data:`ITEMS`."""
 
 
 def dataset_slug(name: str) -> str:
@@ -95,7 +102,7 @@ def unit_key(plan: Plan, method: str, judge_cfg: JudgeConfig, model_id: str, bia
 def read_unit(folder: Path, key: str) -> dict[str, Any] | None:
     """A finished unit's result, or None when missing, unreadable or computed under another key."""
     path = folder / "result.json"
-    if not (path.is_file() and (folder / "items.jsonl").is_file()):
+    if not (path.is_file() and result_exists(folder / ITEMS)):  # either form: folders written before stay resumable
         return None
     try:
         result = json.loads(path.read_text())
@@ -109,7 +116,8 @@ def read_unit(folder: Path, key: str) -> dict[str, Any] | None:
 
 
 def read_items(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (folder / "items.jsonl").read_text().splitlines() if line.strip()]
+    """A finished unit's item rows, from ``items.jsonl.gz`` or a plain ``items.jsonl`` written before."""
+    return read_jsonl(folder / ITEMS)
 
 
 def _split_metrics(pairs: Sequence[PreferencePair], chosen: np.ndarray, rejected: np.ndarray, n_bootstrap: int,
