@@ -54,6 +54,7 @@ from armlens.prompts import (
     AnswerIds,
     Example,
     JudgeTemplate,
+    Routing,
     criterion_for,
     examples_from_pairs,
     prompt_key,
@@ -117,7 +118,10 @@ class ARMConfig:
     template: JudgeTemplate = field(default_factory=JudgeTemplate)
     """The judge's words and field truncation."""
     criterion: str | None = None
-    """Criterion text for every example (then one ARM); ``None``: per dataset/subset (``armlens.prompts.CRITERIA``)."""
+    """Criterion text for every example (then one ARM); ``None``: per dataset/section (``armlens.prompts.CRITERIA``)."""
+    routing: Routing = "label-free"
+    """With ``criterion=None``: ``label-free`` criteria (the default), or ``oracle`` routing by a subset name that
+    carries the gold label (XSTest's should-respond / should-refuse): an ablation, never a headline."""
     batch_size: int = 1
     """Prompts per forward pass (scoring and ``icl``/``answered`` extraction). 1 on CPUs: ``armlens bench`` measured
     1.01 pairs/s one at a time vs 0.82 in left-padded batches of 8 on 2 cores; raise it on a GPU."""
@@ -338,7 +342,7 @@ class ActivationRM:
         if not data:
             return []
         if isinstance(data[0], PreferencePair):
-            return examples_from_pairs(data, self.config.criterion)  # type: ignore[arg-type]
+            return examples_from_pairs(data, self.config.criterion, self.config.routing)  # type: ignore[arg-type]
         return list(data)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------------------ routing
@@ -366,7 +370,7 @@ class ActivationRM:
     def _criterion(self, pair: PreferencePair | None) -> str:
         if self.config.criterion is not None:
             return self.config.criterion
-        return criterion_for(pair) if pair is not None else DEFAULT_CRITERION
+        return criterion_for(pair, self.config.routing) if pair is not None else DEFAULT_CRITERION
 
     def patch_for(self, pair: PreferencePair | None = None) -> tuple[Means, HeadMask]:
         """The ``(means, mask)`` this ARM writes into hook_z when it scores ``pair`` (its criterion's fit; ``None``:

@@ -30,8 +30,8 @@ class ARMJudge(Judge):
 
     def arm_config(self) -> ARMConfig:
         cfg = self.config
-        return dataclasses.replace(cfg.arm, template=cfg.template, criterion=cfg.criterion, score=cfg.score,
-                                   batch_size=cfg.batch_size, seed=cfg.seed)
+        return dataclasses.replace(cfg.arm, template=cfg.template, criterion=cfg.criterion, routing=cfg.routing,
+                                   score=cfg.score, batch_size=cfg.batch_size, seed=cfg.seed)
 
     def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None]:
         return self.rm.patch_for(pair)

@@ -26,7 +26,16 @@ from armlens import model as M
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.io import read_tensors, to_json, write_tensors
 from armlens.patching import HeadMask, Means
-from armlens.prompts import Example, JudgeTemplate, criterion_for, examples_from_pairs, scalar_prompt
+from armlens.prompts import (
+    CRITERIA,
+    ORACLE_CRITERIA,
+    Example,
+    JudgeTemplate,
+    Routing,
+    criterion_for,
+    examples_from_pairs,
+    scalar_prompt,
+)
 from armlens.rm import ARMConfig
 from armlens.scoring import ScoreKind
 from armlens.typing import Model
@@ -43,7 +52,10 @@ class JudgeConfig:
     template: JudgeTemplate = field(default_factory=JudgeTemplate)
     """The judge's words and field truncation (every prompt-based method uses the same)."""
     criterion: str | None = None
-    """Criterion text for every pair; ``None``: per dataset/subset (``armlens.prompts.CRITERIA``)."""
+    """Criterion text for every pair; ``None``: per dataset/section (``armlens.prompts.CRITERIA``)."""
+    routing: Routing = "label-free"
+    """With ``criterion=None``: ``label-free`` criteria (the default), or ``oracle`` routing by a subset name that
+    carries the gold label (XSTest's should-respond / should-refuse): an ablation, never a headline."""
     score: ScoreKind = "prob"
     """Reading of the answer logits for the token-probability judges (ARM included): prob, normalized, logit_diff."""
     batch_size: int = 1
@@ -53,7 +65,8 @@ class JudgeConfig:
     show_progress: bool = False
     """tqdm bars while fitting and scoring."""
     arm: ARMConfig = field(default_factory=ARMConfig)
-    """The ARM's own settings (its template, criterion, score, batch size and seed are taken from the fields above)."""
+    """The ARM's own settings (its template, criterion, routing, score, batch size and seed are taken from the fields
+    above)."""
     icl_shots: int = 4
     """few-shot-icl: demonstrations in the prompt (class-balanced; at most the few-shot examples available)."""
     icl_cache_demos: bool = True
@@ -121,7 +134,11 @@ class Judge:
     def key_settings(cls, config: JudgeConfig) -> dict[str, Any]:
         """The values of :attr:`settings` in ``config``, JSON-ready."""
         d = config.to_dict()
-        return {k: d[k] for k in cls.settings}
+        out = {k: d[k] for k in cls.settings}
+        if "criterion" in cls.settings and d["criterion"] is None:  # per-pair criteria: their routing and texts
+            table = ORACLE_CRITERIA if d["routing"] == "oracle" else CRITERIA
+            out["criteria"] = {"routing": d["routing"], "texts": dict(table)}
+        return out
 
     def __init__(self, model: Model | None, config: JudgeConfig | None = None):
         self.model = model
@@ -293,7 +310,7 @@ class Judge:
     # helpers shared by the prompt-based judges
 
     def _criterion(self, pair: PreferencePair) -> str:
-        return self.config.criterion if self.config.criterion is not None else criterion_for(pair)
+        return self.config.criterion if self.config.criterion is not None else criterion_for(pair, self.config.routing)
 
     def _queries(self, items: Sequence[tuple[PreferencePair, str]]) -> list[Example]:
         """Unlabelled scalar questions, one per ``(pair, response)``."""
@@ -301,7 +318,7 @@ class Judge:
 
     def _examples(self, pairs: Sequence[PreferencePair]) -> list[Example]:
         """Labelled scalar examples (chosen: Yes, rejected: No), interleaved."""
-        return examples_from_pairs(pairs, self.config.criterion)
+        return examples_from_pairs(pairs, self.config.criterion, self.config.routing)
 
     def _prompts(self, examples: Sequence[Example]) -> list[str]:
         return [scalar_prompt(self.model, e, self.config.template) for e in examples]
