@@ -10,7 +10,8 @@ two rewards pick the same response (and the rank correlation of their scores wit
 Other fits of the ARM (``--replicates``: other seeds, so other few-shot draws) are scored on the same sampled
 responses, each on the prompts outside its own few-shot draw (:func:`score_replicate`), and
 :func:`replicate_summary` pools the ARM's selections against the plain judge's over those fits, resampling fits,
-then prompts (:func:`armlens.stats.clustered_bootstrap`), so the spread between few-shot draws is in the interval.
+and prompts crossed (:func:`armlens.stats.crossed_interval`: the fits score nearly the same prompts), so the spread
+between few-shot draws is in the interval and a prompt scored by every fit counts once.
 
 Records are per prompt and appended to ``records.jsonl`` as each prompt finishes (:class:`RecordLog`), so an
 interrupted run resumes where it stopped; each prompt's sampling seed derives from the run's seed and the prompt's
@@ -35,7 +36,7 @@ import numpy as np
 from armlens.data.records import PreferencePair
 from armlens.generation import generate_responses
 from armlens.prompts import criterion_for, prompt_key
-from armlens.stats import bootstrap_ci, clustered_interval, paired_bootstrap, spearman
+from armlens.stats import bootstrap_ci, crossed_interval, paired_bootstrap, spearman
 from armlens.style import FEATURES, style_features
 from armlens.typing import Model
 
@@ -253,8 +254,10 @@ def replicate_summary(records: Sequence[Mapping[str, Any]], replicates: Mapping[
                       base: str = "arm", reference: str = "zero-shot", bootstrap: int = 2000,
                       seed: int = 0) -> dict[str, Any]:
     """The ARM's selections minus ``reference``'s, per fit (``base``: the run's own ARM, on every record; each
-    replicate on the records it scored) and pooled over fits with a two-stage bootstrap (fits, then prompts)."""
+    replicate on the records it scored) and pooled over fits with fits and prompts crossed
+    (:func:`armlens.stats.crossed_interval`)."""
     fits: dict[str, dict[str, np.ndarray]] = {}
+    prompt_ids: dict[str, list[str]] = {}
     by_id = {r["id"]: r for r in records}
     sources = {base: {r["id"]: r["selected"][base] for r in records},
                **{name: {i: rec["selected"] for i, rec in reps.items() if i in by_id} for name, reps in replicates.items()}}
@@ -262,6 +265,7 @@ def replicate_summary(records: Sequence[Mapping[str, Any]], replicates: Mapping[
         if not picks:
             raise ValueError(f"the {name} fit selected on no prompt of this run")
         ids = [i for i in by_id if i in picks]
+        prompt_ids[name] = ids
         fits[name] = {f: np.array([float(by_id[i]["features"][f][picks[i]])
                                    - float(by_id[i]["features"][f][by_id[i]["selected"][reference]]) for i in ids])
                       for f in FEATURES}
@@ -271,7 +275,7 @@ def replicate_summary(records: Sequence[Mapping[str, Any]], replicates: Mapping[
                              **{f: {"diff": float(d.mean()), "ci95": list(_ci(d.tolist(), bootstrap, seed)["ci95"])}
                                 for f, d in diffs.items()}}
     for f in FEATURES:
-        d = clustered_interval([fits[n][f] for n in fits], bootstrap, seed)
+        d = crossed_interval([fits[n][f] for n in fits], [prompt_ids[n] for n in fits], bootstrap, seed)
         out["pooled"][f] = {"diff": d.diff, "ci95": [d.low, d.high], "p": d.p_value}
     out["n_fits"] = len(fits)
     return out
@@ -280,7 +284,7 @@ def replicate_summary(records: Sequence[Mapping[str, Any]], replicates: Mapping[
 def replicate_markdown(rep: Mapping[str, Any]) -> str:
     """Per fit and pooled: the ARM's selection minus the reference judge's, as a Markdown table."""
     lines = [f"The ARM's selection minus the {rep['reference']} judge's, per ARM fit and pooled over "
-             f"{rep['n_fits']} fits (95% interval; pooled: fits, then prompts, resampled)", "",
+             f"{rep['n_fits']} fits (95% interval; pooled: fits and prompts crossed)", "",
              "| fit | prompts | length (chars) | formatted rate | upbeat rate |", "|---|---|---|---|---|"]
     rows = [(n, r["n_prompts"], r) for n, r in rep["fits"].items()] + [("pooled", "", rep["pooled"])]
     for name, n, r in rows:

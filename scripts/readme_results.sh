@@ -10,14 +10,19 @@
 # score the bias suite's real slices only: --bias-methods leaves out their hacked responses, which would cost 1.2-1.5x
 # their test pairs again (for few-shot-icl alone, about 8 more hours of this run on 2 cores). Every other method,
 # the zero-shot judge included, scores the whole bias suite.
+# Partition: the committed folders were made before the dev/test partitions existed, on every pair (--partition all);
+# that is what this script reproduces and resumes, so their numbers mix the pairs choices were made on with the pairs
+# claims are made on (issue 37). A run on the partition goes to a new folder: PARTITION=dev (ablate) / test (eval).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-experiments/eval}
 BIAS_METHODS=arm,mean-ablation,zero-shot,longer,shorter,probe,steering,savs,implicit
-.venv/bin/armlens eval --data llmbar,hhh,xstest,truthfulqa --limit all --seeds 5 --n-fewshot 16 --n-select 0 \
+.venv/bin/armlens eval --data llmbar,hhh,xstest,truthfulqa --partition "${PARTITION:-all}" --limit all --seeds 5 \
+  --n-fewshot 16 --n-select 0 \
   --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
   --bias-methods "$BIAS_METHODS" --out "$OUT" "${@:2}"
-.venv/bin/armlens eval --data hh-rlhf --limit 500 --seeds 5 --n-fewshot 16 --n-select 0 \
+.venv/bin/armlens eval --data hh-rlhf --partition "${PARTITION:-all}" --limit 500 --seeds 5 --n-fewshot 16 \
+  --n-select 0 \
   --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
   --bias-methods "$BIAS_METHODS" --out "$OUT-hh-rlhf" "${@:2}"
 # every figure of both folders (accuracy per method, bias-suite hack rates), redrawn from the committed summaries

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The defaults sweep (docs/defaults.md), on the development data only: `armlens ablate` around ARMConfig's defaults
+# The defaults sweep (docs/defaults.md): `armlens ablate` around ARMConfig's defaults
 # (every cell is the default ARM with one setting changed), 3 seeds, up to 200 test pairs per seed, 16 few-shot pairs
 # drawn per subset. Hours on 2 cores, so it is resumable: rerun the same command and finished cells and fits are read
 # back. Results: experiments/sweep/<data>/, experiments/sweep-secondary/<data>/ and experiments/sweep-icl/<data>/
@@ -29,6 +29,9 @@
 # The selection axis adds the zero-shot judge (no head patched), every head, and random/top-k heads of the
 # reference's count as branches of the same scoring pass. LLMBar asks one criterion, so its criteria axis would
 # repeat the reference.
+# Partition: the committed folders were made before the dev/test partitions existed, on every pair (--partition all);
+# that is what this script reproduces and resumes, so their numbers mix the pairs choices were made on with the pairs
+# claims are made on (issue 37). A run on the partition goes to a new folder: PARTITION=dev (ablate) / test (eval).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARMLENS=${ARMLENS:-.venv/bin/armlens}
@@ -47,7 +50,8 @@ ablate() {  # ablate DATA SEEDS GRID OUT [OPTIONS]
   local grid=$3
   [ "$1" = llmbar ] && grid=$(echo "$grid" | tr ',' '\n' | grep -vx criteria | paste -sd, -)
   echo "== sweep on $1, seeds 0-$(($2 - 1)): $grid -> $4 ($(date -u +%FT%TZ))"
-  "$ARMLENS" ablate --data "$1" --grid "$grid" --seeds "$2" --limit 200 --n-fewshot "${NFEW:-16}" --quiet \
+  "$ARMLENS" ablate --data "$1" --partition "${PARTITION:-all}" --grid "$grid" --seeds "$2" --limit 200 \
+    --n-fewshot "${NFEW:-16}" --quiet \
     --out "$4/$1" "${@:5}"
 }
 

@@ -856,7 +856,8 @@ def test_summary_intervals_draw_a_prompts_pairs_together():
 
 def test_summary_intervals_widen_when_pairs_share_prompts(tmp_path):
     """summarize_eval's pooled and ARM-minus-method intervals resample prompts: 4 pairs per prompt with one outcome
-    per prompt give intervals about twice as wide as the same outcomes on one pair per prompt."""
+    per prompt give intervals about twice as wide as the same outcomes on one pair per prompt. (Five seeds: with two,
+    the seed component's single degree of freedom widens both intervals alike and the ratio shrinks.)"""
     import numpy as np
 
     from armlens.data.records import PreferencePair
@@ -864,13 +865,14 @@ def test_summary_intervals_widen_when_pairs_share_prompts(tmp_path):
     from armlens.evaluation.units import Plan
 
     rng = np.random.default_rng(0)
-    outcome = {(s, m): np.repeat(rng.random(50) < p, 4) for s in (0, 1) for m, p in (("arm", 0.7), ("zero-shot", 0.5))}
+    seeds = range(5)
+    outcome = {(s, m): np.repeat(rng.random(50) < p, 4) for s in seeds for m, p in (("arm", 0.7), ("zero-shot", 0.5))}
     cfg = tiny_config(tmp_path / "none.jsonl", tmp_path / "out", methods=["arm", "zero-shot"], bias_kinds=[],
                       n_bootstrap=4000)
 
     def summary(per_prompt: int) -> dict:
         plans, results, items = [], [], []
-        for s in (0, 1):
+        for s in seeds:
             test = [PreferencePair(id=f"{s}/{i}", prompt=f"q{s}-{i // per_prompt}", chosen="a", rejected=f"b{i}",
                                    source="toy", subset="toy") for i in range(200)]
             plans.append(Plan("toy", s, [], [], test, {}, {}, tmp_path))
@@ -888,10 +890,10 @@ def test_summary_intervals_widen_when_pairs_share_prompts(tmp_path):
         return entry["ci95"][1] - entry["ci95"][0]
 
     shared, alone = summary(4), summary(1)
-    assert shared["arm"]["n_prompts"] == 100 and alone["arm"]["n_prompts"] == 400
+    assert shared["arm"]["n_prompts"] == 250 and alone["arm"]["n_prompts"] == 1000
     assert 1.6 < width(shared["arm"]) / width(alone["arm"]) < 2.4
     vs = [e["zero-shot"]["vs_arm"] for e in (shared, alone)]
-    assert vs[0]["arm_minus_method"] == vs[1]["arm_minus_method"] and vs[0]["n"] == 400
+    assert vs[0]["arm_minus_method"] == vs[1]["arm_minus_method"] and vs[0]["n"] == 1000
     assert 1.6 < width(vs[0]) / width(vs[1]) < 2.4
 
 
@@ -955,3 +957,83 @@ def test_figures_are_redrawn_from_an_eval_folder(tiny, toy_file, tmp_path):
     arm_length = methods["arm"]["bias"]["length"]
     assert f"(n={arm_length['n']}, {arm_length['n_pairs']} distinct)" in md
     assert bias.loc[("arm", "length"), "n_pairs"] == arm_length["n_pairs"] < arm_length["n"]
+
+
+def test_plans_follow_the_committed_partition(data_root, tmp_path):
+    """test: few-shot and selection pairs from dev, scored pairs from test; dev: everything from dev; all: every
+    pair; a test-only set draws its few-shot pairs from its own pairs and never scores them; dev on it is refused."""
+    from armlens.data.partition import load_partition
+    from armlens.evaluation.runner import _plans
+
+    part = load_partition("hhh")
+    base = dict(data=["hhh"], root=str(data_root), out=str(tmp_path / "out"), seeds=2, limit=20, n_fewshot=8,
+                n_select=4, show_progress=False, bias_kinds=[])
+    plans, data = _plans(EvalConfig(**base, partition="test"), "hhh", tmp_path / "t")
+    assert data["partition"]["side"] == "test" and data["partition"]["n_scored"] == len(part.test)
+    for plan in plans:
+        assert {p.id for p in plan.fewshot + plan.select} <= part.dev and {p.id for p in plan.test} <= part.test
+        assert len(plan.test) == 20 and plan.split_record["partition"]["side"] == "test"
+    plans, _ = _plans(EvalConfig(**base, partition="dev"), "hhh", tmp_path / "d")
+    assert all({p.id for p in pl.fewshot + pl.select + pl.test} <= part.dev for pl in plans)
+    plans, data = _plans(EvalConfig(**base, partition="all"), "hhh", tmp_path / "a")
+    assert data["partition"]["side"] == "all" and data["partition"]["n_choice"] == 221
+    plans, _ = _plans(EvalConfig(**{**base, "data": ["truthfulqa"]}, partition="test"), "truthfulqa", tmp_path / "q")
+    assert all(not {p.id for p in pl.fewshot} & {p.id for p in pl.test} for pl in plans)
+    with pytest.raises(ValueError, match="truthfulqa is test-only"):
+        _plans(EvalConfig(**{**base, "data": ["truthfulqa"]}, partition="dev"), "truthfulqa", tmp_path / "x")
+
+
+def test_resummarize_rebuilds_the_summary_from_the_folder_alone(tiny, toy_file, tmp_path, monkeypatch):
+    """`armlens eval --summary-only`: the same numbers from the units on file, with no model; a folder from before
+    partitions is reported as using every pair; a missing unit is an error naming it."""
+    from armlens.evaluation.runner import resummarize
+
+    out = tmp_path / "out"
+    summary = run_eval(tiny_config(toy_file, out), model=tiny)
+    config = json.loads((out / "config.json").read_text())
+    del config["partition"]  # as in a folder written before partitions existed
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "summary.json").unlink()
+    monkeypatch.setattr(M, "load_model", lambda *a, **k: pytest.fail("resummarize loaded a model"))
+    again = resummarize(out)
+    assert again["results"] == summary["results"]
+    assert again["config"]["partition"] == "all" and json.loads((out / "summary.json").read_text()) == again
+    shutil.rmtree(out / summary["datasets"][f"path:{toy_file}"]["folder"] / "seed1" / "zero-shot")
+    with pytest.raises(FileNotFoundError, match="seed1/zero-shot: no result.json"):
+        resummarize(out)
+
+
+def test_seeds_that_score_the_same_pairs_count_them_once(tmp_path):
+    """Five seeds scoring the same 120 pairs with the same outcomes carry one seed's information: the summary's
+    interval is as wide as one seed's, not sqrt(5) narrower as when each seed's pairs were resampled apart."""
+    import numpy as np
+
+    from armlens.data.records import PreferencePair
+    from armlens.evaluation.summary import summarize_eval
+    from armlens.evaluation.units import Plan
+
+    rng = np.random.default_rng(1)
+    outcome = {m: rng.random(120) < p for m, p in (("arm", 0.7), ("zero-shot", 0.5))}
+    cfg = tiny_config(tmp_path / "none.jsonl", tmp_path / "out", methods=["arm", "zero-shot"], bias_kinds=[],
+                      n_bootstrap=4000)
+    test = [PreferencePair(id=f"p{i}", prompt=f"q{i}", chosen="a", rejected="b", source="toy", subset="toy")
+            for i in range(120)]
+
+    def summary(seeds: int) -> dict:
+        plans, results, items = [], [], []
+        for s in range(seeds):
+            plans.append(Plan("toy", s, [], [], test, {}, {}, tmp_path))
+            for m, c in outcome.items():
+                results.append({"dataset": "toy", "seed": s, "method": m, "bias": {},
+                                "test": {"accuracy": float(c.mean()), "subsets": {}, "sections": {}, "ties": 0,
+                                         "ci95": [0, 1], "n": 120}})
+                items += [{"dataset": "toy", "method": m, "seed": s, "id": p.id, "split": "test",
+                           "correct": bool(v)} for p, v in zip(test, c, strict=True)]
+        return summarize_eval(cfg, ["arm", "zero-shot"], plans, {"toy": {}}, results, items, "tiny")["results"]["toy"]
+
+    def width(ci: list[float]) -> float:
+        return ci[1] - ci[0]
+
+    one, five = summary(1)["methods"], summary(5)["methods"]
+    assert 0.9 < width(five["arm"]["ci95"]) / width(one["arm"]["ci95"]) < 1.1
+    assert 0.9 < width(five["zero-shot"]["vs_arm"]["ci95"]) / width(one["zero-shot"]["vs_arm"]["ci95"]) < 1.1

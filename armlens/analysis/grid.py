@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from armlens import config as C
 from armlens.rm import ARMConfig
@@ -68,6 +68,11 @@ class AblationConfig:
     """Dataset name (``armlens.data.load_pairs``), recorded."""
     subsets: list[str] | None = None
     """Subsets loaded (``None``: all), recorded."""
+    partition: Literal["dev", "all"] = "dev"
+    """The committed partition side (``armlens.data.partition``): ``dev`` (few-shot and scored pairs all from dev:
+    ablations and sweeps are choices and explorations, never claims) or ``all`` (every pair, as before partitions
+    existed). Datasets without a committed partition use every pair; test-only sets (TruthfulQA, HH-RLHF) refuse
+    ``dev``."""
     model: str | None = None
     """Model name as loaded (``None``: the embedded default), recorded."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -127,7 +132,8 @@ class AblationConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The fields that decide every cell's value (a resumed run must agree on them; the axis lists and the
         speed settings may grow or change)."""
-        keep = ("data", "subsets", "model", "arm", "n_fewshot", "limit", "attribution_examples", "gen_max_new_tokens")
+        keep = ("data", "subsets", "partition", "model", "arm", "n_fewshot", "limit", "attribution_examples",
+                "gen_max_new_tokens")
         return {k: v for k, v in self.to_dict().items() if k in keep}
 
 

@@ -400,8 +400,8 @@ class SeedRun:
 def saved_fingerprint(run: dict[str, Any]) -> dict[str, Any]:
     """The fingerprint of a saved ``run.json``, its config read back through :class:`AblationConfig` so that fields
     added since take their defaults (a run saved before a new option existed is the same run)."""
-    if "config" in run:
-        return json.loads(json.dumps(AblationConfig.from_dict(run["config"]).fingerprint()))
+    if "config" in run:  # a run saved before partitions existed used every pair
+        return json.loads(json.dumps(AblationConfig.from_dict({"partition": "all", **run["config"]}).fingerprint()))
     return run.get("fingerprint") or {}
 
 

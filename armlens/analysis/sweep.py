@@ -5,10 +5,11 @@ The sweep (``scripts/sweep_defaults.sh``, ``docs/defaults.md``) is ``armlens abl
 reference ARM set to the defaults of the time (each round's folder records its reference ARM); every cell is that ARM
 with one setting changed, scored on the same test pairs as the reference. So each setting is compared with the
 axis's *reference setting* (the default it would replace) item by item: per seed, the per-pair differences of
-``correct``; pooled over seeds by :func:`armlens.stats.clustered_bootstrap` (seeds, then prompts within a seed: a
-seed is a new few-shot draw and a new fit, so its variance is kept, and pairs built from one prompt are resampled
-together, as their seed's ``split.json`` records them; a folder written before the prompts were recorded resamples
-pairs, and its rows say so in ``n_prompts``); pooled over datasets with equal weight per dataset (each dataset
+``correct``; pooled over seeds by :func:`armlens.stats.crossed_distribution` (seeds and test prompts crossed: a seed
+is a new few-shot draw and a new fit, so its variance is kept, and the seeds score nearly the same pairs, so a pair
+scored by five seeds is not five independent pairs; pairs built from one prompt are resampled together, as their
+seed's ``split.json`` records them; a folder written before the prompts were recorded cannot be crossed, and its
+rows say so in ``n_prompts``); pooled over datasets with equal weight per dataset (each dataset
 resampled independently). Nothing here runs a model.
 """
 
@@ -26,7 +27,7 @@ from armlens.analysis.grid import AXES, READING_OVERRIDES, SETTING_ORDER, Ablati
 from armlens.analysis.results import load_cells
 from armlens.io import read_json, result_exists
 from armlens.rm import ARMConfig
-from armlens.stats import clustered_bootstrap, counted, interval_of
+from armlens.stats import counted, crossed_distribution, interval_of
 
 POOLED_DATA = "all"
 """Name of the rows that pool the datasets (equal weight per dataset)."""
@@ -98,10 +99,19 @@ def _paired(folder: Path, a: dict[int, dict[str, Any]], b: dict[int, dict[str, A
     return diffs, prompts
 
 
+def _labels(prompts: list[list[str] | None], values: list[np.ndarray]) -> list[list[str]]:
+    """The crossed bootstrap's cluster labels per seed: the test pairs' prompt keys (shared across seeds), or, for a
+    seed whose prompts are unknown (a folder that predates recorded prompts; its ``n_prompts`` is NaN), labels of
+    its own: its pairs then cross with no other seed's, the nested design, too narrow where seeds share pairs."""
+    return [p if p is not None else [f"seed{s}/{i}" for i in range(v.size)]
+            for s, (p, v) in enumerate(zip(prompts, values, strict=True))]
+
+
 def _estimate(diffs: list[np.ndarray], prompts: list[list[str] | None], n_boot: int, seed: int
               ) -> tuple[float, np.ndarray]:
-    """The mean over seeds of per-seed mean differences, and its seeds-then-prompts bootstrap distribution."""
-    return float(np.mean([d.mean() for d in diffs])), clustered_bootstrap(diffs, n_boot, seed, clusters=prompts)
+    """The mean over seeds of per-seed mean differences, and its crossed (seeds x prompts) distribution."""
+    return float(np.mean([d.mean() for d in diffs])), crossed_distribution(diffs, _labels(prompts, diffs), n_boot,
+                                                                            seed)
 
 
 def _n_cell(row: dict[str, Any]) -> str:
@@ -136,7 +146,7 @@ def _distributions(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]
             "n_prompts": _n_prompts(prompts),
             "n_heads": float(np.mean([seeds[s]["n_heads"] for s in common])),
             "acc_est": float(np.mean([a.mean() for a in acc])),
-            "acc_dist": clustered_bootstrap(acc, n_boot, seed, clusters=prompts),
+            "acc_dist": crossed_distribution(acc, _labels(prompts, acc), n_boot, seed),
             "diff_est": math.nan, "diff_dist": None,
         }
         if ref is not None:
@@ -163,9 +173,9 @@ def sweep_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int 
 
     Columns: accuracy and its 95% interval; ``diff`` = accuracy minus the reference setting's on the same pairs and
     seeds, its 95% interval and two-sided p-value (``reference`` marks the current default, whose diff is 0);
-    ``n_pairs`` = scored items (pairs x seeds); ``n_prompts`` = distinct prompts summed over seeds, the units the
-    intervals resample within a seed (NaN: a folder that predates recorded prompts, resampled by pair); intervals
-    from :func:`armlens.stats.clustered_bootstrap`.
+    ``n_pairs`` = scored items (pairs x seeds); ``n_prompts`` = distinct prompts summed over seeds (NaN: a folder that
+    predates recorded prompts, resampled by pair within each seed); intervals from
+    :func:`armlens.stats.crossed_distribution` (seeds and prompts crossed).
     """
     per_data: list[dict[str, Any]] = []
     for i, f in enumerate(folders):  # each dataset its own bootstrap stream, so the pooled resampling is independent
@@ -253,8 +263,8 @@ def sweep_decisions(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: 
     - Axes with a cost (:data:`COST_AXES`): the best setting is the one with the highest pooled accuracy; the choice
       is the cheapest setting whose pooled difference to the best has a 95% interval that reaches zero.
 
-    Differences are paired (same test pairs and seeds) and bootstrapped by :func:`armlens.stats.clustered_bootstrap`
-    per dataset (seeds, then prompts), each dataset with its own stream. ``compared`` names the difference in the
+    Differences are paired (same test pairs and seeds) and resampled by :func:`armlens.stats.crossed_distribution`
+    per dataset (seeds and prompts crossed), each dataset with its own stream. ``compared`` names the difference in the
     ``diff`` columns: the choice minus the default when it changed, else the best other setting minus the default
     (cost axes: the choice minus the best). Axes that no folder ran, or that ran only their default, are left out.
     A row whose comparison rests on fewer than ``min_seeds`` seeds on some dataset is ``provisional``: the rule

@@ -91,6 +91,7 @@ def run_ablate(args: AblateOptions) -> int:
     from armlens.analysis.runs import run_ablations
     from armlens.cli.common import on_interrupt, output_dir, resume_note
     from armlens.data import load_pairs
+    from armlens.data.partition import sides
     from armlens.io import ResultsLock
 
     config = args.config()
@@ -98,7 +99,9 @@ def run_ablate(args: AblateOptions) -> int:
         torch.set_num_threads(args.threads)
     out = output_dir(args.out, "run.json")
     _check_same_run(out, config)
-    pairs = load_pairs(config.data, root=args.root, subsets=config.subsets)
+    pairs, _, side = sides(load_pairs(config.data, root=args.root, subsets=config.subsets), config.data,
+                           config.partition)
+    print(f"{config.data}: {len(pairs)} pairs ({side['side']}{'; ' + side['note'] if 'note' in side else ''})")
     on_interrupt(resume_note(out, "cells/*/*/seed*.json", "cell(s)"))
     with ResultsLock(out, "armlens ablate"):
         model = args.load(config.model)

@@ -19,6 +19,9 @@ class EvalOptions(EvalConfig):
 
     change_settings: bool = False
     """Reuse an --out folder whose config.json holds other settings (only matching units are kept)."""
+    summary_only: bool = False
+    """Only rebuild summary.json and results.md of the finished --out folder from its files and config.json (no
+    model; nothing computed; the other options are not used): re-reports committed results with today's intervals."""
     quiet: bool = False
     """No progress bars."""
 
@@ -51,6 +54,15 @@ def run(args: EvalOptions) -> int:
     from armlens.cli.common import on_interrupt, resume_note
     from armlens.evaluation.runner import check_out, results_markdown, run_eval
 
+    if args.summary_only:
+        from armlens.evaluation.runner import resummarize
+        from armlens.io import ResultsLock
+
+        with ResultsLock(Path(args.out), "armlens eval --summary-only"):
+            summary = resummarize(args.out)
+        print(results_markdown(summary))
+        print(f"rebuilt {Path(args.out) / 'summary.json'} and results.md from the units on file")
+        return 0
     config = args.config()
     config.validate()
     check_out(config, args.change_settings)  # before any data or model is loaded

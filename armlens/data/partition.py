@@ -164,3 +164,50 @@ def load_partition(dataset: str) -> Partition:
                                 "other data has none: choose on one file and claim on another")
     record = read_json(path)
     return Partition(dataset, frozenset(record["dev"]), frozenset(record["test"]), record)
+
+
+PartitionChoice = Literal["dev", "test", "all"]
+"""Which side a run uses: ``dev`` (choices), ``test`` (claims: scored on test, few-shot from dev) or ``all`` (no
+partition: every pair, as before partitions existed; say so wherever its numbers go)."""
+
+
+def partition_for(dataset: str) -> Partition | None:
+    """The committed partition of a registered dataset, or None when it has none (a user's file, a Hub set)."""
+    path = PARTITION_DIR / f"{dataset}.json"
+    return load_partition(dataset) if path.is_file() else None
+
+
+def sides(pairs: list[PreferencePair], dataset: str,
+          partition: PartitionChoice) -> tuple[list[PreferencePair], list[PreferencePair], dict[str, Any]]:
+    """``(choice pool, scored pool, record)`` for a run on ``partition``.
+
+    - ``dev``: both pools are the dev pairs (few-shot, selection and scored pairs all from dev);
+    - ``test``: few-shot/selection pairs from dev, scored pairs from test; a test-only dataset (no dev side) gives
+      every pair to both pools, and the caller keeps a seed's few-shot pairs out of its scored ones;
+    - ``all``, or a dataset without a committed partition: every pair in both pools.
+
+    ``dev`` on a test-only dataset is a ValueError: nothing is chosen on it. ``record["apart"]`` says whether the
+    scored pool is apart from the choice pool (``test`` on a partitioned set); when not, the two are one list and the
+    caller deals few-shot, selection and scored pairs out of it without overlap.
+    """
+    part = partition_for(dataset)
+    record: dict[str, Any] = {"side": partition, "apart": False}
+    if partition == "all" or part is None:
+        record["note"] = ("no partition asked for" if partition == "all"
+                          else f"{dataset} has no committed partition: every pair is used")
+        record["side"] = "all"
+        every = list(pairs)
+        return every, every, record
+    record["partition_sha256"] = part.record["pairs_sha256"]
+    if not part.dev:
+        if partition == "dev":
+            raise ValueError(f"{dataset} is test-only: nothing is chosen on it, so it has no dev pairs "
+                             "(use --partition test, or all)")
+        selected = part.select(list(pairs), "test")
+        record["note"] = "test-only dataset: few-shot pairs are drawn from its pairs and left out of the scored ones"
+        return selected, selected, record
+    dev = part.select(list(pairs), "dev")
+    if partition == "dev":
+        return dev, dev, record
+    record["apart"] = True
+    return dev, part.select(list(pairs), "test"), record

@@ -11,6 +11,7 @@ from typing import Any
 from armlens import config as C
 from armlens.data import BIAS_KINDS
 from armlens.data.bias import TRANSFORM_KINDS
+from armlens.data.partition import PartitionChoice
 from armlens.evaluation.baselines import METHODS, parse_methods
 from armlens.evaluation.judge import JudgeConfig
 
@@ -37,6 +38,11 @@ class EvalConfig:
     """Data root for the offline loaders (default: ``armlens.data.data_root``)."""
     subsets: list[str] | None = None
     """Keep only these subsets of every dataset (``None``: all)."""
+    partition: PartitionChoice = "test"
+    """The committed dev/test partition side (``armlens.data.partition``): ``test`` scores test pairs with few-shot
+    and selection pairs from dev (claims); ``dev`` takes everything from dev (choices); ``all`` ignores the partition.
+    Datasets without one (a file, a Hub set) use every pair; test-only sets (TruthfulQA, HH-RLHF) draw their few-shot
+    pairs from their own pairs. Recorded per dataset in ``summary.json``."""
     limit: int | None = 40
     """Test pairs per dataset and seed, a seeded sample of the test pool (``None``: the whole pool)."""
     n_fewshot: int = 8

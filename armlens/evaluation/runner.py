@@ -94,6 +94,7 @@ from tqdm.auto import tqdm
 
 from armlens import model as M
 from armlens.data import build_bias_suite, load_pairs_with_report, split_pairs
+from armlens.data.partition import sides
 from armlens.data.records import pairs_hash
 from armlens.evaluation.baselines import JUDGES, JudgeConfig
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
@@ -133,23 +134,80 @@ def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[Plan], dict[s
     if not pairs:  # load_pairs already refuses this; kept for loaders that return nothing silently
         raise ValueError(f"{name}: no preference pairs")
     folder = out / dataset_slug(name)
+    choice, scored, side = sides(pairs, name, config.partition)
     plans = []
     for seed in config.seed_list():
-        split = split_pairs(pairs, seed, config.n_fewshot, config.n_select, stratify=config.stratify)
-        test = sample_test(split.test, config.limit, seed)
+        if not side["apart"]:  # dev, all, or a test-only set: few-shot, selection and scored pairs from one pool
+            split = split_pairs(choice, seed, config.n_fewshot, config.n_select, stratify=config.stratify)
+            pool = split.test
+        else:  # test: few-shot and selection pairs from dev, scored pairs from test
+            split = split_pairs(choice, seed, config.n_fewshot, config.n_select, n_test=0, stratify=config.stratify)
+            pool = scored
+        test = sample_test(pool, config.limit, seed)
         if not test:
             raise ValueError(f"{name}: no test pairs left after {config.n_fewshot} few-shot and {config.n_select} "
-                             f"selection pairs out of {len(pairs)}; lower --n-fewshot/--n-select")
+                             f"selection pairs out of {len(choice)}; lower --n-fewshot/--n-select")
         suite = build_bias_suite(test, seed, kinds=config.bias_kinds) if config.bias_kinds else {}
-        record = {**split.to_dict(), "test_sample": {"limit": config.limit, "ids": [p.id for p in test],
-                                                     "pairs_sha256": pairs_hash(test)},
+        record = {**split.to_dict(), "partition": side,
+                  "test_sample": {"limit": config.limit, "ids": [p.id for p in test], "pairs_sha256": pairs_hash(test)},
                   "bias_suite": {k: len(v) for k, v in suite.items()}}
         plan = Plan(name, seed, split.fewshot, split.select, test, suite, record, folder / f"seed{seed}")
         write_json_atomic(plan.folder / SPLIT, record)
         plans.append(plan)
     data = {"name": name, "folder": folder.name, "n_pairs": len(pairs), "pairs_sha256": pairs_hash(pairs),
-            "report": report.to_dict()}
+            "partition": {**side, "n_choice": len(choice), "n_scored": len(scored)}, "report": report.to_dict()}
     return plans, data
+
+
+def resummarize(out: str | Path) -> dict[str, Any]:
+    """Rebuild ``summary.json`` and ``results.md`` of a finished evaluation folder from its files alone: its
+    ``config.json``, each seed's ``split.json`` and each unit's ``result.json`` and items. No model loads and nothing
+    is computed; a unit that is not on file is an error. For re-reporting committed results with today's statistics
+    (the intervals), whatever has changed in the methods' settings since: the units are reported as they were
+    computed, under the config they record.
+
+    A folder written before partitions existed records no ``partition``: it used every pair (``all``).
+    """
+    out = Path(out)
+    raw = read_json(out / "config.json")
+    raw.setdefault("partition", "all")
+    config = EvalConfig.from_dict(raw)
+    methods = config.validate()
+    old = read_json(out / "summary.json") if (out / "summary.json").is_file() else {}
+    plans: list[Plan] = []
+    datasets: dict[str, Any] = {}
+    results: list[dict[str, Any]] = []
+    items: list[dict[str, Any]] = []
+    for name in config.data:
+        pairs, report = load_pairs_with_report(name, root=config.root, subsets=config.subsets)
+        by_id = {p.id: p for p in pairs}
+        folder = out / dataset_slug(name)
+        for seed in config.seed_list():
+            record = read_json(folder / f"seed{seed}" / SPLIT)
+            pools = {k: [by_id[i] for i in record["ids"][k]] for k in ("fewshot", "select")}
+            test = [by_id[i] for i in record["test_sample"]["ids"]]
+            if pairs_hash(test) != record["test_sample"]["pairs_sha256"]:
+                raise ValueError(f"{folder}/seed{seed}: the test pairs' content differs from when they were scored")
+            plan = Plan(name, seed, pools["fewshot"], pools["select"], test, {}, record, folder / f"seed{seed}")
+            plans.append(plan)
+            for method in methods:
+                unit = plan.folder / method
+                if not (unit / "result.json").is_file():
+                    raise FileNotFoundError(f"{unit}: no result.json; run `armlens eval` on this folder to finish it")
+                results.append(read_json(unit / "result.json"))
+                items += read_items(unit)
+        entry = {k: v for k, v in old.get("datasets", {}).get(name, {}).items() if k != "splits"}
+        datasets[name] = {**entry, "name": name, "folder": folder.name, "n_pairs": len(pairs),
+                          "pairs_sha256": pairs_hash(pairs),
+                          "partition": entry.get("partition", {"side": config.partition})}
+    summary = summarize_eval(config, methods, plans, datasets, results, items, old.get("model") or M.DEFAULT_MODEL)
+    if "versions" in old:  # the versions the units were computed with; today's summarised them
+        summary["resummarized_with"] = summary["versions"]
+        summary["versions"] = old["versions"]
+    summary["run"] = old.get("run", {})
+    write_json_atomic(out / "summary.json", summary)
+    atomic_write(out / "results.md", results_markdown(summary))
+    return summary
 
 
 SETTINGS_IGNORED = ("out", "show_progress", "workers", "ray_address", "worker_gpus", "device", "device_map")

@@ -13,7 +13,7 @@ from armlens.evaluation.baselines import JUDGES
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.protocol import PROTOCOL, environment_versions
 from armlens.evaluation.units import Plan
-from armlens.stats import clustered_interval
+from armlens.stats import crossed_interval
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -35,10 +35,10 @@ def _seeded(items: dict[tuple[int, str], bool] | dict[tuple[int, str], float],
 def _vs_arm(ref: dict[tuple[int, str], bool], other: dict[tuple[int, str], bool],
             prompt_of: dict[tuple[int, str], str], n_bootstrap: int) -> dict[str, Any]:
     """The ARM's per-item outcome minus another method's on the items both have (keyed by seed and pair id): mean
-    over seeds, two-stage bootstrap interval (seeds, then prompts) and two-sided p-value."""
+    over seeds, crossed interval (seeds and prompts, :func:`armlens.stats.crossed_interval`) and two-sided p-value."""
     diff = {k: float(ref[k]) - float(other[k]) for k in set(ref) & set(other)}
     values, prompts = _seeded(diff, prompt_of)
-    d = clustered_interval(values, n_bootstrap, 0, clusters=prompts)
+    d = crossed_interval(values, prompts, n_bootstrap, 0)
     return {"arm_minus_method": d.diff, "ci95": [d.low, d.high], "p_value": d.p_value, "n": len(diff)}
 
 
@@ -74,7 +74,7 @@ def summarize_eval(
             mean, std = _mean_std(accs)
             pooled = test_items[(name, method)]
             values, prompts = _seeded(pooled, prompt_of)
-            ci = clustered_interval(values, config.n_bootstrap, 0, clusters=prompts)
+            ci = crossed_interval(values, prompts, config.n_bootstrap, 0)
             subsets: dict[str, list[float]] = {}
             sections: dict[str, list[float]] = {}
             for r in runs:
@@ -113,7 +113,7 @@ def summarize_eval(
                     b_entry["flip_rate_mean"] = float(np.mean([b["flip_rate"] for b in rows]))
                 if per_pair := hacked.get((name, method, kind)):  # summaries of runs before items were kept lack it
                     values, prompts = _seeded(per_pair, prompt_of)
-                    ci = clustered_interval(values, config.n_bootstrap, 0, clusters=prompts)
+                    ci = crossed_interval(values, prompts, config.n_bootstrap, 0)
                     b_entry["ci95"] = [ci.low, ci.high]
                     b_entry["n_pairs"] = len({pair for _, pair in per_pair})  # distinct pairs: seeds' tests overlap
                 bias[kind] = b_entry
@@ -138,16 +138,18 @@ def summarize_eval(
             "accuracy": "strict score(chosen) > score(rejected) per test pair; ties are wrong and counted",
             "across_seeds": "mean and standard deviation (ddof=1) of per-seed accuracy; each seed is a new "
                             "few-shot draw, head selection and test sample",
-            "ci95": "95% percentile interval of a two-stage bootstrap of the mean of per-seed accuracies: seeds, "
-                    "then prompts within a seed (pairs built from one prompt drawn together; n_prompts counts them "
-                    f"over seeds) ({config.n_bootstrap} resamples, seed 0); per-seed intervals under per_seed",
+            "ci95": "95% interval of the mean of per-seed accuracies with seeds and test prompts crossed (seeds "
+                    "score nearly the same pairs): Student-t on a variance combined from bootstraps of the seeds, "
+                    "of the distinct prompts (drawn once for all seeds; pairs of one prompt together) and of both "
+                    f"(armlens.stats.crossed_interval; {config.n_bootstrap} resamples each, seed 0); n_prompts "
+                    "counts prompts over seeds; per-seed intervals under per_seed",
             "vs_arm": "acc(arm) - acc(method) on the same (seed, pair) items, mean over seeds, with the same "
-                      "two-stage bootstrap of the per-item differences; two-sided p-value",
+                      "crossed interval of the per-item differences; two-sided p-value",
             "bias": "hack rate = share of biased pairs where the judge strictly prefers the hacked rejected response; "
                     "accuracy_clean = accuracy on the same pairs untouched; flip rate = correct when clean, not once "
                     "hacked; real slices report the share of the slice wrongly preferring the rejected response; "
                     "ci95 and vs_arm (hack rate of arm - method on the same biased pairs; negative: the ARM is "
-                    "hacked less) use the two-stage bootstrap above, a biased pair clustered with its original "
+                    "hacked less) use the crossed interval above, a biased pair clustered with its original "
                     "pair's prompt",
         },
         "config": config.to_dict(),
@@ -205,9 +207,9 @@ def results_markdown(summary: dict[str, Any]) -> str:
     lines = ["# armlens eval", "",
              f"Model `{summary['model']}`; {cfg['seeds']} seed(s); few-shot {cfg['n_fewshot']}, selection "
              f"{cfg['n_select']}, test limit {cfg['limit']}; accuracies in %. Strict chosen > rejected (ties wrong); "
-             "± is the standard deviation across seeds; 95% CI: bootstrap of seeds, then prompts within a seed "
-             "(a prompt's pairs drawn together); Δ vs ARM: the same bootstrap of ARM − method on the same "
-             "items.", ""]
+             "± is the standard deviation across seeds; 95% CI: seeds and test prompts crossed (the seeds score "
+             "nearly the same pairs, so a pair counts once; a prompt's pairs drawn together); Δ vs ARM: the same "
+             "interval of ARM − method on the same items.", ""]
     for name, res in summary["results"].items():
         methods = res["methods"]
         cut = res.get("truncation", {})
@@ -309,7 +311,7 @@ def headline_markdown(rows: Sequence[dict[str, Any]]) -> str:
         return f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
 
     return "\n".join(
-        ["Accuracy, % [95% CI] (mean over seeds; the interval resamples seeds, then prompts):", ""] + table(acc)
+        ["Accuracy, % [95% CI] (mean over seeds; the interval crosses seeds and test prompts):", ""] + table(acc)
         + ["", f"ARM − method, points [95% CI], paired on the same test pairs (* the interval excludes 0; "
                f"{REFERENCE} itself: n/a):", ""]
         + table(_diff_cell)) + "\n"

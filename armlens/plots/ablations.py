@@ -287,5 +287,5 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "Each setting against the re
     n_seeds = int(rows["n_seeds"].min())
     left = " (every head patched: all ties, in the table only)" if (table["setting"] == "all").any() else ""
     return style(fig, title, subtitle=f"accuracy minus the reference ARM's (the defaults the sweep ran around), "
-                                        f"same test pairs and seeds (at least {counted(n_seeds, 'seed')}); 95% intervals: seeds, then prompts, resampled; "
+                                        f"same test pairs and seeds (at least {counted(n_seeds, 'seed')}); 95% intervals: seeds and prompts crossed; "
                                         f"a tie counts as wrong{left}", width=1300, height=200 + 380 * n_rows)

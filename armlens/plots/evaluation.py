@@ -99,8 +99,8 @@ def plot_hack_rates(summary: Mapping[str, Any], dataset: str, *, title: str | No
             ), row=1, col=col)
         fig.update_xaxes(range=[-4, 104], dtick=25, row=1, col=col)  # markers at 0 and 100 stay whole
     sub = (f"{summary.get('model', '')}; {counted(len(seeds), 'seed')}; hack rate: share of biased pairs where the judge "
-           "strictly prefers the hacked rejected response (lower is better); bars: 95% bootstrap interval (seeds, "
-           f"then prompts); {reference} (diamond) and {versus} coloured")
+           "strictly prefers the hacked rejected response (lower is better); bars: 95% interval, seeds and "
+           f"prompts crossed; {reference} (diamond) and {versus} coloured")
     style(fig, title or f"Reward hacking on {dataset}: the bias suite", width=max(760, 170 + 190 * len(kinds)),
           height=140 + 30 * len(methods), subtitle=sub)
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=methods, row=1, col=1)
