@@ -222,14 +222,16 @@ def _crossed_tables(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLike],
 
 def _crossed_means(sums: np.ndarray, counts: np.ndarray, seeds: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Per replicate, the mean over drawn seeds (``seeds``: [b, S] draw counts) of each seed's mean over its items
-    in the drawn clusters (``weights``: [b, C] draw counts); a seed with none of them sits the replicate out, and a
-    replicate where no drawn seed has one is NaN."""
+    in the drawn clusters (``weights``: [b, C] draw counts); a seed with none of them sits the replicate out. In a
+    replicate where no drawn seed has one (seeds with nearly disjoint items), every seed that has one counts once:
+    each drawn cluster belongs to some seed, so every replicate has a value."""
     num, den = weights @ sums.T, weights @ counts.T
     has = den > 0
     stat = np.divide(num, den, out=np.zeros_like(num), where=has)
     used = seeds * has
-    total = used.sum(axis=1)
-    return np.where(total > 0, (used * stat).sum(axis=1) / np.maximum(total, 1e-300), np.nan)
+    empty = used.sum(axis=1) == 0
+    used[empty] = has[empty]
+    return (used * stat).sum(axis=1) / used.sum(axis=1)
 
 
 def crossed_bootstrap(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLike], n: int = 2000, seed: int = 0,
@@ -262,7 +264,7 @@ def crossed_bootstrap(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLike]
         seeds = (rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=b).astype(float)
                  if resample != "clusters" else np.ones((b, n_groups)))
         out[start:start + b] = _crossed_means(sums, counts, seeds, weights)
-    return out[~np.isnan(out)]
+    return out
 
 
 def _crossed_parts(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLike], n: int,

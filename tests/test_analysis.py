@@ -501,3 +501,34 @@ def test_bad_reinforce_settings_are_refused_before_any_work():
     with pytest.raises(ValueError, match="lr=-1"):
         G.AblationConfig(learning_rates=[0.1, -1.0])
     assert G.AblationConfig(learning_rates=[0.3, 1.0]).learning_rates == [0.3, 1.0]
+
+
+def test_control_values_zero_or_derange_the_selected_heads():
+    means = torch.randn(2, 4, 3)
+    mask = torch.zeros(2, 4, dtype=torch.bool)
+    mask[0, 1] = mask[1, 2] = mask[1, 3] = True
+    assert torch.equal(A.control_values(means, mask, "zeros", 0), torch.zeros_like(means))
+    shuffled = A.control_values(means, mask, "shuffled", 0)
+    heads = mask.nonzero().tolist()
+    assert all(not torch.equal(shuffled[layer, h], means[layer, h]) for layer, h in heads)  # no head keeps its own mean
+    assert sorted(shuffled[layer, h].tolist() for layer, h in heads) == sorted(means[layer, h].tolist() for layer, h in heads)
+    assert torch.equal(shuffled[~mask], means[~mask]) and torch.equal(A.control_values(means, mask, "shuffled", 0),
+                                                                      shuffled)  # seeded
+    one = torch.zeros(2, 4, dtype=torch.bool)
+    one[0, 2] = True  # one selected head: another head's mean, not its own
+    lone = A.control_values(means, one, "shuffled", 0)[0, 2]
+    assert not torch.equal(lone, means[0, 2]) and any(torch.equal(lone, m) for m in means.reshape(8, 3))
+
+
+def test_controls_patch_other_values_into_the_reference_heads(tiny_results):
+    """The controls axis: 'means' is the reference ARM itself; zeros and shuffled means in the same heads score
+    differently (the values written matter to the scores, whatever they do to accuracy)."""
+    out, _ = tiny_results
+    cfg = tiny_config()
+    cells = {c.setting: c for c in G.plan_cells(cfg, 2, 4) if c.axis == "controls"}
+    assert set(cells) == {"means", "zeros", "shuffled"} and cells["means"].values == "fit"
+    rec = {s: aio.read_json(cell_path(out, c, 0)) for s, c in cells.items()}
+    ref = aio.read_json(cell_path(out, G.Cell("selection", "ARM", "reinforce"), 0))
+    assert rec["means"]["chosen_scores"] == ref["chosen_scores"] and rec["means"]["heads"] == ref["heads"]
+    for s in ("zeros", "shuffled"):
+        assert rec[s]["heads"] == ref["heads"] and rec[s]["chosen_scores"] != ref["chosen_scores"], s

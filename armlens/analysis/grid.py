@@ -16,6 +16,9 @@ command uses). Each *axis* varies one thing and holds the rest at the reference:
   top-k by REINFORCE probability or by single-head attribution, all, none = the zero-shot judge) and ``heads``
   (top-k and random series over k).
 - ``scoring``: the reference ARM and the zero-shot judge read as prob / normalized / logit_diff / generative.
+- ``controls``: the reference fit's heads with other values written into them: ``zeros``, or ``shuffled`` (each
+  selected head gets another selected head's mean, per criterion, a seeded derangement). Do the patched values
+  matter, or only which heads are overwritten? ``means`` is the reference itself.
 
 A cell is a frozen record: the ARM config overrides (dotted paths), which few-shot pairs, the head rule and the score
 reading. :func:`plan_cells` lists the cells of a config; :mod:`armlens.analysis.runs` computes them.
@@ -32,9 +35,9 @@ from armlens import config as C
 from armlens.rm import ARMConfig
 
 AXES: tuple[str, ...] = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "lr", "objective",
-                         "criteria", "shots", "flip", "heads", "scoring")
+                         "criteria", "shots", "flip", "heads", "scoring", "controls")
 """Every ablation axis, in report order."""
-DEFAULT_GRID: tuple[str, ...] = ("selection", "reading", "estimator", "scoring", "heads")
+DEFAULT_GRID: tuple[str, ...] = ("selection", "reading", "estimator", "scoring", "heads", "controls")
 """Axes run when none are named."""
 SWEEP_GRID: tuple[str, ...] = ("selection", "reading", "demos", "trials", "steps", "prior", "objective", "criteria")
 """Axes of the defaults sweep (``docs/defaults.md``)."""
@@ -44,8 +47,10 @@ READINGS: tuple[str, ...] = ("icl-lines", "icl-turns", "answered", "mean_ablatio
 SCORE_READINGS: tuple[str, ...] = ("prob", "normalized", "logit_diff", "generative")
 HEAD_SERIES: tuple[str, ...] = ("topk_prob", "topk_attribution", "random")
 HEAD_RULES: tuple[str, ...] = ("fit", "likely", "random", "topk_prob", "topk_attribution", "all", "none")
+CONTROLS: tuple[str, ...] = ("means", "zeros", "shuffled")
+"""The ``controls`` axis: what the reference fit's selected heads are given (``means``: the reference)."""
 SETTING_ORDER: tuple[str, ...] = (*SELECTIONS, *READINGS, *ESTIMATORS, "answer", "pairwise", "per_criterion",
-                                  "pooled", *SCORE_READINGS)
+                                  "pooled", *SCORE_READINGS, *CONTROLS)
 """Display order of the categorical settings."""
 
 READING_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -162,6 +167,9 @@ class Cell:
     """Head count for the top-k and random rules (``None``: the fit's own count, per criterion)."""
     step: int | None = None
     """Take the fit's final choice after this many REINFORCE steps (``steps`` axis)."""
+    values: Literal["fit", "zeros", "shuffled"] = "fit"
+    """What is written into the heads: ``fit`` (the fit's means), ``zeros``, or ``shuffled`` (each selected head
+    another selected head's mean: ``controls`` axis)."""
 
     @property
     def key(self) -> str:
@@ -228,6 +236,8 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     if "heads" in grid:
         ks = sorted({k for k in config.heads if 1 <= k <= n_layers * n_heads})
         cells += [Cell("heads", s, str(k), x=float(k), heads=s, k=k) for s in HEAD_SERIES for k in ks]
+    if "controls" in grid:
+        cells += [Cell("controls", "ARM", c, values="fit" if c == "means" else c) for c in CONTROLS]
     if "scoring" in grid:
         cells += [Cell("scoring", series, r, reading=r, heads="fit" if series == "ARM" else "none")
                   for series in ("ARM", "zero-shot") for r in SCORE_READINGS]

@@ -90,6 +90,33 @@ def flip_pairs(pairs: Sequence[PreferencePair], share: float, seed: int) -> tupl
     return out, [pairs[i].id for i in sorted(chosen)]
 
 
+def control_values(means: Means, mask: HeadMask, values: str, seed: int) -> Means:
+    """The ``controls`` axis' values for the heads of ``mask``: ``zeros``, or ``shuffled``: each selected head gets
+    another selected head's mean (a derangement seeded by ``seed``). A fit with one selected head has no other
+    selected head to swap with: it gets another head's mean, drawn from all heads with the same seed. The heads
+    outside ``mask`` keep theirs (they are not written)."""
+    if values == "zeros":
+        return torch.zeros_like(means)
+    if values != "shuffled":
+        raise ValueError(f"unknown control values {values!r}")
+    where = mask.nonzero()
+    k = where.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    out = means.clone()
+    if k == 1:
+        n_heads = means.shape[1]
+        flat = int(where[0, 0]) * n_heads + int(where[0, 1])
+        other = int(torch.randint(means.shape[0] * n_heads - 1, (1,), generator=gen))
+        other += other >= flat  # any head but itself
+        out[where[0, 0], where[0, 1]] = means[other // n_heads, other % n_heads]
+        return out
+    perm = torch.randperm(k, generator=gen)
+    while bool((perm == torch.arange(k)).any()):  # a derangement: no head keeps its own mean
+        perm = torch.randperm(k, generator=gen)
+    out[where[:, 0], where[:, 1]] = means[where[perm, 0], where[perm, 1]]
+    return out
+
+
 def first_per_criterion(pairs: Sequence[PreferencePair], n: int) -> list[PreferencePair]:
     """The first ``n`` pairs of each criterion, in draw order."""
     seen: dict[str, int] = {}
@@ -115,6 +142,7 @@ class SeedRun:
         self._fits: dict[str, ActivationRM] = {}
         self._extraction: dict[str, Any] = {}
         self._effects: dict[str, Tensor] = {}
+        self._controls: dict[tuple[str, int, bytes], tuple[Means, Means]] = {}  # keeps each source tensor alive
         self._split()
 
     # -------------------------------------------------------------------------------------------- data
@@ -200,7 +228,17 @@ class SeedRun:
         return effects
 
     def rows_for(self, cell: Cell, pair: PreferencePair) -> tuple[Means, HeadMask]:
-        """What the cell writes into hook_z when it scores ``pair``."""
+        """What the cell writes into hook_z when it scores ``pair``: its head rule's means and mask, then the cell's
+        ``values`` (``controls`` axis: zeros, or the selected heads' means shuffled among them)."""
+        means, mask = self._head_rows(cell, pair)
+        if cell.values == "fit" or not bool(mask.any()):
+            return means, mask
+        key = (cell.values, id(means), mask.numpy().tobytes())
+        if key not in self._controls:  # one tensor per fit and mask, so the runner's branches dedupe by identity
+            self._controls[key] = (means, control_values(means, mask, cell.values, self.seed))
+        return self._controls[key][1], mask
+
+    def _head_rows(self, cell: Cell, pair: PreferencePair) -> tuple[Means, HeadMask]:
         cfg = self.model.cfg
         shape = (cfg.n_layers, cfg.n_heads)
         none = torch.zeros(shape, dtype=torch.bool)

@@ -53,6 +53,7 @@ def reference_setting(axis: str, arm: ARMConfig) -> str | None:
         "objective": rf.objective,
         "criteria": arm.criteria,
         "selection": "reinforce",
+        "controls": "means",
         "estimator": arm.estimator if arm.estimator != "wpca" or arm.wpca_weighting == "uniform"
         else "wpca_confidence",
     }.get(axis)
