@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The post-training results in the README (issue: an ARM as the reward in post-training), on the default model:
+# The post-training results in docs/rl.md (issue: an ARM as the reward in post-training), on the default model:
 #   1. the default ARM on HHH (ARMConfig's defaults, 16 few-shot pairs: one ARM per criterion) for seeds 0, 1, 2 (each
 #      seed a new few-shot draw), a local cache (.arm files are not committed);
 #   2. best-of-8 on every HHH prompt outside seed 0's few-shot draw: what the ARM, the zero-shot and few-shot judges,

@@ -157,7 +157,7 @@ def test_notebook_runs(src):
 PICKER = "04_interactive_patching"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 SCREENSHOT_ENV = "ARMLENS_NOTEBOOK_SCREENSHOT"
-"""Set to a PNG path to keep the screenshot (the README's picture is made this way)."""
+"""Set to a PNG path to keep the screenshot (docs/picker.md's picture is made this way)."""
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -217,7 +217,7 @@ def test_head_picker_notebook_renders_with_its_widget_state(tmp_path):
     print(f"screenshot in {time.perf_counter() - t0:.1f} s")
     assert png_size(png) == (1500, 2200)
     assert png.stat().st_size > 60_000, "a blank page compresses to a few kB; the grid and tables do not"
-    if keep := os.environ.get(SCREENSHOT_ENV):  # the README's picture: the picker's last snapshot on its own
+    if keep := os.environ.get(SCREENSHOT_ENV):  # docs/picker.md's picture: the picker's last snapshot on its own
         snapshots = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
                      if o.get("output_type") == "display_data" and "Heads</b>" in o.get("data", {}).get("text/html", "")]
         alone = tmp_path / "picker.html"

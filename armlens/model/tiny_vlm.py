@@ -19,7 +19,7 @@ from armlens.model.tiny import tiny_tokenizer
 from armlens.typing import Model
 
 FAMILIES = ("llava_onevision", "idefics3")
-"""The vision-language families :func:`tiny_vlm` builds (Qwen2.5-VL: see the README; it needs torchvision)."""
+"""The vision-language families :func:`tiny_vlm` builds (Qwen2.5-VL: see docs/multimodal.md; it needs torchvision)."""
 
 VLM_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
