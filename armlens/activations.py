@@ -6,13 +6,14 @@ Context
 d_head]``. The paper defines it as the activation *while the model evaluates the correct preference*
 (``mu = 1/n sum_i E[z | p_i, r_i, y_i]``), so the label must reach the activations (``docs/method.md``). Readings:
 
-- ``icl`` (the default; MTV's reading): each extraction prompt holds ``shots`` answered demonstrations *per class*
-  and one unanswered query drawn from another prompt (never a sibling or duplicate of a demonstration), read at the
-  last token; ``n_trials`` prompts are averaged, their queries alternating Yes/No. The label enters through the
-  answered demonstrations. Layout ``lines`` (the reference: one user turn of ``question answer`` blocks) or
-  ``turns`` (each demonstration a user turn answered by an assistant turn).
-- ``answered``: one prompt per labelled example, its zero-shot judge prompt followed by the gold answer word, read
-  at that answer token, where the model is giving the label.
+- ``icl`` (MTV's reading; the default of armlens' first release): each extraction prompt holds ``shots`` answered
+  demonstrations *per class* and one unanswered query drawn from another prompt (never a sibling or duplicate of a
+  demonstration), read at the last token; ``n_trials`` prompts are averaged, their queries alternating Yes/No. The
+  label enters through the answered demonstrations. Layout ``lines`` (the reference: one user turn of ``question
+  answer`` blocks) or ``turns`` (each demonstration a user turn answered by an assistant turn).
+- ``answered`` (the default, ``ARMConfig.reading`` in :mod:`armlens.rm`): one prompt per labelled example, its
+  zero-shot judge prompt followed by the gold answer word, read at that answer token, where the model is giving the
+  label.
 - ``mean_ablation``: one zero-shot judge prompt per example, *no answer*: the unconditional mean. Patching it is
   mean-ablation of the selected heads, an ablation baseline, not an ARM.
 
@@ -130,7 +131,7 @@ def _icl_trials(
 def extraction_prompts(
     model: Model,
     examples: Sequence[Example],
-    reading: Reading = "icl",
+    reading: Reading,  # no default here: ARMConfig.reading is the one home of the default
     *,
     shots: int = 1,
     n_trials: int = 32,
@@ -345,7 +346,7 @@ def extract_means(
     model: Model,
     examples: Sequence[Example],
     *,
-    reading: Reading = "icl",
+    reading: Reading,  # no default here: ARMConfig.reading is the one home of the default
     shots: int = 1,
     n_trials: int = 32,
     layout: IclLayout = "lines",

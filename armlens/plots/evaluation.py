@@ -41,8 +41,8 @@ def plot_method_accuracy(summary: Mapping[str, Any], dataset: str, *, title: str
     seeds = res.get("seeds", [])
     sub = (f"{summary.get('model', '')}; {counted(len(seeds), 'seed')}; "
            f"{'/'.join(str(n) for n in res['n_test_per_seed'])} test pairs per seed; "
-           f"{cfg.get('n_fewshot', '?')} few-shot pairs; points: mean over seeds, bars: 95% bootstrap interval (seeds, then "
-           "prompts); a tie counts as wrong")
+           f"{cfg.get('n_fewshot', '?')} few-shot pairs; points: mean over seeds, bars: 95% interval (seeds and "
+           "prompts crossed); a tie counts as wrong")
     style(fig, title or f"Pairwise accuracy on {dataset}", width=max(680, 160 + 110 * len(methods)), height=480, subtitle=sub)
     fig.update_yaxes(title_text=ACC_TITLE, range=[0, 100])
     fig.update_xaxes(title_text="Judge")
