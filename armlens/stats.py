@@ -305,7 +305,8 @@ def crossed_distribution(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLi
     """A bootstrap distribution of the mean of group means for crossed seeds and clusters whose percentile
     ``1 - alpha`` interval is the Student-t interval on the :func:`crossed_variance`: the pigeonhole distribution
     (:func:`crossed_bootstrap`), kept in shape and moved to centre on the estimate, with its spread scaled to the
-    corrected variance times ``(t_df / z)^2`` at that level. Being a distribution, it pools like the others
+    corrected variance times ``(t_df / z)^2`` at that level, and kept within the range of the values (a mean of 0/1
+    outcomes stays in [0, 1] however few pairs there are). Being a distribution, it pools like the others
     (averaged draw by draw over independent datasets) and gives :func:`interval_of`'s p-value.
 
     Why not the percentile of the pigeonhole bootstrap itself: it over-covers (98-99% in simulations shaped like the
@@ -324,7 +325,9 @@ def crossed_distribution(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLi
     if v.variance == 0 or not np.any(spread):
         return np.full(both.size, estimate)
     widen = float(t.ppf(1 - alpha / 2, v.df) / norm.ppf(1 - alpha / 2))
-    return estimate + spread * math.sqrt(v.variance) / float(spread.std()) * widen
+    out = estimate + spread * math.sqrt(v.variance) / float(spread.std()) * widen
+    values = np.concatenate([np.asarray(g, dtype=float).ravel() for g in groups])
+    return np.clip(out, values.min(), values.max())  # a mean lies within its values' range (accuracy in [0, 1])
 
 
 def crossed_interval(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLike], n: int = 2000, seed: int = 0,
