@@ -91,3 +91,19 @@ def test_bad_sizes():
         split_pairs(pairs, seed=0, n_fewshot=-1, n_select=0)
     with pytest.raises(ValueError, match="no pairs"):
         split_pairs([], seed=0, n_fewshot=0, n_select=0)
+
+
+def test_trim_fills_pools_from_few_large_prompt_groups_without_a_shared_prompt(hhh):
+    """HHH's dev side (96 pairs in 46 dialogues) cannot give a stratified selection pool of exact size from whole
+    prompt groups; with n_test=0 a group may be cut, and the rest of it is used by no pool."""
+    from armlens.data.partition import load_partition
+
+    dev = load_partition("hhh").select(hhh, "dev")
+    with pytest.raises(ValueError, match="without cutting a prompt group"):
+        split_pairs(dev, 0, 8, 8, n_test=0, stratify=True)
+    split = split_pairs(dev, 0, 8, 8, n_test=0, stratify=True, trim=True)
+    assert len(split.fewshot) == 8 and len(split.select) == 8 and not split.test
+    split.check_no_leakage()  # no prompt in both pools
+    assert split.to_dict()["requested"]["trim"] is True
+    with pytest.raises(ValueError, match="trim drops pairs, so it needs n_test=0"):
+        split_pairs(dev, 0, 8, 8, stratify=True, trim=True)

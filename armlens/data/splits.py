@@ -131,6 +131,7 @@ def split_pairs(
     n_select: int,
     n_test: int | None = None,
     stratify: bool = False,
+    trim: bool = False,
 ) -> Split:
     """Deal pairs into few-shot, selection and test pools, keeping every prompt on one side.
 
@@ -142,11 +143,18 @@ def split_pairs(
         n_test: pairs in the test split; None (default) puts every remaining pair there.
         stratify: fill the few-shot and selection pools per subset in proportion to the subsets' sizes (largest
             remainder rounding); a prompt group counts toward the subset of its first pair.
+        trim: when no whole prompt group fits the space left in a pool, take the first pairs of the next group and
+            drop the rest of that group from every pool (so still no prompt on two sides). Only with ``n_test=0``,
+            where the pairs left over are used nowhere: a run that scores another pool (the test side of a committed
+            partition) and draws its few-shot and selection pairs from a pool of few, large prompt groups (HHH's dev
+            side: 96 pairs in 46 dialogues) would otherwise fail to fill them.
 
     Returns:
         A :class:`Split`. Raises ValueError when the sizes exceed the data or cannot be met without cutting a
         prompt group.
     """
+    if trim and n_test != 0:
+        raise ValueError("split_pairs: trim drops pairs, so it needs n_test=0 (the pairs left over are used nowhere)")
     for name, n in (("n_fewshot", n_fewshot), ("n_select", n_select), ("n_test", n_test)):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
             raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
@@ -165,6 +173,7 @@ def split_pairs(
     random.Random(seed).shuffle(order)
     group_subset = {k: pairs[groups[k][0]].subset for k in order}
     assigned: set[str] = set()
+    cut: dict[str, int] = {}  # a trimmed group: how many of its pairs were taken (the rest is dropped)
 
     def fill(target: int, pool: str, allowed: set[str] | None = None, label: str = "") -> list[str]:
         taken, left = [], target
@@ -177,6 +186,14 @@ def split_pairs(
                 taken.append(k)
                 assigned.add(k)
                 left -= len(groups[k])
+        if left and trim:
+            k = next((k for k in order if k not in assigned
+                      and (allowed is None or group_subset[k] in allowed)), None)
+            if k is not None:
+                taken.append(k)
+                assigned.add(k)
+                cut[k] = left
+                left = 0
         if left:
             free = [len(groups[k]) for k in order if k not in assigned
                     and (allowed is None or group_subset[k] in allowed)]
@@ -204,13 +221,16 @@ def split_pairs(
         test_idx = sorted(i for k in fill(n_test, "test") for i in groups[k])
 
     split = Split(
-        fewshot=[pairs[i] for k in few for i in groups[k]],
-        select=[pairs[i] for k in sel for i in groups[k]],
+        fewshot=[pairs[i] for k in few for i in groups[k][: cut.get(k)]],
+        select=[pairs[i] for k in sel for i in groups[k][: cut.get(k)]],
         test=[pairs[i] for i in test_idx],
         seed=seed,
-        requested={"n_fewshot": n_fewshot, "n_select": n_select, "n_test": n_test},
+        requested={"n_fewshot": n_fewshot, "n_select": n_select, "n_test": n_test, **({"trim": True} if trim else {})},
         stratify=stratify,
     )
     split.check_no_leakage()
+    if cut:
+        log.info("split: %d prompt group(s) trimmed to fill the pools exactly (%d pairs dropped)", len(cut),
+                 sum(len(groups[k]) - n for k, n in cut.items()))
     log.info("split %d pairs (%d prompts) with seed %d: %s", len(pairs), len(groups), seed, split.sizes())
     return split

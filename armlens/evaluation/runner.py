@@ -141,7 +141,8 @@ def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[Plan], dict[s
             split = split_pairs(choice, seed, config.n_fewshot, config.n_select, stratify=config.stratify)
             pool = split.test
         else:  # test: few-shot and selection pairs from dev, scored pairs from test
-            split = split_pairs(choice, seed, config.n_fewshot, config.n_select, n_test=0, stratify=config.stratify)
+            split = split_pairs(choice, seed, config.n_fewshot, config.n_select, n_test=0, stratify=config.stratify,
+                                trim=True)  # the dev pairs left over are used nowhere
             pool = scored
         test = sample_test(pool, config.limit, seed)
         if not test:
