@@ -40,6 +40,7 @@ from armlens import model as M
 from armlens.activations import (
     LABELLED_READINGS,
     EstimatorName,
+    Extraction,
     IclLayout,
     Reading,
     extract_means,
@@ -165,6 +166,17 @@ class CriterionARM:
     @property
     def heads(self) -> list[str]:
         return mask_labels(self.mask)
+
+
+def stage1_extraction(model: Model, cfg: ARMConfig, examples: Sequence[Example], *, show_progress: bool = False,
+                      pool: M.PrefixPool | None = None) -> Extraction:
+    """Stage 1 (+1b) as ``cfg`` sets it (reading, layout, demonstrations, trials, estimator, template, seed): the
+    means one criterion's fit starts from, read on ``examples``. The ablations' ``foreign`` control reads them on
+    another dataset's prompts with the same settings."""
+    estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
+    return extract_means(model, examples, reading=cfg.reading, shots=cfg.demos_per_class, n_trials=cfg.n_trials,
+                         layout=cfg.icl_layout, estimator=estimator, template=cfg.template, batch_size=cfg.batch_size,
+                         seed=cfg.seed, show_progress=show_progress, pool=pool)
 
 
 def _label(key: str) -> str:
@@ -301,12 +313,7 @@ class ActivationRM:
         if cache is not None and cache_key in cache:
             extraction = cache[cache_key]
         else:
-            estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
-            extraction = extract_means(
-                self.model, fs, reading=cfg.reading, shots=cfg.demos_per_class, n_trials=cfg.n_trials,
-                layout=cfg.icl_layout, estimator=estimator, template=cfg.template, batch_size=cfg.batch_size,
-                seed=cfg.seed, show_progress=show_progress, pool=pool,
-            )
+            extraction = stage1_extraction(self.model, cfg, fs, show_progress=show_progress, pool=pool)
             if cache is not None:
                 cache[cache_key] = extraction
         t_extract = time.perf_counter() - t0

@@ -225,8 +225,14 @@ def tiny_config(**kw) -> G.AblationConfig:
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory, tiny):
     out = tmp_path_factory.mktemp("ablate")
-    cells = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False)
+    cells = A.run_ablations(tiny, toy_pairs(), tiny_config(), out, show_progress=False, foreign_pairs=other_pairs())
     return out, cells
+
+
+def other_pairs(n: int = 12) -> list[PreferencePair]:
+    """Another dataset's pairs, for the foreign control: other prompts, another source and criterion wording."""
+    return [PreferencePair(id=f"other/{i}", source="other", subset="other", prompt=f"Translate word {i} to French.",
+                           chosen=f"Mot {i}.", rejected="I will not.") for i in range(n)]
 
 
 def cell_path(out, cell, seed):
@@ -520,15 +526,39 @@ def test_control_values_zero_or_derange_the_selected_heads():
     assert not torch.equal(lone, means[0, 2]) and any(torch.equal(lone, m) for m in means.reshape(8, 3))
 
 
-def test_controls_patch_other_values_into_the_reference_heads(tiny_results):
-    """The controls axis: 'means' is the reference ARM itself; zeros and shuffled means in the same heads score
-    differently (the values written matter to the scores, whatever they do to accuracy)."""
+def test_controls_patch_other_values_into_the_reference_heads(tiny_results, tiny):
+    """The controls axis: 'means' is the reference ARM itself; zeros, shuffled means and means read on another
+    dataset's prompts, in the same heads, score differently (the values written matter to the scores, whatever they do
+    to accuracy). The foreign means are Stage 1 with the reference's settings on the other pairs' seeded draw."""
+    from armlens.prompts import examples_from_pairs
+    from armlens.rm import stage1_extraction
+
     out, _ = tiny_results
     cfg = tiny_config()
     cells = {c.setting: c for c in G.plan_cells(cfg, 2, 4) if c.axis == "controls"}
-    assert set(cells) == {"means", "zeros", "shuffled"} and cells["means"].values == "fit"
+    assert set(cells) == {"means", "zeros", "shuffled", "foreign"} and cells["means"].values == "fit"
     rec = {s: aio.read_json(cell_path(out, c, 0)) for s, c in cells.items()}
     ref = aio.read_json(cell_path(out, G.Cell("selection", "ARM", "reinforce"), 0))
     assert rec["means"]["chosen_scores"] == ref["chosen_scores"] and rec["means"]["heads"] == ref["heads"]
-    for s in ("zeros", "shuffled"):
+    for s in ("zeros", "shuffled", "foreign"):
         assert rec[s]["heads"] == ref["heads"] and rec[s]["chosen_scores"] != ref["chosen_scores"], s
+    info = rec["foreign"]["foreign"]
+    assert info["data"] == "other" and len(info["few_shot_ids"]) == cfg.n_fewshot
+    assert all(i.startswith("other/") for i in info["few_shot_ids"])
+    # the same means, read again outside the runner and written into the reference's heads, reproduce the cell
+    from armlens.data import split_pairs
+
+    draw = split_pairs(other_pairs(), seed=0, n_fewshot=cfg.n_fewshot, n_select=0, stratify=True).fewshot
+    assert [p.id for p in draw] == info["few_shot_ids"]
+    base = dataclasses.replace(cfg.arm, seed=0)
+    means = stage1_extraction(tiny, base, examples_from_pairs(draw, base.criterion)).means
+    run = A.SeedRun(tiny, cfg, toy_pairs(), 0, out, show_progress=False)
+    mask = run.reference.fit_for(run.reference._criterion(run.test[0])).mask
+    want = score_texts(tiny, run.test_texts[0::2], means=means, mask=mask, answer_ids=run.ids)
+    assert rec["foreign"]["chosen_scores"] == pytest.approx(want.double().tolist(), abs=1e-5)
+
+
+def test_foreign_dataset_rule():
+    assert G.foreign_dataset(G.AblationConfig(data="llmbar")) == "hhh"
+    assert G.foreign_dataset(G.AblationConfig(data="hhh")) == "llmbar"
+    assert G.foreign_dataset(G.AblationConfig(data="hhh", foreign_data="xstest")) == "xstest"

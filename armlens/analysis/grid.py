@@ -16,9 +16,10 @@ command uses). Each *axis* varies one thing and holds the rest at the reference:
   top-k by REINFORCE probability or by single-head attribution, all, none = the zero-shot judge) and ``heads``
   (top-k and random series over k).
 - ``scoring``: the reference ARM and the zero-shot judge read as prob / normalized / logit_diff / generative.
-- ``controls``: the reference fit's heads with other values written into them: ``zeros``, or ``shuffled`` (each
-  selected head gets another selected head's mean, per criterion, a seeded derangement). Do the patched values
-  matter, or only which heads are overwritten? ``means`` is the reference itself.
+- ``controls``: the reference fit's heads with other values written into them: ``zeros``, ``shuffled`` (each
+  selected head gets another selected head's mean, per criterion, a seeded derangement) or ``foreign`` (means read
+  with the reference's Stage 1 settings on another dataset's few-shot prompts, :attr:`AblationConfig.foreign_data`).
+  Do the patched values matter, or only which heads are overwritten? ``means`` is the reference itself.
 
 A cell is a frozen record: the ARM config overrides (dotted paths), which few-shot pairs, the head rule and the score
 reading. :func:`plan_cells` lists the cells of a config; :mod:`armlens.analysis.runs` computes them.
@@ -47,7 +48,7 @@ READINGS: tuple[str, ...] = ("icl-lines", "icl-turns", "answered", "mean_ablatio
 SCORE_READINGS: tuple[str, ...] = ("prob", "normalized", "logit_diff", "generative")
 HEAD_SERIES: tuple[str, ...] = ("topk_prob", "topk_attribution", "random")
 HEAD_RULES: tuple[str, ...] = ("fit", "likely", "random", "topk_prob", "topk_attribution", "all", "none")
-CONTROLS: tuple[str, ...] = ("means", "zeros", "shuffled")
+CONTROLS: tuple[str, ...] = ("means", "zeros", "shuffled", "foreign")
 """The ``controls`` axis: what the reference fit's selected heads are given (``means``: the reference)."""
 SETTING_ORDER: tuple[str, ...] = (*SELECTIONS, *READINGS, *ESTIMATORS, "answer", "pairwise", "per_criterion",
                                   "pooled", *SCORE_READINGS, *CONTROLS)
@@ -78,6 +79,9 @@ class AblationConfig:
     ablations and sweeps are choices and explorations, never claims) or ``all`` (every pair, as before partitions
     existed). Datasets without a committed partition use every pair; test-only sets (TruthfulQA, HH-RLHF) refuse
     ``dev``."""
+    foreign_data: str | None = None
+    """``controls`` axis, ``foreign``: the dataset whose few-shot prompts (its dev side where it has one, drawn per
+    seed) give the means written into the reference's heads (``None``: :func:`foreign_dataset`'s choice)."""
     model: str | None = None
     """Model name as loaded (``None``: the embedded default), recorded."""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -138,8 +142,16 @@ class AblationConfig:
         """The fields that decide every cell's value (a resumed run must agree on them; the axis lists and the
         speed settings may grow or change)."""
         keep = ("data", "subsets", "partition", "model", "arm", "n_fewshot", "limit", "attribution_examples",
-                "gen_max_new_tokens")
+                "gen_max_new_tokens", "foreign_data")
         return {k: v for k, v in self.to_dict().items() if k in keep}
+
+
+def foreign_dataset(config: AblationConfig) -> str:
+    """The dataset the ``foreign`` control reads its means on: ``config.foreign_data``, else HHH (LLMBar for a run on
+    HHH): a bundled set with a dev side and other prompts and criteria."""
+    if config.foreign_data is not None:
+        return config.foreign_data
+    return "llmbar" if config.data == "hhh" else "hhh"
 
 
 @dataclass(frozen=True)
@@ -167,9 +179,9 @@ class Cell:
     """Head count for the top-k and random rules (``None``: the fit's own count, per criterion)."""
     step: int | None = None
     """Take the fit's final choice after this many REINFORCE steps (``steps`` axis)."""
-    values: Literal["fit", "zeros", "shuffled"] = "fit"
-    """What is written into the heads: ``fit`` (the fit's means), ``zeros``, or ``shuffled`` (each selected head
-    another selected head's mean: ``controls`` axis)."""
+    values: Literal["fit", "zeros", "shuffled", "foreign"] = "fit"
+    """What is written into the heads: ``fit`` (the fit's means), ``zeros``, ``shuffled`` (each selected head
+    another selected head's mean) or ``foreign`` (means read on another dataset's prompts): ``controls`` axis."""
 
     @property
     def key(self) -> str:

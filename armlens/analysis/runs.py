@@ -133,8 +133,10 @@ class SeedRun:
     """Everything one seed computes, each piece made on first use and kept on disk (read back on a rerun)."""
 
     def __init__(self, model: Model, config: AblationConfig, pairs: Sequence[PreferencePair], seed: int, out: Path,
-                 show_progress: bool = True):
+                 show_progress: bool = True, foreign_pairs: Sequence[PreferencePair] | None = None):
         self.model, self.config, self.pairs, self.seed = model, config, list(pairs), seed
+        self.foreign_pairs = list(foreign_pairs or [])
+        self._foreign: tuple[Means, dict[str, Any]] | None = None
         self.base = dataclasses.replace(config.arm, seed=seed)
         self.dir = out / "seeds" / f"seed{seed}"
         self.show_progress = show_progress
@@ -233,10 +235,32 @@ class SeedRun:
         means, mask = self._head_rows(cell, pair)
         if cell.values == "fit" or not bool(mask.any()):
             return means, mask
+        if cell.values == "foreign":
+            return self.foreign()[0], mask
         key = (cell.values, id(means), mask.numpy().tobytes())
         if key not in self._controls:  # one tensor per fit and mask, so the runner's branches dedupe by identity
             self._controls[key] = (means, control_values(means, mask, cell.values, self.seed))
         return self._controls[key][1], mask
+
+    def foreign(self) -> tuple[Means, dict[str, Any]]:
+        """The ``foreign`` control's means: Stage 1 with the reference's settings on ``n_fewshot`` pairs of another
+        dataset (drawn with this seed, every criterion pooled into one extraction), and what they were read on."""
+        if self._foreign is None:
+            from armlens.data import split_pairs
+            from armlens.rm import stage1_extraction
+
+            if not self.foreign_pairs:
+                raise ValueError("the foreign control needs another dataset's pairs (run_ablations' foreign_pairs)")
+            draw = split_pairs(self.foreign_pairs, seed=self.seed, n_fewshot=self.config.n_fewshot, n_select=0,
+                               stratify=True).fewshot
+            t0 = time.perf_counter()
+            extraction = stage1_extraction(self.model, self.base, examples_from_pairs(draw, self.base.criterion),
+                                           show_progress=self.show_progress)
+            info = {"data": self.foreign_pairs[0].source, "few_shot_ids": [p.id for p in draw],
+                    "few_shot_sha256": pairs_hash(draw), "n_extraction_prompts": extraction.n_prompts,
+                    "seconds": time.perf_counter() - t0}
+            self._foreign = (extraction.means, info)
+        return self._foreign
 
     def _head_rows(self, cell: Cell, pair: PreferencePair) -> tuple[Means, HeadMask]:
         cfg = self.model.cfg
@@ -420,6 +444,8 @@ class SeedRun:
         masks = torch.stack([m for _, m in rows])
         heads = sorted({h for m in masks.unique(dim=0) for h in mask_labels(m)})
         fit = None if cell.heads == "none" else self.fit(cell)
+        if cell.values == "foreign":
+            extra = {**extra, "foreign": self.foreign()[1]}
         return {
             "axis": cell.axis, "series": cell.series, "setting": cell.setting, "x": cell.x, "reading": cell.reading,
             "seed": self.seed, "accuracy": float(correct.mean()), "ci_low": ci.low, "ci_high": ci.high,
@@ -493,8 +519,12 @@ def run_ablations(
     *,
     show_progress: bool = True,
     on_seed: Callable[[int, float], None] | None = None,
+    foreign_pairs: Sequence[PreferencePair] | None = None,
 ) -> pd.DataFrame:
-    """Run (or resume) the ablation grid; returns the tidy cell table (also written to ``OUT/summary.csv``)."""
+    """Run (or resume) the ablation grid; returns the tidy cell table (also written to ``OUT/summary.csv``).
+
+    ``foreign_pairs``: the other dataset's pairs the ``controls`` axis's ``foreign`` cell reads its means on
+    (:func:`armlens.analysis.grid.foreign_dataset`); without them that cell is skipped with a warning."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not pairs:
@@ -506,7 +536,7 @@ def run_ablations(
     timings = {}
     for seed in config.seeds:
         t0 = time.perf_counter()
-        run = SeedRun(model, config, pairs, seed, out, show_progress=show_progress)
+        run = SeedRun(model, config, pairs, seed, out, show_progress=show_progress, foreign_pairs=foreign_pairs)
         if seed in (read_json(out / "run.json").get("seeds_done") or []) and run.complete(cells, out):
             logger.info("seed %d: every cell is on file", seed)
             if on_seed is not None:

@@ -102,11 +102,18 @@ def run_ablate(args: AblateOptions) -> int:
     pairs, _, side = sides(load_pairs(config.data, root=args.root, subsets=config.subsets), config.data,
                            config.partition)
     print(f"{config.data}: {len(pairs)} pairs ({side['side']}{'; ' + side['note'] if 'note' in side else ''})")
+    foreign = None
+    if "controls" in config.grid:  # the foreign control's means are read on another dataset's (dev) prompts
+        from armlens.analysis.grid import foreign_dataset
+
+        name = foreign_dataset(config)
+        foreign, _, _ = sides(load_pairs(name, root=args.root), name, "dev" if config.partition == "dev" else "all")
+        print(f"controls: foreign means read on {name} ({len(foreign)} pairs to draw from)")
     on_interrupt(resume_note(out, "cells/*/*/seed*.json", "cell(s)"))
     with ResultsLock(out, "armlens ablate"):
         model = args.load(config.model)
         t0 = time.perf_counter()
-        cells = run_ablations(model, pairs, config, out, show_progress=not args.quiet,
+        cells = run_ablations(model, pairs, config, out, show_progress=not args.quiet, foreign_pairs=foreign,
                               on_seed=lambda s, t: print(f"seed {s} done in {t:.0f} s", flush=True))
     summary = summarize(cells)
     print(f"{len(cells)} cells in {args.out} ({time.perf_counter() - t0:.0f} s this run)")
