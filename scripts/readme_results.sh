@@ -15,15 +15,16 @@
 # claims are made on (issue 37). A run on the partition goes to a new folder: PARTITION=dev (ablate) / test (eval).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# METHODS: a subset to run first (the mask-based judges share one branch pass and are cheap; voting, implicit and
+# few-shot-icl are most of the hours); a later run with every method and --change-settings keeps the finished units.
 OUT=${1:-experiments/eval}
-BIAS_METHODS=arm,mean-ablation,zero-shot,longer,shorter,probe,steering,savs,implicit
+ALL=arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit
+METHODS=${METHODS:-$ALL}
+BIAS_METHODS=$(for m in arm mean-ablation zero-shot longer shorter probe steering savs implicit; do
+  if [[ ",$METHODS," == *",$m,"* ]]; then echo "$m"; fi; done | paste -sd, -)  # in this order, as the committed folders say
 .venv/bin/armlens eval --data llmbar,hhh,xstest,truthfulqa --partition "${PARTITION:-all}" --limit all --seeds 5 \
-  --n-fewshot 16 --n-select 0 \
-  --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
-  --bias-methods "$BIAS_METHODS" --out "$OUT" "${@:2}"
+  --n-fewshot 16 --n-select 0 --methods "$METHODS" --bias-methods "$BIAS_METHODS" --out "$OUT" "${@:2}"
 .venv/bin/armlens eval --data hh-rlhf --partition "${PARTITION:-all}" --limit 500 --seeds 5 --n-fewshot 16 \
-  --n-select 0 \
-  --methods arm,mean-ablation,zero-shot,few-shot-icl,generative,voting,longer,shorter,probe,steering,savs,implicit \
-  --bias-methods "$BIAS_METHODS" --out "$OUT-hh-rlhf" "${@:2}"
+  --n-select 0 --methods "$METHODS" --bias-methods "$BIAS_METHODS" --out "$OUT-hh-rlhf" "${@:2}"
 # every figure of both folders (accuracy per method, bias-suite hack rates), redrawn from the committed summaries
 .venv/bin/armlens figures --results "$OUT,$OUT-hh-rlhf" --out figures/eval
