@@ -21,6 +21,7 @@ the modules are:
 - :mod:`~armlens.model.running`   full forward passes
 - :mod:`~armlens.model.prefix`    prefix key/value caches, the prefix pool and branch runs (the fast path)
 - :mod:`~armlens.model.decoding`  token-by-token decoding over a growing key/value cache (every generation)
+- :mod:`~armlens.model.weights`   W_O, the final norm and the unembedding (direct logit attribution)
 
 Three ways to get a model:
 
@@ -37,7 +38,16 @@ token of every row sits at position -1; chat-templated prompts are tokenised wit
 
 from armlens.io import cache_dir
 from armlens.model.decoding import decode
-from armlens.model.hooks import Hook, act_name, add_hooks, hook_z_name, hooks, pattern_name, resid_post_name
+from armlens.model.hooks import (
+    Hook,
+    act_name,
+    add_hooks,
+    hook_z_name,
+    hooks,
+    last_z_readers,
+    pattern_name,
+    resid_post_name,
+)
 from armlens.model.identity import (
     ANSWER_WORDS,
     FINGERPRINT_VERSION,
@@ -72,6 +82,14 @@ from armlens.model.sources import (
 )
 from armlens.model.tiny import tiny_hf_model, tiny_model, tiny_tokenizer
 from armlens.model.tiny_vlm import tiny_vlm
+from armlens.model.weights import (
+    FinalNorm,
+    final_norm,
+    final_resid_name,
+    mlp_out_name,
+    output_projection,
+    unembed_difference,
+)
 from armlens.model.tokens import (
     CHATML_TEMPLATE,
     apply_chat_template,
@@ -83,6 +101,12 @@ from armlens.model.tokens import (
 
 __all__ = [
     "ANSWER_WORDS",
+    "FinalNorm",
+    "final_norm",
+    "final_resid_name",
+    "mlp_out_name",
+    "output_projection",
+    "unembed_difference",
     "CHATML_TEMPLATE",
     "DEFAULT_GGUF_FILE",
     "DEFAULT_GGUF_PACKAGE",
@@ -111,6 +135,7 @@ __all__ = [
     "fingerprint_differences",
     "hook_z_name",
     "hooks",
+    "last_z_readers",
     "image_digest",
     "is_multimodal",
     "length_batches",
