@@ -1,0 +1,55 @@
+"""The head study on an ablation folder: its numbers agree with the folder's own cells, and it resumes."""
+
+from __future__ import annotations
+
+import torch
+
+from armlens.analysis import grid as G
+from armlens.analysis import runs as A
+from armlens.analysis.head_study import StudyConfig, halves, load_studies, run_head_study
+from armlens.io import read_json
+from test_analysis import tiny_config, toy_pairs
+
+
+def test_head_study_agrees_with_the_cells(tiny, tmp_path):
+    cfg = tiny_config(grid=["selection"], seeds=[0], limit=8)
+    pairs = toy_pairs()
+    A.run_ablations(tiny, pairs, cfg, tmp_path, show_progress=False)
+    paths = run_head_study(tiny, pairs, cfg, tmp_path, StudyConfig(margin=0.1, grid=4, n_random=2))
+    assert paths and all(p.is_file() for p in paths)
+    cells = {s: read_json(A.cell_file(tmp_path, G.Cell("selection", "ARM", s, heads="fit" if s == "reinforce" else s),
+                                      0)) for s in ("reinforce", "none")}
+    split = read_json(tmp_path / "seeds" / "seed0" / "split.json.gz")
+    position = {pid: i for i, pid in enumerate(split["test_used"])}
+    (rec,) = load_studies(tmp_path)
+    half = rec["report_half"]
+    assert set(half["pair_ids"]).isdisjoint(rec["prune_half"]["pair_ids"])
+    assert sorted(half["pair_ids"] + rec["prune_half"]["pair_ids"]) == sorted(split["test_used"])
+    for row, cell in (("full", "reinforce"), ("zero-shot", "none")):  # the same scores as the ablation's cells
+        want = [cells[cell]["correct"][position[pid]] for pid in half["pair_ids"]]
+        assert half["correct"][row] == want, row
+        assert half["accuracy"][row] == sum(want) / len(want)
+    assert rec["full_heads"] == cells["reinforce"]["heads"]
+    assert set(rec["minimal"]["heads"]) <= set(rec["full_heads"])
+    assert all(len(h) == rec["minimal"]["n_heads"] for h in half["random_heads"])
+    n_layers, n_heads = tiny.cfg.n_layers, tiny.cfg.n_heads
+    assert torch.tensor(rec["singles"]["accuracy"]).shape == (n_layers, n_heads)
+    assert rec["singles"]["zero_shot_accuracy"] == cells["none"]["accuracy"]
+    effect = torch.tensor(rec["attribution"]["effect"])
+    chosen = {(int(h[1:].split("H")[0]), int(h.split("H")[1])) for h in rec["full_heads"]}
+    assert all((effect[layer, head] != 0) == ((layer, head) in chosen) for layer in range(n_layers)
+               for head in range(n_heads))
+    a = rec["attribution"]
+    assert abs(a["direct"] + a["indirect"] - a["change"]) < 1e-4
+    # resumable: a second run reads the file back
+    before = paths[0].stat().st_mtime_ns
+    run_head_study(tiny, pairs, cfg, tmp_path, StudyConfig(margin=0.1, grid=4, n_random=2))
+    assert paths[0].stat().st_mtime_ns == before
+
+
+def test_halves_split_by_prompt():
+    pairs = toy_pairs(12)
+    a, b = halves(pairs, 0)
+    assert sorted(a + b) == list(range(12)) and a and b
+    assert {pairs[i].prompt_key() for i in a}.isdisjoint({pairs[i].prompt_key() for i in b})
+    assert halves(pairs, 0) == (a, b) and halves(pairs, 1) != (a, b)
