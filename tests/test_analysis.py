@@ -217,7 +217,8 @@ def tiny_config(**kw) -> G.AblationConfig:
                                                                            n_final_samples=3))
     base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, arm=arm, attribution_examples=2,
                 fewshot_per_criterion=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1],
-                priors=[-1.0], learning_rates=[0.1, 1.0], bootstrap=50, gen_max_new_tokens=2, grid=list(G.AXES))
+                priors=[-1.0], learning_rates=[0.1, 1.0], sparsities=[0.5], bootstrap=50, gen_max_new_tokens=2,
+                grid=list(G.AXES))
     base.update(kw)
     return G.AblationConfig(**base)
 
@@ -562,3 +563,14 @@ def test_foreign_dataset_rule():
     assert G.foreign_dataset(G.AblationConfig(data="llmbar")) == "hhh"
     assert G.foreign_dataset(G.AblationConfig(data="hhh")) == "llmbar"
     assert G.foreign_dataset(G.AblationConfig(data="hhh", foreign_data="xstest")) == "xstest"
+
+
+def test_sparsity_axis_refits_with_a_penalty_per_head():
+    cfg = G.AblationConfig(grid=["sparsity"], sparsities=[0.01, 0.001])
+    cells = G.plan_cells(cfg, 2, 4)
+    assert [c.setting for c in cells] == ["0.001", "0.01"] and [c.x for c in cells] == [0.001, 0.01]
+    arms = [c.arm_config(cfg.arm) for c in cells]
+    assert [a.reinforce.sparsity for a in arms] == [0.001, 0.01]
+    assert len({G.fit_key(c, cfg.arm) for c in cells}) == 2  # each value is its own fit
+    with pytest.raises(ValueError, match="sparsity=-1"):
+        G.AblationConfig(sparsities=[-1.0])

@@ -15,6 +15,8 @@ command uses). Each *axis* varies one thing and holds the rest at the reference:
 - Head-set axes on the reference fit (its means, other heads): ``selection`` (REINFORCE, random of the same count,
   top-k by REINFORCE probability or by single-head attribution, all, none = the zero-shot judge) and ``heads``
   (top-k and random series over k).
+- ``sparsity``: REINFORCE with a penalty per selected head (``reinforce.sparsity``), one fit per value: fewer heads,
+  chosen by the policy itself (the frontier's penalised series beside ``heads``' top-k and random ones).
 - ``scoring``: the reference ARM and the zero-shot judge read as prob / normalized / logit_diff / generative.
 - ``controls``: the reference fit's heads with other values written into them: ``zeros``, ``shuffled`` (each
   selected head gets another selected head's mean, per criterion, a seeded derangement) or ``foreign`` (means read
@@ -36,7 +38,7 @@ from armlens import config as C
 from armlens.rm import ARMConfig
 
 AXES: tuple[str, ...] = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "lr", "objective",
-                         "criteria", "shots", "flip", "heads", "scoring", "controls")
+                         "criteria", "shots", "flip", "heads", "sparsity", "scoring", "controls")
 """Every ablation axis, in report order."""
 DEFAULT_GRID: tuple[str, ...] = ("selection", "reading", "estimator", "scoring", "heads", "controls")
 """Axes run when none are named."""
@@ -114,6 +116,9 @@ class AblationConfig:
     heads: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     """``heads`` axis: k for the top-k and random series (capped at the model's head count)."""
     flips: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
+    sparsities: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1])
+    """``sparsity`` axis: REINFORCE's penalty per selected head (in the loss's nats; 0 is the reference), fitted anew
+    at each value: the accuracy-sparsity frontier's penalised series (issue 38)."""
     """``flip`` axis: share of few-shot pairs whose chosen and rejected are swapped."""
     attribution_examples: int = 8
     """Few-shot examples the single-head attribution sweep averages over, per criterion."""
@@ -127,6 +132,8 @@ class AblationConfig:
     def __post_init__(self) -> None:
         for lr in self.learning_rates:  # the lr axis's settings pass ReinforceConfig's own check before any work
             replace(self.arm.reinforce, lr=lr)
+        for s in self.sparsities:  # so do the sparsity axis's
+            replace(self.arm.reinforce, sparsity=s)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -245,6 +252,9 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     if "flip" in grid:
         cells += [Cell("flip", "ARM", f"{f:g}", x=100.0 * f, pairs="all" if f == 0 else f"flip:{f:g}")
                   for f in sorted(set(config.flips))]
+    if "sparsity" in grid:
+        cells += [_arm("sparsity", f"{s:g}", {"reinforce.sparsity": float(s)}, x=float(s))
+                  for s in sorted(set(config.sparsities))]
     if "heads" in grid:
         ks = sorted({k for k in config.heads if 1 <= k <= n_layers * n_heads})
         cells += [Cell("heads", s, str(k), x=float(k), heads=s, k=k) for s in HEAD_SERIES for k in ks]

@@ -50,6 +50,7 @@ def reference_setting(axis: str, arm: ARMConfig) -> str | None:
         "steps": str(rf.steps),
         "prior": f"{rf.init_logit:g}",
         "lr": f"{rf.lr:g}",
+        "sparsity": f"{rf.sparsity:g}",
         "objective": rf.objective,
         "criteria": arm.criteria,
         "selection": "reinforce",

@@ -30,6 +30,8 @@ AXIS_TITLES = {
     "shots": "Few-shot pairs per criterion",
     "heads": "Number of patched heads",
     "flip": "Flipped few-shot labels",
+    "sparsity": "REINFORCE sparsity penalty (per head)",
+    "controls": "What the selected heads are given",
 }
 
 
@@ -48,6 +50,8 @@ X_TITLES = {
     "shots": "Few-shot pairs per criterion (n)",
     "heads": "Patched heads k (log scale)",
     "flip": "Flipped few-shot pairs (%)",
+    "sparsity": "Penalty per selected head (nats)",
+    "controls": "Values written",
 }
 
 
