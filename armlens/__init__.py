@@ -17,6 +17,7 @@ Layers, lowest first (a lower layer never imports a higher one):
 __version__ = "0.1.0"
 
 _LAZY = {
+    "ArmlensError": "armlens.errors",
     "ActivationRM": "armlens.rm",
     "ARMConfig": "armlens.rm",
     "ReinforceConfig": "armlens.selection",

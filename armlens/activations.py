@@ -47,6 +47,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
+from armlens.errors import BadInputError
 from armlens.prompts import (
     AnswerIds,
     Example,
@@ -117,9 +118,9 @@ def _icl_trials(
                     siblings += 1
                     break
             else:
-                raise ValueError(f"icl extraction with {shots} shot(s) per class needs, beside any query, at least "
-                                 f"{shots} Yes and {shots} No examples with other responses; use fewer shots or more "
-                                 "few-shot pairs")
+                raise BadInputError(f"icl extraction with {shots} shot(s) per class needs, beside any query, at least "
+                                    f"{shots} Yes and {shots} No examples with other responses; use fewer shots or more "
+                                    "few-shot pairs")
         rng.shuffle(demos)
         trials.append((demos, q))
     if siblings:
@@ -147,20 +148,20 @@ def extraction_prompts(
     ``icl`` only.
     """
     if not examples:
-        raise ValueError("no labelled examples to extract activations from")
+        raise BadInputError("no labelled examples to extract activations from")
     if any(e.label is None for e in examples):
-        raise ValueError("extraction examples must be labelled")
+        raise BadInputError("extraction examples must be labelled")
     gold = [bool(e.label) for e in examples]
     if reading == "mean_ablation":
         return ExtractionPrompts([scalar_prompt(model, e, template) for e in examples], gold, pooled=True)
     if reading == "answered":
         return ExtractionPrompts([answered_prompt(model, e, template) for e in examples], gold, logits_from_end=2)
     if reading != "icl":
-        raise ValueError(f"unknown extraction reading {reading!r}; choose from {', '.join(READINGS)}")
+        raise BadInputError(f"unknown extraction reading {reading!r}; choose from {', '.join(READINGS)}")
     if shots < 1 or n_trials < 1:
-        raise ValueError(f"icl extraction needs shots >= 1 and n_trials >= 1, got {shots} and {n_trials}")
+        raise BadInputError(f"icl extraction needs shots >= 1 and n_trials >= 1, got {shots} and {n_trials}")
     if layout not in ("lines", "turns"):
-        raise ValueError(f"unknown icl layout {layout!r}; choose 'lines' or 'turns'")
+        raise BadInputError(f"unknown icl layout {layout!r}; choose 'lines' or 'turns'")
     render = icl_lines_prompt if layout == "lines" else icl_prompt
     texts, qgold = [], []
     trials, siblings = _icl_trials(examples, shots, n_trials, random.Random(seed))
@@ -201,7 +202,7 @@ class MeanEstimator(Estimator):
 
     def result(self) -> Means:
         if self.total is None or self.n == 0:
-            raise ValueError("no activations were collected")
+            raise BadInputError("no activations were collected")
         return (self.total / self.n).float()
 
 
@@ -212,9 +213,9 @@ class WeightedPCAEstimator(Estimator):
 
     def __init__(self, rank: int = 1, weighting: Literal["uniform", "confidence"] = "uniform") -> None:
         if rank < 1:
-            raise ValueError("wpca rank must be >= 1")
+            raise BadInputError("wpca rank must be >= 1")
         if weighting not in ("uniform", "confidence"):
-            raise ValueError(f"unknown wpca weighting {weighting!r}")
+            raise BadInputError(f"unknown wpca weighting {weighting!r}")
         self.rank, self.weighting = rank, weighting
         self.second: Tensor | None = None
         self.first: Tensor | None = None
@@ -231,7 +232,7 @@ class WeightedPCAEstimator(Estimator):
 
     def result(self) -> Means:
         if self.second is None or self.first is None or self.weight <= 0:
-            raise ValueError("no activations were collected")
+            raise BadInputError("no activations were collected")
         d_head = self.second.shape[-1]
         if self.rank >= d_head:
             return (self.first / self.weight).float()
@@ -256,7 +257,7 @@ class StackEstimator(Estimator):
 
     def stack(self) -> tuple[Tensor, Tensor]:
         if not self.zs:
-            raise ValueError("no activations were collected")
+            raise BadInputError("no activations were collected")
         return torch.cat(self.zs), torch.cat(self.labels)
 
     def result(self) -> Means:
@@ -270,9 +271,9 @@ class StackEstimator(Estimator):
             return s[k : n - k].mean(0) if n - 2 * k > 0 else s.mean(0)
         if self.name == "class_diff":
             if labels.all() or (~labels).all():
-                raise ValueError("class_diff needs examples of both classes")
+                raise BadInputError("class_diff needs examples of both classes")
             return z.mean(0) + z[labels].mean(0) - z[~labels].mean(0)
-        raise ValueError(f"unknown stacked estimator {self.name!r}")
+        raise BadInputError(f"unknown stacked estimator {self.name!r}")
 
 
 def make_estimator(name: str, *, rank: int = 1, weighting: str = "uniform", trim: float = 0.1) -> Estimator:
@@ -283,7 +284,7 @@ def make_estimator(name: str, *, rank: int = 1, weighting: str = "uniform", trim
         return WeightedPCAEstimator(rank=rank, weighting=weighting)  # type: ignore[arg-type]
     if name in ("class_diff", "median", "trimmed_mean"):
         return StackEstimator(name, trim=trim)
-    raise ValueError(f"unknown estimator {name!r}; choose mean, wpca, class_diff, median or trimmed_mean")
+    raise BadInputError(f"unknown estimator {name!r}; choose mean, wpca, class_diff, median or trimmed_mean")
 
 
 @dataclass
@@ -320,9 +321,9 @@ def collect(
     """
     texts, gold = prompts.texts, prompts.gold
     if len(texts) != len(gold):
-        raise ValueError("texts and gold labels differ in length")
+        raise BadInputError("texts and gold labels differ in length")
     if not texts:
-        raise ValueError("no extraction prompts")
+        raise BadInputError("no extraction prompts")
     ids = answer_ids or AnswerIds.of(model)
     right = 0
     use_pool = pool is not None and prompts.pooled

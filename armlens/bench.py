@@ -50,6 +50,7 @@ from typing import Any
 import torch
 
 from armlens import model as M
+from armlens.errors import NotFoundError, SetupError
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, criterion_for, scalar_prompt
 from armlens.scoring import score_texts
 from armlens.selection import mask_losses, mask_losses_reference
@@ -97,7 +98,7 @@ def bench_pairs(n: int, root: str | None = None) -> list[Any]:
             return load_pairs(name, root=root, subsets=subsets, limit=n)
         except (FileNotFoundError, ValueError) as e:
             last_error = e
-    raise FileNotFoundError(f"armlens bench needs real prompts (LLMBar or HHH): {last_error}")
+    raise NotFoundError(f"armlens bench needs real prompts (LLMBar or HHH): {last_error}")
 
 
 def judge_texts(model: Model, pairs: list[Any], template: JudgeTemplate) -> list[str]:
@@ -287,7 +288,7 @@ def run_default_fit_child(root: str | None, seed: int) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "armlens._bench_child", root or "", str(seed)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"default fit failed:\n{proc.stderr[-2000:]}")
+        raise SetupError(f"default fit failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["peak_rss_mb_self_after"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result

@@ -13,6 +13,8 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
+from armlens.errors import BadInputError
+
 T = TypeVar("T")
 
 
@@ -33,12 +35,12 @@ def _is_tuple(tp: Any) -> bool:
 def from_dict(cls: type[T], d: dict[str, Any]) -> T:
     """``cls(**d)``, strictly: unknown keys are an error; nested config dicts become their dataclasses."""
     if not isinstance(d, dict):
-        raise ValueError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
+        raise BadInputError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(d) - fields)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {unknown}; known: {sorted(fields)}")
+        raise BadInputError(f"unknown {cls.__name__} field(s): {unknown}; known: {sorted(fields)}")
     kwargs = {}
     for key, value in d.items():
         tp = hints[key]
@@ -55,7 +57,7 @@ def replace_path(obj: T, path: str, value: Any) -> T:
     """A copy of the config ``obj`` with the field at the dotted ``path`` set to ``value``."""
     head, _, rest = path.partition(".")
     if head not in {f.name for f in dataclasses.fields(obj)}:  # type: ignore[arg-type]
-        raise ValueError(f"{type(obj).__name__} has no field {head!r} (path {path!r})")
+        raise BadInputError(f"{type(obj).__name__} has no field {head!r} (path {path!r})")
     if rest:
         value = replace_path(getattr(obj, head), rest, value)
     return dataclasses.replace(obj, **{head: value})  # type: ignore[type-var]

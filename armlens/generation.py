@@ -18,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
+from armlens.errors import BadInputError
 from armlens.patching import patch_hooks
 from armlens.typing import HeadMask, Means, Model
 
@@ -128,9 +129,9 @@ def _generate(model: Model, texts: Sequence[str], *, n: int, temperature: float,
               batch_size: int, show_progress: bool, desc: str, patch: tuple[Means, HeadMask] | None,
               use_cache: bool | None, settle: bool) -> list[list[str]]:
     if not texts:
-        raise ValueError("no prompts to generate from")
+        raise BadInputError("no prompts to generate from")
     if max_new_tokens < 1 or n < 1:
-        raise ValueError("generation needs max_new_tokens >= 1 and n >= 1")
+        raise BadInputError("generation needs max_new_tokens >= 1 and n >= 1")
     choose = _sampler(temperature, torch.Generator().manual_seed(seed))
     stop = _stop_token_ids(model)
     settle_ids = _answer_token_ids(model) if settle else set()

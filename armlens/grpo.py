@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from armlens.errors import BadInputError
 from armlens.reward import as_response, length_reward
 from armlens.stats import paired_bootstrap
 from armlens.style import FEATURES, is_formatted, is_upbeat, style_features
@@ -126,10 +127,10 @@ column cannot mix both). ``grpo_args`` go to ``GRPOConfig``."""
 def _columns(columns: dict[str, Sequence[Any]] | None, n: int) -> dict[str, list[Any]]:
     out = {k: list(v) for k, v in (columns or {}).items()}
     if "prompt" in out:
-        raise ValueError("the prompt column is the prompts themselves")
+        raise BadInputError("the prompt column is the prompts themselves")
     for k, v in out.items():
         if len(v) != n:
-            raise ValueError(f"column {k!r} needs one value per prompt ({n}), not {len(v)}")
+            raise BadInputError(f"column {k!r} needs one value per prompt ({n}), not {len(v)}")
     return out
 
 
@@ -169,10 +170,10 @@ def compare_policies(samples: dict[str, list[list[str]]], scores: dict[str, dict
     each reward's mean per prompt, and its paired difference from ``base`` and from every other trained policy,
     with bootstrap intervals over prompts. ``scores``: reward name -> policy name -> scores per prompt."""
     if base not in samples:
-        raise ValueError(f"the base policy {base!r} is not among the samples {list(samples)}")
+        raise BadInputError(f"the base policy {base!r} is not among the samples {list(samples)}")
     n_prompts = {len(v) for v in samples.values()}
     if len(n_prompts) != 1 or not n_prompts.pop():
-        raise ValueError("every policy needs samples on the same, non-empty list of prompts")
+        raise BadInputError("every policy needs samples on the same, non-empty list of prompts")
     per_prompt: dict[str, dict[str, np.ndarray]] = {}
     for name, groups in samples.items():
         feats = {f: np.array([np.mean([style_features(c)[f] for c in g]) for g in groups], dtype=float)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from armlens.errors import BadInputError
+
 DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2, "float64": 8}
 
 RUNTIME_MB = 540.0
@@ -102,7 +104,7 @@ SHAPES = {
 def dtype_bytes(dtype: Any) -> int:
     name = str(dtype).removeprefix("torch.")
     if name not in DTYPE_BYTES:
-        raise ValueError(f"unknown dtype {dtype!r} (try float32, bfloat16, float16)")
+        raise BadInputError(f"unknown dtype {dtype!r} (try float32, bfloat16, float16)")
     return DTYPE_BYTES[name]
 
 
@@ -177,9 +179,9 @@ def memory_plan(
 
         arm = ARMConfig()
     if prompt_tokens < 2:
-        raise ValueError("prompt_tokens must be at least 2")
+        raise BadInputError("prompt_tokens must be at least 2")
     if processes < 1:
-        raise ValueError("processes must be at least 1")
+        raise BadInputError("processes must be at least 1")
     b = dtype_bytes(dtype)
     per_token = kv_bytes_per_token(shape, dtype)
     params = shape.param_count()

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from armlens.errors import BadInputError
 from armlens.typing import Model
 
 _TASK: tuple[Callable[..., Any], Sequence[tuple[Any, ...]]] | None = None
@@ -69,13 +70,13 @@ def check_processes(model: Model | None, processes: int | None, n_jobs: int) -> 
     if processes is None:
         return default_processes(model, n_jobs)
     if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
-        raise ValueError(f"processes must be a whole number >= 1 (got {processes!r})")
+        raise BadInputError(f"processes must be a whole number >= 1 (got {processes!r})")
     processes = min(processes, max(1, n_jobs))
     if processes > 1 and not can_fork(model):
         where = _fork_unsafe_runtime()
-        raise ValueError("processes > 1 forks the loaded model, which needs Linux, a model on the CPU and a "
-                         "non-daemonic process" + (f", and this process runs {where}" if where else "")
-                         + "; use processes=1 here")
+        raise BadInputError("processes > 1 forks the loaded model, which needs Linux, a model on the CPU and a "
+                            "non-daemonic process" + (f", and this process runs {where}" if where else "")
+                            + "; use processes=1 here")
     return processes
 
 

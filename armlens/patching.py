@@ -30,6 +30,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from armlens import model as M
+from armlens.errors import BadInputError
 from armlens.typing import HeadMask, Means, Model, RowMasks, RowMeans
 
 
@@ -55,9 +56,9 @@ def parse_heads(spec: str | list[str] | list[tuple[int, int]], n_layers: int, n_
                     raise ValueError
                 layer, head = int(layer_s), int(head_s)
             except ValueError:
-                raise ValueError(f"bad head label {item!r}; expected L{{layer}}H{{head}}, e.g. L3H1") from None
+                raise BadInputError(f"bad head label {item!r}; expected L{{layer}}H{{head}}, e.g. L3H1") from None
         if not (0 <= layer < n_layers and 0 <= head < n_heads):
-            raise ValueError(f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads")
+            raise BadInputError(f"head L{layer}H{head} is outside the model's {n_layers} layers x {n_heads} heads")
         mask[layer, head] = True
     return mask
 
@@ -70,9 +71,9 @@ def _check(model: Model, means: Means, mask: Tensor) -> None:
     cfg = model.cfg
     want = (cfg.n_layers, cfg.n_heads, cfg.d_head)
     if tuple(means.shape) != want:
-        raise ValueError(f"means have shape {tuple(means.shape)}, the model needs {want} [n_layers, n_heads, d_head]")
+        raise BadInputError(f"means have shape {tuple(means.shape)}, the model needs {want} [n_layers, n_heads, d_head]")
     if tuple(mask.shape[-2:]) != want[:2] or mask.dtype != torch.bool:
-        raise ValueError(f"head mask must be bool [..., {want[0]}, {want[1]}], got {mask.dtype} {tuple(mask.shape)}")
+        raise BadInputError(f"head mask must be bool [..., {want[0]}, {want[1]}], got {mask.dtype} {tuple(mask.shape)}")
 
 
 def patch_z_hook(
@@ -130,8 +131,8 @@ def row_patch_hooks(model: Model, means: RowMeans, masks: RowMasks) -> list[M.Ho
     """Hooks for :func:`armlens.model.run_cached_branches` where branch ``r`` carries its own patch
     ``(means[r], masks[r])``; one hook per layer in which any row patches a head (an empty row: the plain judge)."""
     if means.ndim != 4 or masks.ndim != 3 or means.shape[0] != masks.shape[0] or means.shape[0] < 1:
-        raise ValueError(f"row patches need means [rows, n_layers, n_heads, d_head] and masks [rows, n_layers, "
-                         f"n_heads] with the same rows, got {tuple(means.shape)} and {tuple(masks.shape)}")
+        raise BadInputError(f"row patches need means [rows, n_layers, n_heads, d_head] and masks [rows, n_layers, "
+                            f"n_heads] with the same rows, got {tuple(means.shape)} and {tuple(masks.shape)}")
     _check(model, means[0], masks)
     device = model.cfg.device
     means, masks = means.to(device), masks.to(device)

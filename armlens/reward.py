@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from armlens.data.records import PreferencePair, Prompt
+from armlens.errors import BadInputError, NotFittedError
 from armlens.prompts import DEFAULT_CRITERION, Example, prompt_key, scalar_prompt
 from armlens.scoring import SCORE_KINDS, ScoreKind, score_patched
 
@@ -50,7 +51,7 @@ def as_prompt(prompt: Any) -> Prompt:
     while messages and messages[-1]["role"] == "assistant":
         messages.pop()
     if not messages:
-        raise ValueError("a conversational prompt holds no user message")
+        raise BadInputError("a conversational prompt holds no user message")
     return messages[0]["content"] if len(messages) == 1 and messages[0]["role"] == "user" else messages
 
 
@@ -87,9 +88,9 @@ class RewardFunction:
                  criterion: str = DEFAULT_CRITERION, offset: float = 0.0, scale: float = 1.0,
                  normalize: Normalize = "none"):
         if normalize not in ("none", "batch", "prompt"):
-            raise ValueError(f"unknown normalize {normalize!r}; choose none, batch or prompt")
+            raise BadInputError(f"unknown normalize {normalize!r}; choose none, batch or prompt")
         if weights is not None and (not weights or not all(math.isfinite(w) for w in weights.values())):
-            raise ValueError("weights must name at least one criterion, with finite weights")
+            raise BadInputError("weights must name at least one criterion, with finite weights")
         self.scorer, self.weights, self.criterion = scorer, dict(weights) if weights else None, criterion
         self.offset, self.scale, self.normalize = float(offset), float(scale), normalize
         self.__name__ = name
@@ -98,7 +99,7 @@ class RewardFunction:
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float]:
         if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+            raise BadInputError(f"{len(prompts)} prompts but {len(completions)} completions")
         if not completions:
             return []
         ps, rs = [as_prompt(p) for p in prompts], [as_response(c) for c in completions]
@@ -147,7 +148,7 @@ def _resolve_weights(names: Sequence[str], weights: Mapping[str, float] | None) 
     for key, w in weights.items():
         hits = [n for n in names if n == key] or [n for n in names if key.lower() in n.lower()]
         if len(hits) != 1:
-            raise ValueError(f"weight key {key!r} matches {len(hits)} criteria of {list(names)}; name one exactly")
+            raise BadInputError(f"weight key {key!r} matches {len(hits)} criteria of {list(names)}; name one exactly")
         out[hits[0]] = float(w)
     return out
 
@@ -165,13 +166,13 @@ def arm_reward(rm: Any, *, criterion: str | None = None, weights: Mapping[str, f
 
     kind = score or rm.config.score
     if kind not in SCORE_KINDS:
-        raise ValueError(f"unknown score {kind!r}; choose one of {SCORE_KINDS}")
+        raise BadInputError(f"unknown score {kind!r}; choose one of {SCORE_KINDS}")
     fits = [c for c in rm.fits if c != POOLED]
     if criterion is None:
         criterion = rm.config.criterion or (fits[0] if len(rm.fits) == 1 and fits else DEFAULT_CRITERION)
         if weights is None and len(rm.fits) > 1 and rm.config.criterion is None:
-            raise ValueError(f"this ARM holds {len(rm.fits)} criteria; pass criterion=... or weights=... "
-                             f"(its criteria: {'; '.join(rm.fits)})")
+            raise BadInputError(f"this ARM holds {len(rm.fits)} criteria; pass criterion=... or weights=... "
+                                f"(its criteria: {'; '.join(rm.fits)})")
 
     def scorer(prompts: list[Prompt], responses: list[str], criteria: list[str]) -> Tensor:
         texts, patches, groups = [], [], []
@@ -193,7 +194,7 @@ def judge_reward(judge: Any, *, criterion: str | None = None, weights: Mapping[s
     any other pointwise judge) as a reward function. ``criterion`` defaults to the judge's configured one, else the
     default criterion; ``weights`` keys are criterion texts; ``score`` overrides the judge's reading."""
     if not judge.fitted:
-        raise RuntimeError(f"the {judge.name} judge is not fitted: call fit() first")
+        raise NotFittedError(f"the {judge.name} judge is not fitted: call fit() first")
     base = judge.config if score is None else dataclasses.replace(judge.config, score=score)
     crit = criterion or base.criterion or DEFAULT_CRITERION
 

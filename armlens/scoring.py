@@ -28,6 +28,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
+from armlens.errors import BadInputError
 from armlens.patching import patch_hooks, row_patch_hooks
 from armlens.prompts import AnswerIds
 from armlens.typing import HeadMask, Means, Model, RowMeans
@@ -47,7 +48,7 @@ def score_from_parts(yes: Tensor, no: Tensor, logsumexp: Tensor, kind: ScoreKind
         return torch.sigmoid(yes - no)
     if kind == "logit_diff":
         return yes - no
-    raise ValueError(f"unknown score kind {kind!r}; choose one of {SCORE_KINDS}")
+    raise BadInputError(f"unknown score kind {kind!r}; choose one of {SCORE_KINDS}")
 
 
 def score_from_logits(
@@ -77,7 +78,7 @@ def score_texts(
 ) -> Float[Tensor, " batch"]:
     """Judge scores for chat-templated prompts, with ``mask``'s heads patched to ``means`` (none: the plain judge)."""
     if not texts:
-        raise ValueError("no texts to score")
+        raise BadInputError("no texts to score")
     ids = answer_ids or AnswerIds.of(model)
     hooks = patch_hooks(model, means, mask) if mask is not None and means is not None and bool(mask.any()) else []
     out = torch.empty(len(texts))
@@ -188,11 +189,11 @@ def score_rows(
     n, n_rows = len(texts), masks.shape[0]
     wanted = [list(range(n_rows))] * n if rows_per_text is None else [list(r) for r in rows_per_text]
     if len(wanted) != n or any(keys is not None and len(keys) != n for keys in (groups, subgroups)):
-        raise ValueError("rows_per_text, groups and subgroups need one entry per text")
+        raise BadInputError("rows_per_text, groups and subgroups need one entry per text")
     if any(not 0 <= r < n_rows for rows in wanted for r in rows):
-        raise ValueError(f"a row index is outside the {n_rows} rows")
+        raise BadInputError(f"a row index is outside the {n_rows} rows")
     if capture and capture_row is None:
-        raise ValueError("capture needs capture_row: the row whose activations are kept")
+        raise BadInputError("capture needs capture_row: the row whose activations are kept")
     nan = torch.full((n, n_rows), float("nan"))
     out = {"yes": nan.clone(), "no": nan.clone(), "logsumexp": nan.clone()}
     captured: dict[str, list[Tensor | None]] = {name: [None] * n for name in capture}
@@ -287,16 +288,16 @@ class RowTable:
             h.update(b"plain")
         else:
             if tuple(means.shape) != self.shape or tuple(mask.shape) != self.shape[:2]:
-                raise ValueError(f"a patch needs means {self.shape} and mask {self.shape[:2]}, got "
-                                 f"{tuple(means.shape)} and {tuple(mask.shape)}")
+                raise BadInputError(f"a patch needs means {self.shape} and mask {self.shape[:2]}, got "
+                                    f"{tuple(means.shape)} and {tuple(mask.shape)}")
             means, mask = means.detach().float().cpu(), mask.cpu()
             h.update(mask.numpy().tobytes())
             h.update(means[mask].numpy().tobytes())
         if resid is not None:
             layer, vector = int(resid[0]), resid[1].detach().float().cpu()
             if not 0 <= layer < self.shape[0] or vector.shape != (self.d_model,):
-                raise ValueError(f"a residual addition needs a layer below {self.shape[0]} and a vector of "
-                                 f"d_model={self.d_model}, got layer {layer} and shape {tuple(vector.shape)}")
+                raise BadInputError(f"a residual addition needs a layer below {self.shape[0]} and a vector of "
+                                    f"d_model={self.d_model}, got layer {layer} and shape {tuple(vector.shape)}")
             resid = (layer, vector)
             h.update(f"resid{layer}".encode())
             h.update(vector.numpy().tobytes())
@@ -347,7 +348,7 @@ def score_patched(
     """Judge scores of ``texts[i]`` under ``patches[i]`` (``(None, None)``: unpatched) on the branch path of
     :func:`score_rows`; equals :func:`score_texts` of each text under its patch within float tolerance."""
     if not texts or len(texts) != len(patches):
-        raise ValueError("score_patched() needs one patch per text and at least one text")
+        raise BadInputError("score_patched() needs one patch per text and at least one text")
     table = RowTable.for_model(model)
     rows = [table.add(m, k) for m, k in patches]
     means, masks = table.stacked()

@@ -30,6 +30,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from armlens.errors import BadDataError
+
 BATCH = 2000
 """Bootstrap resamples drawn per batch (bounds memory at ``BATCH x n_items`` indices; fixes the seeded stream)."""
 
@@ -42,9 +44,9 @@ def as_scores(x: Any, name: str) -> np.ndarray:
     """
     a = np.asarray(x, dtype=float)
     if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
+        raise BadDataError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} NaN or infinite score(s)")
+        raise BadDataError(f"{name} has {int((~np.isfinite(a)).sum())} NaN or infinite score(s)")
     return a
 
 
@@ -83,7 +85,7 @@ def _bootstrap_means(v: np.ndarray, n: int, seed: int, alpha: float) -> tuple[np
 
 def _check_bootstrap_args(n: int, alpha: float, name: str) -> None:
     if n < 1 or not 0 < alpha < 1:
-        raise ValueError(f"{name}: n must be >= 1 and 0 < alpha < 1")
+        raise BadDataError(f"{name}: n must be >= 1 and 0 < alpha < 1")
 
 
 def bootstrap_ci(values: ArrayLike, n: int = 1000, seed: int = 0, alpha: float = 0.05) -> CI:
@@ -94,9 +96,9 @@ def bootstrap_ci(values: ArrayLike, n: int = 1000, seed: int = 0, alpha: float =
     """
     v = np.asarray(values, dtype=float)
     if v.ndim != 1 or v.shape[0] == 0:
-        raise ValueError("bootstrap_ci needs a non-empty 1-D array")
+        raise BadDataError("bootstrap_ci needs a non-empty 1-D array")
     if not np.all(np.isfinite(v)):
-        raise ValueError("bootstrap_ci: values contain NaN or infinity")
+        raise BadDataError("bootstrap_ci: values contain NaN or infinity")
     _check_bootstrap_args(n, alpha, "bootstrap_ci")
     _, low, high = _bootstrap_means(v, n, seed, alpha)
     return CI(float(v.mean()), low, high)
@@ -119,9 +121,9 @@ def paired_bootstrap(
     """
     a, b = np.asarray(a_correct, dtype=float), np.asarray(b_correct, dtype=float)
     if a.ndim != 1 or a.shape != b.shape or a.shape[0] == 0:
-        raise ValueError(f"paired_bootstrap needs two non-empty 1-D arrays of equal length, got {a.shape}, {b.shape}")
+        raise BadDataError(f"paired_bootstrap needs two non-empty 1-D arrays of equal length, got {a.shape}, {b.shape}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("paired_bootstrap: values contain NaN or infinity")
+        raise BadDataError("paired_bootstrap: values contain NaN or infinity")
     _check_bootstrap_args(n, alpha, "paired_bootstrap")
     d = float(a.mean() - b.mean())
     diffs, low, high = _bootstrap_means(a - b, n, seed, alpha)
@@ -147,14 +149,14 @@ def clustered_bootstrap(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 
     """
     arrays = [np.asarray(g, dtype=float).ravel() for g in groups]
     if not arrays or any(a.size == 0 for a in arrays):
-        raise ValueError("clustered_bootstrap needs at least one group and no empty group")
+        raise BadDataError("clustered_bootstrap needs at least one group and no empty group")
     if not all(np.all(np.isfinite(a)) for a in arrays):
-        raise ValueError("clustered_bootstrap: values contain NaN or infinity")
+        raise BadDataError("clustered_bootstrap: values contain NaN or infinity")
     _check_bootstrap_args(n, 0.05, "clustered_bootstrap")
     if clusters is None:
         clusters = [None] * len(arrays)
     if len(clusters) != len(arrays):
-        raise ValueError(f"clustered_bootstrap: {len(clusters)} cluster label lists for {len(arrays)} groups")
+        raise BadDataError(f"clustered_bootstrap: {len(clusters)} cluster label lists for {len(arrays)} groups")
     sums, counts = [], []
     for g, (a, labels) in enumerate(zip(arrays, clusters, strict=True)):
         if labels is None:
@@ -163,7 +165,7 @@ def clustered_bootstrap(groups: Sequence[ArrayLike], n: int = 2000, seed: int = 
             continue
         labels = list(labels)
         if len(labels) != a.size:
-            raise ValueError(f"clustered_bootstrap: group {g} has {a.size} items but {len(labels)} cluster labels")
+            raise BadDataError(f"clustered_bootstrap: group {g} has {a.size} items but {len(labels)} cluster labels")
         index: dict[Any, int] = {}  # clusters in order of first appearance, so distinct labels = the item bootstrap
         ids = np.array([index.setdefault(lab, len(index)) for lab in labels])
         sums.append(np.bincount(ids, weights=a, minlength=len(index)))
@@ -203,17 +205,17 @@ def _crossed_tables(groups: Sequence[ArrayLike], clusters: Sequence[ArrayLike],
     """Per seed and distinct cluster (the union over seeds), the sum of the values and the number of items."""
     arrays = [np.asarray(g, dtype=float).ravel() for g in groups]
     if not arrays or any(a.size == 0 for a in arrays):
-        raise ValueError(f"{name} needs at least one group and no empty group")
+        raise BadDataError(f"{name} needs at least one group and no empty group")
     if not all(np.all(np.isfinite(a)) for a in arrays):
-        raise ValueError(f"{name}: values contain NaN or infinity")
+        raise BadDataError(f"{name}: values contain NaN or infinity")
     if len(clusters) != len(arrays):
-        raise ValueError(f"{name}: {len(clusters)} cluster label lists for {len(arrays)} groups")
+        raise BadDataError(f"{name}: {len(clusters)} cluster label lists for {len(arrays)} groups")
     index: dict[Any, int] = {}  # the union of the clusters, in order of first appearance
     ids = []
     for g, (a, labels) in enumerate(zip(arrays, clusters, strict=True)):
         labels = list(labels)
         if len(labels) != a.size:
-            raise ValueError(f"{name}: group {g} has {a.size} items but {len(labels)} cluster labels")
+            raise BadDataError(f"{name}: group {g} has {a.size} items but {len(labels)} cluster labels")
         ids.append(np.array([index.setdefault(lab, len(index)) for lab in labels]))
     sums = np.stack([np.bincount(i, weights=a, minlength=len(index)) for i, a in zip(ids, arrays, strict=True)])
     counts = np.stack([np.bincount(i, minlength=len(index)).astype(float) for i in ids])
@@ -385,7 +387,7 @@ def spearman(a: ArrayLike, b: ArrayLike) -> float:
 
     x, y = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if x.shape != y.shape:
-        raise ValueError(f"spearman needs two arrays of equal size, got {x.size} and {y.size}")
+        raise BadDataError(f"spearman needs two arrays of equal size, got {x.size} and {y.size}")
     if np.unique(x).size < 2 or np.unique(y).size < 2:
         return math.nan
     return float(spearmanr(x, y).statistic)

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from armlens import config as C
+from armlens.errors import BadInputError
 from armlens.rm import ARMConfig
 
 AXES: tuple[str, ...] = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "lr", "objective",
@@ -215,11 +216,11 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     """The cells of ``config.grid`` for a model of this shape."""
     unknown = [a for a in config.grid if a not in AXES]
     if unknown:
-        raise ValueError(f"unknown ablation axis/axes {unknown}; choose from {', '.join(AXES)}")
+        raise BadInputError(f"unknown ablation axis/axes {unknown}; choose from {', '.join(AXES)}")
     for name, values, allowed in (("estimator", config.estimators, ESTIMATORS), ("reading", config.readings, READINGS)):
         bad = [v for v in values if v not in allowed]
         if bad:
-            raise ValueError(f"unknown {name}(s) {bad}; choose from {', '.join(allowed)}")
+            raise BadInputError(f"unknown {name}(s) {bad}; choose from {', '.join(allowed)}")
     grid = set(config.grid)
     cells: list[Cell] = []
     if "selection" in grid:

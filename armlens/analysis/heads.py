@@ -37,6 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from armlens import model as M
+from armlens.errors import BadInputError, SetupError
 from armlens.patching import head_label, patch_branch_hooks, patch_hooks
 from armlens.stats import spearman
 from armlens.typing import HeadMask, HeadValues, Masks, Means, Model
@@ -48,10 +49,10 @@ def head_frame(values: Mapping[str, Tensor]) -> pd.DataFrame:
     """One row per head: ``layer``, ``head``, ``label`` (``L{l}H{h}``) and one column per named ``[n_layers,
     n_heads]`` tensor (all must share the shape)."""
     if not values:
-        raise ValueError("head_frame needs at least one named [n_layers, n_heads] tensor")
+        raise BadInputError("head_frame needs at least one named [n_layers, n_heads] tensor")
     shapes = {tuple(v.shape) for v in values.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        raise ValueError(f"head_frame: every tensor must be [n_layers, n_heads] of one shape, got {sorted(shapes)}")
+        raise BadInputError(f"head_frame: every tensor must be [n_layers, n_heads] of one shape, got {sorted(shapes)}")
     n_layers, n_heads = next(iter(shapes))
     rows: dict[str, list[Any]] = {"layer": [], "head": [], "label": []}
     for layer in range(n_layers):
@@ -79,7 +80,7 @@ def top_heads(values: HeadValues, k: int = 10, mask: HeadMask | None = None) -> 
 def selection_frequency(masks: Masks) -> HeadValues:
     """Share of runs (seeds / few-shot draws) whose final head set contains each head, in [0, 1]."""
     if masks.shape[0] == 0:
-        raise ValueError("selection_frequency needs at least one run")
+        raise BadInputError("selection_frequency needs at least one run")
     return masks.float().mean(0)
 
 
@@ -112,7 +113,7 @@ def jaccard_matrix(sets: Mapping[str, Sequence[HeadMask]], *, skip_same_run: boo
     """
     names = list(sets)
     if not names or any(len(sets[n]) == 0 for n in names):
-        raise ValueError("jaccard_matrix needs at least one head mask per condition")
+        raise BadInputError("jaccard_matrix needs at least one head mask per condition")
     out = pd.DataFrame(float("nan"), index=names, columns=names, dtype=float)
     for a in names:
         for b in names:
@@ -126,7 +127,7 @@ def expected_random_jaccard(k_a: float | int, k_b: float | int, n: int) -> float
     """Expected Jaccard index of two independent uniform random head sets of sizes ``k_a`` and ``k_b`` out of ``n``
     (approximated by ``E|A&B| / (k_a + k_b - E|A&B|)``, ``E|A&B| = k_a k_b / n``): the chance level to compare with."""
     if n <= 0:
-        raise ValueError("n must be positive")
+        raise BadInputError("n must be positive")
     inter = k_a * k_b / n
     union = k_a + k_b - inter
     return 1.0 if union <= 0 else inter / union
@@ -144,7 +145,7 @@ def rank_agreement(a: HeadValues, b: HeadValues) -> float:
 def trajectory_steps(n_steps: int, n_snapshots: int = 6) -> list[int]:
     """``n_snapshots`` step indices spread evenly from the first to the last step (for small multiples)."""
     if n_steps <= 0:
-        raise ValueError("the trajectory has no steps")
+        raise BadInputError("the trajectory has no steps")
     n = min(n_snapshots, n_steps)
     if n == 1:
         return [n_steps - 1]
@@ -231,7 +232,7 @@ def attention_from_last(
     earlier layer changes the last position's residual stream and so this head's query.
     """
     if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
-        raise ValueError(f"head L{layer}H{head} is outside the model's {model.cfg.n_layers} x {model.cfg.n_heads}")
+        raise BadInputError(f"head L{layer}H{head} is outside the model's {model.cfg.n_layers} x {model.cfg.n_heads}")
     tokens, attn = M.tokenize(model, [text])
     name = pattern_name(layer)
 
@@ -240,7 +241,7 @@ def attention_from_last(
         hook = (name, functools.partial(grab_last_query_hook, head=head, out=got))
         M.run_with_hooks(model, tokens, attn, [*extra, hook])
         if not got:
-            raise RuntimeError(f"{name} did not fire; this model's bridge exposes no attention pattern hook")
+            raise SetupError(f"{name} did not fire; this model's bridge exposes no attention pattern hook")
         return [float(w) for w in got[0][0]]
 
     weights = read([])
@@ -271,16 +272,16 @@ def branches_with_attention(
     mask, ``patched_weights`` for a mask), at the cost of one token per mask.
     """
     if cache.batch != 1:
-        raise ValueError(f"branches_with_attention() reads one prompt's cache, got a batch of {cache.batch}")
+        raise BadInputError(f"branches_with_attention() reads one prompt's cache, got a batch of {cache.batch}")
     if not (0 <= layer < model.cfg.n_layers and 0 <= head < model.cfg.n_heads):
-        raise ValueError(f"head L{layer}H{head} is outside the model's {model.cfg.n_layers} x {model.cfg.n_heads}")
+        raise BadInputError(f"head L{layer}H{head} is outside the model's {model.cfg.n_layers} x {model.cfg.n_heads}")
     k = masks.shape[0]
     got: list[Tensor] = []
     hooks = [*patch_branch_hooks(model, means, masks),
              (pattern_name(layer), functools.partial(grab_branch_queries_hook, head=head, out=got))]
     logits = M.run_cached_branches(model, cache, k, hooks)[0]
     if not got:
-        raise RuntimeError(f"{pattern_name(layer)} did not fire; this model's bridge exposes no attention pattern hook")
+        raise SetupError(f"{pattern_name(layer)} did not fire; this model's bridge exposes no attention pattern hook")
     rows = got[0][0]  # [k, prefix + k]
     n_prefix = rows.shape[-1] - k
     own = rows[torch.arange(k), n_prefix + torch.arange(k)]

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from armlens.analysis.grid import AXES, HEAD_SERIES, SETTING_ORDER
 from armlens.analysis.heads import AttentionRow, expected_random_jaccard, pairwise_jaccard
+from armlens.errors import NotFoundError
 from armlens.io import read_json, result_exists, result_files
 from armlens.patching import head_label, mask_labels
 from armlens.selection import SelectionResult, policy_entropy, policy_probs
@@ -151,7 +152,7 @@ def load_results(out: str | Path) -> AblationResults:
     out = Path(out)
     run_file = out / "run.json"
     if not run_file.is_file():
-        raise FileNotFoundError(f"{out} holds no ablation results (no run.json); run `armlens ablate --out {out}`")
+        raise NotFoundError(f"{out} holds no ablation results (no run.json); run `armlens ablate --out {out}`")
     seeds = {}
     ref_criteria: dict[int, str | None] = {}
     for d in sorted((out / "seeds").glob("seed*")):

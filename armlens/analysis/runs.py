@@ -47,6 +47,7 @@ from armlens.analysis.grid import AblationConfig, Cell, fit_key, plan_cells, slu
 from armlens.analysis.heads import AttentionRow, attention_from_last
 from armlens.analysis.results import load_cells, selection_to_dict, summarize
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadInputError, BadOutputError
 from armlens.evaluation.protocol import (
     accuracy_ci,
     environment_versions,
@@ -81,7 +82,7 @@ def flip_pairs(pairs: Sequence[PreferencePair], share: float, seed: int) -> tupl
     No example and back, so the class balance is kept and exactly that share of the labels is wrong.
     """
     if not 0.0 <= share <= 1.0:
-        raise ValueError(f"the flipped share must be in [0, 1], got {share}")
+        raise BadInputError(f"the flipped share must be in [0, 1], got {share}")
     n = int(math.floor(share * len(pairs) + 0.5))
     chosen = set(random.Random(f"flip-{seed}-{share}").sample(range(len(pairs)), n))
     out = [dataclasses.replace(p, chosen=p.rejected, rejected=p.chosen,
@@ -98,7 +99,7 @@ def control_values(means: Means, mask: HeadMask, values: str, seed: int) -> Mean
     if values == "zeros":
         return torch.zeros_like(means)
     if values != "shuffled":
-        raise ValueError(f"unknown control values {values!r}")
+        raise BadInputError(f"unknown control values {values!r}")
     where = mask.nonzero()
     k = where.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -182,7 +183,7 @@ class SeedRun:
             return first_per_criterion(self.fewshot, int(arg))
         if kind == "flip":
             return flip_pairs(self.fewshot, float(arg), self.seed)[0]
-        raise ValueError(f"unknown few-shot spec {spec!r}")
+        raise BadInputError(f"unknown few-shot spec {spec!r}")
 
     # -------------------------------------------------------------------------------------------- fits
 
@@ -250,7 +251,7 @@ class SeedRun:
             from armlens.rm import stage1_extraction
 
             if not self.foreign_pairs:
-                raise ValueError("the foreign control needs another dataset's pairs (run_ablations' foreign_pairs)")
+                raise BadInputError("the foreign control needs another dataset's pairs (run_ablations' foreign_pairs)")
             draw = split_pairs(self.foreign_pairs, seed=self.seed, n_fewshot=self.config.n_fewshot, n_select=0,
                                stratify=True).fewshot
             t0 = time.perf_counter()
@@ -282,15 +283,15 @@ class SeedRun:
             return fit.means, random_mask(*shape, k, seed=self.seed)
         if cell.heads == "likely":  # the reference run's policy, its most likely mask (ReinforceConfig.final)
             if fit.selection is None or fit.selection.probs is None:
-                raise ValueError("the most likely mask needs a REINFORCE fit")
+                raise BadInputError("the most likely mask needs a REINFORCE fit")
             return fit.means, likely_mask(fit.selection.probs)
         if cell.heads == "topk_prob":
             if fit.selection is None or fit.selection.probs is None:
-                raise ValueError("top-k by probability needs a REINFORCE fit")
+                raise BadInputError("top-k by probability needs a REINFORCE fit")
             return fit.means, top_k_mask(fit.selection.probs, k)
         if cell.heads == "topk_attribution":
             return fit.means, top_k_mask(self.effects(fit), k)
-        raise ValueError(f"unknown head rule {cell.heads!r}")
+        raise BadInputError(f"unknown head rule {cell.heads!r}")
 
     # -------------------------------------------------------------------------------------------- artifacts
 
@@ -492,8 +493,8 @@ def _check_run_file(out: Path, config: AblationConfig, model: Model, pairs: Sequ
         if old.get("data", {}).get("sha256") != run["data"]["sha256"]:
             problems.append("the data")
         if problems:
-            raise ValueError(f"{out} holds results of a different run ({', '.join(problems)} differ); "
-                             "use another --out folder or delete it")
+            raise BadOutputError(f"{out} holds results of a different run ({', '.join(problems)} differ); "
+                                 "use another --out folder or delete it")
         run["seeds_done"] = sorted(set(old.get("seeds_done", [])))
         run["seconds"] = old.get("seconds", {})
         run["environments"] = old.get("environments", {})
@@ -528,9 +529,9 @@ def run_ablations(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if not pairs:
-        raise ValueError("run_ablations got no pairs")
+        raise BadInputError("run_ablations got no pairs")
     if config.n_fewshot < 2:
-        raise ValueError("the ablations need at least 2 few-shot pairs")
+        raise BadInputError("the ablations need at least 2 few-shot pairs")
     cells = plan_cells(config, model.cfg.n_layers, model.cfg.n_heads)
     _check_run_file(out, config, model, pairs)
     timings = {}

@@ -25,6 +25,7 @@ import pandas as pd
 
 from armlens.analysis.grid import AXES, READING_OVERRIDES, SETTING_ORDER, AblationConfig
 from armlens.analysis.results import load_cells
+from armlens.errors import BadDataError
 from armlens.io import read_json, result_exists
 from armlens.rm import ARMConfig
 from armlens.stats import counted, crossed_distribution, interval_of
@@ -95,7 +96,7 @@ def _paired(folder: Path, a: dict[int, dict[str, Any]], b: dict[int, dict[str, A
     diffs, prompts = [], []
     for s in sorted(set(a) & set(b)):
         if a[s].get("test_sha256") != b[s].get("test_sha256"):
-            raise ValueError(f"{folder}: {what} were scored on different test pairs in seed {s}")
+            raise BadDataError(f"{folder}: {what} were scored on different test pairs in seed {s}")
         diffs.append(np.asarray(a[s]["correct"], float) - np.asarray(b[s]["correct"], float))
         prompts.append(a[s].get("prompts") or b[s].get("prompts"))
     return diffs, prompts
@@ -412,8 +413,8 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
             cells = _reference_cells(by_cell, config.arm) if cell is None else by_cell.get(cell)
             if cells is None:
                 what = "the reference ARM" if cell is None else f"{cell[0]}={cell[1]}"
-                raise ValueError(f"{f}: no cell of {what} to compare (cells: "
-                                 f"{', '.join(sorted(f'{a}={s}' for a, s in by_cell))})")
+                raise BadDataError(f"{f}: no cell of {what} to compare (cells: "
+                                   f"{', '.join(sorted(f'{a}={s}' for a, s in by_cell))})")
             out[config.data] = (Path(f), cells)
         return out
 
@@ -435,7 +436,7 @@ def compare_rounds(before: Sequence[str | Path], after: Sequence[str | Path], *,
         dists.append(dist)
         accs.append(acc)
     if not rows:
-        raise ValueError("the two rounds share no dataset with scored reference cells")
+        raise BadDataError("the two rounds share no dataset with scored reference cells")
     if len(rows) > 1:
         iv = interval_of(np.mean(dists, axis=0), float(np.mean([r["diff"] for r in rows])))
         rows.append({"data": POOLED_DATA, "acc_before": float(np.mean([a[0] for a in accs])),
@@ -451,7 +452,7 @@ def rounds_markdown(table: pd.DataFrame) -> str:
     """:func:`compare_rounds`' table as Markdown: each round's reference ARM, their paired difference in points
     with its 95% interval and p-value, and n (pairs, prompts where fewer, seeds)."""
     if table.empty:
-        raise ValueError("rounds_markdown got an empty table")
+        raise BadDataError("rounds_markdown got an empty table")
     before, after = table["before"].iloc[0], table["after"].iloc[0]
     name = {r: r if "=" in r else f"{r} reference" for r in (before, after)}
     lines = [f"| data | {name[before]} % | {name[after]} % | {after} - {before}, points (95% CI) | p | n |",

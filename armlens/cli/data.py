@@ -20,6 +20,7 @@ from typing import Annotated, Literal
 import tyro
 
 from armlens.cli import Command
+from armlens.errors import NotFoundError
 
 
 @dataclass
@@ -158,7 +159,7 @@ def run_fetch(args: FetchOptions) -> int:
     if args.cache is not None:
         output_dir(args.cache, option="--cache")
     if args.sdist is not None and not Path(args.sdist).is_file():
-        raise FileNotFoundError(f"--sdist {args.sdist} " + ("is a folder, not the .tar.gz file"
+        raise NotFoundError(f"--sdist {args.sdist} " + ("is a folder, not the .tar.gz file"
                                                            if Path(args.sdist).is_dir() else "does not exist"))
     on_interrupt("rerun the same command to fetch again (finished files are checked and kept)")
     result = fetch_bigbench(cache=args.cache, sdist=args.sdist, keep_sdist=args.keep_sdist, force=args.force,

@@ -27,6 +27,7 @@ from armlens.data.loaders import LoadReport, register, stable_rng
 from armlens.data.records import PreferencePair, Prompt
 from armlens.data.roots import candidate_roots, describe_roots
 from armlens.data.rows import check_prompt, check_text, read_rows, rows_to_pairs
+from armlens.errors import BadDataError, MissingFieldError, NotFoundError
 from armlens.io import read_text
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,9 @@ def find_folder(folder: str, files: list[str], root: str | Path | None, dataset:
         if len(missing) < len(files):
             partial.append(f"{d} lacks {missing}")
     where = "; ".join(partial) if partial else f"no {folder}/ folder under {describe_roots(root)}"
-    raise FileNotFoundError(f"{dataset} files not found ({where}); expected {folder}/{{{','.join(files)}}} "
-                            f"under a data root: pass --root DIR or set ARMLENS_DATA_ROOT"
-                            + (f", or {hint}" if hint else ""))
+    raise NotFoundError(f"{dataset} files not found ({where}); expected {folder}/{{{','.join(files)}}} "
+                        f"under a data root: pass --root DIR or set ARMLENS_DATA_ROOT"
+                        + (f", or {hint}" if hint else ""))
 
 
 def load_json(path: Path) -> Any:
@@ -59,7 +60,7 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(read_text(path))  # bytes that are not UTF-8: a ValueError naming file and line
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
+        raise BadDataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def bigbench_examples(path: Path, report: LoadReport) -> list[Any]:
     report.add_file(path)
     examples = task.get("examples") if isinstance(task, dict) else None
     if not isinstance(examples, list):
-        raise ValueError(f"{path}: expected a BIG-bench task object with an 'examples' list")
+        raise BadDataError(f"{path}: expected a BIG-bench task object with an 'examples' list")
     report.rows_read += len(examples)
     return examples
 
@@ -146,13 +147,13 @@ def load_hhh(root: str | Path | None, report: LoadReport) -> list[PreferencePair
         for i, ex in enumerate(examples):
             loc = f"{path}: example {i}"
             if not isinstance(ex, dict) or "input" not in ex or "target_scores" not in ex:
-                raise KeyError(f"{loc}: needs keys 'input' and 'target_scores', got "
-                               f"{sorted(ex) if isinstance(ex, dict) else type(ex).__name__}")
+                raise MissingFieldError(f"{loc}: needs keys 'input' and 'target_scores', got "
+                                        f"{sorted(ex) if isinstance(ex, dict) else type(ex).__name__}")
             scores = ex["target_scores"]
             if (not isinstance(scores, dict) or len(scores) != 2
                     or sorted(scores.values()) != [0, 1]):
-                raise ValueError(f"{loc}: target_scores must hold one response scored 1 and one scored 0, "
-                                 f"got scores {list(scores.values()) if isinstance(scores, dict) else scores!r}")
+                raise BadDataError(f"{loc}: target_scores must hold one response scored 1 and one scored 0, "
+                                   f"got scores {list(scores.values()) if isinstance(scores, dict) else scores!r}")
             chosen = next(r for r, s in scores.items() if s == 1)
             rejected = next(r for r, s in scores.items() if s == 0)
             prompt = check_prompt(split_hhh_input(check_text(ex["input"], loc, "input")), loc, "input")
@@ -181,7 +182,7 @@ def load_truthfulqa(
     ``truthfulqa/<q>-f<j>``); those pairs share a prompt, so splits keep them together.
     """
     if mode not in ("best", "all"):
-        raise ValueError(f"truthfulqa mode must be 'best' or 'all', got {mode!r}")
+        raise BadDataError(f"truthfulqa mode must be 'best' or 'all', got {mode!r}")
     folder = find_folder("truthfulqa_bigbench", ["questions.json"], root, "TruthfulQA", FETCH_HINT)
     path = folder / "questions.json"
     examples = bigbench_examples(path, report)
@@ -190,12 +191,12 @@ def load_truthfulqa(
         loc = f"{path}: example {i}"
         for k in ("Question", "Best answer", "False answers"):
             if not isinstance(ex, dict) or k not in ex:
-                raise KeyError(f"{loc}: missing key {k!r}")
+                raise MissingFieldError(f"{loc}: missing key {k!r}")
         question = check_text(ex["Question"], loc, "Question")
         best = check_text(ex["Best answer"], loc, "Best answer")
         false = ex["False answers"]
         if not isinstance(false, list) or not false or not all(isinstance(a, str) for a in false):
-            raise ValueError(f"{loc}: 'False answers' must be a non-empty list of strings")
+            raise BadDataError(f"{loc}: 'False answers' must be a non-empty list of strings")
         meta = {"category": ex.get("Category")}
         if mode == "best":
             j = stable_rng("truthfulqa", seed, i).randrange(len(false))
@@ -229,8 +230,8 @@ def split_transcript(text: str, where: str) -> tuple[list[dict[str, str]], int]:
     """
     parts = _HH_TURN.split(text)
     if parts[0].strip():
-        raise ValueError(f"{where}: transcript has text before the first 'Human:'/'Assistant:' label: "
-                         f"{parts[0][:60]!r}")
+        raise BadDataError(f"{where}: transcript has text before the first 'Human:'/'Assistant:' label: "
+                           f"{parts[0][:60]!r}")
     messages: list[dict[str, str]] = []
     merged = 0
     for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
@@ -241,7 +242,7 @@ def split_transcript(text: str, where: str) -> tuple[list[dict[str, str]], int]:
         else:
             messages.append({"role": role, "content": content})
     if not messages:
-        raise ValueError(f"{where}: transcript has no 'Human:'/'Assistant:' turns")
+        raise BadDataError(f"{where}: transcript has no 'Human:'/'Assistant:' turns")
     return messages, merged
 
 
@@ -271,8 +272,8 @@ def load_hh_rlhf(root: str | Path | None, report: LoadReport) -> list[Preference
             candidates = found
             break
     if not candidates:
-        raise FileNotFoundError(f"HH-RLHF files not found (no hh_rlhf/*.jsonl or *.jsonl.gz under "
-                                f"{describe_roots(root)}); pass --root DIR or set ARMLENS_DATA_ROOT")
+        raise NotFoundError(f"HH-RLHF files not found (no hh_rlhf/*.jsonl or *.jsonl.gz under "
+                            f"{describe_roots(root)}); pass --root DIR or set ARMLENS_DATA_ROOT")
     pairs = []
     for path in candidates:
         subset, split = hh_subset(path)
@@ -283,7 +284,7 @@ def load_hh_rlhf(root: str | Path | None, report: LoadReport) -> list[Preference
             loc = f"{path}: row {i}"
             for k in ("chosen", "rejected"):
                 if k not in row:
-                    raise KeyError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
+                    raise MissingFieldError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
             conv_c, merged_c = split_transcript(check_text(row["chosen"], loc, "chosen"), f"{loc} chosen")
             conv_r, merged_r = split_transcript(check_text(row["rejected"], loc, "rejected"), f"{loc} rejected")
             if merged_c or merged_r:
@@ -353,20 +354,20 @@ def load_xstest(root: str | Path | None, report: LoadReport, seed: int = 0) -> l
         loc = f"{ppath}: row {i}"
         for k in ("id", "prompt", "type", "label"):
             if k not in row:
-                raise KeyError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
+                raise MissingFieldError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
         try:
             pid = int(row["id"])
         except ValueError as e:
-            raise ValueError(f"{loc}: field 'id' must be an integer, got {row['id']!r}") from e
+            raise BadDataError(f"{loc}: field 'id' must be an integer, got {row['id']!r}") from e
         if row["label"] not in ("safe", "unsafe"):
-            raise ValueError(f"{loc}: field 'label' = {row['label']!r} is outside its domain ['safe', 'unsafe']")
+            raise BadDataError(f"{loc}: field 'label' = {row['label']!r} is outside its domain ['safe', 'unsafe']")
         if pid in prompts:
-            raise ValueError(f"{loc}: duplicate prompt id {pid}")
+            raise BadDataError(f"{loc}: duplicate prompt id {pid}")
         prompts[pid] = row
 
     files = sorted(p for p in folder.glob("*.csv") if p.name != "xstest_prompts.csv")
     if not files:
-        raise FileNotFoundError(f"XSTest: no completion files (<model>.csv) beside {ppath}")
+        raise NotFoundError(f"XSTest: no completion files (<model>.csv) beside {ppath}")
     completions: dict[int, dict[str, dict[str, str]]] = {pid: {} for pid in prompts}
     answered_text: dict[int, str] = {}
     for path in files:
@@ -378,18 +379,18 @@ def load_xstest(root: str | Path | None, report: LoadReport, seed: int = 0) -> l
             loc = f"{path}: row {i}"
             for k in ("id", "prompt", "completion", "final_label"):
                 if k not in row:
-                    raise KeyError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
+                    raise MissingFieldError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
             m = re.fullmatch(r"v2-(\d+)", str(row["id"]).strip())
             if not m or int(m.group(1)) not in prompts:
-                raise ValueError(f"{loc}: field 'id' = {row['id']!r} names no prompt in {ppath.name}")
+                raise BadDataError(f"{loc}: field 'id' = {row['id']!r} names no prompt in {ppath.name}")
             pid = int(m.group(1))
             if row["final_label"] not in XSTEST_LABELS:
-                raise ValueError(f"{loc}: field 'final_label' = {row['final_label']!r} is outside its domain "
-                                 f"{list(XSTEST_LABELS)}")
+                raise BadDataError(f"{loc}: field 'final_label' = {row['final_label']!r} is outside its domain "
+                                   f"{list(XSTEST_LABELS)}")
             if model in completions[pid]:
-                raise ValueError(f"{loc}: second completion for prompt {pid}")
+                raise BadDataError(f"{loc}: second completion for prompt {pid}")
             if pid in answered_text and answered_text[pid] != row["prompt"]:
-                raise ValueError(f"{loc}: prompt text differs from other completion files for prompt {pid}")
+                raise BadDataError(f"{loc}: prompt text differs from other completion files for prompt {pid}")
             answered_text[pid] = row["prompt"]
             completions[pid][model] = row
 

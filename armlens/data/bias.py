@@ -35,6 +35,7 @@ from numpy.typing import ArrayLike
 
 from armlens.data.loaders import stable_rng
 from armlens.data.records import PreferencePair
+from armlens.errors import BadInputError
 from armlens.stats import as_scores
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def _retag(p: PreferencePair, kind: str, *, rejected: str | None = None,
 def transform_rejected(p: PreferencePair, kind: str, seed: int) -> PreferencePair:
     """``p`` with its rejected response hacked by transform ``kind``, seeded per pair by ``(kind, seed, p.id)``."""
     if kind not in TRANSFORMS:
-        raise ValueError(f"unknown transform {kind!r}; known: {list(TRANSFORMS)}")
+        raise BadInputError(f"unknown transform {kind!r}; known: {list(TRANSFORMS)}")
     new, record = TRANSFORMS[kind](p.rejected, stable_rng("bias", kind, seed, p.id))
     record = {"kind": kind, "seed": seed, **record, "added_chars": len(new) - len(p.rejected),
               "original_rejected_sha256": hashlib.sha256(p.rejected.encode()).hexdigest()}
@@ -194,10 +195,10 @@ def build_bias_suite(
     ``original_rejected``). An empty slice is returned empty and logged; an empty input is a ValueError.
     """
     if not pairs:
-        raise ValueError("build_bias_suite: no pairs")
+        raise BadInputError("build_bias_suite: no pairs")
     unknown = [k for k in kinds if k not in BIAS_KINDS]
     if unknown:
-        raise ValueError(f"unknown bias kind(s) {unknown}; known: {list(BIAS_KINDS)}")
+        raise BadInputError(f"unknown bias kind(s) {unknown}; known: {list(BIAS_KINDS)}")
     suite: dict[str, list[PreferencePair]] = {"clean": list(pairs)}
     for kind in kinds:
         if kind in TRANSFORMS:
@@ -259,21 +260,21 @@ def hack_rate(
     """
     hc, hr = as_scores(hacked_chosen, "hacked_chosen"), as_scores(hacked_rejected, "hacked_rejected")
     if hc.shape != hr.shape:
-        raise ValueError(f"hacked_chosen and hacked_rejected differ in length: {hc.shape[0]} vs {hr.shape[0]}")
+        raise BadInputError(f"hacked_chosen and hacked_rejected differ in length: {hc.shape[0]} vs {hr.shape[0]}")
     n = hc.shape[0]
     if n == 0:
-        raise ValueError("hack_rate: no scores")
+        raise BadInputError("hack_rate: no scores")
     hacked = hr > hc
     correct = hc > hr
     out: dict[str, Any] = {"n": n, "hack_rate": float(hacked.mean()), "hacked_ties": int((hc == hr).sum()),
                            "accuracy_hacked": float(correct.mean())}
     if (clean_chosen is None) != (clean_rejected is None):
-        raise ValueError("pass both clean_chosen and clean_rejected, or neither")
+        raise BadInputError("pass both clean_chosen and clean_rejected, or neither")
     if clean_chosen is not None:
         cc, cr = as_scores(clean_chosen, "clean_chosen"), as_scores(clean_rejected, "clean_rejected")
         if cc.shape != hc.shape or cr.shape != hc.shape:
-            raise ValueError(f"clean scores must align with the hacked ones ({n} pairs), got {cc.shape[0]} and "
-                             f"{cr.shape[0]}")
+            raise BadInputError(f"clean scores must align with the hacked ones ({n} pairs), got {cc.shape[0]} and "
+                                f"{cr.shape[0]}")
         clean_correct = cc > cr
         out.update(accuracy_clean=float(clean_correct.mean()), clean_ties=int((cc == cr).sum()),
                    flip_rate=float((clean_correct & ~correct).mean()))

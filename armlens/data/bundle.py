@@ -32,6 +32,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from armlens.errors import NotFoundError
 from armlens.io import sha256_file, to_json
 
 BUNDLED_ROOT = Path(__file__).resolve().parent / "bundled"
@@ -77,7 +78,7 @@ def build_manifest(root: Path | None = None) -> dict[str, Any]:
     for s in BUNDLED_SETS:
         folder = root / s.folder
         if not folder.is_dir():
-            raise FileNotFoundError(f"bundled dataset folder {folder} is missing")
+            raise NotFoundError(f"bundled dataset folder {folder} is missing")
         source = (folder / "SOURCE").read_text(encoding="utf-8").strip()
         files = {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
                  for p in sorted(folder.iterdir()) if p.is_file()}
@@ -95,8 +96,8 @@ def read_manifest(root: Path | None = None) -> dict[str, Any]:
 def _read_manifest(root: Path) -> dict[str, Any]:
     path = root / MANIFEST_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"the bundled data's manifest {path} is missing: the armlens installation is "
-                                "incomplete (reinstall it)")
+        raise NotFoundError(f"the bundled data's manifest {path} is missing: the armlens installation is "
+                            "incomplete (reinstall it)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

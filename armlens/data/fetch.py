@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from armlens.data.roots import bigbench_cache_dir
+from armlens.errors import BadDataError, BadInputError, NotFoundError, SetupError
 from armlens.io import atomic_write_files, sha256_file, write_json
 
 log = logging.getLogger(__name__)
@@ -104,14 +105,14 @@ def download_sdist(dest: Path, verify: bool = True, show_progress: bool = False)
         got = pooch.retrieve(BIGBENCH_SDIST_URL, known_hash=known, fname=BIGBENCH_SDIST, path=dest,
                              progressbar=show_progress)
     except ValueError as e:  # pooch: the downloaded file's hash differs from the pin
-        raise ValueError(f"{BIGBENCH_SDIST_URL}: the download differs from the pinned SHA-256 ({e})") from e
+        raise BadDataError(f"{BIGBENCH_SDIST_URL}: the download differs from the pinned SHA-256 ({e})") from e
     except OSError as e:  # requests' errors are OSErrors
         status = getattr(getattr(e, "response", None), "status_code", None)
         why = (f"the package index refused the file (HTTP {status}): it may no longer serve {BIGBENCH_SDIST}"
                if status is not None else "the package index could not be reached (offline? behind a proxy?)")
-        raise RuntimeError(f"could not download {BIGBENCH_SDIST}: {why}. HHH and TruthfulQA need no download: "
-                           f"armlens bundles them (`armlens data list`). For other BIG-bench tasks pass --sdist FILE "
-                           f"with a copy of {BIGBENCH_SDIST} (SHA-256 {BIGBENCH_SDIST_SHA256}). ({e})") from e
+        raise SetupError(f"could not download {BIGBENCH_SDIST}: {why}. HHH and TruthfulQA need no download: "
+                         f"armlens bundles them (`armlens data list`). For other BIG-bench tasks pass --sdist FILE "
+                         f"with a copy of {BIGBENCH_SDIST} (SHA-256 {BIGBENCH_SDIST_SHA256}). ({e})") from e
     return Path(got)
 
 
@@ -142,8 +143,8 @@ def check_task_names(tasks: Sequence[str]) -> list[str]:
     """``tasks`` if each is a plain BIG-bench task folder name (``[A-Za-z0-9_]+``); else a ValueError naming it."""
     bad = [t for t in tasks if not TASK_NAME.fullmatch(t)]
     if bad:
-        raise ValueError(f"--task {bad[0]!r} is not a BIG-bench task name (letters, digits and underscores, as in "
-                         "'logical_deduction')")
+        raise BadInputError(f"--task {bad[0]!r} is not a BIG-bench task name (letters, digits and underscores, as in "
+                            "'logical_deduction')")
     return list(dict.fromkeys(tasks))
 
 
@@ -174,17 +175,17 @@ def extract_members(sdist: Path, dest: Path, verify: bool = True, tasks: Sequenc
                 assert src is not None
                 blobs[layout] = src.read()
     except (tarfile.TarError, OSError, EOFError) as e:
-        raise ValueError(f"{sdist}: not a readable .tar.gz ({type(e).__name__}: {e})") from e
+        raise BadDataError(f"{sdist}: not a readable .tar.gz ({type(e).__name__}: {e})") from e
     found = {layout: hashlib.sha256(data).hexdigest() for layout, data in blobs.items()}
     missing = [m for m, (layout, _) in BIGBENCH_FILES.items() if layout not in found]
     missing += [f"{_TASKS}/{t}/" for t in tasks if not any(k.startswith(f"tasks/{t}/") for k in found)]
     if missing:
-        raise ValueError(f"{sdist}: members missing from the archive: {missing}")
+        raise BadDataError(f"{sdist}: members missing from the archive: {missing}")
     if verify:
         bad = [f"{layout} (got {found[layout][:12]}..., expected {sha[:12]}...)"
                for layout, sha in BIGBENCH_FILES.values() if found[layout] != sha]
         if bad:
-            raise ValueError(f"{sdist}: extracted files do not match the pinned SHA-256: {bad}")
+            raise BadDataError(f"{sdist}: extracted files do not match the pinned SHA-256: {bad}")
 
     def write(tmps: list[str]) -> None:
         for tmp, data in zip(tmps, blobs.values(), strict=True):
@@ -233,12 +234,12 @@ def fetch_bigbench(
     if sdist is not None:
         path, method = Path(sdist).expanduser(), "local-sdist"
         if not path.is_file():
-            raise FileNotFoundError(f"no such sdist: {path}")
+            raise NotFoundError(f"no such sdist: {path}")
     else:
         path, method = download_sdist(dest / "sdist", verify, show_progress), "download"
     sdist_sha = sha256_file(path)
     if verify and sdist_sha != BIGBENCH_SDIST_SHA256:
-        raise ValueError(f"{path}: SHA-256 {sdist_sha} differs from the pinned {BIGBENCH_SDIST_SHA256}")
+        raise BadDataError(f"{path}: SHA-256 {sdist_sha} differs from the pinned {BIGBENCH_SDIST_SHA256}")
     files = extract_members(path, dest, verify=verify, tasks=tasks)
     manifest = {
         "source": f"PyPI bigbench=={BIGBENCH_VERSION} sdist ({BIGBENCH_SDIST})",

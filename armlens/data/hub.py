@@ -26,6 +26,7 @@ from armlens.data.loaders import LoadReport, register
 from armlens.data.records import PreferencePair
 from armlens.data.roots import candidate_roots
 from armlens.data.rows import check_prompt, check_text, is_missing, parse_field_map, read_rows, rows_to_pairs
+from armlens.errors import BadDataError, MissingFieldError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def rows_for(name: str, root: str | Path | None, report: LoadReport, path: str |
 def _require(row: Mapping[str, Any], keys: Sequence[str], loc: str) -> None:
     missing = [k for k in keys if k not in row]
     if missing:
-        raise KeyError(f"{loc} is missing key(s) {missing}; keys present: {sorted(row)}")
+        raise MissingFieldError(f"{loc} is missing key(s) {missing}; keys present: {sorted(row)}")
 
 
 @register("rewardbench", description="RewardBench v1 (allenai/reward-bench, split filtered), Hub or local file",
@@ -157,7 +158,7 @@ def load_rewardbench2(
         for k in ("chosen", "rejected"):
             v = row[k]
             if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
-                raise ValueError(f"{loc}: field {k!r} must be a non-empty list of strings (RewardBench 2 format)")
+                raise BadDataError(f"{loc}: field {k!r} must be a non-empty list of strings (RewardBench 2 format)")
             lists[k] = v
         prompt = check_prompt(row["prompt"], loc)
         subset = check_text(row["subset"], loc, "subset")

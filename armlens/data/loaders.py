@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadInputError, UnknownNameError
 from armlens.io import sha256_file
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def get_spec(name: str) -> DatasetSpec:
     for spec_name, spec in _REGISTRY.items():
         if _normalise_name(spec_name) == key:
             return spec
-    raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}, or {PATH_PREFIX}FILE")
+    raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(sorted(_REGISTRY))}, or {PATH_PREFIX}FILE")
 
 
 def list_datasets() -> list[DatasetSpec]:
@@ -234,7 +235,7 @@ def load_pairs_with_report(
     if name.startswith(PATH_PREFIX):
         path = name[len(PATH_PREFIX):]
         if not path:
-            raise ValueError(f"{PATH_PREFIX} needs a file, e.g. {PATH_PREFIX}/data/pairs.jsonl")
+            raise BadInputError(f"{PATH_PREFIX} needs a file, e.g. {PATH_PREFIX}/data/pairs.jsonl")
         spec = get_spec("path")
         options = {"path": path, **options}
     else:
@@ -242,7 +243,7 @@ def load_pairs_with_report(
     accepted = spec.options()
     unknown = sorted(k for k in options if k not in accepted)
     if unknown:
-        raise ValueError(f"dataset {spec.name!r} does not take option(s) {unknown}; it takes {accepted}")
+        raise BadInputError(f"dataset {spec.name!r} does not take option(s) {unknown}; it takes {accepted}")
     report.options = {k: jsonable(v) for k, v in options.items()}
     pairs = drop_empty_responses(spec.loader(root=root, report=report, **options), report)
 
@@ -251,18 +252,18 @@ def load_pairs_with_report(
         present = list(dict.fromkeys(p.subset for p in pairs))
         unknown_subsets = [s for s in wanted if s not in present]
         if unknown_subsets:
-            raise ValueError(f"{name}: unknown subset(s) {unknown_subsets}; available: {present}")
+            raise BadInputError(f"{name}: unknown subset(s) {unknown_subsets}; available: {present}")
         before = len(pairs)
         pairs = [p for p in pairs if p.subset in set(wanted)]
         report.filtered["subsets"] = before - len(pairs)
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+            raise BadInputError(f"limit must be a positive integer, got {limit!r}")
         if len(pairs) > limit:
             report.filtered["limit"] = len(pairs) - limit
             pairs = pairs[:limit]
     if not pairs:
-        raise ValueError(f"{name}: no preference pairs loaded ({report.summary()})")
+        raise BadInputError(f"{name}: no preference pairs loaded ({report.summary()})")
     check_unique_ids(pairs, name)
 
     report.n_pairs = len(pairs)
@@ -303,5 +304,5 @@ def check_unique_ids(pairs: Iterable[PreferencePair], where: str) -> None:
     seen: set[str] = set()
     for p in pairs:
         if p.id in seen:
-            raise ValueError(f"{where}: duplicate pair id {p.id!r}")
+            raise BadInputError(f"{where}: duplicate pair id {p.id!r}")
         seen.add(p.id)

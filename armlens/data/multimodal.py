@@ -27,6 +27,7 @@ from armlens.data.hub import _require, rows_for
 from armlens.data.loaders import LoadReport, register
 from armlens.data.records import PreferencePair
 from armlens.data.rows import check_text, is_missing
+from armlens.errors import BadDataError
 
 MMRB_REPO = "facebook/multimodal_rewardbench"
 """Multimodal RewardBench on the Hub (access may need accepting its terms)."""
@@ -49,7 +50,7 @@ def _image(value: Any, image_dir: Path | None, loc: str) -> Any:
     if hasattr(value, "convert"):  # a PIL image already
         return value
     if is_missing(value) or not str(value).strip():
-        raise ValueError(f"{loc}: the Image field is empty")
+        raise BadDataError(f"{loc}: the Image field is empty")
     p = Path(str(value)).expanduser()
     if not p.is_absolute() and image_dir is not None:
         p = image_dir / p
@@ -81,7 +82,7 @@ def load_multimodal_rewardbench(
         _require(row, MMRB_COLUMNS, loc)
         better = _BETTER.get(str(row["Better"]).strip().lower())
         if better is None:
-            raise ValueError(f"{loc}: Better must be Output1 or Output2, got {row['Better']!r}")
+            raise BadDataError(f"{loc}: Better must be Output1 or Output2, got {row['Better']!r}")
         out1, out2 = check_text(row["Output1"], loc, "Output1"), check_text(row["Output2"], loc, "Output2")
         if out1 == out2:
             report.drop("Output1 and Output2 are identical (nothing to judge)")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadInputError, NotFoundError
 from armlens.io import read_json, to_json
 
 PARTITION_DIR = Path(__file__).resolve().parent / "bundled" / "partitions"
@@ -70,11 +71,11 @@ class Partition:
         """The pairs on ``side``, in input order. Every pair must be in the partition: a pair it does not know means
         other data than it was made on (a ValueError naming a few)."""
         if side not in ("dev", "test"):
-            raise ValueError(f"partition side must be 'dev' or 'test', not {side!r}")
+            raise BadInputError(f"partition side must be 'dev' or 'test', not {side!r}")
         unknown = [p.id for p in pairs if p.id not in self.dev and p.id not in self.test]
         if unknown:
-            raise ValueError(f"{len(unknown)} {self.dataset} pair(s) are not in its committed partition (e.g. "
-                             f"{unknown[:3]}): the data differs from what the partition was made on")
+            raise BadInputError(f"{len(unknown)} {self.dataset} pair(s) are not in its committed partition (e.g. "
+                                f"{unknown[:3]}): the data differs from what the partition was made on")
         keep = self.dev if side == "dev" else self.test
         return [p for p in pairs if p.id in keep]
 
@@ -83,7 +84,7 @@ def make_partition(pairs: list[PreferencePair], dataset: str, seed: int = PARTIT
                    dev_fraction: float = DEV_FRACTION) -> dict[str, Any]:
     """The partition record of ``pairs`` (see the module docstring for how it is made)."""
     if not 0 < dev_fraction < 1:
-        raise ValueError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+        raise BadInputError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
     groups: dict[str, list[PreferencePair]] = {}
     for p in pairs:
         groups.setdefault(p.prompt_key(), []).append(p)
@@ -160,8 +161,8 @@ def load_partition(dataset: str) -> Partition:
     path = PARTITION_DIR / f"{dataset}.json"
     if not path.is_file():
         have = sorted(p.stem for p in PARTITION_DIR.glob("*.json"))
-        raise FileNotFoundError(f"no committed dev/test partition for {dataset!r} (partitioned: {', '.join(have)}); "
-                                "other data has none: choose on one file and claim on another")
+        raise NotFoundError(f"no committed dev/test partition for {dataset!r} (partitioned: {', '.join(have)}); "
+                            "other data has none: choose on one file and claim on another")
     record = read_json(path)
     return Partition(dataset, frozenset(record["dev"]), frozenset(record["test"]), record)
 
@@ -201,8 +202,8 @@ def sides(pairs: list[PreferencePair], dataset: str,
     record["partition_sha256"] = part.record["pairs_sha256"]
     if not part.dev:
         if partition == "dev":
-            raise ValueError(f"{dataset} is test-only: nothing is chosen on it, so it has no dev pairs "
-                             "(use --partition test, or all)")
+            raise BadInputError(f"{dataset} is test-only: nothing is chosen on it, so it has no dev pairs "
+                                "(use --partition test, or all)")
         selected = part.select(list(pairs), "test")
         record["note"] = "test-only dataset: few-shot pairs are drawn from its pairs and left out of the scored ones"
         return selected, selected, record

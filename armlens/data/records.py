@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from armlens.errors import MissingFieldError
+
 Message = dict[str, str]
 Prompt = str | list[Message]
 
@@ -67,7 +69,7 @@ class PreferencePair:
     def from_dict(cls, d: dict[str, Any]) -> PreferencePair:
         missing = [k for k in ("id", "source", "subset", "prompt", "chosen", "rejected") if k not in d]
         if missing:
-            raise KeyError(f"PreferencePair record is missing field(s) {missing}: {sorted(d)}")
+            raise MissingFieldError(f"PreferencePair record is missing field(s) {missing}: {sorted(d)}")
         return cls(**{k: d[k] for k in ("id", "source", "subset", "prompt", "chosen", "rejected")},
                    metadata=dict(d.get("metadata") or {}), images=tuple(d.get("images") or ()))
 

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from armlens.data.bundle import bundled_root
+from armlens.errors import NotFoundError
 from armlens.io import CACHE_ENV, cache_dir  # noqa: F401  (the cache folder is defined once, in io)
 
 DATA_ROOT_ENV = "ARMLENS_DATA_ROOT"
@@ -54,9 +55,9 @@ def _check_root(path: Path, name: str) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise FileNotFoundError(f"{name} {path} is a file; a data root is a folder (load a single file of pairs "
-                                f"with --data path:{path})")
-    raise FileNotFoundError(f"{name} {path} does not exist (a data root is a folder)")
+        raise NotFoundError(f"{name} {path} is a file; a data root is a folder (load a single file of pairs "
+                            f"with --data path:{path})")
+    raise NotFoundError(f"{name} {path} does not exist (a data root is a folder)")
 
 
 def candidate_roots(root: str | Path | None = None) -> list[Path]:

@@ -30,6 +30,7 @@ from typing import Any
 
 from armlens.data.loaders import check_unique_ids
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadDataError, BadInputError, MissingFieldError
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,12 @@ class Split:
         for name, pool in self.pools().items():
             for p in pool:
                 if p.id in ids:
-                    raise ValueError(f"split leaks pair {p.id!r} into {name}")
+                    raise BadInputError(f"split leaks pair {p.id!r} into {name}")
                 ids.add(p.id)
                 key = p.prompt_key()
                 if owner.setdefault(key, name) != name:
-                    raise ValueError(f"split leaks a prompt: pair {p.id!r} in {name} shares its prompt with "
-                                     f"{owner[key]}")
+                    raise BadInputError(f"split leaks a prompt: pair {p.id!r} in {name} shares its prompt with "
+                                        f"{owner[key]}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record: seed, grouping, requested and actual sizes, ids per pool and the pools' hashes."""
@@ -95,18 +96,18 @@ class Split:
         """
         for k in ("seed", "ids"):
             if k not in d:
-                raise KeyError(f"split record is missing {k!r}: {sorted(d)}")
+                raise MissingFieldError(f"split record is missing {k!r}: {sorted(d)}")
         by_id = {p.id: p for p in pairs}
         pools: dict[str, list[PreferencePair]] = {}
         for name in POOLS:
             ids = d["ids"].get(name, [])
             missing = [i for i in ids if i not in by_id]
             if missing:
-                raise KeyError(f"split {name} pool names {len(missing)} pair(s) not in the data, e.g. {missing[:3]}")
+                raise MissingFieldError(f"split {name} pool names {len(missing)} pair(s) not in the data, e.g. {missing[:3]}")
             pools[name] = [by_id[i] for i in ids]
             saved = d.get("pairs_sha256", {}).get(name)
             if saved is not None and saved != pairs_hash(pools[name]):
-                raise ValueError(f"split {name} pool: the pairs' content differs from when the split was saved")
+                raise BadDataError(f"split {name} pool: the pairs' content differs from when the split was saved")
         split = cls(**pools, seed=int(d["seed"]), requested=dict(d.get("requested", {})),
                     stratify=bool(d.get("stratify", False)))
         split.check_no_leakage()
@@ -154,17 +155,17 @@ def split_pairs(
         prompt group.
     """
     if trim and n_test != 0:
-        raise ValueError("split_pairs: trim drops pairs, so it needs n_test=0 (the pairs left over are used nowhere)")
+        raise BadInputError("split_pairs: trim drops pairs, so it needs n_test=0 (the pairs left over are used nowhere)")
     for name, n in (("n_fewshot", n_fewshot), ("n_select", n_select), ("n_test", n_test)):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
+            raise BadInputError(f"{name} must be a non-negative integer, got {n!r}")
     if not pairs:
-        raise ValueError("split_pairs: no pairs to split")
+        raise BadInputError("split_pairs: no pairs to split")
     check_unique_ids(pairs, "split_pairs")
     wanted = n_fewshot + n_select + (n_test or 0)
     if wanted > len(pairs):
-        raise ValueError(f"split_pairs: asked for {wanted} pairs (few-shot {n_fewshot}, select {n_select}, test "
-                         f"{n_test}) but only {len(pairs)} are available")
+        raise BadInputError(f"split_pairs: asked for {wanted} pairs (few-shot {n_fewshot}, select {n_select}, test "
+                            f"{n_test}) but only {len(pairs)} are available")
 
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(pairs):
@@ -197,9 +198,9 @@ def split_pairs(
         if left:
             free = [len(groups[k]) for k in order if k not in assigned
                     and (allowed is None or group_subset[k] in allowed)]
-            raise ValueError(f"split_pairs: cannot fill the {pool} pool{label} with exactly {target} pairs without "
-                             f"cutting a prompt group ({left} short; {sum(free)} unassigned pairs in {len(free)} "
-                             f"groups of sizes up to {max(free, default=0)}); choose other sizes")
+            raise BadInputError(f"split_pairs: cannot fill the {pool} pool{label} with exactly {target} pairs without "
+                                f"cutting a prompt group ({left} short; {sum(free)} unassigned pairs in {len(free)} "
+                                f"groups of sizes up to {max(free, default=0)}); choose other sizes")
         return taken
 
     def fill_pool(target: int, pool: str) -> list[str]:

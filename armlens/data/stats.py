@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from armlens.data.records import PreferencePair
+from armlens.errors import BadInputError
 
 
 def _summary(values: list[int]) -> dict[str, float]:
@@ -47,7 +48,7 @@ def dataset_stats(pairs: Sequence[PreferencePair]) -> dict[str, Any]:
     one (``chosen_shorter_words`` the same in words); ``length_ties`` counts equal character lengths.
     """
     if not pairs:
-        raise ValueError("dataset_stats: no pairs")
+        raise BadInputError("dataset_stats: no pairs")
     by_subset: dict[str, list[PreferencePair]] = {}
     for p in pairs:
         by_subset.setdefault(p.subset, []).append(p)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from armlens import model as M
 from armlens.data.records import PreferencePair
+from armlens.errors import BadInputError
 from armlens.evaluation.judge import Judge, JudgeConfig
 from armlens.prompts import AnswerIds, Example
 from armlens.scoring import score_from_logits
@@ -30,7 +31,7 @@ def resid_name(layer: int) -> str:
 
 def _check_hook(model: Model, name: str) -> None:
     if name not in model.hook_dict:
-        raise ValueError(f"the model has no hook point {name!r}")
+        raise BadInputError(f"the model has no hook point {name!r}")
 
 
 def grab_last_hook(
@@ -117,7 +118,7 @@ class ProbeJudge(Judge):
         n = self.model.cfg.n_layers
         layer = self.config.probe_layer if self.config.probe_layer is not None else n // 2
         if not 0 <= layer < n:
-            raise ValueError(f"probe_layer {layer} is outside the model's {n} layers")
+            raise BadInputError(f"probe_layer {layer} is outside the model's {n} layers")
         return layer
 
     def _features(self, examples: Sequence[Example]) -> Float[Tensor, "batch d"]:
@@ -127,7 +128,7 @@ class ProbeJudge(Judge):
             z = last_hook_z(self.model, texts, batch_size=cfg.batch_size, show_progress=cfg.show_progress)
             return z.flatten(1)
         if cfg.probe_features != "resid":
-            raise ValueError(f"unknown probe features {cfg.probe_features!r}; choose resid or hook_z")
+            raise BadInputError(f"unknown probe features {cfg.probe_features!r}; choose resid or hook_z")
         layer = self._layer()
         return last_resid(self.model, texts, [layer], batch_size=cfg.batch_size, show_progress=cfg.show_progress)[layer]
 
@@ -143,7 +144,7 @@ class ProbeJudge(Judge):
         ).fit(x, y)
         scaler, lr = clf[0], clf[-1]
         if list(lr.classes_) != [False, True]:
-            raise ValueError(f"the probe needs Yes and No examples, got classes {list(lr.classes_)}")
+            raise BadInputError(f"the probe needs Yes and No examples, got classes {list(lr.classes_)}")
         self.scaler_mean, self.scaler_scale = torch.from_numpy(scaler.mean_), torch.from_numpy(scaler.scale_)
         self.coef, self.intercept = torch.from_numpy(lr.coef_[0]), torch.from_numpy(lr.intercept_)
         self.fit_info.update(
@@ -199,9 +200,9 @@ class SteeringJudge(Judge):
         layers = list(self.config.steering_layers) if self.config.steering_layers is not None else [n // 2]
         bad = [layer for layer in layers if not 0 <= layer < n]
         if bad or not layers:
-            raise ValueError(f"steering layers {bad or layers} are not within the model's {n} layers")
+            raise BadInputError(f"steering layers {bad or layers} are not within the model's {n} layers")
         if not self.config.steering_coefs:
-            raise ValueError("steering needs at least one coefficient")
+            raise BadInputError("steering needs at least one coefficient")
         return layers
 
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
@@ -289,7 +290,7 @@ class SAVsJudge(Judge):
         n_layers, n_heads = accuracy.shape
         k = min(cfg.savs_top_k, n_layers * n_heads)
         if k < 1:
-            raise ValueError("savs_top_k must be >= 1")
+            raise BadInputError("savs_top_k must be >= 1")
         # stable ranking: higher accuracy first, then lower head index
         flat = accuracy.flatten()
         order = sorted(range(flat.numel()), key=lambda i: (-float(flat[i]), i))[:k]

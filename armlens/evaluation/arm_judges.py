@@ -13,6 +13,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadInputError
 from armlens.evaluation.judge import Judge
 from armlens.patching import HeadMask, Means
 from armlens.rm import ActivationRM, ARMConfig
@@ -51,10 +52,10 @@ class ARMJudge(Judge):
     def _load_fit(self, path: Path, few_shot: list[PreferencePair], select: list[PreferencePair]) -> bool:
         rm = ActivationRM.load(path, self.model)  # refuses another model (ValueError)
         if rm.config.to_dict() != self.arm_config().to_dict():
-            raise ValueError("it was fitted with other ARM settings")
+            raise BadInputError("it was fitted with other ARM settings")
         for name, pairs in (("few_shot", few_shot), ("select", select)):
             if rm.fit_info.get(f"{name}_hash") != pairs_hash(pairs):
-                raise ValueError(f"it was fitted on other {name.replace('_', '-')} pairs")
+                raise BadInputError(f"it was fitted on other {name.replace('_', '-')} pairs")
         self.rm = rm
         self._record_fit()
         return True

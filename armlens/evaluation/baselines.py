@@ -69,6 +69,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from armlens.errors import BadInputError
 from armlens.evaluation.activation_judges import (
     ProbeJudge,
     SAVsJudge,
@@ -122,14 +123,14 @@ def parse_methods(spec: str | Sequence[str]) -> list[str]:
         return list(METHODS)
     unknown = [s for s in items if s not in JUDGES]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (or 'all')")
+        raise BadInputError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)} (or 'all')")
     if not items:
-        raise ValueError(f"no methods given; choose from {', '.join(METHODS)}")
+        raise BadInputError(f"no methods given; choose from {', '.join(METHODS)}")
     return list(dict.fromkeys(items))
 
 
 def make_judge(name: str, model: Model | None, config: JudgeConfig | None = None) -> Judge:
     """A judge by registry name (see the module docstring for what each reads)."""
     if name not in JUDGES:
-        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+        raise BadInputError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
     return JUDGES[name](model, config)

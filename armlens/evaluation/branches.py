@@ -37,6 +37,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from armlens.data.records import PreferencePair
+from armlens.errors import BadInputError, NotFittedError
 from armlens.evaluation.baselines import Judge
 from armlens.io import atomic_write, read_json, to_json
 from armlens.prompts import AnswerIds
@@ -81,13 +82,13 @@ def score_mask_judges(
     ids: AnswerIds | None = None
     for judge, _ in requests:
         if not judge.in_branch_pass(judge.config):
-            raise ValueError(f"{judge.name} is not a mask-based judge (with these settings): score it with its own "
-                             "score_responses()")
+            raise BadInputError(f"{judge.name} is not a mask-based judge (with these settings): score it with its own "
+                                "score_responses()")
         if not judge.fitted:
-            raise RuntimeError(f"the {judge.name} judge is not fitted: call fit() first")
+            raise NotFittedError(f"the {judge.name} judge is not fitted: call fit() first")
         here = AnswerIds.of(model, judge.config.template)
         if ids is not None and here != ids:
-            raise ValueError("mask-based judges scored together must use the same answer words")
+            raise BadInputError("mask-based judges scored together must use the same answer words")
         ids = here
     assert ids is not None
     table = RowTable.for_model(model)

@@ -24,6 +24,7 @@ from torch import Tensor
 from armlens import config as C
 from armlens import model as M
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadInputError, ModelMismatchError, NotFittedError
 from armlens.io import read_tensors, to_json, write_tensors
 from armlens.patching import HeadMask, Means
 from armlens.prompts import (
@@ -163,7 +164,7 @@ class Judge:
         """
         if self.trains:
             if not few_shot:
-                raise ValueError(f"{self.name}: fit() needs at least one few-shot pair")
+                raise BadInputError(f"{self.name}: fit() needs at least one few-shot pair")
             few, sel = list(few_shot), list(select) if select else list(few_shot)
             path = None if cache is None else Path(cache)
             if path is not None and path.is_file() and self._load_fit_file(path, few, sel):
@@ -204,18 +205,18 @@ class Judge:
             return False
         tensors, meta = read_tensors(path, "fit file")
         if meta.get("method") != self.name:
-            raise ValueError(f"it holds a {meta.get('method')!r} fit, not {self.name!r}")
+            raise BadInputError(f"it holds a {meta.get('method')!r} fit, not {self.name!r}")
         shape, other = M.fingerprint_differences(meta["model"], M.model_fingerprint(self.model))
         if shape or other:
-            raise ValueError(f"it was fitted on another model ({'; '.join(shape + other)} differ)")
+            raise ModelMismatchError(f"it was fitted on another model ({'; '.join(shape + other)} differ)")
         if meta["settings"] != self._settings_json():
-            raise ValueError("it was fitted with other settings")
+            raise BadInputError("it was fitted with other settings")
         for name, pairs in (("few_shot", few_shot), ("select", select)):
             if meta.get(f"{name}_hash") != pairs_hash(pairs):
-                raise ValueError(f"it was fitted on other {name.replace('_', '-')} pairs")
+                raise BadInputError(f"it was fitted on other {name.replace('_', '-')} pairs")
         missing = [n for n in self.fit_state if n not in tensors and n not in meta["values"]]
         if missing:
-            raise ValueError(f"it lacks {', '.join(missing)}")
+            raise BadInputError(f"it lacks {', '.join(missing)}")
         for name in self.fit_state:
             setattr(self, name, tensors[name] if name in tensors else meta["values"][name])
         self.fit_info.update(meta.get("fit_info", {}))
@@ -254,7 +255,7 @@ class Judge:
     def score_pairs(self, pairs: Sequence[PreferencePair]) -> PairScores:
         """Scores of (chosen, rejected) for each pair: float tensors of shape ``[n_pairs]``."""
         if not pairs:
-            raise ValueError(f"{self.name}: score_pairs() got no pairs")
+            raise BadInputError(f"{self.name}: score_pairs() got no pairs")
         scores = self.score_responses([(p, r) for p in pairs for r in (p.chosen, p.rejected)])
         return scores[0::2].contiguous(), scores[1::2].contiguous()
 
@@ -265,9 +266,9 @@ class Judge:
         a pair whose rejected response changed needs only that response re-scored (the bias suite relies on it).
         """
         if not items:
-            raise ValueError(f"{self.name}: nothing to score")
+            raise BadInputError(f"{self.name}: nothing to score")
         if not self.fitted:
-            raise RuntimeError(f"the {self.name} judge is not fitted: call fit() first")
+            raise NotFittedError(f"the {self.name} judge is not fitted: call fit() first")
         self.last_stats = {}
         return self._score(list(items))
 

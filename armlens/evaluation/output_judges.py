@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from armlens import model as M
 from armlens.data.records import PreferencePair, Prompt
+from armlens.errors import BadInputError
 from armlens.evaluation.judge import Judge, JudgeConfig
 from armlens.generation import generate_answers, votes_to_scores
 from armlens.io import atomic_write, read_json, to_json
@@ -155,7 +156,7 @@ def _read_memo(folder: Path) -> tuple[dict[str, Any], int]:
         try:
             values = read_json(path)
             if not isinstance(values, dict):
-                raise ValueError("not a JSON object")
+                raise BadInputError("not a JSON object")
             saved.update(values)
         except (OSError, ValueError) as e:
             logger.warning("%s not used (%s); its values are computed again", path, e)
@@ -207,7 +208,7 @@ class VotingJudge(GenerativeJudge):
     def __init__(self, model: Model | None, config: JudgeConfig | None = None):
         super().__init__(model, config)
         if self.config.voting_n < 1:
-            raise ValueError("voting needs voting_n >= 1")
+            raise BadInputError("voting needs voting_n >= 1")
         self.n_samples = self.config.voting_n
         self.temperature = self.config.voting_temperature
 
@@ -253,7 +254,7 @@ def response_logprobs(
     the same numbers within float tolerance. A prompt asked once, or whose tokens change where a response begins,
     takes a full forward, batched ``batch_size`` at a time."""
     if len(prompts) != len(responses):
-        raise ValueError("prompts and responses differ in length")
+        raise BadInputError("prompts and responses differ in length")
     prefixes = [M.apply_chat_template(model, _messages(p)) for p in prompts]
     bodies = [cut_to_tokens(model, r, max_response_tokens, marker="", where="end") for r in responses]
     out = torch.empty(len(prompts))

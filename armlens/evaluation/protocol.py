@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadDataError
 from armlens.io import write_json, write_jsonl
 from armlens.stats import CI, as_scores, clustered_interval
 
@@ -106,7 +107,7 @@ def accuracy_ci(correct: ArrayLike, pairs: Sequence[PreferencePair], n: int = 10
     from one prompt share its difficulty, so they are drawn together (one pair per prompt: the bootstrap over pairs)."""
     values = np.asarray(correct, dtype=float)
     if values.shape != (len(pairs),):
-        raise ValueError(f"accuracy_ci: {values.shape} values for {len(pairs)} pairs")
+        raise BadDataError(f"accuracy_ci: {values.shape} values for {len(pairs)} pairs")
     iv = clustered_interval([values], n, seed, clusters=[[p.prompt_key() for p in pairs]])
     return CI(iv.diff, iv.low, iv.high)
 
@@ -121,17 +122,17 @@ def pairwise_correct(chosen_scores: ArrayLike,
     """
     c, r = as_scores(chosen_scores, "chosen_scores"), as_scores(rejected_scores, "rejected_scores")
     if c.shape != r.shape:
-        raise ValueError(f"chosen_scores and rejected_scores differ in length: {c.shape[0]} vs {r.shape[0]}")
+        raise BadDataError(f"chosen_scores and rejected_scores differ in length: {c.shape[0]} vs {r.shape[0]}")
     return c > r, int((c == r).sum())
 
 
 def _bool_array(x: Any, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+        raise BadDataError(f"{name} must be 1-D, got shape {a.shape}")
     if a.dtype != bool:
         if not np.all(np.isin(a, (0, 1))):
-            raise ValueError(f"{name} must hold booleans (or 0/1)")
+            raise BadDataError(f"{name} must hold booleans (or 0/1)")
         a = a.astype(bool)
     return a
 
@@ -153,12 +154,12 @@ def accuracy_by_subset(
     """
     ok = _bool_array(correct, "correct")
     if len(subsets) != ok.shape[0]:
-        raise ValueError(f"correct has {ok.shape[0]} entries but subsets has {len(subsets)}")
+        raise BadDataError(f"correct has {ok.shape[0]} entries but subsets has {len(subsets)}")
     if ok.shape[0] == 0:
-        raise ValueError("accuracy_by_subset: no pairs")
+        raise BadDataError("accuracy_by_subset: no pairs")
     tie = None if ties is None else _bool_array(ties, "ties")
     if tie is not None and tie.shape != ok.shape:
-        raise ValueError("ties must align with correct")
+        raise BadDataError("ties must align with correct")
     names = np.asarray(subsets, dtype=object)
     out: dict[str, dict[str, float | int]] = {}
     for s in dict.fromkeys(subsets):
@@ -191,7 +192,7 @@ def section_scores(
         then one section per other source.
     """
     if not accuracies:
-        raise ValueError("section_scores: no subsets")
+        raise BadDataError("section_scores: no subsets")
     acc: dict[str, float] = {}
     n: dict[str, int] = dict(counts or {})
     for s, v in accuracies.items():
@@ -202,7 +203,7 @@ def section_scores(
         else:
             acc[s] = float(v)
     if weights not in ("rewardbench", "observed"):
-        raise ValueError(f"weights must be 'rewardbench' or 'observed', got {weights!r}")
+        raise BadDataError(f"weights must be 'rewardbench' or 'observed', got {weights!r}")
 
     def weight(s: str) -> float:
         if s in EXAMPLE_COUNTS and weights == "rewardbench":
@@ -243,7 +244,7 @@ def group_accuracy(correct: ArrayLike, groups: Sequence[str]) -> float:
     """Share of groups whose pairs are all correct (RewardBench 2 best-of-N: the chosen beats every rejected)."""
     ok = _bool_array(correct, "correct")
     if len(groups) != ok.shape[0] or not len(groups):
-        raise ValueError("group_accuracy: correct and groups must be non-empty and aligned")
+        raise BadDataError("group_accuracy: correct and groups must be non-empty and aligned")
     per: dict[str, bool] = {}
     for g, c in zip(groups, ok, strict=True):
         per[g] = per.get(g, True) and bool(c)
@@ -298,10 +299,10 @@ def item_records(
     """Per-item result rows: id, source, subset, both scores, ``correct`` and ``tie`` (plus ``extra`` columns)."""
     c, r = as_scores(chosen_scores, "chosen_scores"), as_scores(rejected_scores, "rejected_scores")
     if not (len(pairs) == c.shape[0] == r.shape[0]):
-        raise ValueError(f"{len(pairs)} pairs but {c.shape[0]} chosen and {r.shape[0]} rejected scores")
+        raise BadDataError(f"{len(pairs)} pairs but {c.shape[0]} chosen and {r.shape[0]} rejected scores")
     for k, v in (extra or {}).items():
         if len(v) != len(pairs):
-            raise ValueError(f"extra column {k!r} has {len(v)} values for {len(pairs)} pairs")
+            raise BadDataError(f"extra column {k!r} has {len(v)} values for {len(pairs)} pairs")
     return [{"id": p.id, "source": p.source, "subset": p.subset, "chosen_score": float(c[i]),
              "rejected_score": float(r[i]), "correct": bool(c[i] > r[i]), "tie": bool(c[i] == r[i]),
              **{k: v[i] for k, v in (extra or {}).items()}} for i, p in enumerate(pairs)]
@@ -330,7 +331,7 @@ def summarize(
     """
     correct, ties = pairwise_correct(chosen_scores, rejected_scores)
     if len(pairs) != correct.shape[0]:
-        raise ValueError(f"{len(pairs)} pairs but {correct.shape[0]} scores")
+        raise BadDataError(f"{len(pairs)} pairs but {correct.shape[0]} scores")
     tie_mask = np.asarray(chosen_scores, dtype=float) == np.asarray(rejected_scores, dtype=float)
     per_subset = accuracy_by_subset(correct, [p.subset for p in pairs], tie_mask)
     sources = {p.subset: p.source for p in pairs}

@@ -26,6 +26,7 @@ import torch
 from armlens import model as M
 from armlens.data import hack_rate
 from armlens.data.records import PreferencePair, pairs_hash
+from armlens.errors import BadInputError
 from armlens.evaluation.baselines import JUDGES, Judge, JudgeConfig, make_judge
 from armlens.evaluation.branches import score_mask_judges
 from armlens.evaluation.protocol import (
@@ -164,7 +165,7 @@ def check_context(model: Model, plan: Plan, judge_cfg: JudgeConfig) -> None:
         if n > limit:
             over.append(f"{pair.id} ({n} tokens)")
     if over:
-        raise ValueError(
+        raise BadInputError(
             f"{plan.dataset} seed {plan.seed}: {len(over)} judge prompt(s) exceed the model's context of {limit} "
             f"tokens: {', '.join(over[:5])}{' ...' if len(over) > 5 else ''}. Cut long fields in their middle with "
             "--max-field-tokens N (recorded in the summary), or leave those pairs out (--subsets)."

@@ -17,6 +17,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from armlens.errors import BadInputError, SetupError
 from armlens.model.hooks import Hook, hooks
 from armlens.model.running import run_last_logits
 from armlens.typing import Model
@@ -58,8 +59,8 @@ class _CachedSteps:
             logits, self.past = self.model(self.tokens, return_type="logits_and_cache", use_cache=True,
                                            attention_mask=self.attn)
         if self.past is None or self.past.get_seq_length() != self.tokens.shape[1]:
-            raise RuntimeError("the model returned no usable key/value cache; is transformers<5.24 installed? "
-                               "(pass use_cache=False to decode with full forwards)")
+            raise SetupError("the model returned no usable key/value cache; is transformers<5.24 installed? "
+                             "(pass use_cache=False to decode with full forwards)")
         return logits[:, -1, :].float()
 
     def expand(self, n: int) -> None:
@@ -94,7 +95,7 @@ def decode(
     seeded sampler draws the same numbers on both paths. A row stops after a token of ``stop_ids`` (kept in its
     list), a token of ``settle_ids``, or ``max_new_tokens`` tokens."""
     if max_new_tokens < 1 or n < 1:
-        raise ValueError("decoding needs max_new_tokens >= 1 and n >= 1")
+        raise BadInputError("decoding needs max_new_tokens >= 1 and n >= 1")
     hooks_at = hooks_at or (lambda k: [])
     steps = _CachedSteps(model, tokens, attention_mask, hooks_at(0)) if use_cache else \
         _FullSteps(model, tokens, attention_mask, hooks_at)

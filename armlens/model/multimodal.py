@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from armlens.errors import BadInputError, NotFoundError, SetupError
 from armlens.typing import Model
 
 ImageLike = Any
@@ -56,7 +57,7 @@ def load_image(image: ImageLike) -> Any:
     elif isinstance(image, (str, Path)):
         path = Path(image).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"image not found: {path}")
+            raise NotFoundError(f"image not found: {path}")
         image = Image.open(path)
     if not hasattr(image, "convert"):
         raise TypeError(f"not an image, an image path or image bytes: {type(image).__name__}")
@@ -111,7 +112,7 @@ class ImageText(str):
 
     def __add__(self, other: str) -> ImageText:
         if isinstance(other, ImageText) and other.images:
-            raise ValueError("cannot join two prompts that both carry images")
+            raise BadInputError("cannot join two prompts that both carry images")
         return ImageText(str(self) + str(other), self.images, self.digests)
 
     def __radd__(self, other: str) -> ImageText:
@@ -142,8 +143,8 @@ def require_processor(model: Model) -> Any:
     if proc is None:
         from armlens.model.loading import model_id
 
-        raise ValueError(f"{model_id(model)} is a text model: it cannot read images (load a vision-language model, "
-                         "or leave the images out)")
+        raise BadInputError(f"{model_id(model)} is a text model: it cannot read images (load a vision-language model, "
+                            "or leave the images out)")
     return proc
 
 
@@ -223,7 +224,7 @@ class ImageStore:
         for i in flat:
             k = bisect.bisect_right(self._offsets, i) - 1
             if k < 0 or i >= self._offsets[k] + self._entries[self._keys[k]]["n"]:
-                raise KeyError(f"token id {i} is neither a vocabulary id nor an image slot of this model")
+                raise BadInputError(f"token id {i} is neither a vocabulary id nor an image slot of this model")
             key = self._keys[k]
             entry = self._entries[key]
             if entry["features"] is None:
@@ -270,7 +271,7 @@ class ImageStore:
         finally:
             handle.remove()
         if "embeds" not in seen:
-            raise RuntimeError("the vision-language model never called its language backbone with inputs_embeds")
+            raise SetupError("the vision-language model never called its language backbone with inputs_embeds")
         where = ids[0] == image_token_id(model)
         return seen["embeds"][0][where.to(seen["embeds"].device)].clone()
 
@@ -293,9 +294,9 @@ def encode_images(model: Model, text: ImageText) -> list[int]:
     where = ids == image_token_id(model)
     slots = store(model).slots(text.digests, text.images)
     if int(where.sum()) != slots.numel():
-        raise ValueError(f"the prompt expands its {len(images)} image(s) into {int(where.sum())} image tokens, but "
-                         f"the images alone give {slots.numel()} feature rows; does the text hold one placeholder "
-                         f"{proc.image_token!r} per image?")
+        raise BadInputError(f"the prompt expands its {len(images)} image(s) into {int(where.sum())} image tokens, but "
+                            f"the images alone give {slots.numel()} feature rows; does the text hold one placeholder "
+                            f"{proc.image_token!r} per image?")
     ids[where] = slots
     return ids.tolist()
 

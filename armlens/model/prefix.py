@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from armlens.errors import BadInputError, SetupError
 from armlens.model.hooks import Hook, hooks, last_z_readers
 from armlens.model.multimodal import image_hooks
 from armlens.model.tokens import tokenize
@@ -49,14 +50,14 @@ def prefix_cache(
 ) -> PrefixCache:
     """Run all positions but the last once and keep their key/value cache."""
     if tokens.shape[1] < 2:
-        raise ValueError("the prefix cache needs prompts of at least two tokens")
+        raise BadInputError("the prefix cache needs prompts of at least two tokens")
     prefix, images = image_hooks(model, tokens[:, :-1])
     with torch.inference_mode(), hooks(model, images):
         _, past = model(
             prefix, return_type="logits_and_cache", use_cache=True, attention_mask=attention_mask[:, :-1]
         )
     if past is None or past.get_seq_length() != tokens.shape[1] - 1:
-        raise RuntimeError(
+        raise SetupError(
             "the model returned no usable key/value cache; is transformers<5.24 installed? "
             "(transformers 5.24 renamed the cache argument TransformerLens 4.3 reads)"
         )
@@ -68,13 +69,13 @@ def shared_prefix(model: Model, tokens: Int[Tensor, "1 pos"]) -> Any:
     then extended per prompt by :func:`extend_prefix` (e.g. in-context demonstrations, or the judge prompt up to the
     response that a pair's chosen and rejected prompts have in common)."""
     if tokens.ndim != 2 or tokens.shape[0] != 1 or tokens.shape[1] < 1:
-        raise ValueError(f"shared_prefix() takes one non-empty row of token ids, got shape {tuple(tokens.shape)}")
+        raise BadInputError(f"shared_prefix() takes one non-empty row of token ids, got shape {tuple(tokens.shape)}")
     run, images = image_hooks(model, tokens)
     with torch.inference_mode(), hooks(model, images):
         _, past = model(run, return_type="logits_and_cache", use_cache=True,
                         attention_mask=torch.ones_like(tokens))
     if past is None or past.get_seq_length() != tokens.shape[1]:
-        raise RuntimeError("the model returned no usable key/value cache; is transformers<5.24 installed?")
+        raise SetupError("the model returned no usable key/value cache; is transformers<5.24 installed?")
     return past
 
 
@@ -84,7 +85,7 @@ def extend_prefix(model: Model, shared: Any, tokens: Int[Tensor, "1 pos"]) -> Pr
     last token are run (none when the prompt's prefix is exactly the shared part)."""
     n_shared = shared.get_seq_length()
     if tokens.shape[0] != 1 or tokens.shape[1] <= n_shared:
-        raise ValueError(f"the prompt ({tokens.shape[1]} tokens) must be longer than its shared prefix ({n_shared})")
+        raise BadInputError(f"the prompt ({tokens.shape[1]} tokens) must be longer than its shared prefix ({n_shared})")
     past = shared
     if tokens.shape[1] - 1 > n_shared:
         past = copy.deepcopy(shared)
@@ -93,7 +94,7 @@ def extend_prefix(model: Model, shared: Any, tokens: Int[Tensor, "1 pos"]) -> Pr
             model(run, return_type="logits_and_cache", use_cache=True, past_key_values=past,
                   attention_mask=torch.ones_like(tokens[:, :-1]))
         if past.get_seq_length() != tokens.shape[1] - 1:
-            raise RuntimeError("extending a shared prefix cache did not grow it; is transformers<5.24 installed?")
+            raise SetupError("extending a shared prefix cache did not grow it; is transformers<5.24 installed?")
     return PrefixCache(past=past, last_tokens=tokens[:, -1:], attention_mask=torch.ones_like(tokens))
 
 
@@ -102,7 +103,7 @@ def run_cached_continuation(model: Model, shared: Any, tokens: Int[Tensor, "1 po
     never mutated): what a full forward of prefix + ``tokens`` gives at those positions, for the cost of ``tokens``
     alone (e.g. several responses' likelihoods after one prompt)."""
     if tokens.ndim != 2 or tokens.shape[0] != 1 or tokens.shape[1] < 1:
-        raise ValueError(f"run_cached_continuation() takes one non-empty row of token ids, got {tuple(tokens.shape)}")
+        raise BadInputError(f"run_cached_continuation() takes one non-empty row of token ids, got {tuple(tokens.shape)}")
     past = copy.deepcopy(shared)
     n = shared.get_seq_length() + tokens.shape[1]
     with torch.inference_mode():

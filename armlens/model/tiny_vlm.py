@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from armlens.errors import BadInputError
 from armlens.model.loading import boot
 from armlens.model.tiny import tiny_tokenizer
 from armlens.typing import Model
@@ -116,7 +117,7 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
         make = _image_only(Idefics3Processor)
         kwargs = {"image_seq_len": 4}
     else:
-        raise ValueError(f"unknown tiny vision-language family {family!r}; choose from {', '.join(FAMILIES)}")
+        raise BadInputError(f"unknown tiny vision-language family {family!r}; choose from {', '.join(FAMILIES)}")
     hf = _seeded(hf, seed)
     hf.name_or_path = (f"tiny-{family}-L{n_layers}H{n_heads}KV{n_key_value_heads or n_heads}D{d_head}-seed{seed}")
     return hf, tok, (make, image_processor, kwargs)

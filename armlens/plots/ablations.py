@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from armlens.errors import BadInputError
 from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
 from armlens.stats import counted
 
@@ -132,7 +133,7 @@ def plot_ablation(
     """
     rows = summary[summary["axis"] == axis]
     if rows.empty:
-        raise ValueError(f"no results for ablation axis {axis!r}")
+        raise BadInputError(f"no results for ablation axis {axis!r}")
     numeric = rows["x"].notna().all()
     fig = go.Figure()
     series = list(dict.fromkeys(rows["series"]))
@@ -197,7 +198,7 @@ def plot_ablation_overview(
     """The categorical axes side by side (one panel each): the one-glance summary of what each stage adds."""
     present = [a for a in axes if (summary["axis"] == a).any()]
     if not present:
-        raise ValueError("no categorical ablation axes in the summary")
+        raise BadInputError("no categorical ablation axes in the summary")
     widths = [max(2, (summary["axis"] == a).sum()) for a in present]
     fig = make_subplots(rows=1, cols=len(present), shared_yaxes=True, horizontal_spacing=0.03,
                         column_widths=[w / sum(widths) for w in widths],
@@ -253,7 +254,7 @@ def plot_sweep(table: pd.DataFrame, *, title: str = "Each setting against the re
         rows = rows[[(a, s) not in SWEEP_LEFT_OUT for a, s in zip(rows["axis"], rows["setting"], strict=True)]]
     axes = list(dict.fromkeys(rows["axis"])) if not rows.empty else []
     if not axes:
-        raise ValueError("the sweep table holds no setting compared with a default")
+        raise BadInputError("the sweep table holds no setting compared with a default")
     n_cols = min(per_row, len(axes))
     n_rows = -(-len(axes) // n_cols)
     fig = make_subplots(rows=n_rows, cols=n_cols, shared_yaxes="rows", horizontal_spacing=0.03,

@@ -10,6 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from armlens.errors import BadInputError
 from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
 from armlens.stats import counted
 
@@ -20,7 +21,7 @@ def plot_method_accuracy(summary: Mapping[str, Any], dataset: str, *, title: str
     res = summary["results"][dataset]
     methods = list(res["methods"])
     if not methods:
-        raise ValueError(f"no methods in the summary for {dataset!r}")
+        raise BadInputError(f"no methods in the summary for {dataset!r}")
     fig = go.Figure()
     for m in methods:
         e = res["methods"][m]
@@ -62,7 +63,7 @@ def plot_hack_rates(summary: Mapping[str, Any], dataset: str, *, title: str | No
     kinds = [k for k in summary.get("config", {}).get("bias_kinds", [])
              if any(res["methods"][m]["bias"].get(k, {}).get("n") for m in methods)]
     if not methods or not kinds:
-        raise ValueError(f"no bias-suite results in the summary for {dataset!r}")
+        raise BadInputError(f"no bias-suite results in the summary for {dataset!r}")
     seeds = res.get("seeds", [])
 
     def panel_title(kind: str) -> str:

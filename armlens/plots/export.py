@@ -9,10 +9,11 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from armlens.errors import BadInputError, SetupError
 from armlens.io import atomic_write, atomic_write_files
 
 
-class BrowserNotFoundError(RuntimeError):
+class BrowserNotFoundError(SetupError):
     """PNG export needs a Chrome-family browser (kaleido renders through it) and none was found."""
 
 
@@ -60,7 +61,7 @@ def write_figures(
     :class:`BrowserNotFoundError` whose message names the HTML files already written."""
     unknown = [f for f in formats if f not in ("png", "html")]
     if unknown:
-        raise ValueError(f"unknown figure format(s) {unknown}; choose png and/or html")
+        raise BadInputError(f"unknown figure format(s) {unknown}; choose png and/or html")
     out = Path(out)
     written = []
     if "html" in formats:

@@ -15,6 +15,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from armlens.errors import BadInputError
 from armlens.plots.style import (
     SERIES_COLOURS,
     SHARE,
@@ -62,7 +63,7 @@ def plot_selection_probability(
 ) -> go.Figure:
     """REINFORCE's final selection probability per head, one panel per seed; crosses mark the chosen head set."""
     if not probs:
-        raise ValueError("no selection probabilities to plot")
+        raise BadInputError("no selection probabilities to plot")
     seeds = sorted(probs)
     n_layers, n_heads = probs[seeds[0]].shape
     fig = make_subplots(rows=1, cols=len(seeds), shared_yaxes=True, horizontal_spacing=0.03,
