@@ -53,3 +53,39 @@ def test_halves_split_by_prompt():
     assert sorted(a + b) == list(range(12)) and a and b
     assert {pairs[i].prompt_key() for i in a}.isdisjoint({pairs[i].prompt_key() for i in b})
     assert halves(pairs, 0) == (a, b) and halves(pairs, 1) != (a, b)
+
+
+def _record(seed, minimal, full, correct, prompts, criterion="c"):
+    n_layers, n_heads = 3, 4
+    sep = torch.zeros(n_layers, n_heads)
+    sep[1, 2] = 1.0 + seed
+    return {"seed": seed, "criterion": criterion, "full_heads": full, "minimal": {"heads": minimal},
+            "report_half": {"prompts": prompts, "correct": correct},
+            "attribution": {"separation": sep.tolist(), "effect": sep.tolist(), "change": 1.0, "direct": 0.5,
+                            "indirect": 0.5, "change_separation": 0.2, "direct_separation": 0.1},
+            "singles": {"accuracy": (torch.full((n_layers, n_heads), 0.5) + sep / 10).tolist(),
+                        "zero_shot_accuracy": 0.5}}
+
+
+def test_head_report_tables():
+    from armlens.analysis.head_report import accuracy_table, direct_share, stability_table, top_heads_table
+
+    prompts = [f"p{i}" for i in range(6)]
+    recs = [_record(s, ["L0H1", "L2H3"], ["L0H1", "L2H3", "L1H0"],
+                    {"full": [1, 1, 1, 0, 1, 1], "minimal": [1, 1, 0, 0, 1, 1], "random0": [0, 1, 0, 0, 1, 0],
+                     "random1": [0, 0, 0, 0, 1, 0], "zero-shot": [0, 0, 1, 0, 0, 1]}, prompts) for s in range(3)]
+    acc = accuracy_table(recs, n_boot=200).set_index("set")
+    assert acc.loc["full", "accuracy"] == 5 / 6 and acc.loc["minimal", "accuracy"] == 4 / 6
+    assert acc.loc["random", "accuracy"] == (1 / 6 + 2 / 6) / 2 * 1.0 and acc.loc["zero-shot", "accuracy"] == 2 / 6
+    assert abs(acc.loc["minimal - full", "accuracy"] + 1 / 6) < 1e-12
+    assert acc.loc["full", "n_pairs"] == 18 and acc.loc["full", "n_seeds"] == 3
+    assert acc.loc["minimal", "low"] <= 4 / 6 <= acc.loc["minimal", "high"]
+    stab = stability_table(recs, (3, 4), n_random=50).iloc[0]
+    assert stab["minimal_heads_mean"] == 2 and stab["full_heads_max"] == 3
+    assert stab["minimal_jaccard"] == 1.0 and stab["minimal_jaccard_random"] < 0.2  # same sets every seed: not chance
+    assert stab["minimal_layer_jaccard"] == 1.0 and stab["minimal_layer_jaccard_random"] < 1.0
+    top = top_heads_table(recs, k=1)
+    assert top.loc[top.rank_by == "separation", "head"].tolist() == ["L1H2"]
+    assert top.loc[top.rank_by == "separation", "separation"].item() == 2.0
+    assert top.loc[top.rank_by == "single", "head"].tolist() == ["L1H2"]
+    assert direct_share(recs)["direct"] == 0.5

@@ -1,0 +1,135 @@
+"""Tables of a head study (:mod:`armlens.analysis.head_study`) across seeds: how many heads keep the ARM's accuracy,
+how stable the minimal sets are, which heads move the answer.
+
+Intervals are the crossed ones of :func:`armlens.stats.crossed_interval` (seeds and the distinct prompts of the
+reporting halves resampled jointly); differences are paired per pair and seed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from armlens.analysis.heads import expected_random_jaccard, jaccard
+from armlens.patching import parse_heads
+from armlens.stats import crossed_interval
+
+ROWS = ("full", "minimal", "random", "zero-shot")
+"""Head sets reported on the reporting half (``random``: the mean of the random sets of the minimal set's size)."""
+COMPARISONS = (("minimal", "full"), ("minimal", "random"), ("minimal", "zero-shot"), ("full", "zero-shot"))
+
+
+def _per_seed(records: Sequence[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(int(r["seed"]), []).append(r)
+    return dict(sorted(out.items()))
+
+
+def _row_correct(rec: dict[str, Any], row: str) -> np.ndarray:
+    half = rec["report_half"]["correct"]
+    if row == "random":
+        names = [k for k in half if k.startswith("random")]
+        if not names:  # a minimal set of no heads: its random sets are the zero-shot judge
+            return np.asarray(half["zero-shot"], dtype=float)
+        return np.mean([half[k] for k in names], axis=0)
+    return np.asarray(half[row], dtype=float)
+
+
+def accuracy_table(records: Sequence[dict[str, Any]], *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Accuracy on the reporting halves of each head set, and the paired differences, with crossed intervals."""
+    seeds = _per_seed(records)
+    clusters = [np.concatenate([r["report_half"]["prompts"] for r in recs]) for recs in seeds.values()]
+    rows = []
+    for name in ROWS:
+        groups = [np.concatenate([_row_correct(r, name) for r in recs]) for recs in seeds.values()]
+        ci = crossed_interval(groups, clusters, n_boot, seed)
+        rows.append({"set": name, "accuracy": ci.diff, "low": ci.low, "high": ci.high, "p_value": float("nan"),
+                     "n_pairs": int(sum(len(g) for g in groups)), "n_seeds": len(groups)})
+    for a, b in COMPARISONS:
+        groups = [np.concatenate([_row_correct(r, a) - _row_correct(r, b) for r in recs]) for recs in seeds.values()]
+        ci = crossed_interval(groups, clusters, n_boot, seed)
+        rows.append({"set": f"{a} - {b}", "accuracy": ci.diff, "low": ci.low, "high": ci.high, "p_value": ci.p_value,
+                     "n_pairs": int(sum(len(g) for g in groups)), "n_seeds": len(groups)})
+    return pd.DataFrame(rows)
+
+
+def _masks(heads: Sequence[str], shape: tuple[int, int]) -> torch.Tensor:
+    return parse_heads(list(heads), *shape) if heads else torch.zeros(shape, dtype=torch.bool)
+
+
+def _layer_jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
+    la, lb = set(a.any(1).nonzero().flatten().tolist()), set(b.any(1).nonzero().flatten().tolist())
+    return 1.0 if not la | lb else len(la & lb) / len(la | lb)
+
+
+def stability_table(records: Sequence[dict[str, Any]], shape: tuple[int, int], *, n_random: int = 200,
+                    seed: int = 0) -> pd.DataFrame:
+    """Per criterion: minimal and full set sizes over seeds, and how much two seeds' sets agree (mean Jaccard over
+    seed pairs, heads and layers) against random sets of the same sizes (the chance level)."""
+    n = shape[0] * shape[1]
+    rng = random.Random(seed)
+    by_criterion: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_criterion.setdefault(r["criterion"], []).append(r)
+    rows = []
+    for criterion, recs in sorted(by_criterion.items()):
+        recs = sorted(recs, key=lambda r: r["seed"])
+        row: dict[str, Any] = {"criterion": criterion, "n_seeds": len(recs)}
+        for kind, key in (("minimal", lambda r: r["minimal"]["heads"]), ("full", lambda r: r["full_heads"])):
+            masks = [_masks(key(r), shape) for r in recs]
+            sizes = [int(m.sum()) for m in masks]
+            row[f"{kind}_heads_mean"] = float(np.mean(sizes))
+            row[f"{kind}_heads_min"], row[f"{kind}_heads_max"] = min(sizes), max(sizes)
+            duos = list(itertools.combinations(range(len(masks)), 2))
+            if not duos:
+                continue
+            row[f"{kind}_jaccard"] = float(np.mean([jaccard(masks[i], masks[j]) for i, j in duos]))
+            row[f"{kind}_jaccard_random"] = float(np.mean([expected_random_jaccard(sizes[i], sizes[j], n)
+                                                           for i, j in duos]))
+            row[f"{kind}_layer_jaccard"] = float(np.mean([_layer_jaccard(masks[i], masks[j]) for i, j in duos]))
+            chance = []
+            for i, j in duos:
+                for _ in range(n_random):
+                    a, b = (torch.zeros(n, dtype=torch.bool) for _ in range(2))
+                    a[rng.sample(range(n), sizes[i])] = True
+                    b[rng.sample(range(n), sizes[j])] = True
+                    chance.append(_layer_jaccard(a.view(shape), b.view(shape)))
+            row[f"{kind}_layer_jaccard_random"] = float(np.mean(chance))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def top_heads_table(records: Sequence[dict[str, Any]], *, k: int = 10) -> pd.DataFrame:
+    """The heads that move the answer most, averaged over seeds: by direct separation of chosen from rejected
+    (``attribution``), and by accuracy gained alone on the zero-shot judge (``single``). A head not in a seed's fitted
+    set has no attribution there (0)."""
+    sep = np.mean([np.asarray(r["attribution"]["separation"]) for r in records], axis=0)
+    eff = np.mean([np.asarray(r["attribution"]["effect"]) for r in records], axis=0)
+    rows = []
+    order = np.argsort(-np.abs(sep), axis=None)[:k]
+    for flat in order:
+        layer, head = np.unravel_index(flat, sep.shape)
+        rows.append({"rank_by": "separation", "head": f"L{layer}H{head}", "separation": float(sep[layer, head]),
+                     "effect": float(eff[layer, head])})
+    with_singles = [r for r in records if "singles" in r]
+    if with_singles:
+        gain = np.mean([np.asarray(r["singles"]["accuracy"]) - r["singles"]["zero_shot_accuracy"]
+                        for r in with_singles], axis=0)
+        for flat in np.argsort(-gain, axis=None)[:k]:
+            layer, head = np.unravel_index(flat, gain.shape)
+            rows.append({"rank_by": "single", "head": f"L{layer}H{head}", "accuracy_gain": float(gain[layer, head])})
+    return pd.DataFrame(rows)
+
+
+def direct_share(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean over seeds and criteria of the patch's change of the Yes-No logit, its direct part, and the same for the
+    chosen-minus-rejected separation."""
+    keys = ("change", "direct", "indirect", "change_separation", "direct_separation")
+    return {k: float(np.mean([r["attribution"][k] for r in records])) for k in keys}
