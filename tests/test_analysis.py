@@ -574,3 +574,25 @@ def test_sparsity_axis_refits_with_a_penalty_per_head():
     assert len({G.fit_key(c, cfg.arm) for c in cells}) == 2  # each value is its own fit
     with pytest.raises(ValueError, match="sparsity=-1"):
         G.AblationConfig(sparsities=[-1.0])
+
+
+def test_frontier_table_and_figure(tiny_results):
+    from armlens.analysis.frontier import frontier_markdown, frontier_table
+    from armlens.plots.frontier import plot_frontier
+
+    out, cells = tiny_results
+    table = frontier_table([out], n_boot=100)
+    assert set(table["series"]) == {"topk_prob", "topk_attribution", "random", "penalised", "reinforce", "zero-shot"}
+    assert (table["low"] <= table["accuracy"] + 1e-12).all() and (table["accuracy"] <= table["high"] + 1e-12).all()
+    none = cells[(cells.axis == "selection") & (cells.setting == "none")]["accuracy"].mean()
+    zero = table[table.series == "zero-shot"].iloc[0]
+    assert zero["accuracy"] == pytest.approx(none) and zero["n_heads"] == 0 and zero["n_seeds"] == 2
+    k2 = table[(table.series == "random") & (table.setting == "2")].iloc[0]
+    assert k2["n_heads"] == 2 and k2["n_pairs"] == 10  # 5 pairs x 2 seeds
+    pen = table[table.series == "penalised"].iloc[0]
+    cell = cells[(cells.axis == "sparsity")]
+    assert pen["n_heads"] == pytest.approx(cell["n_heads"].mean())
+    assert "| toy | random | 2 | 2.0 |" in frontier_markdown(table)
+    fig = plot_frontier(table)
+    names = {t.name for t in fig.data}
+    assert {"random k heads", "top-k by P(select)", "REINFORCE + sparsity penalty"} <= names

@@ -1,0 +1,105 @@
+"""The accuracy-sparsity frontier (issue 38, item 1): accuracy against the number of patched heads, from an ablation
+folder's cells.
+
+Series: the REINFORCE policy's top-k by P(select) and top-k by single-head attribution (``heads`` axis), random sets of
+each size (``heads`` axis, the floor), REINFORCE with a penalty per selected head (``sparsity`` axis: its head count is
+the policy's own, averaged over seeds and criteria), the full sampled set (``selection`` / reinforce) and the zero-shot
+judge (no heads). Each point's interval is crossed over seeds and the distinct scored prompts
+(:func:`armlens.stats.crossed_distribution`); the pooled rows average the datasets' distributions draw by draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from armlens.analysis.results import load_cells
+from armlens.io import read_json, result_exists
+from armlens.stats import counted, crossed_distribution, interval_of
+
+POOLED = "all"
+FRONTIER_COLUMNS = ["data", "series", "setting", "n_heads", "accuracy", "low", "high", "n_pairs", "n_seeds"]
+
+
+def _series(rec: dict[str, Any]) -> str | None:
+    """The frontier series a cell belongs to (None: not on the frontier)."""
+    if rec.get("reading", "prob") != "prob":
+        return None
+    if rec["axis"] == "heads":
+        return str(rec["series"])
+    if rec["axis"] == "sparsity":
+        return "penalised"
+    if rec["axis"] == "selection" and rec["setting"] in ("reinforce", "none"):
+        return "reinforce" if rec["setting"] == "reinforce" else "zero-shot"
+    return None
+
+
+def _points(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
+    cells = load_cells(folder, with_scores=True)
+    data = read_json(folder / "run.json")["config"]["data"]
+    prompts: dict[int, list[str] | None] = {}
+    groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    for rec in cells.to_dict("records"):
+        series = _series(rec)
+        if series is not None:
+            groups.setdefault((series, str(rec["setting"])), {})[int(rec["seed"])] = rec
+    rows = []
+    for (series, setting), by_seed in groups.items():
+        seeds = sorted(by_seed)
+        acc = [np.asarray(by_seed[s]["correct"], dtype=float) for s in seeds]
+        labels = []
+        for s, a in zip(seeds, acc, strict=True):
+            if s not in prompts:
+                path = folder / "seeds" / f"seed{s}" / "split.json"
+                split = read_json(path) if result_exists(path) else {}
+                prompts[s] = split.get("test_used_prompts")
+            p = prompts[s]
+            labels.append(p if p is not None and len(p) == a.size else [f"seed{s}/{i}" for i in range(a.size)])
+        rows.append({"data": data, "series": series, "setting": setting,
+                     "n_heads": float(np.mean([by_seed[s]["n_heads"] for s in seeds])),
+                     "estimate": float(np.mean([a.mean() for a in acc])),
+                     "dist": crossed_distribution(acc, labels, n_boot, seed),
+                     "n_pairs": int(sum(a.size for a in acc)), "n_seeds": len(seeds)})
+    return rows
+
+
+def _finish(row: dict[str, Any]) -> dict[str, Any]:
+    ci = interval_of(row.pop("dist"), row["estimate"])
+    return {**row, "accuracy": row.pop("estimate"), "low": ci.low, "high": ci.high}
+
+
+def frontier_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per (dataset, series, setting) and pooled rows over the datasets that have the point (equal weight),
+    sorted by series and head count."""
+    per: list[dict[str, Any]] = []
+    for i, f in enumerate(folders):
+        per += _points(Path(f), n_boot, seed + i)
+    if not per:
+        return pd.DataFrame(columns=FRONTIER_COLUMNS)
+    pooled = []
+    datasets = {r["data"] for r in per}
+    for key in dict.fromkeys((r["series"], r["setting"]) for r in per):
+        group = [r for r in per if (r["series"], r["setting"]) == key]
+        if len(datasets) < 2 or {r["data"] for r in group} != datasets:
+            continue
+        pooled.append({"data": POOLED, "series": key[0], "setting": key[1],
+                       "n_heads": float(np.mean([r["n_heads"] for r in group])),
+                       "estimate": float(np.mean([r["estimate"] for r in group])),
+                       "dist": np.mean([r["dist"] for r in group], axis=0),
+                       "n_pairs": sum(r["n_pairs"] for r in group), "n_seeds": min(r["n_seeds"] for r in group)})
+    df = pd.DataFrame([_finish(r) for r in per + pooled])[FRONTIER_COLUMNS]
+    return df.sort_values(["data", "series", "n_heads"], kind="stable").reset_index(drop=True)
+
+
+def frontier_markdown(table: pd.DataFrame) -> str:
+    """The frontier as a markdown table (accuracy in %, 95% crossed intervals)."""
+    lines = ["| data | series | setting | heads | accuracy % (95% CI) | n |", "|---|---|---|---|---|---|"]
+    for r in table.to_dict("records"):
+        lines.append(f"| {r['data']} | {r['series']} | {r['setting']} | {r['n_heads']:.1f} | "
+                     f"{100 * r['accuracy']:.1f} ({100 * r['low']:.1f} to {100 * r['high']:.1f}) | "
+                     f"{r['n_pairs']} pairs, {counted(int(r['n_seeds']), 'seed')} |")
+    return "\n".join(lines)
