@@ -66,6 +66,8 @@ CASES = [
     ("ablate", "--out T/a --flips 0,1.5", r"argument --flips: '1.5' in '0,1.5': must be at least 0 and below 1"),
     ("figures", "--results T/results --out T/f --seed -1", r"argument --seed: must be 0 or a positive integer"),
     ("demo", "--out T/d --steps 0", r"argument --steps: must be a positive integer"),
+    ("heads", "--results T/foreign", r"--results .*foreign holds no run.json: not an `armlens ablate` folder"),
+    ("heads", "--results T/foreign --margin 1.5", r"--margin must be in \[0, 1\) and --n-random >= 0, got 1.5"),
     ("eval", "--out T/e --workers 0", r"argument --workers: must be a positive integer, got '0'"),
     # model placement: a dtype outside the choices, a device map that is neither a strategy nor a JSON object
     ("fit", "--out T/a.arm --dtype float8", r"argument --dtype: .*float8"),

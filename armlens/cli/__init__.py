@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "evaluate the ARM and baselines on datasets over seeds (accuracy, CIs, paired tests, bias suite)"),
     "ablate": ("armlens.cli.analysis",
                "run the stage-ablation grid (resumable) and save tidy results per cell and seed"),
+    "heads": ("armlens.cli.heads",
+              "which heads an ARM needs and what they do: a minimal set, single heads, direct logit attribution"),
     "figures": ("armlens.cli.analysis",
                 "write every analysis figure (PNG + interactive HTML) from saved ablation results"),
     "demo": ("armlens.cli.demo", "the main job: ARM vs zero-shot and few-shot judges on HHH, with intervals"),

@@ -1,0 +1,76 @@
+"""``armlens heads``: which heads an ARM needs and what they do, on the seeds of an ``armlens ablate`` folder.
+
+Per seed and criterion of the folder's reference ARM: a minimal head set (pruned on half of the seed's scored prompts,
+reported on the other half beside the full set, random sets of its size and the zero-shot judge), every single head
+alone on the zero-shot judge, and the full set's direct logit attribution (:mod:`armlens.analysis.head_study`). The
+reference fits are read from the folder's ``seeds/seed*/arms/`` (or refitted with the same seed). Resumable;
+``armlens figures --results FOLDER`` draws what it writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from armlens.cli import Command
+from armlens.cli.common import ModelFlags
+
+
+@dataclass
+class HeadsOptions(ModelFlags):
+    """Which heads an ARM needs and what they do, on the seeds of an `armlens ablate` folder: a minimal head set
+    (pruned on half of each seed's scored prompts, reported on the other half), each single head alone, and the
+    direct logit attribution of the fitted set. Written to RESULTS/heads/ (resumable)."""
+
+    results: str
+    """An `armlens ablate` results folder (its run.json says the data, partition and reference ARM)."""
+    margin: float = 0.02
+    """Pruning keeps the accuracy on the pruning half at least the full set's minus this share (0.02 = 2 points)."""
+    n_random: int = 5
+    """Random head sets of the minimal set's size reported beside it."""
+    singles: bool = True
+    """Score every single head alone on the zero-shot judge (--no-singles to skip)."""
+    seeds: list[int] | None = None
+    """Seeds to study (default: the folder's)."""
+    root: str | None = field(default=None, kw_only=True)
+    """Data root folder (default: $ARMLENS_DATA_ROOT, the user's data, then the bundled copy)."""
+    threads: int | None = field(default=None, kw_only=True)
+    """Torch CPU threads (default: torch's choice)."""
+
+
+def run_heads(args: HeadsOptions) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from armlens.analysis.grid import AblationConfig
+    from armlens.analysis.head_study import StudyConfig, run_head_study
+    from armlens.data import load_pairs
+    from armlens.data.partition import sides
+    from armlens.errors import BadInputError
+    from armlens.io import ResultsLock, read_json
+
+    folder = Path(args.results)
+    if not 0 <= args.margin < 1 or args.n_random < 0:
+        raise BadInputError(f"--margin must be in [0, 1) and --n-random >= 0, got {args.margin:g} and {args.n_random}")
+    if not (folder / "run.json").is_file():
+        raise BadInputError(f"--results {folder} holds no run.json: not an `armlens ablate` folder")
+    run = read_json(folder / "run.json")
+    config = AblationConfig.from_dict({"partition": "all", **run["config"]})
+    seeds = args.seeds if args.seeds is not None else config.seeds
+    unknown = sorted(set(seeds) - set(config.seeds))
+    if unknown:
+        raise BadInputError(f"--seeds {unknown}: the folder's seeds are {config.seeds}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pairs, _, _ = sides(load_pairs(config.data, root=args.root, subsets=config.subsets), config.data, config.partition)
+    study = StudyConfig(margin=args.margin, n_random=args.n_random, singles=args.singles)
+    t0 = time.perf_counter()
+    with ResultsLock(folder, "armlens heads"):
+        model = args.load(config.model)
+        paths = run_head_study(model, pairs, config, folder, study, seeds=seeds)
+    print(f"{len(paths)} head-study file(s) in {folder / 'heads'} ({time.perf_counter() - t0:.0f} s this run)")
+    return 0
+
+
+COMMANDS = {"heads": Command(HeadsOptions, run_heads)}
