@@ -48,8 +48,10 @@ class HeadPickerView:
         self.maps = W.Dropdown(options=picker.map_names, value=self.map_name, description="colour by",
                                layout=W.Layout(width="320px"))
         self.maps.observe(self._on_map, names="value")
+        # The label takes its own width: at the default (80 px for any label) the 110 px box left its number no
+        # room, and JupyterLab showed it empty (seen in tests/test_picker_browser.py's screenshot).
         self.k = W.BoundedIntText(value=picker.attribution_k, min=1, max=picker.mask.numel(), description="k",
-                                  layout=W.Layout(width="110px"))
+                                  layout=W.Layout(width="110px"), style={"description_width": "initial"})
         self.buttons = {name: W.Button(description=label, layout=W.Layout(width="auto"))
                         for name, label in PRESETS.items()}
         for name, button in self.buttons.items():
@@ -60,6 +62,13 @@ class HeadPickerView:
         self.head.observe(self._on_head, names="value")
         self.readout_box = W.HTML()
         self.status = W.HTML()
+        # CSS classes name the parts in the page, for styling and for the browser test
+        # (tests/test_picker_browser.py), which finds them by these names rather than by layout.
+        for part, name in ((self.grid, "grid"), (self.readout_box, "readout"), (self.status, "status"),
+                           (self.prompt, "prompt"), (self.response, "response"), (self.criterion, "criterion"),
+                           (self.k, "k"),
+                           *((b, f"preset-{n}") for n, b in self.buttons.items())):
+            part.add_class(f"armlens-picker-{name}")
         self.widget = W.VBox([
             W.HBox([self.prompt, self.response, self.criterion]),
             W.HBox([W.HTML("<b>presets</b>&nbsp;"), *self.buttons.values(), self.k, self.maps, self.head]),
