@@ -35,9 +35,16 @@ import torch
 from IPython.display import HTML, display
 from plotly.subplots import make_subplots
 
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "pyproject.toml").is_file() and (p / "armlens").is_dir())
-os.chdir(ROOT)  # data: ARMLENS_DATA_ROOT, or the cache `armlens data fetch bigbench` fills
-pio.renderers.default = "plotly_mimetype+notebook_connected"
+# Work from the project root when the notebook sits in a clone; elsewhere (a copy opened in JupyterLab, as
+# tests/test_picker_browser.py runs it) from where it is: the data it reads are bundled in the package.
+ROOT = next((p for p in (Path.cwd(), *Path.cwd().parents) if (p / "pyproject.toml").is_file() and (p / "armlens").is_dir()),
+            Path.cwd())
+os.chdir(ROOT)  # data: ARMLENS_DATA_ROOT, or the cache `armlens data fetch bigbench` fills, else the bundled copy
+# Figures as plotly's mimetype (JupyterLab's plotly extension draws it, offline) and as HTML that loads plotly.js from
+# its CDN (HTML exports). Not `notebook_connected`: its one-off set-up output imports plotly.js from the CDN in
+# JupyterLab too, which logs a console error wherever that address cannot be reached (tests/test_picker_browser.py).
+pio.renderers["html_cdn"] = pio.base_renderers.HtmlRenderer(connected=True, include_plotlyjs="cdn")
+pio.renderers.default = "plotly_mimetype+html_cdn"
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets; bars are off
 T_START = time.perf_counter()
 
