@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from armlens.data.records import PreferencePair
+from armlens.errors import BadDataError, BadInputError
 from armlens.generation import generate_responses
 from armlens.prompts import criterion_for, prompt_key
 from armlens.stats import bootstrap_ci, crossed_interval, paired_bootstrap, spearman
@@ -62,6 +63,13 @@ class BestOfNConfig:
     """Bootstrap resamples of the intervals over prompts."""
     seed: int = 0
     """Seed of the prompt draw, of each prompt's sampling (with its id) and of the random reward."""
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise BadInputError(f"best-of-N needs at least 2 responses per prompt to choose from, got n={self.n}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise BadInputError(f"best-of-N samples: the temperature must be a number > 0, got {self.temperature} "
+                                "(0 would give N identical greedy responses)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,7 +166,7 @@ def summarize(records: Sequence[Mapping[str, Any]], rewards: Sequence[str], *, b
     bootstrap intervals over prompts; each reward's selections against ``reference``'s (the plain judge), paired over
     prompts; agreement between every two rewards."""
     if not records:
-        raise ValueError("no best-of-N records to summarise")
+        raise BadDataError("no best-of-N records to summarise")
     pool = {f: [float(np.mean(r["features"][f])) for r in records] for f in FEATURES}
     per_reward: dict[str, Any] = {}
     for name in rewards:
@@ -263,7 +271,7 @@ def replicate_summary(records: Sequence[Mapping[str, Any]], replicates: Mapping[
                **{name: {i: rec["selected"] for i, rec in reps.items() if i in by_id} for name, reps in replicates.items()}}
     for name, picks in sources.items():
         if not picks:
-            raise ValueError(f"the {name} fit selected on no prompt of this run")
+            raise BadDataError(f"the {name} fit selected on no prompt of this run")
         ids = [i for i in by_id if i in picks]
         prompt_ids[name] = ids
         fits[name] = {f: np.array([float(by_id[i]["features"][f][picks[i]])

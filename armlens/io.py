@@ -13,13 +13,13 @@ same way by :func:`atomic_dir`.
 
 Output paths are checked before any long work starts (:func:`check_output_file`, :func:`check_output_dir`), so a
 finished fit is never lost to a bad ``--out``. A results folder has one writer at a time (:class:`ResultsLock`): a
-lock file holding the writer's process id; a lock whose process is gone is stale and taken over.
+kernel file lock (``filelock``), released by the kernel when its process ends, however it ends.
 
 Per-item results are written gzip-compressed with deterministic bytes (``items.jsonl.gz``: :func:`gzip_bytes`,
 :func:`write_text_maybe_gz`), and every reader here takes either form of a name (:func:`resolve_compressed`), so
 folders written before, with plain files, still read and resume.
 
-This module sits at the bottom of armlens: it imports nothing from the rest of the package.
+This module sits at the bottom of armlens: it imports only :mod:`armlens.errors`.
 """
 
 from __future__ import annotations
@@ -42,10 +42,14 @@ from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
 
+from armlens.errors import BadDataError, BadOutputError, LockedOutputError, NotFoundError
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".armlens.lock"
-"""Name of the lock file inside a results folder."""
+"""Name of the lock file inside a results folder (:class:`ResultsLock`)."""
+HOLDER_NAME = ".armlens.lock.holder"
+"""Name of the side file naming the lock's holder (for the "in use" message only)."""
 CACHE_ENV = "ARMLENS_CACHE"
 """Environment variable naming armlens' cache folder (default ``~/.cache/armlens``)."""
 
@@ -145,28 +149,54 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], Any]) -> Path:
     return path
 
 
+DIGEST_KEY = "armlens_sha256"
+"""Metadata key of the SHA-256 of a tensors file's tensors (:func:`tensors_digest`), checked on every read."""
+
+
+def tensors_digest(tensors: Mapping[str, Any]) -> str:
+    """SHA-256 of ``tensors``: each one's name, dtype, shape and bytes, in name order."""
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def write_tensors(path: str | Path, tensors: Mapping[str, Any], meta: Any) -> Path:
-    """One safetensors file of ``tensors`` with ``meta`` as JSON under the ``armlens`` metadata key, written
-    atomically (saved ARMs, judges' fit files)."""
+    """One safetensors file of ``tensors`` with ``meta`` as JSON under the ``armlens`` metadata key and the tensors'
+    digest (:func:`tensors_digest`) under ``armlens_sha256``, written atomically (saved ARMs, judges' fit files)."""
     from safetensors.torch import save_file
 
-    return atomic_write_with(path, lambda tmp: save_file(dict(tensors), tmp, metadata={"armlens": to_json(meta, None)}))
+    metadata = {"armlens": to_json(meta, None), DIGEST_KEY: tensors_digest(tensors)}
+    return atomic_write_with(path, lambda tmp: save_file(dict(tensors), tmp, metadata=metadata))
 
 
 def read_tensors(path: str | Path, what: str) -> tuple[dict[str, Any], Any]:
-    """``(tensors, meta)`` of a file :func:`write_tensors` wrote; a ValueError naming ``what`` was expected where it
-    cannot be read or holds no armlens metadata."""
+    """``(tensors, meta)`` of a file :func:`write_tensors` wrote; a :class:`~armlens.errors.BadDataError` naming the
+    file where it cannot be read, holds no armlens metadata, or its tensors differ from the digest saved with them
+    (files written before digests have none, and are read unchecked)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("armlens")
+            metadata = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise ValueError(f"{path} is not a readable {what}: {e}") from e
+        raise BadDataError(f"{path} is not a readable {what}: {' '.join(str(e).split())}") from e
+    raw = metadata.get("armlens")
     if raw is None:
-        raise ValueError(f"{path} is a safetensors file but holds no armlens metadata")
-    return tensors, json.loads(raw)
+        raise BadDataError(f"{path} is a safetensors file but holds no armlens metadata (not a {what})")
+    saved = metadata.get(DIGEST_KEY)
+    if saved is not None and saved != tensors_digest(tensors):
+        raise BadDataError(f"{path} is corrupt: its tensors differ from the SHA-256 saved with them; restore or "
+                           "recreate it")
+    try:
+        return tensors, json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise BadDataError(f"{path}: its armlens metadata is not valid JSON ({e.msg}); not a readable {what}") from e
 
 
 def atomic_write_files(paths: Sequence[Path], writer: Callable[[list[str]], Any]) -> list[Path]:
@@ -276,7 +306,7 @@ def read_bytes(path: str | Path) -> bytes:
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise ValueError(f"{path} is not a readable gzip file: {e}") from e
+        raise BadDataError(f"{path} is not a readable gzip file: {e}") from e
 
 
 def write_text_maybe_gz(path: str | Path, text: str) -> Path:
@@ -343,7 +373,7 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(read_text(path))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from e
+        raise BadDataError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from e
 
 
 def read_jsonl(path: str | Path) -> list[Any]:
@@ -356,7 +386,7 @@ def read_jsonl(path: str | Path) -> list[Any]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {i}: not valid JSON ({e.msg})") from e
+                raise BadDataError(f"{path}, line {i}: not valid JSON ({e.msg})") from e
     return rows
 
 
@@ -368,7 +398,7 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:
-        raise ValueError(decode_error_message(path, data, e)) from e
+        raise BadDataError(decode_error_message(path, data, e)) from e
 
 
 def decode_error_message(path: str | Path, data: bytes, error: UnicodeDecodeError) -> str:
@@ -393,9 +423,23 @@ def _check_parents(path: Path, what: str, start: Path | None = None) -> None:
     ``start``, default ``path``'s parent)."""
     base = _nearest_existing(start if start is not None else path.parent)
     if not base.is_dir():
-        raise ValueError(f"{what} {path} cannot be created: {base} is a file, not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path} cannot be created: the folder {base} is not writable")
+        raise BadOutputError(f"{what} {path} cannot be created: {base} is a file, not a folder")
+    if not _can_create_in(base):
+        raise BadOutputError(f"{what} {path} cannot be created: the folder {base} is not writable")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``: tried, not guessed (``os.access`` says yes to root in ``/proc``
+    and on read-only mounts)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    probe = folder / f".armlens-probe-{secrets.token_hex(6)}.tmp"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError:
+        return False
+    probe.unlink(missing_ok=True)
+    return True
 
 
 def check_output_file(path: str | Path, *, overwrite: bool = True, what: str = "output file",
@@ -405,15 +449,15 @@ def check_output_file(path: str | Path, *, overwrite: bool = True, what: str = "
     Refused (ValueError, one line): an existing folder, a path below a file, an unwritable folder or file, and an
     existing file when ``overwrite`` is False (``hint`` then says how to allow it).
     """
+    if str(path).endswith(("/", os.sep)) or Path(path).expanduser().is_dir():  # Path() drops a trailing slash
+        raise BadOutputError(f"{what} {path} is a folder; give a file name")
     path = Path(path).expanduser()
-    if str(path).endswith(os.sep) or path.is_dir():
-        raise ValueError(f"{what} {path} is a folder; give a file name")
     _check_parents(path, what)
     if path.exists():
         if not overwrite:
-            raise ValueError(f"{what} {path} already exists" + (f"; {hint}" if hint else ""))
-        if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
-            raise ValueError(f"{what} {path} exists and cannot be replaced (no write permission)")
+            raise BadOutputError(f"{what} {path} already exists" + (f"; {hint}" if hint else ""))
+        if not os.access(path, os.W_OK) or not _can_create_in(path.parent):
+            raise BadOutputError(f"{what} {path} exists and cannot be replaced (no write permission)")
     return path
 
 
@@ -426,17 +470,17 @@ def check_output_dir(path: str | Path, *, resumable: Callable[[Path], bool] | No
     """
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {path} is a file, not a folder")
+        raise BadOutputError(f"{what} {path} is a file, not a folder")
     if path.is_dir():
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ValueError(f"{what} {path} is not writable")
+        if not _can_create_in(path):
+            raise BadOutputError(f"{what} {path} is not writable")
         holder = ResultsLock(path).holder()
         if holder is not None:
-            raise ValueError(_busy_message(path, holder))
-        entries = [e for e in path.iterdir() if e.name != LOCK_NAME]
+            raise LockedOutputError(_busy_message(path, holder))
+        entries = [e for e in path.iterdir() if e.name not in (LOCK_NAME, HOLDER_NAME)]
         if entries and resumable is not None and not resumable(path):
-            raise ValueError(f"{what} {path} is not empty and holds no results this command can resume"
-                             + (f"; {hint}" if hint else "; choose another folder"))
+            raise BadOutputError(f"{what} {path} is not empty and holds no results this command can resume"
+                                 + (f"; {hint}" if hint else "; choose another folder"))
     else:
         _check_parents(path, what, start=path)
     return path
@@ -444,101 +488,108 @@ def check_output_dir(path: str | Path, *, resumable: Callable[[Path], bool] | No
 
 # ---------------------------------------------------------------------------------------------------- results lock
 
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+_HELD: dict[Path, list[Any]] = {}
+"""The results folders this process holds: folder (resolved) -> [its FileLock, handles holding it]."""
 
 
 def _busy_message(folder: Path, holder: Mapping[str, Any]) -> str:
-    return (f"results folder {folder} is in use by process {holder.get('pid')} on {holder.get('host')} "
-            f"(since {holder.get('started', '?')}); wait for it to finish or use another --out")
+    if holder.get("pid") is None:
+        who = "another process"
+    else:
+        command = f"`{holder['command']}`, " if holder.get("command") else ""
+        who = f"process {holder['pid']} ({command}on {holder.get('host', '?')} since {holder.get('started', '?')})"
+    return f"results folder {folder} is in use by {who}; wait for it to finish or use another --out"
 
 
 class ResultsLock:
-    """One writer per results folder: ``with ResultsLock(folder): ...``.
+    """One writer per results folder: ``with ResultsLock(folder, "armlens eval"): ...``.
 
-    Acquiring creates ``folder/.armlens.lock`` exclusively, holding this process's id, host and start time. If the
-    file exists and its process is alive (same host), acquiring fails with a ValueError naming that process; a lock
-    left by a process that is gone (or unreadable) is stale and taken over with a warning. Re-entrant within one
-    process. Released (file removed) on exit.
+    A kernel lock (``filelock.FileLock``, ``flock`` on ``folder/.armlens.lock``): the kernel releases it when its
+    process ends, however it ends (Ctrl-C, ``kill``, ``kill -9``, a crash), so there is no stale lock to take over
+    and no race between two processes taking one over. Acquiring never waits: a folder held by another process is a
+    :class:`~armlens.errors.LockedOutputError` naming that process, read from the side file
+    ``folder/.armlens.lock.holder`` (pid, host, command, start; for the message only, never trusted for the lock).
+    Re-entrant within one process, across handles. The lock file stays in the folder after release (removing it
+    would let two processes lock two different files).
     """
 
     def __init__(self, folder: str | Path, command: str = "") -> None:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
+        self.holder_path = self.folder / HOLDER_NAME
         self.command = command
         self._held = 0
-        self._owned = False
 
-    def _owner_pid(self) -> int | None:
+    def _key(self) -> Path:
+        return self.folder.expanduser().resolve()
+
+    def _record(self) -> dict[str, Any]:
         try:
-            pid = json.loads(self.path.read_text(encoding="utf-8")).get("pid")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return pid if isinstance(pid, int) else None
+            info = json.loads(self.holder_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
 
     def holder(self) -> dict[str, Any] | None:
-        """The live process holding the lock (its record), or None when free, stale or held by this process."""
+        """The record of another process holding the lock (``{}`` if it left none), or None when the folder is free
+        or held by this process."""
+        if self._key() in _HELD or not self.path.is_file():
+            return None
+        from filelock import FileLock, Timeout
+
+        probe = FileLock(self.path, thread_local=False)
         try:
-            info = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return None  # unreadable: treated as stale
-        if not isinstance(info, dict):
-            return None
-        pid = info.get("pid")
-        if info.get("host") not in (None, socket.gethostname()):
-            return info  # another machine: cannot check, so respect it
-        if not isinstance(pid, int) or pid == os.getpid() or not _pid_alive(pid):
-            return None
-        return info
+            probe.acquire(timeout=0)
+        except Timeout:
+            return self._record()
+        probe.release()
+        return None
 
     def acquire(self) -> ResultsLock:
         """Take the lock (see the class docstring)."""
         if self._held:
             self._held += 1
             return self
-        self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                if self._owner_pid() == os.getpid():  # held by this process through another handle
-                    self._held, self._owned = 1, False
-                    return self
-                holder = self.holder()
-                if holder is not None:
-                    raise ValueError(_busy_message(self.folder, holder)) from None
-                logger.warning("removing a stale lock %s (its process is gone)", self.path)
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f)
-            self._held, self._owned = 1, True
+        key = self._key()
+        if key in _HELD:  # held by this process through another handle
+            _HELD[key][1] += 1
+            self._held = 1
             return self
-        raise ValueError(f"could not lock results folder {self.folder}: {self.path} keeps reappearing")
+        from filelock import FileLock, Timeout
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path, thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise LockedOutputError(_busy_message(self.folder, self._record())) from None
+        _HELD[key] = [lock, 1]
+        self._held = 1
+        try:
+            atomic_write(self.holder_path, json.dumps({
+                "pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        except OSError as e:  # the record only words the message a second writer sees
+            logger.debug("could not write %s: %s", self.holder_path, e)
+        return self
 
     def release(self) -> None:
-        """Release the lock (remove the file if this process still owns it)."""
+        """Release the lock (the kernel lock goes when the last handle of this process releases it)."""
         if not self._held:
             return
         self._held -= 1
-        if self._held or not self._owned:
+        if self._held:
             return
-        self._owned = False
-        if self._owner_pid() == os.getpid():
-            self.path.unlink(missing_ok=True)
+        key = self._key()
+        entry = _HELD.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1]:
+            return
+        del _HELD[key]
+        self.holder_path.unlink(missing_ok=True)  # while still locked, so a next holder's record is never removed
+        entry[0].release()
 
     def __enter__(self) -> ResultsLock:
         return self.acquire()
@@ -574,9 +625,9 @@ def read_results(folder: str | Path, name: str = "summary.json") -> dict[str, An
     """Read a results folder's ``name`` JSON file; a clear FileNotFoundError when the folder or file is missing."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"results folder {folder} does not exist" if not folder.exists()
-                                else f"{folder} is a file, not a results folder")
+        raise NotFoundError(f"results folder {folder} does not exist" if not folder.exists()
+                            else f"{folder} is a file, not a results folder")
     path = folder / name
     if not path.is_file():
-        raise FileNotFoundError(f"{folder} holds no {name} (is it a finished results folder?)")
+        raise NotFoundError(f"{folder} holds no {name} (is it a finished results folder?)")
     return read_json(path)

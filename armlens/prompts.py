@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from armlens.data.records import PreferencePair, Prompt
+from armlens.errors import BadInputError
 from armlens.model import apply_chat_template, is_multimodal, render_chat, single_token_id
 from armlens.typing import Model
 
@@ -72,7 +73,7 @@ def criterion_for(pair_or_subset: PreferencePair | str, routing: Routing = "labe
     ``routing="oracle"`` uses :data:`ORACLE_CRITERIA`, whose XSTest texts carry the gold label (an ablation)."""
     table = {"label-free": CRITERIA, "oracle": ORACLE_CRITERIA}.get(routing)
     if table is None:
-        raise ValueError(f"routing must be 'label-free' or 'oracle', not {routing!r}")
+        raise BadInputError(f"routing must be 'label-free' or 'oracle', not {routing!r}")
     if isinstance(pair_or_subset, PreferencePair):
         meta = pair_or_subset.metadata or {}
         if "original_subset" in meta:  # a bias-suite pair is judged under its original pair's criterion
@@ -150,7 +151,10 @@ def cut_to_tokens(
     if max_tokens is None:
         return text
     if max_tokens < 1:
-        raise ValueError(f"max_field_tokens must be >= 1 or None, got {max_tokens}")
+        raise BadInputError(f"max_field_tokens must be >= 1 or None, got {max_tokens}")
+    keep = (max_tokens + 16) * max_token_bytes(model)  # characters that hold more than max_tokens + 16 tokens
+    if len(text) > 2 * keep:  # only the field's two ends are ever kept, so only they are tokenised (not 50 MB)
+        text = text[:keep] + text[-keep:]
     ids = model.tokenizer.encode(text, add_special_tokens=False)
     if len(ids) <= max_tokens:
         return text
@@ -163,7 +167,54 @@ def cut_to_tokens(
 
 def is_cut(model: Model, text: str, max_tokens: int | None) -> bool:
     """Whether :func:`cut_to_tokens` would cut ``text``."""
-    return max_tokens is not None and len(model.tokenizer.encode(text, add_special_tokens=False)) > max_tokens
+    if max_tokens is None:
+        return False
+    if len(text.encode("utf-8")) > max_tokens * max_token_bytes(model):  # surely over: no need to tokenise it
+        return True
+    return len(model.tokenizer.encode(text, add_special_tokens=False)) > max_tokens
+
+
+def max_token_bytes(model: Model) -> int:
+    """The most UTF-8 bytes one token of the model's vocabulary spells (a bound: a text of B bytes is at least
+    B / this many tokens), read once per tokenizer."""
+    tok = model.tokenizer
+    n = getattr(tok, "_armlens_max_token_bytes", None)
+    if n is None:
+        n = max(len(s.encode("utf-8")) for s in tok.get_vocab())
+        tok._armlens_max_token_bytes = n
+    return n
+
+
+def over_context(model: Model, pairs: Sequence[PreferencePair], template: JudgeTemplate, *,
+                 criterion: str | None = None, routing: Routing = "label-free", spare: int = 1) -> list[str]:
+    """The pairs whose judge prompt, for either response, does not fit the model's context with ``spare`` tokens
+    left (an answered reading adds its answer), as ``"ID (N tokens)"``. A prompt whose bytes alone rule it out is
+    never tokenised, so a 50 MB field is refused at once."""
+    from armlens.model import encode
+
+    limit = model.cfg.n_ctx - spare
+    over = []
+    for p in pairs:
+        crit = criterion or criterion_for(p, routing)
+        for response in (p.chosen, p.rejected):
+            text = scalar_prompt(model, Example(p.prompt, response, None, crit, tuple(p.images)), template)
+            if len(text.encode("utf-8")) > limit * max_token_bytes(model):
+                over.append(f"{p.id} (over {limit} tokens: {len(text):,} characters)")
+                break
+            n = len(encode(model, text))
+            if n > limit:
+                over.append(f"{p.id} ({n} tokens)")
+                break
+    return over
+
+
+def check_context(model: Model, pairs: Sequence[PreferencePair], template: JudgeTemplate, where: str, hint: str, *,
+                  criterion: str | None = None, routing: Routing = "label-free") -> None:
+    """Refuse, before any forward pass, pairs whose judge prompts do not fit the model's context, naming them."""
+    over = over_context(model, pairs, template, criterion=criterion, routing=routing)
+    if over:
+        raise BadInputError(f"{where}: {len(over)} pair(s) do not fit the model's context of {model.cfg.n_ctx} tokens "
+                            f"as judge prompts: {', '.join(over[:5])}{' ...' if len(over) > 5 else ''}; {hint}")
 
 
 def count_cuts(model: Model, pairs: Sequence[PreferencePair], max_tokens: int | None) -> tuple[int, int]:
@@ -224,7 +275,7 @@ def icl_prompt(
     messages: list[dict[str, Any]] = []
     for d in demos:
         if d.label is None:
-            raise ValueError("an in-context demonstration needs a label")
+            raise BadInputError("an in-context demonstration needs a label")
         messages.append({"role": "user", "content": _parts(scalar_question(model, d, template), d.images)})
         messages.append({"role": "assistant", "content": _parts(template.yes if d.label else template.no)})
     messages.append({"role": "user", "content": _parts(scalar_question(model, query, template), query.images)})
@@ -239,7 +290,7 @@ def icl_lines_prompt(
     parts: list[dict[str, Any]] = []
     for d in demos:
         if d.label is None:
-            raise ValueError("an in-context demonstration needs a label")
+            raise BadInputError("an in-context demonstration needs a label")
         answer = template.yes if d.label else template.no
         parts += _parts(f"{scalar_question(model, d, template)} {answer}\n\n---\n\n", d.images)
     parts += _parts(scalar_question(model, query, template), query.images)
@@ -250,7 +301,7 @@ def answered_prompt(model: Model, ex: Example, template: JudgeTemplate = JudgeTe
     """The zero-shot judge prompt followed by the example's gold answer word (the ``answered`` reading reads hook_z
     at that answer token, where the model is giving the label)."""
     if ex.label is None:
-        raise ValueError("an answered prompt needs a labelled example")
+        raise BadInputError("an answered prompt needs a labelled example")
     return scalar_prompt(model, ex, template) + (template.yes if ex.label else template.no)
 
 

@@ -47,6 +47,14 @@ from armlens.activations import (
     make_estimator,
 )
 from armlens.data.records import PreferencePair, Prompt, image_key, pairs_hash
+from armlens.errors import (
+    ArmlensWarning,
+    BadDataError,
+    BadInputError,
+    ModelMismatchError,
+    NotFittedError,
+    NotFoundError,
+)
 from armlens.io import read_tensors, write_tensors
 from armlens.parallel import check_processes, fork_map
 from armlens.patching import HeadMask, Means, PatchHandle, mask_labels, parse_heads, patched
@@ -214,6 +222,8 @@ class ActivationRM:
         self.answer_ids = AnswerIds.of(model, self.config.template)  # fails early if Yes/No are not single tokens
         self.fits: dict[str, CriterionARM] = {}
         self.fit_info: dict[str, Any] = {}
+        self.forced: list[str] = []
+        """What differs between this model and the one the ARM was fitted on, when loaded with ``force=True``."""
 
     @classmethod
     def from_patch(cls, model: Model, means: Means, mask: HeadMask, config: ARMConfig | None = None) -> ActivationRM:
@@ -255,10 +265,10 @@ class ActivationRM:
         model under Linux; 1 elsewhere (GPU models always fit in this process)."""
         fs_groups = self._groups(self._examples(few_shot))
         if not fs_groups:
-            raise ValueError("fit() needs at least one few-shot pair or labelled example")
+            raise BadInputError("fit() needs at least one few-shot pair or labelled example")
         sel_groups = self._groups(self._examples(select)) if select is not None else fs_groups
         if select is not None and not sel_groups:
-            raise ValueError("the head-selection set is empty")
+            raise BadInputError("the head-selection set is empty")
         self.fits = {}
         jobs = [(key, fs, sel_groups.get(key, fs)) for key, fs in fs_groups.items()]
         if self.config.selector == "reinforce" and self.config.reinforce.objective == "pairwise":
@@ -356,7 +366,7 @@ class ActivationRM:
 
     def _require_fit(self) -> None:
         if not self.fits:
-            raise RuntimeError("this ActivationRM is not fitted: call fit() or ActivationRM.load()")
+            raise NotFittedError("this ActivationRM is not fitted: call fit() or ActivationRM.load()")
 
     def fit_for(self, criterion: str | None = None) -> CriterionARM:
         """The fit that scores ``criterion`` (``None``: the only fit, when there is one)."""
@@ -364,15 +374,15 @@ class ActivationRM:
         if criterion is None:
             if len(self.fits) == 1:
                 return next(iter(self.fits.values()))
-            raise ValueError(f"this ARM holds {len(self.fits)} criteria; name one (criterion=...): "
-                             + "; ".join(self.fits))
+            raise BadInputError(f"this ARM holds {len(self.fits)} criteria; name one (criterion=...): "
+                                + "; ".join(self.fits))
         key = self.route_key(criterion)
         if key in self.fits:
             return self.fits[key]
         if len(self.fits) == 1:  # a one-criterion ARM scores whatever it is given (e.g. a transfer experiment)
             return next(iter(self.fits.values()))
-        raise ValueError(f"this ARM holds no fit for the criterion {criterion!r}; it holds: " + "; ".join(self.fits)
-                         + " (fit on pairs of that criterion, or with criteria='pooled')")
+        raise BadInputError(f"this ARM holds no fit for the criterion {criterion!r}; it holds: " + "; ".join(self.fits)
+                            + " (fit on pairs of that criterion, or with criteria='pooled')")
 
     def _criterion(self, pair: PreferencePair | None) -> str:
         if self.config.criterion is not None:
@@ -438,7 +448,7 @@ class ActivationRM:
         """Rewards of (chosen, rejected) for each pair, each pair under :meth:`patch_for` (the branch path: a pair's
         two prompts share their common prefix, the patch is a branch of the last token)."""
         if not pairs:
-            raise ValueError("score_pairs() got no pairs")
+            raise BadInputError("score_pairs() got no pairs")
         texts, patches, groups = [], [], []
         for p in pairs:
             crit, patch = self._criterion(p), self.patch_for(p)
@@ -494,34 +504,64 @@ class ActivationRM:
         }
         return write_tensors(path, tensors, meta)
 
+    @staticmethod
+    def read(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """``(tensors, metadata)`` of a saved ARM, checked without a model: a readable armlens ARM file whose tensors
+        match the digest saved with them (files from before digests have none), every fit's means finite and its
+        mask 0 or 1. Anything else is a :class:`~armlens.errors.BadDataError` naming the file (the command line
+        calls this before the model loads)."""
+        path = Path(path)
+        if not path.is_file():
+            raise NotFoundError(f"no saved ARM at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+        tensors, meta = read_tensors(path, "armlens ARM file")
+        if not isinstance(meta, dict) or not {"config", "model"} <= set(meta) or (
+                meta.get("format_version", 1) > 1 and "fits" not in meta):
+            raise BadDataError(f"{path} holds no saved ARM (its metadata lacks the ARM's config, model or fits; "
+                               "is it another kind of armlens file?)")
+        if meta.get("format_version", 1) == 1:  # one pooled fit, tensors without a prefix
+            tensors = {f"0.{k}": v for k, v in tensors.items()}
+        n_fits = len(meta.get("fits") or [None])
+        for i in range(n_fits):
+            means, mask = tensors.get(f"{i}.means"), tensors.get(f"{i}.mask")
+            if means is None or mask is None:
+                raise BadDataError(f"{path} is incomplete: fit {i} has no {'means' if means is None else 'mask'}")
+            if not torch.isfinite(means).all():
+                raise BadDataError(f"{path} is corrupt: fit {i}'s means hold NaN or infinite values")
+            if mask.is_floating_point() or not ((mask == 0) | (mask == 1)).all():
+                raise BadDataError(f"{path} is corrupt: fit {i}'s head mask holds values other than 0 and 1")
+            if means.dim() != 3 or tuple(mask.shape) != tuple(means.shape[:2]):
+                raise BadDataError(f"{path} is corrupt: fit {i}'s means {tuple(means.shape)} and mask "
+                                   f"{tuple(mask.shape)} are not [layers, heads, d_head] and [layers, heads]")
+        return tensors, meta
+
     @classmethod
     def load(cls, path: str | Path, model: Model, *, force: bool = False) -> ActivationRM:
-        """Load a saved ARM onto ``model``.
+        """Load a saved ARM onto ``model`` (the file is checked first: :meth:`read`).
 
         A model that differs from the one the ARM was fitted on (id, architecture including ``n_key_value_heads``,
         or sampled attention/MLP/embedding weights: :func:`armlens.model.model_fingerprint`) is refused with a
-        ValueError naming what differs. ``force=True`` loads it anyway, with a warning (a deliberate transfer, e.g.
-        to a fine-tune); a different number of layers or heads or a different d_head is refused even then.
+        :class:`~armlens.errors.ModelMismatchError` (a ValueError) naming what differs. ``force=True`` loads it
+        anyway, with an :class:`~armlens.errors.ArmlensWarning` (a deliberate transfer, e.g. to a fine-tune), and
+        records the differences in ``rm.forced``; a different number of layers or heads or a different d_head is
+        refused even then.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved ARM at {path}")
-        tensors, meta = read_tensors(path, "armlens ARM file")
+        tensors, meta = cls.read(path)
         saved, here = meta["model"], M.model_fingerprint(model)
         shape, other = M.fingerprint_differences(saved, here)
         fitted = f"{path} was fitted on model {saved.get('model_id')!r} and cannot be loaded on {here['model_id']!r}"
         if shape:
-            raise ValueError(f"{fitted}: {'; '.join(shape)} differ (the head means do not fit this model)")
+            raise ModelMismatchError(f"{fitted}: {'; '.join(shape)} differ (the head means do not fit this model)")
         if other and not force:
-            raise ValueError(f"{fitted}: {'; '.join(other)} differ; pass force=True (--force) to transfer it anyway")
+            raise ModelMismatchError(f"{fitted}: {'; '.join(other)} differ; pass force=True (--force) to transfer it "
+                                     "anyway")
         if other:
-            msg = f"loading {path} on a different model ({'; '.join(other)} differ), as forced"
-            logger.warning(msg)
-            warnings.warn(msg, stacklevel=2)
+            warnings.warn(f"loading {path} on a different model ({'; '.join(other)} differ), as forced",
+                          ArmlensWarning, stacklevel=2)
         rm = cls(model, ARMConfig.from_dict(meta["config"]))
-        if meta.get("format_version", 1) == 1:  # one pooled fit, tensors without a prefix
+        rm.forced = list(other)
+        if meta.get("format_version", 1) == 1:
             records = [{"criterion": POOLED, "selection": meta.get("selection"), "info": meta.get("fit_info", {})}]
-            tensors = {f"0.{k}": v for k, v in tensors.items()}
             rm.config.criteria = "pooled"
         else:
             records = meta["fits"]

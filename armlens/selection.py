@@ -33,6 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
+from armlens.errors import BadInputError
 from armlens.patching import patch_branch_hooks, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
 from armlens.scoring import answer_loss, score_from_logits
@@ -94,9 +95,14 @@ class ReinforceConfig:
         bad = [f"{k}={v!r}" for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1]
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             bad.append(f"lr={self.lr!r}")
+        for name in ("sparsity", "prefix_cache_mb"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                bad.append(f"{name}={value!r}")
         if bad:
-            raise ValueError(f"ReinforceConfig: {', '.join(bad)}: steps, k_masks, n_final_samples, n_final_eval and "
-                             "mask_chunk must be integers >= 1, and lr a finite number > 0")
+            raise BadInputError(f"ReinforceConfig: {', '.join(bad)}: steps, k_masks, n_final_samples, n_final_eval and "
+                                "mask_chunk must be integers >= 1, lr a finite number > 0, sparsity and "
+                                "prefix_cache_mb finite numbers >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,10 +210,10 @@ def check_pairwise_examples(examples: Sequence[Example]) -> None:
         examples[i].label and not examples[i + 1].label and examples[i].prompt == examples[i + 1].prompt
         for i in range(0, len(examples), 2))
     if not ok:
-        raise ValueError("the pairwise objective (the default) needs examples as (chosen: Yes, rejected: No) "
-                         "siblings of one prompt, in that order (armlens.prompts.examples_from_pairs gives them so; "
-                         "fit on PreferencePairs); for unpaired labelled examples set "
-                         "ReinforceConfig(objective='answer')")
+        raise BadInputError("the pairwise objective (the default) needs examples as (chosen: Yes, rejected: No) "
+                            "siblings of one prompt, in that order (armlens.prompts.examples_from_pairs gives them so; "
+                            "fit on PreferencePairs); for unpaired labelled examples set "
+                            "ReinforceConfig(objective='answer')")
 
 
 class MaskObjective:
@@ -218,11 +224,11 @@ class MaskObjective:
     def __init__(self, model: Model, examples: Sequence[Example], objective: Objective, *, template: JudgeTemplate,
                  pool: M.PrefixPool, chunk: int = 64, sparsity: float = 0.0):
         if not examples:
-            raise ValueError("REINFORCE needs at least one labelled training example")
+            raise BadInputError("REINFORCE needs at least one labelled training example")
         if any(e.label is None for e in examples):
-            raise ValueError("REINFORCE training examples must be labelled")
+            raise BadInputError("REINFORCE training examples must be labelled")
         if objective not in ("answer", "pairwise"):
-            raise ValueError(f"unknown REINFORCE objective {objective!r}; choose 'answer' or 'pairwise'")
+            raise BadInputError(f"unknown REINFORCE objective {objective!r}; choose 'answer' or 'pairwise'")
         self.model, self.objective, self.pool, self.chunk, self.sparsity = model, objective, pool, chunk, sparsity
         self.ids = AnswerIds.of(model, template)
         self.texts = [scalar_prompt(model, e, template) for e in examples]
@@ -358,7 +364,7 @@ def single_head_effects(
     the judge towards the right answer. Fast path: one prefix per example, all heads as one-hot masks.
     """
     if not examples:
-        raise ValueError("no examples for the patching sweep")
+        raise BadInputError("no examples for the patching sweep")
     ids = AnswerIds.of(model, template)
     cfg = model.cfg
     n = cfg.n_layers * cfg.n_heads
@@ -382,7 +388,7 @@ def top_k_mask(scores: Float[Tensor, "n_layers n_heads"], k: int) -> HeadMask:
     """The ``k`` heads with the highest scores."""
     flat = scores.flatten()
     if not 0 <= k <= flat.numel():
-        raise ValueError(f"top-k needs 0 <= k <= {flat.numel()}, got {k}")
+        raise BadInputError(f"top-k needs 0 <= k <= {flat.numel()}, got {k}")
     mask = torch.zeros_like(flat, dtype=torch.bool)
     mask[flat.topk(k).indices] = True
     return mask.view_as(scores)
@@ -422,7 +428,7 @@ def select_heads(
     if method == "none":
         return SelectionResult(mask=torch.zeros(shape, dtype=torch.bool), method=method)
     if k is None:
-        raise ValueError(f"selector {method!r} needs k (the number of heads)")
+        raise BadInputError(f"selector {method!r} needs k (the number of heads)")
     if method == "random":
         return SelectionResult(mask=random_mask(*shape, k, seed=config.seed), method=method)
     if method == "topk_prob":
@@ -436,4 +442,4 @@ def select_heads(
     if method == "topk_attribution":
         effects = single_head_effects(model, means, examples, template=template, show_progress=show_progress, pool=pool)
         return SelectionResult(mask=top_k_mask(effects, k), method=method, probs=effects)
-    raise ValueError(f"unknown selector {method!r}; choose reinforce, all, none, random, topk_prob, topk_attribution")
+    raise BadInputError(f"unknown selector {method!r}; choose reinforce, all, none, random, topk_prob, topk_attribution")

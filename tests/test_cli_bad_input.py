@@ -17,33 +17,66 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from armlens import model as M
 from armlens.cli import main
-from armlens.io import LOCK_NAME
+from armlens.io import HOLDER_NAME, LOCK_NAME, ResultsLock
+from armlens.rm import ActivationRM
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    """A scratch folder with a file, a folder of someone else's files and a folder locked by a live process;
-    loading a model fails the test (every check must come first)."""
+def world(tmp_path, monkeypatch, tiny):
+    """A scratch folder with a file, a folder of someone else's files, a folder locked by a live process and a saved
+    ARM (of a tiny model); loading a model fails the test (every check must come first)."""
     (tmp_path / "file").write_text("not a folder")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("mine")
     (tmp_path / "locked").mkdir()
-    (tmp_path / "locked" / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
-    (tmp_path / "existing.arm").write_text("an earlier fit")
+    held = FileLock(tmp_path / "locked" / LOCK_NAME)  # the kernel lock a running `armlens eval` holds, and its record
+    held.acquire()
+    (tmp_path / "locked" / HOLDER_NAME).write_text(json.dumps({"pid": os.getpid(), "command": "armlens eval"}))
+    mask = torch.zeros(tiny.cfg.n_layers, tiny.cfg.n_heads, dtype=torch.bool)
+    mask[0, 0] = True
+    ActivationRM.from_patch(tiny, torch.zeros(*mask.shape, tiny.cfg.d_head), mask).save(tmp_path / "existing.arm")
+    broken_arms(tmp_path / "existing.arm", tmp_path)
+    (tmp_path / "evalrun").mkdir()  # an `armlens eval` folder (its summary.json is not a score run's)
+    for name, text in [("config.json", "{}"), ("summary.json", '{"config": {}, "results": {}}'), ("results.md", "")]:
+        (tmp_path / "evalrun" / name).write_text(text)
+    rows = ['{"prompt": "a", "chosen": "b", "rejected": "c"}', "", '{"prompt": "d", "chosen": "e", "rejected": "f"}',
+            '{"prompt": "g", "rejected": "h"}']  # the fourth line has no chosen
+    (tmp_path / "missing4.jsonl").write_text("\n".join(rows) + "\n")
     (tmp_path / "results").mkdir()  # an (empty) ablation results folder for `figures`
     row = '{"prompt": "caf\u00e9?", "chosen": "yes", "rejected": "no"}\n'
     (tmp_path / "latin1.jsonl").write_bytes(row.replace("\u00e9", "e").encode() + row.encode("latin-1"))
     monkeypatch.setattr(M, "load_model", lambda *a, **k: pytest.fail("a model was loaded before the input was checked"))
-    return tmp_path
+    yield tmp_path
+    held.release()
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+def broken_arms(good: Path, folder: Path) -> None:
+    """Beside a saved ARM: ``corrupt.arm`` (every 97th tensor byte flipped), ``oldbad.arm`` (a file from before
+    digests whose mask holds 254) and ``foreign.arm`` (an armlens tensors file that is not an ARM)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    data = bytearray(good.read_bytes())
+    start = 8 + int.from_bytes(data[:8], "little")  # after the header: the tensors' bytes
+    for i in range(start, len(data), 97):
+        data[i] ^= 0xFF
+    (folder / "corrupt.arm").write_bytes(bytes(data))
+    with safe_open(str(good), framework="pt") as f:
+        meta, tensors = f.metadata()["armlens"], {k: f.get_tensor(k) for k in f.keys()}
+    tensors["0.mask"] = tensors["0.mask"] * 254
+    save_file(tensors, str(folder / "oldbad.arm"), metadata={"armlens": meta})
+    save_file({"w": torch.zeros(2)}, str(folder / "foreign.arm"), metadata={"armlens": '{"method": "probe"}'})
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
 
 
 DATA = ["--data", "hhh"]  # with --root <real data> added where the case is not about --root
@@ -111,6 +144,38 @@ CASES = [
     ("bestofn", "--rm T/existing.arm --data hhh --out T/locked", r"results folder .*locked is in use by process"),
     ("bestofn", "--rm T/existing.arm --data hhh --out T/b --root T/file", r"data root .*file is a file"),
     ("demo", "--out T/d --root T/file", r"data root .*file is a file"),
+    # a refused eval writes nothing: every dataset is loaded, the dtype and device checked, before --out is made
+    ("eval", "--out T/e --data hhh,nosuch", r"unknown dataset 'nosuch'"),
+    ("eval", "--out T/e --dtype float8", r"argument --dtype: invalid choice: 'float8'"),
+    ("eval", "--out T/e --device tpu", r"--device 'tpu' is not a device; give cpu, cuda, cuda:N or mps$"),
+    ("fit", "--out T/a.arm --device tpu", r"--device 'tpu' is not a device"),
+    ("score", "--rm T/existing.arm --out T/s --device cuda:7", r"--device cuda:7: this process sees \d+ CUDA device"),
+    # saved ARMs: read and checked before the model loads (a digest of the tensors, a 0/1 mask, finite means)
+    ("score", "--rm T/corrupt.arm --out T/s", r"corrupt.arm is corrupt: its tensors differ from the SHA-256 saved"),
+    ("score", "--rm T/oldbad.arm --out T/s", r"oldbad.arm is corrupt: fit 0's head mask holds values other than 0"),
+    ("score", "--rm T/file --out T/s", r"file is not a readable armlens ARM file"),
+    ("score", "--rm T/foreign.arm --out T/s", r"foreign.arm holds no saved ARM"),
+    ("bestofn", "--rm T/corrupt.arm --data hhh --out T/b", r"corrupt.arm is corrupt"),
+    ("bestofn", "--rm T/existing.arm --replicates T/foreign.arm --data hhh --out T/b", r"foreign.arm holds no saved"),
+    # score --overwrite replaces a score run's results, never another command's folder
+    ("score", "--rm T/existing.arm --out T/evalrun --overwrite", r"evalrun is not empty and holds no results .*"
+     r"`armlens score`"),
+    # options checked as they are read, before any data: unknown axis settings, signs that make no sense
+    ("ablate", "--out T/a --estimators mean,foo", r"argument --estimators: 'foo' in 'mean,foo': invalid choice"),
+    ("ablate", "--out T/a --readings nope", r"argument --readings: 'nope' in 'nope': invalid choice"),
+    ("fit", "--out T/a.arm --arm.reinforce.sparsity -1", r"argument --arm.reinforce.sparsity: must be a number >= 0"),
+    ("fit", "--out T/a.arm --arm.reinforce.prefix-cache-mb -5", r"argument --arm.reinforce.prefix-cache-mb: must be"),
+    ("fit", "--out T/a.arm --arm.reinforce.lr 0", r"argument --arm.reinforce.lr: must be a number > 0, got '0'"),
+    ("eval", "--out T/e --worker-gpus -1", r"argument --worker-gpus: must be a number >= 0, got '-1'"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/b --temperature -1", r"argument --temperature: must be a "
+     r"number > 0"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/b --temperature 0", r"argument --temperature: must be"),
+    ("bestofn", "--rm T/existing.arm --data hhh --out T/b --n 1", r"at least 2 responses per prompt"),
+    # output paths: a trailing slash names a folder; a folder is writable only if a file can be made in it
+    ("fit", "--out T/new/", r"--out .*new/ is a folder; give a file name"),
+    ("fit", "--out /proc/a.arm", r"--out /proc/a.arm cannot be created: the folder /proc is not writable"),
+    # messages name the line of a JSON-lines file (blank lines count)
+    ("data stats path:T/missing4.jsonl", "", r"missing4.jsonl: line 4 has no key 'chosen'"),
 ]
 
 
@@ -195,7 +260,7 @@ def test_a_fit_whose_out_breaks_at_the_end_is_saved_to_a_fallback(tmp_path, data
 
 def test_eval_refuses_other_settings_and_a_second_writer(tmp_path):
     from armlens.evaluation.runner import EvalConfig, check_out
-    from armlens.io import ResultsLock, write_json
+    from armlens.io import write_json
 
     out = tmp_path / "e"
     cfg = EvalConfig(data=["hhh"], out=str(out), seeds=2)
@@ -207,15 +272,15 @@ def test_eval_refuses_other_settings_and_a_second_writer(tmp_path):
     assert check_out(other, allow_changed_settings=True) == out
     rc = main(["eval", "--data", "hhh", "--out", str(out), "--seeds", "3", "--quiet"])
     assert rc == 2
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    held = FileLock(out / LOCK_NAME)  # another process's kernel lock (its record names it)
+    held.acquire()
     try:
-        (out / LOCK_NAME).write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
-        with pytest.raises(ValueError, match=f"in use by process {sleeper.pid}"):
+        (out / HOLDER_NAME).write_text(json.dumps({"pid": 12345, "command": "armlens eval"}))
+        with pytest.raises(ValueError, match=r"in use by process 12345 \(`armlens eval`"):
             check_out(cfg)
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    with ResultsLock(out):  # the holder is gone: a stale lock is taken over
+        held.release()
+    with ResultsLock(out):  # the holder is gone: its lock went with it
         pass
 
 
@@ -250,5 +315,67 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, saved_tiny_model):
     m = re.fullmatch(r"armlens eval: interrupted; (\d+) finished unit\(s\) saved in (.+); rerun the same command "
                      r"to resume", lines[0])
     assert m and int(m.group(1)) >= 1 and m.group(2) == str(out), lines[0]
-    assert not (out / LOCK_NAME).exists()  # the lock is released
+    assert ResultsLock(out).holder() is None and not (out / HOLDER_NAME).exists()  # the lock is released
     assert not [p for p in out.rglob("*.tmp")]  # no half-written file
+
+
+def test_bare_armlens_is_a_usage_error(capsys):
+    assert main([]) == 2
+    assert "usage: armlens" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+
+
+def test_only_armlens_errors_are_one_line_anything_else_is_a_bug_report(monkeypatch, capsys):
+    import dataclasses
+
+    import armlens
+    import armlens.cli as cli
+    from armlens.errors import ArmlensError, BadDataError
+
+    assert armlens.ArmlensError is ArmlensError and issubclass(BadDataError, ValueError)
+    real = cli.command("data list")
+
+    def failing(error: Exception) -> None:
+        def run(options):
+            raise error
+        monkeypatch.setattr(cli, "command", lambda name: dataclasses.replace(real, run=run))
+
+    failing(BadDataError("pairs.jsonl, line 3: not valid JSON\n(more)"))
+    assert main(["data", "list"]) == 2
+    assert capsys.readouterr().err == "armlens data list: error: pairs.jsonl, line 3: not valid JSON (more)\n"
+    failing(ValueError("a plain ValueError is a bug"))
+    assert main(["data", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and "ValueError: a plain ValueError is a bug" in err
+    assert err.splitlines()[-1].startswith("armlens data list: internal error (a bug in armlens")
+
+
+def test_an_over_long_field_is_refused_at_once_naming_the_pair(tmp_path, saved_tiny_model, capsys):
+    folder = saved_tiny_model()
+    rows = [{"id": f"p{i}", "prompt": f"Question {i}?", "chosen": "A fine answer.", "rejected": "No."} for i in range(4)]
+    rows[2]["chosen"] = "word " * 1_000_000  # 5 MB: tokenising it whole took minutes and gigabytes
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    t0 = time.perf_counter()
+    rc = main(["fit", "--data", f"path:{data}", "--model", str(folder), "--n-fewshot", "4", "--steps", "1",
+               "--out", str(tmp_path / "a.arm"), "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("armlens fit")]
+    assert rc == 2 and len(err) == 1, err
+    assert re.search(r"1 pair\(s\) do not fit the model.s context of \d+ tokens as judge prompts: \S*p2 \(over", err[0]), err[0][:300]
+    assert "--max-field-tokens N" in err[0]
+    assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.slow  # the default model's tokenizer: a real BPE vocabulary
+def test_a_huge_field_is_cut_as_if_tokenised_whole(default_model):
+    from armlens.prompts import cut_to_tokens, is_cut
+
+    words = ["alpha", "beta,", "gamma.", "  delta", "\n\nepsilon", "zeta-eta", "théta", "1234567", "(iota)"]
+    text = " ".join(words[(i * 7) % len(words)] for i in range(60_000))  # ~450k characters
+    ids = default_model.tokenizer.encode(text, add_special_tokens=False)
+    for n in (1, 7, 64):
+        head, tail = (n + 1) // 2, n // 2
+        whole = default_model.tokenizer.decode(ids[:head]) + " [...] " + (
+            default_model.tokenizer.decode(ids[-tail:]) if tail else "")
+        assert cut_to_tokens(default_model, text, n) == whole
+        assert is_cut(default_model, text, n)

@@ -296,7 +296,7 @@ def test_preferencehack_field_map_and_loud_missing_key(tmp_path):
     pairs = load_pairs("preferencehack", path=path, field_map=fmap)
     assert [(p.subset, p.chosen) for p in pairs] == [("sycophancy", "Mass attracts mass."),
                                                      ("format", "Circumference over diameter.")]
-    with pytest.raises(KeyError, match=r"row 0 has no key 'chosen' for field 'chosen'.*'good'.*field_map"):
+    with pytest.raises(KeyError, match=r"line 1 has no key 'chosen' for field 'chosen'.*'good'.*field_map"):
         load_pairs("preferencehack", path=path)
     with pytest.raises(KeyError, match=r"no key 'category' for field 'subset'"):
         load_pairs("preferencehack", path=path, field_map={**fmap, "subset": "category"})
@@ -367,10 +367,10 @@ def test_malformed_jsonl_line_names_the_line(tmp_path):
 def test_malformed_row_names_row_and_field(tmp_path):
     path = write_jsonl(tmp_path / "rows.jsonl", [{"prompt": "p", "chosen": "a", "rejected": "b"},
                                                  {"prompt": "p", "chosen": 7, "rejected": "b"}])
-    with pytest.raises(ValueError, match=r"row 1: field 'chosen' must be a string, got int"):
+    with pytest.raises(ValueError, match=r"line 2: field 'chosen' must be a string, got int"):
         load_pairs(f"path:{path}")
     path = write_jsonl(tmp_path / "rows2.jsonl", [{"prompt": "p", "chosen": "a"}])
-    with pytest.raises(KeyError, match=r"row 0 has no key 'rejected'"):
+    with pytest.raises(KeyError, match=r"line 1 has no key 'rejected'"):
         load_pairs(f"path:{path}")
 
 

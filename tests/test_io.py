@@ -5,15 +5,18 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import multiprocessing
 import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from armlens import io as aio
+from armlens.errors import LockedOutputError
 
 
 def mode(path: Path) -> int:
@@ -137,33 +140,96 @@ def test_output_dir_checks(tmp_path):
     assert aio.check_output_dir(other, resumable=lambda p: (p / "config.json").is_file()) == other
 
 
-def test_lock_refuses_a_live_writer_and_takes_over_a_stale_lock(tmp_path):
+HOLD = """
+import sys, time
+from armlens.io import ResultsLock
+ResultsLock(sys.argv[1], "armlens test-holder").acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def hold_in_child(folder: Path) -> subprocess.Popen:
+    """A child process holding ``folder``'s results lock (it says so on stdout once it does)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_lock_refuses_a_live_writer_and_names_its_command(tmp_path):
     folder = tmp_path / "runs"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = hold_in_child(folder)
     try:
-        folder.mkdir()
-        (folder / aio.LOCK_NAME).write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename,
-                                                        "started": "earlier"}))
-        with pytest.raises(ValueError, match=rf"in use by process {sleeper.pid} .*use another --out"):
+        with pytest.raises(LockedOutputError, match=rf"in use by process {holder.pid} \(`armlens test-holder`, "
+                                                    r"on .* since .*\); wait for it to finish or use another --out"):
             aio.ResultsLock(folder).acquire()
-        with pytest.raises(ValueError, match="in use by process"):
+        with pytest.raises(ValueError, match="in use by process"):  # a LockedOutputError is a ValueError
             aio.check_output_dir(folder)
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    with aio.ResultsLock(folder, "test") as lock:  # its process is gone: stale, taken over
-        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+        holder.kill()
+        holder.wait()
+    with aio.ResultsLock(folder, "test") as lock:  # killed (SIGKILL): the kernel released its lock
+        assert json.loads(lock.holder_path.read_text())["pid"] == os.getpid()
         with aio.ResultsLock(folder):  # a second handle in the same process shares the lock
             pass
-        assert lock.path.exists()  # and leaves the file to the first
-    assert not (folder / aio.LOCK_NAME).exists()
+        assert aio.ResultsLock(folder).holder() is None  # this process's own hold is not "in use"
+        assert lock.holder_path.exists()  # and leaves it to the first
+    assert not lock.holder_path.exists()
+    assert aio.ResultsLock(folder).holder() is None
+
+
+def test_a_lock_file_naming_a_live_unrelated_process_does_not_block(tmp_path):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    (folder / aio.LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
+    assert aio.ResultsLock(folder).holder() is None
+    assert aio.check_output_dir(folder) == folder
+    with aio.ResultsLock(folder):
+        pass
+
+
+def _race(folder: str, barrier, wins, hold_s: float) -> None:
+    from armlens.io import ResultsLock
+
+    lock = ResultsLock(folder, "racer")
+    barrier.wait()
+    try:
+        lock.acquire()
+    except LockedOutputError:
+        return
+    wins.put(os.getpid())
+    time.sleep(hold_s)  # hold it while the others try
+    lock.release()
+
+
+def test_processes_racing_for_a_stale_lock_cannot_both_win(tmp_path):
+    """The pid-file lock this replaced let two processes that both saw a stale lock both take it over."""
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(8):  # the old lock lost about one round in four
+        folder = tmp_path / f"runs{round_}"
+        folder.mkdir()
+        (folder / aio.LOCK_NAME).write_text(json.dumps({"pid": 2**22 + 1, "host": os.uname().nodename,
+                                                        "started": "long ago"}))  # left by a process long gone
+        n = 6
+        barrier, wins = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_race, args=(str(folder), barrier, wins, 0.5)) for _ in range(n)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        winners = []
+        while not wins.empty():
+            winners.append(wins.get())
+        assert len(winners) == 1, winners
+        assert all(proc.exitcode == 0 for proc in procs)
 
 
 def test_io_sits_at_the_bottom():
     tree = ast.parse(Path(aio.__file__).read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not [m for m in imported if m.startswith("armlens")]
+    assert not [m for m in imported if m.startswith("armlens") and m != "armlens.errors"]
 
 
 def test_settings_diff_is_dotted():

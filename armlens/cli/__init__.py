@@ -13,6 +13,7 @@ import dataclasses
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -109,14 +110,19 @@ def parse(argv: Sequence[str]) -> tuple[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from armlens import __version__
     from armlens.cli.options import UsageError, print_usage_error
+    from armlens.errors import ArmlensError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = False
     while argv and argv[0] in ("-v", "--verbose"):
         verbose = True
         argv.pop(0)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # no command: the help, as a usage error
+        print(_help(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_help())
         return 0
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -127,23 +133,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog = f"armlens {words}" if words in COMMANDS else "armlens"
         print_usage_error(prog, str(e))
         raise SystemExit(2) from None
-    from armlens.cli.common import INTERRUPTED_EXIT, interrupt_message, on_interrupt
+    from armlens.cli.common import (
+        INTERRUPTED_EXIT,
+        ModelFlags,
+        interrupt_message,
+        on_interrupt,
+        show_warnings,
+    )
 
     on_interrupt(None)
     try:
-        return int(command(name).run(options) or 0)
+        if isinstance(options, ModelFlags):
+            options.check()
+        with show_warnings(name):
+            return int(command(name).run(options) or 0)
     except KeyboardInterrupt:  # Ctrl-C: one line saying what finished and how to resume, no traceback
         if verbose:
             raise
         lead = "\n" if sys.stderr.isatty() else ""  # end a progress bar's line first
         print(lead + interrupt_message(name), file=sys.stderr, flush=True)
         return INTERRUPTED_EXIT
-    except (OSError, ValueError, KeyError, RuntimeError) as e:  # user-facing errors: one clear line
+    except ArmlensError as e:  # what armlens refuses on purpose: one line
         if verbose:
             raise
-        text = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"armlens {name}: error: {text}", file=sys.stderr)
+        print(f"armlens {name}: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except Exception:  # anything else is a bug in armlens: its traceback, and a request to report it
+        traceback.print_exc()
+        print(f"armlens {name}: internal error (a bug in armlens {__version__}); please report it with the command "
+              "line and the traceback above", file=sys.stderr)
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (a library's message may span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -8,19 +8,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from armlens.analysis.grid import AXES, DEFAULT_GRID, SWEEP_GRID, AblationConfig
+from armlens.analysis.grid import AXES, DEFAULT_GRID, ESTIMATORS, READINGS, SWEEP_GRID, AblationConfig
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
 from armlens.cli.options import Rule, choice, list_of
+from armlens.errors import BadInputError, BadOutputError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
 _GRID = Rule(list_of(lambda axis: choice(axis, (*AXES, "sweep"))), "{" + ",".join((*AXES, "sweep")) + "},...",
              lambda axes: ",".join(axes))
+
+
+def _choices(allowed: Sequence[str]) -> Rule:
+    """A comma-separated list of some of ``allowed`` (checked as the flag is read, before anything runs)."""
+    return Rule(list_of(lambda item: choice(item, tuple(allowed))), "{" + ",".join(allowed) + "},...", ",".join)
 
 
 @dataclass
@@ -34,6 +41,12 @@ class AblateOptions(ModelFlags, AblationConfig):
     """Number of seeds, 0..N-1: each draws its own split (few-shot and test pairs), REINFORCE runs and random heads."""
     grid: Annotated[list[str], _GRID.spec()] = field(default_factory=lambda: list(DEFAULT_GRID))
     """Axes to run, comma-separated, or 'sweep' (the axes of the defaults sweep, docs/defaults.md)."""
+    estimators: Annotated[list[str], _choices(ESTIMATORS).spec()] = field(  # type: ignore[assignment]
+        default_factory=lambda: list(ESTIMATORS))
+    """``estimator`` axis settings."""
+    readings: Annotated[list[str], _choices(READINGS).spec()] = field(  # type: ignore[assignment]
+        default_factory=lambda: list(READINGS))
+    """``reading`` axis settings."""
     out: str = field(kw_only=True)
     """Results folder (created; reruns resume it)."""
     root: str | None = field(default=None, kw_only=True)
@@ -132,8 +145,8 @@ def _check_same_run(out: Path, config: Any) -> None:
     if run_file.is_file():
         diff = settings_diff(saved_fingerprint(read_json(run_file)), config.fingerprint())
         if diff:
-            raise ValueError(f"{out} holds results of a different run ({', '.join(diff)} differ); "
-                             "use another --out folder or delete it")
+            raise BadOutputError(f"{out} holds results of a different run ({', '.join(diff)} differ); "
+                                 "use another --out folder or delete it")
 
 
 # ---------------------------------------------------------------------------------------------------- figures
@@ -163,7 +176,9 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
     ref = results.selections("reference")
     if ref:
         seeds = sorted(ref)
-        s0 = seed if seed in ref else seeds[0]
+        if seed is not None and seed not in ref:
+            raise BadInputError(f"--seed {seed}: the results hold seed(s) {', '.join(map(str, seeds))}")
+        s0 = seeds[0] if seed is None else seed
         probs = {s: r.probs for s, r in ref.items() if r.probs is not None}
         masks = {s: r.mask for s, r in ref.items()}
         rcfg = cfg.get("arm", {}).get("reinforce", {})
@@ -264,7 +279,7 @@ def _cell_arg(flag: str, value: str | None) -> tuple[str, str] | None:
         return None
     axis, sep, setting = value.partition("/")
     if not sep or not axis or not setting:
-        raise ValueError(f"{flag} {value!r}: expected AXIS/SETTING, e.g. steps/300")
+        raise BadInputError(f"{flag} {value!r}: expected AXIS/SETTING, e.g. steps/300")
     return axis, setting
 
 
@@ -281,7 +296,7 @@ def eval_figures(folder: Path) -> dict[str, Any]:
 
     summary = read_json(folder / "summary.json")
     if not isinstance(summary, dict) or not isinstance(summary.get("results"), dict):
-        raise ValueError(f"{folder / 'summary.json'} is not an `armlens eval` summary (no 'results')")
+        raise BadInputError(f"{folder / 'summary.json'} is not an `armlens eval` summary (no 'results')")
     figs = {}
     for name, res in summary["results"].items():
         key = dataset_slug(name).replace("-", "_")
@@ -317,10 +332,10 @@ def run_figures(args: FiguresOptions) -> int:
     earlier = [Path(r) for r in dict.fromkeys(args.before or [])]
     before_cell, after_cell = _cell_arg("--before-cell", args.before_cell), _cell_arg("--cell", args.cell)
     if (before_cell or after_cell) and not earlier:
-        raise ValueError("--before-cell and --cell compare two rounds: pass the earlier round with --before")
+        raise BadInputError("--before-cell and --cell compare two rounds: pass the earlier round with --before")
     for flag, results_dir in [("--results", f) for f in folders] + [("--before", f) for f in earlier]:
         if not results_dir.is_dir():
-            raise FileNotFoundError(f"{flag} {results_dir} " + ("is a file, not a results folder"
+            raise NotFoundError(f"{flag} {results_dir} " + ("is a file, not a results folder"
                                                                 if results_dir.exists() else "does not exist"))
     out = output_dir(args.out)
     figs: dict[str, Any] = {}
@@ -377,8 +392,8 @@ def run_figures(args: FiguresOptions) -> int:
         atomic_write_with(out / f"{stem}.csv", lambda tmp: rounds.to_csv(tmp, index=False))
         atomic_write(out / f"{stem}.md", f"## {title}\n\n" + rounds_markdown(rounds) + "\n")
     if not figs:
-        raise ValueError(f"{', '.join(map(str, given))} hold(s) no results to draw (run `armlens ablate --out DIR` "
-                         "or `armlens eval --out DIR` first)")
+        raise BadInputError(f"{', '.join(map(str, given))} hold(s) no results to draw (run `armlens ablate --out DIR` "
+                            "or `armlens eval --out DIR` first)")
     written = write_figures(figs, out, formats=formats, html_figures=html)
     for path in written:
         print(path)

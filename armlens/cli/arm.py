@@ -9,6 +9,7 @@ from pathlib import Path
 
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
+from armlens.errors import BadInputError, BadOutputError
 from armlens.rm import ARMConfig
 
 
@@ -87,6 +88,7 @@ def run_fit(args: FitOptions) -> int:
     from armlens.cli.common import on_interrupt, output_file, save_or_fallback
     from armlens.data import split_pairs
     from armlens.io import write_json
+    from armlens.prompts import check_context
     from armlens.rm import ActivationRM
 
     out = output_file(args.out, overwrite=args.overwrite)
@@ -97,6 +99,9 @@ def run_fit(args: FitOptions) -> int:
     on_interrupt("nothing was saved (a fit is not resumable); rerun the same command to start again")
     model = args.load(args.model)
     config = dataclasses.replace(args.arm, seed=args.seed)
+    check_context(model, split.fewshot + split.select, config.template, f"{args.data} (few-shot pairs)",
+                  "cut long fields in their middle with --max-field-tokens N, or leave those pairs out (--subsets)",
+                  criterion=config.criterion, routing=config.routing)
     rm = ActivationRM(model, config).fit(split.fewshot, split.select or None, show_progress=not args.quiet)
 
     def save(path: Path) -> Path:
@@ -121,18 +126,29 @@ def _score_settings(args: ScoreOptions) -> dict:
             "limit": args.limit, "model": args.model}
 
 
-def _check_score_out(args: ScoreOptions) -> Path:
-    from armlens.cli.common import output_dir
-    from armlens.io import read_json, settings_diff
+def _score_run(folder: Path) -> dict | None:
+    """The settings of the `armlens score` run whose results ``folder`` holds (None: it holds none; an `eval`
+    folder's summary.json is not a score run's)."""
+    from armlens.io import read_json
 
-    out = output_dir(args.out, "summary.json")
-    old = out / "summary.json"
-    if old.is_file() and not args.overwrite:
-        prev = (read_json(old).get("config") or {}).get("cli")
-        diff = settings_diff(prev or {}, _score_settings(args))
+    if not (folder / "summary.json").is_file() or (folder / "config.json").exists():
+        return None
+    cli = (read_json(folder / "summary.json").get("config") or {}).get("cli")
+    return cli if isinstance(cli, dict) else None
+
+
+def _check_score_out(args: ScoreOptions) -> Path:
+    from armlens.io import check_output_dir, settings_diff
+
+    out = check_output_dir(args.out, resumable=lambda p: _score_run(p) is not None, what="--out",
+                           hint="it holds no `armlens score` results, so --overwrite does not apply; choose another "
+                                "folder")
+    prev = _score_run(out) if out.is_dir() else None
+    if prev is not None and not args.overwrite:
+        diff = settings_diff(prev, _score_settings(args))
         if diff:
-            raise ValueError(f"{out} holds scores made with other settings ({', '.join(diff)} differ); "
-                             "use another --out or pass --overwrite")
+            raise BadOutputError(f"{out} holds scores made with other settings ({', '.join(diff)} differ); "
+                                 "use another --out or pass --overwrite")
     return out
 
 
@@ -140,11 +156,11 @@ def run_score(args: ScoreOptions) -> int:
     from armlens.cli.common import on_interrupt
     from armlens.evaluation.protocol import absent_sections, write_results
     from armlens.io import ResultsLock
+    from armlens.prompts import check_context
     from armlens.rm import ActivationRM
 
-    if not Path(args.rm).is_file():
-        raise FileNotFoundError(f"no saved ARM at {args.rm}" + (" (it is a folder)" if Path(args.rm).is_dir() else ""))
     out = _check_score_out(args)
+    ActivationRM.read(args.rm)  # a missing, unreadable or corrupt file is refused before the model loads
     all_pairs = _load(args)
     on_interrupt(f"nothing was written to {out}; rerun the same command")
     with ResultsLock(out, "armlens score"):
@@ -155,11 +171,18 @@ def run_score(args: ScoreOptions) -> int:
         if args.limit is not None:
             pairs = pairs[: args.limit]
         if not pairs:
-            raise ValueError("no pairs left to score once the ARM's own few-shot pairs are left out")
+            raise BadInputError("no pairs left to score once the ARM's own few-shot pairs are left out")
+        check_context(model, pairs, rm.config.template, args.data,
+                      f"the ARM cuts fields at {rm.config.template.max_field_tokens} tokens; fit it with a lower "
+                      "--max-field-tokens N, or leave those pairs out (--subsets, --limit)"
+                      if rm.config.template.max_field_tokens else
+                      "the ARM keeps fields whole: fit it with --max-field-tokens N, or leave those pairs out "
+                      "(--subsets, --limit)", criterion=rm.config.criterion, routing=rm.config.routing)
         chosen, rejected = rm.score_pairs(pairs, show_progress=not args.quiet)
         paths = write_results(
             out, pairs, chosen.numpy(), rejected.numpy(), seed=rm.config.seed,
-            config={"rm": str(args.rm), "heads": rm.heads, **rm.config.to_dict(), "cli": _score_settings(args)},
+            config={"rm": str(args.rm), "heads": rm.heads, **rm.config.to_dict(), "cli": _score_settings(args),
+                    "forced": rm.forced},
             data={"name": args.data, "root": args.root, "left_out_as_seen": len(seen)},
         )
     summary = json.loads(Path(paths["summary"]).read_text())

@@ -9,6 +9,7 @@ from typing import Any
 
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
+from armlens.errors import BadInputError, BadOutputError
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class BestOfNOptions(ModelFlags):
     out: str
     """Output folder (records.jsonl, summary.json, summary.md); a rerun resumes it."""
     n: int = 8
-    """Responses sampled per prompt."""
+    """Responses sampled per prompt (at least 2)."""
     limit: int | None = 20
     """Prompts (distinct, in a seeded order; 'all': every prompt)."""
     root: str | None = None
@@ -37,7 +38,7 @@ class BestOfNOptions(ModelFlags):
     model: str | None = None
     """Policy and judge model, the one the ARM was fitted on (default: the embedded SmolLM2-135M-Instruct)."""
     temperature: float = 0.8
-    """Sampling temperature."""
+    """Sampling temperature (> 0: best-of-N needs different samples)."""
     max_new_tokens: int = 96
     """Tokens sampled at most per response."""
     replicates: list[str] | None = None
@@ -72,16 +73,16 @@ def _settings(args: BestOfNOptions) -> dict[str, Any]:
 def _check(args: BestOfNOptions) -> Path:
     from armlens.cli.common import output_dir
     from armlens.io import read_json, settings_diff
+    from armlens.rm import ActivationRM
 
-    for path in [args.rm, *(args.replicates or [])]:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no saved ARM at {path}" + (" (it is a folder)" if Path(path).is_dir() else ""))
     out = output_dir(args.out, SETTINGS)
     if (out / SETTINGS).is_file() and not args.overwrite:
         diff = settings_diff(read_json(out / SETTINGS), _settings(args), ignore=("limit",))
         if diff:
-            raise ValueError(f"{out} holds best-of-N records made with other settings ({', '.join(diff)} differ); "
-                             "use another --out or pass --overwrite")
+            raise BadOutputError(f"{out} holds best-of-N records made with other settings ({', '.join(diff)} differ); "
+                                 "use another --out or pass --overwrite")
+    for path in [args.rm, *(args.replicates or [])]:  # missing, unreadable or corrupt files: before the model loads
+        ActivationRM.read(path)
     return out
 
 
@@ -112,10 +113,10 @@ def run_bestofn(args: BestOfNOptions) -> int:
     from armlens.reward import arm_reward, judge_reward, length_reward
     from armlens.rm import ActivationRM
 
+    config = BestOfNConfig(n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                           bootstrap=args.bootstrap, seed=args.seed)  # its checks come first
     out = _check(args)
     pairs = load_pairs(args.data, root=args.root, subsets=args.subsets)
-    config = BestOfNConfig(n=args.n, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                           bootstrap=args.bootstrap, seed=args.seed)
     log = RecordLog(out / "records.jsonl")
     on_interrupt(lambda: f"{len(log.read())} prompts are saved in {out}; rerun the same command to resume")
     with ResultsLock(out, "armlens bestofn"):
@@ -129,7 +130,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
             other = ActivationRM.load(path, model, force=args.force)
             name = f"arm seed {other.config.seed}"
             if name in others or other.config.seed == rm.config.seed:
-                raise ValueError(f"{path}: a second fit with seed {other.config.seed}; replicates need other seeds")
+                raise BadInputError(f"{path}: a second fit with seed {other.config.seed}; replicates need other seeds")
             others[name] = (path, other)
         few_shot = _fit_pairs(rm, pairs)
         if not few_shot:  # an ARM fitted elsewhere: the ICL judge's demonstrations come from this data instead
@@ -138,7 +139,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
                         len(few_shot))
         prompts = draw_prompts(pairs, args.limit, args.seed, exclude=few_shot)
         if not prompts:
-            raise ValueError("no prompts left once the few-shot pairs' prompts are left out")
+            raise BadInputError("no prompts left once the few-shot pairs' prompts are left out")
         jc = JudgeConfig(template=rm.config.template, score=rm.config.score, icl_shots=args.icl_shots, seed=args.seed)
         rewards = {"arm": arm_reward(rm, criterion=next(iter(rm.fits))),
                    "zero-shot": judge_reward(make_judge("zero-shot", model, jc)),
@@ -164,7 +165,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
         if reps:
             summary["replicates"] = replicate_summary(records, reps, bootstrap=args.bootstrap, seed=args.seed)
         write_json(out / "summary.json", {
-            "config": {**_settings(args), "rm_sha256": sha256_file(args.rm), "limit": args.limit,
+            "config": {**_settings(args), "rm_sha256": sha256_file(args.rm), "limit": args.limit, "forced": rm.forced,
                        "bestofn": config.to_dict(),
                        "judges": dataclasses.asdict(jc), "arm": rm.config.to_dict(), "heads": rm.heads,
                        "replicates": replicate_files},

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from armlens.errors import SaveError
 from armlens.io import check_output_dir, check_output_file, result_files
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,27 @@ def interrupt_message(command: str) -> str:
     except Exception:  # never let the message itself fail
         text = None
     return f"armlens {command}: interrupted; {text or 'nothing was written'}"
+
+
+@contextmanager
+def show_warnings(command: str) -> Iterator[None]:
+    """Within the block, armlens' own warnings (:class:`armlens.errors.ArmlensWarning`) print as one line,
+    ``armlens CMD: warning: ...``; other warnings print as Python prints them."""
+    from armlens.errors import ArmlensWarning
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ArmlensWarning):
+            print(f"armlens {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def count_files(folder: str | Path, pattern: str) -> int:
@@ -90,7 +115,7 @@ def save_or_fallback(save: Callable[[Path], Path], path: Path, stem: str) -> tup
             return save(folder / name), error
         except OSError as e:
             logger.debug("fallback %s failed: %s", folder / name, e)
-    raise OSError(f"could not save to {path} ({error}) nor to any fallback folder")
+    raise SaveError(f"could not save to {path} ({error}) nor to any fallback folder")
 
 
 @dataclass
@@ -105,6 +130,13 @@ class ModelFlags:
     device_map: str | None = field(default=None, kw_only=True)
     """Spread the layers over devices through accelerate: auto, balanced, sequential, or a JSON {module: device}
     map (instead of --device; see docs/scaling.md)."""
+
+    def check(self) -> None:
+        """Refuse bad placement flags before anything is read or written (``main`` calls this)."""
+        from armlens.model import check_device, parse_device_map
+
+        check_device(self.device)
+        parse_device_map(self.device_map)
 
     def load(self, name: str | None) -> Any:
         """Load ``name`` (:func:`armlens.model.load_model`) as these flags place it."""

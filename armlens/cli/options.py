@@ -31,6 +31,8 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, TypeVar, Union
 
+from armlens.errors import ArmlensError
+
 T = TypeVar("T")
 
 ALL_WORDS = ("all",)
@@ -41,7 +43,7 @@ ZERO_OK = frozenset({"seed", "first_seed", "select", "n_select", "val_pairs", "v
 """Integer fields (by name, at any depth) where 0 is allowed: seeds, layer indices, optional pools and intervals."""
 
 
-class UsageError(Exception):
+class UsageError(ArmlensError):
     """Bad command-line input: ``main`` prints it as one line and exits 2."""
 
 
@@ -123,10 +125,18 @@ def fraction(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (a temperature)."""
+    """A finite number >= 0 (a temperature, a penalty, a memory budget)."""
     x = number(text)
     if x < 0:
         raise ValueError(f"must be a number >= 0, got {text!r}")
+    return x
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a learning rate, a sampling temperature)."""
+    x = number(text)
+    if x <= 0:
+        raise ValueError(f"must be a number > 0, got {text!r}")
     return x
 
 
@@ -207,6 +217,12 @@ NAMED: dict[str, Rule] = {
     "max_field_tokens": Rule(tokens_or_none, "INT|none", _show_none("none")),
     "flips": Rule(list_of(fraction), "X,...", _show_list),
     "voting_temperature": Rule(non_negative_float, "FLOAT"),
+    "lr": Rule(positive_float, "FLOAT"),
+    "temperature": Rule(positive_float, "FLOAT"),
+    "learning_rates": Rule(list_of(positive_float), "X,...", _show_list),
+    "sparsity": Rule(non_negative_float, "FLOAT"),
+    "prefix_cache_mb": Rule(non_negative_float, "FLOAT"),
+    "worker_gpus": Rule(non_negative_float, "FLOAT"),
     "bias_kinds": Rule(list_of(str, none_word=True), "KIND,...|none", _show_list),
     "bias_methods": Rule(list_or_all(str), "METHOD,...|all|none", lambda x: "all" if x is None else _show_list(x)),
 }

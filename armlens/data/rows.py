@@ -18,6 +18,7 @@ from typing import Any
 
 from armlens.data.loaders import LoadReport, jsonable, register
 from armlens.data.records import PreferencePair, Prompt
+from armlens.errors import BadDataError, MissingFieldError, NotFoundError
 from armlens.io import decode_error_message
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -32,11 +33,19 @@ def _read_text(path: Path, compressed: bool) -> str:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: not a readable gzip file ({e})") from e
+            raise BadDataError(f"{path}: not a readable gzip file ({e})") from e
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(decode_error_message(path, data, e)) from e
+        raise BadDataError(decode_error_message(path, data, e)) from e
+
+
+class LineRow(dict):
+    """A row of a JSON-lines file that knows its line (blank lines skipped), so messages name the line."""
+
+    def __init__(self, row: Mapping[str, Any], *, line: int) -> None:
+        super().__init__(row)
+        self.line = line
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -47,7 +56,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise NotFoundError(f"no such file: {path}")
     suffixes = [s.lower() for s in path.suffixes]
     compressed = bool(suffixes) and suffixes[-1] == ".gz"
     kind = suffixes[-2] if compressed and len(suffixes) >= 2 else (suffixes[-1] if suffixes else "")
@@ -59,28 +68,28 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
+                raise BadDataError(f"{path}: line {lineno}: invalid JSON ({e.msg})") from e
             if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+                raise BadDataError(f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(LineRow(row, line=lineno))
         return rows
     if kind == ".json":
         try:
             data = json.loads(_read_text(path, compressed))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
+            raise BadDataError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from e
         if isinstance(data, dict):
             lists = [k for k, v in data.items() if isinstance(v, list)]
             if len(lists) == 1 and lists[0] in ("examples", "data", "rows", "pairs"):
                 data = data[lists[0]]
             else:
-                raise ValueError(f"{path}: expected a JSON list of rows (or an object with one of examples/data/"
-                                 f"rows/pairs), got an object with keys {sorted(data)[:10]}")
+                raise BadDataError(f"{path}: expected a JSON list of rows (or an object with one of examples/data/"
+                                   f"rows/pairs), got an object with keys {sorted(data)[:10]}")
         if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
+            raise BadDataError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
         for i, row in enumerate(data):
             if not isinstance(row, dict):
-                raise ValueError(f"{path}: row {i}: expected a JSON object, got {type(row).__name__}")
+                raise BadDataError(f"{path}: row {i}: expected a JSON object, got {type(row).__name__}")
         return data
     if kind == ".csv":
         import pandas as pd
@@ -88,7 +97,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         try:
             df = pd.read_csv(io.StringIO(_read_text(path, compressed)), dtype=str, keep_default_na=False)
         except Exception as e:  # pandas raises several parser error types
-            raise ValueError(f"{path}: could not parse CSV ({type(e).__name__}: {e})") from e
+            raise BadDataError(f"{path}: could not parse CSV ({type(e).__name__}: {e})") from e
         return df.to_dict(orient="records")
     if kind == ".parquet" and not compressed:
         import pyarrow.parquet as pq
@@ -96,9 +105,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         try:
             return pq.read_table(path).to_pylist()
         except Exception as e:  # pyarrow raises ArrowInvalid / OSError
-            raise ValueError(f"{path}: could not read parquet ({type(e).__name__}: {e})") from e
-    raise ValueError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; "
-                     "use .json, .jsonl, .csv, .parquet (optionally .gz for the text formats)")
+            raise BadDataError(f"{path}: could not read parquet ({type(e).__name__}: {e})") from e
+    raise BadDataError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; "
+                       "use .json, .jsonl, .csv, .parquet (optionally .gz for the text formats)")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -126,21 +135,21 @@ def is_missing(value: Any) -> bool:
 def check_text(value: Any, where: str, fieldname: str) -> str:
     """``value`` if it is a string, else ValueError naming the row and field."""
     if is_missing(value):
-        raise ValueError(f"{where}: field {fieldname!r} is missing (null)")
+        raise BadDataError(f"{where}: field {fieldname!r} is missing (null)")
     if not isinstance(value, str):
-        raise ValueError(f"{where}: field {fieldname!r} must be a string, got {type(value).__name__}")
+        raise BadDataError(f"{where}: field {fieldname!r} must be a string, got {type(value).__name__}")
     return value
 
 
 def check_messages(value: Any, where: str, fieldname: str) -> list[dict[str, str]]:
     """A list of ``{"role", "content"}`` chat messages (extra keys dropped), else ValueError."""
     if not isinstance(value, list) or not value:
-        raise ValueError(f"{where}: field {fieldname!r} must be a non-empty list of chat messages")
+        raise BadDataError(f"{where}: field {fieldname!r} must be a non-empty list of chat messages")
     out = []
     for j, m in enumerate(value):
         if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise ValueError(f"{where}: field {fieldname!r} message {j} must be an object with string "
-                             f"'role' and 'content', got {m!r:.80}")
+            raise BadDataError(f"{where}: field {fieldname!r} message {j} must be an object with string "
+                               f"'role' and 'content', got {m!r:.80}")
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
@@ -150,8 +159,8 @@ def check_prompt(value: Any, where: str, fieldname: str = "prompt") -> Prompt:
     if isinstance(value, list):
         messages = check_messages(value, where, fieldname)
         if messages[-1]["role"] != "user":
-            raise ValueError(f"{where}: field {fieldname!r}: the last prompt message must be the user's, "
-                             f"got role {messages[-1]['role']!r}")
+            raise BadDataError(f"{where}: field {fieldname!r}: the last prompt message must be the user's, "
+                               f"got role {messages[-1]['role']!r}")
         return messages
     return check_text(value, where, fieldname)
 
@@ -177,8 +186,8 @@ class _FieldGetter:
         k = self.fmap.get(f, f)
         if k not in self.row:
             if required or f in self.fmap:
-                raise KeyError(f"{self.loc} has no key {k!r} for field {f!r}; keys present: {sorted(self.row)}; "
-                               f"map it with field_map={{'{f}': '<key>'}}")
+                raise MissingFieldError(f"{self.loc} has no key {k!r} for field {f!r}; keys present: {sorted(self.row)}; "
+                                        f"map it with field_map={{'{f}': '<key>'}}")
             return None
         return self.row[k]
 
@@ -215,9 +224,9 @@ def row_pair(
     allowed = LABEL_FIELDS if label_mode else PAIR_FIELDS
     bad = sorted(set(fmap) - set(allowed))
     if bad:
-        raise ValueError(f"{where}: field map names unknown field(s) {bad}; allowed in "
-                         f"{'label' if label_mode else 'direct'} mode: {list(allowed)}")
-    loc = f"{where}: row {index}"
+        raise BadDataError(f"{where}: field map names unknown field(s) {bad}; allowed in "
+                           f"{'label' if label_mode else 'direct'} mode: {list(allowed)}")
+    loc = f"{where}: line {row.line}" if isinstance(row, LineRow) else f"{where}: row {index}"
     key = _FieldKeys(fmap)
     get = _FieldGetter(row, fmap, loc)
     used = set()
@@ -233,8 +242,8 @@ def row_pair(
         if side is None and isinstance(label, str):  # CSV labels arrive as strings ("1")
             side = next((v for k, v in values.items() if str(k) == label.strip()), None)
         if side not in ("a", "b"):
-            raise ValueError(f"{loc}: field {key('label')!r} = {label!r} is outside its domain "
-                             f"{sorted(map(str, values))}")
+            raise BadDataError(f"{loc}: field {key('label')!r} = {label!r} is outside its domain "
+                               f"{sorted(map(str, values))}")
         chosen, rejected = (a, b) if side == "a" else (b, a)
         prompt = check_prompt(get("prompt", True), loc, key("prompt"))
         extra_meta: dict[str, Any] = {"label": jsonable(label), "chosen_position": side}
@@ -248,17 +257,17 @@ def row_pair(
             conv_c = check_messages(raw_c, loc, key("chosen"))
             conv_r = check_messages(raw_r, loc, key("rejected"))
             if conv_c[:-1] != conv_r[:-1]:
-                raise ValueError(f"{loc}: conversations in {key('chosen')!r} and {key('rejected')!r} differ "
-                                 "before their last turn, so they do not share one prompt")
+                raise BadDataError(f"{loc}: conversations in {key('chosen')!r} and {key('rejected')!r} differ "
+                                   "before their last turn, so they do not share one prompt")
             if conv_c[-1]["role"] != "assistant" or conv_r[-1]["role"] != "assistant":
-                raise ValueError(f"{loc}: the last turn of {key('chosen')!r}/{key('rejected')!r} must be the "
-                                 "assistant's")
+                raise BadDataError(f"{loc}: the last turn of {key('chosen')!r}/{key('rejected')!r} must be the "
+                                   "assistant's")
             chosen, rejected = conv_c[-1]["content"], conv_r[-1]["content"]
             history = conv_c[:-1]
             if raw_p is None:
                 if not history:
-                    raise ValueError(f"{loc}: no prompt: {key('prompt')!r} is absent and the conversations "
-                                     "have no turns before the response")
+                    raise BadDataError(f"{loc}: no prompt: {key('prompt')!r} is absent and the conversations "
+                                       "have no turns before the response")
                 prompt = check_prompt(history, loc, key("chosen"))
             else:
                 prompt = check_prompt(raw_p, loc, key("prompt"))
@@ -315,7 +324,7 @@ def parse_field_map(items: Iterable[str] | Mapping[str, str] | None) -> dict[str
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"field map item {item!r} must look like FIELD=KEY, e.g. prompt=question")
+            raise BadDataError(f"field map item {item!r} must look like FIELD=KEY, e.g. prompt=question")
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out

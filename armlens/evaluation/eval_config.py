@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from armlens import config as C
 from armlens.data import BIAS_KINDS
 from armlens.data.bias import TRANSFORM_KINDS
 from armlens.data.partition import PartitionChoice
+from armlens.errors import BadInputError
 from armlens.evaluation.baselines import METHODS, parse_methods
 from armlens.evaluation.judge import JudgeConfig
 
@@ -63,8 +64,8 @@ class EvalConfig:
     """Model name, folder, ``.gguf`` file or Hub id (``None``: the embedded SmolLM2-135M-Instruct)."""
     device: str | None = None
     """``cpu``, ``cuda``, ... (``None``: cuda when available)."""
-    dtype: str = "float32"
-    """Model parameter dtype."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Model parameter dtype: float32, bfloat16 or float16."""
     device_map: str | None = None
     """Spread the layers over devices through accelerate: auto, balanced, sequential, or a JSON {module: device}
     map (instead of ``device``; ``docs/scaling.md``)."""
@@ -90,26 +91,29 @@ class EvalConfig:
 
     def validate(self) -> list[str]:
         """Checks that need no data or model; returns the parsed method names."""
+        from armlens.model import check_device
+
         if not self.data:
-            raise ValueError("no datasets given (--data NAME[,NAME...])")
+            raise BadInputError("no datasets given (--data NAME[,NAME...])")
+        check_device(self.device, visible=self.ray_address is None and self.workers == 1)
         methods = parse_methods(self.methods)
         if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+            raise BadInputError(f"seeds must be >= 1, got {self.seeds}")
         if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise BadInputError(f"workers must be >= 1, got {self.workers}")
         if self.worker_gpus < 0:
-            raise ValueError(f"worker_gpus must be >= 0, got {self.worker_gpus}")
+            raise BadInputError(f"worker_gpus must be >= 0, got {self.worker_gpus}")
         if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be a positive number of test pairs, got {self.limit}")
+            raise BadInputError(f"limit must be a positive number of test pairs, got {self.limit}")
         unknown = [k for k in self.bias_kinds if k not in BIAS_KINDS]
         if unknown:
-            raise ValueError(f"unknown bias kind(s) {unknown}; choose from {', '.join(BIAS_KINDS)}")
+            raise BadInputError(f"unknown bias kind(s) {unknown}; choose from {', '.join(BIAS_KINDS)}")
         if self.bias_methods is not None:
             outside = [m for m in parse_methods(self.bias_methods) if m not in methods] if self.bias_methods else []
             if outside:
-                raise ValueError(f"--bias-methods names {', '.join(outside)}, not among --methods")
+                raise BadInputError(f"--bias-methods names {', '.join(outside)}, not among --methods")
         if REFERENCE in methods and self.n_fewshot < 1:
-            raise ValueError("the ARM needs few-shot pairs (n_fewshot >= 1)")
+            raise BadInputError("the ARM needs few-shot pairs (n_fewshot >= 1)")
         return methods
 
     def bias_kinds_for(self, method: str) -> list[str]:

@@ -96,6 +96,7 @@ from armlens import model as M
 from armlens.data import build_bias_suite, load_pairs_with_report, split_pairs
 from armlens.data.partition import sides
 from armlens.data.records import pairs_hash
+from armlens.errors import BadInputError, BadOutputError, NotFoundError
 from armlens.evaluation.baselines import JUDGES, JudgeConfig
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.jobs import load_config_model, plan_jobs, run_jobs_here
@@ -129,10 +130,10 @@ logger = logging.getLogger(__name__)
 
 
 def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[Plan], dict[str, Any]]:
-    """Load one dataset and build its per-seed plans (cheap: no model involved)."""
+    """Load one dataset and build its per-seed plans (cheap: no model involved; nothing is written)."""
     pairs, report = load_pairs_with_report(name, root=config.root, subsets=config.subsets)
     if not pairs:  # load_pairs already refuses this; kept for loaders that return nothing silently
-        raise ValueError(f"{name}: no preference pairs")
+        raise BadInputError(f"{name}: no preference pairs")
     folder = out / dataset_slug(name)
     choice, scored, side = sides(pairs, name, config.partition)
     plans = []
@@ -146,15 +147,13 @@ def _plans(config: EvalConfig, name: str, out: Path) -> tuple[list[Plan], dict[s
             pool = scored
         test = sample_test(pool, config.limit, seed)
         if not test:
-            raise ValueError(f"{name}: no test pairs left after {config.n_fewshot} few-shot and {config.n_select} "
-                             f"selection pairs out of {len(choice)}; lower --n-fewshot/--n-select")
+            raise BadInputError(f"{name}: no test pairs left after {config.n_fewshot} few-shot and {config.n_select} "
+                                f"selection pairs out of {len(choice)}; lower --n-fewshot/--n-select")
         suite = build_bias_suite(test, seed, kinds=config.bias_kinds) if config.bias_kinds else {}
         record = {**split.to_dict(), "partition": side,
                   "test_sample": {"limit": config.limit, "ids": [p.id for p in test], "pairs_sha256": pairs_hash(test)},
                   "bias_suite": {k: len(v) for k, v in suite.items()}}
-        plan = Plan(name, seed, split.fewshot, split.select, test, suite, record, folder / f"seed{seed}")
-        write_json_atomic(plan.folder / SPLIT, record)
-        plans.append(plan)
+        plans.append(Plan(name, seed, split.fewshot, split.select, test, suite, record, folder / f"seed{seed}"))
     data = {"name": name, "folder": folder.name, "n_pairs": len(pairs), "pairs_sha256": pairs_hash(pairs),
             "partition": {**side, "n_choice": len(choice), "n_scored": len(scored)}, "report": report.to_dict()}
     return plans, data
@@ -188,13 +187,13 @@ def resummarize(out: str | Path) -> dict[str, Any]:
             pools = {k: [by_id[i] for i in record["ids"][k]] for k in ("fewshot", "select")}
             test = [by_id[i] for i in record["test_sample"]["ids"]]
             if pairs_hash(test) != record["test_sample"]["pairs_sha256"]:
-                raise ValueError(f"{folder}/seed{seed}: the test pairs' content differs from when they were scored")
+                raise BadInputError(f"{folder}/seed{seed}: the test pairs' content differs from when they were scored")
             plan = Plan(name, seed, pools["fewshot"], pools["select"], test, {}, record, folder / f"seed{seed}")
             plans.append(plan)
             for method in methods:
                 unit = plan.folder / method
                 if not (unit / "result.json").is_file():
-                    raise FileNotFoundError(f"{unit}: no result.json; run `armlens eval` on this folder to finish it")
+                    raise NotFoundError(f"{unit}: no result.json; run `armlens eval` on this folder to finish it")
                 results.append(read_json(unit / "result.json"))
                 items += read_items(unit)
         entry = {k: v for k, v in old.get("datasets", {}).get(name, {}).items() if k != "splits"}
@@ -226,8 +225,8 @@ def check_out(config: EvalConfig, allow_changed_settings: bool = False) -> Path:
         diff = settings_diff(saved, config.to_dict(), ignore=SETTINGS_IGNORED)
         if diff:
             shown = ", ".join(diff[:6]) + (f" (+{len(diff) - 6} more)" if len(diff) > 6 else "")
-            raise ValueError(f"{out} holds an evaluation with other settings ({shown} differ); use a new --out, "
-                             "or pass --change-settings to reuse it (only units whose settings match are kept)")
+            raise BadOutputError(f"{out} holds an evaluation with other settings ({shown} differ); use a new --out, "
+                                 "or pass --change-settings to reuse it (only units whose settings match are kept)")
     return out
 
 
@@ -241,20 +240,28 @@ def run_eval(config: EvalConfig, model: Model | None = None, *, allow_changed_se
     """
     methods = config.validate()
     if model is not None and config.workers > 1:
-        raise ValueError("workers > 1 loads the model in each worker from config.model; pass no model object")
+        raise BadInputError("workers > 1 loads the model in each worker from config.model; pass no model object")
     out = check_out(config, allow_changed_settings)
-    with ResultsLock(out, "armlens eval"):
-        return _run_eval(config, methods, out, model)
-
-
-def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | None) -> dict[str, Any]:
-    model_id = M.model_id(model) if model is not None else (config.model or M.DEFAULT_MODEL)
     plans, datasets = [], {}
-    for name in config.data:
+    for name in config.data:  # every dataset is loaded and split before anything is written
         p, d = _plans(config, name, out)
         plans += p
         datasets[name] = d
+    with ResultsLock(out, "armlens eval"):
+        return _run_eval(config, methods, out, model, plans, datasets)
+
+
+def _start(config: EvalConfig, out: Path, plans: list[Plan]) -> None:
+    """Write the run's settings and splits: only once its model has loaded, so a run that fails before it leaves no
+    settings that would refuse the corrected rerun."""
+    for plan in plans:
+        write_json_atomic(plan.folder / SPLIT, plan.split_record)
     write_json_atomic(out / "config.json", config.to_dict())
+
+
+def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | None, plans: list[Plan],
+              datasets: dict[str, Any]) -> dict[str, Any]:
+    model_id = M.model_id(model) if model is not None else (config.model or M.DEFAULT_MODEL)
 
     units = [(plan.with_bias_kinds(config.bias_kinds_for(method)), method) for plan in plans for method in methods]
     finished: dict[tuple[str, int, str], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
@@ -285,13 +292,16 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
     if jobs and config.workers > 1:
         from armlens.evaluation.distributed import run_jobs
 
+        _start(config, out, plans)
         stream = run_jobs(config, jobs)
     elif jobs:
         if model is None:
             logger.info("loading model %s", model_id)
             model = load_config_model(config)
+        _start(config, out, plans)
         stream = run_jobs_here(model, jobs, config, bar)
     else:
+        _start(config, out, plans)
         stream = iter(())
     for job, done in stream:  # each job's units are written as soon as it finishes
         for (plan, method, jcfg), (result, items) in zip(job.units, done, strict=True):

@@ -58,7 +58,7 @@ from armlens.model.identity import (
     model_fingerprint,
     model_info,
 )
-from armlens.model.loading import load_model, model_id, parse_device_map
+from armlens.model.loading import check_device, load_model, model_id, parse_device_map
 from armlens.model.multimodal import ImageText, image_digest, is_multimodal, load_image, render_chat
 from armlens.model.prefix import (
     PrefixCache,
@@ -82,14 +82,6 @@ from armlens.model.sources import (
 )
 from armlens.model.tiny import tiny_hf_model, tiny_model, tiny_tokenizer
 from armlens.model.tiny_vlm import tiny_vlm
-from armlens.model.weights import (
-    FinalNorm,
-    final_norm,
-    final_resid_name,
-    mlp_out_name,
-    output_projection,
-    unembed_difference,
-)
 from armlens.model.tokens import (
     CHATML_TEMPLATE,
     apply_chat_template,
@@ -97,6 +89,14 @@ from armlens.model.tokens import (
     length_batches,
     single_token_id,
     tokenize,
+)
+from armlens.model.weights import (
+    FinalNorm,
+    final_norm,
+    final_resid_name,
+    mlp_out_name,
+    output_projection,
+    unembed_difference,
 )
 
 __all__ = [
@@ -126,6 +126,7 @@ __all__ = [
     "cache_dir",
     "capture_cached_hook_z_and_logits",
     "capture_hook_z_and_logits",
+    "check_device",
     "common_prefix_length",
     "decode",
     "default_gguf_path",

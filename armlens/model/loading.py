@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from armlens.errors import BadInputError
 from armlens.model.sources import DEFAULT_MODEL, load_hf
 from armlens.typing import Model
 
@@ -97,7 +98,7 @@ def load_model(
     """
     if isinstance(dtype, str):
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"unknown dtype {dtype!r} (try float32, bfloat16, float16)")
+            raise BadInputError(f"unknown dtype {dtype!r} (try float32, bfloat16, float16)")
         dtype = getattr(torch, dtype)
     name = name or DEFAULT_MODEL
     from armlens.model.multimodal import is_vlm_source, load_vlm_hf
@@ -106,11 +107,11 @@ def load_model(
     placement: dict[str, object] = {}
     if device_map is not None:
         if device is not None:
-            raise ValueError("pass either device or device_map, not both")
+            raise BadInputError("pass either device or device_map, not both")
         placement = {"device_map": device_map, **({"offload_folder": offload_folder} if offload_folder else {})}
     if name != DEFAULT_MODEL and is_vlm_source(name):
         if placement:
-            raise ValueError("device_map is not supported for vision-language models yet")  # a vision-language model: its processor comes along
+            raise BadInputError("device_map is not supported for vision-language models yet")  # a vision-language model: its processor comes along
         hf, tok, folder, processor = load_vlm_hf(name, dtype)
     else:
         hf, tok, folder = load_hf(name, dtype, use_cache, placement)
@@ -126,6 +127,21 @@ def model_id(model: Model) -> str:
     return getattr(model, "armlens_model_id", None) or getattr(model.cfg, "model_name", "unknown")
 
 
+def check_device(device: str | None, option: str = "--device", *, visible: bool = True) -> None:
+    """Refuse, before anything loads, a ``device`` torch does not know (``tpu``), or (``visible``) a CUDA device
+    this process cannot see. ``None`` (the automatic choice) passes."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise BadInputError(f"{option} {device!r} is not a device; give cpu, cuda, cuda:N or mps") from None
+    if visible and dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= n:
+            raise BadInputError(f"{option} {device}: this process sees {n} CUDA device(s)")
+
+
 def parse_device_map(text: str | None) -> str | dict[str, Any] | None:
     """A device map given as text (``--device-map``): a strategy name, or a JSON object mapping modules to devices."""
     import json
@@ -135,6 +151,6 @@ def parse_device_map(text: str | None) -> str | dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"--device-map is not a valid JSON object ({e.msg}); give auto, balanced, sequential "
-                         'or {"module": device, ...}') from None
+        raise BadInputError(f"--device-map is not a valid JSON object ({e.msg}); give auto, balanced, sequential "
+                            'or {"module": device, ...}') from None
     return value

@@ -12,6 +12,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from armlens.errors import BadInputError
 from armlens.model.loading import model_id
 from armlens.model.multimodal import encode_images, images_of
 from armlens.typing import Model
@@ -34,7 +35,7 @@ def single_token_id(model: Model, word: str) -> int:
     ids = encode(model, word)
     if len(ids) != 1:
         pieces = [model.tokenizer.decode([i]) for i in ids]
-        raise ValueError(
+        raise BadInputError(
             f"The judge answer word {word!r} is not a single token for {model_id(model)} "
             f"(it splits into {pieces}); choose answer words that are single tokens (see `armlens info`)."
         )
@@ -59,7 +60,7 @@ def tokenize(
     context (or ``max_length``) is an error naming its index and length, never a silent truncation.
     """
     if len(texts) == 0:
-        raise ValueError("tokenize() got an empty list of texts")
+        raise BadInputError("tokenize() got an empty list of texts")
     limit = max_length or model.cfg.n_ctx
     if any(images_of(t) for t in texts):  # the processor expands each image; its positions become image slots
         enc = _left_pad(model, [encode_images(model, t) if images_of(t) else encode(model, t) for t in texts])
@@ -71,12 +72,13 @@ def tokenize(
     too_long = [(i, int(n)) for i, n in enumerate(lengths) if n > limit]
     if too_long:
         i, n = too_long[0]
-        raise ValueError(
+        raise BadInputError(
             f"prompt {i} is {n} tokens long, more than the model's context of {limit} tokens "
-            f"({len(too_long)} prompt(s) too long); shorten or filter the inputs"
+            f"({len(too_long)} prompt(s) too long); shorten or filter the inputs, or cut long fields with "
+            "--max-field-tokens N"
         )
     if (lengths == 0).any():
-        raise ValueError(f"prompt {int((lengths == 0).nonzero()[0])} is empty after tokenisation")
+        raise BadInputError(f"prompt {int((lengths == 0).nonzero()[0])} is empty after tokenisation")
     device = model.cfg.device
     return enc["input_ids"].to(device), enc["attention_mask"].to(device)
 
@@ -93,6 +95,6 @@ def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
     """Indices of ``texts`` in batches of at most ``batch_size``, shortest texts first: texts of similar length share
     a batch, so left padding stays short. Every index appears exactly once; equal lengths keep their order."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise BadInputError(f"batch_size must be at least 1, got {batch_size}")
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
