@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from armlens.analysis import grid as G
@@ -11,10 +12,17 @@ from armlens.io import read_json
 from test_analysis import tiny_config, toy_pairs
 
 
-def test_head_study_agrees_with_the_cells(tiny, tmp_path):
-    cfg = tiny_config(grid=["selection"], seeds=[0], limit=8)
-    pairs = toy_pairs()
-    A.run_ablations(tiny, pairs, cfg, tmp_path, show_progress=False)
+@pytest.fixture(scope="module")
+def folder(tiny, tmp_path_factory):
+    """One tiny ablation folder (the selection axis, one seed) both studies read."""
+    out = tmp_path_factory.mktemp("study")
+    cfg = tiny_config(grid=["selection"], seeds=[0], limit=6)
+    A.run_ablations(tiny, toy_pairs(), cfg, out, show_progress=False)
+    return out, cfg, toy_pairs()
+
+
+def test_head_study_agrees_with_the_cells(tiny, folder):
+    tmp_path, cfg, pairs = folder
     paths = run_head_study(tiny, pairs, cfg, tmp_path, StudyConfig(margin=0.1, grid=4, n_random=2))
     assert paths and all(p.is_file() for p in paths)
     cells = {s: read_json(A.cell_file(tmp_path, G.Cell("selection", "ARM", s, heads="fit" if s == "reinforce" else s),
@@ -89,3 +97,29 @@ def test_head_report_tables():
     assert top.loc[top.rank_by == "separation", "separation"].item() == 2.0
     assert top.loc[top.rank_by == "single", "head"].tolist() == ["L1H2"]
     assert direct_share(recs)["direct"] == 0.5
+
+
+def test_bias_head_study_on_a_tiny_folder(tiny, folder):
+    from armlens.analysis.bias_heads import BiasStudyConfig, run_bias_study
+    from armlens.data.bias import build_bias_suite
+    from armlens.prompts import AnswerIds, examples_from_pairs, scalar_prompt
+    from armlens.scoring import score_texts
+
+    tmp_path, cfg, pairs = folder
+    (path,) = run_bias_study(tiny, pairs, cfg, tmp_path, BiasStudyConfig(kinds=("length",), ks=(1, 3, 8)))
+    rec = read_json(path)["kinds"]["length"]
+    split = read_json(tmp_path / "seeds" / "seed0" / "split.json.gz")
+    by_id = {p.id: p for p in pairs}
+    hacked = build_bias_suite([by_id[i] for i in split["test_used"]], 0, kinds=["length"])["length"]
+    assert rec["pair_ids"] == [p.id for p in hacked] and rec["n_pairs"] == 6
+    texts = [scalar_prompt(tiny, e, cfg.arm.template) for p in hacked for e in examples_from_pairs([p])]
+    plain = score_texts(tiny, texts, answer_ids=AnswerIds.of(tiny, cfg.arm.template))
+    assert rec["zero_shot_hack_rate"] == float((plain[1::2] > plain[0::2]).double().mean())
+    first = rec["ranked_heads"][0]
+    layer, head = int(first[1:].split("H")[0]), int(first.split("H")[1])
+    assert rec["top_k"][0]["k"] == 1 and rec["top_k"][0]["heads"] == [first]
+    assert rec["top_k"][0]["hack_rate"] == rec["hack_rate"][layer][head]  # the set of one is the single head
+    assert rec["top_k"][-1]["k"] == 8 and len(rec["top_k"][-1]["heads"]) == 8
+    if rec["bias_heads"] is not None:
+        ov = rec["overlap"]
+        assert ov["k"] == len(rec["bias_heads"]) and 0 <= ov["in_arm"] <= ov["k"]

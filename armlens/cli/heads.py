@@ -30,6 +30,9 @@ class HeadsOptions(ModelFlags):
     """Random head sets of the minimal set's size reported beside it."""
     singles: bool = True
     """Score every single head alone on the zero-shot judge (--no-singles to skip)."""
+    bias: bool = True
+    """Also find where the judge's length and format preference lives: each head mean-ablated alone on the bias
+    suite's hacked pairs, then the top-ranked sets (armlens.analysis.bias_heads; --no-bias to skip)."""
     seeds: list[int] | None = None
     """Seeds to study (default: the folder's)."""
     root: str | None = field(default=None, kw_only=True)
@@ -69,7 +72,11 @@ def run_heads(args: HeadsOptions) -> int:
     with ResultsLock(folder, "armlens heads"):
         model = args.load(config.model)
         paths = run_head_study(model, pairs, config, folder, study, seeds=seeds)
-    print(f"{len(paths)} head-study file(s) in {folder / 'heads'} ({time.perf_counter() - t0:.0f} s this run)")
+        if args.bias:
+            from armlens.analysis.bias_heads import run_bias_study
+
+            paths += run_bias_study(model, pairs, config, folder, seeds=seeds)
+    print(f"{len(paths)} head-study file(s) in {folder}/heads and bias-heads ({time.perf_counter() - t0:.0f} s this run)")
     return 0
 
 

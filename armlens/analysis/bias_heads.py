@@ -1,0 +1,130 @@
+"""Where the judge's length and format preference lives (issue 38, item 4).
+
+On a seed's scored pairs, the bias suite's transforms (:func:`armlens.data.bias.build_bias_suite`: the rejected
+response padded with content-free text, or dressed in markdown) give hacked pairs; the zero-shot judge's *hack rate* is
+the share of them in which it strictly prefers the hacked rejected response. Each head is then mean-ablated alone (its
+last-token hook_z replaced by its mean over the seed's few-shot judge prompts, the ``mean_ablation`` reading) as a
+branch over one prefix per prompt, and the change of the hack rate (and of the clean accuracy, so that a head that
+breaks the judge is not mistaken for a bias head) is recorded per head. Heads are ranked by how much their ablation
+lowers the mean hacked margin (rejected minus chosen score); the top ``k`` are ablated together for each ``k`` in
+``ks``. The *bias heads* are the smallest such set that halves the zero-shot judge's hack rate (none when no ``k``
+does), and the study records how many of them the seed's ARM patches against the chance count ``k * |ARM| / n``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from armlens.analysis.minimal import score_sets
+from armlens.data.bias import build_bias_suite
+from armlens.patching import mask_labels
+from armlens.prompts import examples_from_pairs, scalar_prompt
+
+
+@dataclass(frozen=True)
+class BiasStudyConfig:
+    kinds: tuple[str, ...] = ("length", "format")
+    """Bias-suite transforms studied."""
+    ks: tuple[int, ...] = (1, 2, 5, 10, 20, 40, 80)
+    """Sizes of the top-ranked head sets ablated together."""
+    chunk: int = 64
+    """Branches per forward over a prompt's prefix."""
+
+
+def _rates(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: hack rate (rejected strictly above chosen) and mean hacked margin (rejected minus chosen)."""
+    margin = scores[1::2] - scores[0::2]
+    return (margin > 0).double().mean(0), margin.double().mean(0)
+
+
+def ablation_means(run: Any) -> torch.Tensor:
+    """The ``mean_ablation`` reading's means on the seed's few-shot judge prompts (the reference's other settings)."""
+    from armlens.rm import stage1_extraction
+
+    cfg = dataclasses.replace(run.base, reading="mean_ablation")
+    return stage1_extraction(run.model, cfg, examples_from_pairs(run.fewshot, cfg.criterion)).means
+
+
+def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudyConfig = BiasStudyConfig()
+                    ) -> dict[str, Any]:
+    """The study on a :class:`~armlens.analysis.runs.SeedRun`'s scored pairs; ``arm_mask``: the heads the seed's
+    ARM patches (for the overlap)."""
+    t0 = time.perf_counter()
+    means = ablation_means(run)
+    shape = tuple(arm_mask.shape)
+    n = shape[0] * shape[1]
+    singles = torch.zeros((n + 1, *shape), dtype=torch.bool)
+    for j in range(n):
+        singles[1 + j].view(-1)[j] = True
+    clean = score_sets(model, run.test_texts, means, singles, run.ids, chunk=cfg.chunk)
+    suite = build_bias_suite(run.test, run.seed, kinds=list(cfg.kinds))
+    out: dict[str, Any] = {"seed": run.seed, "settings": dataclasses.asdict(cfg), "n_heads_model": n,
+                           "arm_heads": mask_labels(arm_mask),
+                           "clean": {"zero_shot_accuracy": float(clean.accuracy[0]),
+                                     "accuracy": clean.accuracy[1:].view(shape).tolist()},
+                           "kinds": {}}
+    for kind in cfg.kinds:
+        pairs = suite[kind]
+        texts = [scalar_prompt(model, e, run.base.template) for p in pairs
+                 for e in examples_from_pairs([p], run.base.criterion)]
+        rs = score_sets(model, texts, means, singles, run.ids, chunk=cfg.chunk)
+        rate, margin = _rates(rs.scores)
+        order = torch.argsort(margin[1:] - margin[0])  # most lowered hacked margin first
+        ks = [k for k in cfg.ks if k <= n]
+        sets = torch.zeros((len(ks), n), dtype=torch.bool)
+        for i, k in enumerate(ks):
+            sets[i, order[:k]] = True
+        sets = sets.view(len(ks), *shape)
+        top = score_sets(model, texts, means, sets, run.ids, chunk=cfg.chunk)
+        top_rate, top_margin = _rates(top.scores)
+        top_clean = score_sets(model, run.test_texts, means, sets, run.ids, chunk=cfg.chunk).accuracy
+        zero_rate = float(rate[0])
+        halved = [i for i, r in enumerate(top_rate.tolist()) if r <= zero_rate / 2]
+        bias_set = sets[halved[0]] if halved else None
+        record: dict[str, Any] = {
+            "n_pairs": len(pairs), "pair_ids": [p.id for p in pairs],
+            "zero_shot_hack_rate": zero_rate, "zero_shot_margin": float(margin[0]),
+            "hack_rate": rate[1:].view(shape).tolist(), "margin": margin[1:].view(shape).tolist(),
+            "ranked_heads": [mask_labels(singles[1 + int(j)])[0] for j in order[:max(ks)]],
+            "top_k": [{"k": k, "hack_rate": float(top_rate[i]), "margin": float(top_margin[i]),
+                       "clean_accuracy": float(top_clean[i]), "heads": mask_labels(sets[i])}
+                      for i, k in enumerate(ks)],
+            "bias_heads": mask_labels(bias_set) if bias_set is not None else None,
+        }
+        if bias_set is not None:
+            k = int(bias_set.sum())
+            record["overlap"] = {"k": k, "in_arm": int((bias_set & arm_mask).sum()),
+                                 "chance": k * int(arm_mask.sum()) / n}
+        out["kinds"][kind] = record
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def run_bias_study(model: Any, pairs: Sequence[Any], config: Any, out: Any, cfg: BiasStudyConfig = BiasStudyConfig(),
+                   *, seeds: Sequence[int] | None = None) -> list[Any]:
+    """The study for each seed of an ablation folder, written to ``OUT/bias-heads/seed{s}.json.gz`` (resumable)."""
+    from pathlib import Path
+
+    from armlens.analysis.runs import SeedRun
+    from armlens.io import result_exists, write_json
+
+    out = Path(out)
+    written = []
+    for seed in seeds if seeds is not None else config.seeds:
+        path = out / "bias-heads" / f"seed{seed}.json.gz"
+        if not result_exists(path):
+            run = SeedRun(model, config, pairs, seed, out, show_progress=False)
+            arm = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.bool)
+            for fit in run.reference.fits.values():
+                arm |= fit.mask
+            record = bias_head_study(model, run, arm, cfg)
+            record.update(data=config.data, partition=config.partition)
+            write_json(path, record, indent=None)
+        written.append(path)
+    return written
