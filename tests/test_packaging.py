@@ -43,6 +43,8 @@ def _undeclared(folder: Path, declared: set[str]) -> list[str]:
     for module, where in sorted(_imported(folder).items()):
         if module in sys.stdlib_module_names or module in ("armlens", "__future__"):
             continue
+        if (folder / f"{module}.py").is_file():  # a module of the folder itself (a test sharing another's helpers)
+            continue
         owners = {_dist(d) for d in dists.get(module, [])}
         if not owners & declared:
             problems.append(f"{module} (imported in {where}; distribution {sorted(owners) or 'not installed'})")
