@@ -171,6 +171,8 @@ CASES = [
      r"number > 0"),
     ("bestofn", "--rm T/existing.arm --data hhh --out T/b --temperature 0", r"argument --temperature: must be"),
     ("bestofn", "--rm T/existing.arm --data hhh --out T/b --n 1", r"at least 2 responses per prompt"),
+    ("figures", f"--results {REPO}/experiments/ablations/hhh --out T/f --seed 99 --formats html",
+     r"--seed 99: the results hold seed\(s\) 0, 1, 2$"),  # a committed folder; it drew seed 0 without a word
     # output paths: a trailing slash names a folder; a folder is writable only if a file can be made in it
     ("fit", "--out T/new/", r"--out .*new/ is a folder; give a file name"),
     ("fit", "--out /proc/a.arm", r"--out /proc/a.arm cannot be created: the folder /proc is not writable"),
