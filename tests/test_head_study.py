@@ -123,3 +123,21 @@ def test_bias_head_study_on_a_tiny_folder(tiny, folder):
     if rec["bias_heads"] is not None:
         ov = rec["overlap"]
         assert ov["k"] == len(rec["bias_heads"]) and 0 <= ov["in_arm"] <= ov["k"]
+
+
+def test_head_outputs_write_what_the_studies_hold(tiny, folder, tmp_path):
+    from armlens.analysis.bias_heads import BiasStudyConfig, run_bias_study
+    from armlens.analysis.head_outputs import head_outputs
+
+    out, cfg, pairs = folder
+    run_head_study(tiny, pairs, cfg, out, StudyConfig(margin=0.1, grid=4, n_random=2))  # on file: read back
+    run_bias_study(tiny, pairs, cfg, out, BiasStudyConfig(kinds=("length",), ks=(1, 3, 8)))
+    figs = head_outputs([out], tmp_path)
+    assert {"toy_minimal_sets", "toy_head_dla", "toy_bias_heads_length"} <= set(figs)
+    text = (tmp_path / "heads.md").read_text()
+    for section in ("## Heads a default fit patches", "## toy: a minimal head set", "### Stability across seeds",
+                    "## toy: where the zero-shot judge's bias lives", "| minimal - full |"):
+        assert section in text, section
+    (rec,) = load_studies(out)
+    acc = rec["report_half"]["accuracy"]["full"]
+    assert f"| full | {100 * acc:.1f} (" in text  # one seed: the table's estimate is that seed's accuracy

@@ -382,6 +382,10 @@ def run_figures(args: FiguresOptions) -> int:
         atomic_write(out / "sweep.md", "## What the decision rule chooses\n\n" + decisions_markdown(decisions)
                      + f"\n\n## Every setting against the default ({pooled})\n\n" + sweep_markdown(table, pooled)
                      + "\n")
+    if folders:  # the frontier, head counts and head studies, where the folders hold them
+        from armlens.analysis.head_outputs import head_outputs
+
+        figs |= head_outputs(folders, out)
     if earlier:
         rounds = compare_rounds(earlier, folders, before_cell=before_cell, after_cell=after_cell)
         if before_cell or after_cell:
