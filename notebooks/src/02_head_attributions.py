@@ -238,5 +238,57 @@ plots.plot_selection_probability({s: runs[s].probs for s in SEEDS}, {s: runs[s].
 plots.plot_stability(freq, len(SEEDS), subtitle=f"mean Jaccard between seeds {float(off_diag.mean()):.2f}; "
                                                  f"random sets of that size {chance:.2f}").show()
 
+# %% [markdown]
+# ## 6. What the patched heads do to the answer, and how few of them are needed
+#
+# Three views of seed 0's head set (`armlens heads` runs them on the seeds of an `armlens ablate` folder, and
+# `armlens figures` draws them; `docs/results.md` reports them on the development pairs):
+#
+# - **Direct logit attribution**: head `h` writes `(mu_h - z_h) W_O[h]` more into the residual stream at the read
+#   position; read through the final norm onto `W_U[Yes] - W_U[No]`, that is its direct effect on the judge's Yes-No
+#   logit. The heads' effects plus the norm's remainder are the *direct* path; the rest of the measured change goes
+#   through later layers (*indirect*).
+# - **Leave-one-out and pruning**: every head removed in turn, all in one branch pass, then heads removed greedily while
+#   the pairwise accuracy stays within a margin.
+# - **Top-k**: the policy's k most likely heads against k random heads.
+#
+# On this slice (8 pairs) every accuracy is a count out of 8 and the pruning chooses on the same pairs it reports:
+# these cells show the tools, not a finding.
+
+# %%
+from armlens.analysis.attribution import direct_logit_attribution  # noqa: E402
+from armlens.analysis.minimal import leave_one_out, prune, score_sets  # noqa: E402
+from armlens.selection import random_mask, top_k_mask  # noqa: E402
+
+held_out = [scalar_prompt(model, e, TEMPLATE) for e in examples_from_pairs(split.test)]
+attr = direct_logit_attribution(model, held_out, means, sel.mask, ids)
+separation = (attr.effects[0::2] - attr.effects[1::2]).mean(0)
+print(f"{len(held_out)} held-out prompts: patch changes Yes-No by {float((attr.patched - attr.clean).mean()):+.2f} "
+      f"on average, {float(attr.direct.mean()):+.2f} of it through the direct path")
+display(top_heads(separation, k=5, mask=sel.mask))
+
+# %%
+assert torch.allclose(attr.clean + attr.direct + attr.indirect, attr.patched, atol=1e-4)
+assert torch.all(attr.effects[:, ~sel.mask] == 0)  # only patched heads write anything new
+
+# %%
+t0 = time.perf_counter()
+loo = leave_one_out(model, texts, means, sel.mask, ids)
+small = prune(model, texts, means, sel.mask, ids, margin=0.125, grid=8)
+print(f"leave-one-out of {sel.n_heads} heads and pruning in {time.perf_counter() - t0:.1f} s: "
+      f"{small.to_dict()['n_heads']} heads keep {small.accuracy:.0%} (full set {small.full_accuracy:.0%}, "
+      f"margin {small.margin:.1%}) on the {len(texts) // 2} few-shot pairs")
+ks = [k for k in (1, 2, 5, 10, 20) if k < sel.n_heads]
+rows = torch.stack([sel.mask, *[top_k_mask(sel.probs, k) for k in ks], *[random_mask(cfg.n_layers, cfg.n_heads, k, seed=0)
+                                                                          for k in ks]])
+acc = score_sets(model, texts, means, rows, ids).accuracy
+display(pd.DataFrame({"k": ks, "top-k by P(select)": acc[1:1 + len(ks)].tolist(),
+                      "random k": acc[1 + len(ks):].tolist()}).assign(full=float(acc[0])))
+
+# %%
+assert loo.full[0] == small.full_accuracy and small.accuracy >= small.full_accuracy - small.margin - 1e-9
+assert torch.equal(small.mask & sel.mask, small.mask)
+assert float(acc[0]) == loo.full[0]  # the full set scored twice, in two branch passes
+
 # %%
 print(f"notebook ran in {time.perf_counter() - T_START:.0f} s")
