@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import torch
 
-from armlens.analysis.attribution import direct_logit_attribution, direct_path_diff, mean_effects, pair_separation
+from armlens.analysis.attribution import (
+    direct_logit_attribution,
+    direct_path_diff,
+    mean_effects,
+    pair_separation,
+)
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
 from armlens.scoring import score_texts
 

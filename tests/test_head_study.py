@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_analysis import tiny_config, toy_pairs
 
 from armlens.analysis import grid as G
 from armlens.analysis import runs as A
 from armlens.analysis.head_study import StudyConfig, halves, load_studies, run_head_study
 from armlens.io import read_json
-from test_analysis import tiny_config, toy_pairs
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from armlens.analysis.attribution import direct_logit_attribution
 from armlens.analysis.grid import AblationConfig, slug
 from armlens.analysis.minimal import prune, score_sets
 from armlens.data.records import PreferencePair
+from armlens.errors import BadDataError
 from armlens.io import read_json, result_exists, write_json
 from armlens.patching import mask_labels
 from armlens.rm import POOLED
@@ -79,7 +80,7 @@ def study_criterion(model: Any, run: Any, fit: Any, idx: Sequence[int], cfg: Stu
     pairs = [run.test[i] for i in idx]
     a, b = halves(pairs, run.seed)
     if not a or not b:
-        raise ValueError(f"criterion {fit.criterion[:40]!r}: {len(pairs)} scored pair(s) cannot be split in two halves")
+        raise BadDataError(f"criterion {fit.criterion[:40]!r}: {len(pairs)} scored pair(s) cannot be split in two halves")
     a_idx, b_idx = [idx[i] for i in a], [idx[i] for i in b]
     shape = tuple(fit.mask.shape)
     minimal = prune(model, _texts(run, a_idx), fit.means, fit.mask, run.ids, margin=cfg.margin, grid=cfg.grid,

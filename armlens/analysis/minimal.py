@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from armlens.errors import BadInputError
 from armlens.patching import HeadMask, Means, mask_labels
 from armlens.prompts import AnswerIds
 from armlens.scoring import score_rows
@@ -51,7 +52,7 @@ def score_sets(model: Any, texts: Sequence[str], means: Means, masks: Bool[Tenso
     """Every head set of ``masks`` (each writing ``means``) on ``texts``, in one branch pass; a pair's two prompts
     share their common start."""
     if len(texts) % 2:
-        raise ValueError("texts come as (chosen, rejected) pairs: an even count is needed")
+        raise BadInputError("texts come as (chosen, rejected) pairs: an even count is needed")
     rows = means[None].expand(masks.shape[0], *means.shape)
     logits = score_rows(model, texts, rows, masks, answer_ids=answer_ids, chunk=chunk,
                         groups=[i // 2 for i in range(len(texts))])

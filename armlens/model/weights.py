@@ -10,6 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from armlens.errors import SetupError
 from armlens.model.hooks import act_name
 from armlens.typing import Model
 
@@ -51,7 +52,7 @@ def final_norm(model: Model) -> FinalNorm:
     cfg = model.cfg
     kind = str(getattr(cfg, "normalization_type", "RMS") or "RMS")
     if kind not in ("RMS", "RMSPre", "LN", "LNPre"):
-        raise NotImplementedError(f"direct logit attribution through a {kind!r} final norm")
+        raise SetupError(f"direct logit attribution through a {kind!r} final norm")
     params = dict(model.ln_final.named_parameters())
     weight = next((p for n, p in params.items() if n.endswith("weight")), None)
     gain = weight.detach().float() if weight is not None else torch.ones(cfg.d_model)
