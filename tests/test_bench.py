@@ -33,3 +33,29 @@ def test_bench_child_reports_a_fit(tiny, monkeypatch, capsys):
     assert out["plan"]["pool_prompts"] >= 1 and out["plan"]["prompt_tokens"] >= 2
     assert "predicted peak" in bench.format_table({"model": "m", "threads": 1, "prompt_tokens": 1, "rows": [],
                                                    "default_fit": out})
+
+
+def test_fit_row_is_the_median_of_fresh_runs(monkeypatch):
+    runs = iter([{"fit_s": 3.0, "peak_rss_mb": 900.0, "heads": 5, "predicted_peak_mb": 1000.0},
+                 {"fit_s": 1.0, "peak_rss_mb": 1100.0, "heads": 5, "predicted_peak_mb": 1000.0},
+                 {"fit_s": 2.0, "peak_rss_mb": 1000.0, "heads": 5, "predicted_peak_mb": 1000.0}])
+    monkeypatch.setattr(bench, "run_default_fit_child", lambda root, seed: next(runs))
+    out = bench.run_default_fit_children(None, 0, 3)
+    assert (out["fit_s"], out["fit_s_min"], out["fit_s_max"]) == (2.0, 1.0, 3.0)
+    assert (out["peak_rss_mb"], out["peak_rss_mb_min"], out["peak_rss_mb_max"]) == (1000.0, 900.0, 1100.0)
+    assert out["predicted_over_measured"] == 1.0 and out["n_runs"] == 3 and len(out["runs"]) == 3
+
+
+def test_a_child_reports_its_own_peak_not_its_parents():
+    """ru_maxrss survives fork + exec on Linux: a child of a parent holding 300 MB would report them. The child's
+    peak_mb does not."""
+    import subprocess
+    import sys
+
+    held = bytearray(300 * 2**20)
+    held[:: 4096] = b"\x01" * len(held[:: 4096])  # touch every page
+    code = "from armlens._bench_child import peak_mb; print(peak_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                 check=True).stdout.strip().splitlines()[-1])
+    assert child < 250, child  # the child itself: an interpreter with armlens' light imports
+    del held

@@ -28,7 +28,9 @@ class BenchOptions(ModelFlags):
     eval_seeds: int = 5
     """Seeds in the eval row."""
     fit: bool = True
-    """Time the default fit and its memory (about 2 min on 2 cores; --no-fit skips it)."""
+    """Time the default fit and its memory (about 2 min per run on 2 cores; --no-fit skips it)."""
+    fit_runs: int = 3
+    """Default fits, each in a fresh interpreter: the row reports their median, min and max."""
     threads: int | None = None
     """Torch threads (default: torch's choice)."""
     json: bool = False
@@ -53,7 +55,7 @@ def run(args: BenchOptions) -> int:
     log = (lambda s: None) if args.json else (lambda s: print(f"... {s}", flush=True))
     result = run_bench(args.load(args.model), root=args.root, k_masks=args.k_masks,
                        n_score_pairs=args.score_pairs, n_eval_pairs=args.eval_pairs, eval_seeds=args.eval_seeds,
-                       fit=args.fit, log=log)
+                       fit=args.fit, fit_runs=args.fit_runs, log=log)
     if args.out:
         from armlens.io import write_json
 
