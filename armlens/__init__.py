@@ -23,7 +23,6 @@ _LAZY = {
     "ReinforceConfig": "armlens.selection",
     "JudgeTemplate": "armlens.prompts",
     "load_model": "armlens.model",
-    "tiny_model": "armlens.model",
     "model_info": "armlens.model",
     "load_pairs": "armlens.data",
     "split_pairs": "armlens.data",

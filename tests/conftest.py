@@ -25,7 +25,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny():
     """Multi-head tiny Llama: 2 layers x 4 heads x 16 d_head."""
-    from armlens.model import tiny_model
+    from armlens.testing import tiny_model
 
     return tiny_model(n_layers=2, n_heads=4, d_head=16, seed=0)
 
@@ -33,7 +33,7 @@ def tiny():
 @pytest.fixture(scope="session")
 def tiny_gqa():
     """Grouped-query tiny Llama: 3 layers x 4 query heads, 2 key/value heads."""
-    from armlens.model import tiny_model
+    from armlens.testing import tiny_model
 
     return tiny_model(n_layers=3, n_heads=4, n_key_value_heads=2, d_head=16, seed=1)
 
@@ -42,7 +42,7 @@ def tiny_gqa():
 def saved_tiny_model(tmp_path_factory):
     """A factory: a tiny random Llama saved as a Hugging Face folder (model and tokenizer), for commands and worker
     processes that load a model by name. One folder per distinct set of arguments, built once per session."""
-    from armlens.model import tiny_hf_model
+    from armlens.testing import tiny_hf_model
 
     folders: dict[tuple, Path] = {}
 

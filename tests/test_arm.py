@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from armlens import model as M
+from armlens import testing as T
 from armlens.activations import (
     MeanEstimator,
     WeightedPCAEstimator,
@@ -300,7 +301,7 @@ def planted_model(target=(1, 2)):
     Last-layer o_proj keeps only the target head's columns, writing along one residual direction v; the unembedding
     gives Yes +v and No -v. Patching the target head with ``+e`` pushes every answer to Yes; other heads cannot.
     """
-    model = M.tiny_model(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=16, seed=7)
+    model = T.tiny_model(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=16, seed=7)
     hf = model.original_model
     layer, head = target
     d_head, d_model = model.cfg.d_head, model.cfg.d_model
@@ -493,7 +494,7 @@ def test_load_on_wrong_model_is_refused(tiny, tiny_gqa, tmp_path):
     path = rm.save(tmp_path / "a.arm")
     with pytest.raises(ValueError, match="cannot be loaded"):
         ActivationRM.load(path, tiny_gqa)
-    other_weights = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=99)  # same shape, other weights
+    other_weights = T.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=99)  # same shape, other weights
     with pytest.raises(ValueError, match="weights of model.embed_tokens.weight"):
         ActivationRM.load(path, other_weights)
     (tmp_path / "junk.arm").write_bytes(b"not a safetensors file")

@@ -10,6 +10,7 @@ import torch
 
 from armlens import generation
 from armlens import model as M
+from armlens import testing as T
 from armlens.data.records import PreferencePair
 from armlens.evaluation import output_judges
 from armlens.evaluation.baselines import (
@@ -435,7 +436,7 @@ def test_a_seed_free_judge_keeps_what_it_computed_in_its_memo_folder(tiny, tmp_p
         judge(tiny).score_pairs(pairs)
     assert "part-00002.json not used" in caplog.text
     assert calls == [4, 4, 2, 4, 2]  # the six lost values, in new parts
-    other = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=5)
+    other = T.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=5)
     monkeypatch.setitem(store, other, {})
     judge(other).score_pairs(pairs[:1])
     assert calls == [4, 4, 2, 4, 2, 2]  # saved under another model's fingerprint: nothing read back

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from armlens import model as M
+from armlens import testing as T
 from armlens.prompts import AnswerIds
 from armlens.rm import ActivationRM, ARMConfig
 from armlens.selection import ReinforceConfig, mask_losses, mask_losses_reference
@@ -23,10 +24,10 @@ SHAPE = {"n_layers": 3, "n_heads": 4, "n_key_value_heads": 2, "d_head": 16, "see
 def pair(device_setting):
     """The same seeded grouped-query tiny model on the test device (in the test dtype) and on the CPU in float32."""
     device, dtype, tol = device_setting
-    dev = M.tiny_model(device=device, dtype=dtype, **SHAPE)
+    dev = T.tiny_model(device=device, dtype=dtype, **SHAPE)
     assert str(dev.cfg.device).startswith(device.split(":")[0])
     assert {(p.device.type, p.dtype) for p in dev.parameters()} == {(device.split(":")[0], dtype)}
-    return dev, M.tiny_model(**SHAPE), tol
+    return dev, T.tiny_model(**SHAPE), tol
 
 
 def _patch(model, n_masks=6, seed=0):

@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("trl")
 
-from armlens import model as M  # noqa: E402
+from armlens import testing as T  # noqa: E402
 from armlens.grpo import compare_policies, run_grpo, sample_policy  # noqa: E402
 from armlens.prompts import JudgeTemplate  # noqa: E402
 from armlens.reward import arm_reward  # noqa: E402
@@ -31,7 +31,7 @@ def test_two_grpo_steps_with_the_arm_reward(tiny, tmp_path):
         return reward(**kw)
 
     counted.__name__ = "arm"
-    policy, tok = M.tiny_hf_model(seed=3)
+    policy, tok = T.tiny_hf_model(seed=3)
     before = [p.detach().clone() for p in policy.parameters()]
     history = run_grpo(policy, tok, counted, ["Hi?", "Name a colour.", "Why?", "Go"], tmp_path, steps=2,
                        num_generations=2, prompts_per_step=2, max_completion_length=6, learning_rate=1e-2)
@@ -51,7 +51,7 @@ def test_criterion_column_reaches_the_reward(tiny, tmp_path):
         return [0.0] * len(completions)
 
     reward.__name__ = "r"
-    policy, tok = M.tiny_hf_model(seed=3)
+    policy, tok = T.tiny_hf_model(seed=3)
     run_grpo(policy, tok, reward, ["Hi?", "Why?"], tmp_path, steps=1, num_generations=2, prompts_per_step=2,
              max_completion_length=4, conversational=True, columns={"criterion": ["c-hi", "c-why"]})
     assert sorted(set(seen)) == ["c-hi", "c-why"] and len(seen) == 4
@@ -61,7 +61,7 @@ def test_criterion_column_reaches_the_reward(tiny, tmp_path):
 
 @pytest.mark.usefixtures("one_thread")
 def test_sample_policy_is_seeded_per_prompt(tmp_path):
-    policy, tok = M.tiny_hf_model(seed=3)
+    policy, tok = T.tiny_hf_model(seed=3)
     a = sample_policy(policy, tok, ["Hi?", "Why?"], n=3, max_new_tokens=5, seed=7)
     b = sample_policy(policy, tok, ["Hi?", "Why?"], n=3, max_new_tokens=5, seed=7)
     assert a == b and [len(g) for g in a] == [3, 3]

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from armlens import model as M
+from armlens import testing as T
 from armlens.cli import main
 from armlens.memory import SHAPES, ModelShape, fit_work, format_plan, kv_bytes_per_token, memory_plan
 from armlens.rm import ARMConfig
@@ -28,7 +29,7 @@ def test_param_count_from_the_config_equals_the_model(tiny, tiny_gqa):
         exact = ModelShape.from_model(model)
         from_config = ModelShape.from_hf_config(model.original_model.config)
         assert from_config.n_params is None and from_config.param_count() == exact.param_count()
-    v = len(M.tiny_tokenizer())  # by hand for the 2 x 4 x 16 model: d_model 64, d_mlp 64, untied embeddings
+    v = len(T.tiny_tokenizer())  # by hand for the 2 x 4 x 16 model: d_model 64, d_mlp 64, untied embeddings
     block = 4 * 64 * 64 + 3 * 64 * 64 + 2 * 64
     assert ModelShape.from_model(tiny).param_count() == 2 * v * 64 + 2 * block + 64
     assert SHAPES["qwen2-7b"].param_count() == pytest.approx(7.6157e9, rel=1e-4)  # Qwen2-7B: 7.62 B parameters

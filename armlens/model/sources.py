@@ -1,8 +1,8 @@
 """Where a model's weights come from: the embedded GGUF default (de-quantised once into the cache), a local
-``.gguf`` file, a local Hugging Face folder, or the Hub.
+``.gguf`` file, a local Hugging Face folder, or the Hub; for a vision-language model, also its processor.
 
-:func:`load_hf` returns the plain Hugging Face model and tokenizer; :mod:`armlens.model.loading` boots them as a
-``TransformerBridge``.
+:func:`load_hf` returns the plain Hugging Face model and tokenizer (:func:`load_vlm_hf`: and the processor);
+:mod:`armlens.model.loading` boots them as a ``TransformerBridge``.
 """
 
 from __future__ import annotations
@@ -125,3 +125,73 @@ def load_hf(name: str, dtype: torch.dtype, use_cache: bool,
             f"Cause: {e}"
         ) from e
     return hf, tok, name
+
+
+# ---------------------------------------------------------------------------------------------------- vision-language models
+
+
+def image_only_processor(cls: type) -> type:
+    """The family's processor class without its video processor (video processors need torchvision, which CPU installs
+    lack): what :func:`load_processor` falls back to, and what the tiny test models use."""
+
+    class ImageOnly(cls):  # type: ignore[misc, valid-type]
+        @classmethod
+        def get_attributes(cls) -> list[str]:
+            return ["image_processor", "tokenizer"]
+
+    ImageOnly.__name__ = ImageOnly.__qualname__ = cls.__name__
+    return ImageOnly
+
+
+def is_vlm_source(name: str) -> bool:
+    """Whether a local folder or Hub id holds a vision-language model (its config has a ``vision_config``)."""
+    import json
+
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        return False
+    if path.is_dir():
+        cfg = path / "config.json"
+        return cfg.is_file() and "vision_config" in json.loads(cfg.read_text())
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        return False
+    try:
+        from transformers import AutoConfig
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        return getattr(AutoConfig.from_pretrained(name, local_files_only=offline), "vision_config", None) is not None
+    except Exception:  # not reachable or not a model: the text loader reports it
+        return False
+
+
+def load_processor(name: str) -> Any:
+    """The model's processor; without torchvision (no video processor), its image-and-text part."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    try:
+        return AutoProcessor.from_pretrained(name)
+    except Exception as first:
+        import json
+
+        import transformers
+
+        cfg_file = Path(name).expanduser() / "processor_config.json"
+        if not cfg_file.is_file():
+            raise first
+        cfg = json.loads(cfg_file.read_text())
+        cls = image_only_processor(getattr(transformers, cfg.pop("processor_class")))
+        kwargs = {k: v for k, v in cfg.items() if not isinstance(v, dict)}
+        template = Path(name).expanduser() / "chat_template.jinja"
+        if template.is_file():
+            kwargs["chat_template"] = template.read_text()
+        return cls(image_processor=AutoImageProcessor.from_pretrained(name), tokenizer=AutoTokenizer.from_pretrained(name),
+                   **kwargs)
+
+
+def load_vlm_hf(name: str, dtype: torch.dtype) -> tuple[Any, Any, str, Any]:
+    """(model, tokenizer, folder or id, processor) of a vision-language model."""
+    from transformers import AutoModelForImageTextToText
+
+    proc = load_processor(name)
+    hf = AutoModelForImageTextToText.from_pretrained(name, dtype=dtype)
+    return hf, proc.tokenizer, name, proc

@@ -31,8 +31,8 @@ from typing import Any
 
 from armlens.data.records import Prompt
 from armlens.rm import ActivationRM
-from armlens.widgets.picker import ARM_HEADS, EFFECT, PRESETS, REINFORCE_PROB, HeadPicker, Preset, Readout
-from armlens.widgets.snapshot import grid_html, readout_html
+from armlens.widgets.picker import ARM_HEADS, EFFECT, PRESETS, REINFORCE_PROB, HeadPicker, Preset
+from armlens.widgets.snapshot import Readout, grid_html, readout_html
 from armlens.widgets.view import HeadPickerView
 
 __all__ = ["ARM_HEADS", "EFFECT", "PRESETS", "REINFORCE_PROB", "HeadPicker", "HeadPickerView", "Preset", "Readout",

@@ -1,17 +1,18 @@
-"""The head picker as static HTML: the grid and the readout where no widget frontend runs."""
+"""The head picker's :class:`Readout` (what the judge says, unpatched and patched) and the picker as static HTML:
+the grid and the readout where no widget frontend runs."""
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
+import torch
 
+from armlens.analysis.heads import AttentionRow
 from armlens.patching import head_label
 from armlens.typing import HeadMask, HeadValues
-
-if TYPE_CHECKING:
-    from armlens.widgets.picker import Readout
 
 # ---------------------------------------------------------------------------------------------------- HTML pieces
 
@@ -66,6 +67,59 @@ def grid_html(values: HeadValues, mask: HeadMask, *, signed: bool, title: str) -
 
 def _frame_html(frame: pd.DataFrame, **kw: Any) -> str:
     return frame.to_html(float_format=lambda v: f"{v:.4f}", border=0, **kw)
+
+
+@dataclass
+class Readout:
+    """What the judge says about the current prompt, unpatched and with the patch set's heads patched."""
+
+    heads: list[str]
+    """The patch set, ``L{l}H{h}`` labels."""
+    n_tokens: int
+    """Judge prompt length in tokens."""
+    kind: str
+    """The ARM's score reading (``ARMConfig.score``)."""
+    p_yes: tuple[float, float]
+    """Full-vocabulary P(Yes): (unpatched, patched)."""
+    p_no: tuple[float, float]
+    """Full-vocabulary P(No): (unpatched, patched)."""
+    margin: tuple[float, float]
+    """logit(Yes) - logit(No): (unpatched, patched)."""
+    score: tuple[float, float]
+    """The ARM's reading (``kind``): (unpatched, patched); the patched one is what ``ActivationRM.score`` gives."""
+    top: pd.DataFrame
+    """Top next tokens: ``rank, unpatched, p unpatched, patched, p patched``."""
+    attention: AttentionRow
+    """Where the chosen head attends from the read position (``weights``; ``patched_weights`` under the patch)."""
+    seconds: float = 0.0
+    """Time the readout took."""
+
+    def table(self) -> pd.DataFrame:
+        """P(Yes), P(No), the ARM's score (when not P(Yes)) and the margin; columns unpatched, patched, change."""
+        rows = {"P(Yes)": self.p_yes, "P(No)": self.p_no}
+        if self.kind != "prob":
+            rows[f"score ({self.kind})"] = self.score
+        rows["logit(Yes) - logit(No)"] = self.margin
+        return pd.DataFrame({name: {"unpatched": a, "patched": b, "change": b - a} for name, (a, b) in rows.items()}).T
+
+    def __repr__(self) -> str:
+        return (f"Readout(P(Yes) {self.p_yes[0]:.4f} -> {self.p_yes[1]:.4f}, margin {self.margin[0]:+.3f} -> "
+                f"{self.margin[1]:+.3f}, {len(self.heads)} heads patched, {self.n_tokens} tokens, "
+                f"{self.seconds * 1000:.0f} ms)")
+
+    def _repr_html_(self) -> str:
+        return readout_html(self)
+
+    def attention_table(self, k: int = 8) -> pd.DataFrame:
+        """The ``k`` key positions the chosen head weighs most (patched when a patch is set, else unpatched)."""
+        row = self.attention
+        weights = torch.tensor(row.patched_weights if row.patched_weights is not None else row.weights)
+        top = weights.topk(min(k, len(weights))).indices.tolist()
+        data: dict[str, Any] = {"position": top, "token": [row.tokens[i] for i in top],
+                                "unpatched": [row.weights[i] for i in top]}
+        if row.patched_weights is not None:
+            data["patched"] = [row.patched_weights[i] for i in top]
+        return pd.DataFrame(data)
 
 
 def readout_html(r: Readout) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 
 from armlens.data.records import Prompt
 from armlens.patching import head_label
-from armlens.widgets.picker import EFFECT, PRESETS, HeadPicker, Readout
-from armlens.widgets.snapshot import SNAPSHOT_STYLE, readout_html
+from armlens.widgets.picker import EFFECT, PRESETS, HeadPicker
+from armlens.widgets.snapshot import SNAPSHOT_STYLE, Readout, readout_html
 
 
 class HeadPickerView:

@@ -16,7 +16,8 @@ import torch
 
 from armlens.errors import BadInputError
 from armlens.model.loading import boot
-from armlens.model.tiny import tiny_tokenizer
+from armlens.model.sources import image_only_processor
+from armlens.testing.tokenizer import tiny_tokenizer
 from armlens.typing import Model
 
 FAMILIES = ("llava_onevision", "idefics3")
@@ -32,18 +33,6 @@ VLM_CHAT_TEMPLATE = (
 """ChatML with image parts (``{"type": "image"}`` renders as the ``<image>`` placeholder)."""
 
 _PINPOINTS = [[32, 32], [32, 64], [64, 32], [64, 64]]
-
-
-def _image_only(cls: type) -> type:
-    """The family's processor without a video processor (video processors need torchvision, absent on CPU here)."""
-
-    class ImageOnly(cls):  # type: ignore[misc, valid-type]
-        @classmethod
-        def get_attributes(cls) -> list[str]:
-            return ["image_processor", "tokenizer"]
-
-    ImageOnly.__name__ = ImageOnly.__qualname__ = cls.__name__
-    return ImageOnly
 
 
 def _seeded(hf: Any, seed: int) -> Any:
@@ -95,7 +84,7 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
             hf = LlavaOnevisionForConditionalGeneration(config)
         image_processor = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32},
                                                           image_grid_pinpoints=_PINPOINTS)
-        make = _image_only(LlavaOnevisionProcessor)
+        make = image_only_processor(LlavaOnevisionProcessor)
         kwargs: dict[str, Any] = {"num_image_tokens": 16, "vision_feature_select_strategy": "full"}
     elif family == "idefics3":
         from transformers import (
@@ -114,7 +103,7 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
             torch.manual_seed(seed)
             hf = Idefics3ForConditionalGeneration(config)
         image_processor = Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
-        make = _image_only(Idefics3Processor)
+        make = image_only_processor(Idefics3Processor)
         kwargs = {"image_seq_len": 4}
     else:
         raise BadInputError(f"unknown tiny vision-language family {family!r}; choose from {', '.join(FAMILIES)}")
@@ -126,7 +115,7 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
 def tiny_vlm(family: str = "llava_onevision", **shape: Any) -> Model:
     """A random-initialised vision-language ``TransformerBridge`` with its processor (``model.armlens_processor``),
     built in memory for fast tests. ``family``: ``llava_onevision`` or ``idefics3``; the shape keywords size the
-    language backbone (as :func:`armlens.model.tiny_model`)."""
+    language backbone (as :func:`armlens.testing.tiny_model`)."""
     from transformers import AutoTokenizer
 
     hf, tok, (make, image_processor, kwargs) = tiny_vlm_parts(family, **shape)

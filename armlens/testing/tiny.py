@@ -1,5 +1,5 @@
-"""Tiny models for tests: a random Llama-style model built in memory (optionally grouped-query) with an offline
-byte-level tokenizer whose Yes/No are single tokens. Boots in well under a second, offline.
+"""Tiny models for tests: a random Llama-style model built in memory (optionally grouped-query) with the offline
+byte-level tokenizer of :mod:`armlens.testing.tokenizer`. Boots in well under a second, offline.
 """
 
 from __future__ import annotations
@@ -10,41 +10,9 @@ from typing import Any
 import torch
 
 from armlens.model.loading import boot
-from armlens.model.tokens import CHATML_TEMPLATE
+from armlens.testing.tiny_vlm import tiny_vlm
+from armlens.testing.tokenizer import tiny_tokenizer
 from armlens.typing import Model
-
-_TINY_WORDS = ["Yes", "No", "ĠYes", "ĠNo"]
-
-
-def tiny_tokenizer() -> Any:
-    """An offline byte-level BPE tokenizer (~270 tokens) with ChatML special tokens and single-token Yes/No."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    vocab = {tok: i for i, tok in enumerate(specials)}
-    for ch in bytes_to_unicode().values():
-        vocab[ch] = len(vocab)
-    merges = [("Y", "e"), ("Ye", "s"), ("N", "o"), ("Ġ", "Yes"), ("Ġ", "No")]
-    for w in _TINY_WORDS:
-        vocab[w] = len(vocab)
-    vocab["Ye"] = len(vocab)
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",  # same trap as SmolLM2: pad == <|im_end|>, which every chat prompt contains
-        unk_token="<|endoftext|>",
-        additional_special_tokens=specials,
-    )
-    tok.chat_template = CHATML_TEMPLATE
-    tok.padding_side = "left"
-    tok.model_max_length = 2048
-    return tok
 
 
 def tiny_model(family: str = "llama", *, device: str = "cpu", dtype: torch.dtype | None = None, **shape: Any) -> Model:
@@ -53,12 +21,10 @@ def tiny_model(family: str = "llama", *, device: str = "cpu", dtype: torch.dtype
 
     ``n_key_value_heads < n_heads`` gives the grouped-query variant. Boots in well under a second, offline.
     ``family="llava_onevision"`` or ``"idefics3"``: a tiny vision-language model with its processor
-    (:func:`armlens.model.tiny_vlm.tiny_vlm`). ``device`` and ``dtype`` (Llama family only) place the same seeded
+    (:func:`armlens.testing.tiny_vlm.tiny_vlm`). ``device`` and ``dtype`` (Llama family only) place the same seeded
     weights elsewhere, for the device tests (``tests/test_device.py``, ``scripts/gpu_check.sh``).
     """
     if family != "llama":
-        from armlens.model.tiny_vlm import tiny_vlm
-
         return tiny_vlm(family, **shape)
     hf, tok = tiny_hf_model(**shape)
     if dtype is not None:
