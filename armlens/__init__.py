@@ -14,12 +14,19 @@ Layers, lowest first (a lower layer never imports a higher one):
 - ``armlens.analysis``    head analysis and stage ablations; ``armlens.plots`` draws them
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
+# Imported on first use, so that ``armlens --help`` never imports torch; type checkers and editors read the same names
+# from the TYPE_CHECKING block below (tests/test_public_api.py checks that the two lists agree).
 _LAZY = {
     "ArmlensError": "armlens.errors",
     "ActivationRM": "armlens.rm",
     "ARMConfig": "armlens.rm",
+    "CriterionARM": "armlens.rm",
     "ReinforceConfig": "armlens.selection",
     "JudgeTemplate": "armlens.prompts",
     "load_model": "armlens.model",
@@ -28,12 +35,32 @@ _LAZY = {
     "split_pairs": "armlens.data",
     "PreferencePair": "armlens.data",
 }
-__all__ = sorted(_LAZY)
+__all__ = [
+    "ARMConfig",
+    "ActivationRM",
+    "ArmlensError",
+    "CriterionARM",
+    "JudgeTemplate",
+    "PreferencePair",
+    "ReinforceConfig",
+    "load_model",
+    "load_pairs",
+    "model_info",
+    "split_pairs",
+]
 
+if TYPE_CHECKING:
+    from armlens.data import PreferencePair, load_pairs, split_pairs
+    from armlens.errors import ArmlensError
+    from armlens.model import load_model, model_info
+    from armlens.prompts import JudgeTemplate
+    from armlens.rm import ActivationRM, ARMConfig, CriterionARM
+    from armlens.selection import ReinforceConfig
+else:
 
-def __getattr__(name: str):  # lazy: `armlens --help` must not import torch
-    if name in _LAZY:
-        import importlib
+    def __getattr__(name: str) -> Any:  # lazy: `armlens --help` must not import torch
+        if name in _LAZY:
+            import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'armlens' has no attribute {name!r}")
+            return getattr(importlib.import_module(_LAZY[name]), name)
+        raise AttributeError(f"module 'armlens' has no attribute {name!r}")

@@ -144,7 +144,7 @@ def row_patch_hooks(model: Model, means: RowMeans, masks: RowMasks) -> list[M.Ho
 
 
 @contextlib.contextmanager
-def patched(model: Model, means: Means, mask: HeadMask | RowMasks) -> Iterator[Any]:
+def patched(model: Model, means: Means, mask: HeadMask | RowMasks) -> Iterator[Model]:
     """``with patched(model, means, mask): model(...)``: the heads are patched inside, never after."""
     with M.hooks(model, patch_hooks(model, means, mask)):
         yield model

@@ -27,9 +27,10 @@ import random
 import time
 import warnings
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import torch
 from jaxtyping import Float
@@ -211,7 +212,7 @@ class ActivationRM:
     """A few-shot Activation Reward Model on a TransformerLens bridge: one :class:`CriterionARM` per criterion.
 
     Args:
-        model: a bridge from :func:`armlens.load_model` or :func:`armlens.tiny_model`.
+        model: a bridge from :func:`armlens.load_model` (tests: :func:`armlens.testing.tiny_model`).
         config: :class:`ARMConfig`; keyword overrides are applied on top (nested REINFORCE settings go through
             ``config.reinforce``).
     """
@@ -427,6 +428,13 @@ class ActivationRM:
         return score_texts(self.model, texts, means=fit.means, mask=fit.mask, answer_ids=self.answer_ids,
                            kind=self.config.score, batch_size=self.config.batch_size, show_progress=show_progress)
 
+    # One response gives a float, several a list. A str is also a Sequence[str]; the first overload wins for it.
+    @overload
+    def score(self, prompt: Prompt, response: str, criterion: str | None = None,  # type: ignore[overload-overlap]
+              images: Sequence[Any] = ()) -> float: ...
+    @overload
+    def score(self, prompt: Prompt, response: Sequence[str], criterion: str | None = None,
+              images: Sequence[Any] = ()) -> list[float]: ...
     def score(self, prompt: Prompt, response: str | Sequence[str], criterion: str | None = None,
               images: Sequence[Any] = ()) -> float | list[float]:
         """Reward of one response (a float) or several responses to the same prompt (a list). ``criterion``: the
@@ -460,13 +468,17 @@ class ActivationRM:
                                groups=groups, show_progress=show_progress)
         return scores[0::2], scores[1::2]
 
+    @overload
+    def __call__(self, prompt: Prompt, response: str) -> float: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, prompt: Prompt, response: Sequence[str]) -> list[float]: ...
     def __call__(self, prompt: Prompt, response: str | Sequence[str]) -> float | list[float]:
         """Reward-function form: ``rm(prompt, response)``."""
         return self.score(prompt, response)
 
     # ------------------------------------------------------------------------------------------------ patching
 
-    def patched(self, criterion: str | None = None) -> Any:
+    def patched(self, criterion: str | None = None) -> AbstractContextManager[Model]:
         """``with rm.patched(): model(...)``: the model with ``criterion``'s heads patched, inside the block only."""
         fit = self.fit_for(criterion)
         return patched(self.model, fit.means, fit.mask)
