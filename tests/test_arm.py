@@ -19,7 +19,7 @@ from armlens.activations import (
     make_estimator,
 )
 from armlens.data.records import PreferencePair
-from armlens.patching import capture_last_z, parse_heads, patch, patch_hooks, patched
+from armlens.patching import capture_last_z, mask_labels, parse_heads, patch, patch_hooks, patched
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
 from armlens.rm import ActivationRM, ARMConfig
 from armlens.scoring import score_from_logits, score_texts
@@ -474,12 +474,19 @@ def small_config(**kw):
 def test_activation_rm_fit_score_save_load_roundtrip(tiny_gqa, tmp_path):
     pairs = make_pairs(6)
     rm = ActivationRM(tiny_gqa, small_config()).fit(pairs[:4], show_progress=False)
-    assert rm.mask is not None and rm.means.shape == (3, 4, 16)
+    (fit,) = rm.fits.values()  # one criterion: the properties read its fit
+    assert rm.mask is fit.mask and rm.means is fit.means and rm.means.shape == (3, 4, 16)
+    assert rm.mask.shape == (3, 4) and rm.mask.dtype == torch.bool and rm.heads == mask_labels(rm.mask) != []
     assert "ActivationRM(model='tiny-llama" in repr(rm) and "seed=0" in repr(rm)
     chosen, rejected = rm.score_pairs(pairs[4:], show_progress=False)
-    assert chosen.shape == (2,) and ((chosen >= 0) & (chosen <= 1)).all()
-    single = rm.score(pairs[4].prompt, pairs[4].chosen, criterion=rm._criterion(pairs[4]))
-    assert single == pytest.approx(float(chosen[0]), abs=1e-5)  # full forward vs the branch path of score_pairs
+    assert chosen.shape == rejected.shape == (2,)
+    for i, p in enumerate(pairs[4:]):  # full forwards vs the branch path of score_pairs, both responses
+        crit = rm._criterion(p)
+        assert rm.score(p.prompt, [p.chosen, p.rejected], criterion=crit) == pytest.approx(
+            [float(chosen[i]), float(rejected[i])], abs=1e-5)
+    unpatched = ActivationRM.from_patch(tiny_gqa, rm.means, torch.zeros_like(rm.mask), rm.config)
+    plain = unpatched.score(pairs[4].prompt, pairs[4].chosen, criterion=rm._criterion(pairs[4]))
+    assert abs(plain - float(chosen[0])) > 1e-4  # the patched heads change the reward
     path = rm.save(tmp_path / "toy.arm")
     loaded = ActivationRM.load(path, tiny_gqa)
     assert torch.equal(loaded.means, rm.means) and torch.equal(loaded.mask, rm.mask)

@@ -19,15 +19,17 @@ def test_bench_child_reports_a_fit(tiny, monkeypatch, capsys):
 
     def make_rm(model, seed):  # the default ARM, with a few REINFORCE steps
         seen["seed"] = seed
-        return real(model, quick, seed=seed)
+        seen["rm"] = real(model, quick, seed=seed)
+        return seen["rm"]
 
     monkeypatch.setattr(M, "load_model", lambda: tiny)
     monkeypatch.setattr(bench, "fit_pairs", lambda root: pairs if root == "ROOT" else [])
     monkeypatch.setattr(rm, "ActivationRM", make_rm)
     assert _bench_child.main(["ROOT", "3"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert seen == {"seed": 3}
-    assert out["n_pairs"] == 3 and out["heads"] >= 0 and out["fit_s"] > 0 and out["peak_rss_mb"] > 0
+    assert seen["seed"] == 3
+    assert out["heads"] == len(seen["rm"].heads) == int(seen["rm"].mask.sum())  # the fitted ARM's own head count
+    assert out["n_pairs"] == 3 and out["fit_s"] > 0 and out["peak_rss_mb"] > 0
     assert {"extraction", "steps", "final_choice"} <= set(out["timings_s"])
     assert out["rss_after_load_mb"] > 0 and out["predicted_peak_mb"] > 0  # the memory plan beside the measurement
     assert out["plan"]["pool_prompts"] >= 1 and out["plan"]["prompt_tokens"] >= 2

@@ -71,7 +71,8 @@ def test_device_arm_fits_and_scores_like_cpu(pair):
     rm = ActivationRM(dev, quick).fit([Example(p, r, y, quick.criterion) for p, r, y in examples],
                                       show_progress=False)
     s = rm.score("Is ice cold?", "Yes.")
-    assert 0.0 <= s <= 1.0
+    on_cpu = ActivationRM.from_patch(cpu, rm.means.cpu(), rm.mask.cpu(), rm.config)  # the fit, scored on the CPU
+    assert abs(s - on_cpu.score("Is ice cold?", "Yes.")) <= tol
 
 
 @pytest.mark.slow

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # scripts/gpu_check.sh in a subprocess: a nested pytest run and two armlens commands
 def test_gpu_check_cpu_fallback_writes_a_report(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "ARMLENS_GPU_CHECK_FORCE_CPU": "1",
            "ARMLENS_GPU_CHECK_K": "forward_matches_cpu", "OMP_NUM_THREADS": "1"}

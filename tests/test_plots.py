@@ -3,18 +3,27 @@ from a saved (tiny) results folder, HTML always and PNG when a Chrome-family bro
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
+from PIL import Image
 
 from armlens import analysis as A
 from armlens import plots
 from armlens.cli import main as cli_main
 from armlens.cli.analysis import build_figures
 from armlens.data.records import PreferencePair
+
+_DIV_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _ids(html: str) -> str:
+    """A figure's HTML with plotly's random div id masked."""
+    return _DIV_ID.sub("ID", html)
 
 
 def toy_pairs(n: int = 20) -> list[PreferencePair]:
@@ -171,7 +180,11 @@ def test_figures_from_saved_results_html(results_dir, tmp_path, capsys):
     out = tmp_path / "figs"
     assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "html"]) == 0
     written = {p.stem for p in out.glob("*.html")}
-    assert written == expected | {"sweep"}  # every setting against its axis's default, paired
+    # every setting against its axis's default, paired; the accuracy-sparsity frontier from the folder's cells
+    assert written == expected | {"sweep", "frontier"}
+    for name in expected:  # each file holds the figure built above (plotly's div ids are random)
+        want = html.get(name, figs[name]).to_html(include_plotlyjs="cdn", full_html=True)
+        assert _ids((out / f"{name}.html").read_text(encoding="utf-8")) == _ids(want), name
     table = pd.read_csv(out / "sweep.csv")
     assert set(table["axis"]) <= set(A.AXES) and table["reference"].any() and (out / "sweep.md").is_file()
     conv = pd.read_csv(out / "convergence.csv")  # REINFORCE's settling, per training run, from the saved curves
@@ -236,9 +249,19 @@ def test_figures_png(results_dir, tmp_path):
     out = tmp_path / "png"
     assert cli_main(["figures", "--results", str(results_dir), "--out", str(out), "--formats", "png"]) == 0
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 9 + 1 + len(A.AXES) + 1  # nine head figures, the overview, one per axis, the sweep
+    assert len(pngs) == 9 + 1 + len(A.AXES) + 1 + 1  # nine head figures, the overview, one per axis, the sweep, the frontier
+    figs, _ = build_figures(A.load_results(results_dir))
+    pixels = {}
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size < 300_000
+        with Image.open(p) as im:
+            rgb = im.convert("RGB")
+        if p.stem in figs:  # drawn at the figure's own size
+            fig = figs[p.stem]
+            assert rgb.size == (fig.layout.width, fig.layout.height), p.stem
+        assert len(rgb.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8, p.stem  # a drawing, not a blank page
+        pixels[p.stem] = rgb.tobytes()
+    assert len(set(pixels.values())) == len(pixels)  # no two figures came out the same
 
 
 def test_figures_without_results_is_a_clear_error(tmp_path, capsys):

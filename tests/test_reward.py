@@ -86,7 +86,10 @@ def test_judge_rewards(tiny):
           for i in range(3)]
     scores = judge_reward(icl.fit(fs), weights={HELPFUL: 0.5, HARMLESS: 0.5})(prompts=PROMPTS,
                                                                                completions=COMPLETIONS)
-    assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
+    helpful, harmless = (judge_reward(icl, criterion=c)(prompts=PROMPTS, completions=COMPLETIONS)
+                         for c in (HELPFUL, HARMLESS))
+    assert helpful != pytest.approx(harmless, abs=1e-6)  # the criterion reaches the judge
+    assert scores == pytest.approx([0.5 * a + 0.5 * b for a, b in zip(helpful, harmless, strict=True)], abs=1e-6)
 
 
 def test_style_features():
