@@ -14,6 +14,7 @@ import torch
 
 from armlens import io as aio
 from armlens import model as M
+from armlens import testing as T
 from armlens.cli import main
 from armlens.evaluation import baselines
 from armlens.evaluation.baselines import JudgeConfig
@@ -825,7 +826,7 @@ def test_runner_records_cut_items(tiny, toy_file, tmp_path):
 
 
 def test_prompts_beyond_the_context_stop_the_run_before_any_fit(toy_file, tmp_path, monkeypatch):
-    small = M.tiny_model(n_ctx=64)
+    small = T.tiny_model(n_ctx=64)
     counter = FitCounter(monkeypatch)
     with pytest.raises(ValueError, match=r"exceed the model's context of 64 tokens.*--max-field-tokens"):
         run_eval(tiny_config(toy_file, tmp_path / "ctx", max_field_tokens=None), model=small)
