@@ -100,6 +100,7 @@ CASES = [
     ("figures", "--results T/results --out T/f --seed -1", r"argument --seed: must be 0 or a positive integer"),
     ("demo", "--out T/d --steps 0", r"argument --steps: must be a positive integer"),
     ("heads", "--results T/foreign", r"--results .*foreign holds no run.json: not an `armlens ablate` folder"),
+    ("heads", "--results T/foreign --seeds 0,-1", r"argument --seeds: '-1' in '0,-1': must be 0 or a positive integer"),
     ("heads", "--results T/foreign --margin 1.5", r"--margin must be in \[0, 1\) and --n-random >= 0, got 1.5"),
     ("eval", "--out T/e --workers 0", r"argument --workers: must be a positive integer, got '0'"),
     # model placement: a dtype outside the choices, a device map that is neither a strategy nor a JSON object
