@@ -299,7 +299,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, saved_tiny_model):
     err_file = (tmp_path / "stderr.txt").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "armlens.cli", "eval", "--data", f"path:{pairs}", "--model", str(folder),
-         "--methods", "zero-shot", "--seeds", "200", "--limit", "4", "--n-fewshot", "2", "--n-select", "0",
+         "--methods", "few-shot-icl", "--seeds", "200", "--limit", "4", "--n-fewshot", "2", "--n-select", "0",
          "--bias", "none", "--max-field-tokens", "16", "--n-bootstrap", "10", "--out", str(out), "--quiet"],
         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err_file)  # a file: a full pipe cannot stall it
     deadline = time.monotonic() + 600  # the wait ends at the first saved unit; a loaded machine may take minutes
