@@ -301,7 +301,10 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, saved_tiny_model):
         [sys.executable, "-m", "armlens.cli", "eval", "--data", f"path:{pairs}", "--model", str(folder),
          "--methods", "few-shot-icl", "--seeds", "200", "--limit", "4", "--n-fewshot", "2", "--n-select", "0",
          "--bias", "none", "--max-field-tokens", "16", "--n-bootstrap", "10", "--out", str(out), "--quiet"],
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err_file)  # a file: a full pipe cannot stall it
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err_file,  # a file: a full pipe cannot stall it
+        # a test suite started in the background (nohup, `cmd &`) ignores SIGINT, and a child inherits that: Python
+        # then installs no KeyboardInterrupt handler, the signal does nothing and the run finishes with exit 0
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 600  # the wait ends at the first saved unit; a loaded machine may take minutes
     while not list(out.glob("*/seed*/*/result.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
