@@ -65,22 +65,20 @@ def peak_mb() -> float:
     on Linux that survives ``fork`` + ``exec``, so a child started from a parent holding a loaded model reports the
     parent's peak (measured: a 13 MB child of an 800 MB parent reports 814 MB), which is why the bench's fit row once
     read 2,987 MiB against 1,668 MiB for the same fit run alone. Elsewhere ``ru_maxrss`` is all there is."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return _status_mb("VmHWM")
 
 
 def _rss_mb() -> float:
     """Resident memory now (Linux; the peak so far elsewhere)."""
+    return _status_mb("VmRSS")
+
+
+def _status_mb(field: str) -> float:
+    """``field`` of ``/proc/self/status`` in MB (Linux); elsewhere the peak so far (``ru_maxrss``)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
