@@ -12,6 +12,7 @@ import torch
 from armlens.model.loading import boot
 from armlens.testing.tiny_vlm import tiny_vlm
 from armlens.testing.tokenizer import tiny_tokenizer
+from armlens.testing.weights import seeded_weights
 from armlens.typing import Model
 
 
@@ -66,11 +67,6 @@ def tiny_hf_model(
         eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
     )
-    gen = torch.Generator().manual_seed(seed)
-    hf = LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # seeded init independent of the global RNG; std large enough for non-trivial attention
-        for p in hf.parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    hf = seeded_weights(LlamaForCausalLM(config), seed)
     hf.name_or_path = f"tiny-llama-L{n_layers}H{n_heads}KV{config.num_key_value_heads}D{d_head}-seed{seed}"
     return hf, tok

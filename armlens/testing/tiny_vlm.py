@@ -18,6 +18,7 @@ from armlens.errors import BadInputError
 from armlens.model.loading import boot
 from armlens.model.sources import image_only_processor
 from armlens.testing.tokenizer import tiny_tokenizer
+from armlens.testing.weights import seeded_weights
 from armlens.typing import Model
 
 FAMILIES = ("llava_onevision", "idefics3")
@@ -33,15 +34,6 @@ VLM_CHAT_TEMPLATE = (
 """ChatML with image parts (``{"type": "image"}`` renders as the ``<image>`` placeholder)."""
 
 _PINPOINTS = [[32, 32], [32, 64], [64, 32], [64, 64]]
-
-
-def _seeded(hf: Any, seed: int) -> Any:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # seeded init independent of the global RNG; std large enough for non-trivial attention
-        for p in hf.parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
-    return hf.eval()
 
 
 def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: int = 4, n_key_value_heads: int | None
@@ -79,7 +71,7 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
             image_grid_pinpoints=_PINPOINTS, vision_feature_layer=-1, vision_feature_select_strategy="full",
             tie_word_embeddings=False)
         config.architectures = ["LlavaOnevisionForConditionalGeneration"]
-        with torch.random.fork_rng():  # parameters _seeded leaves alone (image_newline, ...) seeded too
+        with torch.random.fork_rng():  # parameters seeded_weights leaves alone (image_newline, ...) seeded too
             torch.manual_seed(seed)
             hf = LlavaOnevisionForConditionalGeneration(config)
         image_processor = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32},
@@ -107,7 +99,7 @@ def tiny_vlm_parts(family: str = "llava_onevision", n_layers: int = 2, n_heads: 
         kwargs = {"image_seq_len": 4}
     else:
         raise BadInputError(f"unknown tiny vision-language family {family!r}; choose from {', '.join(FAMILIES)}")
-    hf = _seeded(hf, seed)
+    hf = seeded_weights(hf, seed)
     hf.name_or_path = (f"tiny-{family}-L{n_layers}H{n_heads}KV{n_key_value_heads or n_heads}D{d_head}-seed{seed}")
     return hf, tok, (make, image_processor, kwargs)
 
