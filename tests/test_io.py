@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import json
 import multiprocessing
 import os
@@ -312,3 +313,9 @@ def test_result_files_list_the_same_names_in_the_same_order_in_either_form(tmp_p
     assert [f.name for f in found] == sorted(names)
     assert [aio.read_json(f)["i"] for f in found] == [0, 1, 2, 3]  # plain and compressed alike
     assert aio.result_files(tmp_path / "missing", "*.json") == []
+
+
+def test_sha256_file_reads_in_chunks_and_returns_the_digest(tmp_path):
+    data = os.urandom(3 << 20)[: (3 << 20) - 5]  # more than one 1 MiB chunk, not a whole number of them
+    (tmp_path / "f").write_bytes(data)
+    assert aio.sha256_file(tmp_path / "f") == hashlib.sha256(data).hexdigest()
