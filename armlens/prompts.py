@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from armlens.data.records import PreferencePair, Prompt
+from armlens.data.records import PreferencePair, Prompt, prompt_text
 from armlens.errors import BadInputError
 from armlens.model import apply_chat_template, is_multimodal, render_chat, single_token_id
 from armlens.typing import Model
@@ -224,16 +224,10 @@ def count_cuts(model: Model, pairs: Sequence[PreferencePair], max_tokens: int | 
         return 0, 0
     items = fields = 0
     for p in pairs:
-        n = sum(is_cut(model, t, max_tokens) for t in (_prompt_text(p.prompt), p.chosen, p.rejected))
+        n = sum(is_cut(model, t, max_tokens) for t in (prompt_text(p.prompt), p.chosen, p.rejected))
         items += n > 0
         fields += n
     return items, fields
-
-
-def _prompt_text(prompt: Prompt) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
 
 
 def scalar_question(model: Model, ex: Example, template: JudgeTemplate = JudgeTemplate()) -> str:
@@ -241,7 +235,7 @@ def scalar_question(model: Model, ex: Example, template: JudgeTemplate = JudgeTe
     cut = template.max_field_tokens
     return (
         f"Criterion: {ex.criterion}\n\n"
-        f"Prompt:\n{cut_to_tokens(model, _prompt_text(ex.prompt), cut)}\n\n"
+        f"Prompt:\n{cut_to_tokens(model, prompt_text(ex.prompt), cut)}\n\n"
         f"Response:\n{cut_to_tokens(model, ex.response, cut)}\n\n"
         f"{template.question}"
     )
@@ -307,7 +301,7 @@ def answered_prompt(model: Model, ex: Example, template: JudgeTemplate = JudgeTe
 
 def prompt_key(prompt: Prompt) -> str:
     """A prompt's identity as text (examples from one pair share it: siblings)."""
-    return _prompt_text(prompt)
+    return prompt_text(prompt)
 
 
 def ranked_prompt(
@@ -318,7 +312,7 @@ def ranked_prompt(
     cut = template.max_field_tokens
     text = (
         f"Criterion: {criterion}\n\n"
-        f"Prompt:\n{cut_to_tokens(model, _prompt_text(prompt), cut)}\n\n"
+        f"Prompt:\n{cut_to_tokens(model, prompt_text(prompt), cut)}\n\n"
         f"Response A:\n{cut_to_tokens(model, first, cut)}\n\n"
         f"Response B:\n{cut_to_tokens(model, second, cut)}\n\n"
         f"{template.ranked_question}"

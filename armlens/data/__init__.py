@@ -5,7 +5,7 @@ Context
 Everything downstream (prompts, activations, head selection, scoring, evaluation) consumes
 ``list[PreferencePair]``. This package produces them:
 
-- :mod:`armlens.data.records`    the :class:`PreferencePair` record and :func:`pairs_hash`
+- :mod:`armlens.data.records`    the :class:`PreferencePair` record, :func:`pairs_hash`, :func:`prompt_text`
 - :mod:`armlens.data.roots`      where data lives (``--root``, ``ARMLENS_DATA_ROOT``, ``~/.cache/armlens/data``,
   the BIG-bench cache, the bundled copy)
 - :mod:`armlens.data.bundle`     the five small sets bundled in the package, their licences and SHA-256 manifest
@@ -37,7 +37,7 @@ from armlens.data.loaders import (
     load_pairs,
     load_pairs_with_report,
 )
-from armlens.data.records import PreferencePair, pairs_hash
+from armlens.data.records import PreferencePair, pairs_hash, prompt_text
 from armlens.data.roots import cache_dir, data_root
 from armlens.data.rows import read_rows
 from armlens.data.splits import Split, split_pairs
@@ -60,6 +60,7 @@ __all__ = [
     "load_pairs",
     "load_pairs_with_report",
     "pairs_hash",
+    "prompt_text",
     "read_rows",
     "split_pairs",
 ]

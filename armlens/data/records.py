@@ -26,6 +26,13 @@ Message = dict[str, str]
 Prompt = str | list[Message]
 
 
+def prompt_text(prompt: Prompt) -> str:
+    """A prompt flattened to text (chat turns joined as ``Role: content``), for judge prompts, grouping and display."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in prompt)
+
+
 @dataclass(frozen=True)
 class PreferencePair:
     """One preference judgement: ``chosen`` is better than ``rejected`` for ``prompt``."""
@@ -48,10 +55,8 @@ class PreferencePair:
     """Images the prompt shows (file paths or PIL images), for vision-language judges; empty for text pairs."""
 
     def prompt_text(self) -> str:
-        """The prompt flattened to text (chat turns joined as ``Role: content``), for grouping and display."""
-        if isinstance(self.prompt, str):
-            return self.prompt
-        return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in self.prompt)
+        """The prompt flattened to text (:func:`prompt_text`)."""
+        return prompt_text(self.prompt)
 
     def prompt_key(self) -> str:
         """A hash of the prompt; pairs sharing it must stay on one side of any split."""

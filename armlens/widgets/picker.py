@@ -15,9 +15,9 @@ from torch import Tensor
 
 from armlens import model as M
 from armlens.analysis.heads import AttentionRow, branches_with_attention
-from armlens.data.records import Prompt
+from armlens.data.records import Prompt, prompt_text
 from armlens.patching import mask_labels, parse_heads
-from armlens.prompts import DEFAULT_CRITERION, Example, _prompt_text, scalar_prompt
+from armlens.prompts import DEFAULT_CRITERION, Example, scalar_prompt
 from armlens.rm import POOLED, ActivationRM, CriterionARM
 from armlens.scoring import score_from_logits
 from armlens.selection import mask_logits
@@ -74,7 +74,7 @@ class HeadPicker:
         self._default_fit = rm.fit_for(fit)
         cfg = self.model.cfg
         self.shape = (cfg.n_layers, cfg.n_heads)
-        self.prompt, self.response = _prompt_text(prompt), response
+        self.prompt, self.response = prompt_text(prompt), response
         if criterion is None:
             criterion = rm.config.criterion or (
                 self._default_fit.criterion if self._default_fit.criterion != POOLED else DEFAULT_CRITERION)
@@ -159,7 +159,7 @@ class HeadPicker:
 
     def set_text(self, prompt: Prompt | None = None, response: str | None = None, criterion: str | None = None) -> None:
         """Change any of the judged texts (the new prompt's prefix runs on the next readout)."""
-        prompt = None if prompt is None else _prompt_text(prompt)
+        prompt = None if prompt is None else prompt_text(prompt)
         for name, value in (("prompt", prompt), ("response", response), ("criterion", criterion)):
             if value is not None:
                 if not value.strip():
