@@ -13,6 +13,13 @@ Overwriting a head's output at the read position replaces what that head "says" 
 it said, on average, while the model judged labelled examples. Heads that carry the task's "format and criterion"
 signal are exactly those whose average helps; REINFORCE (``armlens.selection``) finds them.
 
+Soft weights
+------------
+Every patch here optionally takes ``weights`` (one number in [0, 1] per head): a selected head then gets
+``z + w (mu - z)`` (``torch.lerp(z, mu, w)``) instead of ``mu``. ``w = 1`` is the plain overwrite and ``w = 0`` leaves
+the head alone, both exactly (``lerp`` returns its end points bit for bit); :mod:`armlens.soft` learns the weights by
+gradient descent, through these same hooks.
+
 Everything here builds hook functions (small pure functions bound with ``functools.partial``, as in TransformerLens'
 ``patching.py``) and hands them to :mod:`armlens.model`, which runs them; hooks never outlive a call unless the caller
 holds the explicit handle from :func:`patch`.
@@ -31,7 +38,7 @@ from torch import Tensor
 
 from armlens import model as M
 from armlens.errors import BadInputError
-from armlens.typing import HeadMask, Means, Model, RowMasks, RowMeans
+from armlens.typing import HeadMask, HeadValues, Means, Model, RowMasks, RowMeans
 
 
 def head_label(layer: int, head: int) -> str:
@@ -83,29 +90,48 @@ def patch_z_hook(
     means: Float[Tensor, "head_index d_head"],
     mask: Bool[Tensor, " head_index"] | Bool[Tensor, "batch head_index"],
     pos: int = -1,
+    weights: Float[Tensor, " head_index"] | None = None,
 ) -> Float[Tensor, "batch pos head_index d_head"]:
-    """Overwrite ``z[:, pos, h]`` with ``means[h]`` where ``mask`` (one mask, or one per batch row) is True."""
+    """Overwrite ``z[:, pos, h]`` with ``means[h]`` where ``mask`` (one mask, or one per batch row) is True; with
+    ``weights``, write ``z + weights[h] (means[h] - z)`` there instead."""
     z = z.clone()
     sel = mask if mask.ndim == 2 else mask.unsqueeze(0).expand(z.shape[0], -1)
-    z[:, pos] = torch.where(sel.unsqueeze(-1), means.to(z.dtype), z[:, pos])
+    new = means.to(z.dtype) if weights is None else torch.lerp(
+        z[:, pos], means.to(z.dtype)[None], weights.to(z.dtype)[None, :, None])
+    z[:, pos] = torch.where(sel.unsqueeze(-1), new, z[:, pos])
     return z
 
 
-def patch_hooks(model: Model, means: Means, mask: HeadMask | RowMasks, pos: int = -1) -> list[M.Hook]:
-    """One hook per layer that has any selected head; ``mask`` may carry one mask per batch row."""
+def patch_hooks(model: Model, means: Means, mask: HeadMask | RowMasks, pos: int = -1, *,
+                weights: HeadValues | None = None) -> list[M.Hook]:
+    """One hook per layer that has any selected head; ``mask`` may carry one mask per batch row. ``weights``: soft
+    weights per head (see the module docstring)."""
     _check(model, means, mask)
     device = model.cfg.device
     means = means.to(device)
     mask = mask.to(device)
+    weights = _check_weights(means, weights)
     per_layer = mask.any(0) if mask.ndim == 3 else mask
     out = []
     for layer in range(model.cfg.n_layers):
         if not bool(per_layer[layer].any()):
             continue
         layer_mask = mask[:, layer] if mask.ndim == 3 else mask[layer]
-        fn = functools.partial(patch_z_hook, means=means[layer], mask=layer_mask, pos=pos)
+        fn = functools.partial(patch_z_hook, means=means[layer], mask=layer_mask, pos=pos,
+                               weights=None if weights is None else weights[layer])
         out.append((M.hook_z_name(layer), fn))
     return out
+
+
+def _check_weights(means: Tensor, weights: Tensor | None) -> Tensor | None:
+    """``weights`` on the means' device, checked: one number per head (per row: ``[rows, n_layers, n_heads]``)."""
+    if weights is None:
+        return None
+    lead = means.shape[:-1]
+    if tuple(weights.shape) != tuple(lead) or not weights.is_floating_point():
+        raise BadInputError(f"soft weights must be float [{', '.join(map(str, lead))}] (one per head), got "
+                            f"{weights.dtype} {tuple(weights.shape)}")
+    return weights.to(means.device)
 
 
 def patch_branch_hooks(model: Model, means: Means, masks: Bool[Tensor, "branch n_layers n_heads"]) -> list[M.Hook]:
@@ -121,41 +147,51 @@ def patch_rows_hook(
     *,
     means: Float[Tensor, "branch head_index d_head"],
     mask: Bool[Tensor, "branch head_index"],
+    weights: Float[Tensor, "branch head_index"] | None = None,
 ) -> Float[Tensor, "batch branch head_index d_head"]:
     """Branch ``r`` (a copy of the last token, :func:`armlens.model.run_cached_branches`) gets ``means[r, h]`` at the
-    heads of ``mask[r]``: every branch its own means and heads."""
-    return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
+    heads of ``mask[r]``: every branch its own means and heads. With ``weights``: ``z + weights[r, h] (means[r, h] -
+    z)`` there (differentiable in ``weights``)."""
+    if weights is None:
+        return torch.where(mask[None, :, :, None], means.to(z.dtype)[None], z)
+    mixed = torch.lerp(z, means.to(z.dtype)[None], weights.to(z.dtype)[None, :, :, None])
+    return torch.where(mask[None, :, :, None], mixed, z)
 
 
-def row_patch_hooks(model: Model, means: RowMeans, masks: RowMasks) -> list[M.Hook]:
+def row_patch_hooks(model: Model, means: RowMeans, masks: RowMasks,
+                    weights: Float[Tensor, "rows n_layers n_heads"] | None = None) -> list[M.Hook]:
     """Hooks for :func:`armlens.model.run_cached_branches` where branch ``r`` carries its own patch
-    ``(means[r], masks[r])``; one hook per layer in which any row patches a head (an empty row: the plain judge)."""
+    ``(means[r], masks[r])``; one hook per layer in which any row patches a head (an empty row: the plain judge).
+    ``weights``: soft weights per row and head (a row of ones where a row is a plain overwrite)."""
     if means.ndim != 4 or masks.ndim != 3 or means.shape[0] != masks.shape[0] or means.shape[0] < 1:
         raise BadInputError(f"row patches need means [rows, n_layers, n_heads, d_head] and masks [rows, n_layers, "
                             f"n_heads] with the same rows, got {tuple(means.shape)} and {tuple(masks.shape)}")
     _check(model, means[0], masks)
     device = model.cfg.device
     means, masks = means.to(device), masks.to(device)
+    weights = _check_weights(means, weights)
     return [
-        (M.hook_z_name(layer), functools.partial(patch_rows_hook, means=means[:, layer], mask=masks[:, layer]))
+        (M.hook_z_name(layer), functools.partial(patch_rows_hook, means=means[:, layer], mask=masks[:, layer],
+                                                 weights=None if weights is None else weights[:, layer]))
         for layer in range(model.cfg.n_layers)
         if bool(masks[:, layer].any())
     ]
 
 
 @contextlib.contextmanager
-def patched(model: Model, means: Means, mask: HeadMask | RowMasks) -> Iterator[Model]:
+def patched(model: Model, means: Means, mask: HeadMask | RowMasks, *,
+            weights: HeadValues | None = None) -> Iterator[Model]:
     """``with patched(model, means, mask): model(...)``: the heads are patched inside, never after."""
-    with M.hooks(model, patch_hooks(model, means, mask)):
+    with M.hooks(model, patch_hooks(model, means, mask, weights=weights)):
         yield model
 
 
 class PatchHandle:
     """An explicit patch that stays on the model until :meth:`remove` (steering-vectors' handle style)."""
 
-    def __init__(self, model: Model, means: Means, mask: HeadMask | RowMasks):
+    def __init__(self, model: Model, means: Means, mask: HeadMask | RowMasks, *, weights: HeadValues | None = None):
         self.heads = mask_labels(mask) if mask.ndim == 2 else None
-        self._remove = M.add_hooks(model, patch_hooks(model, means, mask))
+        self._remove = M.add_hooks(model, patch_hooks(model, means, mask, weights=weights))
 
     def remove(self) -> None:
         self._remove()
@@ -167,9 +203,9 @@ class PatchHandle:
         self.remove()
 
 
-def patch(model: Model, means: Means, mask: HeadMask | RowMasks) -> PatchHandle:
+def patch(model: Model, means: Means, mask: HeadMask | RowMasks, *, weights: HeadValues | None = None) -> PatchHandle:
     """Patch until ``handle.remove()``. Prefer :func:`patched` unless the patch must span several calls."""
-    return PatchHandle(model, means, mask)
+    return PatchHandle(model, means, mask, weights=weights)
 
 
 def capture_last_z(

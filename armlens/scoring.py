@@ -31,7 +31,7 @@ from armlens import model as M
 from armlens.errors import BadInputError
 from armlens.patching import patch_hooks, row_patch_hooks
 from armlens.prompts import AnswerIds
-from armlens.typing import HeadMask, Means, Model, RowMeans
+from armlens.typing import HeadMask, HeadValues, Means, Model, RowMeans
 
 ScoreKind = Literal["prob", "normalized", "logit_diff"]
 RowResid = dict[int, Float[Tensor, "rows d_model"]]
@@ -75,12 +75,15 @@ def score_texts(
     batch_size: int = 8,
     show_progress: bool = False,
     desc: str = "scoring",
+    weights: HeadValues | None = None,
 ) -> Float[Tensor, " batch"]:
-    """Judge scores for chat-templated prompts, with ``mask``'s heads patched to ``means`` (none: the plain judge)."""
+    """Judge scores for chat-templated prompts, with ``mask``'s heads patched to ``means`` (none: the plain judge);
+    ``weights``: soft weights, ``z + w (means - z)`` at those heads (:mod:`armlens.patching`)."""
     if not texts:
         raise BadInputError("no texts to score")
     ids = answer_ids or AnswerIds.of(model)
-    hooks = patch_hooks(model, means, mask) if mask is not None and means is not None and bool(mask.any()) else []
+    hooks = (patch_hooks(model, means, mask, weights=weights)
+             if mask is not None and means is not None and bool(mask.any()) else [])
     out = torch.empty(len(texts))
     for idx in tqdm(M.length_batches(texts, batch_size), desc=desc, disable=not show_progress, leave=False):
         logits = M.run_last_logits(model, *M.tokenize(model, [texts[i] for i in idx]), hooks)
@@ -133,6 +136,7 @@ def _branch_rows(
     model: Model, cache: M.PrefixCache, means: RowMeans, masks: Bool[Tensor, "rows n_layers n_heads"],
     rows: Sequence[int], answer_ids: AnswerIds, chunk: int, resid: RowResid | None = None,
     capture: Sequence[str] = (), capture_row: int | None = None,
+    weights: Float[Tensor, "rows n_layers n_heads"] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
     """Yes, No, log-normaliser and argmax of one prompt's last token under each of ``rows`` (branches, chunked),
     and the ``capture`` hooks' activations under ``capture_row`` when it is among them."""
@@ -141,7 +145,7 @@ def _branch_rows(
     for start in range(0, len(rows), chunk):
         here = list(rows[start : start + chunk])
         idx = torch.tensor(here)
-        hooks = row_patch_hooks(model, means[idx], masks[idx])
+        hooks = row_patch_hooks(model, means[idx], masks[idx], None if weights is None else weights[idx])
         for layer, add in (resid or {}).items():
             if bool(add[idx].any()):
                 hooks.append((M.resid_post_name(layer), functools.partial(_resid_add_hook, add=add[idx])))
@@ -173,6 +177,7 @@ def score_rows(
     capture_row: int | None = None,
     show_progress: bool = False,
     desc: str = "scoring rows",
+    weights: Float[Tensor, "rows n_layers n_heads"] | None = None,
 ) -> RowLogits:
     """Texts under row patches: one prefix per text, every row it is asked under as a side-by-side branch over it.
 
@@ -180,7 +185,9 @@ def score_rows(
     plain judge) and, with ``resid`` (``{layer: [rows, d_model]}``, :meth:`RowTable.resid`), adds ``resid[l][r]`` to
     the last token's ``blocks.{l}.hook_resid_post`` (a steering vector). ``capture`` names hooks whose last-token
     activation under ``capture_row`` is kept per text (:attr:`RowLogits.captured`: the features of a probe). Text
-    ``i`` is scored under ``rows_per_text[i]`` (default: every row). Texts with the same ``groups`` key (e.g. a pair's chosen and rejected prompts, or in-context prompts with the same demonstrations)
+    ``i`` is scored under ``rows_per_text[i]`` (default: every row). ``weights`` (``[rows, n_layers, n_heads]``,
+    :meth:`RowTable.weights`): soft weights, row ``r`` writes ``z + weights[r] (means[r] - z)`` at its heads (a row
+    of ones: the plain overwrite, bit for bit). Texts with the same ``groups`` key (e.g. a pair's chosen and rejected prompts, or in-context prompts with the same demonstrations)
     run their common leading tokens once when those are at least ``min_shared_tokens`` long, and each text then only
     its own remaining tokens. Within a group, texts with the same ``subgroups`` key (e.g. an in-context judge's
     chosen and rejected queries after shared demonstrations) run their longer common part once more, on top of the
@@ -213,7 +220,7 @@ def score_rows(
                 cache = M.extend_prefix(model, start, tok) if start is not None else (
                     M.prefix_cache(model, tok, torch.ones_like(tok)))
                 yes, no, lse, top, store = _branch_rows(model, cache, means, masks, wanted[i], answer_ids, chunk,
-                                                        resid, capture, capture_row)
+                                                        resid, capture, capture_row, weights)
                 for name, value in store.items():
                     captured[name][i] = value
                 cols = torch.tensor(wanted[i])
@@ -264,7 +271,8 @@ class RowTable:
     optionally, a vector added to one layer's last-token residual stream (``resid=(layer, vector)``).
 
     Two patches are the same row when they select the same heads with the same values there (the values of
-    unselected heads never reach the model) and add the same vector; every empty patch is the one plain-judge row.
+    unselected heads never reach the model), the same soft weights there (``weights``: ``z + w (means - z)``, a soft
+    ARM's patch; none: the plain overwrite) and add the same vector; every empty patch is the one plain-judge row.
     """
 
     def __init__(self, n_layers: int, n_heads: int, d_head: int, d_model: int | None = None) -> None:
@@ -273,6 +281,7 @@ class RowTable:
         self.means: list[Tensor] = []
         self.masks: list[Tensor] = []
         self.adds: list[tuple[int, Tensor] | None] = []
+        self.soft: list[Tensor | None] = []
         self._index: dict[str, int] = {}
 
     @classmethod
@@ -280,9 +289,12 @@ class RowTable:
         cfg = model.cfg
         return cls(cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model)
 
-    def add(self, means: Means | None, mask: HeadMask | None, resid: tuple[int, Tensor] | None = None) -> int:
-        """The row of this patch (``None`` or an empty mask and no ``resid``: the plain judge), added when new."""
+    def add(self, means: Means | None, mask: HeadMask | None, resid: tuple[int, Tensor] | None = None, *,
+            weights: HeadValues | None = None) -> int:
+        """The row of this patch (``None`` or an empty mask and no ``resid``: the plain judge), added when new;
+        ``weights``: the patch's soft weights per head (:mod:`armlens.soft`)."""
         h = hashlib.blake2b(digest_size=16)
+        soft = None
         if mask is None or means is None or not bool(mask.any()):
             means, mask = torch.zeros(self.shape), torch.zeros(self.shape[:2], dtype=torch.bool)
             h.update(b"plain")
@@ -293,6 +305,12 @@ class RowTable:
             means, mask = means.detach().float().cpu(), mask.cpu()
             h.update(mask.numpy().tobytes())
             h.update(means[mask].numpy().tobytes())
+            if weights is not None:  # hashed only when given: the rows of hard patches keep their keys
+                if tuple(weights.shape) != self.shape[:2]:
+                    raise BadInputError(f"soft weights need shape {self.shape[:2]}, got {tuple(weights.shape)}")
+                soft = torch.where(mask, weights.detach().float().cpu(), 0.0)
+                h.update(b"soft")
+                h.update(soft[mask].numpy().tobytes())
         if resid is not None:
             layer, vector = int(resid[0]), resid[1].detach().float().cpu()
             if not 0 <= layer < self.shape[0] or vector.shape != (self.d_model,):
@@ -307,6 +325,7 @@ class RowTable:
             self.means.append(means)
             self.masks.append(mask)
             self.adds.append(resid)
+            self.soft.append(soft)
         return self._index[key]
 
     def __len__(self) -> int:
@@ -319,6 +338,13 @@ class RowTable:
     def stacked(self) -> tuple[RowMeans, Bool[Tensor, "rows n_layers n_heads"]]:
         """Means ``[rows, n_layers, n_heads, d_head]`` and masks ``[rows, n_layers, n_heads]``."""
         return torch.stack(self.means), torch.stack(self.masks)
+
+    def weights(self) -> Float[Tensor, "rows n_layers n_heads"] | None:
+        """Soft weights per row (``[rows, n_layers, n_heads]``; a hard row: 1 at its heads, which ``lerp`` turns into
+        the plain overwrite exactly); ``None`` if no row has any (the hard-patch path, untouched)."""
+        if not any(w is not None for w in self.soft):
+            return None
+        return torch.stack([w if w is not None else m.float() for w, m in zip(self.soft, self.masks, strict=True)])
 
     def resid(self) -> RowResid | None:
         """The residual additions as ``{layer: [rows, d_model]}`` (zero rows add nothing); ``None`` if no row has
@@ -336,7 +362,7 @@ class RowTable:
 def score_patched(
     model: Model,
     texts: Sequence[str],
-    patches: Sequence[tuple[Means | None, HeadMask | None]],
+    patches: Sequence[tuple[Means | None, HeadMask | None] | tuple[Means | None, HeadMask | None, HeadValues | None]],
     *,
     answer_ids: AnswerIds | None = None,
     kind: ScoreKind = "prob",
@@ -345,14 +371,15 @@ def score_patched(
     show_progress: bool = False,
     desc: str = "scoring",
 ) -> Float[Tensor, " batch"]:
-    """Judge scores of ``texts[i]`` under ``patches[i]`` (``(None, None)``: unpatched) on the branch path of
-    :func:`score_rows`; equals :func:`score_texts` of each text under its patch within float tolerance."""
+    """Judge scores of ``texts[i]`` under ``patches[i]`` (``(None, None)``: unpatched; ``(means, mask, weights)``: a
+    soft patch) on the branch path of :func:`score_rows`; equals :func:`score_texts` of each text under its patch
+    within float tolerance."""
     if not texts or len(texts) != len(patches):
         raise BadInputError("score_patched() needs one patch per text and at least one text")
     table = RowTable.for_model(model)
-    rows = [table.add(m, k) for m, k in patches]
+    rows = [table.add(p[0], p[1], weights=p[2] if len(p) > 2 else None) for p in patches]  # type: ignore[misc]
     means, masks = table.stacked()
     logits = score_rows(model, texts, means, masks, answer_ids=answer_ids or AnswerIds.of(model),
                         rows_per_text=[[r] for r in rows], groups=groups, subgroups=subgroups,
-                        show_progress=show_progress, desc=desc)
+                        show_progress=show_progress, desc=desc, weights=table.weights())
     return logits.read(kind)[torch.arange(len(texts)), torch.tensor(rows)]

@@ -8,6 +8,7 @@ heads are patched.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -177,7 +178,7 @@ def run_cached_last_logits(
 
 
 def run_cached_branches(
-    model: Model, cache: PrefixCache, n_branches: int, fwd_hooks: Sequence[Hook] = ()
+    model: Model, cache: PrefixCache, n_branches: int, fwd_hooks: Sequence[Hook] = (), *, differentiable: bool = False
 ) -> Float[Tensor, "batch branch d_vocab"]:
     """Last-token logits for ``n_branches`` copies of each prompt's last token, in one forward over the prefix cache.
 
@@ -186,6 +187,12 @@ def run_cached_branches(
     of the prefix cache per mask (K calls of :func:`run_cached_last_logits` would run the last token K times).
     Hooks see hook_z of shape ``[batch, n_branches, n_heads, d_head]``: position i is branch i
     (:func:`armlens.patching.patch_branch_hooks` patches branch i with mask i).
+
+    ``differentiable``: run with autograd on (not in inference mode), so that the logits carry a graph back to any
+    tensor a hook mixed in that requires grad (soft head weights, :mod:`armlens.soft`). The prefix cache is a copy of
+    plain tensors that require no grad, so the backward pass runs through the last token's branches only, never
+    through the prefix; the model's weights are untouched (take gradients with ``torch.autograd.grad(loss, [w])``,
+    which fills no ``.grad`` of the model's parameters).
     """
     batch, k = cache.batch, n_branches
     prefix_mask = cache.attention_mask[:, :-1].bool()
@@ -196,7 +203,7 @@ def run_cached_branches(
     positions = prefix_mask.sum(-1, keepdim=True).expand(batch, k)
     tokens = cache.last_tokens.expand(batch, k)
     past = copy.deepcopy(cache.past)
-    with torch.inference_mode():
+    with contextlib.nullcontext() if differentiable else torch.inference_mode():
         logits = model.run_with_hooks(
             tokens, fwd_hooks=list(fwd_hooks), attention_mask=keep, position_ids=positions, past_key_values=past
         )
