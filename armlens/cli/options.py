@@ -18,7 +18,10 @@ dotted flags (``--arm.reinforce.steps``); a command names short aliases for the 
 - the command's aliases, and ``tyro.conf.Suppress`` for fields the command sets itself (a seed it draws).
 
 Every bad value, unknown flag or missing option is one line, ``armlens CMD: error: MESSAGE (see armlens CMD
---help)``, exit status 2, before any data or model loads (:class:`UsageError`, raised from tyro's parse-error hook).
+--help)``, exit status 2, before any data or model loads (:class:`UsageError`), through tyro's public API only: each
+field's constructor (a :class:`Rule`, or a tyro ``PrimitiveConstructorSpec`` the field declares in ``Annotated``)
+raises it naming the flag as typed; words tyro does not know come back from ``return_unknown_args``; what tyro refuses
+itself (a missing option or value) it prints as a box and exits 2, and :func:`parse` reads that box back as one line.
 """
 
 from __future__ import annotations
@@ -173,10 +176,10 @@ def list_or_all(item: Callable[[str], Any]) -> Callable[[str], list | None]:
     return parse
 
 
-def choice(text: str, choices: tuple[str, ...]) -> str:
+def choice(text: str, choices: tuple[str, ...], *, sep: str = " ") -> str:
     """``text`` if it is one of ``choices``."""
     if text not in choices:
-        raise ValueError(f"invalid choice {text!r} (choose from {', '.join(choices)})")
+        raise ValueError(f"invalid choice{sep}{text!r} (choose from {', '.join(choices)})")
     return text
 
 
@@ -191,12 +194,21 @@ class Rule:
     metavar: str
     show: Callable[[Any], str] = str
 
-    def spec(self) -> Any:
+    def spec(self, flag: Callable[[], str] | None = None) -> Any:
+        """The tyro constructor of a field read by this rule. With ``flag``, a bad word raises :class:`UsageError`
+        naming ``flag()`` (the flag as typed), which tyro lets through (it catches only ValueError and TypeError)."""
         from tyro.constructors import PrimitiveConstructorSpec
 
-        return PrimitiveConstructorSpec(
-            nargs=1, metavar=self.metavar, instance_from_str=lambda args: self.parse(args[0]),
-            is_instance=lambda x: True, str_from_instance=lambda x: [self.show(x)])
+        def read(args: list[str]) -> Any:
+            if flag is None:
+                return self.parse(args[0])
+            try:
+                return self.parse(args[0])
+            except ValueError as e:
+                raise UsageError(f"argument {flag()}: {' '.join(str(e).split())}") from None
+
+        return PrimitiveConstructorSpec(nargs=1, metavar=self.metavar, instance_from_str=read,
+                                        is_instance=lambda x: True, str_from_instance=lambda x: [self.show(x)])
 
 
 def _show_none(word: str) -> Callable[[Any], str]:
@@ -252,6 +264,9 @@ def rule_for(name: str, tp: Any) -> Rule | None:
     if inner is str:
         return _TEXT
     origin = typing.get_origin(inner)
+    if origin is Literal and not optional and all(isinstance(c, str) for c in typing.get_args(inner)):
+        words = tuple(typing.get_args(inner))
+        return Rule(lambda text, words=words: choice(text, words, sep=": "), "{" + ",".join(words) + "}")
     if origin in (list, tuple, Sequence):
         args = [a for a in typing.get_args(inner) if a is not Ellipsis]
         item = args[0] if args else str
@@ -284,7 +299,8 @@ def _one_line(doc: str) -> str:
 class _Builder:
     """Derives, for one command, the annotated subclass of each dataclass in its options tree."""
 
-    def __init__(self, aliases: dict[str, str], hidden: Sequence[str]):
+    def __init__(self, aliases: dict[str, str], hidden: Sequence[str], argv: Sequence[str] = ()):
+        self.argv = list(argv)
         self.aliases: dict[str, list[str]] = {}
         for alias, path in aliases.items():
             self.aliases.setdefault(path, []).append(alias)
@@ -312,7 +328,10 @@ class _Builder:
                 fields.append((f.name, Annotated[tp, tyro.conf.Suppress], default))
                 continue
             meta: list[Any] = []
+            names = [f"--{path.replace('_', '-')}", *self.aliases.get(path, [])]
             sub_cls = base_tp if dataclasses.is_dataclass(base_tp) else None
+            if annotated and sub_cls is None:  # the field's own constructor: its errors name the flag too
+                tp = Annotated[(base_tp, *(self._named(m, names) for m in typing.get_args(tp)[1:]))]
             if sub_cls is not None:
                 derived = self.derive(sub_cls, f"{path}.")
                 tp = Annotated[(derived, *typing.get_args(tp)[1:])] if annotated else derived
@@ -322,7 +341,7 @@ class _Builder:
             elif not annotated:
                 rule = rule_for(f.name, tp)
                 if rule is not None:
-                    meta.append(rule.spec())
+                    meta.append(rule.spec(lambda names=names: _flag_used(names, self.argv)))
             doc = docs.get(f.name, "")
             arg: dict[str, Any] = {"help": _one_line(doc)} if doc else {}
             if f.default is None and "default" in doc.lower():  # the docstring says what None does
@@ -340,6 +359,28 @@ class _Builder:
         derived_cls.__qualname__ = cls.__qualname__
         derived_cls.__armlens_base__ = cls  # type: ignore[attr-defined]
         return derived_cls
+
+    def _named(self, marker: Any, names: list[str]) -> Any:
+        """``marker`` (an ``Annotated`` entry), a :class:`Rule` or tyro constructor spec made to raise
+        :class:`UsageError` naming the flag the user typed; anything else as it is."""
+        from tyro.constructors import PrimitiveConstructorSpec
+
+        def flag() -> str:
+            return _flag_used(names, self.argv)
+
+        if isinstance(marker, Rule):
+            return marker.spec(flag)
+        if isinstance(marker, PrimitiveConstructorSpec) and marker.nargs == 1:
+            build = marker.instance_from_str
+
+            def read(args: list[str]) -> Any:
+                try:
+                    return build(args)
+                except ValueError as e:  # (UsageError from a Rule's spec passes through)
+                    raise UsageError(f"argument {flag()}: {' '.join(str(e).split())}") from None
+
+            return dataclasses.replace(marker, instance_from_str=read)
+        return marker
 
     @staticmethod
     def _default(f: dataclasses.Field) -> Any:
@@ -387,45 +428,22 @@ def _flag_used(names: Sequence[str], argv: Sequence[str]) -> str:
     return names[0] if names else "?"
 
 
-def _names(argument: Any) -> list[str]:
-    try:
-        names = list(argument.lowered.name_or_flags)
-        if names and not names[0].startswith("-") and argument.lowered.metavar:  # a positional: its metavar
-            names = [str(argument.lowered.metavar)]
-    except AttributeError:
-        names = []
-    try:
-        names += [a for a in argument.field.markers_aliases() if a not in names]  # pragma: no cover (tyro internals)
-    except AttributeError:
-        pass
-    return names
+def _tyro_error(text: str, prog: str) -> str:
+    """One line from the error tyro printed: a box holding a title, the message, a rule, then pointers to the help."""
+    import re
 
-
-def _message(event: Any, argv: Sequence[str]) -> str:
-    """One line for a tyro parse-error event."""
-    from tyro import _errors as E
-
-    def arg_name(argument: Any) -> str:
-        return _flag_used(_names(argument), argv)
-
-    if isinstance(event, E.InstantiationFailure):
-        message = " ".join(str(event.message).split())
-        return f"argument {arg_name(event.argument)}: {message}" if event.argument is not None else message
-    if isinstance(event, E.InvalidChoice):
-        return (f"argument {arg_name(event.argument)}: invalid choice: {event.value!r} "
-                f"(choose from {', '.join(event.choices)})")
-    if isinstance(event, E.UnrecognizedArgs):
-        return f"unrecognized arguments: {' '.join(event.tokens)}"
-    if isinstance(event, E.MissingArgs):
-        names = [_names(a.arg)[0] if _names(a.arg) else str(a.arg) for a in event.missing_arguments]
-        extra = f"; unrecognized arguments: {' '.join(event.unrecognized_tokens)}" if event.unrecognized_tokens else ""
-        return f"the following arguments are required: {', '.join(names)}{extra}"
-    if isinstance(event, E.BadValue):
-        name = arg_name(event.argument)
-        if event.offending_value is not None:
-            return f"argument {name}: unexpected value {event.offending_value!r}"
-        return f"argument {name}: expected a value"
-    return f"invalid arguments ({type(event).__name__})"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # colours, if any
+    lines = [line.strip().strip("\u2502\u2503|\u256d\u256e\u2570\u256f").strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    body: list[str] = []
+    for line in lines[1:]:  # after the title
+        if set(line) <= set("-\u2500\u2501") or line.startswith(("For full helptext", "Argument helptext")):
+            break
+        body.append(line)
+    if body and body[0].startswith("Missing from"):  # each missing option: its flag line, then its help
+        missing = [line for line in body[1:] if line.startswith("-") or (line.isupper() and " " not in line)]
+        return f"the following arguments are required: {', '.join(line.split()[0] for line in missing)}"
+    return " ".join(" ".join(body).split()) or " ".join(" ".join(lines).split()) or "invalid arguments"
 
 
 def parse(options: type[T], argv: Sequence[str], *, prog: str, description: str | None = None,
@@ -434,21 +452,34 @@ def parse(options: type[T], argv: Sequence[str], *, prog: str, description: str 
     paths (``{"--steps": "arm.reinforce.steps"}``), ``hidden`` lists paths the command sets itself.
 
     Bad input raises :class:`UsageError` (one line); ``--help`` prints the help and exits 0."""
-    import tyro
-    from tyro import _errors
+    import contextlib
+    import io
 
-    builder = _Builder(aliases or {}, hidden)
+    import tyro
+
+    builder = _Builder(aliases or {}, hidden, argv)
     derived = builder.derive(options)
     unknown = (set(builder.aliases) | builder.hidden) - builder.used
     if unknown:  # a typo in a command's table must fail the tests, not silently drop a flag
         raise RuntimeError(f"{prog}: no field at {sorted(unknown)}")
 
-    def hook(event: Any) -> None:
-        raise UsageError(_message(event, argv))
-
-    with _errors.on_parse_error(hook):
-        parsed = tyro.cli(derived, prog=prog, description=description or _one_line(options.__doc__ or ""),
-                          args=list(argv), config=(tyro.conf.FlagCreatePairsOff,))
+    # A bad value raises UsageError from its field's constructor; unknown words come back to be named here; what tyro
+    # refuses itself (a missing option or value, a bad positional) it prints as a box on stderr and exits 2: that box
+    # is read back as one line.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            parsed, unknown_words = tyro.cli(
+                derived, prog=prog, description=description or _one_line(options.__doc__ or ""), args=list(argv),
+                config=(tyro.conf.FlagCreatePairsOff,), return_unknown_args=True)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help
+            sys.stderr.write(printed.getvalue())
+            raise
+        raise UsageError(_tyro_error(printed.getvalue(), prog)) from None
+    sys.stderr.write(printed.getvalue())
+    if unknown_words:
+        raise UsageError(f"unrecognized arguments: {' '.join(unknown_words)}")
     return plain(parsed)
 
 
