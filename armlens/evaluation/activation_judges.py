@@ -102,7 +102,19 @@ def _union(a: Sequence[PreferencePair], b: Sequence[PreferencePair]) -> list[Pre
 # ----------------------------------------------------------------------------------------------------------- judges
 
 
-class ProbeJudge(Judge):
+class _LastTokenReader(Judge):
+    """A judge that always scores in the branch pass, from the activations its :meth:`branch_reads` names at the
+    unpatched last token (it patches nothing)."""
+
+    @classmethod
+    def in_branch_pass(cls, config: JudgeConfig) -> bool:
+        return True
+
+    def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
+        return None, None
+
+
+class ProbeJudge(_LastTokenReader):
     name = "probe"
     reads = "logistic regression on last-token activations (residual stream or all hook_z) of the zero-shot prompt"
     trains = True
@@ -162,13 +174,6 @@ class ProbeJudge(Judge):
         return torch.sigmoid(z).float()
 
     # in the branch pass: the features are the unpatched last token's activations there
-
-    @classmethod
-    def in_branch_pass(cls, config: JudgeConfig) -> bool:
-        return True
-
-    def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
-        return None, None
 
     def branch_reads(self) -> list[str]:
         if self.config.probe_features == "hook_z":
@@ -265,7 +270,7 @@ class SteeringJudge(Judge):
         return out
 
 
-class SAVsJudge(Judge):
+class SAVsJudge(_LastTokenReader):
     name = "savs"
     reads = "per-head nearest-class-mean votes (cosine) on last-token hook_z; the top-k heads by accuracy vote"
     trains = True
@@ -320,13 +325,6 @@ class SAVsJudge(Judge):
         return margins.mean(-1) if self.config.savs_score == "margin" else (margins > 0).float().mean(-1)
 
     # in the branch pass: hook_z of the voting heads' layers at the unpatched last token
-
-    @classmethod
-    def in_branch_pass(cls, config: JudgeConfig) -> bool:
-        return True
-
-    def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
-        return None, None
 
     def _voting_layers(self) -> list[int]:
         return [layer for layer in range(self.mask.shape[0]) if bool(self.mask[layer].any())]
