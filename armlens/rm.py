@@ -383,7 +383,8 @@ class ActivationRM:
         if len(self.fits) == 1:  # a one-criterion ARM scores whatever it is given (e.g. a transfer experiment)
             return next(iter(self.fits.values()))
         raise BadInputError(f"this ARM holds no fit for the criterion {criterion!r}; it holds: " + "; ".join(self.fits)
-                            + " (fit on pairs of that criterion, or with criteria='pooled')")
+                            + " (fit on pairs of that criterion, or with criteria='pooled', or score with one chosen "
+                            "fit: score_pairs(fit=NAME), `armlens score --criterion NAME`)")
 
     def _criterion(self, pair: PreferencePair | None) -> str:
         if self.config.criterion is not None:
@@ -431,35 +432,75 @@ class ActivationRM:
     # One response gives a float, several a list. A str is also a Sequence[str]; the first overload wins for it.
     @overload
     def score(self, prompt: Prompt, response: str, criterion: str | None = None,  # type: ignore[overload-overlap]
-              images: Sequence[Any] = ()) -> float: ...
+              images: Sequence[Any] = (), *, fit: str | None = None) -> float: ...
     @overload
     def score(self, prompt: Prompt, response: Sequence[str], criterion: str | None = None,
-              images: Sequence[Any] = ()) -> list[float]: ...
+              images: Sequence[Any] = (), *, fit: str | None = None) -> list[float]: ...
     def score(self, prompt: Prompt, response: str | Sequence[str], criterion: str | None = None,
-              images: Sequence[Any] = ()) -> float | list[float]:
+              images: Sequence[Any] = (), *, fit: str | None = None) -> float | list[float]:
         """Reward of one response (a float) or several responses to the same prompt (a list). ``criterion``: the
-        question's criterion text (``None``: the configured one, or the only fit's); ``images``: what the prompt
-        shows (paths or PIL images; vision-language models)."""
+        question's criterion text (``None``: the configured one, or the scoring fit's); ``images``: what the prompt
+        shows (paths or PIL images; vision-language models); ``fit``: the fit that scores, by name or criterion text
+        (:meth:`fit_key`; ``None``: the criterion's own fit)."""
         responses = [response] if isinstance(response, str) else list(response)
+        key = None if fit is None else self.fit_key(fit)
         crit = criterion or self.config.criterion
         if crit is None:
-            only = self.fit_for()  # one fit: its criterion (pooled: the default text)
+            only = self.fit_for() if key is None else self.fits[key]  # its criterion (pooled: the default text)
             crit = only.criterion if only.criterion != POOLED else DEFAULT_CRITERION
         texts = [scalar_prompt(self.model, Example(prompt, r, None, crit, tuple(images)), self.config.template)
                  for r in responses]
-        scores = self.score_texts(texts, criterion=crit).tolist()
+        scores = self.score_texts(texts, criterion=crit if key is None else key).tolist()
         return scores[0] if isinstance(response, str) else scores
 
+    @staticmethod
+    def fit_names(key: str, routing: str = "label-free") -> list[str]:
+        """The names of the fit whose routing key is ``key``: ``pooled``, or the :data:`~armlens.prompts.CRITERIA`
+        names whose text it is (``hhh-helpful``); none for a criterion text of the user's own."""
+        from armlens.prompts import CRITERIA, ORACLE_CRITERIA
+
+        if key == POOLED:
+            return ["pooled"]
+        table = ORACLE_CRITERIA if routing == "oracle" else CRITERIA
+        return [name for name, text in table.items() if text == key]
+
+    @classmethod
+    def choose_fit(cls, name: str, keys: Sequence[str], routing: str = "label-free") -> str:
+        """Which of the fits ``keys`` (routing keys: criterion texts, or ``"*"``) ``name`` chooses: a fit's name
+        (:meth:`fit_names`: ``pooled``, ``hhh-helpful``) or its exact criterion text. Anything else is a
+        :class:`~armlens.errors.BadInputError` listing the fits."""
+        if name in keys:
+            return name
+        for key in keys:
+            if name.strip().lower() in cls.fit_names(key, routing):
+                return key
+        fits = "; ".join(f"{'/'.join(cls.fit_names(k, routing)) or 'unnamed'}" + ("" if k == POOLED else f" ({k!r})")
+                         for k in keys)
+        raise BadInputError(f"this ARM holds no fit named {name!r}; its fits: {fits} (give a name, or a fit's "
+                            "exact criterion text)")
+
+    def fit_key(self, name: str) -> str:
+        """The routing key of the fit ``name`` chooses (:meth:`choose_fit`)."""
+        self._require_fit()
+        return self.choose_fit(name, list(self.fits), self.config.routing)
+
     def score_pairs(
-        self, pairs: Sequence[PreferencePair], *, show_progress: bool = True
+        self, pairs: Sequence[PreferencePair], *, show_progress: bool = True, fit: str | None = None
     ) -> tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]:
         """Rewards of (chosen, rejected) for each pair, each pair under :meth:`patch_for` (the branch path: a pair's
-        two prompts share their common prefix, the patch is a branch of the last token)."""
+        two prompts share their common prefix, the patch is a branch of the last token).
+
+        ``fit``: score every pair with this one fit instead, by name or criterion text (:meth:`choose_fit`: an ARM
+        fitted on HHH scores LLMBar with ``fit="hhh-helpful"``, a pooled ARM with ``fit="pooled"``); each pair's
+        judge question keeps its own criterion text, only the patched heads and means change."""
         if not pairs:
             raise BadInputError("score_pairs() got no pairs")
+        chosen = None if fit is None else self.fits[self.fit_key(fit)]
         texts, patches, groups = [], [], []
         for p in pairs:
-            crit, patch = self._criterion(p), self.patch_for(p)
+            crit = self._criterion(p)
+            patch = (self.patch_for(p) if chosen is None
+                     else (chosen.means, chosen.mask))
             for response in (p.chosen, p.rejected):
                 texts.append(scalar_prompt(self.model, Example(p.prompt, response, None, crit, tuple(p.images)), self.config.template))
                 patches.append(patch)

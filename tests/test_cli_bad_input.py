@@ -156,6 +156,7 @@ CASES = [
     ("score", "--rm T/oldbad.arm --out T/s", r"oldbad.arm is corrupt: fit 0's head mask holds values other than 0"),
     ("score", "--rm T/file --out T/s", r"file is not a readable armlens ARM file"),
     ("score", "--rm T/foreign.arm --out T/s", r"foreign.arm holds no saved ARM"),
+    ("score", "--rm T/existing.arm --out T/s --criterion nope", r"this ARM holds no fit named 'nope'; its fits: pooled"),
     ("bestofn", "--rm T/corrupt.arm --data hhh --out T/b", r"corrupt.arm is corrupt"),
     ("bestofn", "--rm T/existing.arm --replicates T/foreign.arm --data hhh --out T/b", r"foreign.arm holds no saved"),
     # score --overwrite replaces a score run's results, never another command's folder

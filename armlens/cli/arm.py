@@ -68,6 +68,9 @@ class ScoreOptions(ModelFlags):
     """Model the ARM was fitted on (default: the embedded default)."""
     limit: int | None = None
     """Score at most this many pairs ('all': every pair)."""
+    criterion: str | None = None
+    """Score every pair with this one fit of the ARM: its name (hhh-helpful, llmbar, ..., pooled) or its exact
+    criterion text; each pair's question keeps its own criterion (default: each pair goes to its criterion's fit)."""
     force: bool = False
     """Load the ARM even if the model differs from the one it was fitted on (a warning is printed)."""
     overwrite: bool = False
@@ -123,7 +126,7 @@ def _score_settings(args: ScoreOptions) -> dict:
     """The settings that decide a score run's numbers (compared with an earlier run in the same --out)."""
     return {"rm": str(Path(args.rm).resolve()), "data": args.data, "root": args.root,
             "subsets": ",".join(args.subsets) if args.subsets else None,
-            "limit": args.limit, "model": args.model}
+            "limit": args.limit, "model": args.model, **({"criterion": args.criterion} if args.criterion else {})}
 
 
 def _score_run(folder: Path) -> dict | None:
@@ -157,10 +160,13 @@ def run_score(args: ScoreOptions) -> int:
     from armlens.evaluation.protocol import absent_sections, write_results
     from armlens.io import ResultsLock
     from armlens.prompts import check_context
-    from armlens.rm import ActivationRM
+    from armlens.rm import POOLED, ActivationRM
 
     out = _check_score_out(args)
-    ActivationRM.read(args.rm)  # a missing, unreadable or corrupt file is refused before the model loads
+    _, meta = ActivationRM.read(args.rm)  # a missing, unreadable or corrupt file is refused before the model loads
+    if args.criterion is not None:  # so is a --criterion that names none of its fits
+        keys = [rec["criterion"] for rec in meta.get("fits") or [{"criterion": POOLED}]]
+        ActivationRM.choose_fit(args.criterion, keys, meta["config"].get("routing", "label-free"))
     all_pairs = _load(args)
     on_interrupt(f"nothing was written to {out}; rerun the same command")
     with ResultsLock(out, "armlens score"):
@@ -178,10 +184,12 @@ def run_score(args: ScoreOptions) -> int:
                       if rm.config.template.max_field_tokens else
                       "the ARM keeps fields whole: fit it with --max-field-tokens N, or leave those pairs out "
                       "(--subsets, --limit)", criterion=rm.config.criterion, routing=rm.config.routing)
-        chosen, rejected = rm.score_pairs(pairs, show_progress=not args.quiet)
+        chosen, rejected = rm.score_pairs(pairs, show_progress=not args.quiet, fit=args.criterion)
+        key = None if args.criterion is None else rm.fit_key(args.criterion)
         paths = write_results(
             out, pairs, chosen.numpy(), rejected.numpy(), seed=rm.config.seed,
-            config={"rm": str(args.rm), "heads": rm.heads, **rm.config.to_dict(), "cli": _score_settings(args),
+            config={"rm": str(args.rm), "heads": rm.heads if key is None else rm.fits[key].heads,
+                    **({} if key is None else {"fit": key}), **rm.config.to_dict(), "cli": _score_settings(args),
                     "forced": rm.forced},
             data={"name": args.data, "root": args.root, "left_out_as_seen": len(seen)},
         )
