@@ -26,7 +26,7 @@ from typing import Any, Literal
 from armlens.data.loaders import LoadReport, register, stable_rng
 from armlens.data.records import PreferencePair, Prompt
 from armlens.data.roots import candidate_roots, describe_roots
-from armlens.data.rows import check_prompt, check_text, read_rows, rows_to_pairs
+from armlens.data.rows import check_prompt, check_text, read_rows, require_keys, rows_to_pairs
 from armlens.errors import BadDataError, MissingFieldError, NotFoundError
 from armlens.io import read_text
 
@@ -282,9 +282,7 @@ def load_hh_rlhf(root: str | Path | None, report: LoadReport) -> list[Preference
         report.rows_read += len(rows)
         for i, row in enumerate(rows):
             loc = f"{path}: row {i}"
-            for k in ("chosen", "rejected"):
-                if k not in row:
-                    raise MissingFieldError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
+            require_keys(row, ("chosen", "rejected"), loc)
             conv_c, merged_c = split_transcript(check_text(row["chosen"], loc, "chosen"), f"{loc} chosen")
             conv_r, merged_r = split_transcript(check_text(row["rejected"], loc, "rejected"), f"{loc} rejected")
             if merged_c or merged_r:
@@ -352,9 +350,7 @@ def load_xstest(root: str | Path | None, report: LoadReport, seed: int = 0) -> l
     prompts: dict[int, dict[str, str]] = {}
     for i, row in enumerate(prompt_rows):
         loc = f"{ppath}: row {i}"
-        for k in ("id", "prompt", "type", "label"):
-            if k not in row:
-                raise MissingFieldError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
+        require_keys(row, ("id", "prompt", "type", "label"), loc)
         try:
             pid = int(row["id"])
         except ValueError as e:
@@ -377,9 +373,7 @@ def load_xstest(root: str | Path | None, report: LoadReport, seed: int = 0) -> l
         report.rows_read += len(rows)
         for i, row in enumerate(rows):
             loc = f"{path}: row {i}"
-            for k in ("id", "prompt", "completion", "final_label"):
-                if k not in row:
-                    raise MissingFieldError(f"{loc} has no key {k!r}; keys present: {sorted(row)}")
+            require_keys(row, ("id", "prompt", "completion", "final_label"), loc)
             m = re.fullmatch(r"v2-(\d+)", str(row["id"]).strip())
             if not m or int(m.group(1)) not in prompts:
                 raise BadDataError(f"{loc}: field 'id' = {row['id']!r} names no prompt in {ppath.name}")

@@ -25,8 +25,16 @@ from typing import Any
 from armlens.data.loaders import LoadReport, register
 from armlens.data.records import PreferencePair
 from armlens.data.roots import candidate_roots
-from armlens.data.rows import check_prompt, check_text, is_missing, parse_field_map, read_rows, rows_to_pairs
-from armlens.errors import BadDataError, MissingFieldError
+from armlens.data.rows import (
+    check_prompt,
+    check_text,
+    is_missing,
+    parse_field_map,
+    read_rows,
+    require_keys,
+    rows_to_pairs,
+)
+from armlens.errors import BadDataError
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +104,6 @@ def rows_for(name: str, root: str | Path | None, report: LoadReport, path: str |
     return rows, f"{repo_id}@{split}"
 
 
-def _require(row: Mapping[str, Any], keys: Sequence[str], loc: str) -> None:
-    missing = [k for k in keys if k not in row]
-    if missing:
-        raise MissingFieldError(f"{loc} is missing key(s) {missing}; keys present: {sorted(row)}")
-
-
 @register("rewardbench", description="RewardBench v1 (allenai/reward-bench, split filtered), Hub or local file",
           origin="hub", files=("rewardbench/filtered.parquet",))
 def load_rewardbench(
@@ -120,7 +122,7 @@ def load_rewardbench(
     pairs = []
     for i, row in enumerate(rows):
         loc = f"{where}: row {i}"
-        _require(row, ("prompt", "chosen", "rejected", "subset", "id"), loc)
+        require_keys(row, ("prompt", "chosen", "rejected", "subset", "id"), loc)
         chosen, rejected = check_text(row["chosen"], loc, "chosen"), check_text(row["rejected"], loc, "rejected")
         if chosen == rejected:
             report.drop("chosen and rejected are identical (nothing to judge)")
@@ -153,7 +155,7 @@ def load_rewardbench2(
     pairs = []
     for i, row in enumerate(rows):
         loc = f"{where}: row {i}"
-        _require(row, ("id", "prompt", "chosen", "rejected", "subset"), loc)
+        require_keys(row, ("id", "prompt", "chosen", "rejected", "subset"), loc)
         lists = {}
         for k in ("chosen", "rejected"):
             v = row[k]

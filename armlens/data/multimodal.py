@@ -23,10 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from armlens.data.hub import _require, rows_for
+from armlens.data.hub import rows_for
 from armlens.data.loaders import LoadReport, register
 from armlens.data.records import PreferencePair
-from armlens.data.rows import check_text, is_missing
+from armlens.data.rows import check_text, is_missing, require_keys
 from armlens.errors import BadDataError
 
 MMRB_REPO = "facebook/multimodal_rewardbench"
@@ -79,7 +79,7 @@ def load_multimodal_rewardbench(
     pairs = []
     for i, row in enumerate(rows):
         loc = f"{where}: row {i}"
-        _require(row, MMRB_COLUMNS, loc)
+        require_keys(row, MMRB_COLUMNS, loc)
         better = _BETTER.get(str(row["Better"]).strip().lower())
         if better is None:
             raise BadDataError(f"{loc}: Better must be Output1 or Output2, got {row['Better']!r}")

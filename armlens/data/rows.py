@@ -132,6 +132,13 @@ def is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def require_keys(row: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+    """A KeyError naming the row, every one of ``keys`` it lacks and the keys present, where it lacks any."""
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise MissingFieldError(f"{where} is missing key(s) {missing}; keys present: {sorted(row)}")
+
+
 def check_text(value: Any, where: str, fieldname: str) -> str:
     """``value`` if it is a string, else ValueError naming the row and field."""
     if is_missing(value):
