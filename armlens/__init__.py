@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ArmlensError": "armlens.errors",
     "ActivationRM": "armlens.rm",
-    "ARMConfig": "armlens.rm",
+    "ARMConfig": "armlens.arm_config",
     "CriterionARM": "armlens.rm",
     "ReinforceConfig": "armlens.selection",
     "JudgeTemplate": "armlens.prompts",
@@ -50,11 +50,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from armlens.arm_config import ARMConfig
     from armlens.data import PreferencePair, load_pairs, split_pairs
     from armlens.errors import ArmlensError
     from armlens.model import load_model, model_info
     from armlens.prompts import JudgeTemplate
-    from armlens.rm import ActivationRM, ARMConfig, CriterionARM
+    from armlens.rm import ActivationRM, CriterionARM
     from armlens.selection import ReinforceConfig
 else:
 

@@ -6,12 +6,12 @@ Context
 d_head]``. The paper defines it as the activation *while the model evaluates the correct preference*
 (``mu = 1/n sum_i E[z | p_i, r_i, y_i]``), so the label must reach the activations (``docs/method.md``). Readings:
 
-- ``icl`` (MTV's reading; the default of armlens' first release): each extraction prompt holds ``shots`` answered
+- ``icl`` (MTV's reading; the default of armlens' first release, before the defaults sweep): each extraction prompt holds ``shots`` answered
   demonstrations *per class* and one unanswered query drawn from another prompt (never a sibling or duplicate of a
   demonstration), read at the last token; ``n_trials`` prompts are averaged, their queries alternating Yes/No. The
   label enters through the answered demonstrations. Layout ``lines`` (the reference: one user turn of ``question
   answer`` blocks) or ``turns`` (each demonstration a user turn answered by an assistant turn).
-- ``answered`` (the default, ``ARMConfig.reading`` in :mod:`armlens.rm`): one prompt per labelled example, its
+- ``answered`` (the default: :class:`ExtractionConfig`, which :class:`armlens.rm.ARMConfig` extends): one prompt per labelled example, its
   zero-shot judge prompt followed by the gold answer word, read at that answer token, where the model is giving the
   label.
 - ``mean_ablation``: one zero-shot judge prompt per example, *no answer*: the unconditional mean. Patching it is
@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -129,24 +129,46 @@ def _icl_trials(
     return trials, siblings
 
 
-def extraction_prompts(
-    model: Model,
-    examples: Sequence[Example],
-    reading: Reading,  # no default here: ARMConfig.reading is the one home of the default
-    *,
-    shots: int = 1,
-    n_trials: int = 32,
-    layout: IclLayout = "lines",
-    template: JudgeTemplate = JudgeTemplate(),
-    seed: int = 0,
-) -> ExtractionPrompts:
-    """The prompts Stage 1 reads for ``reading`` (see the module docstring).
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Stage 1 (+1b): what :func:`extract_means` reads and how it reduces it. :class:`armlens.rm.ARMConfig` extends
+    it, so these defaults are the ARM's (``extract_means(model, examples)`` reads as ``ARMConfig()`` does)."""
 
-    ``icl``: ``n_trials`` prompts with ``shots`` answered demonstrations per class and one unanswered query from
-    another prompt, laid out as ``layout``. ``answered``: one judge prompt + gold answer per example.
-    ``mean_ablation``: one unanswered judge prompt per example. ``shots``/``n_trials``/``layout`` are used by
-    ``icl`` only.
+    reading: Reading = "answered"
+    """Stage 1 reading: ``answered`` (each example's judge prompt + its gold answer, read at the answer token; the
+    sweep's choice), ``icl`` (answered class-balanced demonstrations + a query; MTV's) or ``mean_ablation``
+    (unanswered prompts: the unconditional mean, a baseline, not an ARM)."""
+    icl_layout: IclLayout = "lines"
+    """``icl`` layout: ``lines`` (one user turn of answered questions, the reference) or ``turns`` (chat turns)."""
+    demos_per_class: int = 1
+    """``icl``: answered demonstrations per class (Yes and No) in each extraction prompt."""
+    n_trials: int = 32
+    """``icl``: extraction prompts averaged (MTV: 100)."""
+    estimator: EstimatorName = "mean"
+    """Stage 1b: ``mean`` (reference), ``wpca`` (weighted-PCA denoising), ``class_diff``, ``median``, ``trimmed_mean``."""
+    wpca_rank: int = 1
+    """Principal directions kept by ``wpca``."""
+    wpca_weighting: Literal["uniform", "confidence"] = "uniform"
+    """``wpca`` example weights: uniform, or the unpatched model's confidence in the gold answer."""
+    template: JudgeTemplate = field(default_factory=JudgeTemplate)
+    """The judge's words and field truncation."""
+    batch_size: int = 1
+    """Prompts per forward pass (scoring and ``icl``/``answered`` extraction). 1 on CPUs: ``armlens bench`` measured
+    1.01 pairs/s one at a time vs 0.82 in left-padded batches of 8 on 2 cores; raise it on a GPU."""
+    seed: int = 0
+    """Seed of the extraction draw, the REINFORCE run and the training subsample."""
+
+
+def extraction_prompts(model: Model, examples: Sequence[Example],
+                       config: ExtractionConfig = ExtractionConfig()) -> ExtractionPrompts:
+    """The prompts Stage 1 reads for ``config.reading`` (see the module docstring).
+
+    ``icl``: ``n_trials`` prompts with ``demos_per_class`` answered demonstrations per class and one unanswered query
+    from another prompt, laid out as ``icl_layout``. ``answered``: one judge prompt + gold answer per example.
+    ``mean_ablation``: one unanswered judge prompt per example. The ``icl`` settings are used by ``icl`` only.
     """
+    reading, shots, n_trials, layout = config.reading, config.demos_per_class, config.n_trials, config.icl_layout
+    template = config.template
     if not examples:
         raise BadInputError("no labelled examples to extract activations from")
     if any(e.label is None for e in examples):
@@ -164,7 +186,7 @@ def extraction_prompts(
         raise BadInputError(f"unknown icl layout {layout!r}; choose 'lines' or 'turns'")
     render = icl_lines_prompt if layout == "lines" else icl_prompt
     texts, qgold = [], []
-    trials, siblings = _icl_trials(examples, shots, n_trials, random.Random(seed))
+    trials, siblings = _icl_trials(examples, shots, n_trials, random.Random(config.seed))
     for demos, q in trials:
         texts.append(render(model, [examples[i] for i in demos], examples[q], template))
         qgold.append(gold[q])
@@ -346,23 +368,18 @@ def collect(
 def extract_means(
     model: Model,
     examples: Sequence[Example],
+    config: ExtractionConfig = ExtractionConfig(),
     *,
-    reading: Reading,  # no default here: ARMConfig.reading is the one home of the default
-    shots: int = 1,
-    n_trials: int = 32,
-    layout: IclLayout = "lines",
-    estimator: EstimatorName | Estimator = "mean",
-    template: JudgeTemplate = JudgeTemplate(),
-    batch_size: int = 4,
-    seed: int = 0,
+    estimator: Estimator | None = None,
     show_progress: bool = True,
     pool: M.PrefixPool | None = None,
 ) -> Extraction:
-    """Stage 1 (+1b): build the reading's extraction prompts from labelled examples and estimate the activations."""
-    prompts = extraction_prompts(model, examples, reading, shots=shots, n_trials=n_trials, layout=layout,
-                                 template=template, seed=seed)
-    est = make_estimator(estimator) if isinstance(estimator, str) else estimator
-    acc = collect(model, prompts, [est], answer_ids=AnswerIds.of(model, template), batch_size=batch_size,
+    """Stage 1 (+1b) as ``config`` sets it (an :class:`armlens.rm.ARMConfig` is one): build the reading's extraction
+    prompts from labelled examples and estimate the activations. ``estimator``: one made by hand, instead of
+    ``config``'s (:func:`make_estimator`)."""
+    prompts = extraction_prompts(model, examples, config)
+    est = estimator or make_estimator(config.estimator, rank=config.wpca_rank, weighting=config.wpca_weighting)
+    acc = collect(model, prompts, [est], answer_ids=AnswerIds.of(model, config.template), batch_size=config.batch_size,
                   show_progress=show_progress, pool=pool)
     return Extraction(means=est.result(), n_prompts=len(prompts.texts), gold_accuracy=acc,
                       sibling_queries=prompts.sibling_queries)

@@ -9,6 +9,7 @@ says "the reference ARM with one setting changed".
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from typing import Any, TypeVar
@@ -51,6 +52,24 @@ def from_dict(cls: type[T], d: dict[str, Any]) -> T:
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """``dataclasses.asdict(obj)``, except that a nested config with a ``to_dict`` of its own is written by it: a
+    config that leaves a later field out at its default (``ARMConfig.soft``) leaves it out wherever it is nested, so
+    the settings and keys written before that field existed still match."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        own = getattr(value, "to_dict", None)
+        return own() if callable(own) else to_dict(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return copy.deepcopy(value)
 
 
 def replace_path(obj: T, path: str, value: Any) -> T:

@@ -54,15 +54,13 @@ def run_demo(
     ``out`` is checked first (:func:`armlens.evaluation.runner.check_out`): a folder holding a demo with other
     settings is refused unless ``allow_changed_settings``.
     """
-    import dataclasses
-
+    from armlens import config as C
     from armlens.evaluation.baselines import JudgeConfig
     from armlens.evaluation.runner import EvalConfig, check_out, run_eval
 
-    judge = JudgeConfig()
-    judge.template = dataclasses.replace(judge.template, max_field_tokens=max_field_tokens)  # None: whole fields
+    judge = C.replace_path(JudgeConfig(), "template.max_field_tokens", max_field_tokens)  # None: whole fields
     if steps is not None:
-        judge.arm = dataclasses.replace(judge.arm, reinforce=dataclasses.replace(judge.arm.reinforce, steps=steps))
+        judge = C.replace_path(judge, "arm.reinforce.steps", steps)
     config = EvalConfig(
         data=["hhh"], out=out, methods=["arm", "zero-shot", "few-shot-icl"], seeds=1, first_seed=seed, root=root,
         limit=limit, n_fewshot=n_fewshot, n_select=0, bias_kinds=[], judge=judge, show_progress=show_progress,

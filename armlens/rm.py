@@ -28,25 +28,17 @@ import time
 import warnings
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, overload
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from armlens import config
 from armlens import model as M
-from armlens.activations import (
-    LABELLED_READINGS,
-    EstimatorName,
-    Extraction,
-    IclLayout,
-    Reading,
-    extract_means,
-    make_estimator,
-)
+from armlens.activations import extract_means
+from armlens.arm_config import ARMConfig
 from armlens.data.records import PreferencePair, Prompt, image_key, pairs_hash
 from armlens.errors import (
     ArmlensWarning,
@@ -63,18 +55,14 @@ from armlens.prompts import (
     DEFAULT_CRITERION,
     AnswerIds,
     Example,
-    JudgeTemplate,
-    Routing,
     criterion_for,
     examples_from_pairs,
     prompt_key,
     scalar_prompt,
 )
-from armlens.scoring import ScoreKind, score_patched, score_texts
+from armlens.scoring import score_patched, score_texts
 from armlens.selection import (
-    ReinforceConfig,
     SelectionResult,
-    SelectorName,
     check_pairwise_examples,
     select_heads,
 )
@@ -83,78 +71,8 @@ from armlens.typing import Model
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
-Criteria = Literal["per_criterion", "pooled"]
 POOLED = "*"
 """Routing key of the one fit of a ``criteria="pooled"`` ARM."""
-
-
-@dataclass
-class ARMConfig:
-    """Everything that decides what an ARM computes: the one place its defaults live (``fit``, ``eval``, ``demo``,
-    ``ablate`` and the notebooks all start from ``ARMConfig()``). Saved with every fitted ARM and every result.
-    ``docs/defaults.md`` says how the defaults were chosen."""
-
-    reading: Reading = "answered"
-    """Stage 1 reading: ``answered`` (each example's judge prompt + its gold answer, read at the answer token; the
-    sweep's choice), ``icl`` (answered class-balanced demonstrations + a query; MTV's) or ``mean_ablation``
-    (unanswered prompts: the unconditional mean, a baseline, not an ARM)."""
-    icl_layout: IclLayout = "lines"
-    """``icl`` layout: ``lines`` (one user turn of answered questions, the reference) or ``turns`` (chat turns)."""
-    demos_per_class: int = 1
-    """``icl``: answered demonstrations per class (Yes and No) in each extraction prompt."""
-    n_trials: int = 32
-    """``icl``: extraction prompts averaged (MTV: 100)."""
-    estimator: EstimatorName = "mean"
-    """Stage 1b: ``mean`` (reference), ``wpca`` (weighted-PCA denoising), ``class_diff``, ``median``, ``trimmed_mean``."""
-    wpca_rank: int = 1
-    """Principal directions kept by ``wpca``."""
-    wpca_weighting: Literal["uniform", "confidence"] = "uniform"
-    """``wpca`` example weights: uniform, or the unpatched model's confidence in the gold answer."""
-    criteria: Criteria = "per_criterion"
-    """One ARM per criterion (the paper's) or one ``pooled`` over every criterion (an ablation)."""
-    selector: SelectorName = "reinforce"
-    """Stage 2: reinforce, all, none, random, topk_prob, topk_attribution."""
-    top_k: int | None = None
-    """Head count for the random / top-k selectors."""
-    n_train: int = 100
-    """Training examples (at most) REINFORCE draws from, per criterion."""
-    val_pairs: int = 2
-    """Selection pairs held apart per criterion for REINFORCE's validation curve (only when at least three times as
-    many remain for training; they are not trained on)."""
-    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
-    """REINFORCE settings."""
-    score: ScoreKind = "prob"
-    """Stage 3 reading: ``prob`` (full-vocabulary P(Yes), reference), ``normalized``, ``logit_diff``."""
-    template: JudgeTemplate = field(default_factory=JudgeTemplate)
-    """The judge's words and field truncation."""
-    criterion: str | None = None
-    """Criterion text for every example (then one ARM); ``None``: per dataset/section (``armlens.prompts.CRITERIA``)."""
-    routing: Routing = "label-free"
-    """With ``criterion=None``: ``label-free`` criteria (the default), or ``oracle`` routing by a subset name that
-    carries the gold label (XSTest's should-respond / should-refuse): an ablation, never a headline."""
-    batch_size: int = 1
-    """Prompts per forward pass (scoring and ``icl``/``answered`` extraction). 1 on CPUs: ``armlens bench`` measured
-    1.01 pairs/s one at a time vs 0.82 in left-padded batches of 8 on 2 cores; raise it on a GPU."""
-    seed: int = 0
-    """Seed of the extraction draw, the REINFORCE run and the training subsample."""
-
-    @property
-    def is_arm(self) -> bool:
-        """Whether the label reaches the activations (``mean_ablation`` is a baseline, not an ARM)."""
-        return self.reading in LABELLED_READINGS
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ARMConfig:
-        d = dict(d)
-        if "mode" in d:  # format 1 files: mode per_example (unlabelled) / icl, shots in total
-            mode = d.pop("mode")
-            d["reading"] = "mean_ablation" if mode == "per_example" else mode
-            d["icl_layout"] = "turns"
-            d["demos_per_class"] = max(1, int(d.pop("shots", 2)) // 2)
-        return config.from_dict(cls, d)
 
 
 @dataclass
@@ -175,17 +93,6 @@ class CriterionARM:
     @property
     def heads(self) -> list[str]:
         return mask_labels(self.mask)
-
-
-def stage1_extraction(model: Model, cfg: ARMConfig, examples: Sequence[Example], *, show_progress: bool = False,
-                      pool: M.PrefixPool | None = None) -> Extraction:
-    """Stage 1 (+1b) as ``cfg`` sets it (reading, layout, demonstrations, trials, estimator, template, seed): the
-    means one criterion's fit starts from, read on ``examples``. The ablations' ``foreign`` control reads them on
-    another dataset's prompts with the same settings."""
-    estimator = make_estimator(cfg.estimator, rank=cfg.wpca_rank, weighting=cfg.wpca_weighting)
-    return extract_means(model, examples, reading=cfg.reading, shots=cfg.demos_per_class, n_trials=cfg.n_trials,
-                         layout=cfg.icl_layout, estimator=estimator, template=cfg.template, batch_size=cfg.batch_size,
-                         seed=cfg.seed, show_progress=show_progress, pool=pool)
 
 
 def _label(key: str) -> str:
@@ -324,7 +231,7 @@ class ActivationRM:
         if cache is not None and cache_key in cache:
             extraction = cache[cache_key]
         else:
-            extraction = stage1_extraction(self.model, cfg, fs, show_progress=show_progress, pool=pool)
+            extraction = extract_means(self.model, fs, cfg, show_progress=show_progress, pool=pool)
             if cache is not None:
                 cache[cache_key] = extraction
         t_extract = time.perf_counter() - t0
@@ -611,13 +518,14 @@ class ActivationRM:
         if other:
             warnings.warn(f"loading {path} on a different model ({'; '.join(other)} differ), as forced",
                           ArmlensWarning, stacklevel=2)
-        rm = cls(model, ARMConfig.from_dict(meta["config"]))
-        rm.forced = list(other)
-        if meta.get("format_version", 1) == 1:
+        cfg = ARMConfig.from_dict(meta["config"])
+        if meta.get("format_version", 1) == 1:  # one pooled fit
+            cfg = dataclasses.replace(cfg, criteria="pooled")
             records = [{"criterion": POOLED, "selection": meta.get("selection"), "info": meta.get("fit_info", {})}]
-            rm.config.criteria = "pooled"
         else:
             records = meta["fits"]
+        rm = cls(model, cfg)
+        rm.forced = list(other)
         for i, rec in enumerate(records):
             mask = tensors[f"{i}.mask"].bool()
             s = rec.get("selection")

@@ -47,7 +47,7 @@ SelectorName = Literal["reinforce", "all", "none", "random", "topk_prob", "topk_
 Objective = Literal["answer", "pairwise"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReinforceConfig:
     """REINFORCE head selection. The policy and optimiser follow the reference (MTV); steps, prior, sparsity and the
     objective are options whose defaults come from the sweep in ``docs/defaults.md``."""

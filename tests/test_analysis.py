@@ -531,8 +531,8 @@ def test_controls_patch_other_values_into_the_reference_heads(tiny_results, tiny
     """The controls axis: 'means' is the reference ARM itself; zeros, shuffled means and means read on another
     dataset's prompts, in the same heads, score differently (the values written matter to the scores, whatever they do
     to accuracy). The foreign means are Stage 1 with the reference's settings on the other pairs' seeded draw."""
+    from armlens.activations import extract_means
     from armlens.prompts import examples_from_pairs
-    from armlens.rm import stage1_extraction
 
     out, _ = tiny_results
     cfg = tiny_config()
@@ -552,7 +552,7 @@ def test_controls_patch_other_values_into_the_reference_heads(tiny_results, tiny
     draw = split_pairs(other_pairs(), seed=0, n_fewshot=cfg.n_fewshot, n_select=0, stratify=True).fewshot
     assert [p.id for p in draw] == info["few_shot_ids"]
     base = dataclasses.replace(cfg.arm, seed=0)
-    means = stage1_extraction(tiny, base, examples_from_pairs(draw, base.criterion)).means
+    means = extract_means(tiny, examples_from_pairs(draw, base.criterion), base, show_progress=False).means
     run = A.SeedRun(tiny, cfg, toy_pairs(), 0, out, show_progress=False)
     mask = run.reference.fit_for(run.reference._criterion(run.test[0])).mask
     want = score_texts(tiny, run.test_texts[0::2], means=means, mask=mask, answer_ids=run.ids)

@@ -12,6 +12,7 @@ import torch
 from armlens import model as M
 from armlens import testing as T
 from armlens.activations import (
+    ExtractionConfig,
     MeanEstimator,
     WeightedPCAEstimator,
     extract_means,
@@ -33,6 +34,11 @@ from armlens.selection import (
 )
 
 SHORT = JudgeTemplate(max_field_tokens=24)
+
+
+def icl(**settings) -> ExtractionConfig:
+    """An ``icl`` extraction with the short template."""
+    return ExtractionConfig("icl", template=SHORT, **settings)
 FAST_PATH_ATOL = 1e-4
 
 
@@ -84,7 +90,7 @@ def test_mean_of_one_example_is_that_example(tiny_any):
     ex = Example("Say hi.", "Hi!", True)
     text = scalar_prompt(tiny_any, ex, SHORT)
     z, _ = capture_last_z(tiny_any, [text])
-    ext = extract_means(tiny_any, [ex], reading="mean_ablation", template=SHORT, show_progress=False)
+    ext = extract_means(tiny_any, [ex], ExtractionConfig("mean_ablation", template=SHORT), show_progress=False)
     torch.testing.assert_close(ext.means, z[0])
     assert ext.n_prompts == 1
 
@@ -98,8 +104,8 @@ def test_batched_equals_one_by_one_under_padding(tiny_any):
     torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
     # running means are batch-size independent too
     exs = [Example(p.prompt, p.chosen, True) for p in make_pairs(5)]
-    a = extract_means(tiny_any, exs, reading="mean_ablation", template=SHORT, batch_size=5, show_progress=False).means
-    b = extract_means(tiny_any, exs, reading="mean_ablation", template=SHORT, batch_size=1, show_progress=False).means
+    a = extract_means(tiny_any, exs, ExtractionConfig("mean_ablation", template=SHORT, batch_size=5), show_progress=False).means
+    b = extract_means(tiny_any, exs, ExtractionConfig("mean_ablation", template=SHORT, batch_size=1), show_progress=False).means
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -221,8 +227,8 @@ def test_stacked_estimators():
 @pytest.mark.parametrize("layout", ["turns", "lines"])
 def test_icl_extraction_prompts_are_balanced_and_seeded(tiny, layout):
     exs = [e for i in range(6) for e in (Example(f"q{i}", f"good{i}", True), Example(f"q{i}", f"bad{i}", False))]
-    ep = extraction_prompts(tiny, exs, "icl", shots=2, n_trials=6, layout=layout, template=SHORT, seed=5)
-    again = extraction_prompts(tiny, exs, "icl", shots=2, n_trials=6, layout=layout, template=SHORT, seed=5)
+    ep = extraction_prompts(tiny, exs, icl(demos_per_class=2, n_trials=6, icl_layout=layout, seed=5))
+    again = extraction_prompts(tiny, exs, icl(demos_per_class=2, n_trials=6, icl_layout=layout, seed=5))
     assert ep.texts == again.texts and len(ep.texts) == 6
     assert ep.gold == [True, False] * 3  # queries alternate Yes/No
     yes, no = ("<|im_start|>assistant\nYes<|im_end|>", "<|im_start|>assistant\nNo<|im_end|>") if layout == "turns" \
@@ -235,18 +241,18 @@ def test_icl_extraction_prompts_are_balanced_and_seeded(tiny, layout):
         prompts = [seg.split("Prompt:\n")[1].split("\n")[0] for seg in t.split("Criterion:")[1:]]
         assert prompts[-1] not in prompts[:-1]
     with pytest.raises(ValueError, match="labelled"):
-        extraction_prompts(tiny, [Example("q", "a", None)], "mean_ablation")
+        extraction_prompts(tiny, [Example("q", "a", None)], ExtractionConfig("mean_ablation"))
     with pytest.raises(ValueError, match="no labelled examples"):
-        extraction_prompts(tiny, [], "icl")
+        extraction_prompts(tiny, [], icl())
     with pytest.raises(ValueError, match="at least 3 Yes and 3 No"):
-        extraction_prompts(tiny, exs[:4], "icl", shots=3)
-    two = extraction_prompts(tiny, exs[:4], "icl", shots=1, n_trials=4, template=SHORT)  # two pairs suffice
+        extraction_prompts(tiny, exs[:4], icl(demos_per_class=3))
+    two = extraction_prompts(tiny, exs[:4], icl(n_trials=4))  # two pairs suffice
     assert len(two.texts) == 4 and two.sibling_queries == 0
     with pytest.raises(ValueError, match="other responses"):  # one pair: no query that is not a demonstration
-        extraction_prompts(tiny, exs[:2], "icl", shots=1)
+        extraction_prompts(tiny, exs[:2], icl())
     # one prompt with several responses (an HHH dialogue): the query is another response to it, counted
     one = [Example("q0", f"answer {j}", j % 2 == 0) for j in range(4)]
-    ep_one = extraction_prompts(tiny, one, "icl", shots=1, n_trials=4, template=SHORT)
+    ep_one = extraction_prompts(tiny, one, icl(n_trials=4))
     assert ep_one.sibling_queries == 4
     for t in ep_one.texts:
         blocks = t.split("Response:\n")[1:]
@@ -257,11 +263,11 @@ def test_icl_extraction_prompts_are_balanced_and_seeded(tiny, layout):
 def test_answered_reading_reads_the_answer_token(tiny_any):
     """``answered`` reads hook_z at the gold answer token appended to the judge prompt (a full forward agrees)."""
     ex_yes, ex_no = Example("Say hi.", "Hi!", True), Example("Say hi.", "Hi!", False)
-    ep = extraction_prompts(tiny_any, [ex_yes, ex_no], "answered", template=SHORT)
+    ep = extraction_prompts(tiny_any, [ex_yes, ex_no], ExtractionConfig("answered", template=SHORT))
     ids = AnswerIds.of(tiny_any)
     for text, want in zip(ep.texts, (ids.yes, ids.no), strict=True):
         assert M.tokenize(tiny_any, [text])[0][0, -1].item() == want
-    yes = extract_means(tiny_any, [ex_yes], reading="answered", template=SHORT, show_progress=False)
+    yes = extract_means(tiny_any, [ex_yes], ExtractionConfig("answered", template=SHORT), show_progress=False)
     z, _ = capture_last_z(tiny_any, [ep.texts[0]])
     torch.testing.assert_close(yes.means, z[0])
 
@@ -277,7 +283,7 @@ def test_label_carrying_readings_recover_a_planted_answer_direction(tiny_any):
     flipped = [Example(e.prompt, e.response, not e.label) for e in labelled]
 
     def mu(reading, exs):
-        return extract_means(tiny_any, exs, reading=reading, shots=1, n_trials=8, template=SHORT,
+        return extract_means(tiny_any, exs, ExtractionConfig(reading, n_trials=8, template=SHORT),
                              show_progress=False).means
 
     torch.testing.assert_close(mu("mean_ablation", labelled), mu("mean_ablation", flipped))
@@ -286,8 +292,8 @@ def test_label_carrying_readings_recover_a_planted_answer_direction(tiny_any):
     all_yes = [Example(e.prompt, e.response, True) for e in labelled]
     all_no = [Example(e.prompt, e.response, False) for e in labelled]
     direction = mu("answered", all_yes) - mu("answered", all_no)
-    yes_z = capture_last_z(tiny_any, extraction_prompts(tiny_any, all_yes, "answered", template=SHORT).texts)[0]
-    no_z = capture_last_z(tiny_any, extraction_prompts(tiny_any, all_no, "answered", template=SHORT).texts)[0]
+    yes_z = capture_last_z(tiny_any, extraction_prompts(tiny_any, all_yes, ExtractionConfig("answered", template=SHORT)).texts)[0]
+    no_z = capture_last_z(tiny_any, extraction_prompts(tiny_any, all_no, ExtractionConfig("answered", template=SHORT)).texts)[0]
     torch.testing.assert_close(direction, (yes_z - no_z).mean(0), atol=1e-5, rtol=1e-4)
     assert float(direction.norm()) > 1e-3
 
@@ -527,8 +533,8 @@ def test_yes_must_be_a_single_token(tiny):
 def test_pooled_extraction_equals_batched(tiny_gqa):
     exs = [Example(p.prompt, p.chosen, i % 2 == 0) for i, p in enumerate(make_pairs(4))]
     pool = M.PrefixPool(tiny_gqa, max_mb=10)
-    pooled = extract_means(tiny_gqa, exs, reading="mean_ablation", template=SHORT, show_progress=False, pool=pool).means
-    plain = extract_means(tiny_gqa, exs, reading="mean_ablation", template=SHORT, show_progress=False).means
+    pooled = extract_means(tiny_gqa, exs, ExtractionConfig("mean_ablation", template=SHORT), show_progress=False, pool=pool).means
+    plain = extract_means(tiny_gqa, exs, ExtractionConfig("mean_ablation", template=SHORT), show_progress=False).means
     torch.testing.assert_close(pooled, plain, atol=1e-4, rtol=1e-4)
     assert len(pool) == 4 and pool.misses == 4
     pool.get(scalar_prompt(tiny_gqa, exs[0], SHORT))

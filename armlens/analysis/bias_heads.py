@@ -45,10 +45,10 @@ def _rates(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def ablation_means(run: Any) -> torch.Tensor:
     """The ``mean_ablation`` reading's means on the seed's few-shot judge prompts (the reference's other settings)."""
-    from armlens.rm import stage1_extraction
+    from armlens.activations import extract_means
 
     cfg = dataclasses.replace(run.base, reading="mean_ablation")
-    return stage1_extraction(run.model, cfg, examples_from_pairs(run.fewshot, cfg.criterion)).means
+    return extract_means(run.model, examples_from_pairs(run.fewshot, cfg.criterion), cfg, show_progress=False).means
 
 
 def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudyConfig = BiasStudyConfig()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from armlens import config as C
@@ -137,7 +137,7 @@ class AblationConfig:
             replace(self.arm.reinforce, sparsity=s)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return C.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AblationConfig:

@@ -247,16 +247,16 @@ class SeedRun:
         """The ``foreign`` control's means: Stage 1 with the reference's settings on ``n_fewshot`` pairs of another
         dataset (drawn with this seed, every criterion pooled into one extraction), and what they were read on."""
         if self._foreign is None:
+            from armlens.activations import extract_means
             from armlens.data import split_pairs
-            from armlens.rm import stage1_extraction
 
             if not self.foreign_pairs:
                 raise BadInputError("the foreign control needs another dataset's pairs (run_ablations' foreign_pairs)")
             draw = split_pairs(self.foreign_pairs, seed=self.seed, n_fewshot=self.config.n_fewshot, n_select=0,
                                stratify=True).fewshot
             t0 = time.perf_counter()
-            extraction = stage1_extraction(self.model, self.base, examples_from_pairs(draw, self.base.criterion),
-                                           show_progress=self.show_progress)
+            extraction = extract_means(self.model, examples_from_pairs(draw, self.base.criterion), self.base,
+                                       show_progress=self.show_progress)
             info = {"data": self.foreign_pairs[0].source, "few_shot_ids": [p.id for p in draw],
                     "few_shot_sha256": pairs_hash(draw), "n_extraction_prompts": extraction.n_prompts,
                     "seconds": time.perf_counter() - t0}

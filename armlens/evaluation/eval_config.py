@@ -5,7 +5,7 @@ its :class:`~armlens.evaluation.judge.JudgeConfig`), and the reference method th
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from armlens import config as C
@@ -124,7 +124,7 @@ class EvalConfig:
         return [k for k in self.bias_kinds if k not in TRANSFORM_KINDS]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return C.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalConfig:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 PairScores = tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class JudgeConfig:
     """Settings shared by every judge, then each method's own. Recorded with every result."""
 
@@ -100,7 +100,7 @@ class JudgeConfig:
     ``sigmoid(arm.reinforce.init_logit) * n_layers * n_heads``, rounded)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return C.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> JudgeConfig:
