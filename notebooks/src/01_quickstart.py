@@ -176,7 +176,7 @@ assert len(sel.final_candidate_losses) == config.reinforce.n_final_samples
 # Stage 1 is literally an average: rebuild this criterion's extraction prompts and average their last-token hook_z.
 helpful_examples = [e for e in examples_from_pairs(split.fewshot) if e.criterion == helpful]
 assert config.reading == "answered"
-prompts = extraction_prompts(model, helpful_examples, config.reading, template=TEMPLATE)
+prompts = extraction_prompts(model, helpful_examples, config)
 assert [t.endswith(TEMPLATE.yes) for t in prompts.texts] == [e.label for e in helpful_examples], "gold answers"
 z_extract, _ = capture_last_z(model, prompts.texts)
 assert torch.allclose(z_extract.mean(0), fit.means, atol=1e-4), "the means are the average last-token hook_z"

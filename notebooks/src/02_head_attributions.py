@@ -76,7 +76,7 @@ split = split_pairs(load_pairs("hhh", subsets=["hhh-helpful"]), seed=0, n_fewsho
 examples = examples_from_pairs(split.fewshot)
 texts = [scalar_prompt(model, e, TEMPLATE) for e in examples]
 pool = PrefixPool(model)
-extraction = extract_means(model, examples, reading=ARMConfig().reading, template=TEMPLATE, show_progress=False)
+extraction = extract_means(model, examples, ARMConfig(template=TEMPLATE), show_progress=False)
 means = extraction.means
 print(f"{len(examples)} examples ({len(set(texts))} distinct judge prompts); means {tuple(means.shape)} from "
       f"{extraction.n_prompts} answered prompts; the unpatched judge prefers the gold answer on "
