@@ -3,8 +3,9 @@ folder's cells.
 
 Series: the REINFORCE policy's top-k by P(select) and top-k by single-head attribution (``heads`` axis), random sets of
 each size (``heads`` axis, the floor), REINFORCE with a penalty per selected head (``sparsity`` axis: its head count is
-the policy's own, averaged over seeds and criteria), the full sampled set (``selection`` / reinforce) and the zero-shot
-judge (no heads). Each point's interval is crossed over seeds and the distinct scored prompts
+the policy's own, averaged over seeds and criteria), soft head weights (``soft`` axis, :mod:`armlens.soft`: one fit per
+L1 strength, drawn twice, against the L1 budget spent, ``sum(w)``, as ``soft``, and against the heads with ``w > 0.5``,
+as ``soft_half``), the full sampled set (``selection`` / reinforce) and the zero-shot judge (no heads). Each point's interval is crossed over seeds and the distinct scored prompts
 (:func:`armlens.stats.crossed_distribution`); the pooled rows average the datasets' distributions draw by draw.
 """
 
@@ -25,17 +26,24 @@ POOLED = "all"
 FRONTIER_COLUMNS = ["data", "series", "setting", "n_heads", "accuracy", "low", "high", "n_pairs", "n_seeds"]
 
 
-def _series(rec: dict[str, Any]) -> str | None:
-    """The frontier series a cell belongs to (None: not on the frontier)."""
+SOFT_COUNTS = {"soft": "weight_sum", "soft_half": "heads_over_half"}
+"""The soft axis's two series and the cell field each counts heads by (:func:`armlens.soft.effective_heads`)."""
+
+
+def _series(rec: dict[str, Any]) -> list[tuple[str, float]]:
+    """The frontier series a cell belongs to, each with the cell's head count on it (none: not on the frontier)."""
     if rec.get("reading", "prob") != "prob":
-        return None
+        return []
+    n = float(rec["n_heads"])
     if rec["axis"] == "heads":
-        return str(rec["series"])
+        return [(str(rec["series"]), n)]
     if rec["axis"] == "sparsity":
-        return "penalised"
+        return [("penalised", n)]
+    if rec["axis"] == "soft":
+        return [(name, float(rec.get(key, n))) for name, key in SOFT_COUNTS.items()]
     if rec["axis"] == "selection" and rec["setting"] in ("reinforce", "none"):
-        return "reinforce" if rec["setting"] == "reinforce" else "zero-shot"
-    return None
+        return [("reinforce" if rec["setting"] == "reinforce" else "zero-shot", n)]
+    return []
 
 
 def _points(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
@@ -44,9 +52,8 @@ def _points(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
     prompts: dict[int, list[str] | None] = {}
     groups: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
     for rec in cells.to_dict("records"):
-        series = _series(rec)
-        if series is not None:
-            groups.setdefault((series, str(rec["setting"])), {})[int(rec["seed"])] = rec
+        for series, n_heads in _series(rec):
+            groups.setdefault((series, str(rec["setting"])), {})[int(rec["seed"])] = {**rec, "n_heads": n_heads}
     rows = []
     for (series, setting), by_seed in groups.items():
         seeds = sorted(by_seed)

@@ -71,7 +71,7 @@ def head_outputs(folders: Sequence[Path], out: Path) -> dict[str, Any]:
     figs: dict[str, Any] = {}
     sections: list[str] = []
     runs = {f: read_json(f / "run.json") for f in folders}
-    with_heads = [f for f, r in runs.items() if {"heads", "sparsity"} & set(r["config"].get("grid") or [])]
+    with_heads = [f for f, r in runs.items() if {"heads", "sparsity", "soft"} & set(r["config"].get("grid") or [])]
     sides = sorted({r["config"].get("partition", "all") for r in runs.values()})
     pairs = {"dev": "development pairs"}.get(sides[0], "every pair (no partition)") if len(sides) == 1 else "pairs"
     if with_heads:

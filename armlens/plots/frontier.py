@@ -12,8 +12,11 @@ from armlens.plots.style import ACC_TITLE, SERIES_COLOURS, style
 from armlens.stats import counted
 
 SERIES = {"topk_prob": "top-k by P(select)", "topk_attribution": "top-k by attribution", "random": "random k heads",
-          "penalised": "REINFORCE + sparsity penalty"}
-"""Line series in legend order, with their legend names."""
+          "penalised": "REINFORCE + sparsity penalty", "soft": "soft weights (x: sum of w)",
+          "soft_half": "soft weights (x: heads with w > 0.5)"}
+"""Line series in legend order, with their legend names (the two soft series are the same fits, counted two ways:
+one colour, the second dotted)."""
+DASH = {"soft_half": "dot"}
 
 
 def plot_frontier(table: pd.DataFrame, *, title: str = "How many heads keep the ARM's accuracy",
@@ -24,12 +27,13 @@ def plot_frontier(table: pd.DataFrame, *, title: str = "How many heads keep the 
     for col, data in enumerate(panels, start=1):
         part = table[table["data"] == data]
         for i, (series, name) in enumerate(SERIES.items()):
+            colour = SERIES_COLOURS[list(SERIES).index("soft") if series in DASH else i]
             rows = part[part["series"] == series].sort_values("n_heads")
             if rows.empty:
                 continue
             fig.add_trace(go.Scatter(
                 x=rows["n_heads"], y=100 * rows["accuracy"], mode="lines+markers", name=name, legendgroup=series,
-                showlegend=col == 1, line={"color": SERIES_COLOURS[i]},
+                showlegend=col == 1, line={"color": colour, "dash": DASH.get(series, "solid")},
                 error_y={"type": "data", "symmetric": False, "array": 100 * (rows["high"] - rows["accuracy"]),
                          "arrayminus": 100 * (rows["accuracy"] - rows["low"]), "thickness": 1},
                 customdata=rows[["setting", "n_pairs"]].values,
