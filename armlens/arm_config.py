@@ -17,6 +17,7 @@ from armlens.activations import LABELLED_READINGS, ExtractionConfig
 from armlens.prompts import Routing
 from armlens.scoring import ScoreKind
 from armlens.selection import ReinforceConfig, SelectorName
+from armlens.soft import SoftConfig
 
 Criteria = Literal["per_criterion", "pooled"]
 
@@ -31,7 +32,8 @@ class ARMConfig(ExtractionConfig):
     criteria: Criteria = "per_criterion"
     """One ARM per criterion (the paper's) or one ``pooled`` over every criterion (an ablation)."""
     selector: SelectorName = "reinforce"
-    """Stage 2: reinforce, all, none, random, topk_prob, topk_attribution."""
+    """Stage 2: reinforce, all, none, random, topk_prob, topk_attribution, or soft (a learned weight per head,
+    ``z + w (mu - z)``: :mod:`armlens.soft`)."""
     top_k: int | None = None
     """Head count for the random / top-k selectors."""
     n_train: int = 100
@@ -41,6 +43,9 @@ class ARMConfig(ExtractionConfig):
     many remain for training; they are not trained on)."""
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     """REINFORCE settings."""
+    soft: SoftConfig = field(default_factory=SoftConfig)
+    """Soft head weights' settings (``selector="soft"``). Left out of :meth:`to_dict` at its defaults, so the keys of
+    the fits and results saved before it existed stay what they were."""
     score: ScoreKind = "prob"
     """Stage 3 reading: ``prob`` (full-vocabulary P(Yes), reference), ``normalized``, ``logit_diff``."""
     criterion: str | None = None
@@ -55,7 +60,10 @@ class ARMConfig(ExtractionConfig):
         return self.reading in LABELLED_READINGS
 
     def to_dict(self) -> dict[str, Any]:
-        return config.to_dict(self)
+        d = config.to_dict(self)
+        if self.soft == SoftConfig():
+            del d["soft"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ARMConfig:

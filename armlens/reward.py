@@ -179,7 +179,7 @@ def arm_reward(rm: Any, *, criterion: str | None = None, weights: Mapping[str, f
         for p, r, c in zip(prompts, responses, criteria, strict=True):
             fit = rm.fit_for(c)
             texts.append(scalar_prompt(rm.model, Example(p, r, None, c), rm.config.template))
-            patches.append((fit.means, fit.mask))
+            patches.append((fit.means, fit.mask, fit.weights))
             groups.append((prompt_key(p), c))
         return score_patched(rm.model, texts, patches, answer_ids=rm.answer_ids, kind=kind, groups=groups)
 
@@ -208,7 +208,7 @@ def judge_reward(judge: Any, *, criterion: str | None = None, weights: Mapping[s
                 items = [(_pair(prompts[i]), responses[i]) for i in idx]
                 if judge.mask_based:  # the zero-shot judge with its patch: the branch fast path
                     texts = judge._prompts(judge._queries(items))
-                    patches = [judge.patch_for(p) for p, _ in items]
+                    patches = [(*judge.patch_for(p), judge.weights_for(p)) for p, _ in items]
                     scores = score_patched(judge.model, texts, patches, kind=judge.config.score,
                                            answer_ids=_answer_ids(judge), groups=[prompt_key(p.prompt) for p, _ in items])
                 else:

@@ -66,7 +66,8 @@ from armlens.selection import (
     check_pairwise_examples,
     select_heads,
 )
-from armlens.typing import Model
+from armlens.soft import fit_soft_weights
+from armlens.typing import HeadValues, Model
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,9 @@ class CriterionARM:
     """Stage 2 result and history."""
     info: dict[str, Any] = field(default_factory=dict)
     """Sizes, extraction sanity check and timings."""
+    weights: HeadValues | None = None
+    """Soft weights ``[n_layers, n_heads]`` (``selector="soft"``): the heads of ``mask`` get ``z + w (mu - z)``;
+    ``None``: the plain overwrite. Analyses that read only ``means`` and ``mask`` see a soft fit's support."""
 
     @property
     def heads(self) -> list[str]:
@@ -179,7 +183,8 @@ class ActivationRM:
             raise BadInputError("the head-selection set is empty")
         self.fits = {}
         jobs = [(key, fs, sel_groups.get(key, fs)) for key, fs in fs_groups.items()]
-        if self.config.selector == "reinforce" and self.config.reinforce.objective == "pairwise":
+        objective = {"reinforce": self.config.reinforce.objective, "soft": self.config.soft.objective}
+        if objective.get(self.config.selector) == "pairwise":
             for _, _, sel in jobs:  # now, not after Stage 1's minutes
                 check_pairwise_examples(sel)
         n_processes = check_processes(self.model, processes, len(jobs))
@@ -246,11 +251,16 @@ class ActivationRM:
                     kept.add(k)
                     n += counts[k]
             train = [e for e in train if prompt_key(e.prompt) in kept]
-        selection = select_heads(
-            self.model, extraction.means, train, cfg.selector, k=cfg.top_k,
-            config=dataclasses.replace(cfg.reinforce, seed=cfg.seed), template=cfg.template,
-            show_progress=show_progress, pool=pool, val=val,
-        )
+        if cfg.selector == "soft":
+            soft = dataclasses.replace(cfg.soft, seed=cfg.seed)
+            selection = fit_soft_weights(self.model, extraction.means, train, soft, template=cfg.template,
+                                         show_progress=show_progress, pool=pool, val=val)
+        else:
+            selection = select_heads(
+                self.model, extraction.means, train, cfg.selector, k=cfg.top_k,
+                config=dataclasses.replace(cfg.reinforce, seed=cfg.seed), template=cfg.template,
+                show_progress=show_progress, pool=pool, val=val,
+            )
         info = {
             "n_few_shot_examples": len(fs),
             "n_selection_examples": len(train),
@@ -261,7 +271,8 @@ class ActivationRM:
             "timings_s": {"extraction": t_extract, **selection.timings},
             "prefix_pool": {"prompts": len(pool), "bytes": pool.bytes},  # its size at the end: its peak
         }
-        return CriterionARM(key, extraction.means, selection.mask, selection, info)
+        return CriterionARM(key, extraction.means, selection.mask, selection, info,
+                            weights=selection.probs.clone() if cfg.selector == "soft" and selection.probs is not None else None)
 
     def _examples(self, data: Sequence[PreferencePair] | Sequence[Example] | None) -> list[Example]:
         if not data:
@@ -304,6 +315,10 @@ class ActivationRM:
         fit = self.fit_for(None if pair is None else self._criterion(pair))
         return fit.means, fit.mask
 
+    def weights_for(self, pair: PreferencePair | None = None) -> HeadValues | None:
+        """The soft weights of :meth:`patch_for`'s heads (``None``: the plain overwrite, every fit but a soft one)."""
+        return self.fit_for(None if pair is None else self._criterion(pair)).weights
+
     @property
     def means(self) -> Means:
         """The means of a one-criterion ARM (several criteria: use ``fits`` or :meth:`patch_for`)."""
@@ -334,7 +349,8 @@ class ActivationRM:
         """Rewards for already-rendered judge prompts, with ``criterion``'s heads patched."""
         fit = self.fit_for(criterion)
         return score_texts(self.model, texts, means=fit.means, mask=fit.mask, answer_ids=self.answer_ids,
-                           kind=self.config.score, batch_size=self.config.batch_size, show_progress=show_progress)
+                           kind=self.config.score, batch_size=self.config.batch_size, show_progress=show_progress,
+                           weights=fit.weights)
 
     # One response gives a float, several a list. A str is also a Sequence[str]; the first overload wins for it.
     @overload
@@ -406,8 +422,8 @@ class ActivationRM:
         texts, patches, groups = [], [], []
         for p in pairs:
             crit = self._criterion(p)
-            patch = (self.patch_for(p) if chosen is None
-                     else (chosen.means, chosen.mask))
+            patch = ((*self.patch_for(p), self.weights_for(p)) if chosen is None
+                     else (chosen.means, chosen.mask, chosen.weights))
             for response in (p.chosen, p.rejected):
                 texts.append(scalar_prompt(self.model, Example(p.prompt, response, None, crit, tuple(p.images)), self.config.template))
                 patches.append(patch)
@@ -429,12 +445,12 @@ class ActivationRM:
     def patched(self, criterion: str | None = None) -> AbstractContextManager[Model]:
         """``with rm.patched(): model(...)``: the model with ``criterion``'s heads patched, inside the block only."""
         fit = self.fit_for(criterion)
-        return patched(self.model, fit.means, fit.mask)
+        return patched(self.model, fit.means, fit.mask, weights=fit.weights)
 
     def patch(self, criterion: str | None = None) -> PatchHandle:
         """Patch ``criterion``'s heads until ``handle.remove()``."""
         fit = self.fit_for(criterion)
-        return PatchHandle(self.model, fit.means, fit.mask)
+        return PatchHandle(self.model, fit.means, fit.mask, weights=fit.weights)
 
     # ------------------------------------------------------------------------------------------------ persistence
 
@@ -448,6 +464,8 @@ class ActivationRM:
         for i, fit in enumerate(self.fits.values()):
             tensors[f"{i}.means"] = fit.means.contiguous().cpu()
             tensors[f"{i}.mask"] = fit.mask.to(torch.uint8).contiguous().cpu()
+            if fit.weights is not None:
+                tensors[f"{i}.weights"] = fit.weights.float().contiguous().cpu()
             sel = fit.selection
             if sel is not None and sel.probs is not None:
                 tensors[f"{i}.probs"] = sel.probs.float().contiguous().cpu()
@@ -492,6 +510,9 @@ class ActivationRM:
             if means.dim() != 3 or tuple(mask.shape) != tuple(means.shape[:2]):
                 raise BadDataError(f"{path} is corrupt: fit {i}'s means {tuple(means.shape)} and mask "
                                    f"{tuple(mask.shape)} are not [layers, heads, d_head] and [layers, heads]")
+            w = tensors.get(f"{i}.weights")
+            if w is not None and (tuple(w.shape) != tuple(mask.shape) or not bool(((w >= 0) & (w <= 1)).all())):
+                raise BadDataError(f"{path} is corrupt: fit {i}'s soft weights are not [layers, heads] in [0, 1]")
         return tensors, meta
 
     @classmethod
@@ -532,7 +553,7 @@ class ActivationRM:
             sel = None if s is None else selection_from_record(
                 s, mask, tensors.get(f"{i}.probs"), tensors.get(f"{i}.prob_trajectory"))
             rm.fits[rec["criterion"]] = CriterionARM(rec["criterion"], tensors[f"{i}.means"], mask, sel,
-                                                     rec.get("info", {}))
+                                                     rec.get("info", {}), weights=tensors.get(f"{i}.weights"))
         rm.fit_info = meta.get("fit_info", {})
         return rm
 

@@ -41,7 +41,7 @@ from armlens.typing import HeadMask, Masks, Means, Model
 
 logger = logging.getLogger(__name__)
 
-SelectorName = Literal["reinforce", "all", "none", "random", "topk_prob", "topk_attribution"]
+SelectorName = Literal["reinforce", "all", "none", "random", "topk_prob", "topk_attribution", "soft"]
 
 
 Objective = Literal["answer", "pairwise"]
@@ -427,6 +427,9 @@ def select_heads(
         return SelectionResult(mask=torch.ones(shape, dtype=torch.bool), method=method)
     if method == "none":
         return SelectionResult(mask=torch.zeros(shape, dtype=torch.bool), method=method)
+    if method == "soft":
+        raise BadInputError("the soft selector learns a weight per head, not a head set: armlens.soft.fit_soft_weights "
+                            "(an ARM: ARMConfig(selector='soft'))")
     if k is None:
         raise BadInputError(f"selector {method!r} needs k (the number of heads)")
     if method == "random":

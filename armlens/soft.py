@@ -182,7 +182,7 @@ def fit_soft_weights(
         for u in units:  # one unit's graph alive at a time
             loss = obj.loss(u, means, torch.sigmoid(theta)) / len(units)
             total += torch.autograd.grad(loss, theta)[0]
-            task += float(loss)
+            task += float(loss.detach())
         penalty = config.l1 * torch.sigmoid(theta).sum()
         total += torch.autograd.grad(penalty, theta)[0]
         opt.zero_grad()

@@ -17,6 +17,8 @@ command uses). Each *axis* varies one thing and holds the rest at the reference:
   (top-k and random series over k).
 - ``sparsity``: REINFORCE with a penalty per selected head (``reinforce.sparsity``), one fit per value: fewer heads,
   chosen by the policy itself (the frontier's penalised series beside ``heads``' top-k and random ones).
+- ``soft``: soft head weights (``selector="soft"``, :mod:`armlens.soft`: ``z + w (mu - z)``, ``w`` learned with an L1
+  penalty ``soft.l1``), one fit per L1 strength: the frontier's continuous series.
 - ``scoring``: the reference ARM and the zero-shot judge read as prob / normalized / logit_diff / generative.
 - ``controls``: the reference fit's heads with other values written into them: ``zeros``, ``shuffled`` (each
   selected head gets another selected head's mean, per criterion, a seeded derangement) or ``foreign`` (means read
@@ -39,7 +41,7 @@ from armlens.errors import BadInputError
 from armlens.rm import ARMConfig
 
 AXES: tuple[str, ...] = ("selection", "reading", "estimator", "demos", "trials", "steps", "prior", "lr", "objective",
-                         "criteria", "shots", "flip", "heads", "sparsity", "scoring", "controls")
+                         "criteria", "shots", "flip", "heads", "sparsity", "soft", "scoring", "controls")
 """Every ablation axis, in report order."""
 DEFAULT_GRID: tuple[str, ...] = ("selection", "reading", "estimator", "scoring", "heads", "controls")
 """Axes run when none are named."""
@@ -120,6 +122,9 @@ class AblationConfig:
     sparsities: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1])
     """``sparsity`` axis: REINFORCE's penalty per selected head (in the loss's nats; 0 is the reference), fitted anew
     at each value: the accuracy-sparsity frontier's penalised series (issue 38)."""
+    soft_l1s: list[float] = field(default_factory=lambda: [0.0, 0.003, 0.01, 0.03, 0.1])
+    """``soft`` axis: L1 strengths of soft head weights (``arm.soft.l1``, nats per unit of weight), one fit each: the
+    frontier's continuous series (issue 38, item d)."""
     """``flip`` axis: share of few-shot pairs whose chosen and rejected are swapped."""
     attribution_examples: int = 8
     """Few-shot examples the single-head attribution sweep averages over, per criterion."""
@@ -135,6 +140,8 @@ class AblationConfig:
             replace(self.arm.reinforce, lr=lr)
         for s in self.sparsities:  # so do the sparsity axis's
             replace(self.arm.reinforce, sparsity=s)
+        for s in self.soft_l1s:  # and the soft axis's
+            replace(self.arm.soft, l1=s)
 
     def to_dict(self) -> dict[str, Any]:
         return C.to_dict(self)
@@ -256,6 +263,9 @@ def plan_cells(config: AblationConfig, n_layers: int, n_heads: int) -> list[Cell
     if "sparsity" in grid:
         cells += [_arm("sparsity", f"{s:g}", {"reinforce.sparsity": float(s)}, x=float(s))
                   for s in sorted(set(config.sparsities))]
+    if "soft" in grid:
+        cells += [_arm("soft", f"{s:g}", {"selector": "soft", "soft.l1": float(s)}, x=float(s))
+                  for s in sorted(set(config.soft_l1s))]
     if "heads" in grid:
         ks = sorted({k for k in config.heads if 1 <= k <= n_layers * n_heads})
         cells += [Cell("heads", s, str(k), x=float(k), heads=s, k=k) for s in HEAD_SERIES for k in ks]

@@ -60,6 +60,7 @@ from armlens.prompts import AnswerIds, criterion_for, examples_from_pairs, scala
 from armlens.rm import POOLED, ActivationRM, CriterionARM
 from armlens.scoring import score_rows
 from armlens.selection import likely_mask, random_mask, single_head_effects, top_k_mask
+from armlens.soft import effective_heads
 from armlens.typing import Model
 
 logger = logging.getLogger(__name__)
@@ -243,6 +244,16 @@ class SeedRun:
             self._controls[key] = (means, control_values(means, mask, cell.values, self.seed))
         return self._controls[key][1], mask
 
+    def weights_for(self, cell: Cell, pair: PreferencePair) -> Tensor | None:
+        """The soft weights the cell writes with (``soft`` axis; its fit's own heads only), else ``None``."""
+        if cell.heads != "fit" or cell.step is not None:
+            return None
+        rm = self.fit(cell)
+        weights = rm.fit_for(rm._criterion(pair)).weights
+        if weights is not None and cell.reading == "generative":
+            raise BadInputError("the generative reading decodes with hard patches only, not soft head weights")
+        return weights
+
     def foreign(self) -> tuple[Means, dict[str, Any]]:
         """The ``foreign`` control's means: Stage 1 with the reference's settings on ``n_fewshot`` pairs of another
         dataset (drawn with this seed, every criterion pooled into one extraction), and what they were read on."""
@@ -375,9 +386,11 @@ class SeedRun:
         if not missing:
             return []
         rows: dict[Cell, list[tuple[Means, HeadMask]]] = {}
+        soft: dict[Cell, list[Tensor | None]] = {}  # soft weights per pair (soft axis), else None
         for c in missing:
             try:
                 rows[c] = [self.rows_for(c, p) for p in self.test]
+                soft[c] = [self.weights_for(c, p) for p in self.test]
             except ValueError as e:
                 logger.warning("seed %d: skipping %s/%s: %s", self.seed, c.axis, c.setting, e)
         if not rows:
@@ -398,20 +411,30 @@ class SeedRun:
             row_of = {}                                    # one branch, so they score identically
             for c in order:
                 means, mask = rows[c][i]
-                ident = (digest(means) if bool(mask.any()) else "", mask.numpy().tobytes())
+                w = soft[c][i]
+                ident = (digest(means) if bool(mask.any()) else "", mask.numpy().tobytes(),
+                         b"" if w is None or not bool(mask.any()) else w[mask].numpy().tobytes())
                 row_of[c] = distinct.setdefault(ident, len(distinct))
             firsts = {r: c for c, r in reversed(list(row_of.items()))}
             means = torch.stack([rows[firsts[r]][i][0] for r in range(len(distinct))])
             masks = torch.stack([rows[firsts[r]][i][1] for r in range(len(distinct))])
+            row_w = [soft[firsts[r]][i] for r in range(len(distinct))]  # a hard row: 1 at its heads (lerp: exact)
+            weights = None if all(w is None for w in row_w) else torch.stack(
+                [m.float() if w is None else torch.where(m, w.float(), 0.0) for w, m in zip(row_w, masks, strict=True)])
             logits = score_rows(self.model, self.test_texts[2 * i : 2 * i + 2], means, masks, answer_ids=self.ids,
-                                chunk=self.config.row_chunk, groups=[i, i])  # the pair's prompts share their start
+                                chunk=self.config.row_chunk, groups=[i, i],  # the pair's prompts share their start
+                                weights=weights)
             for c in order:
                 if c.reading != "generative":
                     scores[c][2 * i : 2 * i + 2] = logits.read(c.reading)[:, row_of[c]]  # type: ignore[arg-type]
         extra: dict[Cell, dict[str, Any]] = {}
         for c in order:
+            ws = [w for w in soft[c] if w is not None]
+            if ws:  # the soft axis: its effective head counts, averaged over the pairs as n_heads is
+                counts = [effective_heads(w) for w in ws]
+                extra[c] = {k: sum(e[k] for e in counts) / len(counts) for k in counts[0]}
             if c.reading == "generative":
-                scores[c], extra[c] = self._generative(rows[c])
+                scores[c], extra[c] = self._generative(rows[c])  # never soft: generative cells are hard patches
         logger.info("seed %d: %d cells over %d test prompts in %.0f s", self.seed, len(order), 2 * n,
                     time.perf_counter() - t0)
         records = []

@@ -37,6 +37,9 @@ class ARMJudge(Judge):
     def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None]:
         return self.rm.patch_for(pair)
 
+    def weights_for(self, pair: PreferencePair) -> Tensor | None:
+        return self.rm.weights_for(pair)
+
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
         self.rm = ActivationRM(self.model, self.arm_config()).fit(few_shot, select,
                                                                   show_progress=self.config.show_progress)

@@ -112,7 +112,7 @@ def score_mask_judges(
                 patch = judge.patch_for(pair)
                 if patch is None:
                     raise ValueError(f"{judge.name}.patch_for() returned None for a mask-based judge")
-                rows[pair.id] = table.add(*patch, resid=judge.resid_for(pair))
+                rows[pair.id] = table.add(*patch, resid=judge.resid_for(pair), weights=judge.weights_for(pair))
                 if reads and rows[pair.id] != plain:
                     raise ValueError(f"{judge.name} reads activations, so it must leave the prompt unpatched")
             if text not in text_index:
@@ -125,6 +125,7 @@ def score_mask_judges(
             out.append((t, rows[pair.id]))
         cells.append(out)
     means, masks = table.stacked()
+    soft = table.weights()  # None unless a judge writes soft weights (armlens.soft)
     resid = table.resid()
     digest = _pass_digest(table, requests, cells, capture) if checkpoint is not None else None
     folder = Path(checkpoint) if digest is not None and checkpoint is not None else None
@@ -156,7 +157,7 @@ def score_mask_judges(
                             rows_per_text=[sorted(wanted[t]) for t in part], groups=[groups[t] for t in part],
                             min_shared_tokens=min_shared_tokens, chunk=chunk, resid=resid,
                             capture=list(capture), capture_row=plain if capture else None,
-                            show_progress=show_progress,
+                            show_progress=show_progress, weights=soft,
                             desc=f"part {k + 1}/{len(parts)}: {len(part)} prompts x {len(table)} patches")
         local = {t: i for i, t in enumerate(part)}
         scores_of: dict[int, list[float]] = {}

@@ -297,6 +297,11 @@ class Judge:
         ``blocks.{layer}.hook_resid_post``; ``None``: nothing added."""
         return None
 
+    def weights_for(self, pair: PreferencePair) -> Tensor | None:
+        """For a mask-based judge with soft head weights (an ARM fitted with ``selector="soft"``): the weight of each
+        head of :meth:`patch_for`'s mask, which then gets ``z + w (means - z)``; ``None``: the plain overwrite."""
+        return None
+
     def branch_reads(self) -> list[str]:
         """For a branch-pass judge that reads activations: the hooks read at the unpatched last token."""
         return []
