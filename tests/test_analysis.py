@@ -212,12 +212,15 @@ def test_cells_are_the_reference_arm_with_one_setting_changed():
 def tiny_config(**kw) -> G.AblationConfig:
     from armlens.rm import ARMConfig
     from armlens.selection import ReinforceConfig
+    from armlens.soft import SoftConfig
 
     arm = ARMConfig(n_trials=2, template=SHORT, reinforce=ReinforceConfig(steps=3, k_masks=4, n_final_eval=4,
-                                                                           n_final_samples=3))
+                                                                           n_final_samples=3),
+                    soft=SoftConfig(steps=2, batch_units=2))
     base = dict(data="toy", seeds=[0, 1], n_fewshot=4, limit=5, arm=arm, attribution_examples=2,
                 fewshot_per_criterion=[2, 3], heads=[1, 2, 4], flips=[0.0, 0.5], steps=[2, 3], trials=[2], demos=[1],
-                priors=[-1.0], learning_rates=[0.1, 1.0], sparsities=[0.5], bootstrap=50, gen_max_new_tokens=2,
+                priors=[-1.0], learning_rates=[0.1, 1.0], sparsities=[0.5], soft_l1s=[0.5], bootstrap=50,
+                gen_max_new_tokens=2,
                 grid=list(G.AXES))
     base.update(kw)
     return G.AblationConfig(**base)
@@ -582,7 +585,8 @@ def test_frontier_table_and_figure(tiny_results):
 
     out, cells = tiny_results
     table = frontier_table([out], n_boot=100)
-    assert set(table["series"]) == {"topk_prob", "topk_attribution", "random", "penalised", "reinforce", "zero-shot"}
+    assert set(table["series"]) == {"topk_prob", "topk_attribution", "random", "penalised", "soft", "soft_half",
+                                    "reinforce", "zero-shot"}
     assert (table["low"] <= table["accuracy"] + 1e-12).all() and (table["accuracy"] <= table["high"] + 1e-12).all()
     none = cells[(cells.axis == "selection") & (cells.setting == "none")]["accuracy"].mean()
     zero = table[table.series == "zero-shot"].iloc[0]
