@@ -1,5 +1,5 @@
 """Unit and fit keys stay what they were (issue 40): a results folder is resumed by recomputing the key of every unit
-from its settings (:func:`armlens.evaluation.units.unit_key`, :func:`~armlens.evaluation.units.fit_key`,
+from its settings (:func:`armlens.evaluation.keys.unit_key`, :func:`~armlens.evaluation.keys.fit_key`,
 :func:`armlens.analysis.grid.fit_key`), so a change to how the configs are laid out must not change a key, or every
 finished unit would be recomputed. The expected keys below were computed by the code that wrote them, from settings
 given as the flat ``JudgeConfig`` dicts that ``config.json`` and ``result.json`` hold."""
@@ -14,9 +14,11 @@ import pytest
 
 from armlens.analysis.grid import Cell, fit_key
 from armlens.data.records import PreferencePair
-from armlens.evaluation import units
+from armlens.evaluation import keys as K
 from armlens.evaluation.baselines import JUDGES
 from armlens.evaluation.eval_config import EvalConfig
+from armlens.evaluation.planning import Plan
+from armlens.evaluation.store import SPLIT
 from armlens.rm import ARMConfig
 from armlens.testing import tiny_model
 
@@ -141,20 +143,20 @@ def model():
     return tiny_model()
 
 
-def plan(dataset: str, seed: int) -> units.Plan:
+def plan(dataset: str, seed: int) -> Plan:
     """A plan whose pools stand for the recorded ones: one pair each, named after its pool (see :func:`keys`)."""
     pool = {name: [PreferencePair(name, "x", "x", "", "", "")] for name in ("fewshot", "select", "test")}
-    return units.Plan(dataset, seed, pool["fewshot"], pool["select"], pool["test"], {}, {}, Path("."))
+    return Plan(dataset, seed, pool["fewshot"], pool["select"], pool["test"], {}, {}, Path("."))
 
 
-def keys(model, plan: units.Plan, pools: dict[str, str], method: str, config: EvalConfig, model_id: str,
+def keys(model, plan: Plan, pools: dict[str, str], method: str, config: EvalConfig, model_id: str,
          monkeypatch) -> tuple[str, str]:
     """(unit key, fit key) of ``method`` on ``plan``, with ``pools`` the recorded hashes of its pools."""
-    monkeypatch.setattr(units, "pairs_hash", lambda pairs: pools[pairs[0].id])
-    monkeypatch.setattr(units.M, "model_id", lambda m: model_id)
+    monkeypatch.setattr(K, "pairs_hash", lambda pairs: pools[pairs[0].id])
+    monkeypatch.setattr(K.M, "model_id", lambda m: model_id)
     judge = config.judge_config(plan.seed)
-    return (units.unit_key(plan, method, judge, model_id, config.bias_kinds_for(method)),
-            units.fit_key(model, plan, method, judge))
+    return (K.unit_key(plan, method, judge, model_id, config.bias_kinds_for(method)),
+            K.fit_key(model, plan, method, judge))
 
 
 @pytest.mark.parametrize("settings", ["default", "other"])
@@ -190,7 +192,7 @@ def test_committed_units_recompute_their_keys(run, model, monkeypatch):
         result = json.loads(path.read_text())
         if result["method"] not in ("longer", "shorter", "implicit"):
             continue
-        split = json.loads(gzip.open(path.parent.parent / units.SPLIT).read())
+        split = json.loads(gzip.open(path.parent.parent / SPLIT).read())
         pools = {**split["pairs_sha256"], "test": split["test_sample"]["pairs_sha256"]}
         got = keys(model, plan(result["dataset"], result["seed"]), pools, result["method"], config,
                    result["model"]["model_id"], monkeypatch)

@@ -18,16 +18,9 @@ from armlens import testing as T
 from armlens.cli import main
 from armlens.evaluation import baselines
 from armlens.evaluation.baselines import JudgeConfig
-from armlens.evaluation.runner import (
-    EvalConfig,
-    _plans,
-    dataset_slug,
-    results_markdown,
-    run_eval,
-    run_unit,
-    sample_test,
-    unit_items,
-)
+from armlens.evaluation.jobs import run_unit
+from armlens.evaluation.planning import dataset_slug, plan_dataset, sample_test, unit_items
+from armlens.evaluation.runner import EvalConfig, results_markdown, run_eval
 from armlens.prompts import Example, JudgeTemplate
 from armlens.rm import ARMConfig
 from armlens.selection import ReinforceConfig
@@ -186,7 +179,7 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
 
 def test_a_shared_job_stopped_while_scoring_resumes_without_fitting_again(tiny, toy_file, tmp_path, monkeypatch,
                                                                            caplog):
-    from armlens.evaluation import units
+    from armlens.evaluation import jobs
     from armlens.rm import ActivationRM
 
     out = tmp_path / "out"
@@ -196,7 +189,7 @@ def test_a_shared_job_stopped_while_scoring_resumes_without_fitting_again(tiny, 
         raise RuntimeError("stopped while scoring")
 
     with monkeypatch.context() as m:  # both ARMs fitted, then the run dies in the shared scoring pass
-        m.setattr(units, "score_mask_judges", stop)
+        m.setattr(jobs, "score_mask_judges", stop)
         with pytest.raises(RuntimeError, match="stopped while scoring"):
             run_eval(cfg, model=tiny)
     folder = out / dataset_slug(f"path:{toy_file}")
@@ -398,8 +391,8 @@ def test_a_seed_free_method_is_one_job_per_dataset(toy_file, tmp_path):
 
     cfg = tiny_config(toy_file, tmp_path / "out", methods=["arm", "generative", "voting", "implicit", "few-shot-icl"],
                       seeds=3)
-    plans, _ = _plans(cfg, cfg.data[0], tmp_path / "out")
-    jobs = plan_jobs(cfg, [(p, m, cfg.judge_config(p.seed)) for p in plans for m in cfg.methods])
+    plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path / "out")
+    jobs = plan_jobs([(p, m, cfg.judge_config(p.seed)) for p in plans for m in cfg.methods])
     got = [(job.shared, [(p.seed, m) for p, m, _ in job.units]) for job in jobs]
     assert got[0] == (True, [(0, "arm"), (1, "arm"), (2, "arm")])
     for method in ("generative", "implicit"):  # greedy answers and likelihoods: the same for every seed
@@ -508,7 +501,7 @@ def test_mask_based_judges_declare_their_patch(tiny, toy_file, tmp_path):
     assert branch == set(BRANCH_METHODS)
     assert not baselines.JUDGES["steering"].in_branch_pass(JudgeConfig(steering_positions="all"))
     cfg = tiny_config(toy_file, tmp_path, seeds=1)
-    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     assert baselines.make_judge("zero-shot", tiny).patch_for(plans[0].test[0]) == (None, None)
     assert baselines.make_judge("longer", tiny).patch_for(plans[0].test[0]) is None
     jcfg = cfg.judge_config(0)
@@ -525,7 +518,7 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path)
     from armlens.evaluation.branches import score_mask_judges
 
     cfg = tiny_config(toy_file, tmp_path, seeds=2, bias_kinds=["length"])
-    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     requests = []
     for plan in plans:
         for method in BRANCH_METHODS + ["probe-hook_z", "savs-margin"]:
@@ -560,7 +553,7 @@ def test_the_branch_pass_resumes_from_its_saved_parts(tiny, toy_file, tmp_path, 
     from armlens.evaluation import branches
 
     cfg = tiny_config(toy_file, tmp_path, seeds=1, bias_kinds=["length"])
-    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     requests = _fitted_branch_requests(tiny, cfg, plans[0])
     folder = tmp_path / "branch-pass"
     calls = []
@@ -613,7 +606,7 @@ def test_the_branch_pass_resumes_from_its_saved_parts(tiny, toy_file, tmp_path, 
 
 def test_activation_judges_read_back_their_fit_files(tiny, toy_file, tmp_path, caplog):
     cfg = tiny_config(toy_file, tmp_path, seeds=1, bias_kinds=["length"])
-    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     plan, items = plans[0], unit_items(plans[0])
     for method in ("probe", "savs", "steering"):
         jcfg = dataclasses.replace(cfg.judge_config(plan.seed), savs_top_k=5, steering_coefs=(0.0, 4.0))
@@ -644,7 +637,7 @@ def test_activation_judges_read_back_their_fit_files(tiny, toy_file, tmp_path, c
 def test_a_unit_is_finished_with_its_items_in_either_form(tmp_path):
     """A unit written before per-item files were compressed (``items.jsonl``) and one written since
     (``items.jsonl.gz``) are both finished, with the same rows; one whose items are gone in both forms is not."""
-    from armlens.evaluation.units import ITEMS, read_items, read_unit
+    from armlens.evaluation.store import ITEMS, read_items, read_unit
 
     rows = [{"dataset": "d", "seed": 0, "method": "arm", "split": "test", "id": "p1", "correct": True},
             {"dataset": "d", "seed": 0, "method": "arm", "split": "bias-length", "id": "p1-h", "correct": False}]
@@ -708,7 +701,7 @@ def test_runner_shared_path_equals_the_per_method_path(tiny, toy_file, tmp_path,
     assert done[1].endswith(f"path:{toy_file}: longer (seeds 0,1; 2 unit(s))")
     assert done[0].split(": ", 1)[1].startswith(f"path:{toy_file}: {','.join(BRANCH_METHODS)} ")
     items = aio.read_jsonl(tmp_path / "out" / "items.jsonl.gz")
-    plans, _ = _plans(cfg, cfg.data[0], tmp_path / "ref")
+    plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path / "ref")
     for plan in plans:
         for method in cfg.methods:
             result, ref = run_unit(tiny, plan, method, cfg.judge_config(plan.seed), cfg.n_bootstrap)
@@ -772,7 +765,7 @@ def test_icl_cached_demonstrations_equal_full_prompts(tiny_any, toy_file, tmp_pa
     from armlens import scoring
 
     cfg = tiny_config(toy_file, tmp_path, seeds=1)
-    plans, _ = _plans(cfg, cfg.data[0], tmp_path)
+    plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     items = unit_items(plans[0])
     jcfg = dataclasses.replace(cfg.judge_config(0), template=dataclasses.replace(cfg.judge.template), icl_shots=3)
     full = baselines.make_judge("few-shot-icl", tiny_any, dataclasses.replace(jcfg, icl_cache_demos=False))
@@ -862,8 +855,8 @@ def test_summary_intervals_widen_when_pairs_share_prompts(tmp_path):
     import numpy as np
 
     from armlens.data.records import PreferencePair
+    from armlens.evaluation.planning import Plan
     from armlens.evaluation.summary import summarize_eval
-    from armlens.evaluation.units import Plan
 
     rng = np.random.default_rng(0)
     seeds = range(5)
@@ -964,25 +957,24 @@ def test_plans_follow_the_committed_partition(data_root, tmp_path):
     """test: few-shot and selection pairs from dev, scored pairs from test; dev: everything from dev; all: every
     pair; a test-only set draws its few-shot pairs from its own pairs and never scores them; dev on it is refused."""
     from armlens.data.partition import load_partition
-    from armlens.evaluation.runner import _plans
 
     part = load_partition("hhh")
     base = dict(data=["hhh"], root=str(data_root), out=str(tmp_path / "out"), seeds=2, limit=20, n_fewshot=8,
                 n_select=4, show_progress=False, bias_kinds=[])
-    plans, data = _plans(EvalConfig(**base, partition="test"), "hhh", tmp_path / "t")
+    plans, data = plan_dataset(EvalConfig(**base, partition="test"), "hhh", tmp_path / "t")
     assert data["partition"]["side"] == "test" and data["partition"]["n_scored"] == len(part.test)
     for plan in plans:
         assert {p.id for p in plan.fewshot + plan.select} <= part.dev and {p.id for p in plan.test} <= part.test
         assert len(plan.test) == 20 and plan.split_record["partition"]["side"] == "test"
     # dev scores dev pairs too, so its pools must be whole prompt groups (no trim): HHH's dev dialogues are large
-    plans, _ = _plans(EvalConfig(**{**base, "n_select": 0}, partition="dev"), "hhh", tmp_path / "d")
+    plans, _ = plan_dataset(EvalConfig(**{**base, "n_select": 0}, partition="dev"), "hhh", tmp_path / "d")
     assert all({p.id for p in pl.fewshot + pl.select + pl.test} <= part.dev for pl in plans)
-    plans, data = _plans(EvalConfig(**base, partition="all"), "hhh", tmp_path / "a")
+    plans, data = plan_dataset(EvalConfig(**base, partition="all"), "hhh", tmp_path / "a")
     assert data["partition"]["side"] == "all" and data["partition"]["n_choice"] == 221
-    plans, _ = _plans(EvalConfig(**{**base, "data": ["truthfulqa"]}, partition="test"), "truthfulqa", tmp_path / "q")
+    plans, _ = plan_dataset(EvalConfig(**{**base, "data": ["truthfulqa"]}, partition="test"), "truthfulqa", tmp_path / "q")
     assert all(not {p.id for p in pl.fewshot} & {p.id for p in pl.test} for pl in plans)
     with pytest.raises(ValueError, match="truthfulqa is test-only"):
-        _plans(EvalConfig(**{**base, "data": ["truthfulqa"]}, partition="dev"), "truthfulqa", tmp_path / "x")
+        plan_dataset(EvalConfig(**{**base, "data": ["truthfulqa"]}, partition="dev"), "truthfulqa", tmp_path / "x")
 
 
 def test_resummarize_rebuilds_the_summary_from_the_folder_alone(tiny, toy_file, tmp_path, monkeypatch):
@@ -1012,8 +1004,8 @@ def test_seeds_that_score_the_same_pairs_count_them_once(tmp_path):
     import numpy as np
 
     from armlens.data.records import PreferencePair
+    from armlens.evaluation.planning import Plan
     from armlens.evaluation.summary import summarize_eval
-    from armlens.evaluation.units import Plan
 
     rng = np.random.default_rng(1)
     outcome = {m: rng.random(120) < p for m, p in (("arm", 0.7), ("zero-shot", 0.5))}

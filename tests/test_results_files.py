@@ -44,7 +44,7 @@ def test_committed_results_hold_no_plain_per_item_file():
 def test_a_committed_eval_seed_reads_back_to_its_recorded_accuracy():
     """Every unit of one committed seed is a finished unit (its compressed items found), and its test items give
     back the accuracy and size its result.json records, in the order of the seed's (compressed) split."""
-    from armlens.evaluation.units import read_items, read_unit
+    from armlens.evaluation.store import read_items, read_unit
 
     seed = EXPERIMENTS / "eval" / "llmbar" / "seed0"
     split = aio.read_json(seed / "split.json")  # split.json.gz on disk

@@ -290,7 +290,7 @@ def is_eval_folder(folder: Path) -> bool:
 
 def eval_figures(folder: Path) -> dict[str, Any]:
     """Per dataset of an `armlens eval` folder: every method's accuracy and, with a bias suite, its hack rates."""
-    from armlens.evaluation.units import dataset_slug
+    from armlens.evaluation.planning import dataset_slug
     from armlens.io import read_json
     from armlens.plots import plot_hack_rates, plot_method_accuracy
 

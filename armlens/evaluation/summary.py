@@ -11,8 +11,8 @@ import numpy as np
 
 from armlens.evaluation.baselines import JUDGES
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
+from armlens.evaluation.planning import Plan
 from armlens.evaluation.protocol import PROTOCOL, environment_versions
-from armlens.evaluation.units import Plan
 from armlens.stats import crossed_interval
 
 
