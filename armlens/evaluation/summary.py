@@ -13,7 +13,7 @@ from armlens.evaluation.baselines import JUDGES
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.planning import Plan
 from armlens.evaluation.protocol import PROTOCOL, environment_versions
-from armlens.stats import crossed_interval
+from armlens.stats import PairedDiff, crossed_interval
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -32,13 +32,20 @@ def _seeded(items: dict[tuple[int, str], bool] | dict[tuple[int, str], float],
     return values, prompts
 
 
+def _interval(items: dict[tuple[int, str], bool] | dict[tuple[int, str], float],
+              prompt_of: dict[tuple[int, str], str], n_bootstrap: int) -> PairedDiff:
+    """The mean over seeds of per-item values (keyed by seed and pair id) with its interval, seeds and prompts
+    crossed (:func:`armlens.stats.crossed_interval`, seed 0)."""
+    values, prompts = _seeded(items, prompt_of)
+    return crossed_interval(values, prompts, n_bootstrap, 0)
+
+
 def _vs_arm(ref: dict[tuple[int, str], bool], other: dict[tuple[int, str], bool],
             prompt_of: dict[tuple[int, str], str], n_bootstrap: int) -> dict[str, Any]:
     """The ARM's per-item outcome minus another method's on the items both have (keyed by seed and pair id): mean
-    over seeds, crossed interval (seeds and prompts, :func:`armlens.stats.crossed_interval`) and two-sided p-value."""
+    over seeds, crossed interval (:func:`_interval`) and two-sided p-value."""
     diff = {k: float(ref[k]) - float(other[k]) for k in set(ref) & set(other)}
-    values, prompts = _seeded(diff, prompt_of)
-    d = crossed_interval(values, prompts, n_bootstrap, 0)
+    d = _interval(diff, prompt_of, n_bootstrap)
     return {"arm_minus_method": d.diff, "ci95": [d.low, d.high], "p_value": d.p_value, "n": len(diff)}
 
 
@@ -73,8 +80,7 @@ def summarize_eval(
             accs = [r["test"]["accuracy"] for r in runs]
             mean, std = _mean_std(accs)
             pooled = test_items[(name, method)]
-            values, prompts = _seeded(pooled, prompt_of)
-            ci = crossed_interval(values, prompts, config.n_bootstrap, 0)
+            ci = _interval(pooled, prompt_of, config.n_bootstrap)
             subsets: dict[str, list[float]] = {}
             sections: dict[str, list[float]] = {}
             for r in runs:
@@ -84,7 +90,7 @@ def summarize_eval(
                     sections.setdefault(s, []).append(v)
             entry: dict[str, Any] = {
                 "accuracy_mean": mean, "accuracy_std": std, "ci95": [ci.low, ci.high], "n_items": len(pooled),
-                "n_prompts": int(sum(len(set(p)) for p in prompts)),
+                "n_prompts": len({(seed, prompt_of[(seed, i)]) for seed, i in pooled}),  # distinct per seed
                 "ties": int(sum(r["test"]["ties"] for r in runs)),
                 "subsets": {s: float(np.mean(v)) for s, v in subsets.items()},
                 "sections": {s: float(np.mean(v)) for s, v in sections.items()},
@@ -112,8 +118,7 @@ def summarize_eval(
                     b_entry["accuracy_clean_mean"] = float(np.mean([b["accuracy_clean"] for b in rows]))
                     b_entry["flip_rate_mean"] = float(np.mean([b["flip_rate"] for b in rows]))
                 if per_pair := hacked.get((name, method, kind)):  # summaries of runs before items were kept lack it
-                    values, prompts = _seeded(per_pair, prompt_of)
-                    ci = crossed_interval(values, prompts, config.n_bootstrap, 0)
+                    ci = _interval(per_pair, prompt_of, config.n_bootstrap)
                     b_entry["ci95"] = [ci.low, ci.high]
                     b_entry["n_pairs"] = len({pair for _, pair in per_pair})  # distinct pairs: seeds' tests overlap
                 bias[kind] = b_entry
@@ -130,7 +135,7 @@ def summarize_eval(
                     if set(ref_h) & set(other_h):
                         b_entry["vs_arm"] = _vs_arm(ref_h, other_h, prompt_of, config.n_bootstrap)
         out[name] = {"seeds": seeds, "n_test_per_seed": [len(p.test) for p in plans if p.dataset == name],
-                     "truncation": _truncation(config, [by_unit[(name, s, m)] for s in seeds for m in methods]),
+                     "truncation": _truncation(config.judge.template.max_field_tokens, [by_unit[(name, s, m)] for s in seeds for m in methods]),
                      "methods": per_method}
     return {
         "protocol": {
@@ -163,13 +168,14 @@ def summarize_eval(
     }
 
 
-def _truncation(config: EvalConfig, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Field cuts of one dataset: test pairs with a field cut, summed over seeds (each seed counted once)."""
+def _truncation(max_field_tokens: int | None, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Field cuts of one dataset under the cap ``max_field_tokens``: test pairs with a field cut, summed over seeds
+    (each seed counted once)."""
     per_seed: dict[int, dict[str, Any]] = {}
     for r in runs:
         if "truncation" in r:
             per_seed.setdefault(r["seed"], r["truncation"])
-    return {"max_field_tokens": config.judge.template.max_field_tokens, "cut": "middle",
+    return {"max_field_tokens": max_field_tokens, "cut": "middle",
             "items_cut": int(sum(t["items_cut"] for t in per_seed.values())),
             "fields_cut": int(sum(t["fields_cut"] for t in per_seed.values())),
             "n_items": int(sum(t["n_items"] for t in per_seed.values())),
