@@ -97,7 +97,8 @@ def check_context(model: Model, plan: Plan, judge_cfg: JudgeConfig) -> None:
     judge = Judge(model, judge_cfg)
     over = []
     for pair, response in unit_items(plan):
-        text = scalar_prompt(model, Example(pair.prompt, response, None, judge._criterion(pair), tuple(pair.images)), judge_cfg.template)
+        example = Example(pair.prompt, response, None, judge._criterion(pair), tuple(pair.images))
+        text = scalar_prompt(model, example, judge_cfg.template)
         n = len(M.encode(model, text))
         if n > limit:
             over.append(f"{pair.id} ({n} tokens)")

@@ -134,8 +134,9 @@ def summarize_eval(
                     ref_h, other_h = hacked.get((name, REFERENCE, kind), {}), hacked.get((name, method, kind), {})
                     if set(ref_h) & set(other_h):
                         b_entry["vs_arm"] = _vs_arm(ref_h, other_h, prompt_of, config.n_bootstrap)
+        cap = config.judge.template.max_field_tokens
         out[name] = {"seeds": seeds, "n_test_per_seed": [len(p.test) for p in plans if p.dataset == name],
-                     "truncation": _truncation(config.judge.template.max_field_tokens, [by_unit[(name, s, m)] for s in seeds for m in methods]),
+                     "truncation": _truncation(cap, [by_unit[(name, s, m)] for s in seeds for m in methods]),
                      "methods": per_method}
     return {
         "protocol": {
