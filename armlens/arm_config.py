@@ -44,8 +44,7 @@ class ARMConfig(ExtractionConfig):
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
     """REINFORCE settings."""
     soft: SoftConfig = field(default_factory=SoftConfig)
-    """Soft head weights' settings (``selector="soft"``). Left out of :meth:`to_dict` at its defaults, so the keys of
-    the fits and results saved before it existed stay what they were."""
+    """Soft head weights' settings (used by ``selector="soft"``)."""
     score: ScoreKind = "prob"
     """Stage 3 reading: ``prob`` (full-vocabulary P(Yes), reference), ``normalized``, ``logit_diff``."""
     criterion: str | None = None
@@ -61,7 +60,7 @@ class ARMConfig(ExtractionConfig):
 
     def to_dict(self) -> dict[str, Any]:
         d = config.to_dict(self)
-        if self.soft == SoftConfig():
+        if self.soft == SoftConfig():  # left out at its defaults: the keys of fits and results saved before it stay
             del d["soft"]
         return d
 

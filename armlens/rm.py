@@ -252,9 +252,8 @@ class ActivationRM:
                     n += counts[k]
             train = [e for e in train if prompt_key(e.prompt) in kept]
         if cfg.selector == "soft":
-            soft = dataclasses.replace(cfg.soft, seed=cfg.seed)
-            selection = fit_soft_weights(self.model, extraction.means, train, soft, template=cfg.template,
-                                         show_progress=show_progress, pool=pool, val=val)
+            selection = fit_soft_weights(self.model, extraction.means, train, cfg.soft, template=cfg.template,
+                                         show_progress=show_progress, pool=pool, val=val, seed=cfg.seed)
         else:
             selection = select_heads(
                 self.model, extraction.means, train, cfg.selector, k=cfg.top_k,

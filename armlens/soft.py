@@ -72,8 +72,6 @@ class SoftConfig:
     """Weights below this are set to exactly 0 after training: those heads are not written."""
     val_every: int = 25
     """Steps between validation readings (0: none); validation needs held-apart examples (``val`` argument)."""
-    seed: int = 0
-    """Seed of the unit draws (an ARM sets it to its own seed)."""
 
     def __post_init__(self) -> None:
         bad = [f"{k}={getattr(self, k)!r}" for k in ("steps", "batch_units")
@@ -157,8 +155,10 @@ def fit_soft_weights(
     show_progress: bool = True,
     pool: M.PrefixPool | None = None,
     val: Sequence[Example] = (),
+    seed: int = 0,
 ) -> SelectionResult:
-    """Learn one weight per head (see the module docstring). Returns a :class:`SelectionResult` with
+    """Learn one weight per head (see the module docstring); ``seed`` draws the training units of each step
+    (an ARM passes its own seed). Returns a :class:`SelectionResult` with
     ``method="soft"``, ``probs`` = the final weights (those below ``min_weight`` at 0), ``mask`` = the heads with a
     weight above 0, ``prob_trajectory`` = the weights after each step, ``losses`` = each step's mean unit loss
     (penalty excluded), ``expected_heads`` = ``sum(w)`` after each step and ``val_losses`` on ``val``."""
@@ -168,7 +168,7 @@ def fit_soft_weights(
                if val and config.val_every > 0 else None)
     cfg = model.cfg
     means = means.detach().float()
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(seed)
     theta = torch.full((cfg.n_layers, cfg.n_heads), float(config.init_logit), requires_grad=True)
     opt = torch.optim.Adam([theta], lr=config.lr)
     result = SelectionResult(mask=torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool), method="soft")
