@@ -71,7 +71,7 @@ _ESTIMATOR_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class AblationConfig:
     """Sizes and settings of an ablation run. Saved in ``run.json``; a resumed run must match it."""
 

@@ -30,7 +30,7 @@ def _choices(allowed: Sequence[str]) -> Rule:
     return Rule(list_of(lambda item: choice(item, tuple(allowed))), "{" + ",".join(allowed) + "},...", ",".join)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AblateOptions(ModelFlags, AblationConfig):
     """Run the stage-ablation grid and save tidy results per cell and seed. Every cell is the reference ARM
     (--arm, ARMConfig's defaults) with one setting changed, fitted through ActivationRM, or another head set / score

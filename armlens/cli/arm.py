@@ -13,7 +13,7 @@ from armlens.errors import BadInputError, BadOutputError
 from armlens.rm import ARMConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class FitOptions(ModelFlags):
     """Fit an Activation Reward Model on a seeded few-shot draw of a dataset and save it (FILE.arm, with the draw's
     pair ids in FILE.arm.split.json)."""
@@ -50,7 +50,7 @@ ARM_HIDDEN = ("arm.seed", "arm.reinforce.seed", "arm.reinforce.checkpoints")
 """Set by the command: the ARM's seeds are ``--seed``; checkpoints are the ablation's."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoreOptions(ModelFlags):
     """Score a dataset's pairs with a saved ARM (the pairs used to fit it are left out); RewardBench protocol."""
 

@@ -10,7 +10,7 @@ from armlens.cli.common import ModelFlags
 from armlens.selection import ReinforceConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchOptions(ModelFlags):
     """Time the last-token fast path against the reference-style loop (one full forward per head mask), the scoring
     throughput, the eval rows and a default fit, in one run on this machine."""

@@ -14,7 +14,7 @@ from armlens.errors import BadInputError, BadOutputError
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class BestOfNOptions(ModelFlags):
     """Best-of-N with the default model: sample N responses to each prompt of real preference data (prompt side
     only), select one per prompt by each reward (the ARM, the zero-shot judge, the few-shot ICL judge, the longer

@@ -118,7 +118,7 @@ def save_or_fallback(save: Callable[[Path], Path], path: Path, stem: str) -> tup
     raise SaveError(f"could not save to {path} ({error}) nor to any fallback folder")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelFlags:
     """Where and how a command's model is placed: ``--device``, ``--dtype``, ``--device-map`` (mixed into the options
     of every command that loads a model by ``--model``)."""

@@ -10,7 +10,7 @@ from armlens.cli import Command
 from armlens.evaluation.runner import EvalConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalOptions(EvalConfig):
     """For each dataset and seed: split the pairs (few-shot / selection / test), fit every method on the same draw,
     score the test pairs and the bias suite. Writes per-item JSONL, summary.json and results.md under --out;

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from armlens.analysis.head_study import StudyConfig
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
 from armlens.cli.options import Rule, index, list_of
@@ -20,7 +21,7 @@ from armlens.cli.options import Rule, index, list_of
 _SEEDS = Rule(list_of(index), "INT,...", lambda x: "the folder's" if x is None else ",".join(map(str, x)))
 
 
-@dataclass
+@dataclass(frozen=True)
 class HeadsOptions(ModelFlags):
     """Which heads an ARM needs and what they do, on the seeds of an `armlens ablate` folder: a minimal head set
     (pruned on half of each seed's scored prompts, reported on the other half), each single head alone, and the
@@ -28,12 +29,8 @@ class HeadsOptions(ModelFlags):
 
     results: str
     """An `armlens ablate` results folder (its run.json says the data, partition and reference ARM)."""
-    margin: float = 0.02
-    """Pruning keeps the accuracy on the pruning half at least the full set's minus this share (0.02 = 2 points)."""
-    n_random: int = 5
-    """Random head sets of the minimal set's size reported beside it."""
-    singles: bool = True
-    """Score every single head alone on the zero-shot judge (--no-singles to skip)."""
+    study: StudyConfig = field(default_factory=StudyConfig)
+    """The study's settings (``--margin``, ``--n-random``, ``--no-singles``; the rest as ``--study.*``)."""
     bias: bool = True
     """Also find where the judge's length and format preference lives: each head mean-ablated alone on the bias
     suite's hacked pairs, then the top-ranked sets (armlens.analysis.bias_heads; --no-bias to skip)."""
@@ -51,15 +48,16 @@ def run_heads(args: HeadsOptions) -> int:
     import torch
 
     from armlens.analysis.grid import AblationConfig
-    from armlens.analysis.head_study import StudyConfig, run_head_study
+    from armlens.analysis.head_study import run_head_study
     from armlens.data import load_pairs
     from armlens.data.partition import sides
     from armlens.errors import BadInputError
     from armlens.io import ResultsLock, read_json
 
     folder = Path(args.results)
-    if not 0 <= args.margin < 1 or args.n_random < 0:
-        raise BadInputError(f"--margin must be in [0, 1) and --n-random >= 0, got {args.margin:g} and {args.n_random}")
+    study = args.study
+    if not 0 <= study.margin < 1 or study.n_random < 0:
+        raise BadInputError(f"--margin must be in [0, 1) and --n-random >= 0, got {study.margin:g} and {study.n_random}")
     if not (folder / "run.json").is_file():
         raise BadInputError(f"--results {folder} holds no run.json: not an `armlens ablate` folder")
     run = read_json(folder / "run.json")
@@ -71,7 +69,6 @@ def run_heads(args: HeadsOptions) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     pairs, _, _ = sides(load_pairs(config.data, root=args.root, subsets=config.subsets), config.data, config.partition)
-    study = StudyConfig(margin=args.margin, n_random=args.n_random, singles=args.singles)
     t0 = time.perf_counter()
     with ResultsLock(folder, "armlens heads"):
         model = args.load(config.model)
@@ -84,4 +81,7 @@ def run_heads(args: HeadsOptions) -> int:
     return 0
 
 
-COMMANDS = {"heads": Command(HeadsOptions, run_heads)}
+HEADS_ALIASES = {"--margin": "study.margin", "--n-random": "study.n_random", "--no-singles": "study.singles"}
+"""The study's flags by their short names (each also has its full form, ``--study.margin``)."""
+
+COMMANDS = {"heads": Command(HeadsOptions, run_heads, aliases=HEADS_ALIASES)}

@@ -20,7 +20,7 @@ REFERENCE = "arm"
 """The method every other one is compared with (paired bootstrap)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     """One evaluation: which data, methods, seeds and sizes; every method setting (the judge's words and field cap,
     the ARM's config with its defaults, the ICL judge's demonstrations) lives in ``judge``, defined once there."""
