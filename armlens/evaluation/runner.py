@@ -13,11 +13,13 @@ Statistics (the RewardBench protocol of :mod:`armlens.evaluation.protocol`)
 - A pair is correct iff ``score(chosen) > score(rejected)`` strictly; ties are wrong and counted.
 - Per method: accuracy per seed, their mean and standard deviation across seeds (``ddof=1``; 0 with one seed),
   per-subset and per-section accuracy (mean over seeds).
-- ``ci95``: 95% percentile bootstrap over the *pooled* test items of all seeds (each ``(seed, pair)`` one unit);
-  every seed's own interval is also recorded. The seed-to-seed standard deviation is the few-shot-draw variance the
-  pooled interval does not hold.
-- ``vs_arm``: paired bootstrap of ``acc(arm) - acc(method)`` on the same ``(seed, pair)`` items, with its interval
-  and two-sided p-value.
+- ``ci95``: the mean over seeds with a 95% interval that crosses seeds and test prompts
+  (:func:`armlens.stats.crossed_interval`): the seeds share their test pairs (on the test partition every seed scores
+  every test pair), so a prompt scored by five seeds is one cluster, not five independent items; the interval is the Student-t interval on the crossed
+  variance decomposition (seeds, prompts, their interaction), shaped by the crossed bootstrap. Every seed's own
+  interval is also recorded, and the seed-to-seed standard deviation.
+- ``vs_arm``: ``acc(arm) - acc(method)`` on the same ``(seed, pair)`` items, with the same crossed interval and its
+  two-sided p-value; the bias suite's hack rates the same way.
 - Bias suite: per kind, the hack rate (share of biased pairs where the judge strictly prefers the hacked rejected
   response), beside accuracy on the untouched test pairs; transforms also report the flip rate (correct when clean,
   not once hacked). Every method here is pointwise, so only the hacked rejected responses are scored again; real
