@@ -15,9 +15,9 @@ Statistics (the RewardBench protocol of :mod:`armlens.evaluation.protocol`)
   per-subset and per-section accuracy (mean over seeds).
 - ``ci95``: the mean over seeds with a 95% interval that crosses seeds and test prompts
   (:func:`armlens.stats.crossed_interval`): the seeds share their test pairs (on the test partition every seed scores
-  every test pair), so a prompt scored by five seeds is one cluster, not five independent items; the interval is the Student-t interval on the crossed
-  variance decomposition (seeds, prompts, their interaction), shaped by the crossed bootstrap. Every seed's own
-  interval is also recorded, and the seed-to-seed standard deviation.
+  every test pair), so a prompt scored by five seeds is one cluster, not five independent items; the interval is the
+  Student-t interval on the crossed variance decomposition (seeds, prompts, their interaction), shaped by the crossed
+  bootstrap. Every seed's own interval is also recorded, and the seed-to-seed standard deviation.
 - ``vs_arm``: ``acc(arm) - acc(method)`` on the same ``(seed, pair)`` items, with the same crossed interval and its
   two-sided p-value; the bias suite's hack rates the same way.
 - Bias suite: per kind, the hack rate (share of biased pairs where the judge strictly prefers the hacked rejected
