@@ -39,7 +39,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from jaxtyping import Bool, Float
@@ -47,6 +47,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
+from armlens import rules as R
 from armlens.errors import BadInputError
 from armlens.prompts import (
     AnswerIds,
@@ -155,7 +156,7 @@ class ExtractionConfig:
     batch_size: int = 1
     """Prompts per forward pass (scoring and ``icl``/``answered`` extraction). 1 on CPUs: ``armlens bench`` measured
     1.01 pairs/s one at a time vs 0.82 in left-padded batches of 8 on 2 cores; raise it on a GPU."""
-    seed: int = 0
+    seed: Annotated[int, R.INDEX] = 0
     """Seed of the extraction draw, the REINFORCE run and the training subsample."""
 
 

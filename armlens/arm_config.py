@@ -10,9 +10,10 @@ changed copy is ``dataclasses.replace(cfg, ...)``). ``docs/defaults.md`` says ho
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from armlens import config
+from armlens import rules as R
 from armlens.activations import LABELLED_READINGS, ExtractionConfig
 from armlens.prompts import Routing
 from armlens.scoring import ScoreKind
@@ -38,7 +39,7 @@ class ARMConfig(ExtractionConfig):
     """Head count for the random / top-k selectors."""
     n_train: int = 100
     """Training examples (at most) REINFORCE draws from, per criterion."""
-    val_pairs: int = 2
+    val_pairs: Annotated[int, R.INDEX] = 2
     """Selection pairs held apart per criterion for REINFORCE's validation curve (only when at least three times as
     many remain for training; they are not trained on)."""
     reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from armlens import rules as R
 from armlens.data.records import PreferencePair, Prompt, prompt_text
 from armlens.errors import BadInputError
 from armlens.model import apply_chat_template, is_multimodal, render_chat, single_token_id
@@ -107,7 +108,7 @@ class JudgeTemplate:
     """First-response answer word (ranked)."""
     b: str = "B"
     """Second-response answer word (ranked)."""
-    max_field_tokens: int | None = None
+    max_field_tokens: Annotated[int | None, R.TOKENS_OR_NONE] = None
     """Cut the prompt and each response to this many tokens, in the field's middle (``None``: never cut)."""
 
     def to_dict(self) -> dict[str, Any]:

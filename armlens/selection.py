@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -33,6 +33,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
+from armlens import rules as R
 from armlens.errors import BadInputError
 from armlens.patching import patch_branch_hooks, patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
@@ -57,13 +58,13 @@ class ReinforceConfig:
     significantly worse than the best (docs/defaults.md)."""
     k_masks: int = 32
     """Masks sampled per step."""
-    lr: float = 1.0
+    lr: Annotated[float, R.POSITIVE_FLOAT] = 1.0
     """Adam learning rate on the logits theta (the reference's: 0.1). The sweep's choice (round C, docs/defaults.md):
     at 1.0 the policy settles within the default steps on every development dataset, at no loss of accuracy; at 0.1
     it is still moving at 300 steps."""
     init_logit: float = -1.0
     """Prior: initial theta for every head (sigmoid(-1) = 0.27 of the heads expected at the start)."""
-    sparsity: float = 0.0
+    sparsity: Annotated[float, R.NON_NEGATIVE] = 0.0
     """Penalty per selected head added to every mask's loss (nats; 0: none), in training and in the final choice."""
     objective: Objective = "pairwise"
     """``pairwise`` (the sweep's choice): one (chosen, rejected) pair per step under the same K masks, loss =
@@ -77,16 +78,16 @@ class ReinforceConfig:
     """Masks sampled from the learned probabilities for the final choice."""
     n_final_eval: int = 50
     """Training examples (pairs for ``pairwise``) the final candidates are judged on, at most."""
-    val_every: int = 25
+    val_every: Annotated[int, R.INDEX] = 25
     """Steps between validation readings (0: none); validation needs held-apart examples (``val`` argument)."""
     checkpoints: tuple[int, ...] = ()
     """Steps after which the final choice is also made and recorded (free step-count ablation: the policy after S of
     N steps is the policy of an S-step run with the same seed, and each choice draws from its own seeded stream)."""
-    prefix_cache_mb: float = 1500.0
+    prefix_cache_mb: Annotated[float, R.NON_NEGATIVE] = 1500.0
     """Memory for the training prompts' prefix key/value caches (LRU; ~46 KB per token on the default model)."""
     mask_chunk: int = 64
     """Masks evaluated per batched one-token forward (bounds memory of the widened cache)."""
-    seed: int = 0
+    seed: Annotated[int, R.INDEX] = 0
     """Seed for example draws and mask sampling."""
 
     def __post_init__(self) -> None:

@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from jaxtyping import Float
@@ -42,6 +42,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from armlens import model as M
+from armlens import rules as R
 from armlens.errors import BadInputError
 from armlens.patching import row_patch_hooks
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
@@ -62,7 +63,7 @@ class SoftConfig:
     selected head costs under ``ReinforceConfig.sparsity`` of the same value). 0: no penalty."""
     steps: int = 100
     """Gradient steps."""
-    lr: float = 0.1
+    lr: Annotated[float, R.POSITIVE_FLOAT] = 0.1
     """Adam learning rate on the logits ``theta`` (``w = sigmoid(theta)``)."""
     init_logit: float = -1.0
     """Initial ``theta`` of every head (sigmoid(-1) = 0.27: REINFORCE's prior, as a weight)."""
@@ -74,7 +75,7 @@ class SoftConfig:
     ``answer``: one example per unit, loss = CE of its gold answer (REINFORCE's objectives)."""
     min_weight: float = 0.01
     """Weights below this are set to exactly 0 after training: those heads are not written."""
-    val_every: int = 25
+    val_every: Annotated[int, R.INDEX] = 25
     """Steps between validation readings (0: none); validation needs held-apart examples (``val`` argument)."""
 
     def __post_init__(self) -> None:

@@ -101,9 +101,9 @@ def test_fit_help_shows_every_arm_field_with_its_docstring_and_dataclass_default
     import typing
 
     from armlens.cli import command
-    from armlens.cli.options import rule_for
     from armlens.config import field_docs
     from armlens.rm import ARMConfig
+    from armlens.rules import field_rule
 
     monkeypatch.setenv("COLUMNS", "100")
     with pytest.raises(SystemExit) as e:
@@ -115,7 +115,7 @@ def test_fit_help_shows_every_arm_field_with_its_docstring_and_dataclass_default
 
     def walk(obj, prefix):
         nonlocal checked
-        hints = typing.get_type_hints(type(obj))
+        hints = typing.get_type_hints(type(obj), include_extras=True)
         docs = field_docs(type(obj))
         for f in dataclasses.fields(obj):
             path = f"{prefix}{f.name}"
@@ -131,7 +131,7 @@ def test_fit_help_shows_every_arm_field_with_its_docstring_and_dataclass_default
             assert entry is not None, path
             shown = re.search(r"\(default: (.*)\)\s*$", entry)
             assert shown, entry
-            rule = rule_for(f.name, hints[f.name])
+            rule = field_rule(hints[f.name])
             expected = rule.show(value) if rule else str(value)
             assert _squash(shown.group(1)) == _squash(expected), (path, shown.group(1), expected)
             checked += 1

@@ -34,9 +34,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from armlens import config as C
+from armlens import rules as R
 from armlens.errors import BadInputError
 from armlens.rm import ARMConfig
 
@@ -97,7 +98,7 @@ class AblationConfig:
     """The reference ARM every cell changes one setting of (its seed is each run's seed)."""
     n_fewshot: int = 16
     """Few-shot pairs per seed, drawn per subset in proportion (each gives a Yes and a No example)."""
-    limit: int | None = 120
+    limit: Annotated[int | None, R.COUNT_OR_ALL] = 120
     """Test pairs per seed (``None``: every pair outside the few-shot pool)."""
     estimators: list[str] = field(default_factory=lambda: list(ESTIMATORS))
     """``estimator`` axis settings."""
@@ -111,14 +112,14 @@ class AblationConfig:
     """``steps`` axis: REINFORCE step counts (one run to the longest)."""
     priors: list[float] = field(default_factory=lambda: [-1.0, -2.0, -3.0])
     """``prior`` axis: REINFORCE's initial logit per head."""
-    learning_rates: list[float] = field(default_factory=lambda: [0.1, 0.3, 1.0])
+    learning_rates: Annotated[list[float], R.POSITIVE_FLOATS] = field(default_factory=lambda: [0.1, 0.3, 1.0])
     """``lr`` axis: REINFORCE's learning rate (does the policy settle within the steps it is given?)."""
     fewshot_per_criterion: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     """``shots`` axis: few-shot pairs per criterion the ARM is fitted on (the first N of each criterion's draw, at most
     what it holds)."""
     heads: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     """``heads`` axis: k for the top-k and random series (capped at the model's head count)."""
-    flips: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
+    flips: Annotated[list[float], R.FRACTIONS] = field(default_factory=lambda: [0.0, 0.25, 0.5])
     sparsities: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1])
     """``sparsity`` axis: REINFORCE's penalty per selected head (in the loss's nats; 0 is the reference), fitted anew
     at each value: the accuracy-sparsity frontier's penalised series (issue 38)."""

@@ -13,21 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from armlens import rules as R
 from armlens.analysis.grid import AXES, DEFAULT_GRID, ESTIMATORS, READINGS, SWEEP_GRID, AblationConfig
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
-from armlens.cli.options import Rule, choice, list_of
 from armlens.errors import BadInputError, BadOutputError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
-_GRID = Rule(list_of(lambda axis: choice(axis, (*AXES, "sweep"))), "{" + ",".join((*AXES, "sweep")) + "},...",
+_GRID = R.Rule(R.list_of(lambda axis: R.choice(axis, (*AXES, "sweep"))), "{" + ",".join((*AXES, "sweep")) + "},...",
              lambda axes: ",".join(axes))
 
 
-def _choices(allowed: Sequence[str]) -> Rule:
+def _choices(allowed: Sequence[str]) -> R.Rule:
     """A comma-separated list of some of ``allowed`` (checked as the flag is read, before anything runs)."""
-    return Rule(list_of(lambda item: choice(item, tuple(allowed))), "{" + ",".join(allowed) + "},...", ",".join)
+    return R.Rule(R.list_of(lambda item: R.choice(item, tuple(allowed))), "{" + ",".join(allowed) + "},...", ",".join)
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,12 @@ class AblateOptions(ModelFlags, AblationConfig):
 
     seeds: int = field(default_factory=lambda: len(AblationConfig().seeds))  # type: ignore[assignment]
     """Number of seeds, 0..N-1: each draws its own split (few-shot and test pairs), REINFORCE runs and random heads."""
-    grid: Annotated[list[str], _GRID.spec()] = field(default_factory=lambda: list(DEFAULT_GRID))
+    grid: Annotated[list[str], _GRID] = field(default_factory=lambda: list(DEFAULT_GRID))
     """Axes to run, comma-separated, or 'sweep' (the axes of the defaults sweep, docs/defaults.md)."""
-    estimators: Annotated[list[str], _choices(ESTIMATORS).spec()] = field(  # type: ignore[assignment]
+    estimators: Annotated[list[str], _choices(ESTIMATORS)] = field(  # type: ignore[assignment]
         default_factory=lambda: list(ESTIMATORS))
     """``estimator`` axis settings."""
-    readings: Annotated[list[str], _choices(READINGS).spec()] = field(  # type: ignore[assignment]
+    readings: Annotated[list[str], _choices(READINGS)] = field(  # type: ignore[assignment]
         default_factory=lambda: list(READINGS))
     """``reading`` axis settings."""
     out: str = field(kw_only=True)
@@ -84,7 +84,7 @@ class FiguresOptions:
     """Output folder."""
     formats: list[Literal["png", "html"]] = field(default_factory=lambda: ["png", "html"])
     """png and/or html, comma-separated (PNG needs Chromium)."""
-    seed: int | None = None
+    seed: Annotated[int | None, R.INDEX_OR_NONE] = None
     """Seed shown in single-seed figures (default: the lowest)."""
     before: list[str] | None = None
     """Folders of an earlier sweep round, comma-separated (one per dataset, as --results): also write rounds.md and

@@ -6,7 +6,9 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
+from armlens import rules as R
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
 from armlens.errors import BadInputError, BadOutputError
@@ -30,9 +32,9 @@ class FitOptions(ModelFlags):
     """Model name, folder, .gguf file or Hub id (default: the embedded SmolLM2-135M-Instruct)."""
     n_fewshot: int = 16
     """Few-shot pairs drawn from the data, stratified by subset (each gives a Yes and a No example)."""
-    select: int = 0
+    select: Annotated[int, R.INDEX] = 0
     """Extra head-selection pairs (0: none, REINFORCE selects on the few-shot pairs)."""
-    seed: int = 0
+    seed: Annotated[int, R.INDEX] = 0
     """Seed of the draw, the extraction and REINFORCE (it is the ARM's seed)."""
     arm: ARMConfig = field(default_factory=ARMConfig)
     """The ARM's settings."""
@@ -66,7 +68,7 @@ class ScoreOptions(ModelFlags):
     """Subsets to keep, comma-separated (default: all)."""
     model: str | None = None
     """Model the ARM was fitted on (default: the embedded default)."""
-    limit: int | None = None
+    limit: Annotated[int | None, R.COUNT_OR_ALL] = None
     """Score at most this many pairs ('all': every pair)."""
     criterion: str | None = None
     """Score every pair with this one fit of the ARM: its name (hhh-helpful, llmbar, ..., pooled) or its exact

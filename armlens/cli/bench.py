@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Annotated
 
+from armlens import rules as R
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
 from armlens.selection import ReinforceConfig
@@ -23,7 +25,7 @@ class BenchOptions(ModelFlags):
     """Masks per REINFORCE step (the default is ReinforceConfig's)."""
     score_pairs: int = 8
     """Pairs for the scoring-throughput row."""
-    eval_pairs: int = 5
+    eval_pairs: Annotated[int, R.INDEX] = 5
     """Pairs for the eval rows (3 methods x --eval-seeds seeds, and the ICL judge; 0 skips them)."""
     eval_seeds: int = 5
     """Seeds in the eval row."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from armlens import rules as R
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
 from armlens.errors import BadInputError, BadOutputError
@@ -29,7 +30,7 @@ class BestOfNOptions(ModelFlags):
     """Output folder (records.jsonl, summary.json, summary.md); a rerun resumes it."""
     n: int = 8
     """Responses sampled per prompt (at least 2)."""
-    limit: int | None = 20
+    limit: Annotated[int | None, R.COUNT_OR_ALL] = 20
     """Prompts (distinct, in a seeded order; 'all': every prompt)."""
     root: str | None = None
     """Data root folder (default: $ARMLENS_DATA_ROOT or the armlens cache)."""
@@ -37,7 +38,7 @@ class BestOfNOptions(ModelFlags):
     """Subsets to keep, comma-separated (default: all)."""
     model: str | None = None
     """Policy and judge model, the one the ARM was fitted on (default: the embedded SmolLM2-135M-Instruct)."""
-    temperature: float = 0.8
+    temperature: Annotated[float, R.POSITIVE_FLOAT] = 0.8
     """Sampling temperature (> 0: best-of-N needs different samples)."""
     max_new_tokens: int = 96
     """Tokens sampled at most per response."""
@@ -47,7 +48,7 @@ class BestOfNOptions(ModelFlags):
     all fits (default: none)."""
     icl_shots: int = 4
     """Demonstrations of the few-shot ICL judge (drawn from the ARM's few-shot pairs)."""
-    seed: int = 0
+    seed: Annotated[int, R.INDEX] = 0
     """Seed of the prompt draw, the sampling and the random reward."""
     bootstrap: int = 1000
     """Bootstrap resamples of the intervals."""

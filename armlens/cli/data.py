@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from armlens import rules as R
 from armlens.cli import Command
 from armlens.errors import NotFoundError
 
@@ -49,9 +50,9 @@ class StatsOptions:
     bundled with armlens); a single file is path:FILE."""
     subset: Annotated[list[str], tyro.conf.UseAppendAction] = field(default_factory=list)
     """Keep only this subset (default: all)."""
-    limit: int | None = None
+    limit: Annotated[int | None, R.COUNT_OR_ALL] = None
     """Keep the first N pairs ('all': every pair)."""
-    seed: int | None = None
+    seed: Annotated[int | None, R.INDEX_OR_NONE] = None
     """Seed of the loader's choices (xstest, truthfulqa; default: the loader's)."""
     path: str | None = None
     """Local file for a Hub dataset (rewardbench, rewardbench2, preferencehack; default: download)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from armlens import rules as R
 from armlens.cli import Command
 from armlens.selection import ReinforceConfig
 
@@ -18,7 +20,7 @@ class DemoOptions:
     root: str | None = None
     """Data root holding hhh_alignment/ (default: $ARMLENS_DATA_ROOT, ~/.cache/armlens/data, the BIG-bench cache, then
     the copy bundled with armlens)."""
-    seed: int = 0
+    seed: Annotated[int, R.INDEX] = 0
     """Seed of the few-shot draw, REINFORCE and the test sample."""
     limit: int = 100
     """Test pairs scored."""

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from armlens import rules as R
 from armlens.analysis.head_study import StudyConfig
 from armlens.cli import Command
 from armlens.cli.common import ModelFlags
-from armlens.cli.options import Rule, index, list_of
 
-_SEEDS = Rule(list_of(index), "INT,...", lambda x: "the folder's" if x is None else ",".join(map(str, x)))
+_SEEDS = R.Rule(R.list_of(R.index), "INT,...", lambda x: "the folder's" if x is None else ",".join(map(str, x)))
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class HeadsOptions(ModelFlags):
     bias: bool = True
     """Also find where the judge's length and format preference lives: each head mean-ablated alone on the bias
     suite's hacked pairs, then the top-ranked sets (armlens.analysis.bias_heads; --no-bias to skip)."""
-    seeds: Annotated[list[int] | None, _SEEDS.spec()] = None
+    seeds: Annotated[list[int] | None, _SEEDS] = None
     """Seeds to study (default: the folder's)."""
     root: str | None = field(default=None, kw_only=True)
     """Data root folder (default: $ARMLENS_DATA_ROOT, the user's data, then the bundled copy)."""

@@ -7,13 +7,10 @@ dotted flags (``--arm.reinforce.steps``); a command names short aliases for the 
 
 :func:`parse` derives, for each command, a subclass of every dataclass in the tree whose field annotations add:
 
-- the numeric rule (:func:`rule_for`), the one rule of every count on the command line:
-  - a count (``--limit``, ``--seeds``, ``--steps``, ``--n-*``, ``--k-masks``, ...) is a **positive integer**; where
-    "everything" makes sense (an ``int | None`` count such as ``--limit``) it may instead be the word ``all``, never
-    ``0`` or a negative number; ``--max-field-tokens`` takes ``none`` (never cut);
-  - a seed, a first seed, a layer index or an optional pool (``fit --select``, ``--n-select``) is a non-negative
-    integer (:data:`ZERO_OK`, 0 meaning none for a pool);
-  - lists are comma-separated (``--fewshot-per-criterion 1,2,4``) and apply the same rule to every element;
+- the field's rule (:func:`armlens.rules.field_rule`): the :class:`~armlens.rules.Rule` the config writes on the
+  field (``Annotated[int, INDEX]`` for a seed, ``Annotated[int | None, COUNT_OR_ALL]`` for a limit that takes
+  ``all``), else the rule of its type (a count is a **positive integer**, never ``0``; lists are comma-separated and
+  apply the element's rule to every element), turned into a tyro constructor that names the flag;
 - the help: the field's docstring on one line (``armlens.config.field_docs``);
 - the command's aliases, and ``tyro.conf.Suppress`` for fields the command sets itself (a seed it draws).
 
@@ -27,262 +24,36 @@ itself (a missing option or value) it prints as a box and exits 2, and :func:`pa
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
-import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, TypeVar
 
 from armlens.errors import ArmlensError
+from armlens.rules import Rule, type_rule
 
 T = TypeVar("T")
-
-ALL_WORDS = ("all",)
-"""Words a count option accepts for "everything" (``--max-field-tokens`` also takes ``none``: never cut)."""
-
-ZERO_OK = frozenset({"seed", "first_seed", "select", "n_select", "val_pairs", "val_every", "eval_pairs",
-                     "probe_layer", "steering_layers"})
-"""Integer fields (by name, at any depth) where 0 is allowed: seeds, layer indices, optional pools and intervals."""
 
 
 class UsageError(ArmlensError):
     """Bad command-line input: ``main`` prints it as one line and exits 2."""
 
 
-# ---------------------------------------------------------------------------------------------------- value parsers
+def spec(rule: Rule, flag: Callable[[], str] | None = None) -> Any:
+    """The tyro constructor of a field read by ``rule``. With ``flag``, a bad word raises :class:`UsageError` naming
+    ``flag()`` (the flag as typed), which tyro lets through (it catches only ValueError and TypeError)."""
+    from tyro.constructors import PrimitiveConstructorSpec
 
+    def read(args: list[str]) -> Any:
+        if flag is None:
+            return rule.parse(args[0])
+        try:
+            return rule.parse(args[0])
+        except ValueError as e:
+            raise UsageError(f"argument {flag()}: {' '.join(str(e).split())}") from None
 
-def _int(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-
-
-def positive(text: str) -> int:
-    """A positive integer (1, 2, ...)."""
-    n = _int(text)
-    if n < 1:
-        raise ValueError(f"must be a positive integer, got {text!r}")
-    return n
-
-
-def _positive_or(text: str, words: tuple[str, ...], shown: str) -> int | None:
-    """A positive integer, or one of ``words`` (returned as None); the error names ``shown``."""
-    if text.strip().lower() in words:
-        return None
-    try:
-        return positive(text)
-    except ValueError:
-        raise ValueError(f"must be a positive integer or {shown!r}, got {text!r}") from None
-
-
-def count_or_all(text: str) -> int | None:
-    """A positive integer, or ``all`` (returned as None)."""
-    return _positive_or(text, ALL_WORDS, "all")
-
-
-def tokens_or_none(text: str) -> int | None:
-    """A positive token count, or ``none`` / ``all`` (returned as None: never cut)."""
-    return _positive_or(text, ("none", *ALL_WORDS), "none")
-
-
-def positive_or_none(text: str) -> int | None:
-    """A positive integer, or ``none`` (returned as None: the documented automatic choice)."""
-    return _positive_or(text, ("none",), "none")
-
-
-def index(text: str) -> int:
-    """A non-negative integer: a seed, a layer index, or an optional pool where 0 means none."""
-    n = _int(text)
-    if n < 0:
-        raise ValueError(f"must be 0 or a positive integer, got {text!r}")
-    return n
-
-
-def index_or_none(text: str) -> int | None:
-    """A non-negative integer, or ``none``."""
-    if text.strip().lower() == "none":
-        return None
-    return index(text)
-
-
-def number(text: str) -> float:
-    """A finite number."""
-    try:
-        x = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not math.isfinite(x):
-        raise ValueError(f"must be a finite number, got {text!r}")
-    return x
-
-
-def fraction(text: str) -> float:
-    """A number in [0, 1)."""
-    x = number(text)
-    if not 0 <= x < 1:
-        raise ValueError(f"must be at least 0 and below 1, got {text!r}")
-    return x
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (a temperature, a penalty, a memory budget)."""
-    x = number(text)
-    if x < 0:
-        raise ValueError(f"must be a number >= 0, got {text!r}")
-    return x
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0 (a learning rate, a sampling temperature)."""
-    x = number(text)
-    if x <= 0:
-        raise ValueError(f"must be a number > 0, got {text!r}")
-    return x
-
-
-def list_of(item: Callable[[str], Any], *, none_word: bool = False) -> Callable[[str], list]:
-    """A comma-separated list whose elements each pass ``item`` (at least one element; ``none_word``: the word
-    ``none`` is the empty list)."""
-
-    def parse(text: str) -> list:
-        if none_word and text.strip().lower() == "none":
-            return []
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if not parts:
-            raise ValueError(f"must be a comma-separated list, got {text!r}")
-        out = []
-        for p in parts:
-            try:
-                out.append(item(p))
-            except ValueError as e:
-                raise ValueError(f"{p!r} in {text!r}: {e}") from None
-        return out
-
-    parse.__name__ = f"list of {getattr(item, '__name__', 'values')}"
-    return parse
-
-
-def list_or_all(item: Callable[[str], Any]) -> Callable[[str], list | None]:
-    """Like :func:`list_of` (``none``: the empty list), and ``all`` for None (no restriction)."""
-    items = list_of(item, none_word=True)
-
-    def parse(text: str) -> list | None:
-        return None if text.strip().lower() in ALL_WORDS else items(text)
-
-    parse.__name__ = items.__name__
-    return parse
-
-
-def choice(text: str, choices: tuple[str, ...], *, sep: str = " ") -> str:
-    """``text`` if it is one of ``choices``."""
-    if text not in choices:
-        raise ValueError(f"invalid choice{sep}{text!r} (choose from {', '.join(choices)})")
-    return text
-
-
-# ---------------------------------------------------------------------------------------------------- rules
-
-
-@dataclasses.dataclass(frozen=True)
-class Rule:
-    """How one field is read from its one command-line word and shown as a default."""
-
-    parse: Callable[[str], Any]
-    metavar: str
-    show: Callable[[Any], str] = str
-
-    def spec(self, flag: Callable[[], str] | None = None) -> Any:
-        """The tyro constructor of a field read by this rule. With ``flag``, a bad word raises :class:`UsageError`
-        naming ``flag()`` (the flag as typed), which tyro lets through (it catches only ValueError and TypeError)."""
-        from tyro.constructors import PrimitiveConstructorSpec
-
-        def read(args: list[str]) -> Any:
-            if flag is None:
-                return self.parse(args[0])
-            try:
-                return self.parse(args[0])
-            except ValueError as e:
-                raise UsageError(f"argument {flag()}: {' '.join(str(e).split())}") from None
-
-        return PrimitiveConstructorSpec(nargs=1, metavar=self.metavar, instance_from_str=read,
-                                        is_instance=lambda x: True, str_from_instance=lambda x: [self.show(x)])
-
-
-def _show_none(word: str) -> Callable[[Any], str]:
-    return lambda x: word if x is None else str(x)
-
-
-def _show_list(x: Any) -> str:
-    return "none" if x is None else (",".join(str(v) for v in x) if x else "none")
-
-
-_INT = Rule(positive, "INT")
-_INDEX = Rule(index, "INT")
-_FLOAT = Rule(number, "FLOAT")
-_TEXT = Rule(str, "STR", _show_none("none"))
-
-NAMED: dict[str, Rule] = {
-    "limit": Rule(count_or_all, "INT|all", _show_none("all")),
-    "max_field_tokens": Rule(tokens_or_none, "INT|none", _show_none("none")),
-    "flips": Rule(list_of(fraction), "X,...", _show_list),
-    "voting_temperature": Rule(non_negative_float, "FLOAT"),
-    "lr": Rule(positive_float, "FLOAT"),
-    "temperature": Rule(positive_float, "FLOAT"),
-    "learning_rates": Rule(list_of(positive_float), "X,...", _show_list),
-    "sparsity": Rule(non_negative_float, "FLOAT"),
-    "prefix_cache_mb": Rule(non_negative_float, "FLOAT"),
-    "worker_gpus": Rule(non_negative_float, "FLOAT"),
-    "bias_kinds": Rule(list_of(str, none_word=True), "KIND,...|none", _show_list),
-    "bias_methods": Rule(list_or_all(str), "METHOD,...|all|none", lambda x: "all" if x is None else _show_list(x)),
-}
-"""Rules by field name that differ from the rule of the field's type."""
-
-
-def _strip_optional(tp: Any) -> tuple[Any, bool]:
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else Union[tuple(rest)]), True  # noqa: UP007
-    return tp, False
-
-
-def rule_for(name: str, tp: Any) -> Rule | None:
-    """The rule of a field named ``name`` of type ``tp`` (``None``: tyro's own, for bools, Literals and dataclasses)."""
-    inner, optional = _strip_optional(tp)
-    if name in NAMED and (optional or name not in ("limit", "max_field_tokens")):  # 'all'/'none' need a None
-        return NAMED[name]
-    zero_ok = name in ZERO_OK
-    if inner is int:
-        if optional:
-            return Rule(index_or_none if zero_ok else positive_or_none, "INT|none", _show_none("none"))
-        return _INDEX if zero_ok else _INT
-    if inner is float and not optional:
-        return _FLOAT
-    if inner is str:
-        return _TEXT
-    origin = typing.get_origin(inner)
-    if origin is Literal and not optional and all(isinstance(c, str) for c in typing.get_args(inner)):
-        words = tuple(typing.get_args(inner))
-        return Rule(lambda text, words=words: choice(text, words, sep=": "), "{" + ",".join(words) + "}")
-    if origin in (list, tuple, Sequence):
-        args = [a for a in typing.get_args(inner) if a is not Ellipsis]
-        item = args[0] if args else str
-        if typing.get_origin(item) is Literal:
-            choices = tuple(str(c) for c in typing.get_args(item))
-            parse: Any = lambda text, choices=choices: choice(text, choices)  # noqa: E731
-            item = str
-        else:
-            parse = {int: index if zero_ok else positive, float: number, str: str}.get(item)
-        if parse is None:
-            return None
-        many = list_of(parse, none_word=optional)
-        if origin is tuple:
-            return Rule(lambda text, many=many: tuple(many(text)), "X,...", _show_list)
-        return Rule(many, {int: "INT,...", float: "X,...", str: "STR,..."}[item], _show_list)
-    return None
+    return PrimitiveConstructorSpec(nargs=1, metavar=rule.metavar, instance_from_str=read,
+                                    is_instance=lambda x: True, str_from_instance=lambda x: [rule.show(x)])
 
 
 # ---------------------------------------------------------------------------------------------------- derived types
@@ -339,9 +110,9 @@ class _Builder:
                 default = dataclasses.field(default_factory=lambda fac=factory, d=derived: convert(fac(), d),
                                             **({"kw_only": True} if f.kw_only is True else {}))
             elif not annotated:
-                rule = rule_for(f.name, tp)
+                rule = type_rule(tp)
                 if rule is not None:
-                    meta.append(rule.spec(lambda names=names: _flag_used(names, self.argv)))
+                    meta.append(spec(rule, lambda names=names: _flag_used(names, self.argv)))
             doc = docs.get(f.name, "")
             arg: dict[str, Any] = {"help": _one_line(doc)} if doc else {}
             if f.default is None and "default" in doc.lower():  # the docstring says what None does
@@ -369,7 +140,7 @@ class _Builder:
             return _flag_used(names, self.argv)
 
         if isinstance(marker, Rule):
-            return marker.spec(flag)
+            return spec(marker, flag)
         if isinstance(marker, PrimitiveConstructorSpec) and marker.nargs == 1:
             build = marker.instance_from_str
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from armlens import config as C
+from armlens import rules as R
 from armlens.data import BIAS_KINDS
 from armlens.data.bias import TRANSFORM_KINDS
 from armlens.data.partition import PartitionChoice
@@ -18,6 +19,9 @@ from armlens.evaluation.judge import JudgeConfig
 
 REFERENCE = "arm"
 """The method every other one is compared with (paired bootstrap)."""
+
+_BIAS_KINDS = R.Rule(R.list_of(str, none_word=True), "KIND,...|none", R.show_list)
+_BIAS_METHODS = R.Rule(R.list_or_all(str), "METHOD,...|all|none", lambda x: "all" if x is None else R.show_list(x))
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class EvalConfig:
     """Methods (``armlens.evaluation.baselines.METHODS``); ``arm`` is the reference of the paired tests."""
     seeds: int = 3
     """Number of seeds (``first_seed``, ``first_seed + 1``, ...): each a new few-shot draw and head selection."""
-    first_seed: int = 0
+    first_seed: Annotated[int, R.INDEX] = 0
     """The first seed."""
     root: str | None = None
     """Data root for the offline loaders (default: ``armlens.data.data_root``)."""
@@ -44,17 +48,17 @@ class EvalConfig:
     and selection pairs from dev (claims); ``dev`` takes everything from dev (choices); ``all`` ignores the partition.
     Datasets without one (a file, a Hub set) use every pair; test-only sets (TruthfulQA, HH-RLHF) draw their few-shot
     pairs from their own pairs. Recorded per dataset in ``summary.json``."""
-    limit: int | None = 40
+    limit: Annotated[int | None, R.COUNT_OR_ALL] = 40
     """Test pairs per dataset and seed, a seeded sample of the test pool (``None``: the whole pool)."""
     n_fewshot: int = 8
     """Pairs in the few-shot pool (ARM means, ICL demonstrations, probe/steering/SAVs training)."""
-    n_select: int = 8
+    n_select: Annotated[int, R.INDEX] = 8
     """Pairs in the head-selection pool (ARM REINFORCE, SAVs head ranking, steering layer choice, probe training)."""
     stratify: bool = True
     """Fill the few-shot and selection pools per subset, proportionally (each criterion's ARM needs its own pairs)."""
-    bias_kinds: list[str] = field(default_factory=lambda: list(BIAS_KINDS))
+    bias_kinds: Annotated[list[str], _BIAS_KINDS] = field(default_factory=lambda: list(BIAS_KINDS))
     """Bias-suite kinds (``armlens.data.BIAS_KINDS``) built from each seed's test pairs; empty: no bias suite."""
-    bias_methods: list[str] | None = None
+    bias_methods: Annotated[list[str] | None, _BIAS_METHODS] = None
     """Methods that also score the bias suite's hacked responses (``length``, ``format``, ``positivity``: a scoring
     pass of their own, 1.5x the test pairs' prompts); ``None``: every method. The real slices (``length-real``,
     ``format-real``) are test pairs, whose scores every method has, so every method reports them."""
@@ -77,7 +81,7 @@ class EvalConfig:
     ray_address: str | None = None
     """With ``workers`` > 1: an existing Ray cluster to join (``auto``, ``ray://HOST:10001``); ``None``: a local one
     of ``workers`` CPUs, shut down at the end."""
-    worker_gpus: float = 0.0
+    worker_gpus: Annotated[float, R.NON_NEGATIVE] = 0.0
     """With ``workers`` > 1: GPUs each worker reserves (0.25: four workers share one GPU)."""
     show_progress: bool = True
     """tqdm progress bars."""

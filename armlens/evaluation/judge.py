@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from jaxtyping import Float
@@ -23,6 +23,7 @@ from torch import Tensor
 
 from armlens import config as C
 from armlens import model as M
+from armlens import rules as R
 from armlens.data.records import PreferencePair, pairs_hash
 from armlens.errors import BadInputError, ModelMismatchError, NotFittedError
 from armlens.io import read_tensors, to_json, write_tensors
@@ -61,7 +62,7 @@ class JudgeConfig:
     """Reading of the answer logits for the token-probability judges (ARM included): prob, normalized, logit_diff."""
     batch_size: int = 1
     """Prompts per forward pass (1 on CPUs: see ``ARMConfig.batch_size``; raise it on a GPU)."""
-    seed: int = 0
+    seed: Annotated[int, R.INDEX] = 0
     """Seed of every random choice (demonstration draw, sampling, probe, ARM)."""
     show_progress: bool = False
     """tqdm bars while fitting and scoring."""
@@ -77,15 +78,15 @@ class JudgeConfig:
     """generative / voting: tokens decoded at most per answer (decoding stops early at a Yes/No token or EOS)."""
     voting_n: int = 5
     """voting: sampled judgements per prompt."""
-    voting_temperature: float = 0.7
+    voting_temperature: Annotated[float, R.NON_NEGATIVE] = 0.7
     """voting: sampling temperature."""
     probe_features: Literal["resid", "hook_z"] = "resid"
     """probe: ``resid`` (``blocks.{L}.hook_resid_post`` at the last token) or ``hook_z`` (all heads, concatenated)."""
-    probe_layer: int | None = None
+    probe_layer: Annotated[int | None, R.INDEX_OR_NONE] = None
     """probe: residual-stream layer (``None``: the middle layer, ``n_layers // 2``)."""
     probe_c: float = 1.0
     """probe: inverse L2 regularisation strength of the logistic regression."""
-    steering_layers: tuple[int, ...] | None = None
+    steering_layers: Annotated[tuple[int, ...] | None, R.INDICES_OR_NONE] = None
     """steering: candidate layers (``None``: the middle layer only); several are chosen between on the selection set."""
     steering_coefs: tuple[float, ...] = (1.0,)
     """steering: candidate multipliers of the mean-difference vector (0 gives the zero-shot judge)."""
