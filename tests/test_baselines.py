@@ -92,6 +92,26 @@ def test_length_baselines_give_known_accuracy(tiny):
     assert c.tolist() == [11.0, 17.0, 6.0, 2.0, 4.0]
 
 
+def test_the_judge_is_the_one_source_of_the_arms_shared_settings(tiny):
+    """The ARM methods fit ``arm`` with the judge's template, criterion, routing, score, batch size and seed; a
+    different value set on ``arm`` itself (which would be replaced without a word) is refused, while the defaults that
+    config.json files hold there still load, for every seed."""
+    from armlens.errors import BadInputError
+    from armlens.evaluation.judge import ARM_SHARED
+
+    cfg = JudgeConfig(template=SHORT, criterion="Be brief.", routing="oracle", score="logit_diff", batch_size=4,
+                      seed=3, arm=ARMConfig(n_trials=4))
+    arm = make_judge("arm", tiny, cfg).arm_config()
+    assert {k: getattr(arm, k) for k in ARM_SHARED} == {k: getattr(cfg, k) for k in ARM_SHARED}
+    assert arm.n_trials == 4 and arm == cfg.arm_config()
+    for field, value in (("score", "normalized"), ("batch_size", 8), ("template", SHORT), ("seed", 1)):
+        with pytest.raises(BadInputError, match=f"arm.{field}="):
+            JudgeConfig(arm=ARMConfig(**{field: value}))
+        JudgeConfig(**{field: value}, arm=ARMConfig(**{field: value}))  # the same value: nothing is overwritten
+    saved = JudgeConfig.from_dict(JudgeConfig().to_dict())  # config.json: ARMConfig()'s values under arm
+    assert [dataclasses.replace(saved, seed=s).arm_config().seed for s in (0, 1, 2)] == [0, 1, 2]  # eval's seeds
+
+
 def test_parse_answer():
     assert parse_answer("Yes") == "yes"
     assert parse_answer(" no.") == "no"

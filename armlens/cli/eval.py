@@ -42,10 +42,10 @@ EVAL_ALIASES = {
 }
 """The short flags of ``eval`` (each also has its full form, e.g. ``--judge.arm.reinforce.steps``)."""
 EVAL_HIDDEN = ("show_progress", "judge.seed", "judge.show_progress", "judge.arm.seed", "judge.arm.reinforce.seed",
-               "judge.arm.reinforce.checkpoints", "judge.arm.template", "judge.arm.criterion", "judge.arm.score",
-               "judge.arm.batch_size")
+               "judge.arm.reinforce.checkpoints", "judge.arm.template", "judge.arm.criterion", "judge.arm.routing",
+               "judge.arm.score", "judge.arm.batch_size")
 """Set by the run: seeds per unit, progress from --quiet; the ARM's words, criterion, score reading and batch size
-are the judge's (JudgeConfig.arm says so)."""
+are the judge's (armlens.evaluation.judge.ARM_SHARED)."""
 
 
 def run(args: EvalOptions) -> int:

@@ -30,9 +30,9 @@ class ARMJudge(Judge):
     rm: ActivationRM
 
     def arm_config(self) -> ARMConfig:
-        cfg = self.config
-        return dataclasses.replace(cfg.arm, template=cfg.template, criterion=cfg.criterion, routing=cfg.routing,
-                                   score=cfg.score, batch_size=cfg.batch_size, seed=cfg.seed)
+        """The ARM this method fits: :meth:`JudgeConfig.arm_config` (the judge's template, criterion, routing, score,
+        batch size and seed on ``config.arm``)."""
+        return self.config.arm_config()
 
     def patch_for(self, pair: PreferencePair) -> tuple[Means | None, HeadMask | None]:
         return self.rm.patch_for(pair)

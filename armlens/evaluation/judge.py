@@ -9,6 +9,7 @@ response's score does not depend on the other response of its pair. The judges t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -46,6 +47,10 @@ logger = logging.getLogger(__name__)
 
 PairScores = tuple[Float[Tensor, " n_pairs"], Float[Tensor, " n_pairs"]]
 
+ARM_SHARED: tuple[str, ...] = ("template", "criterion", "routing", "score", "batch_size", "seed")
+"""The :class:`~armlens.rm.ARMConfig` fields a :class:`JudgeConfig` sets for its ARM from its own (every method
+reads a prompt, a criterion and the answer logits the same way): the judge's are the one source of them."""
+
 
 @dataclass(frozen=True)
 class JudgeConfig:
@@ -67,8 +72,8 @@ class JudgeConfig:
     show_progress: bool = False
     """tqdm bars while fitting and scoring."""
     arm: ARMConfig = field(default_factory=ARMConfig)
-    """The ARM's own settings (its template, criterion, routing, score, batch size and seed are taken from the fields
-    above)."""
+    """The ARM's own settings. Its template, criterion, routing, score, batch size and seed (:data:`ARM_SHARED`) are
+    the fields above (:meth:`arm_config`): leave them at ``ARMConfig()``'s defaults here; another value is refused."""
     icl_shots: int = 4
     """few-shot-icl: demonstrations in the prompt (class-balanced; at most the few-shot examples available)."""
     icl_cache_demos: bool = True
@@ -99,6 +104,23 @@ class JudgeConfig:
     head_count: int | None = None
     """random-heads / topk-heads: heads patched (``None``: REINFORCE's prior expected count,
     ``sigmoid(arm.reinforce.init_logit) * n_layers * n_heads``, rounded)."""
+
+    def __post_init__(self) -> None:
+        # A shared field set on ``arm`` would be replaced by the judge's without a word: refuse it. Only a value other
+        # than ARMConfig()'s counts as set (config.json files hold the defaults there, and per-seed judges change
+        # ``seed`` alone).
+        default = ARMConfig()
+        clash = [f"arm.{k}={getattr(self.arm, k)!r} (the judge's {k} is {getattr(self, k)!r})" for k in ARM_SHARED
+                 if getattr(self.arm, k) != getattr(default, k) and getattr(self.arm, k) != getattr(self, k)]
+        if clash:
+            raise BadInputError(f"JudgeConfig sets {', '.join(clash)}: the ARM takes these from the judge's own "
+                                f"fields; set them there (--judge.X, not --judge.arm.X)")
+
+    def arm_config(self) -> ARMConfig:
+        """The :class:`~armlens.rm.ARMConfig` the ARM methods fit: ``arm`` with its shared fields (:data:`ARM_SHARED`:
+        template, criterion, routing, score, batch size, seed) set to this config's, so the ARM reads its prompts and
+        answer logits exactly as the other judges do."""
+        return dataclasses.replace(self.arm, **{k: getattr(self, k) for k in ARM_SHARED})
 
     def to_dict(self) -> dict[str, Any]:
         return C.to_dict(self)
