@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from armlens.data import PreferencePair, split_pairs
+from armlens.errors import BadDataError
 from armlens.evaluation.protocol import (
     EXAMPLE_COUNTS,
     SUBSET_MAPPING,
@@ -164,14 +165,24 @@ def test_environment_versions():
     assert v["armlens"] is not None and v["numpy"] == np.__version__
 
 
+def test_write_results_refuses_a_summary_of_other_pairs(tmp_path):
+    pairs = [PreferencePair(id=f"t/{i}", source="toy", subset="toy", prompt=f"q{i}", chosen="good", rejected="bad")
+             for i in range(4)]
+    made = summarize(pairs[:3], [1.0] * 3, [0.0] * 3, seed=0, n_bootstrap=10)
+    with pytest.raises(BadDataError, match="counts 3 pairs, but 4"):
+        write_results(tmp_path, pairs, [1.0] * 4, [0.0] * 4, made)
+    assert not list(tmp_path.iterdir())  # refused before anything is written
+
+
 def test_write_results_records_provenance(tmp_path):
     pairs = [PreferencePair(id=f"t/{i}", source="toy", subset="llmbar-natural" if i < 4 else "toy-extra",
                             prompt=f"q{i}", chosen="good", rejected="bad") for i in range(6)]
     split = split_pairs(pairs, seed=0, n_fewshot=1, n_select=1)
     chosen = [1.0, 1.0, 0.0, 2.0, 0.5, 0.1]
     rejected = [0.0, 1.0, 1.0, 1.0, 0.0, 0.2]
-    paths = write_results(tmp_path, pairs, chosen, rejected, seed=7, config={"method": "toy"},
-                          split=split.to_dict(), data={"name": "toy"}, n_bootstrap=200)
+    made = summarize(pairs, chosen, rejected, seed=7, config={"method": "toy"}, split=split.to_dict(),
+                     data={"name": "toy"}, n_bootstrap=200)
+    paths = write_results(tmp_path, pairs, chosen, rejected, made)
     assert paths["items"].name == "items.jsonl.gz"  # per-item scores, gzip-compressed
     rows = read_jsonl(paths["items"])
     assert [r["correct"] for r in rows] == [True, False, False, True, True, False]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +158,7 @@ def _check_score_out(args: ScoreOptions) -> Path:
 
 def run_score(args: ScoreOptions) -> int:
     from armlens.cli.common import on_interrupt
-    from armlens.evaluation.protocol import absent_sections, write_results
+    from armlens.evaluation.protocol import absent_sections, summarize, write_results
     from armlens.io import ResultsLock
     from armlens.prompts import check_context
     from armlens.rm import POOLED, ActivationRM
@@ -188,14 +187,14 @@ def run_score(args: ScoreOptions) -> int:
                       "(--subsets, --limit)", criterion=rm.config.criterion, routing=rm.config.routing)
         chosen, rejected = rm.score_pairs(pairs, show_progress=not args.quiet, fit=args.criterion)
         key = None if args.criterion is None else rm.fit_key(args.criterion)
-        paths = write_results(
-            out, pairs, chosen.numpy(), rejected.numpy(), seed=rm.config.seed,
+        summary = summarize(
+            pairs, chosen.numpy(), rejected.numpy(), seed=rm.config.seed,
             config={"rm": str(args.rm), "heads": rm.heads if key is None else rm.fits[key].heads,
                     **({} if key is None else {"fit": key}), **rm.config.to_dict(), "cli": _score_settings(args),
                     "forced": rm.forced},
             data={"name": args.data, "root": args.root, "left_out_as_seen": len(seen)},
         )
-    summary = json.loads(Path(paths["summary"]).read_text())
+        paths = write_results(out, pairs, chosen.numpy(), rejected.numpy(), summary)
     lo, hi = summary["accuracy_ci95"]
     print(f"{args.data}: accuracy {summary['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}) on {summary['n']} pairs, "
           f"{summary['ties']} ties; {len(seen)} fitting pairs left out")

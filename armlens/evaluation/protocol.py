@@ -361,19 +361,15 @@ def write_results(
     pairs: Sequence[PreferencePair],
     chosen_scores: ArrayLike,
     rejected_scores: ArrayLike,
+    summary: Mapping[str, Any],
     *,
-    seed: int,
-    config: Mapping[str, Any] | None = None,
-    split: Mapping[str, Any] | None = None,
-    data: Mapping[str, Any] | None = None,
-    n_bootstrap: int = 1000,
     prefix: str = "",
 ) -> dict[str, Path]:
-    """Write ``<prefix>items.jsonl.gz`` (per-item scores, gzip-compressed like an eval unit's) and
-    ``<prefix>summary.json`` into ``out_dir`` atomically; returns both paths."""
+    """Write ``<prefix>items.jsonl.gz`` (per-item scores, gzip-compressed like an eval unit's) and ``summary`` (made
+    by :func:`summarize` from the same pairs and scores) as ``<prefix>summary.json`` into ``out_dir`` atomically;
+    returns both paths."""
+    if summary.get("n") != len(pairs):
+        raise BadDataError(f"the summary counts {summary.get('n')} pairs, but {len(pairs)} are written")
     out = Path(out_dir)
     items = write_jsonl_atomic(out / f"{prefix}items.jsonl.gz", item_records(pairs, chosen_scores, rejected_scores))
-    summary = write_json_atomic(out / f"{prefix}summary.json",
-                                summarize(pairs, chosen_scores, rejected_scores, seed=seed, config=config,
-                                          split=split, data=data, n_bootstrap=n_bootstrap))
-    return {"items": items, "summary": summary}
+    return {"items": items, "summary": write_json_atomic(out / f"{prefix}summary.json", dict(summary))}
