@@ -183,7 +183,7 @@ class Judge:
         :attr:`fit_state` of the judges that have one): read instead of fitting when it exists and loads on this model
         from these pools, written after a fit otherwise, so that a resumed run scores with the very judge it started
         with, not a refit that may differ in the last bits. The caller names it after everything the fit depends on
-        (:func:`armlens.evaluation.units.fit_key`); an unreadable file is refitted over, with a warning.
+        (:func:`armlens.evaluation.keys.fit_key`); an unreadable file is refitted over, with a warning.
         """
         if self.trains:
             if not few_shot:
