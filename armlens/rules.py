@@ -272,3 +272,27 @@ def field_rule(tp: Any) -> Rule | None:
                 return marker
         tp = typing.get_args(tp)[0]
     return type_rule(tp)
+
+
+# ------------------------------------------------------------------------------------------- constructed configs
+
+def bad_fields(config: Any, *, counts: Sequence[str] = (), indices: Sequence[str] = (),
+               positive: Sequence[str] = (), non_negative: Sequence[str] = (), fractions: Sequence[str] = (),
+               finite: Sequence[str] = ()) -> list[str]:
+    """``name=value`` for each named field of ``config`` (built in Python, where no flag's rule has read it) that
+    breaks its bound, in the order given: ``counts`` integers >= 1, ``indices`` integers >= 0, ``positive`` finite
+    numbers > 0, ``non_negative`` finite numbers >= 0, ``fractions`` finite numbers in [0, 1), ``finite`` any finite
+    number. A bool is neither an integer nor a number here."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    checks: list[tuple[Sequence[str], Callable[[Any], bool]]] = [
+        (counts, lambda v: integer(v) and v >= 1), (indices, lambda v: integer(v) and v >= 0),
+        (positive, lambda v: number(v) and v > 0), (non_negative, lambda v: number(v) and v >= 0),
+        (fractions, lambda v: number(v) and 0 <= v < 1), (finite, number)]
+    return [f"{name}={getattr(config, name)!r}" for names, ok in checks for name in names
+            if not ok(getattr(config, name))]

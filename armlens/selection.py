@@ -21,7 +21,6 @@ its key/value cache is shared by the K masks, which then cost a single batched o
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -91,15 +90,8 @@ class ReinforceConfig:
     """Seed for example draws and mask sampling."""
 
     def __post_init__(self) -> None:
-        counts = {"steps": self.steps, "k_masks": self.k_masks, "n_final_samples": self.n_final_samples,
-                  "n_final_eval": self.n_final_eval, "mask_chunk": self.mask_chunk}
-        bad = [f"{k}={v!r}" for k, v in counts.items() if isinstance(v, bool) or not isinstance(v, int) or v < 1]
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            bad.append(f"lr={self.lr!r}")
-        for name in ("sparsity", "prefix_cache_mb"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                bad.append(f"{name}={value!r}")
+        bad = R.bad_fields(self, counts=("steps", "k_masks", "n_final_samples", "n_final_eval", "mask_chunk"),
+                           positive=("lr",), non_negative=("sparsity", "prefix_cache_mb"))
         if bad:
             raise BadInputError(f"ReinforceConfig: {', '.join(bad)}: steps, k_masks, n_final_samples, n_final_eval and "
                                 "mask_chunk must be integers >= 1, lr a finite number > 0, sparsity and "

@@ -30,7 +30,6 @@ scores with ``z + w (mu - z)`` at the remaining heads everywhere it scores (the 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -79,17 +78,8 @@ class SoftConfig:
     """Steps between validation readings (0: none); validation needs held-apart examples (``val`` argument)."""
 
     def __post_init__(self) -> None:
-        bad = [f"{k}={getattr(self, k)!r}" for k in ("steps", "batch_units")
-               if isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), int) or getattr(self, k) < 1]
-        if isinstance(self.val_every, bool) or not isinstance(self.val_every, int) or self.val_every < 0:
-            bad.append(f"val_every={self.val_every!r}")
-        for name, low, high in (("l1", 0.0, math.inf), ("lr", 0.0, math.inf), ("min_weight", 0.0, 1.0)):
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v < high
-            if not ok or (name == "lr" and v == 0):
-                bad.append(f"{name}={v!r}")
-        if not (isinstance(self.init_logit, (int, float)) and math.isfinite(self.init_logit)):
-            bad.append(f"init_logit={self.init_logit!r}")
+        bad = R.bad_fields(self, counts=("steps", "batch_units"), indices=("val_every",), non_negative=("l1",),
+                           positive=("lr",), fractions=("min_weight",), finite=("init_logit",))
         if self.objective not in ("answer", "pairwise"):
             bad.append(f"objective={self.objective!r}")
         if bad:

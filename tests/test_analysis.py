@@ -504,7 +504,7 @@ def test_bad_reinforce_settings_are_refused_before_any_work():
     from armlens.selection import ReinforceConfig
 
     for bad, name in (({"lr": 0.0}, "lr=0.0"), ({"lr": float("nan")}, "lr=nan"), ({"steps": 0}, "steps=0"),
-                      ({"k_masks": -2}, "k_masks=-2")):
+                      ({"k_masks": -2}, "k_masks=-2"), ({"steps": True}, "steps=True"), ({"sparsity": -0.1}, "sparsity=-0.1")):
         with pytest.raises(ValueError, match=f"ReinforceConfig: {re.escape(name)}"):
             ReinforceConfig(**bad)
     # the lr axis's settings are checked when the ablation config is made, before a model loads
