@@ -98,6 +98,9 @@ def test_run_eval_end_to_end(tiny, toy_file, tmp_path):
     assert longer["length"]["n"] == 12 and longer["length"]["accuracy_clean_mean"] == methods["longer"]["accuracy_mean"]
     # the seeds' test samples overlap, so n (pairs scored over seeds) and the distinct pairs differ: both are kept
     items = aio.read_jsonl(out / "items.jsonl.gz")
+    test_ids = {r["id"] for r in items if r["split"] == "test" and r["method"] == "arm"}
+    assert methods["arm"]["n_distinct_prompts"] == len(test_ids) < methods["arm"]["n_prompts"]  # the clusters
+    assert f"[6, 6] ({len(test_ids)} distinct prompts)." in (out / "results.md").read_text()
     length_ids = {r["id"] for r in items if r["split"] == "bias-length" and r["method"] == "longer"}
     assert longer["length"]["n_pairs"] == len(length_ids) < longer["length"]["n"]
     assert longer["length-real"]["n"] > 0 and longer["length-real"]["hack_rate_mean"] == 1.0

@@ -91,6 +91,7 @@ def summarize_eval(
             entry: dict[str, Any] = {
                 "accuracy_mean": mean, "accuracy_std": std, "ci95": [ci.low, ci.high], "n_items": len(pooled),
                 "n_prompts": len({(seed, prompt_of[(seed, i)]) for seed, i in pooled}),  # distinct per seed
+                "n_distinct_prompts": len({prompt_of[k] for k in pooled}),  # the clusters the interval resamples
                 "ties": int(sum(r["test"]["ties"] for r in runs)),
                 "subsets": {s: float(np.mean(v)) for s, v in subsets.items()},
                 "sections": {s: float(np.mean(v)) for s, v in sections.items()},
@@ -214,8 +215,8 @@ def results_markdown(summary: dict[str, Any]) -> str:
     lines = ["# armlens eval", "",
              f"Model `{summary['model']}`; {cfg['seeds']} seed(s); few-shot {cfg['n_fewshot']}, selection "
              f"{cfg['n_select']}, test limit {cfg['limit']}; accuracies in %. Strict chosen > rejected (ties wrong); "
-             "± is the standard deviation across seeds; 95% CI: seeds and test prompts crossed (the seeds score "
-             "nearly the same pairs, so a pair counts once; a prompt's pairs drawn together); Δ vs ARM: the same "
+             "± is the standard deviation across seeds; 95% CI: seeds and test prompts crossed (the seeds share "
+             "test pairs, so a pair counts once; a prompt's pairs drawn together); Δ vs ARM: the same "
              "interval of ARM − method on the same items.", ""]
     for name, res in summary["results"].items():
         methods = res["methods"]
@@ -223,8 +224,12 @@ def results_markdown(summary: dict[str, Any]) -> str:
         cut_note = (f" Fields over {cut['max_field_tokens']} tokens cut in their middle in {cut['items_cut']} of "
                     f"{cut['n_items']} test pairs." if cut.get("max_field_tokens") else " Whole fields (no cuts).")
         first = next(iter(methods.values()), {})
-        prompts = (f" ({first['n_prompts']} distinct prompts over seeds)"
-                   if first.get("n_prompts", first.get("n_items")) != first.get("n_items") else "")
+        n_items, parts = first.get("n_items"), []
+        if first.get("n_distinct_prompts", n_items) != n_items:
+            parts.append(f"{first['n_distinct_prompts']} distinct prompts")
+        if first.get("n_prompts", n_items) != n_items:
+            parts.append(f"{first['n_prompts']} seed-prompt items")
+        prompts = f" ({', '.join(parts)})" if parts else ""
         lines += [f"## {name}", "", f"Test pairs per seed: {res['n_test_per_seed']}{prompts}.{cut_note}", "",
                   "| method | accuracy | 95% CI | ties | ARM − method [95% CI] | p | notes |",
                   "|---|---|---|---|---|---|---|"]
