@@ -209,26 +209,38 @@ def check_pairwise_examples(examples: Sequence[Example]) -> None:
                             "ReinforceConfig(objective='answer')")
 
 
-class MaskObjective:
+class TrainingUnits:
+    """A head selector's labelled training examples as the units it learns from: an example (``answer``) or a
+    (chosen, rejected) pair of consecutive examples (``pairwise``), each with its judge prompt and gold answer id.
+    REINFORCE (:class:`MaskObjective`) and the soft head weights (:class:`armlens.soft.WeightObjective`) share it;
+    ``who`` names the selector in its errors."""
+
+    def __init__(self, model: Model, examples: Sequence[Example], objective: Objective, *, template: JudgeTemplate,
+                 who: str):
+        if not examples:
+            raise BadInputError(f"{who} needs at least one labelled training example")
+        if any(e.label is None for e in examples):
+            raise BadInputError(f"{who}: every training example must be labelled")
+        if objective not in ("answer", "pairwise"):
+            raise BadInputError(f"unknown {who} objective {objective!r}; choose 'answer' or 'pairwise'")
+        if objective == "pairwise":
+            check_pairwise_examples(examples)
+        self.model, self.objective = model, objective
+        self.ids = AnswerIds.of(model, template)
+        self.texts = [scalar_prompt(model, e, template) for e in examples]
+        self.gold = torch.tensor([self.ids.yes if e.label else self.ids.no for e in examples])
+        self.n_units = len(examples) // 2 if objective == "pairwise" else len(examples)
+
+
+class MaskObjective(TrainingUnits):
     """Loss of each of K head masks on one training *unit*: an example (``answer``: CE of its gold answer) or a
     (chosen, rejected) pair (``pairwise``: -log sigmoid of the Yes log-probability gap), plus the sparsity penalty.
     Every unit's prompts run through the prefix pool, so a mask costs one single-token branch."""
 
     def __init__(self, model: Model, examples: Sequence[Example], objective: Objective, *, template: JudgeTemplate,
                  pool: M.PrefixPool, chunk: int = 64, sparsity: float = 0.0):
-        if not examples:
-            raise BadInputError("REINFORCE needs at least one labelled training example")
-        if any(e.label is None for e in examples):
-            raise BadInputError("REINFORCE training examples must be labelled")
-        if objective not in ("answer", "pairwise"):
-            raise BadInputError(f"unknown REINFORCE objective {objective!r}; choose 'answer' or 'pairwise'")
-        self.model, self.objective, self.pool, self.chunk, self.sparsity = model, objective, pool, chunk, sparsity
-        self.ids = AnswerIds.of(model, template)
-        self.texts = [scalar_prompt(model, e, template) for e in examples]
-        self.gold = torch.tensor([self.ids.yes if e.label else self.ids.no for e in examples])
-        if objective == "pairwise":
-            check_pairwise_examples(examples)
-        self.n_units = len(examples) // 2 if objective == "pairwise" else len(examples)
+        super().__init__(model, examples, objective, template=template, who="REINFORCE")
+        self.pool, self.chunk, self.sparsity = pool, chunk, sparsity
 
     def losses(self, unit: int, means: Means, masks: Masks) -> Float[Tensor, " k"]:
         """Loss of every mask on one unit (penalty included)."""

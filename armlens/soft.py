@@ -44,9 +44,9 @@ from armlens import model as M
 from armlens import rules as R
 from armlens.errors import BadInputError
 from armlens.patching import row_patch_hooks
-from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
+from armlens.prompts import Example, JudgeTemplate
 from armlens.scoring import answer_loss
-from armlens.selection import Objective, SelectionResult, check_pairwise_examples
+from armlens.selection import Objective, SelectionResult, TrainingUnits
 from armlens.typing import HeadValues, Means, Model
 
 logger = logging.getLogger(__name__)
@@ -98,26 +98,15 @@ def effective_heads(weights: HeadValues) -> dict[str, float]:
     return {"heads_over_half": float((w > 0.5).sum()), "weight_sum": float(w.sum())}
 
 
-class WeightObjective:
+class WeightObjective(TrainingUnits):
     """The loss of soft weights on one training unit, differentiable in the weights: each of the unit's prompts runs
     its last token once over its cached prefix (:class:`armlens.model.PrefixPool`) with every head at
     ``z + w (mu - z)``."""
 
     def __init__(self, model: Model, examples: Sequence[Example], objective: Objective, *, template: JudgeTemplate,
                  pool: M.PrefixPool):
-        if not examples:
-            raise BadInputError("soft head weights need at least one labelled training example")
-        if any(e.label is None for e in examples):
-            raise BadInputError("soft head weights' training examples must be labelled")
-        if objective not in ("answer", "pairwise"):
-            raise BadInputError(f"unknown objective {objective!r}; choose 'answer' or 'pairwise'")
-        if objective == "pairwise":
-            check_pairwise_examples(examples)
-        self.model, self.objective, self.pool = model, objective, pool
-        self.ids = AnswerIds.of(model, template)
-        self.texts = [scalar_prompt(model, e, template) for e in examples]
-        self.gold = torch.tensor([self.ids.yes if e.label else self.ids.no for e in examples])
-        self.n_units = len(examples) // 2 if objective == "pairwise" else len(examples)
+        super().__init__(model, examples, objective, template=template, who="soft-weight fitting")
+        self.pool = pool
 
     def _logits(self, text: str, means: Means, weights: Tensor, grad: bool) -> Float[Tensor, " d_vocab"]:
         cfg = self.model.cfg

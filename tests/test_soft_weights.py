@@ -150,6 +150,20 @@ def test_soft_config_checks_its_fields():
 # ---------------------------------------------------------------------------------------------------- the ARM
 
 
+def test_both_selectors_refuse_unusable_training_examples_naming_themselves(tiny):
+    from armlens.selection import MaskObjective
+
+    pool, t = M.PrefixPool(tiny), JudgeTemplate()
+    labelled = [Example("q", "good", True), Example("q", "bad", False)]
+    for make, who in ((lambda ex, o: MaskObjective(tiny, ex, o, template=t, pool=pool), "REINFORCE"),
+                      (lambda ex, o: WeightObjective(tiny, ex, o, template=t, pool=pool), "soft-weight fitting")):
+        with pytest.raises(BadInputError, match=f"{who} needs at least one labelled training example"):
+            make([], "pairwise")
+        with pytest.raises(BadInputError, match=f"{who}: every training example must be labelled"):
+            make([Example("q", "good", None)], "answer")
+        assert make(labelled, "pairwise").n_units == 1 and make(labelled, "answer").n_units == 2
+
+
 def test_soft_arm_scores_with_its_weights_and_survives_save_and_load(tiny, tmp_path):
     rm = soft_arm(tiny, l1=0.0)
     fit = rm.fit_for()
