@@ -44,16 +44,25 @@ def spec(rule: Rule, flag: Callable[[], str] | None = None) -> Any:
     ``flag()`` (the flag as typed), which tyro lets through (it catches only ValueError and TypeError)."""
     from tyro.constructors import PrimitiveConstructorSpec
 
+    def parse(args: list[str]) -> Any:
+        return rule.parse(args[0])
+
+    read = parse if flag is None else _naming(parse, flag)
+    return PrimitiveConstructorSpec(nargs=1, metavar=rule.metavar, instance_from_str=read,
+                                    is_instance=lambda x: True, str_from_instance=lambda x: [rule.show(x)])
+
+
+def _naming(parse: Callable[[list[str]], Any], flag: Callable[[], str]) -> Callable[[list[str]], Any]:
+    """``parse`` with its ValueError for a bad word raised as a :class:`UsageError` naming ``flag()`` (a UsageError
+    it raises itself passes through)."""
+
     def read(args: list[str]) -> Any:
-        if flag is None:
-            return rule.parse(args[0])
         try:
-            return rule.parse(args[0])
+            return parse(args)
         except ValueError as e:
             raise UsageError(f"argument {flag()}: {' '.join(str(e).split())}") from None
 
-    return PrimitiveConstructorSpec(nargs=1, metavar=rule.metavar, instance_from_str=read,
-                                    is_instance=lambda x: True, str_from_instance=lambda x: [rule.show(x)])
+    return read
 
 
 # ---------------------------------------------------------------------------------------------------- derived types
@@ -142,15 +151,7 @@ class _Builder:
         if isinstance(marker, Rule):
             return spec(marker, flag)
         if isinstance(marker, PrimitiveConstructorSpec) and marker.nargs == 1:
-            build = marker.instance_from_str
-
-            def read(args: list[str]) -> Any:
-                try:
-                    return build(args)
-                except ValueError as e:  # (UsageError from a Rule's spec passes through)
-                    raise UsageError(f"argument {flag()}: {' '.join(str(e).split())}") from None
-
-            return dataclasses.replace(marker, instance_from_str=read)
+            return dataclasses.replace(marker, instance_from_str=_naming(marker.instance_from_str, flag))
         return marker
 
     @staticmethod
