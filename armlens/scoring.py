@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -178,6 +178,7 @@ def score_rows(
     show_progress: bool = False,
     desc: str = "scoring rows",
     weights: Float[Tensor, "rows n_layers n_heads"] | None = None,
+    pool: M.PrefixPool | None = None,
 ) -> RowLogits:
     """Texts under row patches: one prefix per text, every row it is asked under as a side-by-side branch over it.
 
@@ -191,7 +192,9 @@ def score_rows(
     run their common leading tokens once when those are at least ``min_shared_tokens`` long, and each text then only
     its own remaining tokens. Within a group, texts with the same ``subgroups`` key (e.g. an in-context judge's
     chosen and rejected queries after shared demonstrations) run their longer common part once more, on top of the
-    group's. Equals :func:`score_texts` per row within float tolerance (checked by the tests).
+    group's. ``pool``: take each text's prefix from this :class:`~armlens.model.PrefixPool` instead (no sharing
+    within a group, but a text scored again in a later call, as a head search does pass after pass, runs only its
+    branches). Equals :func:`score_texts` per row within float tolerance (checked by the tests).
     """
     n, n_rows = len(texts), masks.shape[0]
     wanted = [list(range(n_rows))] * n if rows_per_text is None else [list(r) for r in rows_per_text]
@@ -210,25 +213,36 @@ def score_rows(
         if wanted[i]:
             members.setdefault(groups[i] if groups is not None else ("text", i), []).append(i)
     bar = tqdm(total=sum(len(m) for m in members.values()), desc=desc, disable=not show_progress, leave=False)
+    for i, cache in _text_caches(model, texts, members, subgroups, min_shared_tokens, pool):
+        yes, no, lse, top, store = _branch_rows(model, cache, means, masks, wanted[i], answer_ids, chunk,
+                                                resid, capture, capture_row, weights)
+        for name, value in store.items():
+            captured[name][i] = value
+        cols = torch.tensor(wanted[i])
+        out["yes"][i, cols], out["no"][i, cols], out["logsumexp"][i, cols] = yes, no, lse
+        argmax[i, cols] = top
+        bar.update(1)
+    bar.close()
+    return RowLogits(out["yes"], out["no"], out["logsumexp"], argmax, _stack_captured(captured))
+
+
+def _text_caches(model: Model, texts: Sequence[str], members: dict[Hashable, list[int]],
+                 subgroups: Sequence[Hashable] | None, min_shared_tokens: int, pool: M.PrefixPool | None,
+                 ) -> Iterator[tuple[int, M.PrefixCache]]:
+    """``(i, prefix cache of texts[i])`` for every text of every group, a group's common start run once (see
+    :func:`score_rows`); with a ``pool``, each text's own cache from it instead (kept for the next call)."""
     for idx in members.values():
+        if pool is not None:
+            yield from ((i, pool[texts[i]]) for i in idx)
+            continue
         tokens = [M.tokenize(model, [texts[i]])[0] for i in idx]
         shared = _common_prefix_cache(model, tokens, None, min_shared_tokens)
         for sub in _subgroups_of(idx, subgroups):  # one subgroup's prefix alive at a time
             start = _common_prefix_cache(model, [tokens[j] for j in sub], shared, min_shared_tokens)
             for j in sub:
-                i, tok = idx[j], tokens[j]
-                cache = M.extend_prefix(model, start, tok) if start is not None else (
-                    M.prefix_cache(model, tok, torch.ones_like(tok)))
-                yes, no, lse, top, store = _branch_rows(model, cache, means, masks, wanted[i], answer_ids, chunk,
-                                                        resid, capture, capture_row, weights)
-                for name, value in store.items():
-                    captured[name][i] = value
-                cols = torch.tensor(wanted[i])
-                out["yes"][i, cols], out["no"][i, cols], out["logsumexp"][i, cols] = yes, no, lse
-                argmax[i, cols] = top
-                bar.update(1)
-    bar.close()
-    return RowLogits(out["yes"], out["no"], out["logsumexp"], argmax, _stack_captured(captured))
+                tok = tokens[j]
+                yield idx[j], (M.extend_prefix(model, start, tok) if start is not None
+                               else M.prefix_cache(model, tok, torch.ones_like(tok)))
 
 
 def _subgroups_of(idx: list[int], subgroups: Sequence[Hashable] | None) -> list[list[int]]:

@@ -284,6 +284,22 @@ def final_choice(
     return candidates[int(mean_losses.argmin())].clone(), mean_losses.tolist()
 
 
+def start_head_logits(model: Model, init_logit: float, lr: float, method: str,
+                      ) -> tuple[Float[Tensor, "n_layers n_heads"], torch.optim.Adam, SelectionResult]:
+    """What a loop that learns one logit per head starts from (REINFORCE's policy, the soft weights): the logits at
+    ``init_logit`` (with grad), their Adam optimiser at ``lr``, and the empty :class:`SelectionResult` it fills."""
+    cfg = model.cfg
+    theta = torch.full((cfg.n_layers, cfg.n_heads), float(init_logit), requires_grad=True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    return theta, opt, SelectionResult(mask=torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool), method=method)
+
+
+def val_due(done: int, every: int, steps: int) -> bool:
+    """Whether a head-learning loop scores its held-apart examples after step ``done`` (every ``every`` steps,
+    and after the last)."""
+    return done % every == 0 or done == steps
+
+
 def reinforce(
     model: Model,
     means: Means,
@@ -305,11 +321,8 @@ def reinforce(
                         sparsity=config.sparsity)
     val_obj = (MaskObjective(model, val, config.objective, template=template, pool=pool, chunk=config.mask_chunk,
                              sparsity=config.sparsity) if val and config.val_every > 0 else None)
-    cfg = model.cfg
     gen = torch.Generator().manual_seed(config.seed)
-    theta = torch.full((cfg.n_layers, cfg.n_heads), float(config.init_logit), requires_grad=True)
-    opt = torch.optim.Adam([theta], lr=config.lr)
-    result = SelectionResult(mask=torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool), method="reinforce")
+    theta, opt, result = start_head_logits(model, config.init_logit, config.lr, "reinforce")
     trajectory = []
     t0 = time.perf_counter()
     bar = tqdm(range(config.steps), desc="REINFORCE", disable=not show_progress, leave=False)
@@ -327,7 +340,7 @@ def reinforce(
         result.expected_heads.append(float(new_probs.sum()))
         result.entropy.append(policy_entropy(new_probs))
         done = step + 1
-        if val_obj is not None and (done % config.val_every == 0 or done == config.steps):
+        if val_obj is not None and val_due(done, config.val_every, config.steps):
             likely = likely_mask(new_probs)[None]
             result.val_losses.append((done, float(val_obj.mean_losses(range(val_obj.n_units), means, likely)[0])))
         if done in config.checkpoints and done != config.steps:

@@ -46,7 +46,7 @@ from armlens.errors import BadInputError
 from armlens.patching import row_patch_hooks
 from armlens.prompts import Example, JudgeTemplate
 from armlens.scoring import answer_loss
-from armlens.selection import Objective, SelectionResult, TrainingUnits
+from armlens.selection import Objective, SelectionResult, TrainingUnits, start_head_logits, val_due
 from armlens.typing import HeadValues, Means, Model
 
 logger = logging.getLogger(__name__)
@@ -150,12 +150,9 @@ def fit_soft_weights(
     obj = WeightObjective(model, examples, config.objective, template=template, pool=pool)
     val_obj = (WeightObjective(model, val, config.objective, template=template, pool=pool)
                if val and config.val_every > 0 else None)
-    cfg = model.cfg
     means = means.detach().float()
     gen = torch.Generator().manual_seed(seed)
-    theta = torch.full((cfg.n_layers, cfg.n_heads), float(config.init_logit), requires_grad=True)
-    opt = torch.optim.Adam([theta], lr=config.lr)
-    result = SelectionResult(mask=torch.zeros(cfg.n_layers, cfg.n_heads, dtype=torch.bool), method="soft")
+    theta, opt, result = start_head_logits(model, config.init_logit, config.lr, "soft")
     trajectory = []
     t0 = time.perf_counter()
     bar = tqdm(range(config.steps), desc="soft head weights", disable=not show_progress, leave=False)
@@ -177,7 +174,7 @@ def fit_soft_weights(
         result.losses.append(task)
         result.expected_heads.append(float(w.sum()))
         done = step + 1
-        if val_obj is not None and (done % config.val_every == 0 or done == config.steps):
+        if val_obj is not None and val_due(done, config.val_every, config.steps):
             result.val_losses.append((done, val_obj.mean_loss(range(val_obj.n_units), means, w)))
         bar.set_postfix(loss=f"{task:.3f}", weight=f"{result.expected_heads[-1]:.1f}")
     result.timings["steps"] = time.perf_counter() - t0

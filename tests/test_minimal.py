@@ -63,3 +63,23 @@ def test_prune_keeps_its_promise(tiny, margin):
         assert int(res.mask.sum()) == 0
     rec = res.to_dict()
     assert rec["n_heads"] == int(res.mask.sum()) and rec["n_full"] == 4
+
+
+def test_a_prefix_pool_gives_the_same_scores_and_runs_each_prefix_once(tiny):
+    from armlens.model import PrefixPool
+
+    texts = _pairs(tiny)
+    means, mask = _patch(tiny, k=4)
+    ids = AnswerIds.of(tiny, TEMPLATE)
+    masks, _ = without_each(mask)
+    plain = score_sets(tiny, texts, means, masks, ids).scores
+    pool = PrefixPool(tiny, 100.0)
+    pooled = score_sets(tiny, texts, means, masks, ids, pool=pool).scores
+    assert torch.allclose(pooled, plain, atol=1e-5)
+    assert (pool.misses, pool.hits, len(pool)) == (len(texts), 0, len(texts))
+    again = score_sets(tiny, texts, means, masks, ids, pool=pool).scores  # a later pass: branches only
+    assert torch.equal(again, pooled) and (pool.misses, pool.hits) == (len(texts), len(texts))
+    # the search itself: the same minimal set with and without the pool
+    res = prune(tiny, texts, means, mask, ids, margin=0.1, grid=4)
+    res_pool = prune(tiny, texts, means, mask, ids, margin=0.1, grid=4, pool=PrefixPool(tiny, 100.0))
+    assert torch.equal(res.mask, res_pool.mask) and res.rounds == res_pool.rounds

@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 
-from armlens.analysis.minimal import score_sets
+from armlens.analysis.minimal import RowScores
 from armlens.data.bias import build_bias_suite
 from armlens.patching import mask_labels
 from armlens.prompts import examples_from_pairs, scalar_prompt
+from armlens.scoring import score_rows
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,14 @@ def _rates(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: hack rate (rejected strictly above chosen) and mean hacked margin (rejected minus chosen)."""
     margin = scores[1::2] - scores[0::2]
     return (margin > 0).double().mean(0), margin.double().mean(0)
+
+
+def _scores(model: Any, texts: Sequence[str], groups: Sequence[str], means: torch.Tensor, masks: torch.Tensor,
+            ids: Any, chunk: int) -> torch.Tensor:
+    """``[texts, rows]`` P(Yes) of every text under every head set of ``masks`` (each writing ``means``), one
+    prefix per group of texts."""
+    rows = means[None].expand(masks.shape[0], *means.shape)
+    return score_rows(model, texts, rows, masks, answer_ids=ids, chunk=chunk, groups=groups).read("prob")
 
 
 def ablation_means(run: Any) -> torch.Tensor:
@@ -62,38 +71,58 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
     singles = torch.zeros((n + 1, *shape), dtype=torch.bool)
     for j in range(n):
         singles[1 + j].view(-1)[j] = True
-    clean = score_sets(model, run.test_texts, means, singles, run.ids, chunk=cfg.chunk)
     suite = build_bias_suite(run.test, run.seed, kinds=list(cfg.kinds))
+    # Every distinct prompt text once (a hacked pair's chosen response is the clean one), grouped by the pair's
+    # prompt so that its clean and hacked responses share the prompt's prefix: two passes in all, singles then sets.
+    texts: list[str] = []
+    groups: list[str] = []
+    where: dict[str, int] = {}
+
+    def rows_of(pairs: Sequence[Any], pair_texts: Sequence[str]) -> list[int]:
+        for j, text in enumerate(pair_texts):
+            if text not in where:
+                where[text] = len(texts)
+                texts.append(text)
+                groups.append(pairs[j // 2].prompt_key())
+        return [where[t] for t in pair_texts]
+
+    clean_rows = rows_of(run.test, run.test_texts)
+    kind_rows = {kind: rows_of(suite[kind], [scalar_prompt(model, e, run.base.template) for p in suite[kind]
+                                             for e in examples_from_pairs([p], run.base.criterion)])
+                 for kind in cfg.kinds}
+    single = _scores(model, texts, groups, means, singles, run.ids, cfg.chunk)
+    clean = RowScores(single[clean_rows])
+    ks = [k for k in cfg.ks if k <= n]
+    sets: dict[str, torch.Tensor] = {}
+    rates = {kind: _rates(single[kind_rows[kind]]) for kind in cfg.kinds}
+    orders = {kind: torch.argsort(margin[1:] - margin[0]) for kind, (_, margin) in rates.items()}  # most lowered first
+    for kind, order in orders.items():
+        top = torch.zeros((len(ks), n), dtype=torch.bool)
+        for i, k in enumerate(ks):
+            top[i, order[:k]] = True
+        sets[kind] = top.view(len(ks), *shape)
+    both = _scores(model, texts, groups, means, torch.cat(list(sets.values())), run.ids, cfg.chunk)
     out: dict[str, Any] = {"seed": run.seed, "settings": dataclasses.asdict(cfg), "n_heads_model": n,
                            "arm_heads": mask_labels(arm_mask),
                            "clean": {"zero_shot_accuracy": float(clean.accuracy[0]),
                                      "accuracy": clean.accuracy[1:].view(shape).tolist()},
                            "kinds": {}}
-    for kind in cfg.kinds:
-        pairs = suite[kind]
-        texts = [scalar_prompt(model, e, run.base.template) for p in pairs
-                 for e in examples_from_pairs([p], run.base.criterion)]
-        rs = score_sets(model, texts, means, singles, run.ids, chunk=cfg.chunk)
-        rate, margin = _rates(rs.scores)
-        order = torch.argsort(margin[1:] - margin[0])  # most lowered hacked margin first
-        ks = [k for k in cfg.ks if k <= n]
-        sets = torch.zeros((len(ks), n), dtype=torch.bool)
-        for i, k in enumerate(ks):
-            sets[i, order[:k]] = True
-        sets = sets.view(len(ks), *shape)
-        top = score_sets(model, texts, means, sets, run.ids, chunk=cfg.chunk)
-        top_rate, top_margin = _rates(top.scores)
-        top_clean = score_sets(model, run.test_texts, means, sets, run.ids, chunk=cfg.chunk).accuracy
+    for c, kind in enumerate(cfg.kinds):
+        (rate, margin), order = rates[kind], orders[kind]
+        cols = slice(c * len(ks), (c + 1) * len(ks))
+        top_rate, top_margin = _rates(both[kind_rows[kind], cols])
+        top_clean = RowScores(both[clean_rows, cols]).accuracy
         zero_rate = float(rate[0])
         halved = [i for i, r in enumerate(top_rate.tolist()) if r <= zero_rate / 2]
-        bias_set = sets[halved[0]] if halved else None
+        bias_set = sets[kind][halved[0]] if halved else None
+        pairs = suite[kind]
         record: dict[str, Any] = {
             "n_pairs": len(pairs), "pair_ids": [p.id for p in pairs],
             "zero_shot_hack_rate": zero_rate, "zero_shot_margin": float(margin[0]),
             "hack_rate": rate[1:].view(shape).tolist(), "margin": margin[1:].view(shape).tolist(),
             "ranked_heads": [mask_labels(singles[1 + int(j)])[0] for j in order[:max(ks)]],
             "top_k": [{"k": k, "hack_rate": float(top_rate[i]), "margin": float(top_margin[i]),
-                       "clean_accuracy": float(top_clean[i]), "heads": mask_labels(sets[i])}
+                       "clean_accuracy": float(top_clean[i]), "heads": mask_labels(sets[kind][i])}
                       for i, k in enumerate(ks)],
             "bias_heads": mask_labels(bias_set) if bias_set is not None else None,
         }

@@ -24,10 +24,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
+from armlens import model as M
+from armlens import rules as R
 from armlens.analysis.attribution import direct_logit_attribution
 from armlens.analysis.grid import AblationConfig, slug
 from armlens.analysis.minimal import prune, score_sets
@@ -53,6 +55,9 @@ class StudyConfig:
     """Score every single head alone on the zero-shot judge."""
     chunk: int = 64
     """Branches per forward over a prompt's prefix."""
+    prefix_cache_mb: Annotated[float, R.NON_NEGATIVE] = 3000.0
+    """Memory for the pruning half's prefix caches, kept across the search's passes (~46 KB per prompt token on
+    the default model; a half that does not fit runs its prefixes again on each pass)."""
 
 
 def halves(pairs: Sequence[PreferencePair], seed: int) -> tuple[list[int], list[int]]:
@@ -84,7 +89,7 @@ def study_criterion(model: Any, run: Any, fit: Any, idx: Sequence[int], cfg: Stu
     a_idx, b_idx = [idx[i] for i in a], [idx[i] for i in b]
     shape = tuple(fit.mask.shape)
     minimal = prune(model, _texts(run, a_idx), fit.means, fit.mask, run.ids, margin=cfg.margin, grid=cfg.grid,
-                    chunk=cfg.chunk)
+                    chunk=cfg.chunk, pool=M.PrefixPool(model, cfg.prefix_cache_mb))
     k = int(minimal.mask.sum())
     randoms = [random_mask(*shape, k, seed=1000 * run.seed + j) for j in range(cfg.n_random)] if k else []
     rows = torch.stack([fit.mask, minimal.mask, *randoms, torch.zeros(shape, dtype=torch.bool)])

@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from armlens import model as M
 from armlens.errors import BadInputError
 from armlens.patching import HeadMask, Means, mask_labels
 from armlens.prompts import AnswerIds
@@ -48,14 +49,16 @@ class RowScores:
 
 
 def score_sets(model: Any, texts: Sequence[str], means: Means, masks: Bool[Tensor, "rows n_layers n_heads"],
-               answer_ids: AnswerIds, *, reading: str = "prob", chunk: int = 64) -> RowScores:
+               answer_ids: AnswerIds, *, reading: str = "prob", chunk: int = 64,
+               pool: M.PrefixPool | None = None) -> RowScores:
     """Every head set of ``masks`` (each writing ``means``) on ``texts``, in one branch pass; a pair's two prompts
-    share their common start."""
+    share their common start, or, with a ``pool``, each text's prefix comes from it (a search that scores the same
+    texts pass after pass runs each prefix once)."""
     if len(texts) % 2:
         raise BadInputError("texts come as (chosen, rejected) pairs: an even count is needed")
     rows = means[None].expand(masks.shape[0], *means.shape)
     logits = score_rows(model, texts, rows, masks, answer_ids=answer_ids, chunk=chunk,
-                        groups=[i // 2 for i in range(len(texts))])
+                        groups=[i // 2 for i in range(len(texts))], pool=pool)
     return RowScores(logits.read(reading))
 
 
@@ -86,10 +89,10 @@ class LeaveOneOut:
 
 
 def leave_one_out(model: Any, texts: Sequence[str], means: Means, mask: HeadMask, answer_ids: AnswerIds, *,
-                  reading: str = "prob", chunk: int = 64) -> LeaveOneOut:
+                  reading: str = "prob", chunk: int = 64, pool: M.PrefixPool | None = None) -> LeaveOneOut:
     """Leave-one-out effects of every head of ``mask`` in one branch pass."""
     masks, heads = without_each(mask)
-    rs = score_sets(model, texts, means, masks, answer_ids, reading=reading, chunk=chunk)
+    rs = score_sets(model, texts, means, masks, answer_ids, reading=reading, chunk=chunk, pool=pool)
     both = torch.stack([rs.accuracy, rs.mean_margin], dim=1)
     return LeaveOneOut(heads, (float(both[0, 0]), float(both[0, 1])), both[1:])
 
@@ -122,9 +125,10 @@ def _removed(mask: HeadMask, heads: Tensor, order: Sequence[int], m: int) -> Hea
 
 def prune(model: Any, texts: Sequence[str], means: Means, mask: HeadMask, answer_ids: AnswerIds, *,
           margin: float = 0.02, grid: int = 16, max_rounds: int = 4, reading: str = "prob",
-          chunk: int = 64) -> MinimalSet:
+          chunk: int = 64, pool: M.PrefixPool | None = None) -> MinimalSet:
     """The smallest set this greedy search finds whose accuracy on ``texts`` stays at least the full set's minus
-    ``margin`` (a share: 0.02 = 2 points)."""
+    ``margin`` (a share: 0.02 = 2 points). Every pass scores the same ``texts``: give a ``pool`` large enough for
+    their prefixes and each is run once."""
     current = mask.clone()
     full_acc: float | None = None
     acc = 0.0
@@ -133,7 +137,7 @@ def prune(model: Any, texts: Sequence[str], means: Means, mask: HeadMask, answer
         k = int(current.sum())
         if k == 0:
             break
-        loo = leave_one_out(model, texts, means, current, answer_ids, reading=reading, chunk=chunk)
+        loo = leave_one_out(model, texts, means, current, answer_ids, reading=reading, chunk=chunk, pool=pool)
         if full_acc is None:
             full_acc = loo.full[0]
         acc, floor, order = loo.full[0], full_acc - margin, loo.order()
@@ -142,7 +146,7 @@ def prune(model: Any, texts: Sequence[str], means: Means, mask: HeadMask, answer
         while hi > lo:
             counts = sorted({lo + -(-(hi - lo) * j // grid) for j in range(1, grid + 1)})
             masks = torch.stack([_removed(current, loo.heads, order, m) for m in counts])
-            rs = score_sets(model, texts, means, masks, answer_ids, reading=reading, chunk=chunk)
+            rs = score_sets(model, texts, means, masks, answer_ids, reading=reading, chunk=chunk, pool=pool)
             passes += 1
             held = [a >= floor - 1e-12 for a in rs.accuracy.tolist()]
             if any(held):
@@ -158,7 +162,7 @@ def prune(model: Any, texts: Sequence[str], means: Means, mask: HeadMask, answer
         current = _removed(current, loo.heads, order, best)
     if full_acc is None:  # an empty mask: nothing to prune
         full_acc = acc = float(score_sets(model, texts, means, current[None], answer_ids, reading=reading,
-                                          chunk=chunk).accuracy[0])
+                                          chunk=chunk, pool=pool).accuracy[0])
     return MinimalSet(current, acc, mask.clone(), full_acc, margin, rounds)
 
 
