@@ -138,6 +138,7 @@ def eval_rows(
     from armlens.data.bias import transform_rejected
     from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig
     from armlens.evaluation.branches import score_mask_judges
+    from armlens.evaluation.judge import ICLSettings
     from armlens.evaluation.output_judges import response_logprobs
 
     pairs = bench_pairs(n_pairs + icl_shots, root)
@@ -166,8 +167,9 @@ def eval_rows(
              BenchRow(f"eval_3_methods_x_{seeds}_seeds_own_prefix", t_naive, t_own, "s",
                       f"each prompt its own prefix; max |score diff| {diff_own:.1e}")]
     log(f"few-shot ICL judge: {icl_shots} demonstrations, {n_pairs} pairs")
-    cfg = JudgeConfig(template=template, icl_shots=icl_shots)
-    icl_full = FewShotICLJudge(model, dataclasses.replace(cfg, icl_cache_demos=False)).fit(demos)
+    cfg = JudgeConfig(template=template, icl=ICLSettings(shots=icl_shots))
+    uncached = dataclasses.replace(cfg, icl=dataclasses.replace(cfg.icl, cache_demos=False))
+    icl_full = FewShotICLJudge(model, uncached).fit(demos)
     icl_cached = FewShotICLJudge(model, cfg).fit(demos)
     t_icl_full, icl_a = _timed(lambda: icl_full.score_responses(items))
     t_icl_cached, icl_b = _timed(lambda: icl_cached.score_responses(items))

@@ -5,6 +5,11 @@ plain dict, recursing into nested config dataclasses and turning lists back into
 An unknown key is an error naming the config and the key (a typo must never be dropped silently), and
 :func:`replace_path` sets a nested field by its dotted path (``"reinforce.steps"``), which is how an ablation cell
 says "the reference ARM with one setting changed".
+
+A config may name some of its nested configs *flat sections* (a ``flat_sections`` class attribute): :func:`to_dict`
+writes the fields of such a section ``icl`` as ``icl_shots``, ``icl_cache_demos``, ... in its place, and
+:func:`from_dict` reads them back (or the section as a nested dict). That is how ``JudgeConfig`` groups each method's
+settings in a section of its own while the ``config.json`` files and unit keys written before keep their flat keys.
 """
 
 from __future__ import annotations
@@ -33,15 +38,82 @@ def _is_tuple(tp: Any) -> bool:
     return typing.get_origin(tp) is tuple or any(typing.get_origin(a) is tuple for a in typing.get_args(tp))
 
 
+def flat_sections(cls: type) -> dict[str, type]:
+    """The flat sections of the config class ``cls`` (its ``flat_sections`` attribute): ``{field: section class}``."""
+    names = getattr(cls, "flat_sections", ())
+    if not names:
+        return {}
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for name in names:
+        sub = _dataclass_type(hints.get(name))
+        if sub is None:
+            raise TypeError(f"{cls.__name__}.flat_sections names {name!r}, which is not a config field")
+        out[name] = sub
+    return out
+
+
+def flat_keys(cls: type) -> dict[str, tuple[str, str]]:
+    """``{"{section}_{field}": (section, field)}`` for every field of every flat section of ``cls``."""
+    out = {f"{s}_{f.name}": (s, f.name) for s, sub in flat_sections(cls).items()
+           for f in dataclasses.fields(sub)}  # type: ignore[arg-type]
+    clash = sorted(set(out) & {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+    if clash:
+        raise TypeError(f"{cls.__name__}: the flat keys {clash} are also fields of its own")
+    return out
+
+
+def serial_key(cls: type, path: str) -> str:
+    """The key that :func:`to_dict` writes the field at ``path`` of a ``cls`` under: a field of ``cls`` (``"seed"``)
+    is its own key, a field of a flat section (``"icl.shots"``) is ``"icl_shots"``."""
+    head, _, rest = path.partition(".")
+    if head not in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+        raise BadInputError(f"{cls.__name__} has no field {head!r} (path {path!r})")
+    if not rest:
+        return head
+    sub = flat_sections(cls).get(head)
+    if sub is None or rest not in {f.name for f in dataclasses.fields(sub)}:  # type: ignore[arg-type]
+        raise BadInputError(f"{path!r} is not a field of a flat section of {cls.__name__}")
+    return f"{head}_{rest}"
+
+
+def _nest(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with the flat keys of ``cls``'s flat sections (:func:`flat_keys`) gathered into a dict per section,
+    merged with that section's nested dict where ``d`` has one too (a field given both ways is an error)."""
+    flat = flat_keys(cls)
+    if not flat or not set(d) & set(flat):
+        return d
+    out: dict[str, Any] = {}
+    gathered: dict[str, dict[str, Any]] = {}
+    for key, value in d.items():
+        if key in flat:
+            section, name = flat[key]
+            gathered.setdefault(section, {})[name] = value
+        else:
+            out[key] = value
+    for section, values in gathered.items():
+        given = out.get(section, {})
+        if not isinstance(given, dict):
+            raise BadInputError(f"{cls.__name__}: {section} is given whole and as {sorted(values)} too")
+        twice = sorted(set(given) & set(values))
+        if twice:
+            raise BadInputError(f"{cls.__name__}: {', '.join(f'{section}.{k}' for k in twice)} given twice (in "
+                                f"{section} and as {', '.join(f'{section}_{k}' for k in twice)})")
+        out[section] = {**given, **values}
+    return out
+
+
 def from_dict(cls: type[T], d: dict[str, Any]) -> T:
-    """``cls(**d)``, strictly: unknown keys are an error; nested config dicts become their dataclasses."""
+    """``cls(**d)``, strictly: unknown keys are an error; nested config dicts become their dataclasses; the fields of
+    a flat section may be given flat (``icl_shots``) or nested (``{"icl": {"shots": ...}}``)."""
     if not isinstance(d, dict):
         raise BadInputError(f"{cls.__name__} needs a dict, got {type(d).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(d) - fields)
+    unknown = sorted(set(d) - fields - set(flat_keys(cls)))
     if unknown:
         raise BadInputError(f"unknown {cls.__name__} field(s): {unknown}; known: {sorted(fields)}")
+    d = _nest(cls, d)
     kwargs = {}
     for key, value in d.items():
         tp = hints[key]
@@ -57,8 +129,17 @@ def from_dict(cls: type[T], d: dict[str, Any]) -> T:
 def to_dict(obj: Any) -> dict[str, Any]:
     """``dataclasses.asdict(obj)``, except that a nested config with a ``to_dict`` of its own is written by it: a
     config that leaves a later field out at its default (``ARMConfig.soft``) leaves it out wherever it is nested, so
-    the settings and keys written before that field existed still match."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    the settings and keys written before that field existed still match; and a flat section's fields are written in
+    its place as ``{section}_{field}`` (:func:`flat_sections`)."""
+    flat = flat_sections(type(obj))
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = _plain(getattr(obj, f.name))
+        if f.name in flat:
+            out.update({f"{f.name}_{k}": v for k, v in value.items()})
+        else:
+            out[f.name] = value
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -22,6 +22,14 @@ from armlens.evaluation.baselines import (
     parse_methods,
     response_logprobs,
 )
+from armlens.evaluation.judge import (
+    GenSettings,
+    ICLSettings,
+    ProbeSettings,
+    SAVsSettings,
+    SteeringSettings,
+    VotingSettings,
+)
 from armlens.generation import generate_answers, parse_answer, votes_to_scores
 from armlens.model import decoding
 from armlens.prompts import AnswerIds, JudgeTemplate, examples_from_pairs
@@ -44,7 +52,8 @@ def make_pairs(n: int = 8, offset: int = 0) -> list[PreferencePair]:
 
 def fast_config(**kw) -> JudgeConfig:
     arm = ARMConfig(n_trials=4, reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
-    base = dict(template=SHORT, arm=arm, icl_shots=2, gen_max_new_tokens=3, voting_n=3, savs_top_k=5)
+    base = dict(template=SHORT, arm=arm, icl=ICLSettings(shots=2), gen=GenSettings(max_new_tokens=3),
+                voting=VotingSettings(n=3), savs=SAVsSettings(top_k=5))
     base.update(kw)
     return JudgeConfig(**base)
 
@@ -73,7 +82,8 @@ def test_every_method_scores_pairs(tiny, method):
 def test_grouped_query_model_runs_the_activation_methods(tiny_gqa):
     pairs = make_pairs(6)
     for method in ("probe", "steering", "savs", "implicit"):
-        judge = make_judge(method, tiny_gqa, fast_config(probe_features="hook_z")).fit(pairs[:3], pairs[3:4])
+        hook_z = fast_config(probe=ProbeSettings(features="hook_z"))
+        judge = make_judge(method, tiny_gqa, hook_z).fit(pairs[:3], pairs[3:4])
         c, r = judge.score_pairs(pairs[4:])
         assert c.shape == (2,) and torch.isfinite(r).all()
 
@@ -162,7 +172,7 @@ def test_generative_judge_parses_and_counts_unparseable(tiny, monkeypatch):
     monkeypatch.setattr(decoding, "run_last_logits", scripted_logits(tiny))
     monkeypatch.setattr(generation, "USE_CACHE", False)  # the script fakes full forwards
     monkeypatch.setitem(output_judges._GREEDY_MEMO, tiny, {})  # answers of the real tiny model stay out
-    judge = make_judge("generative", tiny, fast_config(gen_max_new_tokens=4))
+    judge = make_judge("generative", tiny, fast_config(gen=GenSettings(max_new_tokens=4)))
     c, r = judge.score_pairs(scripted_pairs())
     assert c.tolist() == [1.0, 1.0, 0.5] and r.tolist() == [0.0, 0.5, 0.0]
     stats = judge.last_stats
@@ -181,17 +191,18 @@ def test_greedy_answers_are_generated_once_per_model_and_sampled_votes_are_not(t
                         lambda m, texts, **kw: calls.append(len(texts)) or real(m, texts, **kw))
     monkeypatch.setitem(output_judges._GREEDY_MEMO, tiny, {})
     pairs = make_pairs(3)
-    first = make_judge("generative", tiny, fast_config(seed=0, gen_max_new_tokens=2)).score_pairs(pairs[:2])
-    second = make_judge("generative", tiny, fast_config(seed=1, gen_max_new_tokens=2)).score_pairs(pairs)
+    two = GenSettings(max_new_tokens=2)
+    first = make_judge("generative", tiny, fast_config(seed=0, gen=two)).score_pairs(pairs[:2])
+    second = make_judge("generative", tiny, fast_config(seed=1, gen=two)).score_pairs(pairs)
     assert calls == [4, 2]  # the second seed generates only the new pair's two answers
     assert torch.equal(second[0][:2], first[0]) and torch.equal(second[1][:2], first[1])
-    judge = make_judge("generative", tiny, fast_config(gen_max_new_tokens=2))
+    judge = make_judge("generative", tiny, fast_config(gen=GenSettings(max_new_tokens=2)))
     text = judge._prompts(judge._queries([(pairs[2], pairs[2].chosen)]))[0]
     assert output_judges._GREEDY_MEMO[tiny][json.dumps([2, text])] == real(tiny, [text], max_new_tokens=2)[0]
-    make_judge("generative", tiny, fast_config(gen_max_new_tokens=3)).score_pairs(pairs[:1])
+    make_judge("generative", tiny, fast_config(gen=GenSettings(max_new_tokens=3))).score_pairs(pairs[:1])
     assert calls[-1] == 2  # another answer length is another question
     for _ in range(2):
-        make_judge("voting", tiny, fast_config(voting_n=2, voting_temperature=1.0)).score_pairs(pairs[:1])
+        make_judge("voting", tiny, fast_config(voting=VotingSettings(n=2, temperature=1.0))).score_pairs(pairs[:1])
     assert calls[-2:] == [2, 2]  # sampled votes are drawn every time
 
 
@@ -201,7 +212,7 @@ def test_voting_is_seeded(tiny, monkeypatch):
     monkeypatch.setattr(generation, "USE_CACHE", False)  # the script fakes full forwards
     coin = [PreferencePair(id=f"c/{i}", source="c", subset="c", prompt=f"q{i}", chosen="COIN", rejected="COIN")
             for i in range(6)]
-    cfg = fast_config(voting_n=5, voting_temperature=1.0, seed=3)
+    cfg = fast_config(voting=VotingSettings(n=5, temperature=1.0), seed=3)
     a = make_judge("voting", tiny, cfg).score_pairs(coin)
     b = make_judge("voting", tiny, cfg).score_pairs(coin)
     other = make_judge("voting", tiny, dataclasses.replace(cfg, seed=4)).score_pairs(coin)
@@ -221,7 +232,8 @@ def separable_pairs(n: int, offset: int = 0) -> list[PreferencePair]:
 
 @pytest.mark.parametrize("features", ["resid", "hook_z"])
 def test_probe_learns_a_separable_toy(tiny, features):
-    judge = make_judge("probe", tiny, fast_config(probe_features=features)).fit(separable_pairs(6), [])
+    cfg = fast_config(probe=ProbeSettings(features=features))
+    judge = make_judge("probe", tiny, cfg).fit(separable_pairs(6), [])
     assert judge.info()["train_accuracy"] == 1.0
     c, r = judge.score_pairs(separable_pairs(4, offset=20))  # unseen prompts
     assert float(c.min()) > float(r.max())  # every chosen response above every rejected one, not only pairwise
@@ -231,30 +243,32 @@ def test_probe_learns_a_separable_toy(tiny, features):
 def test_steering_with_coefficient_zero_is_the_zero_shot_judge(tiny_any):
     pairs = make_pairs(6)
     zero_shot = make_judge("zero-shot", tiny_any, fast_config()).score_pairs(pairs[4:])
-    still = make_judge("steering", tiny_any, fast_config(steering_coefs=(0.0,))).fit(pairs[:4])
+    still = make_judge("steering", tiny_any, fast_config(steering=SteeringSettings(coefs=(0.0,)))).fit(pairs[:4])
     assert still.info()["coef"] == 0.0 and still.info()["vector_norm"] > 0
     steered = still.score_pairs(pairs[4:])
     torch.testing.assert_close(steered[0], zero_shot[0], atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(steered[1], zero_shot[1], atol=1e-6, rtol=1e-5)
-    pushed = make_judge("steering", tiny_any, fast_config(steering_coefs=(8.0,), steering_positions="all"))
+    everywhere = SteeringSettings(coefs=(8.0,), positions="all")
+    pushed = make_judge("steering", tiny_any, fast_config(steering=everywhere))
     moved = pushed.fit(pairs[:4]).score_pairs(pairs[4:])
     assert not torch.allclose(moved[0], zero_shot[0], atol=1e-4)
 
 
 def test_steering_picks_layer_and_coefficient_on_the_selection_pairs(tiny):
     pairs = make_pairs(3)
-    grid = make_judge("steering", tiny, fast_config(steering_layers=(0, 1), steering_coefs=(0.0, 4.0)))
+    two_by_two = SteeringSettings(layers=(0, 1), coefs=(0.0, 4.0))
+    grid = make_judge("steering", tiny, fast_config(steering=two_by_two))
     info = grid.fit(pairs[:2], pairs[2:3]).info()
     assert len(info["grid"]) == 4
     best = max(info["grid"], key=lambda g: (g["accuracy"], g["margin"]))
     assert (info["layer"], info["coef"]) == (best["layer"], best["coef"])
     with pytest.raises(ValueError, match="layers"):
-        make_judge("steering", tiny, fast_config(steering_layers=(99,))).fit(pairs[:2])
+        make_judge("steering", tiny, fast_config(steering=SteeringSettings(layers=(99,)))).fit(pairs[:2])
 
 
 def test_savs_votes_of_the_top_heads(tiny):
     pairs = make_pairs(8)
-    judge = make_judge("savs", tiny, fast_config(savs_top_k=100)).fit(pairs[:4], pairs[4:6])
+    judge = make_judge("savs", tiny, fast_config(savs=SAVsSettings(top_k=100))).fit(pairs[:4], pairs[4:6])
     n_heads = tiny.cfg.n_layers * tiny.cfg.n_heads
     info = judge.info()
     assert len(info["heads"]) == n_heads == int(judge.mask.sum())  # k is capped at the number of heads
@@ -262,9 +276,10 @@ def test_savs_votes_of_the_top_heads(tiny):
     c, r = judge.score_pairs(pairs[6:])
     votes = torch.cat([c, r]) * n_heads
     assert torch.allclose(votes, votes.round(), atol=1e-5)  # shares of head votes
-    top3 = make_judge("savs", tiny, fast_config(savs_top_k=3)).fit(pairs[:4], pairs[4:6])
+    top3 = make_judge("savs", tiny, fast_config(savs=SAVsSettings(top_k=3))).fit(pairs[:4], pairs[4:6])
     assert top3.info()["heads"] == info["heads"][:3]
-    margin = make_judge("savs", tiny, fast_config(savs_top_k=3, savs_score="margin")).fit(pairs[:4], pairs[4:6])
+    margin_cfg = fast_config(savs=SAVsSettings(top_k=3, score="margin"))
+    margin = make_judge("savs", tiny, margin_cfg).fit(pairs[:4], pairs[4:6])
     mc, _ = margin.score_pairs(pairs[6:])
     assert ((mc >= -2) & (mc <= 2)).all()
 
@@ -307,9 +322,10 @@ def test_responses_to_one_prompt_share_its_forward_and_score_the_same(tiny_any, 
 def test_icl_judge_without_demonstrations_is_the_zero_shot_judge(tiny):
     pairs = make_pairs(6)
     zero = make_judge("zero-shot", tiny, fast_config()).score_pairs(pairs[4:])
-    icl0 = make_judge("few-shot-icl", tiny, fast_config(icl_shots=0)).fit(pairs[:4]).score_pairs(pairs[4:])
+    no_demos = fast_config(icl=ICLSettings(shots=0))
+    icl0 = make_judge("few-shot-icl", tiny, no_demos).fit(pairs[:4]).score_pairs(pairs[4:])
     torch.testing.assert_close(icl0[0], zero[0])
-    icl = make_judge("few-shot-icl", tiny, fast_config(icl_shots=3)).fit(pairs[:4])
+    icl = make_judge("few-shot-icl", tiny, fast_config(icl=ICLSettings(shots=3))).fit(pairs[:4])
     assert icl.info()["n_demos"] == 3 and not torch.allclose(icl.score_pairs(pairs[4:])[0], zero[0])
     examples = examples_from_pairs(pairs[:4])
     demos = balanced_demos(examples, 4, seed=1)
@@ -330,7 +346,8 @@ def test_icl_judge_keeps_its_scores_in_a_memo_folder(tiny, tmp_path, monkeypatch
                         lambda m, texts, *a, **kw: calls.append(len(texts)) or real(m, texts, *a, **kw))
 
     def judge(seed=0, memo=True):
-        j = make_judge("few-shot-icl", tiny, fast_config(icl_shots=2, seed=seed, icl_cache_demos=cache_demos))
+        icl = ICLSettings(shots=2, cache_demos=cache_demos)
+        j = make_judge("few-shot-icl", tiny, fast_config(icl=icl, seed=seed))
         j.memo_folder = tmp_path / "memo" if memo else None
         return j.fit(pairs[:4])
 
@@ -373,7 +390,7 @@ def test_method_names_and_configs():
         parse_methods("")
     with pytest.raises(ValueError, match="unknown method"):
         make_judge("nope", None)
-    cfg = fast_config(steering_layers=(1, 2))
+    cfg = fast_config(steering=SteeringSettings(layers=(1, 2)))
     assert JudgeConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown JudgeConfig field"):
         JudgeConfig.from_dict({"bogus": 1})
@@ -385,7 +402,7 @@ def test_baselines_on_the_default_model_with_real_pairs(default_model, data_root
     from armlens.data import load_pairs
 
     pairs = load_pairs("hhh", root=data_root, subsets=["hhh-helpful"], limit=4)
-    cfg = JudgeConfig(template=JudgeTemplate(max_field_tokens=48), gen_max_new_tokens=2)
+    cfg = JudgeConfig(template=JudgeTemplate(max_field_tokens=48), gen=GenSettings(max_new_tokens=2))
     zero = make_judge("zero-shot", default_model, cfg).score_pairs(pairs)
     assert zero[0].shape == (4,) and ((zero[0] > 0) & (zero[0] < 1)).all()
     implicit = make_judge("implicit", default_model, cfg).score_pairs(pairs)
@@ -431,7 +448,7 @@ def test_a_seed_free_judge_keeps_what_it_computed_in_its_memo_folder(tiny, tmp_p
     monkeypatch.setattr(output_judges, "MEMO_PART", 4)
 
     def judge(model):
-        j = make_judge(method, model, fast_config(gen_max_new_tokens=2))
+        j = make_judge(method, model, fast_config(gen=GenSettings(max_new_tokens=2)))
         j.memo_folder = tmp_path / "memo"
         return j
 

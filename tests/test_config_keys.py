@@ -6,6 +6,7 @@ given as the flat ``JudgeConfig`` dicts that ``config.json`` and ``result.json``
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -17,6 +18,16 @@ from armlens.data.records import PreferencePair
 from armlens.evaluation import keys as K
 from armlens.evaluation.baselines import JUDGES
 from armlens.evaluation.eval_config import EvalConfig
+from armlens.evaluation.judge import (
+    GenSettings,
+    HeadSettings,
+    ICLSettings,
+    JudgeConfig,
+    ProbeSettings,
+    SAVsSettings,
+    SteeringSettings,
+    VotingSettings,
+)
 from armlens.evaluation.planning import Plan
 from armlens.evaluation.store import SPLIT
 from armlens.rm import ARMConfig
@@ -138,6 +149,49 @@ EVAL_TEST = {
 must stay finished; its ``llmbar/seed0/arm/fit-385ee7f14cf6699df34d.arm`` is the ARM it fitted)."""
 
 
+NESTED = JudgeConfig(icl=ICLSettings(shots=6, cache_demos=False), gen=GenSettings(max_new_tokens=9),
+                     voting=VotingSettings(n=7, temperature=1.3), probe=ProbeSettings("resid", layer=1, c=2.5),
+                     steering=SteeringSettings(layers=(0, 1), coefs=(0.0, 1.5, 3.0), positions="all"),
+                     savs=SAVsSettings(top_k=3, score="vote"), head=HeadSettings(count=11))
+"""A judge config in the nested form (a section per method), every method setting off its default."""
+
+NESTED_FLAT = {"icl_shots": 6, "icl_cache_demos": False, "gen_max_new_tokens": 9, "voting_n": 7,
+               "voting_temperature": 1.3, "probe_features": "resid", "probe_layer": 1, "probe_c": 2.5,
+               "steering_layers": [0, 1], "steering_coefs": [0.0, 1.5, 3.0], "steering_positions": "all",
+               "savs_top_k": 3, "savs_score": "vote", "head_count": 11}
+""":data:`NESTED` as the flat ``judge`` dict of a ``config.json``."""
+
+NESTED_KEYS = {
+    "few-shot-icl": ("2ec52c0fe4218524cef4", "211b5dc76c41dfe359df"),
+    "generative": ("5be151a07d18f9b3acee", "dd011ea781c486715c15"),
+    "voting": ("7cdbd2d95de805ccbecd", "af7a6901fce40ff74f8e"),
+    "probe": ("2e6af0766cc3afe1f50f", "3cbadb84d49c6277e558"),
+    "steering": ("d2323698ded33d2eacad", "2ce1cd26b334c7cee6e7"),
+    "savs": ("75c8b7f27ed35dd5c500", "29100d0d16803d7a3964"),
+    "random-heads": ("ab223c5601d70cb0d176", "99789238d53792df844d"),
+    "topk-heads": ("ec569f1bbdc513ae02b7", "ef0230ad10df324c3e29"),
+    "zero-shot": ("f61f32334fa0b1d0e7af", "d4995440a5a186f824ba"),
+}
+"""(unit key, fit key) of seed 1 of ``llmbar`` on pools ``d...``, ``e...``, ``f...`` (model id ``m2``, bias kind
+``length``) with the judge settings :data:`NESTED_FLAT`, computed by the code of the flat ``JudgeConfig`` (before its
+per-method settings were nested)."""
+
+NESTED_JSON = (
+    '{"criterion": null, "routing": "label-free", "score": "prob", "batch_size": 1, "seed": 0, "show_progress": false, '
+    '"icl_shots": 6, "icl_cache_demos": false, "gen_max_new_tokens": 9, "voting_n": 7, "voting_temperature": 1.3, '
+    '"probe_features": "resid", "probe_layer": 1, "probe_c": 2.5, "steering_layers": [0, 1], '
+    '"steering_coefs": [0.0, 1.5, 3.0], "steering_positions": "all", "savs_top_k": 3, "savs_score": "vote", '
+    '"head_count": 11}')
+"""``json.dumps`` of the flat ``JudgeConfig.to_dict()`` of :data:`NESTED_FLAT` less ``template`` and ``arm``, as
+the flat ``JudgeConfig`` wrote it."""
+
+JUDGE_KEYS = ["template", "criterion", "routing", "score", "batch_size", "seed", "show_progress", "arm", "icl_shots",
+              "icl_cache_demos", "gen_max_new_tokens", "voting_n", "voting_temperature", "probe_features",
+              "probe_layer", "probe_c", "steering_layers", "steering_coefs", "steering_positions", "savs_top_k",
+              "savs_score", "head_count"]
+"""The keys of ``JudgeConfig.to_dict()``, in order, as the flat ``JudgeConfig`` wrote them."""
+
+
 @pytest.fixture(scope="module")
 def model():
     return tiny_model()
@@ -213,3 +267,50 @@ def test_committed_ablation_cells_recompute_their_fit_keys():
         assert fit_key(same, ARMConfig.from_dict(cell["arm"])) == cell["fit_key"], path
         checked += 1
     assert checked > 200
+
+
+def test_the_nested_judge_settings_keep_the_flat_keys(model, monkeypatch):
+    """The per-method sections (``JudgeConfig.icl``, ``.probe``, ...) hash into the unit and fit keys the flat fields
+    did, read from the flat dict of a ``config.json``, from the nested dict, or built in Python."""
+    pools = {"fewshot": "d" * 64, "select": "e" * 64, "test": "f" * 64}
+    base = EvalConfig.from_dict({"bias_kinds": ["length"]})
+    nested_dict = {s: {k.removeprefix(f"{s}_"): v for k, v in NESTED_FLAT.items() if k.startswith(f"{s}_")}
+                   for s in JudgeConfig.flat_sections}
+    for judge in (NESTED, JudgeConfig.from_dict(NESTED_FLAT), JudgeConfig.from_dict(nested_dict)):
+        assert judge == NESTED
+        config = dataclasses.replace(base, judge=judge)
+        for method, expected in NESTED_KEYS.items():
+            assert keys(model, plan("llmbar", 1), pools, method, config, "m2", monkeypatch) == expected, method
+
+
+def test_the_nested_judge_config_is_written_flat_as_before():
+    d = NESTED.to_dict()
+    assert list(d) == JUDGE_KEYS
+    assert json.dumps({k: v for k, v in d.items() if k not in ("template", "arm")}) == NESTED_JSON
+    assert list(JudgeConfig().to_dict()) == JUDGE_KEYS
+    assert list(EvalConfig(data=["x"], judge=NESTED).to_dict()["judge"]) == JUDGE_KEYS
+    assert EvalConfig.from_dict(EvalConfig(data=["x"], judge=NESTED).to_dict()).judge == NESTED
+
+
+@pytest.mark.parametrize("run", ["eval", "eval-hh-rlhf", "eval-test"])
+def test_committed_judge_sections_read_and_write_back_the_same(run):
+    """The ``judge`` section of a committed ``config.json`` reads into the nested config and is written back with the
+    same keys, in the same order, with the same values (``arm`` aside: its fields added since are written too)."""
+    saved = json.loads((EXPERIMENTS / run / "config.json").read_text())["judge"]
+    written = json.loads(json.dumps(JudgeConfig.from_dict(saved).to_dict()))
+    assert [k for k in written if k in saved] == list(saved)
+    assert {k: v for k, v in written.items() if k in saved and k != "arm"} == {
+        k: v for k, v in saved.items() if k != "arm"}
+    assert set(written) - set(saved) <= {"routing"}  # the headline folders predate it
+
+
+def test_a_judge_setting_given_both_flat_and_nested_is_refused():
+    from armlens.errors import BadInputError
+
+    with pytest.raises(BadInputError, match=r"probe\.c given twice"):
+        JudgeConfig.from_dict({"probe": {"c": 2.0}, "probe_c": 3.0})
+    assert JudgeConfig.from_dict({"probe": {"c": 2.0}, "probe_layer": 3}).probe == ProbeSettings(layer=3, c=2.0)
+    with pytest.raises(BadInputError, match="unknown JudgeConfig field.*probe_cc"):
+        JudgeConfig.from_dict({"probe_cc": 3.0})
+    with pytest.raises(BadInputError, match="unknown ProbeSettings field"):
+        JudgeConfig.from_dict({"probe": {"cc": 3.0}})

@@ -65,7 +65,8 @@ def test_stage_1_defaults_are_armconfigs():
 
 
 @pytest.mark.parametrize("config", [ARMConfig(), A.ExtractionConfig(), ReinforceConfig(), JudgeTemplate(),
-                                    JudgeConfig()], ids=lambda c: type(c).__name__)
+                                    JudgeConfig(), *(getattr(JudgeConfig(), s) for s in JudgeConfig.flat_sections)],
+                         ids=lambda c: type(c).__name__)
 def test_configs_are_frozen_and_hashable(config):
     name = dataclasses.fields(config)[0].name
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -191,19 +191,21 @@ def _check_shared_scoring_is_exact(model, pairs, demos, atol: float) -> None:
     full forward per (method, seed, prompt)."""
     from armlens.evaluation.baselines import FewShotICLJudge, JudgeConfig, make_judge
     from armlens.evaluation.branches import score_mask_judges
+    from armlens.evaluation.judge import ICLSettings, SAVsSettings, SteeringSettings
 
     requests = _mask_requests(model, pairs, seeds=2)
     assert len({type(j).__name__ for j, _ in requests}) == 3
     for method in ("probe", "savs", "steering"):  # the activation baselines: read at, or steer, the last token
-        jcfg = JudgeConfig(template=TEMPLATE, savs_top_k=4, steering_coefs=(2.0,))
+        jcfg = JudgeConfig(template=TEMPLATE, savs=SAVsSettings(top_k=4), steering=SteeringSettings(coefs=(2.0,)))
         requests.append((make_judge(method, model, jcfg).fit(demos), requests[0][1]))
     for min_shared in (1, 10**9):
         for (judge, items), got in zip(requests, score_mask_judges(model, requests, min_shared_tokens=min_shared),
                                        strict=True):
             torch.testing.assert_close(got, judge.score_responses(items), atol=atol, rtol=1e-3)
     items = requests[0][1]
-    cfg = JudgeConfig(template=TEMPLATE, icl_shots=2)
-    full = FewShotICLJudge(model, JudgeConfig(template=TEMPLATE, icl_shots=2, icl_cache_demos=False)).fit(demos)
+    cfg = JudgeConfig(template=TEMPLATE, icl=ICLSettings(shots=2))
+    uncached = JudgeConfig(template=TEMPLATE, icl=ICLSettings(shots=2, cache_demos=False))
+    full = FewShotICLJudge(model, uncached).fit(demos)
     torch.testing.assert_close(FewShotICLJudge(model, cfg).fit(demos).score_responses(items),
                                full.score_responses(items), atol=atol, rtol=1e-3)
 

@@ -19,6 +19,7 @@ from armlens.cli import main
 from armlens.evaluation import baselines
 from armlens.evaluation.baselines import JudgeConfig
 from armlens.evaluation.jobs import run_unit
+from armlens.evaluation.judge import HeadSettings, ICLSettings, ProbeSettings, SAVsSettings, SteeringSettings
 from armlens.evaluation.planning import dataset_slug, plan_dataset, sample_test, unit_items
 from armlens.evaluation.runner import EvalConfig, results_markdown, run_eval
 from armlens.prompts import Example, JudgeTemplate
@@ -43,7 +44,7 @@ def toy_file(tmp_path) -> Path:
 
 def tiny_config(toy_file: Path, out: Path, max_field_tokens: int | None = 24, **kw) -> EvalConfig:
     arm = ARMConfig(n_trials=4, reinforce=ReinforceConfig(steps=2, k_masks=4, n_final_samples=2, n_final_eval=2))
-    judge = JudgeConfig(arm=arm, icl_shots=2, template=JudgeTemplate(max_field_tokens=max_field_tokens))
+    judge = JudgeConfig(arm=arm, icl=ICLSettings(shots=2), template=JudgeTemplate(max_field_tokens=max_field_tokens))
     base = dict(data=[f"path:{toy_file}"], out=str(out), methods=["arm", "zero-shot", "longer", "shorter"], seeds=2,
                 limit=6, n_fewshot=3, n_select=2, n_bootstrap=200,
                 bias_kinds=["length", "format-real", "length-real"], judge=judge, show_progress=False)
@@ -175,8 +176,8 @@ def test_rerun_recomputes_nothing_and_resumes_after_interruption(tiny, toy_file,
 
     # a changed setting makes exactly the affected units stale
     counter = FitCounter(monkeypatch)
-    third = run_eval(dataclasses.replace(cfg, judge=dataclasses.replace(cfg.judge, icl_shots=1)), model=tiny,
-                     allow_changed_settings=True)
+    one_shot = dataclasses.replace(cfg.judge, icl=ICLSettings(shots=1))
+    third = run_eval(dataclasses.replace(cfg, judge=one_shot), model=tiny, allow_changed_settings=True)
     assert counter.calls == ["few-shot-icl", "few-shot-icl"] and third["run"]["computed"] == 2
 
 
@@ -436,8 +437,8 @@ def test_cli_builds_the_config():
     assert cfg.data == ["hhh", "llmbar"] and cfg.methods == ["arm", "zero-shot"] and cfg.seeds == 2
     assert cfg.limit is None and cfg.bias_kinds == [] and cfg.judge.template.max_field_tokens is None
     assert not cfg.show_progress and cfg.stratify
-    assert cfg.judge.steering_layers == (3, 5) and cfg.judge.steering_coefs == (0.0, 2.0)
-    assert cfg.judge.arm.reading == "answered" and cfg.judge.icl_shots == 3
+    assert cfg.judge.steering.layers == (3, 5) and cfg.judge.steering.coefs == (0.0, 2.0)
+    assert cfg.judge.arm.reading == "answered" and cfg.judge.icl.shots == 3
     seeded = cfg.judge_config(1)
     assert seeded.seed == 1 and seeded.arm.reinforce.steps == 7 and seeded.template.max_field_tokens is None
     assert EvalConfig.from_dict(cfg.to_dict()) == cfg
@@ -448,6 +449,17 @@ def test_cli_builds_the_config():
     _, nested = parse(["eval", "--judge.arm.reinforce.steps", "7", "--judge.arm.reading", "answered", "--no-stratify"])
     assert nested.config().judge.arm.reinforce.steps == 7 and nested.config().judge.arm.reading == "answered"
     assert not nested.config().stratify
+    # each method's settings are a section of --judge (its flat spelling, --judge.probe-c, is gone)
+    _, judge = parse(["eval", "--judge.probe.c", "0.5", "--judge.probe.layer", "none", "--judge.head.count", "3",
+                      "--judge.icl.no-cache-demos", "--judge.savs.top-k", "7", "--judge.voting.temperature", "0",
+                      "--judge.gen.max-new-tokens", "2", "--judge.steering.positions", "all"])
+    got = judge.config().judge
+    assert got.probe == ProbeSettings(c=0.5) and got.head == HeadSettings(count=3) and got.icl == ICLSettings(4, False)
+    assert got.savs == SAVsSettings(top_k=7) and got.voting.temperature == 0.0 and got.gen.max_new_tokens == 2
+    assert got.steering == SteeringSettings(positions="all")
+    assert got.to_dict()["probe_c"] == 0.5 and got.to_dict()["head_count"] == 3  # written flat, as before
+    with pytest.raises(SystemExit, match="2"):
+        main(["eval", "--judge.probe-c", "0.5"])
     # unset options keep the one set of defaults (EvalConfig's, JudgeConfig's, ARMConfig's), with no per-command drift
     _, plain = parse(["eval", "--quiet"])
     assert plain.config() == dataclasses.replace(EvalConfig(), show_progress=False)
@@ -502,14 +514,15 @@ BRANCH_METHODS = MASK_METHODS + ACTIVATION_METHODS
 def test_mask_based_judges_declare_their_patch(tiny, toy_file, tmp_path):
     branch = {m for m, cls in baselines.JUDGES.items() if cls.in_branch_pass(JudgeConfig())}
     assert branch == set(BRANCH_METHODS)
-    assert not baselines.JUDGES["steering"].in_branch_pass(JudgeConfig(steering_positions="all"))
+    assert not baselines.JUDGES["steering"].in_branch_pass(JudgeConfig(steering=SteeringSettings(positions="all")))
     cfg = tiny_config(toy_file, tmp_path, seeds=1)
     plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     assert baselines.make_judge("zero-shot", tiny).patch_for(plans[0].test[0]) == (None, None)
     assert baselines.make_judge("longer", tiny).patch_for(plans[0].test[0]) is None
     jcfg = cfg.judge_config(0)
     for method, k in (("random-heads", 5), ("topk-heads", 3)):
-        judge = baselines.make_judge(method, tiny, dataclasses.replace(jcfg, head_count=k)).fit(plans[0].fewshot)
+        counted = dataclasses.replace(jcfg, head=HeadSettings(count=k))
+        judge = baselines.make_judge(method, tiny, counted).fit(plans[0].fewshot)
         means, mask = judge.patch_for(plans[0].test[0])
         assert int(mask.sum()) == k and means.shape == (2, 4, 16)
     prior = baselines.make_judge("random-heads", tiny, jcfg).head_count()
@@ -525,11 +538,12 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path)
     requests = []
     for plan in plans:
         for method in BRANCH_METHODS + ["probe-hook_z", "savs-margin"]:
-            jcfg = dataclasses.replace(cfg.judge_config(plan.seed), head_count=3, savs_top_k=5, steering_coefs=(4.0,))
+            jcfg = dataclasses.replace(cfg.judge_config(plan.seed), head=HeadSettings(count=3),
+                                       savs=SAVsSettings(top_k=5), steering=SteeringSettings(coefs=(4.0,)))
             if method == "probe-hook_z":
-                method, jcfg = "probe", dataclasses.replace(jcfg, probe_features="hook_z")
+                method, jcfg = "probe", dataclasses.replace(jcfg, probe=ProbeSettings(features="hook_z"))
             if method == "savs-margin":
-                method, jcfg = "savs", dataclasses.replace(jcfg, savs_score="margin")
+                method, jcfg = "savs", dataclasses.replace(jcfg, savs=dataclasses.replace(jcfg.savs, score="margin"))
             judge = baselines.make_judge(method, tiny_any, jcfg).fit(plan.fewshot, plan.select)
             requests.append((judge, unit_items(plan)))
     wants = [judge.score_responses(items) for judge, items in requests]
@@ -546,7 +560,8 @@ def test_score_mask_judges_equals_each_judge_alone(tiny_any, toy_file, tmp_path)
 def _fitted_branch_requests(model, cfg, plan, **settings):
     requests = []
     for method in ("arm", "zero-shot", "probe", "savs", "steering"):
-        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), **{"savs_top_k": 5, "steering_coefs": (4.0,),
+        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), **{"savs": SAVsSettings(top_k=5),
+                                                                    "steering": SteeringSettings(coefs=(4.0,)),
                                                                     **settings})
         requests.append((baselines.make_judge(method, model, jcfg).fit(plan.fewshot, plan.select), unit_items(plan)))
     return requests
@@ -585,14 +600,14 @@ def test_the_branch_pass_resumes_from_its_saved_parts(tiny, toy_file, tmp_path, 
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
     calls.clear()  # another patch (a steering vector twice as strong) voids every part
-    other = _fitted_branch_requests(tiny, cfg, plans[0], steering_coefs=(8.0,))
+    other = _fitted_branch_requests(tiny, cfg, plans[0], steering=SteeringSettings(coefs=(8.0,)))
     branches.score_mask_judges(tiny, other, checkpoint=shutil.copytree(folder, tmp_path / "steer"), part_prompts=4,
                                stats=stats)
     assert len(calls) == n_parts and stats["parts_reused"] == 0
 
     calls.clear()  # a probe fitted otherwise reads the same activations differently: no saved part is valid
     # for it either
-    other = _fitted_branch_requests(tiny, cfg, plans[0], probe_c=0.01)
+    other = _fitted_branch_requests(tiny, cfg, plans[0], probe=ProbeSettings(c=0.01))
     branches.score_mask_judges(tiny, other, checkpoint=shutil.copytree(folder, tmp_path / "probe"), part_prompts=4,
                                stats=stats)
     assert len(calls) == n_parts and stats["parts_reused"] == 0
@@ -612,7 +627,8 @@ def test_activation_judges_read_back_their_fit_files(tiny, toy_file, tmp_path, c
     plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     plan, items = plans[0], unit_items(plans[0])
     for method in ("probe", "savs", "steering"):
-        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), savs_top_k=5, steering_coefs=(0.0, 4.0))
+        jcfg = dataclasses.replace(cfg.judge_config(plan.seed), savs=SAVsSettings(top_k=5),
+                                   steering=SteeringSettings(coefs=(0.0, 4.0)))
         path = tmp_path / f"{method}.safetensors"
         fitted = baselines.make_judge(method, tiny, jcfg).fit(plan.fewshot, plan.select, cache=path)
         assert path.is_file() and "fit_cache" not in fitted.fit_info
@@ -624,14 +640,15 @@ def test_activation_judges_read_back_their_fit_files(tiny, toy_file, tmp_path, c
         with caplog.at_level("WARNING"):  # other pools or settings: fitted again, with the reason
             baselines.make_judge(method, tiny, jcfg).fit(plan.fewshot[:2], plan.select, cache=path)
             assert "fitted on other few-shot pairs" in caplog.text
-            other = dataclasses.replace(jcfg, probe_c=0.5, savs_top_k=3, steering_coefs=(2.0,))
+            other = dataclasses.replace(jcfg, probe=ProbeSettings(c=0.5), savs=SAVsSettings(top_k=3),
+                                        steering=SteeringSettings(coefs=(2.0,)))
             baselines.make_judge(method, tiny, other).fit(plan.fewshot, plan.select, cache=path)
             assert "fitted with other settings" in caplog.text
             assert baselines.make_judge("savs" if method != "savs" else "probe", tiny, jcfg).fit(
                 plan.fewshot, plan.select, cache=path).fit_info.get("fit_cache") is None
         caplog.clear()
     probe = baselines.make_judge("probe", tiny, cfg.judge_config(0)).fit(plan.fewshot, plan.select)
-    wider = baselines.make_judge("probe", tiny, dataclasses.replace(cfg.judge_config(0), probe_c=0.01))
+    wider = baselines.make_judge("probe", tiny, dataclasses.replace(cfg.judge_config(0), probe=ProbeSettings(c=0.01)))
     assert probe.state_digest() != wider.fit(plan.fewshot, plan.select).state_digest()
     assert baselines.make_judge("zero-shot", tiny).state_digest() == ""
     assert baselines.make_judge("arm", tiny).state_digest() is None  # its state is in its patches
@@ -770,8 +787,9 @@ def test_icl_cached_demonstrations_equal_full_prompts(tiny_any, toy_file, tmp_pa
     cfg = tiny_config(toy_file, tmp_path, seeds=1)
     plans, _ = plan_dataset(cfg, cfg.data[0], tmp_path)
     items = unit_items(plans[0])
-    jcfg = dataclasses.replace(cfg.judge_config(0), template=dataclasses.replace(cfg.judge.template), icl_shots=3)
-    full = baselines.make_judge("few-shot-icl", tiny_any, dataclasses.replace(jcfg, icl_cache_demos=False))
+    jcfg = dataclasses.replace(cfg.judge_config(0), template=dataclasses.replace(cfg.judge.template),
+                               icl=ICLSettings(shots=3))
+    full = baselines.make_judge("few-shot-icl", tiny_any, dataclasses.replace(jcfg, icl=ICLSettings(3, False)))
     want = full.fit(plans[0].fewshot).score_responses(items)
     shared_lengths: list[int] = []
     real = M.shared_prefix

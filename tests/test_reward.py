@@ -8,7 +8,7 @@ import torch
 
 from armlens.data.records import PreferencePair
 from armlens.evaluation.baselines import make_judge
-from armlens.evaluation.judge import JudgeConfig
+from armlens.evaluation.judge import ICLSettings, JudgeConfig
 from armlens.prompts import JudgeTemplate
 from armlens.reward import arm_reward, as_prompt, as_response, judge_reward, length_reward
 from armlens.rm import ActivationRM, ARMConfig, CriterionARM
@@ -69,7 +69,7 @@ def test_arm_reward_matches_the_arm_in_both_formats(tiny):
 
 
 def test_judge_rewards(tiny):
-    cfg = JudgeConfig(template=SHORT, icl_shots=2)
+    cfg = JudgeConfig(template=SHORT, icl=ICLSettings(shots=2))
     zero = make_judge("zero-shot", tiny, cfg)
     reward = judge_reward(zero, criterion=HELPFUL)
     assert reward.__name__ == "zero_shot"

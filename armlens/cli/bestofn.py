@@ -107,7 +107,7 @@ def run_bestofn(args: BestOfNOptions) -> int:
     from armlens.cli.common import on_interrupt
     from armlens.data import load_pairs
     from armlens.evaluation.baselines import make_judge
-    from armlens.evaluation.judge import JudgeConfig
+    from armlens.evaluation.judge import ICLSettings, JudgeConfig
     from armlens.evaluation.protocol import environment_versions
     from armlens.io import ResultsLock, atomic_write, sha256_file, write_json
     from armlens.model import model_id
@@ -141,7 +141,8 @@ def run_bestofn(args: BestOfNOptions) -> int:
         prompts = draw_prompts(pairs, args.limit, args.seed, exclude=few_shot)
         if not prompts:
             raise BadInputError("no prompts left once the few-shot pairs' prompts are left out")
-        jc = JudgeConfig(template=rm.config.template, score=rm.config.score, icl_shots=args.icl_shots, seed=args.seed)
+        jc = JudgeConfig(template=rm.config.template, score=rm.config.score, icl=ICLSettings(shots=args.icl_shots),
+                         seed=args.seed)
         rewards = {"arm": arm_reward(rm, criterion=next(iter(rm.fits))),
                    "zero-shot": judge_reward(make_judge("zero-shot", model, jc)),
                    "few-shot-icl": judge_reward(make_judge("few-shot-icl", model, jc).fit(few_shot)),

@@ -35,10 +35,10 @@ EVAL_ALIASES = {
     "--bias": "bias_kinds", "--steps": "judge.arm.reinforce.steps", "--n-trials": "judge.arm.n_trials",
     "--arm-reading": "judge.arm.reading", "--estimator": "judge.arm.estimator", "--score": "judge.score",
     "--max-field-tokens": "judge.template.max_field_tokens", "--batch-size": "judge.batch_size",
-    "--icl-demos": "judge.icl_shots", "--voting-n": "judge.voting_n", "--voting-temperature": "judge.voting_temperature",
-    "--probe-features": "judge.probe_features", "--probe-layer": "judge.probe_layer",
-    "--steering-layers": "judge.steering_layers", "--steering-coefs": "judge.steering_coefs",
-    "--savs-top-k": "judge.savs_top_k",
+    "--icl-demos": "judge.icl.shots", "--voting-n": "judge.voting.n", "--voting-temperature": "judge.voting.temperature",
+    "--probe-features": "judge.probe.features", "--probe-layer": "judge.probe.layer",
+    "--steering-layers": "judge.steering.layers", "--steering-coefs": "judge.steering.coefs",
+    "--savs-top-k": "judge.savs.top_k",
 }
 """The short flags of ``eval`` (each also has its full form, e.g. ``--judge.arm.reinforce.steps``)."""
 EVAL_HIDDEN = ("show_progress", "judge.seed", "judge.show_progress", "judge.arm.seed", "judge.arm.reinforce.seed",

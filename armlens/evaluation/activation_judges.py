@@ -118,7 +118,7 @@ class ProbeJudge(_LastTokenReader):
     name = "probe"
     reads = "logistic regression on last-token activations (residual stream or all hook_z) of the zero-shot prompt"
     trains = True
-    settings = ("template", "criterion", "batch_size", "seed", "probe_features", "probe_layer", "probe_c")
+    settings = ("template", "criterion", "batch_size", "seed", "probe.features", "probe.layer", "probe.c")
     fit_state = ("scaler_mean", "scaler_scale", "coef", "intercept")
 
     scaler_mean: Tensor
@@ -128,19 +128,19 @@ class ProbeJudge(_LastTokenReader):
 
     def _layer(self) -> int:
         n = self.model.cfg.n_layers
-        layer = self.config.probe_layer if self.config.probe_layer is not None else n // 2
+        layer = self.config.probe.layer if self.config.probe.layer is not None else n // 2
         if not 0 <= layer < n:
-            raise BadInputError(f"probe_layer {layer} is outside the model's {n} layers")
+            raise BadInputError(f"probe.layer {layer} is outside the model's {n} layers")
         return layer
 
     def _features(self, examples: Sequence[Example]) -> Float[Tensor, "batch d"]:
         cfg = self.config
         texts = self._prompts(examples)
-        if cfg.probe_features == "hook_z":
+        if cfg.probe.features == "hook_z":
             z = last_hook_z(self.model, texts, batch_size=cfg.batch_size, show_progress=cfg.show_progress)
             return z.flatten(1)
-        if cfg.probe_features != "resid":
-            raise BadInputError(f"unknown probe features {cfg.probe_features!r}; choose resid or hook_z")
+        if cfg.probe.features != "resid":
+            raise BadInputError(f"unknown probe features {cfg.probe.features!r}; choose resid or hook_z")
         layer = self._layer()
         return last_resid(self.model, texts, [layer], batch_size=cfg.batch_size, show_progress=cfg.show_progress)[layer]
 
@@ -152,7 +152,7 @@ class ProbeJudge(_LastTokenReader):
         train = self._examples(_union(few_shot, select))
         x, y = self._features(train).double().numpy(), _labels(train).numpy()
         clf = make_pipeline(
-            StandardScaler(), LogisticRegression(C=self.config.probe_c, max_iter=2000, random_state=self.config.seed)
+            StandardScaler(), LogisticRegression(C=self.config.probe.c, max_iter=2000, random_state=self.config.seed)
         ).fit(x, y)
         scaler, lr = clf[0], clf[-1]
         if list(lr.classes_) != [False, True]:
@@ -160,8 +160,8 @@ class ProbeJudge(_LastTokenReader):
         self.scaler_mean, self.scaler_scale = torch.from_numpy(scaler.mean_), torch.from_numpy(scaler.scale_)
         self.coef, self.intercept = torch.from_numpy(lr.coef_[0]), torch.from_numpy(lr.intercept_)
         self.fit_info.update(
-            n_train=len(train), features=self.config.probe_features, n_features=int(x.shape[1]),
-            layer=self._layer() if self.config.probe_features == "resid" else None,
+            n_train=len(train), features=self.config.probe.features, n_features=int(x.shape[1]),
+            layer=self._layer() if self.config.probe.features == "resid" else None,
             train_accuracy=float(clf.score(x, y)),
         )
 
@@ -176,12 +176,12 @@ class ProbeJudge(_LastTokenReader):
     # in the branch pass: the features are the unpatched last token's activations there
 
     def branch_reads(self) -> list[str]:
-        if self.config.probe_features == "hook_z":
+        if self.config.probe.features == "hook_z":
             return [M.hook_z_name(layer) for layer in range(self.model.cfg.n_layers)]
         return [resid_name(self._layer())]
 
     def score_reads(self, reads: dict[str, Tensor]) -> Float[Tensor, " n"]:
-        if self.config.probe_features == "hook_z":  # [n, n_heads, d_head] per layer, as last_hook_z flattens them
+        if self.config.probe.features == "hook_z":  # [n, n_heads, d_head] per layer, as last_hook_z flattens them
             x = torch.stack([reads[name] for name in self.branch_reads()], dim=1).flatten(1)
         else:
             x = reads[resid_name(self._layer())]
@@ -192,8 +192,8 @@ class SteeringJudge(Judge):
     name = "steering"
     reads = "P(Yes) of the zero-shot prompt with a CAA mean-difference vector added to the residual stream"
     trains = True
-    settings = ("template", "criterion", "batch_size", "score", "steering_layers", "steering_coefs",
-                "steering_positions")
+    settings = ("template", "criterion", "batch_size", "score", "steering.layers", "steering.coefs",
+                "steering.positions")
     fit_state = ("vector", "layer", "coef")
 
     vector: Tensor
@@ -202,11 +202,11 @@ class SteeringJudge(Judge):
 
     def _candidates(self) -> list[int]:
         n = self.model.cfg.n_layers
-        layers = list(self.config.steering_layers) if self.config.steering_layers is not None else [n // 2]
+        layers = list(self.config.steering.layers) if self.config.steering.layers is not None else [n // 2]
         bad = [layer for layer in layers if not 0 <= layer < n]
         if bad or not layers:
             raise BadInputError(f"steering layers {bad or layers} are not within the model's {n} layers")
-        if not self.config.steering_coefs:
+        if not self.config.steering.coefs:
             raise BadInputError("steering needs at least one coefficient")
         return layers
 
@@ -222,7 +222,7 @@ class SteeringJudge(Judge):
                           show_progress=cfg.show_progress, desc="steering vectors")
         n = len(right)
         vectors = {layer: acts[layer][:n].mean(0) - acts[layer][n:].mean(0) for layer in layers}
-        grid = [(layer, float(c)) for layer in layers for c in cfg.steering_coefs]
+        grid = [(layer, float(c)) for layer in layers for c in cfg.steering.coefs]
         results = []
         if len(grid) > 1:  # choose on the selection pairs by strict pairwise accuracy, then mean margin
             for layer, coef in grid:
@@ -237,11 +237,11 @@ class SteeringJudge(Judge):
             layer, coef = grid[0]
         self.vector, self.layer, self.coef = vectors[layer], layer, coef
         self.fit_info.update(layer=layer, coef=coef, vector_norm=float(vectors[layer].norm()), grid=results,
-                             positions=cfg.steering_positions, n_examples=len(examples))
+                             positions=cfg.steering.positions, n_examples=len(examples))
 
     @classmethod
     def in_branch_pass(cls, config: JudgeConfig) -> bool:
-        return config.steering_positions == "last"  # added at every position, it changes the prefix too
+        return config.steering.positions == "last"  # added at every position, it changes the prefix too
 
     def patch_for(self, pair: PreferencePair) -> tuple[None, None]:
         return None, None
@@ -254,7 +254,7 @@ class SteeringJudge(Judge):
         name = resid_name(self.layer)
         _check_hook(self.model, name)
         fn = functools.partial(add_vector_hook, vector=self.vector, coef=self.coef,
-                               positions=self.config.steering_positions)
+                               positions=self.config.steering.positions)
         return [(name, fn)]
 
     def _score(self, items: list[tuple[PreferencePair, str]]) -> Float[Tensor, " n"]:
@@ -274,7 +274,7 @@ class SAVsJudge(_LastTokenReader):
     name = "savs"
     reads = "per-head nearest-class-mean votes (cosine) on last-token hook_z; the top-k heads by accuracy vote"
     trains = True
-    settings = ("template", "criterion", "batch_size", "savs_top_k", "savs_score")
+    settings = ("template", "criterion", "batch_size", "savs.top_k", "savs.score")
     fit_state = ("mu_yes", "mu_no", "mask")
 
     mu_yes: Tensor
@@ -293,9 +293,9 @@ class SAVsJudge(_LastTokenReader):
         votes = self._votes(z_sel)  # [batch, n_layers, n_heads]
         accuracy = (votes == _labels(sel)[:, None, None]).float().mean(0)
         n_layers, n_heads = accuracy.shape
-        k = min(cfg.savs_top_k, n_layers * n_heads)
+        k = min(cfg.savs.top_k, n_layers * n_heads)
         if k < 1:
-            raise BadInputError("savs_top_k must be >= 1")
+            raise BadInputError("savs.top_k must be >= 1")
         # stable ranking: higher accuracy first, then lower head index
         flat = accuracy.flatten()
         order = sorted(range(flat.numel()), key=lambda i: (-float(flat[i]), i))[:k]
@@ -304,7 +304,7 @@ class SAVsJudge(_LastTokenReader):
         self.mask = self.mask.view(n_layers, n_heads)
         self.fit_info.update(
             heads=[f"L{i // n_heads}H{i % n_heads}" for i in order], head_accuracy=[float(flat[i]) for i in order],
-            n_few_shot_examples=len(fs), n_selection_examples=len(sel), score=cfg.savs_score,
+            n_few_shot_examples=len(fs), n_selection_examples=len(sel), score=cfg.savs.score,
         )
 
     def _margins(self, z: Float[Tensor, "batch n_layers n_heads d_head"]) -> Float[Tensor, "batch n_layers n_heads"]:
@@ -322,7 +322,7 @@ class SAVsJudge(_LastTokenReader):
 
     def _from_z(self, z: Float[Tensor, "batch n_layers n_heads d_head"]) -> Float[Tensor, " n"]:
         margins = self._margins(z)[:, self.mask]
-        return margins.mean(-1) if self.config.savs_score == "margin" else (margins > 0).float().mean(-1)
+        return margins.mean(-1) if self.config.savs.score == "margin" else (margins > 0).float().mean(-1)
 
     # in the branch pass: hook_z of the voting heads' layers at the unpatched last token
 

@@ -86,14 +86,14 @@ class MeanAblationJudge(ARMJudge):
 
 class RandomHeadsJudge(ARMJudge):
     name = "random-heads"
-    reads = "P(Yes) with the ARM's few-shot means patched into head_count heads drawn at random (seeded)"
-    settings = (*ARMJudge.settings, "head_count")
+    reads = "P(Yes) with the ARM's few-shot means patched into head.count heads drawn at random (seeded)"
+    settings = (*ARMJudge.settings, "head.count")
     selector: ClassVar[str] = "random"
 
     def head_count(self) -> int:
-        """``head_count``, or the REINFORCE prior's expected number of heads."""
-        if self.config.head_count is not None:
-            return self.config.head_count
+        """``head.count``, or the REINFORCE prior's expected number of heads."""
+        if self.config.head.count is not None:
+            return self.config.head.count
         cfg = self.model.cfg
         prior = float(torch.sigmoid(torch.tensor(self.config.arm.reinforce.init_logit)))
         return max(1, round(prior * cfg.n_layers * cfg.n_heads))
@@ -104,5 +104,5 @@ class RandomHeadsJudge(ARMJudge):
 
 class TopKHeadsJudge(RandomHeadsJudge):
     name = "topk-heads"
-    reads = "P(Yes) with the ARM's few-shot means patched into the head_count heads of largest single-head attribution"
+    reads = "P(Yes) with the ARM's few-shot means patched into the head.count heads of largest single-head attribution"
     selector = "topk_attribution"

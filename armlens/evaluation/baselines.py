@@ -16,16 +16,16 @@ Methods (registry names) and what each reads
 - ``mean-ablation``: the ARM pipeline with the ``mean_ablation`` reading (unanswered prompts, so no label reaches
   the means): the selected heads are mean-ablated. A baseline that isolates what the label contributes.
 - ``zero-shot``: the same zero-shot judge prompt, no patching; P(Yes) at the last token (the direct ablation of ARM).
-- ``few-shot-icl``: ``icl_shots`` class-balanced demonstrations from the few-shot set (one fixed, seeded draw per
+- ``few-shot-icl``: ``icl.shots`` class-balanced demonstrations from the few-shot set (one fixed, seeded draw per
   fit) answered in earlier chat turns, then the query; P(Yes) at the last token. The demonstrations are one cached
-  prefix shared by every query (``icl_cache_demos``).
-- ``generative``: greedy decoding of up to ``gen_max_new_tokens`` tokens after the zero-shot prompt; the first
+  prefix shared by every query (``icl.cache_demos``).
+- ``generative``: greedy decoding of up to ``gen.max_new_tokens`` tokens after the zero-shot prompt; the first
   "yes"/"no" word of the text is the answer (Yes 1, No 0, unparseable 0.5 and counted).
-- ``voting``: ``voting_n`` answers sampled at ``voting_temperature`` (seeded); score = share of Yes votes, an
+- ``voting``: ``voting.n`` answers sampled at ``voting.temperature`` (seeded); score = share of Yes votes, an
   unparseable vote counting one half (counted). Majority by the vote share.
 - ``longer`` / ``shorter``: the response's length in characters (``shorter``: minus it). No model.
 - ``probe``: logistic regression (standardised features, seeded) on last-token activations of the zero-shot prompt
-  (``probe_features``: the residual stream ``blocks.{L}.hook_resid_post`` at ``probe_layer``, default the middle
+  (``probe.features``: the residual stream ``blocks.{L}.hook_resid_post`` at ``probe.layer``, default the middle
   layer, or every head's hook_z concatenated), trained on the Yes/No examples of the few-shot and selection pairs;
   score = P(Yes).
 - ``steering``: a CAA-style mean-difference vector in the residual stream at ``blocks.{L}.hook_resid_post``: the
@@ -35,12 +35,12 @@ Methods (registry names) and what each reads
   zero-shot judge. Layer and coefficient: the one candidate, or the best on the selection pairs by pairwise accuracy.
   ``coef = 0`` is exactly the zero-shot judge.
 - ``savs``: Sparse Attention Vectors: per head, class means of last-token hook_z over the few-shot Yes and No
-  examples; each head classifies an example by cosine similarity to the nearer class mean; the ``savs_top_k`` heads
-  most accurate on the selection examples vote; score = share of Yes votes (``savs_score="margin"``: mean cosine
+  examples; each head classifies an example by cosine similarity to the nearer class mean; the ``savs.top_k`` heads
+  most accurate on the selection examples vote; score = share of Yes votes (``savs.score="margin"``: mean cosine
   margin instead, which rarely ties).
 - ``implicit``: reference-free implicit reward (SimPO-style): the mean log-probability of the response tokens given
   the prompt, the prompt as the user turn and the response as the assistant turn of the chat template. No judge.
-- ``random-heads`` / ``topk-heads``: the ARM's few-shot means patched into ``head_count`` heads drawn at random
+- ``random-heads`` / ``topk-heads``: the ARM's few-shot means patched into ``head.count`` heads drawn at random
   (seeded) or ranked by single-head attribution on the selection examples, instead of REINFORCE's heads.
 
 Mask-based judges

@@ -53,8 +53,82 @@ reads a prompt, a criterion and the answer logits the same way): the judge's are
 
 
 @dataclass(frozen=True)
+class ICLSettings:
+    """few-shot-icl: the demonstrations in its prompt (``JudgeConfig.icl``)."""
+
+    shots: int = 4
+    """Demonstrations in the prompt (class-balanced; at most the few-shot examples available)."""
+    cache_demos: bool = True
+    """Run the demonstrations once as a cached prefix shared by every query (same scores within float tolerance;
+    ``False``: one full forward per prompt, in ``batch_size`` batches)."""
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    """generative / voting: the decoding of an answer (``JudgeConfig.gen``)."""
+
+    max_new_tokens: int = 6
+    """Tokens decoded at most per answer (decoding stops early at a Yes/No token or EOS)."""
+
+
+@dataclass(frozen=True)
+class VotingSettings:
+    """voting: the sampled judgements (``JudgeConfig.voting``)."""
+
+    n: int = 5
+    """Sampled judgements per prompt."""
+    temperature: Annotated[float, R.NON_NEGATIVE] = 0.7
+    """Sampling temperature."""
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """probe: the features and the logistic regression (``JudgeConfig.probe``)."""
+
+    features: Literal["resid", "hook_z"] = "resid"
+    """``resid`` (``blocks.{L}.hook_resid_post`` at the last token) or ``hook_z`` (all heads, concatenated)."""
+    layer: Annotated[int | None, R.INDEX_OR_NONE] = None
+    """Residual-stream layer (``None``: the middle layer, ``n_layers // 2``)."""
+    c: float = 1.0
+    """Inverse L2 regularisation strength of the logistic regression."""
+
+
+@dataclass(frozen=True)
+class SteeringSettings:
+    """steering: where and how strongly the mean-difference vector is added (``JudgeConfig.steering``)."""
+
+    layers: Annotated[tuple[int, ...] | None, R.INDICES_OR_NONE] = None
+    """Candidate layers (``None``: the middle layer only); several are chosen between on the selection set."""
+    coefs: tuple[float, ...] = (1.0,)
+    """Candidate multipliers of the mean-difference vector (0 gives the zero-shot judge)."""
+    positions: Literal["last", "all"] = "last"
+    """Add the vector at the last (read) position only, or at every position."""
+
+
+@dataclass(frozen=True)
+class SAVsSettings:
+    """savs: the voting heads (``JudgeConfig.savs``)."""
+
+    top_k: int = 20
+    """Voting heads (at most all heads)."""
+    score: Literal["vote", "margin"] = "vote"
+    """Share of Yes votes (the SAVs rule) or the mean cosine margin of the voting heads."""
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """random-heads / topk-heads: the heads patched (``JudgeConfig.head``)."""
+
+    count: int | None = None
+    """Heads patched (``None``: REINFORCE's prior expected count, ``sigmoid(arm.reinforce.init_logit) * n_layers *
+    n_heads``, rounded)."""
+
+
+@dataclass(frozen=True)
 class JudgeConfig:
-    """Settings shared by every judge, then each method's own. Recorded with every result."""
+    """Settings shared by every judge, then each method's own in a section per method (``icl``, ``gen``, ``voting``,
+    ``probe``, ``steering``, ``savs``, ``head``). Recorded with every result, the sections flat (``icl_shots``, ...:
+    :attr:`flat_sections`)."""
 
     template: JudgeTemplate = field(default_factory=JudgeTemplate)
     """The judge's words and field truncation (every prompt-based method uses the same)."""
@@ -74,36 +148,25 @@ class JudgeConfig:
     arm: ARMConfig = field(default_factory=ARMConfig)
     """The ARM's own settings. Its template, criterion, routing, score, batch size and seed (:data:`ARM_SHARED`) are
     the fields above (:meth:`arm_config`): leave them at ``ARMConfig()``'s defaults here; another value is refused."""
-    icl_shots: int = 4
-    """few-shot-icl: demonstrations in the prompt (class-balanced; at most the few-shot examples available)."""
-    icl_cache_demos: bool = True
-    """few-shot-icl: run the demonstrations once as a cached prefix shared by every query (same scores within float
-    tolerance; ``False``: one full forward per prompt, in ``batch_size`` batches)."""
-    gen_max_new_tokens: int = 6
-    """generative / voting: tokens decoded at most per answer (decoding stops early at a Yes/No token or EOS)."""
-    voting_n: int = 5
-    """voting: sampled judgements per prompt."""
-    voting_temperature: Annotated[float, R.NON_NEGATIVE] = 0.7
-    """voting: sampling temperature."""
-    probe_features: Literal["resid", "hook_z"] = "resid"
-    """probe: ``resid`` (``blocks.{L}.hook_resid_post`` at the last token) or ``hook_z`` (all heads, concatenated)."""
-    probe_layer: Annotated[int | None, R.INDEX_OR_NONE] = None
-    """probe: residual-stream layer (``None``: the middle layer, ``n_layers // 2``)."""
-    probe_c: float = 1.0
-    """probe: inverse L2 regularisation strength of the logistic regression."""
-    steering_layers: Annotated[tuple[int, ...] | None, R.INDICES_OR_NONE] = None
-    """steering: candidate layers (``None``: the middle layer only); several are chosen between on the selection set."""
-    steering_coefs: tuple[float, ...] = (1.0,)
-    """steering: candidate multipliers of the mean-difference vector (0 gives the zero-shot judge)."""
-    steering_positions: Literal["last", "all"] = "last"
-    """steering: add the vector at the last (read) position only, or at every position."""
-    savs_top_k: int = 20
-    """savs: voting heads (at most all heads)."""
-    savs_score: Literal["vote", "margin"] = "vote"
-    """savs: share of Yes votes (the SAVs rule) or the mean cosine margin of the voting heads."""
-    head_count: int | None = None
-    """random-heads / topk-heads: heads patched (``None``: REINFORCE's prior expected count,
-    ``sigmoid(arm.reinforce.init_logit) * n_layers * n_heads``, rounded)."""
+    icl: ICLSettings = field(default_factory=ICLSettings)
+    """few-shot-icl's settings."""
+    gen: GenSettings = field(default_factory=GenSettings)
+    """The decoding of the generative and voting judges."""
+    voting: VotingSettings = field(default_factory=VotingSettings)
+    """voting's settings (its decoding is ``gen``'s)."""
+    probe: ProbeSettings = field(default_factory=ProbeSettings)
+    """probe's settings."""
+    steering: SteeringSettings = field(default_factory=SteeringSettings)
+    """steering's settings."""
+    savs: SAVsSettings = field(default_factory=SAVsSettings)
+    """savs' settings."""
+    head: HeadSettings = field(default_factory=HeadSettings)
+    """The settings of random-heads and topk-heads."""
+
+    flat_sections: ClassVar[tuple[str, ...]] = ("icl", "gen", "voting", "probe", "steering", "savs", "head")
+    """The per-method sections, written flat by :meth:`to_dict` (``icl.shots`` as ``icl_shots``, ...: the layout
+    every ``config.json`` and unit key has had) and read back in either form by :meth:`from_dict`
+    (:func:`armlens.config.flat_sections`)."""
 
     def __post_init__(self) -> None:
         # A shared field set on ``arm`` would be replaced by the judge's without a word: refuse it. Only a value other
@@ -143,7 +206,10 @@ class Judge:
     trains: ClassVar[bool] = False
     """Whether ``fit`` uses the labelled pairs."""
     settings: ClassVar[tuple[str, ...]] = ()
-    """The :class:`JudgeConfig` fields that can change this method's scores (cached results are keyed by them)."""
+    """The :class:`JudgeConfig` settings that can change this method's scores (cached results are keyed by them): a
+    shared field (``"seed"``) or one field of a method's section (``"icl.shots"``). Fields, not whole sections, so that
+    a setting added to a section later (at its old behaviour) changes no key, and one that cannot change the scores
+    (``icl.cache_demos``) is left out."""
     mask_based: ClassVar[bool] = False
     """Whether the method is the zero-shot judge with a patch of last-token hook_z (:meth:`patch_for`), so that it
     can be scored as a branch over a prefix shared with every other such method (:meth:`in_branch_pass` also admits
@@ -156,10 +222,12 @@ class Judge:
 
     @classmethod
     def key_settings(cls, config: JudgeConfig) -> dict[str, Any]:
-        """The values of :attr:`settings` in ``config``, JSON-ready."""
+        """The values of :attr:`settings` in ``config``, JSON-ready, each under the key ``config.json`` has it
+        (``icl.shots`` as ``icl_shots``: the keys of the results written before the sections stay the same)."""
         d = config.to_dict()
-        out = {k: d[k] for k in cls.settings}
-        if "criterion" in cls.settings and d["criterion"] is None:  # per-pair criteria: their routing and texts
+        keys = [C.serial_key(JudgeConfig, path) for path in cls.settings]
+        out = {k: d[k] for k in keys}
+        if "criterion" in keys and d["criterion"] is None:  # per-pair criteria: their routing and texts
             table = ORACLE_CRITERIA if d["routing"] == "oracle" else CRITERIA
             out["criteria"] = {"routing": d["routing"], "texts": dict(table)}
         return out

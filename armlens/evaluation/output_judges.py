@@ -72,12 +72,12 @@ class FewShotICLJudge(Judge):
     name = "few-shot-icl"
     reads = "P(Yes) at the last token after k answered demonstrations in the prompt"
     trains = True
-    settings = ("template", "criterion", "batch_size", "score", "seed", "icl_shots")
+    settings = ("template", "criterion", "batch_size", "score", "seed", "icl.shots")
 
     demos: list[Example]
 
     def _fit(self, few_shot: list[PreferencePair], select: list[PreferencePair]) -> None:
-        self.demos = balanced_demos(self._examples(few_shot), self.config.icl_shots, self.config.seed)
+        self.demos = balanced_demos(self._examples(few_shot), self.config.icl.shots, self.config.seed)
         self.fit_info["n_demos"] = len(self.demos)
         self.fit_info["demo_labels"] = [bool(d.label) for d in self.demos]
 
@@ -91,7 +91,7 @@ class FewShotICLJudge(Judge):
         pair_of = dict(zip(texts, (prompt_key(p.prompt) for p, _ in items), strict=True))
 
         def compute(todo: list[str]) -> Float[Tensor, " n"]:
-            if cfg.icl_cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache,
+            if cfg.icl.cache_demos:  # every prompt starts with the same demonstrations: one shared prefix cache,
                 # and a pair's chosen and rejected queries also share their prompt on top of it
                 return score_patched(self.model, todo, [(None, None)] * len(todo), answer_ids=ids, kind=cfg.score,
                                      groups=[0] * len(todo), subgroups=[pair_of[t] for t in todo],
@@ -167,7 +167,7 @@ def _read_memo(folder: Path) -> tuple[dict[str, Any], int]:
 class GenerativeJudge(Judge):
     name = "generative"
     reads = "the greedily generated answer to the zero-shot prompt, parsed for Yes/No (1 / 0; unparseable 0.5)"
-    settings: ClassVar[tuple[str, ...]] = ("template", "criterion", "batch_size", "gen_max_new_tokens")
+    settings: ClassVar[tuple[str, ...]] = ("template", "criterion", "batch_size", "gen.max_new_tokens")
     n_samples: int = 1
     temperature: float = 0.0
 
@@ -180,11 +180,11 @@ class GenerativeJudge(Judge):
 
         def generate(asked: list[str]) -> list[list[str]]:
             return generate_answers(self.model, asked, n=self.n_samples, temperature=self.temperature,
-                                    max_new_tokens=cfg.gen_max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size,
+                                    max_new_tokens=cfg.gen.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size,
                                     show_progress=cfg.show_progress, desc=self.name)
 
         if self.n_samples == 1 and self.temperature <= 0:
-            answers = per_model_memo(_GREEDY_MEMO, self.model, [json.dumps([cfg.gen_max_new_tokens, t]) for t in texts],
+            answers = per_model_memo(_GREEDY_MEMO, self.model, [json.dumps([cfg.gen.max_new_tokens, t]) for t in texts],
                                      lambda todo: generate([json.loads(k)[1] for k in todo]), folder=self.memo_folder)
         else:
             answers = generate(texts)
@@ -203,14 +203,14 @@ _GREEDY_MEMO: weakref.WeakKeyDictionary[Any, dict[str, list[str]]] = weakref.Wea
 class VotingJudge(GenerativeJudge):
     name = "voting"
     reads = "share of Yes among N answers sampled at a temperature (seeded; unparseable votes count one half)"
-    settings = ("template", "criterion", "batch_size", "gen_max_new_tokens", "seed", "voting_n", "voting_temperature")
+    settings = ("template", "criterion", "batch_size", "gen.max_new_tokens", "seed", "voting.n", "voting.temperature")
 
     def __init__(self, model: Model | None, config: JudgeConfig | None = None):
         super().__init__(model, config)
-        if self.config.voting_n < 1:
-            raise BadInputError("voting needs voting_n >= 1")
-        self.n_samples = self.config.voting_n
-        self.temperature = self.config.voting_temperature
+        if self.config.voting.n < 1:
+            raise BadInputError("voting needs voting.n >= 1")
+        self.n_samples = self.config.voting.n
+        self.temperature = self.config.voting.temperature
 
 
 # ----------------------------------------------------------------------------------------------------------- length
