@@ -56,8 +56,8 @@ def flat_sections(cls: type) -> dict[str, type]:
 def flat_keys(cls: type) -> dict[str, tuple[str, str]]:
     """``{"{section}_{field}": (section, field)}`` for every field of every flat section of ``cls``."""
     out = {f"{s}_{f.name}": (s, f.name) for s, sub in flat_sections(cls).items()
-           for f in dataclasses.fields(sub)}  # type: ignore[arg-type]
-    clash = sorted(set(out) & {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+           for f in dataclasses.fields(sub)}
+    clash = sorted(set(out) & {f.name for f in dataclasses.fields(cls)})
     if clash:
         raise TypeError(f"{cls.__name__}: the flat keys {clash} are also fields of its own")
     return out
@@ -67,12 +67,12 @@ def serial_key(cls: type, path: str) -> str:
     """The key that :func:`to_dict` writes the field at ``path`` of a ``cls`` under: a field of ``cls`` (``"seed"``)
     is its own key, a field of a flat section (``"icl.shots"``) is ``"icl_shots"``."""
     head, _, rest = path.partition(".")
-    if head not in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+    if head not in {f.name for f in dataclasses.fields(cls)}:
         raise BadInputError(f"{cls.__name__} has no field {head!r} (path {path!r})")
     if not rest:
         return head
     sub = flat_sections(cls).get(head)
-    if sub is None or rest not in {f.name for f in dataclasses.fields(sub)}:  # type: ignore[arg-type]
+    if sub is None or rest not in {f.name for f in dataclasses.fields(sub)}:
         raise BadInputError(f"{path!r} is not a field of a flat section of {cls.__name__}")
     return f"{head}_{rest}"
 
