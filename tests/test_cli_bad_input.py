@@ -168,6 +168,8 @@ CASES = [
     ("fit", "--out T/a.arm --arm.reinforce.sparsity -1", r"argument --arm.reinforce.sparsity: must be a number >= 0"),
     ("fit", "--out T/a.arm --arm.reinforce.prefix-cache-mb -5", r"argument --arm.reinforce.prefix-cache-mb: must be"),
     ("fit", "--out T/a.arm --arm.reinforce.lr 0", r"argument --arm.reinforce.lr: must be a number > 0, got '0'"),
+    ("eval", "--out T/e --interim T/i", r"--interim goes with --summary-only"),
+    ("eval", "--out T/e --summary-only --interim T/e", r"--interim must be another folder than --out"),
     ("eval", "--out T/e --worker-gpus -1", r"argument --worker-gpus: must be a number >= 0, got '-1'"),
     ("bestofn", "--rm T/existing.arm --data hhh --out T/b --temperature -1", r"argument --temperature: must be a "
      r"number > 0"),

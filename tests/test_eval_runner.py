@@ -1019,6 +1019,35 @@ def test_resummarize_rebuilds_the_summary_from_the_folder_alone(tiny, toy_file, 
         resummarize(out)
 
 
+def test_an_interim_summary_reports_only_what_a_running_folder_has_finished(tiny, toy_file, tmp_path, monkeypatch):
+    """`armlens eval --summary-only --interim DIR`: a folder still running (here: one seed of zero-shot missing)
+    is reported without that method, into DIR, with `interim` naming what is missing; the folder is untouched and
+    the numbers of the finished methods are those of the full summary."""
+    from armlens.evaluation.runner import resummarize
+
+    out = tmp_path / "out"
+    summary = run_eval(tiny_config(toy_file, out), model=tiny)
+    folder = out / summary["datasets"][f"path:{toy_file}"]["folder"]
+    shutil.rmtree(folder / "seed1" / "zero-shot")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    monkeypatch.setattr(M, "load_model", lambda *a, **k: pytest.fail("an interim summary loaded a model"))
+    part = resummarize(out, into=tmp_path / "interim")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written into the running folder
+    assert part["interim"]["methods_missing"] == ["zero-shot"] and part["interim"]["datasets_missing"] == []
+    (name, res), = part["results"].items()
+    assert "zero-shot" not in res["methods"] and set(res["methods"]) == set(summary["results"][name]["methods"]) - {
+        "zero-shot"}
+    for method, row in res["methods"].items():
+        full = summary["results"][name]["methods"][method]
+        assert (row["accuracy_mean"], row["per_seed"]) == (full["accuracy_mean"], full["per_seed"])
+    assert "interim" in (tmp_path / "interim" / "results.md").read_text().splitlines()[0]
+    shutil.rmtree(folder / "seed0" / "arm")  # no method finished on every seed: nothing to report
+    for method in summary["results"][name]["methods"]:
+        shutil.rmtree(folder / "seed0" / method, ignore_errors=True)
+    with pytest.raises(FileNotFoundError, match="no dataset has finished"):
+        resummarize(out, into=tmp_path / "interim2")
+
+
 def test_seeds_that_score_the_same_pairs_count_them_once(tmp_path):
     """Five seeds scoring the same 120 pairs with the same outcomes carry one seed's information: the summary's
     interval is as wide as one seed's, not sqrt(5) narrower as when each seed's pairs were resampled apart."""

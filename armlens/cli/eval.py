@@ -22,6 +22,9 @@ class EvalOptions(EvalConfig):
     summary_only: bool = False
     """Only rebuild summary.json and results.md of the finished --out folder from its files and config.json (no
     model; nothing computed; the other options are not used): re-reports committed results with today's intervals."""
+    interim: str | None = None
+    """With --summary-only: report a folder that is still running instead, into this other folder (the datasets on
+    which every seed has finished the methods finished so far; ``interim`` in its summary.json names what is not)."""
     quiet: bool = False
     """No progress bars."""
 
@@ -52,16 +55,25 @@ def run(args: EvalOptions) -> int:
     from pathlib import Path
 
     from armlens.cli.common import on_interrupt, resume_note
+    from armlens.errors import BadInputError
     from armlens.evaluation.runner import check_out, results_markdown, run_eval
 
+    if args.interim is not None and not args.summary_only:
+        raise BadInputError("--interim goes with --summary-only (it reports a running folder, computing nothing)")
     if args.summary_only:
         from armlens.evaluation.runner import resummarize
         from armlens.io import ResultsLock
 
-        with ResultsLock(Path(args.out), "armlens eval --summary-only"):
-            summary = resummarize(args.out)
+        if args.interim is not None:  # the running job holds --out's lock; this reads it and writes elsewhere
+            if Path(args.interim).resolve() == Path(args.out).resolve():
+                raise BadInputError("--interim must be another folder than --out (whose run writes its own summary)")
+            with ResultsLock(Path(args.interim), "armlens eval --summary-only --interim"):
+                summary = resummarize(args.out, into=args.interim)
+        else:
+            with ResultsLock(Path(args.out), "armlens eval --summary-only"):
+                summary = resummarize(args.out)
         print(results_markdown(summary))
-        print(f"rebuilt {Path(args.out) / 'summary.json'} and results.md from the units on file")
+        print(f"rebuilt {Path(args.interim or args.out) / 'summary.json'} and results.md from the units on file")
         return 0
     config = args.config()
     config.validate()

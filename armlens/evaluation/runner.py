@@ -91,6 +91,7 @@ steps in that order (:func:`run_eval`), or re-reports a finished folder (:func:`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections.abc import Iterator
@@ -100,12 +101,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from armlens import model as M
-from armlens.errors import BadInputError
+from armlens.errors import BadInputError, NotFoundError
 from armlens.evaluation.baselines import JudgeConfig
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.jobs import Job, Outcome, load_config_model, plan_jobs, run_jobs_here
 from armlens.evaluation.keys import unit_key
-from armlens.evaluation.planning import Plan, plan_dataset, recorded_plans
+from armlens.evaluation.planning import Plan, dataset_slug, plan_dataset, recorded_plans
 from armlens.evaluation.store import (
     RESULT_FORMAT,
     check_out,
@@ -212,17 +213,27 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
     return summary
 
 
-def resummarize(out: str | Path) -> dict[str, Any]:
+def resummarize(out: str | Path, *, into: str | Path | None = None) -> dict[str, Any]:
     """Rebuild ``summary.json`` and ``results.md`` of a finished evaluation folder from its files alone: its
     ``config.json``, each seed's ``split.json`` and each unit's ``result.json`` and items. No model loads and nothing
     is computed; a unit that is not on file is an error. For re-reporting committed results with today's statistics
     (the intervals), whatever has changed in the methods' settings since: the units are reported as they were
     computed, under the config they record.
+
+    ``into``: report a folder that is still running instead: only the datasets whose every seed has finished the
+    methods that have finished somewhere (:func:`finished_part`), written to ``into`` (never into ``out``, whose
+    run would take the summary for its own), with ``interim`` saying what is still missing.
     """
     out = Path(out)
     config = read_config(out)
+    interim: dict[str, Any] | None = None
+    if into is not None:
+        full = config
+        config = finished_part(config, out)
+        interim = {"of": str(out), "datasets_missing": [d for d in full.data if d not in config.data],
+                   "methods_missing": [m for m in full.validate() if m not in config.methods]}
     methods = config.validate()
-    old = read_summary(out)
+    old = read_summary(out) if into is None else {}
     plans: list[Plan] = []
     datasets: dict[str, Any] = {}
     results: list[dict[str, Any]] = []
@@ -240,6 +251,27 @@ def resummarize(out: str | Path) -> dict[str, Any]:
         summary["resummarized_with"] = summary["versions"]
         summary["versions"] = old["versions"]
     summary["run"] = old.get("run", {})
+    if interim is not None:
+        summary["interim"] = interim
     markdown = results_markdown(summary)
-    write_summary(out, summary, markdown)
+    if interim is not None:
+        missing = ", ".join(interim["datasets_missing"] + interim["methods_missing"]) or "nothing"
+        markdown = markdown.replace("# armlens eval\n", f"# armlens eval (interim: the finished part of `{out}`; "
+                                    f"still running: {missing})\n", 1)
+    write_summary(Path(into) if into is not None else out, summary, markdown)
     return summary
+
+
+def finished_part(config: EvalConfig, out: Path) -> EvalConfig:
+    """``config`` narrowed to what a running folder has finished: the methods finished on every seed of some
+    dataset, and the datasets on which every seed has finished all of those."""
+    def done(name: str, method: str) -> bool:
+        folder = out / dataset_slug(name)
+        return all((folder / f"seed{s}" / method / "result.json").is_file() for s in config.seed_list())
+
+    methods = [m for m in config.validate() if any(done(d, m) for d in config.data)]
+    data = [d for d in config.data if methods and all(done(d, m) for m in methods)]
+    if not data:
+        raise NotFoundError(f"{out}: no dataset has finished a method on every seed yet")
+    bias = None if config.bias_methods is None else [m for m in config.bias_methods if m in methods]
+    return dataclasses.replace(config, data=data, methods=methods, bias_methods=bias)
