@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from armlens.data.partition import PARTITION_DIR, load_partition
+from armlens.evaluation.planning import dataset_slug
 from armlens.io import read_json, resolve_compressed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +40,8 @@ def result_folders() -> dict[str, str]:
     found = {}
     for path in EXPERIMENTS.rglob("run.json"):
         found[str(path.parent.relative_to(REPO))] = "ablate"
-    for path in EXPERIMENTS.rglob("config.json"):
-        if (path.parent / "summary.json").is_file():
+    for path in EXPERIMENTS.rglob("config.json"):  # finished, or still running (seeds already split)
+        if (path.parent / "summary.json").is_file() or any(path.parent.glob("*/seed*/split.json*")):
             found[str(path.parent.relative_to(REPO))] = "eval"
     return found
 
@@ -76,10 +77,12 @@ def _seed_splits(folder: Path, kind: str) -> list[tuple[str, dict]]:
         for path in sorted((folder / "seeds").glob("seed*/split.json*")):
             out.append((data, read_json(resolve_compressed(path))))
     else:
+        if (folder / "summary.json").is_file():
+            names = {d.get("folder", n): n for n, d in read_json(folder / "summary.json")["datasets"].items()}
+        else:  # a running folder: its datasets' folders are named from config.json's data
+            names = {dataset_slug(n): n for n in read_json(folder / "config.json")["data"]}
         for path in sorted(folder.glob("*/seed*/split.json*")):
-            data = read_json(folder / "summary.json")["datasets"]
-            name = next(n for n, d in data.items() if d.get("folder", n) == path.parent.parent.name)
-            out.append((name, read_json(resolve_compressed(path))))
+            out.append((names[path.parent.parent.name], read_json(resolve_compressed(path))))
     return out
 
 
@@ -107,3 +110,17 @@ def test_partitioned_folders_use_only_their_side(folder):
             info = read_json(path)["foreign"]
             other = load_partition(info["data"])
             assert set(info["few_shot_ids"]) <= (other.dev if side == "dev" else other.dev | other.test), path
+
+
+def test_an_interim_summary_reports_a_partitioned_folder_on_its_side():
+    """`eval --summary-only --interim` folders (the README's test-partition numbers while the run goes on) report a
+    committed running folder that this file checks, on the same partition side, and only datasets finished there."""
+    interims = [p.parent for p in EXPERIMENTS.rglob("summary.json") if "interim" in read_json(p)]
+    for folder in interims:
+        summary = read_json(folder / "summary.json")
+        of = summary["interim"]["of"]
+        assert of in PARTITIONED, (folder, of)
+        assert summary["config"]["partition"] == recorded_side(REPO / of, "eval"), folder
+        running = read_json(REPO / of / "config.json")["data"]
+        assert set(summary["config"]["data"]) <= set(running) and set(summary["interim"]["datasets_missing"]) == (
+            set(running) - set(summary["config"]["data"])), folder
