@@ -60,3 +60,19 @@ def test_pair_separation_and_means(tiny):
     one[1, 0] = True
     alone = direct_logit_attribution(tiny, texts, means, one, ids)
     assert torch.all(alone.effects[:, ~one] == 0)
+
+
+def test_a_prefix_pool_gives_the_same_attribution_as_full_forwards(tiny_any):
+    """The pooled path (each prefix from a PrefixPool, the clean and patched last token as branches over it) equals
+    the full forwards, on a plain and a grouped-query model; a second call runs no prefix again."""
+    from armlens.model import PrefixPool
+
+    means, mask, texts, ids = _setup(tiny_any)
+    full = direct_logit_attribution(tiny_any, texts, means, mask, ids, batch_size=2)
+    pool = PrefixPool(tiny_any, 100.0)
+    pooled = direct_logit_attribution(tiny_any, texts, means, mask, ids, pool=pool)
+    for k in ("effects", "norm_term", "clean", "patched"):
+        assert torch.allclose(getattr(pooled, k), getattr(full, k), atol=1e-4, rtol=1e-4), k
+    assert pool.misses == len(texts)
+    direct_logit_attribution(tiny_any, texts, means, mask, ids, pool=pool)
+    assert pool.misses == len(texts) and pool.hits == 3 * len(texts)

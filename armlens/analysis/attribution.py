@@ -30,6 +30,7 @@ from torch import Tensor
 from armlens import model as M
 from armlens.patching import HeadMask, Means, patch_hooks
 from armlens.prompts import AnswerIds
+from armlens.scoring import score_rows
 
 
 @dataclass
@@ -67,13 +68,13 @@ def _reader(store: dict[str, Tensor], key: str) -> Any:
 
 
 def direct_logit_attribution(model: Any, texts: Sequence[str], means: Means, mask: HeadMask, answer_ids: AnswerIds,
-                             *, batch_size: int = 8) -> DirectAttribution:
+                             *, batch_size: int = 8, pool: M.PrefixPool | None = None) -> DirectAttribution:
     """Direct logit attribution of writing ``means`` into ``mask``'s heads at the last token of each text (two
-    forwards per batch: the clean judge and the patched one)."""
-    w_o = M.output_projection(model)
-    norm = M.final_norm(model)
-    u = norm.gain * M.unembed_difference(model, answer_ids.yes, answer_ids.no)
-    keep = mask.to(torch.float32)[..., None]
+    forwards per batch: the clean judge and the patched one). With a ``pool``, each text's prefix comes from it and
+    only the last token runs, twice, as branches over it (the same numbers within float tolerance; a study that
+    scores the same texts under other head sets runs each prefix once)."""
+    if pool is not None:
+        return _attribute(model, *_pooled_runs(model, texts, means, mask, answer_ids, pool), means, mask, answer_ids)
     parts: list[DirectAttribution] = []
     for start in range(0, len(texts), batch_size):
         tokens, attn = M.tokenize(model, list(texts[start:start + batch_size]))
@@ -83,16 +84,43 @@ def direct_logit_attribution(model: Any, texts: Sequence[str], means: Means, mas
         clean_logits = M.run_last_logits(model, tokens, attn, readers + [(resid, _reader(store, "clean"))])
         patched_logits = M.run_last_logits(model, tokens, attn,
                                            patch_hooks(model, means, mask) + [(resid, _reader(store, "patched"))])
-        z_clean = torch.stack(z, dim=1)  # type: ignore[arg-type]
-        delta = torch.einsum("blhd,lhdm->blhm", (means.float()[None] - z_clean) * keep[None], w_o)
-        s_clean = norm.scale(store["clean"])
-        s_direct = norm.scale(store["clean"] + delta.sum((1, 2)))  # the residual when only the direct path changes
-        effects = torch.einsum("blhm,m->blh", norm.prepare(delta), u) / s_direct[:, None, None]
-        norm_term = (norm.prepare(store["clean"]) @ u) * (1.0 / s_direct - 1.0 / s_clean)
-        parts.append(DirectAttribution(effects, norm_term, _diff(clean_logits, answer_ids),
-                                       _diff(patched_logits, answer_ids)))
+        parts.append(_attribute(model, torch.stack(z, dim=1), store["clean"],  # type: ignore[arg-type]
+                                _diff(clean_logits, answer_ids), _diff(patched_logits, answer_ids), means, mask,
+                                answer_ids))
     return DirectAttribution(*(torch.cat([getattr(p, k) for p in parts])
                                for k in ("effects", "norm_term", "clean", "patched")))
+
+
+def _pooled_runs(model: Any, texts: Sequence[str], means: Means, mask: HeadMask, answer_ids: AnswerIds,
+                 pool: M.PrefixPool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Clean last-token hook_z and final residual, and the clean and patched Yes-No logits, as one-token branches
+    over each text's pooled prefix."""
+    names = [M.hook_z_name(layer) for layer in range(model.cfg.n_layers)]
+    resid = M.final_resid_name(model)
+    rows = means[None].float()
+    clean = score_rows(model, texts, rows, torch.zeros((1, *mask.shape), dtype=torch.bool), answer_ids=answer_ids,
+                       capture=[*names, resid], capture_row=0, pool=pool)
+    patched = score_rows(model, texts, rows, mask[None], answer_ids=answer_ids, pool=pool)
+    z = torch.stack([clean.captured[n] for n in names], dim=1)
+    return z, clean.captured[resid], (clean.yes - clean.no)[:, 0], (patched.yes - patched.no)[:, 0]
+
+
+def _attribute(model: Any, z_clean: Float[Tensor, "batch n_layers n_heads d_head"],
+               resid_clean: Float[Tensor, "batch d_model"], clean: Float[Tensor, " batch"],
+               patched: Float[Tensor, " batch"], means: Means, mask: HeadMask, answer_ids: AnswerIds,
+               ) -> DirectAttribution:
+    """Each patched head's direct effect from the clean run's last-token hook_z and final residual (see the module
+    docstring), beside the measured clean and patched Yes-No logits."""
+    w_o = M.output_projection(model)
+    norm = M.final_norm(model)
+    u = norm.gain * M.unembed_difference(model, answer_ids.yes, answer_ids.no)
+    keep = mask.to(torch.float32)[..., None]
+    delta = torch.einsum("blhd,lhdm->blhm", (means.float()[None] - z_clean) * keep[None], w_o)
+    s_clean = norm.scale(resid_clean)
+    s_direct = norm.scale(resid_clean + delta.sum((1, 2)))  # the residual when only the direct path changes
+    effects = torch.einsum("blhm,m->blh", norm.prepare(delta), u) / s_direct[:, None, None]
+    norm_term = (norm.prepare(resid_clean) @ u) * (1.0 / s_direct - 1.0 / s_clean)
+    return DirectAttribution(effects, norm_term, clean, patched)
 
 
 def direct_path_diff(model: Any, texts: Sequence[str], means: Means, mask: HeadMask,

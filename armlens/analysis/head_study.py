@@ -55,9 +55,10 @@ class StudyConfig:
     """Score every single head alone on the zero-shot judge."""
     chunk: int = 64
     """Branches per forward over a prompt's prefix."""
-    prefix_cache_mb: Annotated[float, R.NON_NEGATIVE] = 3000.0
-    """Memory for the pruning half's prefix caches, kept across the search's passes (~46 KB per prompt token on
-    the default model; a half that does not fit runs its prefixes again on each pass)."""
+    prefix_cache_mb: Annotated[float, R.NON_NEGATIVE] = 4000.0
+    """Memory for the criterion's prompt prefixes, kept across the study's passes (pruning, report, single heads,
+    attribution: each prefix runs once when they fit; ~46 KB per prompt token on the default model; an LRU, so
+    what does not fit is run again)."""
 
 
 def halves(pairs: Sequence[PreferencePair], seed: int) -> tuple[list[int], list[int]]:
@@ -88,12 +89,13 @@ def study_criterion(model: Any, run: Any, fit: Any, idx: Sequence[int], cfg: Stu
         raise BadDataError(f"criterion {fit.criterion[:40]!r}: {len(pairs)} scored pair(s) cannot be split in two halves")
     a_idx, b_idx = [idx[i] for i in a], [idx[i] for i in b]
     shape = tuple(fit.mask.shape)
+    pool = M.PrefixPool(model, cfg.prefix_cache_mb)  # every pass below scores these prompts: each prefix runs once
     minimal = prune(model, _texts(run, a_idx), fit.means, fit.mask, run.ids, margin=cfg.margin, grid=cfg.grid,
-                    chunk=cfg.chunk, pool=M.PrefixPool(model, cfg.prefix_cache_mb))
+                    chunk=cfg.chunk, pool=pool)
     k = int(minimal.mask.sum())
     randoms = [random_mask(*shape, k, seed=1000 * run.seed + j) for j in range(cfg.n_random)] if k else []
     rows = torch.stack([fit.mask, minimal.mask, *randoms, torch.zeros(shape, dtype=torch.bool)])
-    report = score_sets(model, _texts(run, b_idx), fit.means, rows, run.ids, chunk=cfg.chunk)
+    report = score_sets(model, _texts(run, b_idx), fit.means, rows, run.ids, chunk=cfg.chunk, pool=pool)
     names = ["full", "minimal", *[f"random{j}" for j in range(len(randoms))], "zero-shot"]
     out: dict[str, Any] = {
         "criterion": fit.criterion, "seed": run.seed, "settings": dataclasses.asdict(cfg),
@@ -111,12 +113,12 @@ def study_criterion(model: Any, run: Any, fit: Any, idx: Sequence[int], cfg: Stu
         singles = torch.zeros((n + 1, *shape), dtype=torch.bool)
         for j in range(n):
             singles[1 + j].view(-1)[j] = True
-        rs = score_sets(model, texts, fit.means, singles, run.ids, chunk=cfg.chunk)
+        rs = score_sets(model, texts, fit.means, singles, run.ids, chunk=cfg.chunk, pool=pool)
         out["singles"] = {"zero_shot_accuracy": float(rs.accuracy[0]),
                           "accuracy": rs.accuracy[1:].view(shape).tolist(),
                           "mean_margin": rs.mean_margin[1:].view(shape).tolist(),
                           "zero_shot_mean_margin": float(rs.mean_margin[0])}
-    attr = direct_logit_attribution(model, texts, fit.means, fit.mask, run.ids)
+    attr = direct_logit_attribution(model, texts, fit.means, fit.mask, run.ids, pool=pool)
     chosen, rejected = attr.effects[0::2], attr.effects[1::2]
     out["attribution"] = {
         "effect": attr.effects.mean(0).tolist(), "separation": (chosen - rejected).mean(0).tolist(),
