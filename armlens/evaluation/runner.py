@@ -254,10 +254,6 @@ def resummarize(out: str | Path, *, into: str | Path | None = None) -> dict[str,
     if interim is not None:
         summary["interim"] = interim
     markdown = results_markdown(summary)
-    if interim is not None:
-        missing = ", ".join(interim["datasets_missing"] + interim["methods_missing"]) or "nothing"
-        markdown = markdown.replace("# armlens eval\n", f"# armlens eval (interim: the finished part of `{out}`; "
-                                    f"still running: {missing})\n", 1)
     write_summary(Path(into) if into is not None else out, summary, markdown)
     return summary
 

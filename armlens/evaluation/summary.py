@@ -212,7 +212,12 @@ def _delta_cell(vs: dict[str, Any] | None) -> str:
 def results_markdown(summary: dict[str, Any]) -> str:
     """The Markdown tables of a summary: accuracy with intervals and paired tests, subsets, and the bias suite."""
     cfg = summary["config"]
-    lines = ["# armlens eval", "",
+    title = "# armlens eval"
+    if "interim" in summary:  # the finished part of a running folder (resummarize(..., into=...))
+        interim = summary["interim"]
+        missing = ", ".join(interim["datasets_missing"] + interim["methods_missing"]) or "nothing"
+        title += f" (interim: the finished part of `{interim['of']}`; still running: {missing})"
+    lines = [title, "",
              f"Model `{summary['model']}`; {cfg['seeds']} seed(s); few-shot {cfg['n_fewshot']}, selection "
              f"{cfg['n_select']}, test limit {cfg['limit']}; accuracies in %. Strict chosen > rejected (ties wrong); "
              "± is the standard deviation across seeds; 95% CI: seeds and test prompts crossed (the seeds share "
