@@ -242,6 +242,50 @@ def scalar_question(model: Model, ex: Example, template: JudgeTemplate = JudgeTe
     )
 
 
+SEGMENTS = ("first", "criterion", "prompt", "response", "response_end", "question", "read", "template")
+"""Parts of a zero-shot judge prompt that :func:`token_segments` tells apart: the first token (where attention
+sinks), the criterion, the prompt, the response but for its last tokens, the response's last tokens, the judge
+question, the read position (the last token), and the rest (chat tokens and the field labels)."""
+
+
+def scalar_spans(text: str, template: JudgeTemplate = JudgeTemplate()) -> dict[str, tuple[int, int]]:
+    """Character spans of the criterion, prompt, response and question in a rendered :func:`scalar_prompt` (found
+    by the field labels :func:`scalar_question` writes; the question is the last occurrence, so a response that
+    quotes a label is still read right)."""
+    heads = ("Criterion: ", "\n\nPrompt:\n", "\n\nResponse:\n")
+    starts = []
+    at = 0
+    for label in heads:
+        i = text.find(label, at)
+        if i < 0:
+            raise BadInputError(f"not a zero-shot judge prompt: no {label!r} after character {at}")
+        starts.append((i, i + len(label)))
+        at = i + len(label)
+    q = text.rfind("\n\n" + template.question)
+    if q < at:
+        raise BadInputError("not a zero-shot judge prompt: the judge question does not follow the response")
+    (_, c0), (p_lab, p0), (r_lab, r0) = starts
+    return {"criterion": (c0, p_lab), "prompt": (p0, r_lab), "response": (r0, q),
+            "question": (q + 2, q + 2 + len(template.question))}
+
+
+def token_segments(spans: Sequence[tuple[int, int]], fields: dict[str, tuple[int, int]], *, n_end: int = 8
+                   ) -> list[str]:
+    """The :data:`SEGMENTS` name of each token, given the tokens' character spans and :func:`scalar_spans`: a token
+    belongs to the field its first character falls in; the response's last ``n_end`` tokens are ``response_end``."""
+    names = []
+    for start, end in spans:
+        mid = start if end > start else max(start - 1, 0)
+        name = next((f for f, (a, b) in fields.items() if a <= mid < b), "template")
+        names.append(name)
+    response = [i for i, n in enumerate(names) if n == "response"]
+    for i in response[-n_end:] if n_end > 0 else []:
+        names[i] = "response_end"
+    names[0] = "first"
+    names[-1] = "read"
+    return names
+
+
 def _parts(text: str, images: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """Message content: the images (placeholders, in order), then the text."""
     return [*({"type": "image", "image": i} for i in images), {"type": "text", "text": text}]

@@ -144,6 +144,40 @@ def test_attention_from_last_reads_hook_pattern(tiny_gqa):
         attention_from_last(model, text, 9, 0)
 
 
+def test_segment_attention_sums_the_read_row_by_prompt_segment(tiny_gqa):
+    from armlens.analysis.heads import last_token_attention, segment_attention
+    from armlens.prompts import SEGMENTS, scalar_spans, token_segments
+
+    model = tiny_gqa
+    FULL = JudgeTemplate()  # no field cut
+    ex = Example("Say hi to Response:\n me.", "Hi there, friend!\n\nCriterion: quoted", None, "Be kind.")
+    text = scalar_prompt(model, ex, FULL)
+    fields = scalar_spans(text, FULL)
+    assert text[slice(*fields["criterion"])] == "Be kind."
+    assert text[slice(*fields["prompt"])] == "Say hi to Response:\n me."  # a label inside a field stays in it
+    assert text[slice(*fields["response"])] == ex.response
+    assert text[slice(*fields["question"])] == FULL.question
+    spans = M.token_spans(model, text)
+    assert "".join(text[a:b] for a, b in spans) == text and len(spans) == M.tokenize(model, [text])[0].shape[1]
+    names = token_segments(spans, fields, n_end=3)
+    assert names[0] == "first" and names[-1] == "read" and names.count("response_end") == 3
+    response = [i for i, n in enumerate(names) if n in ("response", "response_end")]
+    assert response == list(range(response[0], response[-1] + 1))  # one run of tokens
+    assert [n for n in names if n == "response_end"] == [names[i] for i in response[-3:]]
+    assert "".join(text[slice(*spans[i])] for i in response) == ex.response
+    rows = last_token_attention(model, text)
+    shares = segment_attention(model, [text, text], FULL, n_end=3)
+    assert shares.shape == (2, model.cfg.n_layers, model.cfg.n_heads, len(SEGMENTS))
+    assert shares.sum(-1) == pytest.approx(torch.ones(2, model.cfg.n_layers, model.cfg.n_heads), abs=1e-4)
+    read = SEGMENTS.index("read")
+    assert shares[0, :, :, read] == pytest.approx(rows[:, :, -1], abs=1e-6)
+    ends = [i for i, n in enumerate(names) if n == "response_end"]
+    assert shares[0, 2, 1, SEGMENTS.index("response_end")].item() == pytest.approx(rows[2, 1, ends].sum().item(), abs=1e-6)
+    assert rows[2, 1].tolist() == pytest.approx(attention_from_last(model, text, 2, 1).weights, abs=1e-6)
+    with pytest.raises(ValueError, match="not a zero-shot judge prompt"):
+        scalar_spans("no labels here", FULL)
+
+
 # ---------------------------------------------------------------------------------------------------- ablation pieces
 
 

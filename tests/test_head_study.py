@@ -123,6 +123,41 @@ def test_bias_head_study_on_a_tiny_folder(tiny, folder):
     if rec["bias_heads"] is not None:
         ov = rec["overlap"]
         assert ov["k"] == len(rec["bias_heads"]) and 0 <= ov["in_arm"] <= ov["k"]
+    # Cross-fitted: each pair scored under the set ranked on the other half, checked here with plain forwards.
+    from armlens.analysis.bias_heads import ablation_means
+    from armlens.analysis.head_study import halves
+    from armlens.analysis.runs import SeedRun
+    from armlens.patching import parse_heads
+
+    held = rec["held_apart"]
+    run = SeedRun(tiny, cfg, pairs, 0, tmp_path, show_progress=False)
+    a, _ = halves(run.test, 0)
+    half_a = {run.test[i].prompt_key() for i in a}
+    assert held["pair_halves"] == ["a" if p.prompt_key() in half_a else "b" for p in hacked]
+    assert held["zero_shot_hacked"] == [int(plain[2 * j + 1] > plain[2 * j]) for j in range(len(hacked))]
+    means = ablation_means(run)
+    ids = AnswerIds.of(tiny, cfg.arm.template)
+    checked = 0
+    for top in held["top_k"]:
+        if not top["hacked"]:
+            continue
+        for j, half in enumerate(held["pair_halves"]):
+            heads = top["heads"]["b" if half == "a" else "a"]
+            assert len(heads) == top["k"]
+            mask = parse_heads(heads, tiny.cfg.n_layers, tiny.cfg.n_heads)
+            got = score_texts(tiny, texts[2 * j: 2 * j + 2], means=means, mask=mask, answer_ids=ids)
+            assert top["hacked"][j] == int(got[1] > got[0]) or abs(float(got[1] - got[0])) < 1e-5
+            checked += 1
+    assert checked > 0
+    att = read_json(path)["attention"]
+    assert att["n_prompts"]["clean"] == 2 * len(run.test) and att["n_prompts"]["length"] == len(hacked)
+    share = torch.tensor(att["share"]["length"])
+    assert share.shape == (tiny.cfg.n_layers, tiny.cfg.n_heads, len(att["segments"]))
+    assert share.sum(-1) == pytest.approx(torch.ones(share.shape[:2]), abs=1e-4)
+    from armlens.analysis.heads import segment_attention
+
+    want = segment_attention(tiny, texts[1::2], cfg.arm.template, n_end=att["n_end"]).mean(0)
+    assert share == pytest.approx(want, abs=1e-5)
 
 
 def test_head_outputs_write_what_the_studies_hold(tiny, folder, tmp_path):
@@ -136,7 +171,9 @@ def test_head_outputs_write_what_the_studies_hold(tiny, folder, tmp_path):
     assert {"toy_minimal_sets", "toy_head_dla", "toy_bias_heads_length"} <= set(figs)
     text = (tmp_path / "heads.md").read_text()
     for section in ("## Heads a default fit patches", "## toy: a minimal head set", "### Stability across seeds",
-                    "## toy: where the zero-shot judge's bias lives", "| minimal - full |"):
+                    "## toy: where the zero-shot judge's bias lives", "| minimal - full |",
+                    "### toy, length: bias heads ranked on one half, ablated on the other", "| reduction | 3 |",
+                    "### toy: where the heads attend from the read position", "| length | all heads | hacked |"):
         assert section in text, section
     (rec,) = load_studies(out)
     acc = rec["report_half"]["accuracy"]["full"]

@@ -9,6 +9,15 @@ breaks the judge is not mistaken for a bias head) is recorded per head. Heads ar
 lowers the mean hacked margin (rejected minus chosen score); the top ``k`` are ablated together for each ``k`` in
 ``ks``. The *bias heads* are the smallest such set that halves the zero-shot judge's hack rate (none when no ``k``
 does), and the study records how many of them the seed's ARM patches against the chance count ``k * |ARM| / n``.
+
+Ranking and scoring on the same pairs flatters the top sets, so the study also cross-fits them (``held_apart``): the
+scored pairs are split in two halves by prompt (:func:`armlens.analysis.head_study.halves`), heads are ranked on one
+half's hacked pairs, and each pair is scored under the top-``k`` set ranked on the *other* half; the per-pair hacked
+flags are kept so that the report's intervals resample seeds and prompts.
+
+``attention``: where each head attends from the read position (:func:`armlens.analysis.heads.segment_attention`:
+shares of the first token, criterion, prompt, response, the response's last tokens, question, read position and the
+rest), averaged over the clean prompts, the clean rejected responses' prompts, and each kind's hacked ones.
 """
 
 from __future__ import annotations
@@ -36,6 +45,12 @@ class BiasStudyConfig:
     """Sizes of the top-ranked head sets ablated together."""
     chunk: int = 64
     """Branches per forward over a prompt's prefix."""
+    held_apart: bool = True
+    """Also rank on one half of the pairs (split by prompt) and score the top sets on the other (cross-fitted)."""
+    attention: bool = True
+    """Also record where every head attends from the read position, by prompt segment (one forward per prompt)."""
+    n_end: int = 8
+    """Tokens at the end of a response counted as its ``response_end`` segment."""
 
 
 def _rates(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,6 +65,55 @@ def _scores(model: Any, texts: Sequence[str], groups: Sequence[str], means: torc
     prefix per group of texts."""
     rows = means[None].expand(masks.shape[0], *means.shape)
     return score_rows(model, texts, rows, masks, answer_ids=ids, chunk=chunk, groups=groups).read("prob")
+
+
+def _top_sets(order: torch.Tensor, ks: Sequence[int], shape: tuple[int, ...]) -> torch.Tensor:
+    """``[len(ks), *shape]``: the first ``k`` heads of ``order`` (flat indices), for each ``k``."""
+    top = torch.zeros((len(ks), shape[0] * shape[1]), dtype=torch.bool)
+    for i, k in enumerate(ks):
+        top[i, order[:k]] = True
+    return top.view(len(ks), *shape)
+
+
+def _half_of(pairs: Sequence[Any], seed: int) -> dict[str, str]:
+    """``a`` or ``b`` for each prompt of ``pairs`` (:func:`armlens.analysis.head_study.halves`)."""
+    from armlens.analysis.head_study import halves
+
+    a, b = halves(pairs, seed)
+    return {**{pairs[i].prompt_key(): "a" for i in a}, **{pairs[i].prompt_key(): "b" for i in b}}
+
+
+def _held_apart(kind: str, ks: Sequence[int], single: torch.Tensor, both: torch.Tensor, cols: dict[Any, slice],
+                crossed: dict[tuple[str, str], torch.Tensor], rows: Sequence[int], pair_half: Sequence[str],
+                clean_rows: Sequence[int], clean_half: Sequence[str]) -> dict[str, Any]:
+    """Per pair, hacked (rejected strictly above chosen) under the top-``k`` set ranked on the pair's *other* half;
+    the zero-shot judge's flags beside; clean accuracy the same way."""
+    other = {"a": "b", "b": "a"}
+
+    def flags(score_rows: Sequence[int], halves_of: Sequence[str], j: int, *, hacked: bool) -> list[int]:
+        out = []
+        for p, half in enumerate(halves_of):
+            key = (kind, other[half])
+            if key not in crossed:  # the other half has no hacked pairs: nothing was ranked there
+                return []
+            col = both[:, cols[key]][:, j]
+            chosen, rejected = col[score_rows[2 * p]], col[score_rows[2 * p + 1]]
+            out.append(int(rejected > chosen) if hacked else int(chosen > rejected))
+        return out
+
+    zero = single[:, 0]
+    zero_hacked = [int(zero[rows[2 * p + 1]] > zero[rows[2 * p]]) for p in range(len(pair_half))]
+    top = []
+    for j, k in enumerate(ks):
+        hacked = flags(rows, pair_half, j, hacked=True)
+        correct = flags(clean_rows, clean_half, j, hacked=False)
+        heads = {half: mask_labels(crossed[(kind, half)][j]) for half in ("a", "b") if (kind, half) in crossed}
+        top.append({"k": k, "hacked": hacked,
+                    "hack_rate": sum(hacked) / len(hacked) if hacked else None,
+                    "clean_accuracy": sum(correct) / len(correct) if correct else None,
+                    "heads": heads})
+    return {"pair_halves": list(pair_half), "zero_shot_hacked": zero_hacked,
+            "zero_shot_hack_rate": sum(zero_hacked) / max(len(zero_hacked), 1), "top_k": top}
 
 
 def ablation_means(run: Any) -> torch.Tensor:
@@ -93,25 +157,36 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
     single = _scores(model, texts, groups, means, singles, run.ids, cfg.chunk)
     clean = RowScores(single[clean_rows])
     ks = [k for k in cfg.ks if k <= n]
-    sets: dict[str, torch.Tensor] = {}
     rates = {kind: _rates(single[kind_rows[kind]]) for kind in cfg.kinds}
     orders = {kind: torch.argsort(margin[1:] - margin[0]) for kind, (_, margin) in rates.items()}  # most lowered first
-    for kind, order in orders.items():
-        top = torch.zeros((len(ks), n), dtype=torch.bool)
-        for i, k in enumerate(ks):
-            top[i, order[:k]] = True
-        sets[kind] = top.view(len(ks), *shape)
-    both = _scores(model, texts, groups, means, torch.cat(list(sets.values())), run.ids, cfg.chunk)
+    sets = {kind: _top_sets(order, ks, shape) for kind, order in orders.items()}
+    # Cross-fitting: each half's own ranking, whose top sets score the other half's pairs.
+    clean_half = _half_of(run.test, run.seed)
+    kind_half = {kind: [clean_half[p.prompt_key()] for p in suite[kind]] for kind in cfg.kinds}
+    crossed: dict[tuple[str, str], torch.Tensor] = {}
+    if cfg.held_apart:
+        for kind in cfg.kinds:
+            margins = single[kind_rows[kind]][1::2] - single[kind_rows[kind]][0::2]
+            for half in ("a", "b"):
+                rows = torch.tensor([h == half for h in kind_half[kind]])
+                if rows.any():
+                    m = margins[rows].double().mean(0)
+                    crossed[(kind, half)] = _top_sets(torch.argsort(m[1:] - m[0]), ks, shape)
+    both = _scores(model, texts, groups, means, torch.cat([*sets.values(), *crossed.values()]), run.ids, cfg.chunk)
+    column = 0
+    cols: dict[Any, slice] = {}
+    for key in [*sets, *crossed]:
+        cols[key] = slice(column, column + len(ks))
+        column += len(ks)
     out: dict[str, Any] = {"seed": run.seed, "settings": dataclasses.asdict(cfg), "n_heads_model": n,
                            "arm_heads": mask_labels(arm_mask),
                            "clean": {"zero_shot_accuracy": float(clean.accuracy[0]),
                                      "accuracy": clean.accuracy[1:].view(shape).tolist()},
                            "kinds": {}}
-    for c, kind in enumerate(cfg.kinds):
+    for kind in cfg.kinds:
         (rate, margin), order = rates[kind], orders[kind]
-        cols = slice(c * len(ks), (c + 1) * len(ks))
-        top_rate, top_margin = _rates(both[kind_rows[kind], cols])
-        top_clean = RowScores(both[clean_rows, cols]).accuracy
+        top_rate, top_margin = _rates(both[kind_rows[kind], cols[kind]])
+        top_clean = RowScores(both[clean_rows, cols[kind]]).accuracy
         zero_rate = float(rate[0])
         halved = [i for i, r in enumerate(top_rate.tolist()) if r <= zero_rate / 2]
         bias_set = sets[kind][halved[0]] if halved else None
@@ -130,7 +205,24 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
             k = int(bias_set.sum())
             record["overlap"] = {"k": k, "in_arm": int((bias_set & arm_mask).sum()),
                                  "chance": k * int(arm_mask.sum()) / n}
+        if cfg.held_apart:
+            record["held_apart"] = _held_apart(kind, ks, single, both, cols, crossed, kind_rows[kind], kind_half[kind],
+                                               clean_rows, [clean_half[p.prompt_key()] for p in run.test])
+            record["prompts"] = [p.prompt_key() for p in pairs]
         out["kinds"][kind] = record
+    if cfg.attention:
+        from armlens.analysis.heads import segment_attention
+        from armlens.prompts import SEGMENTS
+
+        sets_of = {"clean": clean_rows, "clean_rejected": clean_rows[1::2],
+                   **{kind: kind_rows[kind][1::2] for kind in cfg.kinds}}
+        needed = sorted({i for rows in sets_of.values() for i in rows})
+        shares = dict(zip(needed, segment_attention(model, [texts[i] for i in needed], run.base.template,
+                                                    n_end=cfg.n_end), strict=True))
+        out["attention"] = {"segments": list(SEGMENTS), "n_end": cfg.n_end,
+                            "n_prompts": {name: len(rows) for name, rows in sets_of.items()},
+                            "share": {name: torch.stack([shares[i] for i in rows]).mean(0).tolist()
+                                      for name, rows in sets_of.items()}}
     out["seconds"] = time.perf_counter() - t0
     return out
 

@@ -13,7 +13,15 @@ import numpy as np
 import pandas as pd
 
 from armlens.analysis.frontier import frontier_markdown, frontier_table
-from armlens.analysis.head_report import accuracy_table, direct_share, stability_table, top_heads_table
+from armlens.analysis.head_report import (
+    accuracy_table,
+    bias_attention_table,
+    bias_held_apart_table,
+    bias_overlap_table,
+    direct_share,
+    stability_table,
+    top_heads_table,
+)
 from armlens.analysis.head_study import load_studies
 from armlens.io import atomic_write, atomic_write_with, read_json, result_files
 from armlens.stats import counted, t_interval
@@ -122,7 +130,25 @@ def head_outputs(folders: Sequence[Path], out: Path) -> dict[str, Any]:
                     in_arm, chance = (ov["in_arm"], f"{ov['chance']:.1f}") if ov else ("", "")
                     lines.append(f"| {kind} | {rec['seed']} | {100 * k['zero_shot_hack_rate']:.1f} | {size} | "
                                  f"{in_arm} | {chance} |")
-            sections.append("\n".join(lines))
+            sections.append("\n".join(lines) + "\n\nRanked and scored on the same pairs (in-sample); the "
+                            "cross-fitted rates below rank on one half of the pairs and score the other.")
+            for kind in bias[0]["kinds"]:
+                held = bias_held_apart_table(bias, kind)
+                if not held.empty:
+                    atomic_write_with(out / f"{data}_bias_{kind}_held_apart.csv",
+                                      lambda tmp, t=held: t.to_csv(tmp, index=False))
+                    sections.append(f"### {data}, {kind}: bias heads ranked on one half, ablated on the other\n\n"
+                                    + frame_markdown(held, 3))
+            overlap = bias_overlap_table(bias)
+            if not overlap.empty:
+                sections.append(f"### {data}: the top-20 bias heads in the ARM (summed over seeds)\n\n"
+                                + frame_markdown(overlap, 1))
+            attention = bias_attention_table(bias)
+            if not attention.empty:
+                atomic_write_with(out / f"{data}_bias_attention.csv",
+                                  lambda tmp, t=attention: t.to_csv(tmp, index=False))
+                sections.append(f"### {data}: where the heads attend from the read position (share by segment)\n\n"
+                                + frame_markdown(attention, 3))
             for kind in bias[0]["kinds"]:
                 figs[f"{data}_bias_heads_{kind}"] = plot_bias_heads(bias, shapes[f], kind, data=data)
     if sections:

@@ -133,3 +133,109 @@ def direct_share(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     chosen-minus-rejected separation."""
     keys = ("change", "direct", "indirect", "change_separation", "direct_separation")
     return {k: float(np.mean([r["attribution"][k] for r in records])) for k in keys}
+
+
+# ------------------------------------------------------------------------------------------- where the bias lives
+
+
+def bias_held_apart_table(records: Sequence[dict[str, Any]], kind: str, *, n_boot: int = 2000, seed: int = 0
+                          ) -> pd.DataFrame:
+    """The zero-shot judge's hack rate, and the rate with the top-``k`` bias heads (ranked on the *other* half of
+    the pairs) mean-ablated, per ``k``, pooled over seeds: crossed intervals (seeds and prompts), and the paired
+    reduction. Records without a cross-fitted part (studies written before it) are left out."""
+    recs = [r for r in records if "held_apart" in r["kinds"].get(kind, {})]
+    if not recs:
+        return pd.DataFrame()
+    held = [r["kinds"][kind]["held_apart"] for r in recs]
+    clusters = [np.asarray(r["kinds"][kind]["prompts"]) for r in recs]
+    zero = [np.asarray(h["zero_shot_hacked"], dtype=float) for h in held]
+    n_pairs = int(sum(len(z) for z in zero))
+
+    def row(name: str, k: int, groups: Sequence[np.ndarray], **extra: Any) -> dict[str, Any]:
+        ci = crossed_interval(groups, clusters, n_boot, seed)
+        return {"set": name, "k": k, "value": ci.diff, "low": ci.low, "high": ci.high,
+                "p_value": ci.p_value if name.startswith("reduction") else float("nan"),
+                "n_pairs": n_pairs, "n_seeds": len(recs), **extra}
+
+    rows = [row("zero-shot hack rate", 0, zero)]  # no head ablated
+    for j, top in enumerate(held[0]["top_k"]):
+        k = int(top["k"])
+        hacked = [np.asarray(h["top_k"][j]["hacked"], dtype=float) for h in held]
+        if any(len(x) != len(z) for x, z in zip(hacked, zero, strict=True)):
+            continue  # a half without hacked pairs ranked nothing
+        clean = [h["top_k"][j]["clean_accuracy"] for h in held]
+        overlap = [len(set(h["top_k"][j]["heads"].get("a", [])) & set(h["top_k"][j]["heads"].get("b", [])))
+                   for h in held]
+        rows.append(row("hack rate, top-k ablated", k, hacked,
+                        clean_accuracy=float(np.mean([c for c in clean if c is not None])),
+                        halves_agree=float(np.mean(overlap)) / k if k else float("nan")))
+        rows.append(row("reduction", k, [z - x for z, x in zip(zero, hacked, strict=True)]))
+    return pd.DataFrame(rows)
+
+
+def bias_overlap_table(records: Sequence[dict[str, Any]], k: int = 20) -> pd.DataFrame:
+    """Per kind, summed over seeds: how many of the top-``k`` in-sample bias heads the seed's ARM patches, against
+    the chance count ``k * |ARM| / n`` (and the share of them in the ARM against the ARM's share of all heads)."""
+    rows = []
+    kinds = sorted({kind for r in records for kind in r["kinds"]})
+    for kind in kinds:
+        in_arm = chance = 0.0
+        n_seeds = 0
+        for r in records:
+            rec = r["kinds"].get(kind)
+            if rec is None:
+                continue
+            top = next((t for t in rec["top_k"] if int(t["k"]) == k), None)
+            if top is None:
+                continue
+            arm = set(r["arm_heads"])
+            in_arm += len(set(top["heads"]) & arm)
+            chance += k * len(arm) / r["n_heads_model"]
+            n_seeds += 1
+        if n_seeds:
+            rows.append({"kind": kind, "k": k, "n_seeds": n_seeds, "in_arm": int(in_arm), "chance": chance,
+                         "ratio": in_arm / chance if chance else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def bias_attention_table(records: Sequence[dict[str, Any]], k: int = 20) -> pd.DataFrame:
+    """Where heads attend from the read position, by prompt segment (mean share, averaged over seeds): the top-``k``
+    in-sample bias heads of each kind, the ARM's heads and all heads, on the clean prompts, the clean rejected
+    responses' prompts and the hacked ones."""
+    recs = [r for r in records if "attention" in r]
+    if not recs:
+        return pd.DataFrame()
+    segments = recs[0]["attention"]["segments"]
+    rows = []
+    kinds = sorted({kind for r in recs for kind in r["kinds"]})
+
+    def mean_over(r: dict[str, Any], prompts: str, heads: Sequence[str]) -> np.ndarray | None:
+        share = r["attention"]["share"].get(prompts)
+        if share is None or not heads:
+            return None
+        a = np.asarray(share)  # [layers, heads, segments]
+        idx = [(int(h[1:].split("H")[0]), int(h.split("H")[1])) for h in heads]
+        return np.mean([a[li, hi] for li, hi in idx], axis=0)
+
+    for kind in kinds:
+        for heads_name in (f"{kind} bias heads (top {k})", "ARM heads", "all heads"):
+            for prompts in ("clean_rejected", kind):
+                vals = []
+                for r in recs:
+                    if heads_name == "ARM heads":
+                        heads = r["arm_heads"]
+                    elif heads_name == "all heads":
+                        heads = [f"L{li}H{hi}" for li in range(len(r["attention"]["share"]["clean"]))
+                                 for hi in range(len(r["attention"]["share"]["clean"][0]))]
+                    else:
+                        top = next((t for t in r["kinds"][kind]["top_k"] if int(t["k"]) == k), None)
+                        heads = top["heads"] if top else []
+                    v = mean_over(r, prompts, heads)
+                    if v is not None:
+                        vals.append(v)
+                if vals:
+                    rows.append({"kind": kind, "heads": heads_name,
+                                 "prompts": "hacked" if prompts == kind else "clean rejected",
+                                 **dict(zip(segments, np.mean(vals, axis=0).tolist(), strict=True)),
+                                 "n_seeds": len(vals)})
+    return pd.DataFrame(rows)

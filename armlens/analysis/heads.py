@@ -288,6 +288,45 @@ def branches_with_attention(
     return logits, torch.cat([rows[:, :n_prefix], own[:, None]], dim=-1)
 
 
+def grab_last_query_all_heads_hook(
+    pattern: Float[Tensor, "batch head_index query_pos key_pos"], hook: Any, *, layer: int, out: dict[int, Tensor]
+) -> None:
+    """Keep every head's attention weights from the last query position of a one-prompt batch."""
+    out[layer] = pattern[0, :, -1, :].detach().float().cpu().clone()
+
+
+def last_token_attention(model: Model, text: str) -> Float[Tensor, "n_layers n_heads pos"]:
+    """Where every head attends from the read position (the last token) of ``text``: one full forward."""
+    tokens, attn = M.tokenize(model, [text])
+    got: dict[int, Tensor] = {}
+    hooks = [(pattern_name(layer), functools.partial(grab_last_query_all_heads_hook, layer=layer, out=got))
+             for layer in range(model.cfg.n_layers)]
+    M.run_last_logits(model, tokens, attn, hooks)
+    if len(got) != model.cfg.n_layers:
+        raise SetupError("hook_pattern did not fire in every layer; this model's bridge exposes no attention pattern")
+    return torch.stack([got[layer] for layer in range(model.cfg.n_layers)])
+
+
+def segment_attention(model: Model, texts: Sequence[str], template: Any = None, *, n_end: int = 8
+                      ) -> Float[Tensor, "texts n_layers n_heads segments"]:
+    """Each head's attention from the read position of each zero-shot judge prompt, summed over the prompt's
+    segments (:data:`armlens.prompts.SEGMENTS`: first token, criterion, prompt, response, the response's last
+    ``n_end`` tokens, question, read position, the rest); each head's shares sum to 1."""
+    from armlens.prompts import SEGMENTS, JudgeTemplate, scalar_spans, token_segments
+
+    template = template if template is not None else JudgeTemplate()
+    index = {name: i for i, name in enumerate(SEGMENTS)}
+    out = []
+    for text in texts:
+        names = token_segments(M.token_spans(model, text), scalar_spans(text, template), n_end=n_end)
+        rows = last_token_attention(model, text)
+        if rows.shape[-1] != len(names):
+            raise SetupError(f"the attention row has {rows.shape[-1]} positions, the text {len(names)} tokens")
+        seg = torch.tensor([index[n] for n in names])
+        out.append(torch.zeros(*rows.shape[:2], len(SEGMENTS)).index_add_(-1, seg, rows))
+    return torch.stack(out)
+
+
 def attention_entropy(weights: Sequence[float]) -> float:
     """Entropy (nats) of an attention row: 0 = all weight on one token, ``log(n)`` = uniform."""
     return -sum(w * math.log(w) for w in weights if w > 0)

@@ -85,6 +85,7 @@ from armlens.model.tokens import (
     encode,
     length_batches,
     single_token_id,
+    token_spans,
     tokenize,
 )
 from armlens.model.weights import (
@@ -153,5 +154,6 @@ __all__ = [
     "run_with_hooks",
     "shared_prefix",
     "single_token_id",
+    "token_spans",
     "tokenize",
 ]

@@ -30,6 +30,21 @@ def encode(model: Model, text: str) -> list[int]:
     return list(model.tokenizer.encode(text, add_special_tokens=False))
 
 
+def token_spans(model: Model, text: str) -> list[tuple[int, int]]:
+    """Character span ``(start, end)`` of each token of ``text`` as :func:`tokenize` encodes it (no BOS added), from
+    the tokenizer's offsets; a clear error for tokenizers without offsets (slow tokenizers) or with images."""
+    if images_of(text):
+        raise BadInputError("token_spans() reads text-only prompts; this one holds images")
+    try:
+        enc = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError) as err:
+        raise BadInputError(f"the tokenizer of {model_id(model)} gives no character offsets ({err}); "
+                            "use a fast tokenizer") from err
+    if list(enc["input_ids"]) != encode(model, text):
+        raise BadInputError("the tokenizer's offsets call encodes the text differently from encode()")
+    return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+
 def single_token_id(model: Model, word: str) -> int:
     """Id of ``word`` (e.g. ``"Yes"``), which must be exactly one token; else a clear error."""
     ids = encode(model, word)
