@@ -290,5 +290,59 @@ assert loo.full[0] == small.full_accuracy and small.accuracy >= small.full_accur
 assert torch.equal(small.mask & sel.mask, small.mask)
 assert float(acc[0]) == loo.full[0]  # the full set scored twice, in two branch passes
 
+# %% [markdown]
+# ## 7. Where the judge's length preference lives
+#
+# The bias suite pads each rejected response with content-free text (`build_bias_suite`, kind `length`); the plain
+# judge is *hacked* on a pair when it scores the padded rejected response strictly above the chosen one. Each head is
+# mean-ablated alone (its last-token hook_z replaced by its mean over the few-shot judge prompts, the `mean_ablation`
+# reading), all 270 of them as branches of one pass; the heads whose ablation most lowers the hacked margin are then
+# ablated together, and `segment_attention` shows where they look from the read position (first token, criterion,
+# prompt, response, the response's last 8 tokens, question, ...). `armlens heads` runs this on an ablation folder's
+# seeds, and cross-fits the top sets (ranked on one half of the pairs, scored on the other). Here the slice is the
+# 8 few-shot pairs and the ranking is scored on the pairs it was made on: the tools, not a finding.
+
+# %%
+from armlens.analysis.heads import segment_attention  # noqa: E402
+from armlens.data.bias import build_bias_suite  # noqa: E402
+from armlens.prompts import SEGMENTS  # noqa: E402
+
+hacked = build_bias_suite(split.fewshot, seed=0, kinds=["length"])["length"]
+hacked_texts = [scalar_prompt(model, e, TEMPLATE) for e in examples_from_pairs(hacked)]
+ablation = extract_means(model, examples, ARMConfig(template=TEMPLATE, reading="mean_ablation"),
+                         show_progress=False).means
+n_all = cfg.n_layers * cfg.n_heads
+singles = torch.zeros(n_all + 1, cfg.n_layers, cfg.n_heads, dtype=torch.bool)  # row 0: nothing ablated
+for j in range(n_all):
+    singles[1 + j].view(-1)[j] = True
+t0 = time.perf_counter()
+one = score_sets(model, hacked_texts, ablation, singles, ids)
+hack_rate = (one.margins < 0).double().mean(0)  # margins are chosen minus rejected
+order = torch.argsort(one.mean_margin[1:] - one.mean_margin[0], descending=True)  # hacked margin lowered most first
+K = 5
+top = torch.zeros(n_all, dtype=torch.bool)
+top[order[:K]] = True
+top = top.view(cfg.n_layers, cfg.n_heads)
+sets = score_sets(model, hacked_texts, ablation, torch.stack([singles[0], top, random_mask(cfg.n_layers, cfg.n_heads,
+                                                                                              K, seed=0)]), ids)
+print(f"{n_all} single-head ablations and 3 sets on {len(hacked)} length-hacked pairs in "
+      f"{time.perf_counter() - t0:.1f} s; hack rate: plain judge {hack_rate[0]:.0%}, top {K} bias heads ablated "
+      f"{(sets.margins[:, 1] < 0).double().mean():.0%}, {K} random heads ablated {(sets.margins[:, 2] < 0).double().mean():.0%}")
+shares = segment_attention(model, hacked_texts[1::2], TEMPLATE)  # the padded rejected responses' prompts
+display(pd.DataFrame({f"top {K} bias heads": shares[:, top].mean((0, 1)).tolist(),
+                      "selected by REINFORCE": shares[:, sel.mask].mean((0, 1)).tolist(),
+                      "all heads": shares.mean((0, 1, 2)).tolist()}, index=list(SEGMENTS)).round(3))
+print("top bias heads:", mask_labels(top), "- of them selected by the seed-0 fit:", mask_labels(top & sel.mask))
+
+# %%
+plain = score_texts(model, hacked_texts, answer_ids=ids)  # row 0 is the plain judge, read with full forwards
+gap = plain[1::2] - plain[0::2]
+clear = gap.abs() > 1e-4  # away from ties, where float noise between the two passes could flip a flag
+assert torch.equal((one.margins[:, 0] < 0)[clear], (gap > 0)[clear]), (one.margins[:, 0], gap)
+assert torch.allclose(one.scores[:, 0], plain, atol=1e-4), (one.scores[:, 0] - plain).abs().max()
+assert torch.allclose(sets.scores[:, 0], one.scores[:, 0], atol=1e-4)  # the same unablated row in two passes
+assert shares.shape == (len(hacked), cfg.n_layers, cfg.n_heads, len(SEGMENTS))
+assert torch.allclose(shares.sum(-1), torch.ones(shares.shape[:-1]), atol=1e-4)  # every row is split, nothing lost
+
 # %%
 print(f"notebook ran in {time.perf_counter() - T_START:.0f} s")
