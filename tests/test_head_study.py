@@ -9,7 +9,7 @@ from test_analysis import tiny_config, toy_pairs
 from armlens.analysis import grid as G
 from armlens.analysis import runs as A
 from armlens.analysis.head_study import StudyConfig, halves, load_studies, run_head_study
-from armlens.io import read_json
+from armlens.io import read_json, write_json
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,23 @@ def test_bias_head_study_on_a_tiny_folder(tiny, folder):
             assert top["hacked"][j] == int(got[1] > got[0]) or abs(float(got[1] - got[0])) < 1e-5
             checked += 1
     assert checked > 0
+    floor = read_json(path)["kinds"]["length"]["random_k"]
+    assert [f["k"] for f in floor] == [1, 3, 8] and all(len(f["heads"]) == 3 for f in floor)
+    for f in floor:
+        flags = []
+        for heads in f["heads"]:
+            assert len(heads) == f["k"]
+            mask = parse_heads(heads, tiny.cfg.n_layers, tiny.cfg.n_heads)
+            got = score_texts(tiny, texts, means=means, mask=mask, answer_ids=ids)
+            flags.append((got[1::2] > got[0::2]).double())
+        want = torch.stack(flags).mean(0)
+        close = [abs(float(a - b)) < 1e-9 for a, b in zip(f["hacked"], want.tolist(), strict=True)]
+        assert sum(close) >= len(close) - 1, (f["hacked"], want)  # a near-tie may flip between the two passes
+    whole = read_json(path)  # a file written before the floor gets it added, the same
+    del whole["kinds"]["length"]["random_k"]
+    write_json(path, whole, indent=None)
+    run_bias_study(tiny, pairs, cfg, tmp_path, BiasStudyConfig(kinds=("length",), ks=(1, 3, 8)))
+    assert read_json(path)["kinds"]["length"]["random_k"] == floor
     att = read_json(path)["attention"]
     assert att["n_prompts"]["clean"] == 2 * len(run.test) and att["n_prompts"]["length"] == len(hacked)
     share = torch.tensor(att["share"]["length"])
@@ -172,7 +189,7 @@ def test_head_outputs_write_what_the_studies_hold(tiny, folder, tmp_path):
     text = (tmp_path / "heads.md").read_text()
     for section in ("## Heads a default fit patches", "## toy: a minimal head set", "### Stability across seeds",
                     "## toy: where the zero-shot judge's bias lives", "| minimal - full |",
-                    "### toy, length: bias heads ranked on one half, ablated on the other", "| reduction | 3 |",
+                    "### toy, length: bias heads ranked on one half, ablated on the other", "| reduction | 3 |", "| reduction beyond random | 8 |",
                     "### toy: where the heads attend from the read position", "| length | all heads | hacked |"):
         assert section in text, section
     (rec,) = load_studies(out)

@@ -13,7 +13,8 @@ does), and the study records how many of them the seed's ARM patches against the
 Ranking and scoring on the same pairs flatters the top sets, so the study also cross-fits them (``held_apart``): the
 scored pairs are split in two halves by prompt (:func:`armlens.analysis.head_study.halves`), heads are ranked on one
 half's hacked pairs, and each pair is scored under the top-``k`` set ranked on the *other* half; the per-pair hacked
-flags are kept so that the report's intervals resample seeds and prompts.
+flags are kept so that the report's intervals resample seeds and prompts. Ablating many heads moves the judge
+whichever they are, so ``random_k`` records the floor: ``n_random`` random sets of each size ablated the same way.
 
 ``attention``: where each head attends from the read position (:func:`armlens.analysis.heads.segment_attention`:
 shares of the first token, criterion, prompt, response, the response's last tokens, question, read position and the
@@ -51,6 +52,8 @@ class BiasStudyConfig:
     """Also record where every head attends from the read position, by prompt segment (one forward per prompt)."""
     n_end: int = 8
     """Tokens at the end of a response counted as its ``response_end`` segment."""
+    n_random: int = 3
+    """Random head sets of each size ``k`` ablated as the floor (does ablating *any* ``k`` heads lower the rate?)."""
 
 
 def _rates(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,20 +127,12 @@ def ablation_means(run: Any) -> torch.Tensor:
     return extract_means(run.model, examples_from_pairs(run.fewshot, cfg.criterion), cfg, show_progress=False).means
 
 
-def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudyConfig = BiasStudyConfig()
-                    ) -> dict[str, Any]:
-    """The study on a :class:`~armlens.analysis.runs.SeedRun`'s scored pairs; ``arm_mask``: the heads the seed's
-    ARM patches (for the overlap)."""
-    t0 = time.perf_counter()
-    means = ablation_means(run)
-    shape = tuple(arm_mask.shape)
-    n = shape[0] * shape[1]
-    singles = torch.zeros((n + 1, *shape), dtype=torch.bool)
-    for j in range(n):
-        singles[1 + j].view(-1)[j] = True
-    suite = build_bias_suite(run.test, run.seed, kinds=list(cfg.kinds))
-    # Every distinct prompt text once (a hacked pair's chosen response is the clean one), grouped by the pair's
-    # prompt so that its clean and hacked responses share the prompt's prefix: two passes in all, singles then sets.
+def _suite_texts(model: Any, run: Any, kinds: Sequence[str]
+                 ) -> tuple[dict[str, list[Any]], list[str], list[str], list[int], dict[str, list[int]]]:
+    """The bias suite over the seed's scored pairs, and every distinct judge prompt once (a hacked pair's chosen
+    response is the clean one), grouped by the pair's prompt so that its clean and hacked responses share the
+    prompt's prefix: (suite, texts, groups, rows of the clean pairs' texts, rows of each kind's pairs' texts)."""
+    suite = build_bias_suite(run.test, run.seed, kinds=list(kinds))
     texts: list[str] = []
     groups: list[str] = []
     where: dict[str, int] = {}
@@ -153,7 +148,47 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
     clean_rows = rows_of(run.test, run.test_texts)
     kind_rows = {kind: rows_of(suite[kind], [scalar_prompt(model, e, run.base.template) for p in suite[kind]
                                              for e in examples_from_pairs([p], run.base.criterion)])
-                 for kind in cfg.kinds}
+                 for kind in kinds}
+    return suite, texts, groups, clean_rows, kind_rows
+
+
+def random_floor(model: Any, run: Any, shape: tuple[int, int], settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per kind and size ``k``: ``n_random`` random sets of ``k`` heads mean-ablated (seeded by seed, ``k`` and draw),
+    each pair's hacked flag averaged over the draws (for paired intervals against the top sets), the mean hack
+    rate and clean accuracy. One branch pass over the suite's prompts."""
+    from armlens.selection import random_mask
+
+    kinds, n_random = list(settings["kinds"]), int(settings.get("n_random", 3))
+    ks = [k for k in settings["ks"] if k <= shape[0] * shape[1]]
+    _, texts, groups, clean_rows, kind_rows = _suite_texts(model, run, kinds)
+    masks = [random_mask(*shape, k, seed=10_000 * run.seed + 100 * k + d) for k in ks for d in range(n_random)]
+    scores = _scores(model, texts, groups, ablation_means(run), torch.stack(masks), run.ids,
+                     int(settings.get("chunk", 64)))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind in kinds:
+        rows = kind_rows[kind]
+        hacked = (scores[rows][1::2] > scores[rows][0::2]).double()  # [pairs, sets]
+        correct = (scores[clean_rows][0::2] > scores[clean_rows][1::2]).double()
+        out[kind] = [{"k": k, "hacked": hacked[:, i * n_random:(i + 1) * n_random].mean(1).tolist(),
+                      "hack_rate": float(hacked[:, i * n_random:(i + 1) * n_random].mean()),
+                      "clean_accuracy": float(correct[:, i * n_random:(i + 1) * n_random].mean()),
+                      "heads": [mask_labels(m) for m in masks[i * n_random:(i + 1) * n_random]]}
+                     for i, k in enumerate(ks)]
+    return out
+
+
+def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudyConfig = BiasStudyConfig()
+                    ) -> dict[str, Any]:
+    """The study on a :class:`~armlens.analysis.runs.SeedRun`'s scored pairs; ``arm_mask``: the heads the seed's
+    ARM patches (for the overlap)."""
+    t0 = time.perf_counter()
+    means = ablation_means(run)
+    shape = tuple(arm_mask.shape)
+    n = shape[0] * shape[1]
+    singles = torch.zeros((n + 1, *shape), dtype=torch.bool)
+    for j in range(n):
+        singles[1 + j].view(-1)[j] = True
+    suite, texts, groups, clean_rows, kind_rows = _suite_texts(model, run, cfg.kinds)
     single = _scores(model, texts, groups, means, singles, run.ids, cfg.chunk)
     clean = RowScores(single[clean_rows])
     ks = [k for k in cfg.ks if k <= n]
@@ -210,6 +245,9 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
                                                clean_rows, [clean_half[p.prompt_key()] for p in run.test])
             record["prompts"] = [p.prompt_key() for p in pairs]
         out["kinds"][kind] = record
+    if cfg.n_random:
+        for kind, floor in random_floor(model, run, shape, dataclasses.asdict(cfg)).items():
+            out["kinds"][kind]["random_k"] = floor
     if cfg.attention:
         from armlens.analysis.heads import segment_attention
         from armlens.prompts import SEGMENTS
@@ -233,7 +271,7 @@ def run_bias_study(model: Any, pairs: Sequence[Any], config: Any, out: Any, cfg:
     from pathlib import Path
 
     from armlens.analysis.runs import SeedRun
-    from armlens.io import result_exists, write_json
+    from armlens.io import read_json, result_exists, write_json
 
     out = Path(out)
     written = []
@@ -247,5 +285,16 @@ def run_bias_study(model: Any, pairs: Sequence[Any], config: Any, out: Any, cfg:
             record = bias_head_study(model, run, arm, cfg)
             record.update(data=config.data, partition=config.partition)
             write_json(path, record, indent=None)
+        elif cfg.n_random:  # a file written before the random floor: add it (same settings as the file's)
+            record = read_json(path)
+            settings = {**record["settings"], "n_random": cfg.n_random}
+            if any("random_k" not in k for k in record["kinds"].values()):
+                run = SeedRun(model, config, pairs, seed, out, show_progress=False)
+                t0 = time.perf_counter()
+                for kind, floor in random_floor(model, run, (model.cfg.n_layers, model.cfg.n_heads), settings).items():
+                    record["kinds"][kind]["random_k"] = floor
+                record["settings"] = settings
+                record["seconds_random_floor"] = time.perf_counter() - t0
+                write_json(path, record, indent=None)
         written.append(path)
     return written

@@ -142,7 +142,8 @@ def bias_held_apart_table(records: Sequence[dict[str, Any]], kind: str, *, n_boo
                           ) -> pd.DataFrame:
     """The zero-shot judge's hack rate, and the rate with the top-``k`` bias heads (ranked on the *other* half of
     the pairs) mean-ablated, per ``k``, pooled over seeds: crossed intervals (seeds and prompts), and the paired
-    reduction. Records without a cross-fitted part (studies written before it) are left out."""
+    reduction; where the study has it, the floor of ``k`` random heads ablated and the top set's reduction beyond it
+    (``reduction beyond random``: random minus top hack rate, per pair). Records without a cross-fitted part (studies written before it) are left out."""
     recs = [r for r in records if "held_apart" in r["kinds"].get(kind, {})]
     if not recs:
         return pd.DataFrame()
@@ -170,6 +171,12 @@ def bias_held_apart_table(records: Sequence[dict[str, Any]], kind: str, *, n_boo
                         clean_accuracy=float(np.mean([c for c in clean if c is not None])),
                         halves_agree=float(np.mean(overlap)) / k if k else float("nan")))
         rows.append(row("reduction", k, [z - x for z, x in zip(zero, hacked, strict=True)]))
+        floors = [next((f for f in r["kinds"][kind].get("random_k", []) if int(f["k"]) == k), None) for r in recs]
+        if all(f is not None for f in floors):  # the floor: k random heads ablated (mean over draws per pair)
+            rand = [np.asarray(f["hacked"], dtype=float) for f in floors]  # type: ignore[index]
+            rows.append(row("hack rate, random k ablated", k, rand,
+                            clean_accuracy=float(np.mean([f["clean_accuracy"] for f in floors]))))  # type: ignore[index]
+            rows.append(row("reduction beyond random", k, [a - x for a, x in zip(rand, hacked, strict=True)]))
     return pd.DataFrame(rows)
 
 
