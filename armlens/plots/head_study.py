@@ -75,10 +75,23 @@ def plot_bias_heads(records: Sequence[dict[str, Any]], shape: tuple[int, int], k
     for seed_rows, rec in zip(rows, records, strict=True):
         ks = [t["k"] for t in seed_rows["top_k"]]
         first = rec is records[0]
-        fig.add_trace(go.Scatter(x=[0, *ks], y=[100 * seed_rows["zero_shot_hack_rate"]]
-                                 + [100 * t["hack_rate"] for t in seed_rows["top_k"]], mode="lines+markers",
-                                 name="hack rate", legendgroup="hack", showlegend=first, line={"color": "#d62728"}),
-                      row=1, col=2)
+        zero = [100 * seed_rows["zero_shot_hack_rate"]]
+        held = seed_rows.get("held_apart")
+        fig.add_trace(go.Scatter(x=[0, *ks], y=zero + [100 * t["hack_rate"] for t in seed_rows["top_k"]],
+                                 mode="lines+markers", name="hack rate (ranked and scored on the same pairs)"
+                                 if held else "hack rate", legendgroup="hack", showlegend=first,
+                                 line={"color": "#d62728", "dash": "dot" if held else "solid"}, opacity=0.5 if held
+                                 else 1.0), row=1, col=2)
+        if held and all(t["hack_rate"] is not None for t in held["top_k"]):
+            fig.add_trace(go.Scatter(x=[0, *[t["k"] for t in held["top_k"]]],
+                                     y=[100 * held["zero_shot_hack_rate"]] + [100 * t["hack_rate"] for t in held["top_k"]],
+                                     mode="lines+markers", name="hack rate (ranked on the other half)",
+                                     legendgroup="held", showlegend=first, line={"color": "#d62728"}), row=1, col=2)
+        if seed_rows.get("random_k"):
+            fig.add_trace(go.Scatter(x=[0, *[f["k"] for f in seed_rows["random_k"]]],
+                                     y=zero + [100 * f["hack_rate"] for f in seed_rows["random_k"]],
+                                     mode="lines+markers", name="hack rate, k random heads", legendgroup="random",
+                                     showlegend=first, line={"color": "#7f7f7f"}), row=1, col=2)
         fig.add_trace(go.Scatter(x=[0, *ks], y=[100 * rec["clean"]["zero_shot_accuracy"]]
                                  + [100 * t["clean_accuracy"] for t in seed_rows["top_k"]], mode="lines+markers",
                                  name="clean accuracy", legendgroup="acc", showlegend=first,
