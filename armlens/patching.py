@@ -74,6 +74,15 @@ def mask_labels(mask: HeadMask) -> list[str]:
     return [head_label(int(layer), int(head)) for layer, head in mask.nonzero().tolist()]
 
 
+def single_head_masks(n_layers: int, n_heads: int) -> Bool[Tensor, "rows n_layers n_heads"]:
+    """``1 + n_layers * n_heads`` masks: row 0 holds no head, row ``1 + j`` only the head of flat index ``j``
+    (``layer * n_heads + head``), e.g. to score every head alone beside the unpatched judge in one branch pass."""
+    n = n_layers * n_heads
+    masks = torch.zeros((n + 1, n), dtype=torch.bool)
+    masks[torch.arange(1, n + 1), torch.arange(n)] = True
+    return masks.view(n + 1, n_layers, n_heads)
+
+
 def _check(model: Model, means: Means, mask: Tensor) -> None:
     cfg = model.cfg
     want = (cfg.n_layers, cfg.n_heads, cfg.d_head)

@@ -20,7 +20,15 @@ from armlens.activations import (
     make_estimator,
 )
 from armlens.data.records import PreferencePair
-from armlens.patching import capture_last_z, mask_labels, parse_heads, patch, patch_hooks, patched
+from armlens.patching import (
+    capture_last_z,
+    mask_labels,
+    parse_heads,
+    patch,
+    patch_hooks,
+    patched,
+    single_head_masks,
+)
 from armlens.prompts import AnswerIds, Example, JudgeTemplate, scalar_prompt
 from armlens.rm import ActivationRM, ARMConfig
 from armlens.scoring import score_from_logits, score_texts
@@ -164,6 +172,12 @@ def test_parse_heads():
         parse_heads("L5H0", 2, 4)
     with pytest.raises(ValueError, match="bad head label"):
         parse_heads("head3", 2, 4)
+
+
+def test_single_head_masks_hold_nothing_then_each_head_alone():
+    masks = single_head_masks(2, 3)
+    assert masks.shape == (7, 2, 3) and not masks[0].any()
+    assert [mask_labels(m) for m in masks[1:]] == [["L0H0"], ["L0H1"], ["L0H2"], ["L1H0"], ["L1H1"], ["L1H2"]]
 
 
 def test_bad_means_shape_is_refused(tiny):

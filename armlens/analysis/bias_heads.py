@@ -33,7 +33,7 @@ import torch
 
 from armlens.analysis.minimal import RowScores
 from armlens.data.bias import build_bias_suite
-from armlens.patching import mask_labels
+from armlens.patching import mask_labels, single_head_masks
 from armlens.prompts import examples_from_pairs, scalar_prompt
 from armlens.scoring import score_rows
 
@@ -185,9 +185,7 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
     means = ablation_means(run)
     shape = tuple(arm_mask.shape)
     n = shape[0] * shape[1]
-    singles = torch.zeros((n + 1, *shape), dtype=torch.bool)
-    for j in range(n):
-        singles[1 + j].view(-1)[j] = True
+    singles = single_head_masks(*shape)
     suite, texts, groups, clean_rows, kind_rows = _suite_texts(model, run, cfg.kinds)
     single = _scores(model, texts, groups, means, singles, run.ids, cfg.chunk)
     clean = RowScores(single[clean_rows])

@@ -36,7 +36,7 @@ from armlens.analysis.minimal import prune, score_sets
 from armlens.data.records import PreferencePair
 from armlens.errors import BadDataError
 from armlens.io import read_json, result_exists, write_json
-from armlens.patching import mask_labels
+from armlens.patching import mask_labels, single_head_masks
 from armlens.rm import POOLED
 from armlens.selection import random_mask
 
@@ -109,10 +109,7 @@ def study_criterion(model: Any, run: Any, fit: Any, idx: Sequence[int], cfg: Stu
     }
     texts = _texts(run, idx)
     if cfg.singles:
-        n = shape[0] * shape[1]
-        singles = torch.zeros((n + 1, *shape), dtype=torch.bool)
-        for j in range(n):
-            singles[1 + j].view(-1)[j] = True
+        singles = single_head_masks(*shape)
         rs = score_sets(model, texts, fit.means, singles, run.ids, chunk=cfg.chunk, pool=pool)
         out["singles"] = {"zero_shot_accuracy": float(rs.accuracy[0]),
                           "accuracy": rs.accuracy[1:].view(shape).tolist(),

@@ -305,6 +305,7 @@ assert float(acc[0]) == loo.full[0]  # the full set scored twice, in two branch 
 # %%
 from armlens.analysis.heads import segment_attention  # noqa: E402
 from armlens.data.bias import build_bias_suite  # noqa: E402
+from armlens.patching import single_head_masks  # noqa: E402
 from armlens.prompts import SEGMENTS  # noqa: E402
 
 hacked = build_bias_suite(split.fewshot, seed=0, kinds=["length"])["length"]
@@ -312,9 +313,7 @@ hacked_texts = [scalar_prompt(model, e, TEMPLATE) for e in examples_from_pairs(h
 ablation = extract_means(model, examples, ARMConfig(template=TEMPLATE, reading="mean_ablation"),
                          show_progress=False).means
 n_all = cfg.n_layers * cfg.n_heads
-singles = torch.zeros(n_all + 1, cfg.n_layers, cfg.n_heads, dtype=torch.bool)  # row 0: nothing ablated
-for j in range(n_all):
-    singles[1 + j].view(-1)[j] = True
+singles = single_head_masks(cfg.n_layers, cfg.n_heads)  # row 0: nothing ablated; row 1 + j: head j alone
 t0 = time.perf_counter()
 one = score_sets(model, hacked_texts, ablation, singles, ids)
 hack_rate = (one.margins < 0).double().mean(0)  # margins are chosen minus rejected
