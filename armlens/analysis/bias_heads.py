@@ -152,29 +152,40 @@ def _suite_texts(model: Any, run: Any, kinds: Sequence[str]
     return suite, texts, groups, clean_rows, kind_rows
 
 
-def random_floor(model: Any, run: Any, shape: tuple[int, int], settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Per kind and size ``k``: ``n_random`` random sets of ``k`` heads mean-ablated (seeded by seed, ``k`` and draw),
-    each pair's hacked flag averaged over the draws (for paired intervals against the top sets), the mean hack
-    rate and clean accuracy. One branch pass over the suite's prompts."""
+def _random_sets(seed: int, shape: tuple[int, int], ks: Sequence[int], n_random: int) -> list[torch.Tensor]:
+    """``n_random`` random masks of each size in ``ks`` (seeded by seed, ``k`` and draw), size by size."""
     from armlens.selection import random_mask
 
-    kinds, n_random = list(settings["kinds"]), int(settings.get("n_random", 3))
-    ks = [k for k in settings["ks"] if k <= shape[0] * shape[1]]
-    _, texts, groups, clean_rows, kind_rows = _suite_texts(model, run, kinds)
-    masks = [random_mask(*shape, k, seed=10_000 * run.seed + 100 * k + d) for k in ks for d in range(n_random)]
-    scores = _scores(model, texts, groups, ablation_means(run), torch.stack(masks), run.ids,
-                     int(settings.get("chunk", 64)))
+    return [random_mask(*shape, k, seed=10_000 * seed + 100 * k + d) for k in ks for d in range(n_random)]
+
+
+def _floor_records(scores: torch.Tensor, masks: Sequence[torch.Tensor], ks: Sequence[int], n_random: int,
+                   kind_rows: dict[str, list[int]], clean_rows: Sequence[int]) -> dict[str, list[dict[str, Any]]]:
+    """Per kind and ``k``, from ``[texts, sets]`` scores of :func:`_random_sets`: each pair's hacked flag averaged
+    over the draws (for paired intervals against the top sets), the mean hack rate and clean accuracy."""
+    correct = (scores[clean_rows][0::2] > scores[clean_rows][1::2]).double()
     out: dict[str, list[dict[str, Any]]] = {}
-    for kind in kinds:
-        rows = kind_rows[kind]
+    for kind, rows in kind_rows.items():
         hacked = (scores[rows][1::2] > scores[rows][0::2]).double()  # [pairs, sets]
-        correct = (scores[clean_rows][0::2] > scores[clean_rows][1::2]).double()
         out[kind] = [{"k": k, "hacked": hacked[:, i * n_random:(i + 1) * n_random].mean(1).tolist(),
                       "hack_rate": float(hacked[:, i * n_random:(i + 1) * n_random].mean()),
                       "clean_accuracy": float(correct[:, i * n_random:(i + 1) * n_random].mean()),
                       "heads": [mask_labels(m) for m in masks[i * n_random:(i + 1) * n_random]]}
                      for i, k in enumerate(ks)]
     return out
+
+
+def random_floor(model: Any, run: Any, shape: tuple[int, int], settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The random floor on its own (to add it to a study file written before it): per kind and size ``k``,
+    ``n_random`` random sets of ``k`` heads mean-ablated, in one branch pass over the suite's prompts
+    (:func:`_floor_records`). :func:`bias_head_study` scores the same sets in its own pass."""
+    kinds, n_random = list(settings["kinds"]), int(settings.get("n_random", 3))
+    ks = [k for k in settings["ks"] if k <= shape[0] * shape[1]]
+    _, texts, groups, clean_rows, kind_rows = _suite_texts(model, run, kinds)
+    masks = _random_sets(run.seed, shape, ks, n_random)
+    scores = _scores(model, texts, groups, ablation_means(run), torch.stack(masks), run.ids,
+                     int(settings.get("chunk", 64)))
+    return _floor_records(scores, masks, ks, n_random, kind_rows, clean_rows)
 
 
 def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudyConfig = BiasStudyConfig()
@@ -205,7 +216,9 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
                 if rows.any():
                     m = margins[rows].double().mean(0)
                     crossed[(kind, half)] = _top_sets(torch.argsort(m[1:] - m[0]), ks, shape)
-    both = _scores(model, texts, groups, means, torch.cat([*sets.values(), *crossed.values()]), run.ids, cfg.chunk)
+    randoms = _random_sets(run.seed, shape, ks, cfg.n_random)  # the floor, scored in the same pass
+    masks = torch.cat([*sets.values(), *crossed.values(), *([torch.stack(randoms)] if randoms else [])])
+    both = _scores(model, texts, groups, means, masks, run.ids, cfg.chunk)
     column = 0
     cols: dict[Any, slice] = {}
     for key in [*sets, *crossed]:
@@ -243,8 +256,9 @@ def bias_head_study(model: Any, run: Any, arm_mask: torch.Tensor, cfg: BiasStudy
                                                clean_rows, [clean_half[p.prompt_key()] for p in run.test])
             record["prompts"] = [p.prompt_key() for p in pairs]
         out["kinds"][kind] = record
-    if cfg.n_random:
-        for kind, floor in random_floor(model, run, shape, dataclasses.asdict(cfg)).items():
+    if randoms:
+        floors = _floor_records(both[:, column:], randoms, ks, cfg.n_random, kind_rows, clean_rows)
+        for kind, floor in floors.items():
             out["kinds"][kind]["random_k"] = floor
     if cfg.attention:
         from armlens.analysis.heads import segment_attention
