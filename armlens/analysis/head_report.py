@@ -143,7 +143,8 @@ def bias_held_apart_table(records: Sequence[dict[str, Any]], kind: str, *, n_boo
     """The zero-shot judge's hack rate, and the rate with the top-``k`` bias heads (ranked on the *other* half of
     the pairs) mean-ablated, per ``k``, pooled over seeds: crossed intervals (seeds and prompts), and the paired
     reduction; where the study has it, the floor of ``k`` random heads ablated and the top set's reduction beyond it
-    (``reduction beyond random``: random minus top hack rate, per pair). Records without a cross-fitted part (studies written before it) are left out."""
+    (``reduction beyond random``: random minus top hack rate, per pair). Records without a cross-fitted part
+    (studies written before it) are left out."""
     recs = [r for r in records if "held_apart" in r["kinds"].get(kind, {})]
     if not recs:
         return pd.DataFrame()
@@ -216,13 +217,14 @@ def bias_attention_table(records: Sequence[dict[str, Any]], k: int = 20) -> pd.D
     rows = []
     kinds = sorted({kind for r in recs for kind in r["kinds"]})
 
-    def mean_over(r: dict[str, Any], prompts: str, heads: Sequence[str]) -> np.ndarray | None:
+    def mean_over(r: dict[str, Any], prompts: str, heads: Sequence[str] | None) -> np.ndarray | None:
+        """Mean share by segment over ``heads`` (None: every head) on the record's ``prompts``."""
         share = r["attention"]["share"].get(prompts)
-        if share is None or not heads:
+        if share is None or (heads is not None and not heads):
             return None
         a = np.asarray(share)  # [layers, heads, segments]
-        idx = [(int(h[1:].split("H")[0]), int(h.split("H")[1])) for h in heads]
-        return np.mean([a[li, hi] for li, hi in idx], axis=0)
+        mask = np.ones(a.shape[:2], dtype=bool) if heads is None else _masks(heads, a.shape[:2]).numpy()
+        return a[mask].mean(0)
 
     for kind in kinds:
         for heads_name in (f"{kind} bias heads (top {k})", "ARM heads", "all heads"):
@@ -232,8 +234,7 @@ def bias_attention_table(records: Sequence[dict[str, Any]], k: int = 20) -> pd.D
                     if heads_name == "ARM heads":
                         heads = r["arm_heads"]
                     elif heads_name == "all heads":
-                        heads = [f"L{li}H{hi}" for li in range(len(r["attention"]["share"]["clean"]))
-                                 for hi in range(len(r["attention"]["share"]["clean"][0]))]
+                        heads = None
                     else:
                         top = next((t for t in r["kinds"][kind]["top_k"] if int(t["k"]) == k), None)
                         heads = top["heads"] if top else []
