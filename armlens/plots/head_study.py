@@ -28,6 +28,7 @@ def plot_minimal_sets(records: Sequence[dict[str, Any]], shape: tuple[int, int],
                             colorbar={"title": "share"}))
     fig.add_trace(mask_markers(full_all, name="in every seed's full set"))
     head_axes(fig, *shape)
+    fig.update_layout(legend={"orientation": "h", "y": -0.08, "x": 0})  # below the grid, clear of the colour bar
     sizes = [r["minimal"]["n_heads"] for r in records]
     fulls = [r["minimal"]["n_full"] for r in records]
     return style(fig, f"Minimal head sets{' on ' + data if data else ''}",
