@@ -631,6 +631,13 @@ def test_frontier_table_and_figure(tiny_results):
     cell = cells[(cells.axis == "sparsity")]
     assert pen["n_heads"] == pytest.approx(cell["n_heads"].mean())
     assert "| toy | random | 2 | 2.0 |" in frontier_markdown(table)
+    # every point is paired with the full sampled set of the same seeds: the difference of the cells' accuracies
+    ref = table[table.series == "reinforce"].iloc[0]
+    assert ref["vs_arm"] == 0 and ref["vs_arm_low"] == 0 and ref["vs_arm_high"] == 0
+    arm = cells[(cells.axis == "selection") & (cells.setting == "reinforce")].set_index("seed")["accuracy"]
+    rnd = cells[(cells.axis == "heads") & (cells.series == "random") & (cells.setting == "2")].set_index("seed")
+    assert k2["vs_arm"] == pytest.approx((rnd["accuracy"] - arm).mean())
+    assert k2["vs_arm_low"] <= k2["vs_arm"] + 1e-12 <= k2["vs_arm_high"] + 2e-12
     fig = plot_frontier(table)
     names = {t.name for t in fig.data}
     assert {"random k heads", "top-k by P(select)", "REINFORCE + sparsity penalty"} <= names

@@ -7,6 +7,9 @@ the policy's own, averaged over seeds and criteria), soft head weights (``soft``
 L1 strength, drawn twice, against the L1 budget spent, ``sum(w)``, as ``soft``, and against the heads with ``w > 0.5``,
 as ``soft_half``), the full sampled set (``selection`` / reinforce) and the zero-shot judge (no heads). Each point's interval is crossed over seeds and the distinct scored prompts
 (:func:`armlens.stats.crossed_distribution`); the pooled rows average the datasets' distributions draw by draw.
+Each point also carries its paired difference from the full sampled set (``reinforce``) of the same seeds, scored on
+the same pairs (``vs_arm``, crossed the same way): the question the frontier asks is how few heads keep the ARM's
+accuracy, and unpaired intervals that overlap cannot answer it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from armlens.io import read_json, result_exists
 from armlens.stats import counted, crossed_distribution, interval_of
 
 POOLED = "all"
-FRONTIER_COLUMNS = ["data", "series", "setting", "n_heads", "accuracy", "low", "high", "n_pairs", "n_seeds"]
+FRONTIER_COLUMNS = ["data", "series", "setting", "n_heads", "accuracy", "low", "high", "vs_arm", "vs_arm_low",
+                    "vs_arm_high", "n_pairs", "n_seeds"]
+REFERENCE = ("reinforce", "reinforce")
+"""The (series, setting) every point is compared with, paired: the full sampled set."""
 
 
 SOFT_COUNTS = {"soft": "weight_sum", "soft_half": "heads_over_half"}
@@ -55,6 +61,7 @@ def _points(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
         for series, n_heads in _series(rec):
             groups.setdefault((series, str(rec["setting"])), {})[int(rec["seed"])] = {**rec, "n_heads": n_heads}
     rows = []
+    ref = groups.get(REFERENCE, {})
     for (series, setting), by_seed in groups.items():
         seeds = sorted(by_seed)
         acc = [np.asarray(by_seed[s]["correct"], dtype=float) for s in seeds]
@@ -66,17 +73,26 @@ def _points(folder: Path, n_boot: int, seed: int) -> list[dict[str, Any]]:
                 prompts[s] = split.get("test_used_prompts")
             p = prompts[s]
             labels.append(p if p is not None and len(p) == a.size else [f"seed{s}/{i}" for i in range(a.size)])
+        base = [np.asarray(ref[s]["correct"], dtype=float) if s in ref else None for s in seeds]
+        paired = all(b is not None and b.size == a.size and ref[s].get("test_sha256") == by_seed[s].get("test_sha256")
+                     for s, a, b in zip(seeds, acc, base, strict=True))
+        diff = [a - b for a, b in zip(acc, base, strict=True)] if paired else None
         rows.append({"data": data, "series": series, "setting": setting,
                      "n_heads": float(np.mean([by_seed[s]["n_heads"] for s in seeds])),
                      "estimate": float(np.mean([a.mean() for a in acc])),
                      "dist": crossed_distribution(acc, labels, n_boot, seed),
+                     "diff": float(np.mean([d.mean() for d in diff])) if diff else None,
+                     "diff_dist": crossed_distribution(diff, labels, n_boot, seed) if diff else None,
                      "n_pairs": int(sum(a.size for a in acc)), "n_seeds": len(seeds)})
     return rows
 
 
 def _finish(row: dict[str, Any]) -> dict[str, Any]:
     ci = interval_of(row.pop("dist"), row["estimate"])
-    return {**row, "accuracy": row.pop("estimate"), "low": ci.low, "high": ci.high}
+    diff, dist = row.pop("diff"), row.pop("diff_dist")
+    d = interval_of(dist, diff) if dist is not None else None
+    return {**row, "accuracy": row.pop("estimate"), "low": ci.low, "high": ci.high,
+            "vs_arm": diff, "vs_arm_low": d.low if d else None, "vs_arm_high": d.high if d else None}
 
 
 def frontier_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -97,6 +113,9 @@ def frontier_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: i
                        "n_heads": float(np.mean([r["n_heads"] for r in group])),
                        "estimate": float(np.mean([r["estimate"] for r in group])),
                        "dist": np.mean([r["dist"] for r in group], axis=0),
+                       **({"diff": float(np.mean([r["diff"] for r in group])),
+                           "diff_dist": np.mean([r["diff_dist"] for r in group], axis=0)}
+                          if all(r["diff_dist"] is not None for r in group) else {"diff": None, "diff_dist": None}),
                        "n_pairs": sum(r["n_pairs"] for r in group), "n_seeds": min(r["n_seeds"] for r in group)})
     df = pd.DataFrame([_finish(r) for r in per + pooled])[FRONTIER_COLUMNS]
     return df.sort_values(["data", "series", "n_heads"], kind="stable").reset_index(drop=True)
@@ -104,9 +123,13 @@ def frontier_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: i
 
 def frontier_markdown(table: pd.DataFrame) -> str:
     """The frontier as a markdown table (accuracy in %, 95% crossed intervals)."""
-    lines = ["| data | series | setting | heads | accuracy % (95% CI) | n |", "|---|---|---|---|---|---|"]
+    lines = ["| data | series | setting | heads | accuracy % (95% CI) | minus the full ARM, paired | n |",
+             "|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
+        vs = r.get("vs_arm")
+        paired = ("" if vs is None or pd.isna(vs) else
+                  f"{100 * vs:+.1f} ({100 * r['vs_arm_low']:+.1f} to {100 * r['vs_arm_high']:+.1f})")
         lines.append(f"| {r['data']} | {r['series']} | {r['setting']} | {r['n_heads']:.1f} | "
-                     f"{100 * r['accuracy']:.1f} ({100 * r['low']:.1f} to {100 * r['high']:.1f}) | "
+                     f"{100 * r['accuracy']:.1f} ({100 * r['low']:.1f} to {100 * r['high']:.1f}) | {paired} | "
                      f"{r['n_pairs']} pairs, {counted(int(r['n_seeds']), 'seed')} |")
     return "\n".join(lines)
