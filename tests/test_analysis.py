@@ -613,7 +613,7 @@ def test_sparsity_axis_refits_with_a_penalty_per_head():
         G.AblationConfig(sparsities=[-1.0])
 
 
-def test_frontier_table_and_figure(tiny_results):
+def test_frontier_table_and_figure(tiny_results, tiny):
     from armlens.analysis.frontier import frontier_markdown, frontier_table
     from armlens.plots.frontier import plot_frontier
 
@@ -641,3 +641,16 @@ def test_frontier_table_and_figure(tiny_results):
     fig = plot_frontier(table)
     names = {t.name for t in fig.data}
     assert {"random k heads", "top-k by P(select)", "REINFORCE + sparsity penalty"} <= names
+    # agreement of the frontier's head sets across seeds, against random sets of their sizes
+    from armlens.analysis.frontier import frontier_stability, stability_markdown
+    from armlens.analysis.heads import expected_random_jaccard
+
+    stable = frontier_stability([out])
+    assert set(stable["series"]) == {"reinforce", "penalised", "topk_prob", "topk_attribution"}
+    row = stable[(stable.series == "reinforce")].iloc[0]
+    a, b = (set(h) for h in cells[(cells.axis == "selection") & (cells.setting == "reinforce")]
+            .sort_values("seed")["heads"])
+    assert row["n_seeds"] == 2 and row["jaccard"] == pytest.approx(len(a & b) / len(a | b))
+    n_total = tiny.cfg.n_layers * tiny.cfg.n_heads  # from run.json's model shape
+    assert row["jaccard_random"] == pytest.approx(expected_random_jaccard(len(a), len(b), n_total))
+    assert "| toy | reinforce | reinforce |" in stability_markdown(stable)

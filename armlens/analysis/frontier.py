@@ -121,6 +121,53 @@ def frontier_table(folders: Sequence[str | Path], *, n_boot: int = 2000, seed: i
     return df.sort_values(["data", "series", "n_heads"], kind="stable").reset_index(drop=True)
 
 
+STABILITY_COLUMNS = ["data", "series", "setting", "n_heads", "jaccard", "jaccard_random", "n_seeds"]
+STABLE_SERIES = ("reinforce", "penalised", "topk_prob", "topk_attribution")
+"""The frontier's binary head sets whose agreement across seeds says something (random sets agree by chance by
+construction; soft weights touch most heads a little, so their cells' head lists are not the sets that matter)."""
+
+
+def frontier_stability(folders: Sequence[str | Path]) -> pd.DataFrame:
+    """Per dataset and frontier set: the mean Jaccard index of the head sets of every two seeds, beside that of two
+    uniform random sets of those sizes (:func:`armlens.analysis.heads.expected_random_jaccard`). A point that keeps the
+    ARM's accuracy with heads that change from seed to seed as random sets would is a head count, not a head set.
+    Where a dataset has several criteria, a cell's head set is the union of its criteria's."""
+    from armlens.analysis.heads import expected_random_jaccard
+
+    rows = []
+    for folder in map(Path, folders):
+        run = read_json(folder / "run.json")
+        model = run.get("model", {})
+        n_total = int(model.get("n_layers", 30)) * int(model.get("n_heads", 9))
+        groups: dict[tuple[str, str], list[set[str]]] = {}
+        for rec in load_cells(folder).to_dict("records"):
+            for series, _ in _series(rec):
+                if series in STABLE_SERIES:
+                    groups.setdefault((series, str(rec["setting"])), []).append(set(map(str, rec["heads"])))
+        for (series, setting), sets in groups.items():
+            duos = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1:]]
+            if not duos:
+                continue
+            rows.append({"data": run["config"]["data"], "series": series, "setting": setting,
+                         "n_heads": float(np.mean([len(h) for h in sets])),
+                         "jaccard": float(np.mean([len(a & b) / max(len(a | b), 1) for a, b in duos])),
+                         "jaccard_random": float(np.mean([expected_random_jaccard(len(a), len(b), n_total)
+                                                          for a, b in duos])),
+                         "n_seeds": len(sets)})
+    df = pd.DataFrame(rows, columns=STABILITY_COLUMNS)
+    return df.sort_values(["data", "series", "n_heads"], kind="stable").reset_index(drop=True)
+
+
+def stability_markdown(table: pd.DataFrame) -> str:
+    """:func:`frontier_stability` as a markdown table."""
+    lines = ["| data | series | setting | heads | Jaccard across seeds | random sets of those sizes | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table.to_dict("records"):
+        lines.append(f"| {r['data']} | {r['series']} | {r['setting']} | {r['n_heads']:.1f} | {r['jaccard']:.2f} | "
+                     f"{r['jaccard_random']:.2f} | {r['n_seeds']} |")
+    return "\n".join(lines)
+
+
 def frontier_markdown(table: pd.DataFrame) -> str:
     """The frontier as a markdown table (accuracy in %, 95% crossed intervals)."""
     lines = ["| data | series | setting | heads | accuracy % (95% CI) | minus the full ARM, paired | n |",

@@ -12,7 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from armlens.analysis.frontier import frontier_markdown, frontier_table
+from armlens.analysis.frontier import (
+    frontier_markdown,
+    frontier_stability,
+    frontier_table,
+    stability_markdown,
+)
 from armlens.analysis.head_report import (
     accuracy_table,
     bias_attention_table,
@@ -87,6 +92,9 @@ def head_outputs(folders: Sequence[Path], out: Path) -> dict[str, Any]:
         atomic_write_with(out / "frontier.csv", lambda tmp: table.to_csv(tmp, index=False))
         figs["frontier"] = plot_frontier(table, pairs=pairs)
         sections.append("## The accuracy-sparsity frontier\n\n" + frontier_markdown(table))
+        stable = frontier_stability(with_heads)
+        atomic_write_with(out / "frontier_stability.csv", lambda tmp: stable.to_csv(tmp, index=False))
+        sections.append("### Do the frontier's head sets agree across seeds?\n\n" + stability_markdown(stable))
     counts = pd.concat([head_counts(f) for f in folders], ignore_index=True)
     shapes = {}
     for f in folders:
