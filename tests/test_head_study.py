@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from test_analysis import tiny_config, toy_pairs
@@ -195,3 +197,20 @@ def test_head_outputs_write_what_the_studies_hold(tiny, folder, tmp_path):
     (rec,) = load_studies(out)
     acc = rec["report_half"]["accuracy"]["full"]
     assert f"| full | {100 * acc:.1f} (" in text  # one seed: the table's estimate is that seed's accuracy
+
+
+def test_bias_overlap_table_counts_the_arm_and_the_seeds_agreement():
+    from armlens.analysis.head_report import bias_overlap_table
+    from armlens.analysis.heads import expected_random_jaccard
+
+    def rec(top, arm):
+        return {"kinds": {"length": {"top_k": [{"k": 2, "heads": top}]}}, "arm_heads": arm, "n_heads_model": 10}
+
+    records = [rec(["L0H0", "L0H1"], ["L0H0", "L1H1"]), rec(["L0H0", "L0H2"], ["L0H2"]),
+               rec(["L0H3", "L0H4"], [])]
+    row = bias_overlap_table(records, k=2).iloc[0]
+    assert row["n_seeds"] == 3 and row["in_arm"] == 2 and row["chance"] == pytest.approx(2 * (2 + 1 + 0) / 10)
+    # Jaccard of the three pairs of seeds' lists: 1/3, 0, 0
+    assert row["seed_jaccard"] == pytest.approx(1 / 9)
+    assert row["seed_jaccard_random"] == pytest.approx(expected_random_jaccard(2, 2, 10))
+    assert math.isnan(bias_overlap_table(records[:1], k=2).iloc[0]["seed_jaccard"])

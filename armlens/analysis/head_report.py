@@ -183,12 +183,15 @@ def bias_held_apart_table(records: Sequence[dict[str, Any]], kind: str, *, n_boo
 
 def bias_overlap_table(records: Sequence[dict[str, Any]], k: int = 20) -> pd.DataFrame:
     """Per kind, summed over seeds: how many of the top-``k`` in-sample bias heads the seed's ARM patches, against
-    the chance count ``k * |ARM| / n`` (and the share of them in the ARM against the ARM's share of all heads)."""
+    the chance count ``k * |ARM| / n`` (and the share of them in the ARM against the ARM's share of all heads); and
+    whether the seeds (other few-shot draws, other means, other pairs' halves) rank the same heads: the mean Jaccard
+    index of every two seeds' top-``k`` lists (``seed_jaccard``, NaN with one seed) beside two random sets'."""
     rows = []
     kinds = sorted({kind for r in records for kind in r["kinds"]})
     for kind in kinds:
         in_arm = chance = 0.0
         n_seeds = 0
+        tops: list[set[str]] = []
         for r in records:
             rec = r["kinds"].get(kind)
             if rec is None:
@@ -200,9 +203,13 @@ def bias_overlap_table(records: Sequence[dict[str, Any]], k: int = 20) -> pd.Dat
             in_arm += len(set(top["heads"]) & arm)
             chance += k * len(arm) / r["n_heads_model"]
             n_seeds += 1
+            tops.append(set(top["heads"]))
         if n_seeds:
+            duos = [(a, b) for i, a in enumerate(tops) for b in tops[i + 1:]]
+            seed_j = float(np.mean([len(a & b) / len(a | b) for a, b in duos])) if duos else float("nan")
             rows.append({"kind": kind, "k": k, "n_seeds": n_seeds, "in_arm": int(in_arm), "chance": chance,
-                         "ratio": in_arm / chance if chance else float("nan")})
+                         "ratio": in_arm / chance if chance else float("nan"), "seed_jaccard": seed_j,
+                         "seed_jaccard_random": expected_random_jaccard(k, k, int(records[0]["n_heads_model"]))})
     return pd.DataFrame(rows)
 
 
