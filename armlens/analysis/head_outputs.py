@@ -149,8 +149,8 @@ def head_outputs(folders: Sequence[Path], out: Path) -> dict[str, Any]:
                                     + frame_markdown(held, 3))
             overlap = bias_overlap_table(bias)
             if not overlap.empty:
-                sections.append(f"### {data}: the top-20 bias heads in the ARM (summed over seeds)\n\n"
-                                + frame_markdown(overlap, 1))
+                sections.append(f"### {data}: the top-20 bias heads in the ARM (summed over seeds), and across seeds\n\n"
+                                + frame_markdown(overlap, 2))
             attention = bias_attention_table(bias)
             if not attention.empty:
                 atomic_write_with(out / f"{data}_bias_attention.csv",
