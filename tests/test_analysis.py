@@ -640,6 +640,12 @@ def test_frontier_table_and_figure(tiny_results, tiny):
     assert k2["vs_arm_low"] <= k2["vs_arm"] + 1e-12 <= k2["vs_arm_high"] + 2e-12
     fig = plot_frontier(table)
     names = {t.name for t in fig.data}
+    # a series missing from the first panel still gets its one legend entry
+    import pandas as pd
+
+    two = pd.concat([table.assign(data="a")[lambda d: d.series != "penalised"], table.assign(data="b")])
+    legend = [t.name for t in plot_frontier(two).data if t.showlegend is not False]
+    assert legend.count("REINFORCE + sparsity penalty") == 1 and legend.count("random k heads") == 1
     assert {"random k heads", "top-k by P(select)", "REINFORCE + sparsity penalty"} <= names
     # agreement of the frontier's head sets across seeds, against random sets of their sizes
     from armlens.analysis.frontier import frontier_stability, stability_markdown

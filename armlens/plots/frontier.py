@@ -24,6 +24,7 @@ def plot_frontier(table: pd.DataFrame, *, title: str = "How many heads keep the 
     panels = [d for d in dict.fromkeys(table["data"]) if d != "all"] + (["all"] if "all" in set(table["data"]) else [])
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.03,
                         subplot_titles=["pooled" if d == "all" else d for d in panels])
+    shown: set[str] = set()  # each series in the legend once, from the first panel that has it (HHH may lack some)
     for col, data in enumerate(panels, start=1):
         part = table[table["data"] == data]
         for i, (series, name) in enumerate(SERIES.items()):
@@ -33,12 +34,13 @@ def plot_frontier(table: pd.DataFrame, *, title: str = "How many heads keep the 
                 continue
             fig.add_trace(go.Scatter(
                 x=rows["n_heads"], y=100 * rows["accuracy"], mode="lines+markers", name=name, legendgroup=series,
-                showlegend=col == 1, line={"color": colour, "dash": DASH.get(series, "solid")},
+                showlegend=series not in shown, line={"color": colour, "dash": DASH.get(series, "solid")},
                 error_y={"type": "data", "symmetric": False, "array": 100 * (rows["high"] - rows["accuracy"]),
                          "arrayminus": 100 * (rows["accuracy"] - rows["low"]), "thickness": 1},
                 customdata=rows[["setting", "n_pairs"]].values,
                 hovertemplate=f"{name}<br>%{{customdata[0]}}: %{{x:.1f}} heads, %{{y:.1f}}%"
                               "<br>n = %{customdata[1]} pairs<extra></extra>"), row=1, col=col)
+            shown.add(series)
         full = part[part["series"] == "reinforce"]
         if not full.empty:
             r = full.iloc[0]
