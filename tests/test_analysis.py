@@ -21,6 +21,7 @@ from armlens.analysis.heads import (
     head_frame,
     jaccard,
     jaccard_matrix,
+    mean_pairwise_jaccard,
     pairwise_jaccard,
     rank_agreement,
     selection_frequency,
@@ -71,6 +72,8 @@ def test_jaccard_known_values():
     assert pj.shape == (3, 3)
     assert torch.allclose(pj.diagonal(), torch.ones(3))
     assert pj[0, 1] == pytest.approx(0.4) and pj[0, 2] == pytest.approx(1.0) and pj[1, 0] == pj[0, 1]
+    assert mean_pairwise_jaccard(torch.stack([a, b, a])) == pytest.approx((0.4 + 1.0 + 0.4) / 3)  # off-diagonal
+    assert math.isnan(mean_pairwise_jaccard(a[None]))
 
 
 def test_jaccard_matrix_compares_different_seeds_only():

@@ -132,28 +132,31 @@ def frontier_stability(folders: Sequence[str | Path]) -> pd.DataFrame:
     uniform random sets of those sizes (:func:`armlens.analysis.heads.expected_random_jaccard`). A point that keeps the
     ARM's accuracy with heads that change from seed to seed as random sets would is a head count, not a head set.
     Where a dataset has several criteria, a cell's head set is the union of its criteria's."""
-    from armlens.analysis.heads import expected_random_jaccard
+    import torch
+
+    from armlens.analysis.heads import expected_random_jaccard, mean_pairwise_jaccard
+    from armlens.patching import parse_heads
 
     rows = []
     for folder in map(Path, folders):
         run = read_json(folder / "run.json")
         model = run.get("model", {})
-        n_total = int(model.get("n_layers", 30)) * int(model.get("n_heads", 9))
-        groups: dict[tuple[str, str], list[set[str]]] = {}
+        shape = (int(model.get("n_layers", 30)), int(model.get("n_heads", 9)))
+        groups: dict[tuple[str, str], list[torch.Tensor]] = {}
         for rec in load_cells(folder).to_dict("records"):
             for series, _ in _series(rec):
                 if series in STABLE_SERIES:
-                    groups.setdefault((series, str(rec["setting"])), []).append(set(map(str, rec["heads"])))
-        for (series, setting), sets in groups.items():
-            duos = [(a, b) for i, a in enumerate(sets) for b in sets[i + 1:]]
-            if not duos:
+                    mask = parse_heads(list(map(str, rec["heads"])), *shape)  # none: the empty mask
+                    groups.setdefault((series, str(rec["setting"])), []).append(mask)
+        for (series, setting), masks in groups.items():
+            if len(masks) < 2:
                 continue
+            sizes = [int(m.sum()) for m in masks]
             rows.append({"data": run["config"]["data"], "series": series, "setting": setting,
-                         "n_heads": float(np.mean([len(h) for h in sets])),
-                         "jaccard": float(np.mean([len(a & b) / max(len(a | b), 1) for a, b in duos])),
-                         "jaccard_random": float(np.mean([expected_random_jaccard(len(a), len(b), n_total)
-                                                          for a, b in duos])),
-                         "n_seeds": len(sets)})
+                         "n_heads": float(np.mean(sizes)), "jaccard": mean_pairwise_jaccard(torch.stack(masks)),
+                         "jaccard_random": float(np.mean([expected_random_jaccard(a, b, shape[0] * shape[1])
+                                                          for i, a in enumerate(sizes) for b in sizes[i + 1:]])),
+                         "n_seeds": len(masks)})
     df = pd.DataFrame(rows, columns=STABILITY_COLUMNS)
     return df.sort_values(["data", "series", "n_heads"], kind="stable").reset_index(drop=True)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from armlens.analysis.heads import expected_random_jaccard, jaccard
+from armlens.analysis.heads import expected_random_jaccard, mean_pairwise_jaccard
 from armlens.patching import parse_heads
 from armlens.stats import crossed_interval
 
@@ -90,7 +90,7 @@ def stability_table(records: Sequence[dict[str, Any]], shape: tuple[int, int], *
             duos = list(itertools.combinations(range(len(masks)), 2))
             if not duos:
                 continue
-            row[f"{kind}_jaccard"] = float(np.mean([jaccard(masks[i], masks[j]) for i, j in duos]))
+            row[f"{kind}_jaccard"] = mean_pairwise_jaccard(torch.stack(masks))
             row[f"{kind}_jaccard_random"] = float(np.mean([expected_random_jaccard(sizes[i], sizes[j], n)
                                                            for i, j in duos]))
             row[f"{kind}_layer_jaccard"] = float(np.mean([_layer_jaccard(masks[i], masks[j]) for i, j in duos]))
@@ -205,8 +205,9 @@ def bias_overlap_table(records: Sequence[dict[str, Any]], k: int = 20) -> pd.Dat
             n_seeds += 1
             tops.append(set(top["heads"]))
         if n_seeds:
-            duos = [(a, b) for i, a in enumerate(tops) for b in tops[i + 1:]]
-            seed_j = float(np.mean([len(a & b) / len(a | b) for a, b in duos])) if duos else float("nan")
+            # the records keep no model shape and Jaccard needs none: the listed heads as a one-layer mask
+            universe = sorted(set().union(*tops))
+            seed_j = mean_pairwise_jaccard(torch.tensor([[[h in t for h in universe]] for t in tops]))
             rows.append({"kind": kind, "k": k, "n_seeds": n_seeds, "in_arm": int(in_arm), "chance": chance,
                          "ratio": in_arm / chance if chance else float("nan"), "seed_jaccard": seed_j,
                          "seed_jaccard_random": expected_random_jaccard(k, k, int(records[0]["n_heads_model"]))})

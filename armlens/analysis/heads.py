@@ -101,6 +101,14 @@ def pairwise_jaccard(masks: Masks) -> Float[Tensor, "k k"]:
     return out
 
 
+def mean_pairwise_jaccard(masks: Masks) -> float:
+    """Mean Jaccard index over every two runs' head sets (the off-diagonal of :func:`pairwise_jaccard`); NaN with
+    fewer than two runs."""
+    if masks.shape[0] < 2:
+        return float("nan")
+    return float(pairwise_jaccard(masks)[~torch.eye(masks.shape[0], dtype=torch.bool)].mean())
+
+
 def jaccard_matrix(sets: Mapping[str, Sequence[HeadMask]], *, skip_same_run: bool = True) -> pd.DataFrame:
     """Mean Jaccard index between the head sets of named conditions (e.g. HHH criteria), over pairs of runs.
 

@@ -16,7 +16,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from armlens.analysis.grid import AXES, HEAD_SERIES, SETTING_ORDER
-from armlens.analysis.heads import AttentionRow, expected_random_jaccard, pairwise_jaccard
+from armlens.analysis.heads import AttentionRow, expected_random_jaccard, mean_pairwise_jaccard
 from armlens.errors import NotFoundError
 from armlens.io import read_json, result_exists, result_files
 from armlens.patching import head_label, mask_labels
@@ -235,11 +235,9 @@ def convergence_summary(table: pd.DataFrame) -> pd.DataFrame:
     for (data, run, crit), g in table.groupby(["data", "run", "criterion"], sort=False):
         masks = torch.stack(list(g["mask"]))
         k = float(masks.float().sum((1, 2)).mean())
-        pj = pairwise_jaccard(masks)
-        off = pj[~torch.eye(len(masks), dtype=torch.bool)]
         row = {"data": data, "run": run, "criterion": crit, "n_seeds": int(g["seed"].nunique())}
         row |= {c: float(g[c].mean()) for c in cols[4:13]}
-        row |= {"jaccard": float(off.mean()) if len(masks) > 1 else float("nan"),
+        row |= {"jaccard": mean_pairwise_jaccard(masks),
                 "jaccard_random": expected_random_jaccard(k, k, masks[0].numel())}
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)

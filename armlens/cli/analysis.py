@@ -161,7 +161,7 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
     from armlens.analysis.heads import (
         expected_random_jaccard,
         jaccard_matrix,
-        pairwise_jaccard,
+        mean_pairwise_jaccard,
         rank_agreement,
         selection_frequency,
         trajectory_steps,
@@ -212,12 +212,10 @@ def build_figures(results: Any, seed: int | None = None) -> tuple[dict[str, Any]
                        f"{data_name}; the lr axis's run at learning rate {lr:g}, {rcfg.get('steps', '?')} steps x "
                        f"{rcfg.get('k_masks', '?')} masks")
         stack = torch.stack([masks[s] for s in seeds])
-        pj = pairwise_jaccard(stack)
-        off = pj[~torch.eye(len(seeds), dtype=torch.bool)]
         n_total = stack.shape[1] * stack.shape[2]
         mean_k = float(stack.float().sum((1, 2)).mean())
         sub = (f"{data_name}; mean head-set size {mean_k:.1f} of {n_total}"
-               + (f"; mean Jaccard between seeds {float(off.mean()):.2f} (random sets of that size: "
+               + (f"; mean Jaccard between seeds {mean_pairwise_jaccard(stack):.2f} (random sets of that size: "
                   f"{expected_random_jaccard(mean_k, mean_k, n_total):.2f})" if len(seeds) > 1 else ""))
         figs["heads_stability"] = plots.plot_stability(selection_frequency(stack), len(seeds), subtitle=sub)
         effects = {s: a.effects for s, a in results.seeds.items() if a.effects is not None and s in probs}
