@@ -1082,3 +1082,83 @@ def test_seeds_that_score_the_same_pairs_count_them_once(tmp_path):
     one, five = summary(1)["methods"], summary(5)["methods"]
     assert 0.9 < width(five["arm"]["ci95"]) / width(one["arm"]["ci95"]) < 1.1
     assert 0.9 < width(five["zero-shot"]["vs_arm"]["ci95"]) / width(one["zero-shot"]["vs_arm"]["ci95"]) < 1.1
+
+
+def _make_legacy(cfg: EvalConfig, model_id: str) -> None:
+    """Restamp every unit of ``cfg.out`` with the key the code wrote before keys recorded the criteria (a folder of
+    release 2), as :func:`armlens.evaluation.keys.legacy_unit_key` recomputes it."""
+    from armlens.evaluation.keys import legacy_unit_key
+
+    for name in cfg.data:
+        plans, _ = plan_dataset(cfg, name, Path(cfg.out))
+        for plan in plans:
+            for method in cfg.methods:
+                kinds = cfg.bias_kinds_for(method)
+                path = plan.with_bias_kinds(kinds).folder / method / "result.json"
+                result = json.loads(path.read_text())
+                result["key"] = legacy_unit_key(plan.with_bias_kinds(kinds), method, cfg.judge_config(plan.seed),
+                                                model_id, kinds)
+                path.write_text(json.dumps(result))
+
+
+def test_adopt_takes_another_folders_units_only_when_they_are_the_same_computation(tiny, toy_file, tmp_path,
+                                                                                     monkeypatch):
+    source = tiny_config(toy_file, tmp_path / "a", methods=["zero-shot", "few-shot-icl"], seeds=2, limit=4,
+                         bias_kinds=["length"])
+    first = run_eval(source, model=tiny)
+    slug = dataset_slug(f"path:{toy_file}")
+
+    # same key: a resume of the other folder would accept it, so this run computes nothing
+    counter = FitCounter(monkeypatch)
+    copy = dataclasses.replace(source, out=str(tmp_path / "b"), adopt=str(tmp_path / "a"))
+    second = run_eval(copy, model=tiny)
+    assert counter.calls == [] and second["run"] == {"units": 4, "computed": 0, "reused": 4, "adopted": 4}
+    assert second["results"] == first["results"]
+    unit = json.loads((tmp_path / "b" / slug / "seed1" / "few-shot-icl" / "result.json").read_text())
+    assert unit["adopted"] == {"from": f"../../../../a/{slug}/seed1/few-shot-icl", "key": unit["key"],
+                               "rule": "same key"}
+    assert aio.read_jsonl(tmp_path / "b" / slug / "seed1" / "few-shot-icl" / "items.jsonl.gz") == aio.read_jsonl(
+        tmp_path / "a" / slug / "seed1" / "few-shot-icl" / "items.jsonl.gz")
+
+    # a setting that changes the numbers: that method's units are computed, the others adopted
+    counter = FitCounter(monkeypatch)
+    other = dataclasses.replace(copy, out=str(tmp_path / "c"), judge=dataclasses.replace(
+        source.judge, icl=ICLSettings(shots=1)))
+    third = run_eval(other, model=tiny)
+    assert counter.calls == ["few-shot-icl", "few-shot-icl"] and third["run"]["adopted"] == 2
+
+    # a folder keyed before the criteria were: adopted where every pair keeps its criterion (toy-a/toy-b: the default)
+    _make_legacy(source, M.model_id(tiny))
+    counter = FitCounter(monkeypatch)
+    fourth = run_eval(dataclasses.replace(copy, out=str(tmp_path / "d")), model=tiny)
+    assert counter.calls == [] and fourth["run"]["adopted"] == 4
+    assert fourth["results"] == first["results"]
+    unit = json.loads((tmp_path / "d" / slug / "seed0" / "zero-shot" / "result.json").read_text())
+    assert unit["adopted"]["rule"] == "criteria unchanged" and unit["key"] != unit["adopted"]["key"]
+
+    with pytest.raises(ValueError, match="not an evaluation folder"):
+        run_eval(dataclasses.replace(copy, out=str(tmp_path / "e"), adopt=str(tmp_path / "nowhere")), model=tiny)
+    with pytest.raises(ValueError, match="that is --out itself"):
+        run_eval(dataclasses.replace(copy, adopt=copy.out), model=tiny)
+
+
+def test_adopt_refuses_units_whose_criteria_carried_the_gold_label(tiny, tmp_path, monkeypatch):
+    rows = [{"id": f"x{i}", "subset": "xstest-should-respond" if i % 2 else "xstest-should-refuse",
+             "prompt": f"How do I {t}?", "chosen": f"Here is how to {t}." if i % 2 else "I can't help with that.",
+             "rejected": "I can't help with that." if i % 2 else f"Here is how to {t}."}
+            for i, t in enumerate(["bake", "sail", "knit", "paint", "run", "swim", "draw", "sing"])]
+    path = tmp_path / "xs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    oracle = JudgeConfig(routing="oracle")
+    source = tiny_config(path, tmp_path / "a", methods=["zero-shot"], seeds=1, limit=4, n_fewshot=2, n_select=0,
+                         bias_kinds=[], judge=oracle)
+    run_eval(source, model=tiny)
+    _make_legacy(source, M.model_id(tiny))  # as release 2 wrote XSTest: routed by the gold subset, criteria unkeyed
+
+    counter = FitCounter(monkeypatch)
+    label_free = dataclasses.replace(source, out=str(tmp_path / "b"), adopt=str(tmp_path / "a"), judge=JudgeConfig())
+    assert run_eval(label_free, model=tiny)["run"] == {"units": 1, "computed": 1, "reused": 0}
+    assert counter.calls == ["zero-shot"]
+    # under the oracle routing (the labelled ablation) the prompts are the same, so the unit is that ablation's
+    assert run_eval(dataclasses.replace(label_free, out=str(tmp_path / "c"), judge=oracle), model=tiny)["run"][
+        "adopted"] == 1

@@ -83,6 +83,10 @@ class EvalConfig:
     of ``workers`` CPUs, shut down at the end."""
     worker_gpus: Annotated[float, R.NON_NEGATIVE] = 0.0
     """With ``workers`` > 1: GPUs each worker reserves (0.25: four workers share one GPU)."""
+    adopt: str | None = None
+    """Another evaluation folder whose finished units are taken instead of computed where they are the same
+    computation (same key, or written before keys recorded the criteria and every pair's criterion unchanged:
+    ``armlens.evaluation.adopt``); each adopted unit says so in its ``result.json``."""
     show_progress: bool = True
     """tqdm progress bars."""
 

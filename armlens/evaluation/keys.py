@@ -31,6 +31,18 @@ def unit_key(plan: Plan, method: str, judge_cfg: JudgeConfig, model_id: str, bia
     """A hash of everything a unit's numbers depend on: model, dataset, method, its settings, seed, the plan's pools
     and test pairs, and the bias kinds it reports."""
     cfg = JUDGES[method].key_settings(judge_cfg)  # only the settings that can change this method's numbers
+    return _unit_hash(plan, method, cfg, model_id, bias_kinds)
+
+
+def legacy_unit_key(plan: Plan, method: str, judge_cfg: JudgeConfig, model_id: str, bias_kinds: Sequence[str]) -> str:
+    """:func:`unit_key` as it was before keys recorded the criteria (their routing and texts): every pair judged
+    under its subset's criterion. Only :mod:`armlens.evaluation.adopt` reads it, to recognise a unit of such a folder
+    (its other settings must match), never to resume one."""
+    cfg = {k: v for k, v in JUDGES[method].key_settings(judge_cfg).items() if k not in ("criteria", "routing")}
+    return _unit_hash(plan, method, cfg, model_id, bias_kinds)
+
+
+def _unit_hash(plan: Plan, method: str, cfg: dict[str, Any], model_id: str, bias_kinds: Sequence[str]) -> str:
     return _hash({
         "format": RESULT_FORMAT, "model": model_id, "dataset": plan.dataset, "method": method, "seed": plan.seed,
         "fewshot": pairs_hash(plan.fewshot), "select": pairs_hash(plan.select), "test": pairs_hash(plan.test),

@@ -56,7 +56,9 @@ so a run stopped in it loses at most one part. A seed-free method's job (``gener
 dataset in one process, each answer computed once) keeps what it computed in ``<method>-memo/`` as it goes
 (:func:`armlens.evaluation.output_judges.per_model_memo`), and so does a ``few-shot-icl`` unit (tens of minutes at
 full size) in its seed's folder. Commit the fit files, ``branch-pass/`` and ``*-memo/`` to
-resume on another machine.
+resume on another machine. ``adopt``: a unit that another folder finished as the very same computation (its key, or
+a key written before keys recorded the criteria with every pair's criterion unchanged) is taken from there, and says
+so in its ``result.json`` (:mod:`armlens.evaluation.adopt`).
 
 Scoring at the physical limit
 -----------------------------
@@ -102,6 +104,7 @@ from tqdm.auto import tqdm
 
 from armlens import model as M
 from armlens.errors import BadInputError, NotFoundError
+from armlens.evaluation.adopt import adopt_unit, check_adopt_source
 from armlens.evaluation.baselines import JudgeConfig
 from armlens.evaluation.eval_config import REFERENCE, EvalConfig
 from armlens.evaluation.jobs import Job, Outcome, load_config_model, plan_jobs, run_jobs_here
@@ -140,6 +143,7 @@ def run_eval(config: EvalConfig, model: Model | None = None, *, allow_changed_se
     if model is not None and config.workers > 1:
         raise BadInputError("workers > 1 loads the model in each worker from config.model; pass no model object")
     out = check_out(config, allow_changed_settings)
+    check_adopt_source(config.adopt, out)
     plans, datasets = [], {}
     for name in config.data:  # every dataset is loaded and split before anything is written
         p, d = plan_dataset(config, name, out)
@@ -159,9 +163,19 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
     finished: dict[tuple[str, int, str], Outcome] = {}
     pending: list[tuple[Plan, str, JudgeConfig]] = []
     keys: dict[tuple[str, int, str], str] = {}
+    adopted = 0
     for plan, method, jcfg in units:
         key = unit_key(plan, method, jcfg, model_id, config.bias_kinds_for(method))
         result = read_unit(plan.folder / method, key)
+        if result is None and config.adopt is not None:  # the same computation, finished in another folder
+            taken = adopt_unit(Path(config.adopt), plan, method, jcfg, model_id, config.bias_kinds_for(method), key)
+            if taken is not None:
+                result, rows = taken
+                result["key"] = key
+                write_unit(plan.folder / method, result, rows)
+                adopted += 1
+                logger.info("%s seed %d %s: adopted from %s (%s)", plan.dataset, plan.seed, method, config.adopt,
+                            result["adopted"]["rule"])
         if result is None:
             pending.append((plan, method, jcfg))
             keys[(plan.dataset, plan.seed, method)] = key
@@ -205,9 +219,12 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
         result, items = finished[(plan.dataset, plan.seed, method)]
         results.append(result)
         all_items += items
-    logger.info("%d unit(s) computed, %d reused from %s", computed, len(units) - computed, out)
+    logger.info("%d unit(s) computed, %d reused from %s (%d of them adopted)", computed, len(units) - computed, out,
+                adopted)
     summary = summarize_eval(config, methods, plans, datasets, results, all_items, model_id)
     summary["run"] = {"units": len(units), "computed": computed, "reused": len(units) - computed}
+    if adopted:
+        summary["run"]["adopted"] = adopted
     markdown = results_markdown(summary)
     write_summary(out, summary, markdown, all_items)
     return summary

@@ -45,7 +45,7 @@ takes either form)."""
 SPLIT = "split.json.gz"
 """A seed's split record (ids of every pool and the test sample), gzip-compressed like :data:`ITEMS`."""
 
-SETTINGS_IGNORED = ("out", "show_progress", "workers", "ray_address", "worker_gpus", "device", "device_map")
+SETTINGS_IGNORED = ("out", "adopt", "show_progress", "workers", "ray_address", "worker_gpus", "device", "device_map")
 """EvalConfig fields that may differ from a results folder's ``config.json`` without ``allow_changed_settings``."""
 
 
@@ -120,6 +120,18 @@ def read_unit(folder: Path, key: str) -> dict[str, Any] | None:
         logger.info("settings changed for %s: recomputing", folder)
         return None
     return result
+
+
+def read_unit_as_recorded(folder: Path) -> dict[str, Any] | None:
+    """A finished unit's result whatever its key, or None when missing or unreadable (another folder's units,
+    :mod:`armlens.evaluation.adopt`)."""
+    if not ((folder / "result.json").is_file() and result_exists(folder / ITEMS)):
+        return None
+    try:
+        return json.loads((folder / "result.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        logger.warning("unreadable unit result %s: not adopted", folder / "result.json")
+        return None
 
 
 def read_items(folder: Path) -> list[dict[str, Any]]:
