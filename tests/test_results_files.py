@@ -41,6 +41,20 @@ def test_committed_results_hold_no_plain_per_item_file():
 
 
 @needs_experiments
+def test_every_adopted_unit_holds_its_source_units_items():
+    """A unit taken from another folder (``armlens eval --adopt``) names a committed unit that still holds the key it
+    was adopted under, and its per-item scores are that unit's (its rows, relabelled nowhere)."""
+    adopted = [p for p in EXPERIMENTS.glob("*/*/seed*/*/result.json") if "adopted" in json.loads(p.read_text())]
+    assert len(adopted) >= 20  # HH-RLHF's decoding units, taken from release 2 (experiments/eval-hh-rlhf)
+    for path in adopted:
+        record = json.loads(path.read_text())["adopted"]
+        source = (path.parent / record["from"]).resolve()
+        assert record["rule"] in ("same key", "criteria unchanged")
+        assert json.loads((source / "result.json").read_text())["key"] == record["key"], path
+        assert aio.read_jsonl(path.parent / "items.jsonl.gz") == aio.read_jsonl(source / "items.jsonl.gz"), path
+
+
+@needs_experiments
 def test_a_committed_eval_seed_reads_back_to_its_recorded_accuracy():
     """Every unit of one committed seed is a finished unit (its compressed items found), and its test items give
     back the accuracy and size its result.json records, in the order of the seed's (compressed) split."""
