@@ -65,11 +65,13 @@ def plot_bias_heads(records: Sequence[dict[str, Any]], shape: tuple[int, int], k
     hack rate and clean accuracy with the top-ranked k heads ablated together."""
     rows = [r["kinds"][kind] for r in records if kind in r["kinds"]]
     delta = torch.stack([torch.tensor(k["hack_rate"]) - k["zero_shot_hack_rate"] for k in rows]).mean(0)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.12,
+    spacing = 0.18  # room between the grid and the curves for the colour bar and the curves' axis title
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=spacing,
                         subplot_titles=["hack-rate change, one head ablated", "top-k heads ablated together"])
     m = symmetric(delta)
+    bar = {"x": 0.45 * (1 - spacing) + 0.01, "xanchor": "left", "thickness": 14, "title": "points"}
     fig.add_trace(heatmap(100 * delta, name="hack-rate change (points)", fmt=".1f", colorscale=SIGNED, zmid=0,
-                          zmin=-100 * m, zmax=100 * m, colorbar={"x": 0.4, "title": "points"}), row=1, col=1)
+                          zmin=-100 * m, zmax=100 * m, colorbar=bar), row=1, col=1)
     arm = torch.stack([_mask(r["arm_heads"], shape) for r in records]).float().mean(0) > 0.5
     fig.add_trace(mask_markers(arm, name="ARM head (majority of seeds)"), row=1, col=1)
     head_axes(fig, *shape, row=1, col=1)
@@ -98,7 +100,7 @@ def plot_bias_heads(records: Sequence[dict[str, Any]], shape: tuple[int, int], k
                                  name="clean accuracy", legendgroup="acc", showlegend=first,
                                  line={"color": "#1f77b4", "dash": "dot"}), row=1, col=2)
     fig.update_xaxes(title_text="heads ablated (ranked by single-head effect)", row=1, col=2)
-    fig.update_yaxes(title_text="%", row=1, col=2)
+    fig.update_yaxes(title_text="% of pairs", row=1, col=2)
     return style(fig, f"Where the zero-shot judge's {kind} preference lives{' on ' + data if data else ''}",
                  subtitle=f"{counted(len(rows), 'seed')}; hacked pairs: each scored pair with its rejected response "
                           f"given the {kind} transform; hack rate: share preferring the hacked rejected response; "
