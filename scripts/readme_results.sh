@@ -13,6 +13,9 @@
 # Partition: the committed folders were made before the dev/test partitions existed, on every pair (--partition all);
 # that is what this script reproduces and resumes, so their numbers mix the pairs choices were made on with the pairs
 # claims are made on (issue 37). A run on the partition goes to a new folder: PARTITION=dev (ablate) / test (eval).
+# ADOPT=experiments/eval (with PARTITION=test): take the units that folder (and experiments/eval-hh-rlhf) finished as
+# the very same computation instead of computing them again (armlens eval --adopt: TruthfulQA's and HH-RLHF's, which
+# are test-only, so their pools and test pairs are unchanged); each adopted unit says so in its result.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # METHODS: a subset to run first (the mask-based judges share one branch pass and are cheap; voting, implicit and
@@ -23,8 +26,10 @@ METHODS=${METHODS:-$ALL}
 BIAS_METHODS=$(for m in arm mean-ablation zero-shot longer shorter probe steering savs implicit; do
   if [[ ",$METHODS," == *",$m,"* ]]; then echo "$m"; fi; done | paste -sd, -)  # in this order, as the committed folders say
 .venv/bin/armlens eval --data llmbar,hhh,xstest,truthfulqa --partition "${PARTITION:-all}" --limit all --seeds 5 \
-  --n-fewshot 16 --n-select 0 --methods "$METHODS" --bias-methods "$BIAS_METHODS" --out "$OUT" "${@:2}"
+  --n-fewshot 16 --n-select 0 --methods "$METHODS" --bias-methods "$BIAS_METHODS" --out "$OUT" \
+  ${ADOPT:+--adopt "$ADOPT"} "${@:2}"
 .venv/bin/armlens eval --data hh-rlhf --partition "${PARTITION:-all}" --limit 500 --seeds 5 --n-fewshot 16 \
-  --n-select 0 --methods "$METHODS" --bias-methods "$BIAS_METHODS" --out "$OUT-hh-rlhf" "${@:2}"
+  --n-select 0 --methods "$METHODS" --bias-methods "$BIAS_METHODS" --out "$OUT-hh-rlhf" \
+  ${ADOPT:+--adopt "$ADOPT-hh-rlhf"} "${@:2}"
 # every figure of both folders (accuracy per method, bias-suite hack rates), redrawn from the committed summaries
 .venv/bin/armlens figures --results "$OUT,$OUT-hh-rlhf" --out figures/eval
