@@ -32,4 +32,5 @@ BIAS_METHODS=$(for m in arm mean-ablation zero-shot longer shorter probe steerin
   --n-select 0 --methods "$METHODS" --bias-methods "$BIAS_METHODS" --out "$OUT-hh-rlhf" \
   ${ADOPT:+--adopt "$ADOPT-hh-rlhf"} "${@:2}"
 # every figure of both folders (accuracy per method, bias-suite hack rates), redrawn from the committed summaries
-.venv/bin/armlens figures --results "$OUT,$OUT-hh-rlhf" --out figures/eval
+# into figures/<name of OUT> (figures/eval, figures/eval-test)
+.venv/bin/armlens figures --results "$OUT,$OUT-hh-rlhf" --out "figures/$(basename "$OUT")"
