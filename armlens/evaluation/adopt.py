@@ -30,9 +30,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from armlens.data.records import PreferencePair
 from armlens.errors import BadInputError
 from armlens.evaluation.baselines import JudgeConfig
-from armlens.evaluation.keys import legacy_unit_key, unit_key
+from armlens.evaluation.keys import legacy_unit_key
 from armlens.evaluation.planning import Plan
 from armlens.evaluation.store import read_items, read_unit_as_recorded
 from armlens.prompts import criterion_for
@@ -40,15 +41,16 @@ from armlens.prompts import criterion_for
 logger = logging.getLogger(__name__)
 
 
-def _plan_pairs(plan: Plan) -> list:
+def _plan_pairs(plan: Plan) -> list[PreferencePair]:
     return [*plan.fewshot, *plan.select, *plan.test, *(p for pairs in plan.suite.values() for p in pairs)]
 
 
-def adoption_rule(recorded_key: str, plan: Plan, method: str, jcfg: JudgeConfig, model_id: str,
+def adoption_rule(recorded_key: str, key: str, plan: Plan, method: str, jcfg: JudgeConfig, model_id: str,
                   bias_kinds: list[str]) -> str | None:
-    """Why a unit recorded under ``recorded_key`` is this run's unit (``same key`` or ``criteria unchanged``), or
+    """Why a unit recorded under ``recorded_key`` is this run's unit of key ``key``
+    (:func:`armlens.evaluation.keys.unit_key` of the other arguments): ``same key`` or ``criteria unchanged``; or
     ``None`` when it may not be."""
-    if recorded_key == unit_key(plan, method, jcfg, model_id, bias_kinds):
+    if recorded_key == key:
         return "same key"
     if recorded_key != legacy_unit_key(plan, method, jcfg, model_id, bias_kinds) or jcfg.criterion is not None:
         return None
@@ -65,21 +67,20 @@ def adopt_unit(source: Path, plan: Plan, method: str, jcfg: JudgeConfig, model_i
     result = read_unit_as_recorded(folder)
     if result is None:
         return None
-    rule = adoption_rule(result.get("key", ""), plan, method, jcfg, model_id, bias_kinds)
+    rule = adoption_rule(result.get("key", ""), key, plan, method, jcfg, model_id, bias_kinds)
     if rule is None:
         logger.info("%s: not the same computation as this run's unit; computing it", folder)
         return None
     adopted = {"from": os.path.relpath(folder, plan.folder / method), "key": result["key"], "rule": rule}
-    return {**result, "adopted": adopted}, read_items(folder)
+    return {**result, "key": key, "adopted": adopted}, read_items(folder)
 
 
-def check_adopt_source(source: str | None, out: Path) -> Path | None:
-    """The ``--adopt`` folder, checked before any work: an evaluation folder other than ``out``."""
+def check_adopt_source(source: str | None, out: Path) -> None:
+    """Check the ``--adopt`` folder before any work: an evaluation folder other than ``out``."""
     if source is None:
-        return None
+        return
     path = Path(source)
     if not (path / "config.json").is_file():
         raise BadInputError(f"--adopt {source}: not an evaluation folder (no config.json)")
     if path.resolve() == out.resolve():
         raise BadInputError(f"--adopt {source}: that is --out itself; a rerun resumes its own units without it")
-    return path

@@ -171,7 +171,6 @@ def _run_eval(config: EvalConfig, methods: list[str], out: Path, model: Model | 
             taken = adopt_unit(Path(config.adopt), plan, method, jcfg, model_id, config.bias_kinds_for(method), key)
             if taken is not None:
                 result, rows = taken
-                result["key"] = key
                 write_unit(plan.folder / method, result, rows)
                 adopted += 1
                 logger.info("%s seed %d %s: adopted from %s (%s)", plan.dataset, plan.seed, method, config.adopt,

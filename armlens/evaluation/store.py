@@ -108,13 +108,8 @@ def read_summary(out: Path) -> dict[str, Any]:
 
 def read_unit(folder: Path, key: str) -> dict[str, Any] | None:
     """A finished unit's result, or None when missing, unreadable or computed under another key."""
-    path = folder / "result.json"
-    if not (path.is_file() and result_exists(folder / ITEMS)):  # either form: folders written before stay resumable
-        return None
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        logger.warning("unreadable unit result %s: recomputing", path)
+    result = read_unit_as_recorded(folder, unreadable="recomputing")
+    if result is None:
         return None
     if result.get("key") != key:
         logger.info("settings changed for %s: recomputing", folder)
@@ -122,15 +117,16 @@ def read_unit(folder: Path, key: str) -> dict[str, Any] | None:
     return result
 
 
-def read_unit_as_recorded(folder: Path) -> dict[str, Any] | None:
-    """A finished unit's result whatever its key, or None when missing or unreadable (another folder's units,
-    :mod:`armlens.evaluation.adopt`)."""
-    if not ((folder / "result.json").is_file() and result_exists(folder / ITEMS)):
+def read_unit_as_recorded(folder: Path, *, unreadable: str = "not adopted") -> dict[str, Any] | None:
+    """A finished unit's result whatever its key, or None when missing or unreadable (logged with ``unreadable``,
+    what happens instead). Its items may be in either form: folders written before stay readable."""
+    path = folder / "result.json"
+    if not (path.is_file() and result_exists(folder / ITEMS)):
         return None
     try:
-        return json.loads((folder / "result.json").read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        logger.warning("unreadable unit result %s: not adopted", folder / "result.json")
+        logger.warning("unreadable unit result %s: %s", path, unreadable)
         return None
 
 
